@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing, then runs the whole suite.
+# Used as-is by CI (.ci/run). Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v socat >/dev/null || need+=(socat)
+{ [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null; } || need+=(mosquitto)
+command -v chromium >/dev/null || need+=(chromium)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing test prerequisites: ${need[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# mosquitto lives in /usr/sbin, which a non-login shell may not have on PATH.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo build --release --locked --bin parking-bridge
+cargo test --locked

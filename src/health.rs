@@ -1,0 +1,82 @@
+//! Device health shared between the lane layer (which learns of link changes) and
+//! the heartbeat / status page (which report it). One small map behind a mutex.
+
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceState {
+    pub lane: String,
+    pub up: bool,
+    /// When the link last changed.
+    pub since: Timestamp,
+}
+
+/// Link state of every configured device, by device name.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    inner: Arc<Mutex<BTreeMap<String, DeviceState>>>,
+}
+
+impl Health {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a device's link state; a repeat of the current state keeps `since`.
+    pub fn set(&self, device: &str, lane: &str, up: bool, at: Timestamp) {
+        let mut map = self.lock();
+        match map.get_mut(device) {
+            Some(s) if s.up == up => {}
+            Some(s) => {
+                s.up = up;
+                s.since = at;
+            }
+            None => {
+                map.insert(device.to_string(), DeviceState { lane: lane.to_string(), up, since: at });
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, DeviceState> {
+        self.lock().clone()
+    }
+
+    /// Lanes that have at least one device and all of whose devices have been down for
+    /// longer than `threshold_ms` at `now`.
+    pub fn lost_lanes(&self, now: Timestamp, threshold_ms: i64) -> Vec<String> {
+        let map = self.lock();
+        let mut lanes: BTreeMap<&str, bool> = BTreeMap::new();
+        for s in map.values() {
+            let lost = !s.up && now.0 - s.since.0 > threshold_ms;
+            let entry = lanes.entry(s.lane.as_str()).or_insert(true);
+            *entry &= lost;
+        }
+        lanes.into_iter().filter(|(_, lost)| *lost).map(|(l, _)| l.to_string()).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DeviceState>> {
+        // A panic while holding this lock leaves a plain map behind, still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_is_lost_only_when_all_its_devices_are_down_past_threshold() {
+        let h = Health::new();
+        h.set("io-1", "entry-1", true, Timestamp(0));
+        h.set("cam-1", "entry-1", true, Timestamp(0));
+        h.set("io-1", "entry-1", false, Timestamp(1_000));
+        assert!(h.lost_lanes(Timestamp(100_000), 10_000).is_empty(), "camera still up");
+        h.set("cam-1", "entry-1", false, Timestamp(2_000));
+        assert!(h.lost_lanes(Timestamp(5_000), 10_000).is_empty(), "not yet past threshold");
+        assert_eq!(h.lost_lanes(Timestamp(13_000), 10_000), vec!["entry-1".to_string()]);
+        h.set("cam-1", "entry-1", false, Timestamp(12_500));
+        assert_eq!(h.lost_lanes(Timestamp(13_000), 10_000), vec!["entry-1".to_string()], "repeat keeps since");
+    }
+}

@@ -1,0 +1,19 @@
+//! parking-bridge: lane hardware → entries/exits → City Brain platform.
+//!
+//! Data flows one way (see `docs/ARCHITECTURE.md`):
+//! drivers —[`event::RawEvent`]→ lanes —[`report::Report`]→ store/outbox → uploader → platform.
+
+pub mod config;
+pub mod driver;
+pub mod event;
+pub mod health;
+pub mod lane;
+pub mod ops;
+pub mod platform;
+pub mod plate;
+pub mod report;
+pub mod service;
+pub mod sim;
+pub mod store;
+pub mod time;
+pub mod uploader;

@@ -1,0 +1,1 @@
+//! The simulated lot behind `parking-bridge demo`. TODO(issue 6).

@@ -1,0 +1,1 @@
+//! Outbox → platform delivery loop and the heartbeat task. TODO(issue 3).
