@@ -1,1 +1,2 @@
 //! The simulated lot behind `parking-bridge demo`. TODO(issue 6).
+pub mod traffic;
