@@ -1,2 +1,4 @@
 //! The simulated lot behind `parking-bridge demo`. TODO(issue 6).
+pub mod broker;
+pub mod picture;
 pub mod traffic;
