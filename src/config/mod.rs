@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use devices::{BusConfig, DeviceConfig, MqttConfig};
+pub use devices::{Attachment, BusConfig, DeviceConfig, MqttConfig, Parity, Role};
 pub use lanes::{Direction, LaneConfig};
 pub use lot::LotConfig;
 pub use ops::{HttpConfig, LoggingConfig};
@@ -37,6 +37,10 @@ pub struct SiteConfig {
     pub buses: Vec<BusConfig>,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// Extra directories searched for device profiles, before `./device-profiles`,
+    /// `/usr/share/parking-bridge/device-profiles` and the built-in profiles.
+    #[serde(default)]
+    pub profile_dirs: Vec<String>,
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
@@ -53,7 +57,10 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Invalid { key: key.into(), message: message.into() }
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -70,7 +77,14 @@ pub struct Located {
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}: {}", self.file.display(), line, self.key, self.message),
+            Some(line) => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                line,
+                self.key,
+                self.message
+            ),
             None => write!(f, "{}: {}: {}", self.file.display(), self.key, self.message),
         }
     }
@@ -79,20 +93,29 @@ impl fmt::Display for Located {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}", join_lines(.0))]
     Invalid(Vec<Located>),
 }
 
 fn join_lines(errors: &[Located]) -> String {
-    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl SiteConfig {
     /// Reads, parses and validates a site config file.
     pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml(&text, path)
     }
 
@@ -145,7 +168,11 @@ impl SiteConfig {
 
 /// 1-based line of a byte offset.
 pub fn line_of_offset(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 /// Finds the line of a dotted key path like `lanes[1].port_no` or `platform.app_id`
