@@ -321,3 +321,81 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, SiteConfig};
+    use std::path::Path;
+
+    fn load(sections: &str) -> Result<SiteConfig, ConfigError> {
+        let text = format!(
+            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
+             [storage]\ndir = \"/tmp\"\n[[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{sections}"
+        );
+        SiteConfig::from_toml(&text, Path::new("site.toml"))
+    }
+
+    #[test]
+    fn complete_device_sections_are_accepted() {
+        let c = load(
+            "[mqtt]\nhost = \"127.0.0.1\"\nusername = \"u\"\npassword = \"p\"\ntls = true\nca_file = \"/etc/ca.pem\"\nclient_id = \"pb-1\"\n\
+             [[buses]]\nname = \"b1\"\nport = \"/dev/parking/bus1\"\nbaud = 9600\nparity = \"even\"\nstop_bits = 1\ninter_frame_delay_ms = 5\n\
+             [[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\nbus = \"b1\"\nslave = 1\nroles = { loop_a = \"di1\" }\n\
+             [[devices]]\nname = \"cam\"\nprofile = \"vzenith-mqtt\"\nlane = \"in\"\ncamera_id = \"sn1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.buses[0].parity, super::Parity::Even);
+        assert_eq!(
+            c.devices[0]
+                .roles
+                .get(&super::Role::LoopA)
+                .map(String::as_str),
+            Some("di1")
+        );
+    }
+
+    #[test]
+    fn device_errors_name_line_and_key() {
+        let err = load(
+            "[[buses]]\nname = \"b1\"\nport = \"/dev/x\"\n\
+             [[devices]]\nname = \"io\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b2\"\n\
+             [[devices]]\nname = \"io\"\nprofile = \"p\"\nlane = \"in\"\ntcp = \"1.2.3.4:502\"\ncamera_id = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("site.toml:20: devices[0].bus: no [[buses]] with name \"b2\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("devices[1].name: duplicate device name"),
+            "{err}"
+        );
+        assert!(err.contains("devices[1].name: set exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn cameras_need_mqtt_and_slaves_are_unique_per_bus() {
+        let err = load(
+            "[[buses]]\nname = \"b1\"\nport = \"/dev/x\"\nbaud = 300\n\
+             [[devices]]\nname = \"a\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b1\"\nslave = 3\n\
+             [[devices]]\nname = \"b\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b1\"\nslave = 3\n\
+             [[devices]]\nname = \"c\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"a/b\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("buses[0].baud"), "{err}");
+        assert!(
+            err.contains("devices[1].slave: slave 3 is already used"),
+            "{err}"
+        );
+        assert!(
+            err.contains("devices[2].camera_id: must be non-empty"),
+            "{err}"
+        );
+        assert!(
+            err.contains("devices[2].camera_id: cameras need an [mqtt] section"),
+            "{err}"
+        );
+    }
+}

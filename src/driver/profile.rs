@@ -398,7 +398,7 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
                 "functions 1 and 2 read bits: use type = \"bit\"",
             )),
             PointKind::WordBit => {
-                if !p.bit.is_some_and(|b| b < 16) {
+                if p.bit.is_none_or(|b| b >= 16) {
                     out.push(Invalid::new(key("bit"), "`word_bit` needs bit = 0 to 15"));
                 }
             }
@@ -672,7 +672,7 @@ pub fn check_device(
                 format!("profile {:?} is not usable over Modbus TCP", p.name),
             ))
         }
-        (Some(Attachment::Camera { .. }), None, _) => out.push(Invalid::new(
+        (Some(Attachment::Camera { .. }), _, None) => out.push(Invalid::new(
             key("camera_id"),
             format!("profile {:?} is not a camera profile", p.name),
         )),
@@ -797,6 +797,64 @@ mod tests {
         assert!(
             err.contains("modbus.points[0].values: \"ajar\" is not one of"),
             "{err}"
+        );
+    }
+
+    fn site(devices: &str) -> SiteConfig {
+        let text = format!(
+            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
+             [storage]\ndir = \"/tmp\"\n[mqtt]\nhost = \"h\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
+             [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{devices}"
+        );
+        SiteConfig::from_toml(&text, Path::new("site.toml")).unwrap()
+    }
+
+    #[test]
+    fn devices_are_checked_against_their_profiles() {
+        let c = site(
+            "[[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\ntcp = \"h:502\"\n\
+             roles = { loop_a = \"di9\", gate_status = \"di1\" }\n\
+             [[devices]]\nname = \"cam\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\ncamera_id = \"x\"\n\
+             [[devices]]\nname = \"gate\"\nprofile = \"vzenith-mqtt\"\nlane = \"in\"\nbus = \"b\"\n\
+             [[devices]]\nname = \"nope\"\nprofile = \"no-such-profile\"\nlane = \"in\"\nbus = \"b\"\n",
+        );
+        let err = load_profiles(&c).unwrap_err().to_string();
+        for expected in [
+            "devices[0].tcp: profile \"waveshare-modbus-rtu-io-8ch\" is not usable over Modbus TCP",
+            "devices[0].roles.loop_a: profile \"waveshare-modbus-rtu-io-8ch\" has no point \"di9\"",
+            "devices[0].roles.gate_status: point \"di1\" must be an enum point",
+            "devices[1].camera_id: profile \"waveshare-modbus-rtu-io-8ch\" is not a camera profile",
+            "devices[2].profile: profile \"vzenith-mqtt\" is a camera profile",
+            "devices[3].profile: no profile \"no-such-profile\"",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in\n{err}");
+        }
+    }
+
+    #[test]
+    fn profile_dirs_override_builtin_profiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = BUILTIN[0].1.replace("poll_ms = 100", "poll_ms = 250");
+        std::fs::write(dir.path().join(format!("{}.toml", BUILTIN[0].0)), text).unwrap();
+        let mut c = site(&format!(
+            "[[devices]]\nname = \"io\"\nprofile = \"{}\"\nlane = \"in\"\nbus = \"b\"\nroles = {{ loop_a = \"di1\" }}\n",
+            BUILTIN[0].0
+        ));
+        c.profile_dirs = vec![dir.path().display().to_string()];
+        let lib = load_profiles(&c).unwrap();
+        assert_eq!(
+            lib.get(BUILTIN[0].0)
+                .unwrap()
+                .modbus
+                .as_ref()
+                .unwrap()
+                .poll_ms,
+            250
+        );
+        assert!(
+            lib.origin(BUILTIN[0].0)
+                .unwrap()
+                .starts_with(&dir.path().display().to_string())
         );
     }
 }

@@ -140,7 +140,7 @@ pub fn decode(
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '\0')
         .collect();
-    let readable = !cleaned.is_empty() && !f.unreadable.iter().any(|u| *u == cleaned);
+    let readable = !cleaned.is_empty() && !f.unreadable.contains(&cleaned);
     let color = f
         .color
         .iter()
