@@ -63,6 +63,9 @@ enum Command {
     /// A strict stand-in for the City Brain platform, for commissioning without a test
     /// environment and for tests. Prints `listening on ADDR` first.
     MockPlatform(MockPlatformArgs),
+    /// List serial ports with their /dev/serial/by-id and by-path names, and print the
+    /// udev rule line that pins each USB-RS485 adapter to /dev/parking/<name>.
+    Ports,
 }
 
 #[derive(clap::Args)]
@@ -201,16 +204,13 @@ fn main() -> anyhow::Result<ExitCode> {
             let set = action.map(|OccupancyCommand::Set { occupied }| occupied);
             operator_output(operator::occupancy(&site, set))
         }
-        Command::Check { config } => match SiteConfig::load_with_secret(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        Command::Ports => {
+            let ports =
+                parking_bridge::driver::ports::list_ports(Path::new("/sys"), Path::new("/dev"));
+            print!("{}", parking_bridge::driver::ports::report(&ports));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { config } => check(&config),
     }
 }
 
@@ -410,4 +410,39 @@ fn run(config: &Path) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(parking_bridge::service::run(site))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `check`: the site config, the secret, and every device against its profile.
+fn check(config: &Path) -> anyhow::Result<ExitCode> {
+    let site = match SiteConfig::load_with_secret(config) {
+        Ok((site, _secret)) => site,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    match parking_bridge::driver::load_profiles(&site) {
+        Ok(_) => {
+            println!("{}: ok", config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(parking_bridge::driver::ProfileError::Devices(problems)) => {
+            // Device-vs-profile problems are keys of the site config: locate them.
+            let text = std::fs::read_to_string(config).unwrap_or_default();
+            for p in problems {
+                let located = parking_bridge::config::Located {
+                    file: config.to_path_buf(),
+                    line: parking_bridge::config::locate_key(&text, &p.key),
+                    key: p.key,
+                    message: p.message,
+                };
+                eprintln!("{located}");
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
