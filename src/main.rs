@@ -29,6 +29,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the lane logic offline over a raw-event journal (JSON lines) and print the
+    /// resulting reports as JSON lines, deterministically.
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// JSON-lines file of raw events (a journal file or a hand-written scenario).
+        #[arg(long)]
+        events: PathBuf,
+        /// Also print each passage the lane machines saw (why a report was made).
+        #[arg(long)]
+        passages: bool,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
@@ -44,5 +56,33 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Replay {
+            config,
+            events,
+            passages,
+        } => {
+            let site = match SiteConfig::load(&config) {
+                Ok(site) => site,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let file = std::fs::File::open(&events)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", events.display()))?;
+            let stdout = std::io::stdout().lock();
+            match parking_bridge::lane::replay::run(
+                &site,
+                std::io::BufReader::new(file),
+                stdout,
+                passages,
+            ) {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("{}: {e}", events.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
     }
 }

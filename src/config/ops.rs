@@ -17,14 +17,19 @@ fn default_listen() -> String {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: default_listen() }
+        HttpConfig {
+            listen: default_listen(),
+        }
     }
 }
 
 impl HttpConfig {
     pub fn validate(&self, out: &mut Vec<Invalid>) {
         if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
-            out.push(Invalid::new("http.listen", "expected an address like \"127.0.0.1:9108\""));
+            out.push(Invalid::new(
+                "http.listen",
+                "expected an address like \"127.0.0.1:9108\"",
+            ));
         }
     }
 }
