@@ -165,7 +165,7 @@ mod tests {
         let cases = [
             ("闽A12345", PlateFormat::Standard),
             ("京AD12345", PlateFormat::NewEnergySmall),
-            ("粤BF1A234", PlateFormat::NewEnergySmall),
+            ("粤BFA1234", PlateFormat::NewEnergySmall),
             ("沪A12345D", PlateFormat::NewEnergyLarge),
             ("闽A1234警", PlateFormat::Police),
             ("WJ0112345", PlateFormat::ArmedPolice),
