@@ -82,7 +82,7 @@ pub fn format_of(plate: &str) -> PlateFormat {
     let last = c[n - 1];
     let body_ok = |range: std::ops::Range<usize>| c[range].iter().all(|ch| is_plate_alnum(*ch));
     match (n, last) {
-        (7, '使') if c[1..6].iter().all(|ch| ch.is_ascii_digit()) => PlateFormat::Embassy,
+        (8, '使') if c[1..7].iter().all(|ch| ch.is_ascii_digit()) => PlateFormat::Embassy,
         (7, '警') if is_plate_letter(c[1]) && body_ok(2..6) => PlateFormat::Police,
         (7, '领') if is_plate_letter(c[1]) && body_ok(2..6) => PlateFormat::Consulate,
         (7, '港') if is_plate_letter(c[1]) && body_ok(2..6) => PlateFormat::HongKong,
