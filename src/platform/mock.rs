@@ -1,1 +1,2 @@
-//! TODO(issue 2): mock
+//! The strict stand-in for City Brain (`parking-bridge mock-platform`).
+//! TODO(issue 2): in progress.

@@ -1,0 +1,1 @@
+//! Operator commands: `stay enter|exit|list`, `outbox`, `occupancy`.
