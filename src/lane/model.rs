@@ -4,8 +4,8 @@
 //!
 //! Occupancy: an entry (or count-only entry) adds one, an exit (matched, unmatched or
 //! count-only) and an expired stay remove one, a superseded stay is replaced by its new
-//! one (no change). `occupied` never goes below 0 and `free = max(0, total − occupied)`,
-//! so free spaces always lie within `0..=total`.
+//! one (no change). `occupied` is kept within `0..=total` (as the state database keeps
+//! it) and `free = total − occupied`, so free spaces always lie within `0..=total`.
 
 use super::stays::{NewEntry, OpenStay, StayAction, expired};
 use crate::config::LotConfig;
@@ -128,7 +128,7 @@ impl MemoryLot {
 
     /// The operator's correction (`occupancy set N`) or an external occupancy source.
     pub fn set_occupied(&mut self, n: i64) {
-        self.occupied = n.max(0);
+        self.occupied = n.clamp(0, self.lot.total_spaces.max(0));
     }
 
     /// `out_order_no` as the spec recommends: lot number + entry time + 6-digit sequence.
@@ -143,8 +143,9 @@ impl MemoryLot {
         )
     }
 
+    /// Kept within 0..=total, as the state database does.
     fn add(&mut self, delta: i64) {
-        self.occupied = (self.occupied + delta).max(0);
+        self.occupied = (self.occupied + delta).clamp(0, self.lot.total_spaces.max(0));
     }
 
     /// Applies one action; returns what it produced, in order.
