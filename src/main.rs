@@ -66,6 +66,18 @@ enum Command {
     /// List serial ports with their /dev/serial/by-id and by-path names, and print the
     /// udev rule line that pins each USB-RS485 adapter to /dev/parking/<name>.
     Ports,
+    /// Run the lane logic offline over a raw-event journal (JSON lines) and print the
+    /// resulting reports as JSON lines, deterministically.
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// JSON-lines file of raw events (a journal file or a hand-written scenario).
+        #[arg(long)]
+        events: PathBuf,
+        /// Also print each passage the lane machines saw (why a report was made).
+        #[arg(long)]
+        passages: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -209,6 +221,34 @@ fn main() -> anyhow::Result<ExitCode> {
                 parking_bridge::driver::ports::list_ports(Path::new("/sys"), Path::new("/dev"));
             print!("{}", parking_bridge::driver::ports::report(&ports));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Replay {
+            config,
+            events,
+            passages,
+        } => {
+            let site = match SiteConfig::load(&config) {
+                Ok(site) => site,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let file = std::fs::File::open(&events)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", events.display()))?;
+            let stdout = std::io::stdout().lock();
+            match parking_bridge::lane::replay::run(
+                &site,
+                std::io::BufReader::new(file),
+                stdout,
+                passages,
+            ) {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("{}: {e}", events.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
         Command::Check { config } => check(&config),
     }
