@@ -112,7 +112,10 @@ mod tests {
         };
         let line = serde_json::to_string(&ev).unwrap();
         assert!(line.contains("\"type\":\"plate\""), "{line}");
-        assert!(!line.contains("image\":"), "image bytes must not be journalled: {line}");
+        assert!(
+            !line.contains("image\":"),
+            "image bytes must not be journalled: {line}"
+        );
         let back: RawEvent = serde_json::from_str(&line).unwrap();
         match back.kind {
             EventKind::Plate(p) => {
@@ -128,6 +131,12 @@ mod tests {
     fn loop_event_format_is_stable() {
         let line = r#"{"lane":"x","device":"io","at":5,"kind":{"type":"loop","which":"a","occupied":true}}"#;
         let ev: RawEvent = serde_json::from_str(line).unwrap();
-        assert_eq!(ev.kind, EventKind::Loop { which: LoopId::A, occupied: true });
+        assert_eq!(
+            ev.kind,
+            EventKind::Loop {
+                which: LoopId::A,
+                occupied: true
+            }
+        );
     }
 }

@@ -34,7 +34,14 @@ impl Health {
                 s.since = at;
             }
             None => {
-                map.insert(device.to_string(), DeviceState { lane: lane.to_string(), up, since: at });
+                map.insert(
+                    device.to_string(),
+                    DeviceState {
+                        lane: lane.to_string(),
+                        up,
+                        since: at,
+                    },
+                );
             }
         }
     }
@@ -53,7 +60,11 @@ impl Health {
             let entry = lanes.entry(s.lane.as_str()).or_insert(true);
             *entry &= lost;
         }
-        lanes.into_iter().filter(|(_, lost)| *lost).map(|(l, _)| l.to_string()).collect()
+        lanes
+            .into_iter()
+            .filter(|(_, lost)| *lost)
+            .map(|(l, _)| l.to_string())
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, DeviceState>> {
@@ -72,11 +83,24 @@ mod tests {
         h.set("io-1", "entry-1", true, Timestamp(0));
         h.set("cam-1", "entry-1", true, Timestamp(0));
         h.set("io-1", "entry-1", false, Timestamp(1_000));
-        assert!(h.lost_lanes(Timestamp(100_000), 10_000).is_empty(), "camera still up");
+        assert!(
+            h.lost_lanes(Timestamp(100_000), 10_000).is_empty(),
+            "camera still up"
+        );
         h.set("cam-1", "entry-1", false, Timestamp(2_000));
-        assert!(h.lost_lanes(Timestamp(5_000), 10_000).is_empty(), "not yet past threshold");
-        assert_eq!(h.lost_lanes(Timestamp(13_000), 10_000), vec!["entry-1".to_string()]);
+        assert!(
+            h.lost_lanes(Timestamp(5_000), 10_000).is_empty(),
+            "not yet past threshold"
+        );
+        assert_eq!(
+            h.lost_lanes(Timestamp(13_000), 10_000),
+            vec!["entry-1".to_string()]
+        );
         h.set("cam-1", "entry-1", false, Timestamp(12_500));
-        assert_eq!(h.lost_lanes(Timestamp(13_000), 10_000), vec!["entry-1".to_string()], "repeat keeps since");
+        assert_eq!(
+            h.lost_lanes(Timestamp(13_000), 10_000),
+            vec!["entry-1".to_string()],
+            "repeat keeps since"
+        );
     }
 }

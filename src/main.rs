@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use parking_bridge::config::SiteConfig;
+use parking_bridge::ops::logging::{self, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,6 +21,9 @@ Installers: start with `parking-bridge check --config FILE`, then \
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format on stderr (text adapts to a terminal or journald).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -29,10 +33,17 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Installer's checklist: config, secret, storage, serial ports and devices, MQTT and
+    /// cameras, platform, clock. One ✓/✗ line each with a hint (exit 0 = all ✓).
+    Doctor {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    logging::init(cli.log_format, &logging::initial_filter("info"))?;
     match cli.command {
         Command::Check { config } => match SiteConfig::load(&config) {
             Ok(_) => {
@@ -44,5 +55,6 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Doctor { config } => Ok(parking_bridge::ops::doctor::main(&config)),
     }
 }

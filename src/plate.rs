@@ -78,7 +78,12 @@ pub enum CarType {
 }
 
 impl CarType {
-    pub const ALL: [CarType; 4] = [CarType::Normal, CarType::Special, CarType::White, CarType::Parkcard];
+    pub const ALL: [CarType; 4] = [
+        CarType::Normal,
+        CarType::Special,
+        CarType::White,
+        CarType::Parkcard,
+    ];
 
     pub fn code(self) -> &'static str {
         match self {
@@ -127,7 +132,10 @@ mod tests {
     fn colour_codes_round_trip() {
         for c in PlateColor::ALL {
             assert_eq!(PlateColor::from_code(c.code()), Some(c));
-            assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{}\"", c.code()));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.code())
+            );
         }
         assert_eq!(PlateColor::from_code("pnc_09"), None);
     }

@@ -104,8 +104,14 @@ impl Report {
         match self {
             Report::Entry(_) => ReportKind::Entry,
             Report::Exit(_) => ReportKind::Exit,
-            Report::Snapshot { event: SnapshotEvent::Parking, .. } => ReportKind::EntrySnapshot,
-            Report::Snapshot { event: SnapshotEvent::Away, .. } => ReportKind::ExitSnapshot,
+            Report::Snapshot {
+                event: SnapshotEvent::Parking,
+                ..
+            } => ReportKind::EntrySnapshot,
+            Report::Snapshot {
+                event: SnapshotEvent::Away,
+                ..
+            } => ReportKind::ExitSnapshot,
         }
     }
 }

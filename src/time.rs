@@ -32,7 +32,8 @@ impl Timestamp {
     pub fn to_local(self, offset: FixedOffset) -> DateTime<FixedOffset> {
         // An i64 millisecond count out of chrono's range (±262 000 years) cannot come
         // from a real clock; clamp rather than panic.
-        let utc = DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let utc =
+            DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or(DateTime::<Utc>::MIN_UTC);
         utc.with_timezone(&offset)
     }
     /// Parses `YYYY-MM-DD HH:MM:SS` as local time in `offset`.
@@ -94,7 +95,10 @@ mod tests {
     fn offsets_parse() {
         assert_eq!(parse_offset("+08:00"), FixedOffset::east_opt(8 * 3600));
         assert_eq!(parse_offset("UTC+8"), FixedOffset::east_opt(8 * 3600));
-        assert_eq!(parse_offset("-05:30"), FixedOffset::east_opt(-(5 * 3600 + 1800)));
+        assert_eq!(
+            parse_offset("-05:30"),
+            FixedOffset::east_opt(-(5 * 3600 + 1800))
+        );
         assert_eq!(parse_offset("8"), None);
         assert_eq!(parse_offset("+25"), None);
     }

@@ -36,7 +36,10 @@ pub struct DeviceConfig {
 pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
     for (i, d) in config.devices.iter().enumerate() {
         if config.lane(&d.lane).is_none() {
-            out.push(Invalid::new(format!("devices[{i}].lane"), format!("no lane with id {:?}", d.lane)));
+            out.push(Invalid::new(
+                format!("devices[{i}].lane"),
+                format!("no lane with id {:?}", d.lane),
+            ));
         }
     }
 }

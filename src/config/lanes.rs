@@ -26,10 +26,16 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
         if lane.id.is_empty() {
             out.push(Invalid::new(format!("lanes[{i}].id"), "must not be empty"));
         } else if !seen.insert(lane.id.as_str()) {
-            out.push(Invalid::new(format!("lanes[{i}].id"), format!("duplicate lane id {:?}", lane.id)));
+            out.push(Invalid::new(
+                format!("lanes[{i}].id"),
+                format!("duplicate lane id {:?}", lane.id),
+            ));
         }
         if lane.port_no.is_empty() || lane.port_no.chars().count() > 32 {
-            out.push(Invalid::new(format!("lanes[{i}].port_no"), "must be 1 to 32 characters"));
+            out.push(Invalid::new(
+                format!("lanes[{i}].port_no"),
+                "must be 1 to 32 characters",
+            ));
         }
     }
 }

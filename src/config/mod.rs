@@ -53,7 +53,10 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Invalid { key: key.into(), message: message.into() }
+        Invalid {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -70,7 +73,14 @@ pub struct Located {
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}: {}", self.file.display(), line, self.key, self.message),
+            Some(line) => write!(
+                f,
+                "{}:{}: {}: {}",
+                self.file.display(),
+                line,
+                self.key,
+                self.message
+            ),
             None => write!(f, "{}: {}: {}", self.file.display(), self.key, self.message),
         }
     }
@@ -79,20 +89,29 @@ impl fmt::Display for Located {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}", join_lines(.0))]
     Invalid(Vec<Located>),
 }
 
 fn join_lines(errors: &[Located]) -> String {
-    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl SiteConfig {
     /// Reads, parses and validates a site config file.
     pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml(&text, path)
     }
 
@@ -135,6 +154,7 @@ impl SiteConfig {
         lanes::validate_all(&self.lanes, &mut out);
         devices::validate_all(self, &mut out);
         self.http.validate(&mut out);
+        self.logging.validate(&mut out);
         out
     }
 
@@ -145,7 +165,11 @@ impl SiteConfig {
 
 /// 1-based line of a byte offset.
 pub fn line_of_offset(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|b| **b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
 }
 
 /// Finds the line of a dotted key path like `lanes[1].port_no` or `platform.app_id`

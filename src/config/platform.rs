@@ -40,7 +40,10 @@ impl PlatformConfig {
             ));
         }
         if crate::time::parse_offset(&self.utc_offset).is_none() {
-            out.push(Invalid::new("platform.utc_offset", "expected an offset like \"+08:00\""));
+            out.push(Invalid::new(
+                "platform.utc_offset",
+                "expected an offset like \"+08:00\"",
+            ));
         }
     }
 }
