@@ -1,1 +1,2 @@
-//! TODO(issue 2): commission
+//! The commissioning check (`parking-bridge platform-test`).
+//! TODO(issue 2): in progress.
