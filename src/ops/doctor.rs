@@ -11,7 +11,7 @@ use super::disk::fs_space;
 use crate::config::SiteConfig;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 /// Every network check gives up after this.
@@ -150,86 +150,59 @@ pub async fn run(config_path: &Path, mut report: impl FnMut(&Check)) -> Vec<Chec
 pub const DEFAULT_BAUD: u32 = 9600;
 
 /// The secret: present, 16 characters (an SM4 key), and not readable by everyone.
+/// Found the way the running bridge finds it ([`crate::config::PlatformConfig::secret`]).
 pub fn check_secret(config: &SiteConfig, config_path: &Path) -> Check {
+    use crate::config::platform::SecretError;
     const LABEL: &str = "app secret present and private";
     let p = &config.platform;
-    if std::env::var("PARKING_BRIDGE_APP_SECRET").is_ok_and(|s| !s.is_empty()) {
-        let len = std::env::var("PARKING_BRIDGE_APP_SECRET")
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
-        return if len == 16 {
-            Check::pass(LABEL, "from PARKING_BRIDGE_APP_SECRET")
-        } else {
-            Check::fail(
-                LABEL,
-                format!("PARKING_BRIDGE_APP_SECRET has {len} characters"),
-                "the SM4 key is exactly 16 characters",
-            )
-        };
-    }
-    let (source, text, file): (String, String, PathBuf) = match (&p.app_secret_file, &p.app_secret)
-    {
-        (Some(file), _) => {
-            let file_path = resolve(config_path, file);
-            match std::fs::read_to_string(&file_path) {
-                Ok(t) => (
-                    file_path.display().to_string(),
-                    t.trim().to_string(),
-                    file_path,
-                ),
-                Err(e) => {
-                    return Check::fail(
-                        LABEL,
-                        format!("cannot read {}: {e}", file_path.display()),
-                        "put the 16-character app secret in that file, owned by root, group parking-bridge, mode 0640",
-                    );
+    match p.secret() {
+        Err(e) => {
+            let hint = match &e {
+                SecretError::Missing => {
+                    "set [platform] app_secret_file = \"/etc/parking-bridge/secret\" and put the secret there".to_string()
                 }
-            }
+                SecretError::Length { .. } => "the SM4 key is exactly 16 characters, as issued by the platform".to_string(),
+                SecretError::Read { path, .. } => format!(
+                    "put the 16-character secret in {0}: chown root:parking-bridge {0} && chmod 0640 {0}",
+                    path.display()
+                ),
+                SecretError::WorldReadable { path, .. } => {
+                    format!("chown root:parking-bridge {0} && chmod 0640 {0}", path.display())
+                }
+            };
+            Check::fail(LABEL, e.to_string(), hint)
         }
-        (None, Some(inline)) => (
-            format!("inline in {}", config_path.display()),
-            inline.clone(),
-            config_path.to_path_buf(),
-        ),
-        (None, None) => {
-            return Check::fail(
+        Ok(_)
+            if std::env::var(crate::config::platform::SECRET_ENV).is_ok_and(|s| !s.is_empty()) =>
+        {
+            Check::pass(
                 LABEL,
-                "no app_secret_file, app_secret or PARKING_BRIDGE_APP_SECRET",
-                "set [platform] app_secret_file = \"/etc/parking-bridge/secret\" and put the secret there",
-            );
+                format!("from {}", crate::config::platform::SECRET_ENV),
+            )
         }
-    };
-    let len = text.chars().count();
-    if len != 16 {
-        return Check::fail(
-            LABEL,
-            format!("{source}: {len} characters"),
-            "the SM4 key is exactly 16 characters",
-        );
-    }
-    match world_readable(&file) {
-        Ok(false) => Check::pass(LABEL, source),
-        Ok(true) => Check::fail(
-            LABEL,
-            format!("{} is readable by every user", file.display()),
-            format!(
-                "chown root:parking-bridge {0} && chmod 0640 {0}",
-                file.display()
-            ),
-        ),
-        Err(e) => Check::fail(
-            LABEL,
-            format!("cannot stat {}: {e}", file.display()),
-            "check the path",
-        ),
-    }
-}
-
-fn resolve(config_path: &Path, file: &Path) -> PathBuf {
-    if file.is_absolute() {
-        file.to_path_buf()
-    } else {
-        config_path.parent().unwrap_or(Path::new(".")).join(file)
+        Ok(_) => match &p.app_secret_file {
+            Some(file) => Check::pass(LABEL, format!("in {}", file.display())),
+            // Inline in the config: then the config file itself must be private.
+            None => match world_readable(config_path) {
+                Ok(false) => Check::pass(LABEL, format!("inline in {}", config_path.display())),
+                Ok(true) => Check::fail(
+                    LABEL,
+                    format!(
+                        "inline in {}, which every user can read",
+                        config_path.display()
+                    ),
+                    format!(
+                        "move it to app_secret_file, or: chown root:parking-bridge {0} && chmod 0640 {0}",
+                        config_path.display()
+                    ),
+                ),
+                Err(e) => Check::fail(
+                    LABEL,
+                    format!("cannot stat {}: {e}", config_path.display()),
+                    "check the path",
+                ),
+            },
+        },
     }
 }
 
@@ -529,50 +502,58 @@ pub fn topic_matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// The platform answers. Hook for the platform module: once `PlatformClient` is
-/// available this sends one heartbeat and requires it to be accepted; until then it
-/// checks that the platform's HTTPS endpoint answers at all.
+/// The platform accepts one heartbeat (`alive`), sent exactly as the running bridge
+/// sends it: same client, same envelope, same secret.
 pub async fn check_platform(config: &SiteConfig) -> Check {
-    let label = "platform reachable";
+    use crate::platform::{PlatformClient, Uplink, Verdict};
+    let label = "platform reachable and heartbeat accepted";
     let url = config.platform.base_url.trim_end_matches('/').to_string();
-    let client = match reqwest::Client::builder().timeout(CHECK_TIMEOUT).build() {
-        Ok(c) => c,
+    let secret = match config.platform.secret() {
+        Ok(s) => s,
         Err(e) => {
             return Check::fail(
                 label,
-                e.to_string(),
-                "internal error building the HTTP client",
+                format!("not tried: {e}"),
+                "fix the app secret first (line above)",
             );
         }
     };
-    match client.get(&url).send().await {
-        Ok(response) => Check::pass(
+    let client = match PlatformClient::new(&config.platform, secret) {
+        Ok(c) => c,
+        Err(e) => return Check::fail(label, e.to_string(), e.hint()),
+    };
+    let heartbeat = Uplink::heartbeat(&config.lot.parking_lot_no, true);
+    let sent = tokio::time::timeout(CHECK_TIMEOUT * 6, client.send(&heartbeat)).await;
+    match sent {
+        Err(_) => Check::fail(
             label,
-            format!("{url} answered HTTP {}", response.status().as_u16()),
+            format!("{url}: no answer"),
+            "check the network route to the platform",
         ),
-        Err(e) => {
-            let detail = format!("{url}: {}", error_chain(&e));
-            let hint = if e.is_timeout() {
-                "no answer: check the route to the platform and the firewall (HTTPS, port 443)"
-            } else if e.is_connect() {
-                "cannot connect: check [platform] base_url, DNS and the network"
-            } else {
-                "check [platform] base_url and the certificate"
-            };
-            Check::fail(label, detail, hint)
+        Ok(Err(e)) => Check::fail(label, e.to_string(), e.hint()),
+        Ok(Ok(answer)) => {
+            let code = answer
+                .result_code
+                .clone()
+                .unwrap_or_else(|| "no result_code".to_string());
+            let message = answer.result_msg.clone().unwrap_or_default();
+            match answer.verdict {
+                Verdict::Done | Verdict::AlreadyDone => {
+                    Check::pass(label, format!("{url}: {code}"))
+                }
+                Verdict::ConfigFault { code, message } => Check::fail(
+                    label,
+                    format!("{url}: refused: {code} {message}"),
+                    "the platform rejects this bridge's settings: check app_id, the secret and parking_lot_no with the platform operator (`parking-bridge platform-test` shows more)",
+                ),
+                _ => Check::fail(
+                    label,
+                    format!("{url}: {code} {message}"),
+                    "the platform answered but did not accept the heartbeat; retry, or ask the platform operator",
+                ),
+            }
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// NTP synchronisation, from `timedatectl` when systemd runs, else the kernel.
@@ -647,12 +628,16 @@ mod tests {
         std::fs::write(&secret, "0123456789abcdef\n").unwrap();
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
         let text = format!(
-            "[platform]\nbase_url = \"http://127.0.0.1:1\"\napp_id = \"a\"\napp_secret_file = \"secret\"\n\
+            "[platform]\nbase_url = \"http://127.0.0.1:1\"\napp_id = \"a\"\napp_secret_file = \"{}\"\n\
              [lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n[storage]\ndir = \"{}\"\n",
+            secret.display(),
             dir.path().display()
         );
         let config_path = dir.path().join("config.toml");
         let config = SiteConfig::from_toml(&text, &config_path).unwrap();
+        if std::env::var(crate::config::platform::SECRET_ENV).is_ok() {
+            return; // The environment overrides the file; nothing to test here.
+        }
         let c = check_secret(&config, &config_path);
         assert!(c.ok, "{c}");
         assert!(
@@ -661,10 +646,11 @@ mod tests {
         );
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
         let c = check_secret(&config, &config_path);
-        assert!(!c.ok && c.detail.contains("readable by every user"), "{c}");
+        assert!(!c.ok && c.detail.contains("readable by everyone"), "{c}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::write(&secret, "short").unwrap();
         let c = check_secret(&config, &config_path);
-        assert!(!c.ok && c.detail.contains("5 characters"), "{c}");
+        assert!(!c.ok && c.detail.contains("5 bytes"), "{c}");
     }
 
     #[test]
