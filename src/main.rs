@@ -73,6 +73,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<OccupancyCommand>,
     },
+    /// List serial ports with their /dev/serial/by-id and by-path names, and print the
+    /// udev rule line that pins each USB-RS485 adapter to /dev/parking/<name>.
+    Ports,
 }
 
 #[derive(clap::Args)]
@@ -212,11 +215,36 @@ fn main() -> anyhow::Result<ExitCode> {
             operator_output(operator::occupancy(&site, set))
         }
         Command::MockPlatform(args) => mock_platform(args),
+        Command::Ports => {
+            let ports = parking_bridge::driver::ports::list_ports(Path::new("/sys"), Path::new("/dev"));
+            print!("{}", parking_bridge::driver::ports::report(&ports));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => match SiteConfig::load_with_secret(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                Ok(ExitCode::SUCCESS)
-            }
+            Ok((site, _)) => match parking_bridge::driver::load_profiles(&site) {
+                Ok(_) => {
+                    println!("{}: ok", config.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(parking_bridge::driver::ProfileError::Devices(problems)) => {
+                    // Device-vs-profile problems are keys of the site config: locate them.
+                    let text = std::fs::read_to_string(&config).unwrap_or_default();
+                    for p in problems {
+                        let located = parking_bridge::config::Located {
+                            file: config.clone(),
+                            line: parking_bridge::config::locate_key(&text, &p.key),
+                            key: p.key,
+                            message: p.message,
+                        };
+                        eprintln!("{located}");
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            },
             Err(e) => {
                 eprintln!("{e}");
                 Ok(ExitCode::FAILURE)

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use devices::{BusConfig, DeviceConfig, MqttConfig};
+pub use devices::{Attachment, BusConfig, DeviceConfig, MqttConfig, Parity, Role};
 pub use lanes::{Direction, LaneConfig};
 pub use lot::LotConfig;
 pub use ops::{HttpConfig, LoggingConfig};
@@ -37,6 +37,10 @@ pub struct SiteConfig {
     pub buses: Vec<BusConfig>,
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
+    /// Extra directories searched for device profiles, before `./device-profiles`,
+    /// `/usr/share/parking-bridge/device-profiles` and the built-in profiles.
+    #[serde(default)]
+    pub profile_dirs: Vec<String>,
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
