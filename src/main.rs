@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use parking_bridge::config::SiteConfig;
+use parking_bridge::ops::logging::{self, LogFormat};
 use parking_bridge::store::operator::{self, EnterArgs, ExitArgs, OperatorError};
 use parking_bridge::time::Timestamp;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,9 @@ Installers: start with `parking-bridge check --config FILE`, then \
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format on stderr (text adapts to a terminal or journald).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -66,6 +70,12 @@ enum Command {
     /// List serial ports with their /dev/serial/by-id and by-path names, and print the
     /// udev rule line that pins each USB-RS485 adapter to /dev/parking/<name>.
     Ports,
+    /// Installer's checklist: config, secret, storage, serial ports and devices, MQTT and
+    /// cameras, platform, clock. One ✓/✗ line each with a hint (exit 0 = all ✓).
+    Doctor {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Run the lane logic offline over a raw-event journal (JSON lines) and print the
     /// resulting reports as JSON lines, deterministically.
     Replay {
@@ -202,7 +212,9 @@ enum OccupancyCommand {
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    logging::init(cli.log_format, &logging::initial_filter("info"))?;
     match cli.command {
+        Command::Doctor { config } => Ok(parking_bridge::ops::doctor::main(&config)),
         Command::PlatformTest { config } => platform_test(&config),
         Command::MockPlatform(args) => mock_platform(args),
         Command::Run { config } => run(&config),
@@ -369,14 +381,7 @@ fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
     use parking_bridge::platform::mock::{Faults, Mock, MockConfig, serve};
     use std::io::Write;
     use std::time::Duration;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // Logging is set up once in main (global --log-format).
     let secret = Secret::new(&a.app_secret).map_err(|e| anyhow::anyhow!("--app-secret: {e}"))?;
     let offset = parking_bridge::time::parse_offset(&a.utc_offset)
         .ok_or_else(|| anyhow::anyhow!("--utc-offset: expected an offset like +08:00"))?;
@@ -437,13 +442,7 @@ fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logging is set up once in main (global --log-format).
     let site = load(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -191,6 +191,7 @@ impl SiteConfig {
         lanes::validate_all(&self.lanes, &mut out);
         devices::validate_all(self, &mut out);
         self.http.validate(&mut out);
+        self.logging.validate(&mut out);
         out
     }
 

@@ -405,6 +405,11 @@ fn process(
         }
         Uplink::Exit(x) => match state.orders.get_mut(&x.out_order_no) {
             None => not_exist(),
+            // A repeated exit (a re-send after a lost answer) is a duplicate, like a
+            // repeated entry: accepted once only.
+            Some(order) if order.exited => Outcome::Answer(
+                json!({"success": true, "result_code": codes::OUT_ORDER_NO_DUPLICATION, "result_msg": "外部订单号重复"}),
+            ),
             Some(order) => {
                 order.exited = true;
                 state.exits += 1;
