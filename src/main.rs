@@ -451,37 +451,52 @@ fn run(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `check`: the site config, the secret, and every device against its profile.
+/// `check`: the site config, the secret, and every device against its profile. Prints
+/// every problem found, each with file, line and key.
 fn check(config: &Path) -> anyhow::Result<ExitCode> {
-    let site = match SiteConfig::load_with_secret(config) {
-        Ok((site, _secret)) => site,
+    use parking_bridge::config::{Located, locate_key};
+    use parking_bridge::driver::{ProfileError, load_profiles};
+    let text = match std::fs::read_to_string(config) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("cannot read config {}: {e}", config.display());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let site = match SiteConfig::from_toml(&text, config) {
+        Ok(site) => site,
         Err(e) => {
             eprintln!("{e}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    match parking_bridge::driver::load_profiles(&site) {
-        Ok(_) => {
-            println!("{}: ok", config.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(parking_bridge::driver::ProfileError::Devices(problems)) => {
-            // Device-vs-profile problems are keys of the site config: locate them.
-            let text = std::fs::read_to_string(config).unwrap_or_default();
-            for p in problems {
-                let located = parking_bridge::config::Located {
-                    file: config.to_path_buf(),
-                    line: parking_bridge::config::locate_key(&text, &p.key),
-                    key: p.key,
-                    message: p.message,
-                };
-                eprintln!("{located}");
-            }
-            Ok(ExitCode::FAILURE)
+    let locate = |key: &str, message: String| Located {
+        file: config.to_path_buf(),
+        line: locate_key(&text, key),
+        key: key.to_string(),
+        message,
+    };
+    let mut problems = Vec::new();
+    if let Err(e) = site.platform.secret() {
+        problems.push(locate(e.key(), e.to_string()));
+    }
+    match load_profiles(&site) {
+        Ok(_) => {}
+        // Device-vs-profile problems are keys of the site config: locate them.
+        Err(ProfileError::Devices(found)) => {
+            problems.extend(found.into_iter().map(|p| locate(&p.key, p.message)))
         }
         Err(e) => {
             eprintln!("{e}");
-            Ok(ExitCode::FAILURE)
+            return Ok(ExitCode::FAILURE);
         }
     }
+    if problems.is_empty() {
+        println!("{}: ok", config.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in problems {
+        eprintln!("{p}");
+    }
+    Ok(ExitCode::FAILURE)
 }

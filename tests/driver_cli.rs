@@ -33,6 +33,7 @@ fn check_reports_device_profile_mismatch_with_file_line_and_key() {
         .arg("check")
         .arg("--config")
         .arg(&path)
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -50,6 +51,7 @@ fn check_reports_device_profile_mismatch_with_file_line_and_key() {
         .arg("check")
         .arg("--config")
         .arg(&path)
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
         .current_dir(dir.path())
         .output()
         .unwrap();
