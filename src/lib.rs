@@ -14,6 +14,7 @@ pub mod platform;
 pub mod report;
 pub mod service;
 pub mod sim;
+pub mod snapshot;
 pub mod store;
 pub mod time;
 pub mod uploader;

@@ -1,38 +1,157 @@
-//! `[mqtt]`, `[[buses]]` and `[[devices]]`: the lane hardware and how to reach it.
-//! What each device's registers or payloads mean is in its device profile.
+//! `[mqtt]`, `[[buses]]`, `[[devices]]` and `profile_dirs`: the lane hardware and how to
+//! reach it. What each device's registers or payloads mean is in its device profile
+//! (`device-profiles/`, checked by `crate::driver::profile`).
 
 use super::{Invalid, SiteConfig};
 use serde::Deserialize;
+use std::collections::{BTreeMap, HashSet};
 
+/// The MQTT broker the plate cameras publish to. The bridge only subscribes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     pub host: String,
     #[serde(default = "default_mqtt_port")]
     pub port: u16,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Connect with TLS (rustls). `ca_file` adds a PEM CA; without it the system's
+    /// webpki roots are used.
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Must be stable across restarts: with `clean_session = false` the broker keeps
+    /// QoS 1 messages for this id while the bridge is down.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// MQTT keep-alive, seconds.
+    #[serde(default = "default_mqtt_keep_alive")]
+    pub keep_alive_s: u64,
 }
 
 fn default_mqtt_port() -> u16 {
     1883
 }
+fn default_client_id() -> String {
+    "parking-bridge".to_string()
+}
+fn default_mqtt_keep_alive() -> u64 {
+    30
+}
 
-/// One RS-485 bus (a serial port shared by several slaves).
+/// Serial parity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    #[default]
+    None,
+    Even,
+    Odd,
+}
+
+/// One RS-485 bus (a serial port shared by several slaves). One task owns it and
+/// polls its slaves in turn.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusConfig {
     pub name: String,
+    /// Serial device, ideally a stable udev name like `/dev/parking/bus1`.
     pub port: String,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    #[serde(default)]
+    pub parity: Parity,
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+    /// Silence kept between the end of a response and the next request, ms. Unset:
+    /// the larger of the Modbus 3.5-character time and every profile's own value.
+    #[serde(default)]
+    pub inter_frame_delay_ms: Option<u64>,
+}
+
+fn default_baud() -> u32 {
+    9600
+}
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+
+/// The lane roles a device's named points can fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Arming loop in front of the barrier (a bit point).
+    LoopA,
+    /// Safety / closing loop behind the barrier (a bit point).
+    LoopB,
+    /// Limit switch active when the barrier is fully open (a bit point).
+    GateOpen,
+    /// Limit switch active when the barrier is fully closed (a bit point).
+    GateClosed,
+    /// A status word mapped to open/closed/moving/fault (an enum point).
+    GateStatus,
+    /// A fault flag (a bit point): while active the gate is reported as `fault`.
+    GateFault,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::LoopA => "loop_a",
+            Role::LoopB => "loop_b",
+            Role::GateOpen => "gate_open",
+            Role::GateClosed => "gate_closed",
+            Role::GateStatus => "gate_status",
+            Role::GateFault => "gate_fault",
+        }
+    }
 }
 
 /// One device instance: a profile, where it is, and which lane it serves.
+///
+/// Exactly one way to reach it: `bus` + `slave` (Modbus RTU), `tcp` (+ `slave`,
+/// Modbus TCP), or `camera_id` (MQTT camera, `{id}` in the profile's topics).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
     pub name: String,
+    /// Profile name (file stem in a profile directory, or a built-in profile).
     pub profile: String,
     pub lane: String,
+    #[serde(default)]
+    pub bus: Option<String>,
+    /// `host:port` of a Modbus TCP device or gateway.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// Modbus unit/slave id; defaults to the profile's `default_slave`.
+    #[serde(default)]
+    pub slave: Option<u8>,
+    /// Camera serial number / id, substituted for `{id}` in the profile's topics.
+    #[serde(default)]
+    pub camera_id: Option<String>,
+    /// Replaces the profile's recognition topic (cameras configured with a custom topic).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Lane role → the profile's point name, e.g. `roles = { loop_a = "di1" }`.
+    #[serde(default)]
+    pub roles: BTreeMap<Role, String>,
+    /// Overrides the profile's poll period, ms.
+    #[serde(default)]
+    pub poll_ms: Option<u64>,
+    /// Overrides the profile's debounce, ms.
+    #[serde(default)]
+    pub debounce_ms: Option<u64>,
 }
 
+<<<<<<< HEAD
 pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
     for (i, d) in config.devices.iter().enumerate() {
         if config.lane(&d.lane).is_none() {
@@ -40,6 +159,253 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 format!("devices[{i}].lane"),
                 format!("no lane with id {:?}", d.lane),
             ));
+=======
+/// How the device is reached, as decided by validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment<'a> {
+    Rtu { bus: &'a str },
+    Tcp { address: &'a str },
+    Camera { id: &'a str },
+}
+
+impl DeviceConfig {
+    /// `None` only for configs that failed validation.
+    pub fn attachment(&self) -> Option<Attachment<'_>> {
+        match (&self.bus, &self.tcp, &self.camera_id) {
+            (Some(bus), None, None) => Some(Attachment::Rtu { bus }),
+            (None, Some(address), None) => Some(Attachment::Tcp { address }),
+            (None, None, Some(id)) => Some(Attachment::Camera { id }),
+            _ => None,
+>>>>>>> main
         }
+    }
+}
+
+pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
+    if let Some(m) = &config.mqtt {
+        if m.host.trim().is_empty() {
+            out.push(Invalid::new("mqtt.host", "must not be empty"));
+        }
+        if m.port == 0 {
+            out.push(Invalid::new("mqtt.port", "must be 1 to 65535"));
+        }
+        if m.client_id.is_empty() || m.client_id.len() > 64 {
+            out.push(Invalid::new("mqtt.client_id", "must be 1 to 64 characters"));
+        }
+        if m.password.is_some() && m.username.is_none() {
+            out.push(Invalid::new("mqtt.password", "a password needs a username"));
+        }
+        if m.ca_file.is_some() && !m.tls {
+            out.push(Invalid::new(
+                "mqtt.ca_file",
+                "set tls = true to use a CA file",
+            ));
+        }
+        if !(5..=600).contains(&m.keep_alive_s) {
+            out.push(Invalid::new(
+                "mqtt.keep_alive_s",
+                "must be 5 to 600 seconds",
+            ));
+        }
+    }
+    let mut bus_names = HashSet::new();
+    for (i, b) in config.buses.iter().enumerate() {
+        if b.name.is_empty() {
+            out.push(Invalid::new(
+                format!("buses[{i}].name"),
+                "must not be empty",
+            ));
+        } else if !bus_names.insert(b.name.as_str()) {
+            out.push(Invalid::new(
+                format!("buses[{i}].name"),
+                format!("duplicate bus name {:?}", b.name),
+            ));
+        }
+        if b.port.is_empty() {
+            out.push(Invalid::new(
+                format!("buses[{i}].port"),
+                "must not be empty",
+            ));
+        }
+        if !(1200..=921_600).contains(&b.baud) {
+            out.push(Invalid::new(
+                format!("buses[{i}].baud"),
+                "must be 1200 to 921600",
+            ));
+        }
+        if !(5..=8).contains(&b.data_bits) {
+            out.push(Invalid::new(
+                format!("buses[{i}].data_bits"),
+                "must be 5 to 8",
+            ));
+        }
+        if !(1..=2).contains(&b.stop_bits) {
+            out.push(Invalid::new(
+                format!("buses[{i}].stop_bits"),
+                "must be 1 or 2",
+            ));
+        }
+        if b.inter_frame_delay_ms.is_some_and(|d| d > 1000) {
+            out.push(Invalid::new(
+                format!("buses[{i}].inter_frame_delay_ms"),
+                "must be at most 1000 ms",
+            ));
+        }
+    }
+    let mut names = HashSet::new();
+    let mut rtu_slaves = HashSet::new();
+    for (i, d) in config.devices.iter().enumerate() {
+        let key = |field: &str| format!("devices[{i}].{field}");
+        if d.name.is_empty() {
+            out.push(Invalid::new(key("name"), "must not be empty"));
+        } else if !names.insert(d.name.as_str()) {
+            out.push(Invalid::new(
+                key("name"),
+                format!("duplicate device name {:?}", d.name),
+            ));
+        }
+        if d.profile.is_empty() {
+            out.push(Invalid::new(key("profile"), "must not be empty"));
+        }
+        if config.lane(&d.lane).is_none() {
+            out.push(Invalid::new(
+                key("lane"),
+                format!("no lane with id {:?}", d.lane),
+            ));
+        }
+        match d.attachment() {
+            None => out.push(Invalid::new(
+                key("name"),
+                "set exactly one of `bus` (Modbus RTU), `tcp` (Modbus TCP) or `camera_id` (MQTT camera)",
+            )),
+            Some(Attachment::Rtu { bus }) => {
+                if !config.buses.iter().any(|b| b.name == bus) {
+                    out.push(Invalid::new(key("bus"), format!("no [[buses]] with name {bus:?}")));
+                }
+                if let Some(s) = d.slave {
+                    if !(1..=247).contains(&s) {
+                        out.push(Invalid::new(key("slave"), "RTU slave id must be 1 to 247"));
+                    } else if !rtu_slaves.insert((bus, s)) {
+                        out.push(Invalid::new(key("slave"), format!("slave {s} is already used on bus {bus:?}")));
+                    }
+                }
+            }
+            Some(Attachment::Tcp { address }) => {
+                if address.rsplit_once(':').and_then(|(h, p)| (!h.is_empty()).then_some(p)).and_then(|p| p.parse::<u16>().ok()).is_none() {
+                    out.push(Invalid::new(key("tcp"), "must be host:port"));
+                }
+            }
+            Some(Attachment::Camera { id }) => {
+                if id.is_empty() || id.contains(['+', '#', '/']) {
+                    out.push(Invalid::new(key("camera_id"), "must be non-empty without MQTT wildcards or '/'"));
+                }
+                if config.mqtt.is_none() {
+                    out.push(Invalid::new(key("camera_id"), "cameras need an [mqtt] section"));
+                }
+            }
+        }
+        if d.camera_id.is_none() && d.topic.is_some() {
+            out.push(Invalid::new(key("topic"), "only cameras have a topic"));
+        }
+        if let Some(t) = &d.topic
+            && (t.is_empty() || t.contains(['+', '#']))
+        {
+            out.push(Invalid::new(
+                key("topic"),
+                "must be a concrete topic without wildcards",
+            ));
+        }
+        if d.poll_ms.is_some_and(|p| !(10..=60_000).contains(&p)) {
+            out.push(Invalid::new(key("poll_ms"), "must be 10 to 60000"));
+        }
+        if d.debounce_ms.is_some_and(|p| p > 10_000) {
+            out.push(Invalid::new(key("debounce_ms"), "must be at most 10000"));
+        }
+    }
+    for (i, dir) in config.profile_dirs.iter().enumerate() {
+        if dir.is_empty() {
+            out.push(Invalid::new(
+                format!("profile_dirs[{i}]"),
+                "must not be empty",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ConfigError, SiteConfig};
+    use std::path::Path;
+
+    fn load(sections: &str) -> Result<SiteConfig, ConfigError> {
+        let text = format!(
+            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
+             [storage]\ndir = \"/tmp\"\n[[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{sections}"
+        );
+        SiteConfig::from_toml(&text, Path::new("site.toml"))
+    }
+
+    #[test]
+    fn complete_device_sections_are_accepted() {
+        let c = load(
+            "[mqtt]\nhost = \"127.0.0.1\"\nusername = \"u\"\npassword = \"p\"\ntls = true\nca_file = \"/etc/ca.pem\"\nclient_id = \"pb-1\"\n\
+             [[buses]]\nname = \"b1\"\nport = \"/dev/parking/bus1\"\nbaud = 9600\nparity = \"even\"\nstop_bits = 1\ninter_frame_delay_ms = 5\n\
+             [[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\nbus = \"b1\"\nslave = 1\nroles = { loop_a = \"di1\" }\n\
+             [[devices]]\nname = \"cam\"\nprofile = \"vzenith-mqtt\"\nlane = \"in\"\ncamera_id = \"sn1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.buses[0].parity, super::Parity::Even);
+        assert_eq!(
+            c.devices[0]
+                .roles
+                .get(&super::Role::LoopA)
+                .map(String::as_str),
+            Some("di1")
+        );
+    }
+
+    #[test]
+    fn device_errors_name_line_and_key() {
+        let err = load(
+            "[[buses]]\nname = \"b1\"\nport = \"/dev/x\"\n\
+             [[devices]]\nname = \"io\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b2\"\n\
+             [[devices]]\nname = \"io\"\nprofile = \"p\"\nlane = \"in\"\ntcp = \"1.2.3.4:502\"\ncamera_id = \"x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("site.toml:20: devices[0].bus: no [[buses]] with name \"b2\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("devices[1].name: duplicate device name"),
+            "{err}"
+        );
+        assert!(err.contains("devices[1].name: set exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn cameras_need_mqtt_and_slaves_are_unique_per_bus() {
+        let err = load(
+            "[[buses]]\nname = \"b1\"\nport = \"/dev/x\"\nbaud = 300\n\
+             [[devices]]\nname = \"a\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b1\"\nslave = 3\n\
+             [[devices]]\nname = \"b\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b1\"\nslave = 3\n\
+             [[devices]]\nname = \"c\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"a/b\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("buses[0].baud"), "{err}");
+        assert!(
+            err.contains("devices[1].slave: slave 3 is already used"),
+            "{err}"
+        );
+        assert!(
+            err.contains("devices[2].camera_id: must be non-empty"),
+            "{err}"
+        );
+        assert!(
+            err.contains("devices[2].camera_id: cameras need an [mqtt] section"),
+            "{err}"
+        );
     }
 }

@@ -1,19 +1,123 @@
-//! `[storage]`: where the state database, images and the event journal live.
+//! `[storage]`: where the state database, images and the event journal live, and how
+//! the outbox keeps and delivers reports.
 
 use super::Invalid;
 use serde::Deserialize;
 use std::path::PathBuf;
 
+/// How snapshot images travel to the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotMode {
+    /// A separate `uploadSnapshot` request after the entry/exit is acknowledged.
+    #[default]
+    Separate,
+    /// Inside the entry/exit report itself.
+    Inline,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub dir: PathBuf,
+    /// Acknowledged reports (and closed stays) are kept this long, then pruned.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Space pending snapshot images may take; when reached, the oldest pending images
+    /// are dropped (entry and exit reports never are).
+    #[serde(default = "default_disk_budget_mb")]
+    pub disk_budget_mb: u64,
+    #[serde(default)]
+    pub snapshot_mode: SnapshotMode,
+    /// Reports of different stays in flight to the platform at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// The heartbeat says `lost` once every device of some lane has been unreachable
+    /// for longer than this.
+    #[serde(default = "default_lane_lost_after_secs")]
+    pub lane_lost_after_secs: u64,
+}
+
+fn default_retention_days() -> u32 {
+    30
+}
+
+fn default_disk_budget_mb() -> u64 {
+    1024
+}
+
+fn default_max_in_flight() -> usize {
+    4
+}
+
+fn default_lane_lost_after_secs() -> u64 {
+    120
 }
 
 impl StorageConfig {
+    /// A config with every default, for tests and tools.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        StorageConfig {
+            dir: dir.into(),
+            retention_days: default_retention_days(),
+            disk_budget_mb: default_disk_budget_mb(),
+            snapshot_mode: SnapshotMode::default(),
+            max_in_flight: default_max_in_flight(),
+            lane_lost_after_secs: default_lane_lost_after_secs(),
+        }
+    }
+
     pub fn validate(&self, out: &mut Vec<Invalid>) {
         if self.dir.as_os_str().is_empty() {
             out.push(Invalid::new("storage.dir", "must not be empty"));
         }
+        if self.retention_days == 0 || self.retention_days > 3650 {
+            out.push(Invalid::new(
+                "storage.retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if self.disk_budget_mb == 0 {
+            out.push(Invalid::new("storage.disk_budget_mb", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.max_in_flight) {
+            out.push(Invalid::new(
+                "storage.max_in_flight",
+                "must be between 1 and 64",
+            ));
+        }
+        if self.lane_lost_after_secs == 0 {
+            out.push(Invalid::new(
+                "storage.lane_lost_after_secs",
+                "must be at least 1",
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_only_dir_is_given() {
+        let s: StorageConfig = toml::from_str("dir = \"/var/lib/pb\"").unwrap();
+        assert_eq!(s.retention_days, 30);
+        assert_eq!(s.snapshot_mode, SnapshotMode::Separate);
+        assert_eq!(s.max_in_flight, 4);
+        let mut out = Vec::new();
+        s.validate(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn inline_mode_parses_and_bad_values_are_refused() {
+        let s: StorageConfig =
+            toml::from_str("dir = \"x\"\nsnapshot_mode = \"inline\"\nretention_days = 0").unwrap();
+        assert_eq!(s.snapshot_mode, SnapshotMode::Inline);
+        let mut out = Vec::new();
+        s.validate(&mut out);
+        assert_eq!(out[0].key, "storage.retention_days");
+        assert!(toml::from_str::<StorageConfig>("dir = \"x\"\nsnapshot_mode = \"both\"").is_err());
     }
 }

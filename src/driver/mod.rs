@@ -1,2 +1,191 @@
 //! Device drivers: Modbus RTU/TCP pollers and MQTT camera subscribers. They emit
-//! [`crate::event::RawEvent`] facts only and have no write path. TODO(issue 4).
+//! [`crate::event::RawEvent`] facts only and have no write path: the Modbus side can
+//! only build the four read functions ([`modbus::Function`]), the MQTT side only
+//! subscribes.
+//!
+//! Entry points for the service: [`load_profiles`] then [`spawn_all`].
+
+pub mod camera;
+pub mod metrics;
+pub mod modbus;
+pub mod mqtt;
+pub mod poller;
+pub mod ports;
+pub mod profile;
+pub mod rtu;
+pub mod tcp;
+
+pub use profile::{ProfileError, ProfileLibrary, load_profiles};
+
+use crate::config::{Attachment, SiteConfig};
+use crate::event::RawEvent;
+use modbus::{ReadData, ReadRequest};
+use poller::{BusSpec, PolledDevice, run_bus};
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+/// Why one read got no data.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// Nothing came back in time.
+    #[error("no answer in time")]
+    Timeout,
+    /// Bytes came back but no valid answer (CRC error, garbage, protocol mismatch).
+    #[error("corrupt answer")]
+    Corrupt,
+    /// The device answered with a Modbus exception code: alive, but the profile or
+    /// wiring is wrong.
+    #[error("modbus exception {0}")]
+    Exception(u8),
+    /// The port or connection itself failed: reopen with backoff.
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+impl LinkError {
+    /// Whether the transport must be reopened.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, LinkError::Transport(_))
+    }
+}
+
+/// A read-only Modbus master: the only operation is a read (function 1–4).
+pub trait ModbusLink: Send {
+    fn read(
+        &mut self,
+        slave: u8,
+        req: &ReadRequest,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ReadData, LinkError>> + Send;
+
+    /// (CRC errors, garbage bytes) seen since the last call.
+    fn take_counts(&mut self) -> (u64, u64);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("driver setup: {0}")]
+    Setup(String),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+}
+
+/// Handles to the running driver tasks.
+#[derive(Debug, Default)]
+pub struct DriverSet {
+    tasks: Vec<(String, JoinHandle<()>)>,
+}
+
+impl DriverSet {
+    /// Names of the running tasks (`bus:NAME`, `tcp:ADDRESS`, `mqtt`).
+    pub fn names(&self) -> Vec<&str> {
+        self.tasks.iter().map(|(n, _)| n.as_str()).collect()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+    /// Waits for every task to end (after shutdown was signalled).
+    pub async fn join(self) {
+        for (name, task) in self.tasks {
+            if let Err(e) = task.await
+                && e.is_panic()
+            {
+                tracing::error!(task = %name, "driver task panicked");
+            }
+        }
+    }
+    /// Stops every task at once (tests, emergencies); prefer signalling shutdown.
+    pub fn abort(&self) {
+        for (_, t) in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Starts one task per RS-485 bus, one per Modbus TCP endpoint and one MQTT task.
+/// Tasks run until `shutdown` becomes true (or its sender is dropped).
+pub async fn spawn_all(
+    config: &SiteConfig,
+    profiles: &ProfileLibrary,
+    tx: mpsc::Sender<RawEvent>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<DriverSet, DriverError> {
+    let mut set = DriverSet::default();
+    let modbus_profile = |d: &crate::config::DeviceConfig| {
+        profiles
+            .get(&d.profile)
+            .and_then(|p| p.modbus.clone())
+            .ok_or_else(|| {
+                DriverError::Setup(format!(
+                    "device {}: no Modbus profile {:?}",
+                    d.name, d.profile
+                ))
+            })
+    };
+    for bus in &config.buses {
+        let mut devices = Vec::new();
+        let mut frame_gap = rtu::silent_interval(bus.baud);
+        for d in &config.devices {
+            if d.attachment() != Some(Attachment::Rtu { bus: &bus.name }) {
+                continue;
+            }
+            let p = modbus_profile(d)?;
+            frame_gap = frame_gap.max(Duration::from_millis(p.inter_frame_delay_ms));
+            devices.push(PolledDevice::new(d, &p));
+        }
+        if devices.is_empty() {
+            continue;
+        }
+        if let Some(ms) = bus.inter_frame_delay_ms {
+            frame_gap = frame_gap.max(Duration::from_millis(ms));
+        }
+        let spec = BusSpec {
+            name: bus.name.clone(),
+            devices,
+            inter_frame: frame_gap,
+            port_path: Some(PathBuf::from(&bus.port)),
+        };
+        let bus_cfg = bus.clone();
+        let open = move || {
+            let bus_cfg = bus_cfg.clone();
+            async move { rtu::open_serial(&bus_cfg).map(rtu::RtuLink::new) }
+        };
+        let handle = tokio::spawn(run_bus(spec, open, tx.clone(), shutdown.clone()));
+        set.tasks.push((format!("bus:{}", bus.name), handle));
+    }
+    // One task per TCP endpoint: devices behind one gateway share its connection.
+    let mut endpoints: Vec<(String, Vec<PolledDevice>)> = Vec::new();
+    for d in &config.devices {
+        let Some(Attachment::Tcp { address }) = d.attachment() else {
+            continue;
+        };
+        let p = modbus_profile(d)?;
+        let polled = PolledDevice::new(d, &p);
+        match endpoints.iter_mut().find(|(a, _)| a == address) {
+            Some((_, list)) => list.push(polled),
+            None => endpoints.push((address.to_string(), vec![polled])),
+        }
+    }
+    for (address, devices) in endpoints {
+        let spec = BusSpec {
+            name: format!("tcp:{address}"),
+            devices,
+            inter_frame: Duration::ZERO,
+            port_path: None,
+        };
+        let addr = address.clone();
+        let open = move || {
+            let addr = addr.clone();
+            async move { tcp::TcpLink::connect(&addr, Duration::from_secs(2)).await }
+        };
+        let handle = tokio::spawn(run_bus(spec, open, tx.clone(), shutdown.clone()));
+        set.tasks.push((format!("tcp:{address}"), handle));
+    }
+    if let Some(handle) = mqtt::spawn(config, profiles, tx.clone(), shutdown.clone())? {
+        set.tasks.push(("mqtt".to_string(), handle));
+    }
+    Ok(set)
+}

@@ -1,2 +1,133 @@
-//! Operations: logging, the local HTTP endpoint (status page, metrics, health),
-//! `doctor`, systemd notify. TODO(issue 7).
+//! Operations: what makes the bridge installable and keepable.
+//!
+//! - [`state`]: [`OpsState`], fed by the pipeline (API documented there);
+//! - [`http`]: status page, `/metrics`, `/healthz`;
+//! - [`logging`]: tracing set-up, SIGHUP level reload, plate masking for log fields;
+//! - [`clock`]: wall-clock jump and NTP-sync detection;
+//! - [`notify`]: systemd `READY=1` and liveness-gated watchdog pings;
+//! - [`doctor`]: the installer's checklist (`parking-bridge doctor`).
+//!
+//! `run` calls [`start`] once, inside the runtime, after building its [`OpsState`].
+
+pub mod clock;
+pub mod disk;
+pub mod doctor;
+pub mod http;
+pub mod logging;
+pub mod notify;
+pub mod state;
+
+pub use state::{Liveness, OpsState};
+
+use crate::config::SiteConfig;
+use crate::time::Timestamp;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    #[error(transparent)]
+    Logging(#[from] logging::LoggingError),
+}
+
+/// The background tasks of [`start`]; dropping this stops them.
+pub struct OpsTasks {
+    /// Where the HTTP endpoint listens (`None`: disabled).
+    pub http_addr: Option<SocketAddr>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for OpsTasks {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+/// How often the clock watch samples.
+pub const CLOCK_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Starts everything operations runs beside the pipeline: the HTTP endpoint, the
+/// clock watch, SIGHUP log reload (re-reading `config_path`) and systemd notification
+/// (`READY=1` follows [`OpsState::mark_ready`]). Applies `[logging]` first.
+pub async fn start(
+    config_path: &Path,
+    config: &SiteConfig,
+    ops: &OpsState,
+) -> Result<OpsTasks, OpsError> {
+    logging::apply_config(&config.logging);
+    log_startup(config);
+    let mut handles = Vec::new();
+    let http_addr = match http::spawn(ops.clone()).await? {
+        Some((addr, handle)) => {
+            handles.push(handle);
+            Some(addr)
+        }
+        None => None,
+    };
+    handles.push(tokio::spawn(watch_clock(ops.clone(), CLOCK_SAMPLE_EVERY)));
+    handles.push(logging::spawn_sighup_reload(config_path.to_path_buf())?);
+    handles.push(tokio::spawn(notify::run(
+        ops.clone(),
+        notify::SocketNotifier::from_env(),
+        notify::watchdog_interval(),
+    )));
+    Ok(OpsTasks { http_addr, handles })
+}
+
+/// One line at start-up saying what runs. Never the secret.
+pub fn log_startup(config: &SiteConfig) {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        lot = %config.lot.parking_lot_no,
+        lanes = config.lanes.len(),
+        devices = config.devices.len(),
+        platform = %config.platform.base_url,
+        app_id = %config.platform.app_id,
+        storage = %config.storage.dir.display(),
+        http = %config.http.listen,
+        mask_plates = config.logging.mask_plates,
+        "starting"
+    );
+}
+
+/// Samples the clocks every `every`, feeding [`OpsState::set_clock`]; a jump or a loss
+/// of synchronisation raises an alarm.
+pub async fn watch_clock(ops: OpsState, every: Duration) {
+    let mut watch = clock::ClockWatch::default();
+    let mut was_synchronised: Option<bool> = None;
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let now = Instant::now();
+        let wall = Timestamp::now();
+        let jump = watch.observe(now, wall);
+        let synchronised = clock::ntp_synchronised();
+        if let Some(j) = jump {
+            ops.alarm(
+                &format!(
+                    "wall clock jumped by {:+} ms; reports for a while are flagged",
+                    j.delta_ms
+                ),
+                wall,
+            );
+        }
+        if synchronised != was_synchronised {
+            match synchronised {
+                Some(false) => {
+                    tracing::warn!("system clock not synchronised (NTP): report times may be wrong")
+                }
+                Some(true) if was_synchronised.is_some() => {
+                    tracing::info!("system clock synchronised again")
+                }
+                _ => {}
+            }
+            was_synchronised = synchronised;
+        }
+        ops.set_clock(synchronised, watch.suspicion(now, synchronised), jump);
+    }
+}

@@ -11,6 +11,9 @@ pub mod mock;
 pub mod response;
 pub mod wire;
 
+pub use crate::config::platform::{Secret, SecretError};
 pub use client::{ClientError, PlatformClient};
 pub use response::{Answer, Verdict};
-pub use wire::Uplink;
+pub use wire::{
+    EntryRequest, ExitRequest, HeartbeatRequest, SnapshotRequest, Uplink, UplinkKind, WireError,
+};

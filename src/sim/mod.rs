@@ -1,4 +1,9 @@
-//! The simulated lot behind `parking-bridge demo`. TODO(issue 6).
+//! The simulated lot behind `parking-bridge demo`: simulated lane devices speaking
+//! the real protocols on loopback (`devices`), an embedded MQTT broker (`broker`),
+//! seeded traffic (`traffic`), synthetic camera pictures (`picture`), and the demo
+//! itself (`demo`).
+
 pub mod broker;
+pub mod devices;
 pub mod picture;
 pub mod traffic;

@@ -1,0 +1,534 @@
+//! Plate-camera payload decoding, driven by the camera profile (field paths, text
+//! encoding, colour map, message classification). One decoder serves every vendor:
+//! the vendor differences live in `device-profiles/*.toml`, and each vendor's captured
+//! payload shape is pinned by a test below.
+//!
+//! Pure: bytes and time in, facts out. Garbage is an error value, never a panic.
+
+use crate::driver::profile::{CameraProfile, Charset, TextEncoding, TimeUnit};
+use crate::event::PlateRead;
+use crate::plate::PlateColor;
+use crate::time::Timestamp;
+use base64::Engine;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Which of the camera's topics a message came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicKind {
+    Result,
+    Quick,
+    Heartbeat,
+}
+
+/// What a message turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    Plate(PlateRead),
+    /// A heartbeat or another non-recognition message: the camera is alive.
+    Alive,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload is not {0} text")]
+    Charset(&'static str),
+    #[error("payload is not JSON: {0}")]
+    Json(String),
+    #[error("field {0} is missing")]
+    Missing(String),
+    #[error("field {0} has the wrong type")]
+    WrongType(String),
+    #[error("field {0} is not valid base64")]
+    Base64(String),
+}
+
+/// Finds `a.b[0].c` in a JSON value.
+pub fn json_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    let mut v = root;
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let (name, rest) = match seg.find('[') {
+            Some(i) => (&seg[..i], &seg[i..]),
+            None => (seg, ""),
+        };
+        if !name.is_empty() {
+            v = v.get(name)?;
+        }
+        for idx in rest.split('[').filter(|s| !s.is_empty()) {
+            v = v.get(idx.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(v)
+}
+
+fn decode_charset(bytes: &[u8], charset: Charset) -> Result<String, PayloadError> {
+    match charset {
+        Charset::Utf8 => {
+            String::from_utf8(bytes.to_vec()).map_err(|_| PayloadError::Charset("UTF-8"))
+        }
+        Charset::Gbk => {
+            let (text, _, had_errors) = encoding_rs::GBK.decode(bytes);
+            if had_errors {
+                Err(PayloadError::Charset("GBK"))
+            } else {
+                Ok(text.into_owned())
+            }
+        }
+    }
+}
+
+fn join(root: &str, path: &str) -> String {
+    if root.is_empty() {
+        path.to_string()
+    } else {
+        format!("{root}.{path}")
+    }
+}
+
+/// Text of a scalar (number or string) for code lookups.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Decodes one message per the profile.
+pub fn decode(
+    profile: &CameraProfile,
+    kind: TopicKind,
+    payload: &[u8],
+) -> Result<Decoded, PayloadError> {
+    if kind == TopicKind::Heartbeat {
+        return Ok(Decoded::Alive);
+    }
+    let text = decode_charset(payload, profile.charset)?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| PayloadError::Json(e.to_string()))?;
+    let c = &profile.classify;
+    if let Some(p) = &c.present
+        && json_path(&json, p).is_none()
+    {
+        return Ok(Decoded::Alive);
+    }
+    if let (Some(p), Some(eq)) = (&c.path, &c.equals)
+        && json_path(&json, p).and_then(scalar_text).as_deref() != Some(eq.as_str())
+    {
+        return Ok(Decoded::Alive);
+    }
+    let f = &profile.fields;
+    let text_path = join(&f.root, &f.text);
+    let raw_text = match json_path(&json, &text_path) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None if json_path(&json, &f.root).is_some() && !f.root.is_empty() => {
+            String::new()
+        }
+        Some(_) => return Err(PayloadError::WrongType(text_path)),
+        None => return Err(PayloadError::Missing(text_path)),
+    };
+    let plate_text = match f.text_encoding {
+        TextEncoding::Plain => raw_text,
+        TextEncoding::Base64 => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(raw_text.trim())
+                .map_err(|_| PayloadError::Base64(text_path.clone()))?;
+            decode_charset(&bytes, f.text_charset)?
+        }
+    };
+    let cleaned: String = plate_text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '\0')
+        .collect();
+    let readable = !cleaned.is_empty() && !f.unreadable.contains(&cleaned);
+    let color = f
+        .color
+        .iter()
+        .find_map(|p| json_path(&json, &join(&f.root, p)).and_then(scalar_text))
+        .and_then(|code| f.color_map.get(&code))
+        .and_then(|pnc| PlateColor::from_code(pnc))
+        .unwrap_or_default();
+    let confidence = f
+        .confidence
+        .as_ref()
+        .and_then(|p| json_path(&json, &join(&f.root, p)))
+        .and_then(Value::as_f64)
+        .map(|c| c.clamp(0.0, 100.0).round() as u8);
+    let device_time = f
+        .device_time
+        .as_ref()
+        .and_then(|p| json_path(&json, &join(&f.root, p)))
+        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
+        .filter(|t| *t > 0)
+        .map(|t| match f.device_time_unit {
+            TimeUnit::S => Timestamp(t.saturating_mul(1000)),
+            TimeUnit::Ms => Timestamp(t),
+        });
+    let mut image = None;
+    for p in &f.image {
+        let path = join(&f.root, p);
+        if let Some(Value::String(s)) = json_path(&json, &path)
+            && !s.is_empty()
+        {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map_err(|_| PayloadError::Base64(path))?;
+            image = Some(Arc::new(bytes));
+            break;
+        }
+    }
+    let image_len = image.as_ref().map(|i| i.len());
+    Ok(Decoded::Plate(PlateRead {
+        text: readable.then_some(cleaned),
+        color,
+        confidence,
+        device_time,
+        quick: kind == TopicKind::Quick,
+        image,
+        image_len,
+    }))
+}
+
+/// Per-camera state around the decoder: duplicate suppression, link liveness and
+/// "log once per burst" for bad payloads.
+#[derive(Debug, Clone)]
+pub struct CameraState {
+    dedup_ms: i64,
+    link_timeout_ms: i64,
+    recent: Vec<(Option<String>, PlateColor, bool, Timestamp)>,
+    last_seen: Option<Timestamp>,
+    link_up: Option<bool>,
+    last_error_log: Option<Timestamp>,
+    suppressed_errors: u64,
+}
+
+/// How long a burst of bad payloads stays quiet after its first log line.
+pub const ERROR_BURST_MS: i64 = 10_000;
+
+impl CameraState {
+    pub fn new(profile: &CameraProfile) -> Self {
+        CameraState {
+            dedup_ms: profile.dedup_ms as i64,
+            link_timeout_ms: profile.link_timeout_ms as i64,
+            recent: Vec::new(),
+            last_seen: None,
+            link_up: None,
+            last_error_log: None,
+            suppressed_errors: 0,
+        }
+    }
+
+    /// Any message arrived: returns `Some(true)` when the link comes up.
+    pub fn seen(&mut self, now: Timestamp) -> Option<bool> {
+        self.last_seen = Some(now);
+        self.set_link(true)
+    }
+
+    /// Periodic check: returns `Some(false)` when the camera has been silent too long.
+    pub fn tick(&mut self, now: Timestamp) -> Option<bool> {
+        match self.last_seen {
+            Some(t) if now.millis() - t.millis() > self.link_timeout_ms => self.set_link(false),
+            _ => None,
+        }
+    }
+
+    /// The broker connection is gone: every camera behind it is unreachable.
+    pub fn broker_lost(&mut self) -> Option<bool> {
+        self.last_seen = None;
+        self.set_link(false)
+    }
+
+    fn set_link(&mut self, up: bool) -> Option<bool> {
+        if self.link_up == Some(up) {
+            return None;
+        }
+        self.link_up = Some(up);
+        Some(up)
+    }
+
+    /// True when this read repeats one already passed on within the window.
+    pub fn is_duplicate(&mut self, read: &PlateRead, now: Timestamp) -> bool {
+        let window = self.dedup_ms;
+        self.recent
+            .retain(|(_, _, _, at)| now.millis() - at.millis() < window);
+        let dup = self
+            .recent
+            .iter()
+            .any(|(t, c, q, _)| *t == read.text && *c == read.color && *q == read.quick);
+        if !dup {
+            self.recent
+                .push((read.text.clone(), read.color, read.quick, now));
+        }
+        dup
+    }
+
+    /// A bad payload: returns `Some(n)` (errors suppressed since the last line) when
+    /// a log line is due, `None` while inside a burst.
+    pub fn payload_error(&mut self, now: Timestamp) -> Option<u64> {
+        match self.last_error_log {
+            Some(t) if now.millis() - t.millis() < ERROR_BURST_MS => {
+                self.suppressed_errors += 1;
+                None
+            }
+            _ => {
+                self.last_error_log = Some(now);
+                Some(std::mem::take(&mut self.suppressed_errors))
+            }
+        }
+    }
+}
+
+/// Sample payloads in the captured shapes, used by the tests and the simulator.
+pub mod samples {
+    use base64::Engine;
+
+    /// Vzenith MQTT `ivs_result` (shape of the public vzicloud example, trimmed).
+    pub fn vzenith_ivs_result(
+        sn: &str,
+        plate: &str,
+        color_type: u8,
+        jpeg: Option<&[u8]>,
+    ) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let license = b64.encode(plate.as_bytes());
+        let image = jpeg.map(|j| b64.encode(j)).unwrap_or_default();
+        serde_json::json!({
+            "id": "iUA4fO7yCGrHZO2C", "bv": 12378, "sn": sn, "name": "ivs_result",
+            "version": "1.0", "timestamp": 1_621_926_595,
+            "payload": {"AlarmInfoPlate": {
+                "channel": 0, "deviceName": "0001", "ipaddr": "192.168.6.94",
+                "result": {"PlateResult": {
+                    "bright": 0, "carBright": 0, "carColor": 0,
+                    "plates": [{"color": color_type, "license": "", "plate_width": 304, "type": 14,
+                                "pos": {"bottom": 422, "left": 432, "right": 634, "top": 322}}],
+                    "colorType": color_type, "colorValue": 0, "confidence": 100, "direction": 0,
+                    "imageFragmentFile": image,
+                    "is_fake_plate": 0, "isoffline": 0,
+                    "license": license, "license_ext_type": 0,
+                    "location": {"RECT": {"bottom": 555, "left": 954, "right": 1109, "top": 502}},
+                    "plateid": 594_785,
+                    "timeStamp": {"Timeval": {"decday": 11, "dechour": 16, "decmin": 30, "decmon": 8,
+                                              "decsec": 19, "decyear": 2021, "sec": 1_628_670_619u64, "usec": 539_956}},
+                    "timeUsed": 3_879_571, "triggerType": 4, "type": 1
+                }},
+                "serialno": sn, "user_data": ""
+            }}
+        })
+        .to_string()
+    }
+
+    /// Legacy `AlarmInfoPlate` push body.
+    pub fn vzenith_alarm_info_plate(
+        plate: &str,
+        color_type: u8,
+        trigger_type: u8,
+        jpeg: Option<&[u8]>,
+    ) -> String {
+        let image = jpeg
+            .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
+            .unwrap_or_default();
+        serde_json::json!({"AlarmInfoPlate": {
+            "channel": 0, "deviceName": "IVS", "ipaddr": "192.168.1.100", "serialno": "a1b2c3d4-e5f60718",
+            "result": {"PlateResult": {
+                "license": plate, "colorType": color_type, "colorValue": 0, "confidence": 92,
+                "bright": 0, "carBright": 0, "carColor": 0, "direction": 0,
+                "location": {"RECT": {"left": 954, "top": 502, "right": 1109, "bottom": 555}},
+                "plateid": 1201, "timeUsed": 120, "triggerType": trigger_type, "type": 1,
+                "timeStamp": {"Timeval": {"sec": 1_628_670_619u64, "usec": 0}},
+                "imageFragmentFile": image, "imageFile": ""
+            }}
+        }})
+        .to_string()
+    }
+
+    /// HX `plateResult` message (assumed field names, see hx-mqtt.toml).
+    pub fn hx_plate_result(cam_id: &str, plate: &str, color_type: u8) -> String {
+        serde_json::json!({"camId": cam_id, "plateResult": {
+            "license": plate, "colorType": color_type, "confidence": 95,
+            "timeStamp": 1_628_670_619u64, "imageFile": ""
+        }})
+        .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::profile::{BUILTIN, parse_profile};
+    use std::path::Path;
+
+    fn profile(name: &str) -> CameraProfile {
+        let text = BUILTIN.iter().find(|(n, _)| *n == name).unwrap().1;
+        parse_profile(text, name, Path::new(name))
+            .unwrap()
+            .camera
+            .unwrap()
+    }
+
+    fn plate(d: Decoded) -> PlateRead {
+        match d {
+            Decoded::Plate(p) => p,
+            other => panic!("not a plate: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn vzenith_public_sample_license_decodes_from_base64_utf8() {
+        // The public doc's own sample: "license": "6LWjR1o3UzEz", colorType 1.
+        let p = profile("vzenith-mqtt");
+        let body = r#"{"id":"x","sn":"265e1040-85e01fb7","name":"ivs_result","payload":{"AlarmInfoPlate":
+            {"result":{"PlateResult":{"plates":[{"color":4}],"colorType":1,"confidence":100,
+            "license":"6LWjR1o3UzEz","timeStamp":{"Timeval":{"sec":1628670619}},"triggerType":4}}}}}"#;
+        let r = plate(decode(&p, TopicKind::Result, body.as_bytes()).unwrap());
+        assert_eq!(r.text.as_deref(), Some("赣GZ7S13"));
+        assert_eq!(r.color, PlateColor::Blue);
+        assert_eq!(r.confidence, Some(100));
+        assert_eq!(r.device_time, Some(Timestamp(1_628_670_619_000)));
+        assert!(!r.quick);
+    }
+
+    #[test]
+    fn vzenith_quick_result_is_flagged_and_image_decoded() {
+        let p = profile("vzenith-mqtt");
+        let body =
+            samples::vzenith_ivs_result("sn1", "闽A12345", 2, Some(&[0xFF, 0xD8, 0xFF, 0xD9]));
+        let r = plate(decode(&p, TopicKind::Quick, body.as_bytes()).unwrap());
+        assert!(r.quick);
+        assert_eq!(r.color, PlateColor::Yellow);
+        assert_eq!(
+            r.image.as_deref().map(|v| v.as_slice()),
+            Some(&[0xFF, 0xD8, 0xFF, 0xD9][..])
+        );
+        assert_eq!(r.image_len, Some(4));
+    }
+
+    #[test]
+    fn vzenith_keep_alive_is_only_a_sign_of_life() {
+        let p = profile("vzenith-mqtt");
+        assert_eq!(
+            decode(&p, TopicKind::Heartbeat, b"{\"name\":\"keep_alive\"}").unwrap(),
+            Decoded::Alive
+        );
+    }
+
+    #[test]
+    fn unreadable_plate_is_a_read_without_text() {
+        let p = profile("vzenith-mqtt");
+        let body = samples::vzenith_ivs_result("sn1", "_无_", 0, None);
+        let r = plate(decode(&p, TopicKind::Result, body.as_bytes()).unwrap());
+        assert_eq!(r.text, None);
+        assert_eq!(r.color, PlateColor::Unknown);
+    }
+
+    #[test]
+    fn legacy_alarm_info_plate_decodes_plain_text_and_colour_codes() {
+        let p = profile("vzenith-legacy-alarminfoplate");
+        for (code, color) in [
+            (0, PlateColor::Unknown),
+            (1, PlateColor::Blue),
+            (2, PlateColor::Yellow),
+            (3, PlateColor::White),
+            (4, PlateColor::Black),
+            (5, PlateColor::Green),
+        ] {
+            let body = samples::vzenith_alarm_info_plate("京A12345", code, 8, Some(b"jpeg"));
+            let r = plate(decode(&p, TopicKind::Result, body.as_bytes()).unwrap());
+            assert_eq!(r.text.as_deref(), Some("京A12345"));
+            assert_eq!(r.color, color, "colorType {code}");
+            assert_eq!(r.image_len, Some(4));
+        }
+    }
+
+    #[test]
+    fn gbk_payload_decodes_when_the_profile_says_gbk() {
+        let mut p = profile("vzenith-legacy-alarminfoplate");
+        p.charset = Charset::Gbk;
+        let body = samples::vzenith_alarm_info_plate("粤B12345", 1, 1, None);
+        let (gbk, _, _) = encoding_rs::GBK.encode(&body);
+        let r = plate(decode(&p, TopicKind::Result, &gbk).unwrap());
+        assert_eq!(r.text.as_deref(), Some("粤B12345"));
+        p.charset = Charset::Utf8;
+        assert_eq!(
+            decode(&p, TopicKind::Result, &gbk),
+            Err(PayloadError::Charset("UTF-8"))
+        );
+    }
+
+    #[test]
+    fn hx_plate_result_decodes_and_other_messages_keep_alive() {
+        let p = profile("hx-mqtt");
+        let body = samples::hx_plate_result("cam9", "沪C88888", 5);
+        let r = plate(decode(&p, TopicKind::Result, body.as_bytes()).unwrap());
+        assert_eq!(r.text.as_deref(), Some("沪C88888"));
+        assert_eq!(r.color, PlateColor::Green);
+        assert_eq!(
+            decode(
+                &p,
+                TopicKind::Result,
+                br#"{"camId":"cam9","status":"online"}"#
+            )
+            .unwrap(),
+            Decoded::Alive
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let p = profile("vzenith-mqtt");
+        for junk in [
+            &b"\xff\xfe\x00"[..],
+            b"not json",
+            b"{}",
+            b"[1,2]",
+            br#"{"payload":{"AlarmInfoPlate":{"result":{"PlateResult":{"license":5}}}}}"#,
+            br#"{"payload":{"AlarmInfoPlate":{"result":{"PlateResult":{"license":"%%%"}}}}}"#,
+        ] {
+            assert!(decode(&p, TopicKind::Result, junk).is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn json_paths_index_arrays() {
+        let v: Value = serde_json::json!({"a": {"b": [{"c": 1}, {"c": 2}]}});
+        assert_eq!(json_path(&v, "a.b[1].c"), Some(&Value::from(2)));
+        assert_eq!(json_path(&v, "a.b[5].c"), None);
+        assert_eq!(json_path(&v, "a.x"), None);
+    }
+
+    #[test]
+    fn repeated_reads_are_dropped_within_the_window() {
+        let p = profile("vzenith-mqtt");
+        let mut s = CameraState::new(&p);
+        let mut read = PlateRead::text("闽A12345", PlateColor::Blue);
+        assert!(!s.is_duplicate(&read, Timestamp(0)));
+        assert!(s.is_duplicate(&read, Timestamp(1000)));
+        read.quick = true;
+        assert!(
+            !s.is_duplicate(&read, Timestamp(1000)),
+            "quick and full are different facts"
+        );
+        read.quick = false;
+        assert!(!s.is_duplicate(&read, Timestamp(3001)));
+    }
+
+    #[test]
+    fn silent_camera_goes_down_and_comes_back() {
+        let p = profile("vzenith-mqtt");
+        let mut s = CameraState::new(&p);
+        assert_eq!(s.tick(Timestamp(0)), None, "never seen: nothing to say");
+        assert_eq!(s.seen(Timestamp(0)), Some(true));
+        assert_eq!(s.tick(Timestamp(15_000)), None);
+        assert_eq!(s.tick(Timestamp(15_001)), Some(false));
+        assert_eq!(s.seen(Timestamp(16_000)), Some(true));
+    }
+
+    #[test]
+    fn payload_errors_log_once_per_burst() {
+        let p = profile("vzenith-mqtt");
+        let mut s = CameraState::new(&p);
+        assert_eq!(s.payload_error(Timestamp(0)), Some(0));
+        assert_eq!(s.payload_error(Timestamp(10)), None);
+        assert_eq!(s.payload_error(Timestamp(20)), None);
+        assert_eq!(s.payload_error(Timestamp(10_000)), Some(2));
+    }
+}

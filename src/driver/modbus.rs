@@ -1,0 +1,674 @@
+//! Modbus logic without I/O: which reads to send for a device (contiguous points
+//! merged into one request), how to decode the answers into point values, and how
+//! raw values become facts (debounce + edge detection per input, gate position, link
+//! state with retry/isolation). Time is always passed in.
+//!
+//! Only the four read functions exist in [`Function`], so nothing built from this
+//! module can write to a device.
+
+use crate::config::Role;
+use crate::driver::profile::{
+    ByteOrder, ModbusProfile, Point, PointKind, WordOrder, parse_position,
+};
+use crate::event::{EventKind, GatePosition, LoopId};
+use crate::time::Timestamp;
+use std::collections::BTreeMap;
+
+/// The Modbus read functions, and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Function {
+    ReadCoils = 1,
+    ReadDiscreteInputs = 2,
+    ReadHoldingRegisters = 3,
+    ReadInputRegisters = 4,
+}
+
+impl Function {
+    pub fn from_code(code: u8) -> Option<Function> {
+        match code {
+            1 => Some(Function::ReadCoils),
+            2 => Some(Function::ReadDiscreteInputs),
+            3 => Some(Function::ReadHoldingRegisters),
+            4 => Some(Function::ReadInputRegisters),
+            _ => None,
+        }
+    }
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+    pub fn reads_bits(self) -> bool {
+        matches!(self, Function::ReadCoils | Function::ReadDiscreteInputs)
+    }
+    /// Largest quantity one request may ask for (Modbus application protocol §6).
+    pub fn max_count(self) -> u16 {
+        if self.reads_bits() { 2000 } else { 125 }
+    }
+}
+
+/// One read request: function, first address, quantity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadRequest {
+    pub function: Function,
+    pub address: u16,
+    pub count: u16,
+}
+
+impl ReadRequest {
+    fn end(&self) -> u32 {
+        u32::from(self.address) + u32::from(self.count)
+    }
+    /// Bytes of data in a normal response.
+    pub fn response_data_len(&self) -> usize {
+        if self.function.reads_bits() {
+            usize::from(self.count).div_ceil(8)
+        } else {
+            usize::from(self.count) * 2
+        }
+    }
+}
+
+/// The answer to one [`ReadRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadData {
+    Bits(Vec<bool>),
+    Words(Vec<u16>),
+}
+
+/// Merges the points into as few requests as possible: points of the same function
+/// whose ranges touch or overlap share one request, up to the protocol's maximum.
+pub fn plan(points: &[Point]) -> Vec<ReadRequest> {
+    let mut ranges: Vec<(Function, u16, u16)> = points
+        .iter()
+        .filter_map(|p| Some((Function::from_code(p.function)?, p.address, p.kind.width())))
+        .collect();
+    ranges.sort();
+    let mut out: Vec<ReadRequest> = Vec::new();
+    for (function, address, width) in ranges {
+        let end = u32::from(address) + u32::from(width);
+        if let Some(last) = out.last_mut()
+            && last.function == function
+            && u32::from(address) <= last.end()
+        {
+            let new_end = end.max(last.end());
+            if new_end - u32::from(last.address) <= u32::from(function.max_count()) {
+                // Fits: new_end - address ≤ 2000, so it fits in u16.
+                last.count = (new_end - u32::from(last.address)) as u16;
+                continue;
+            }
+        }
+        out.push(ReadRequest {
+            function,
+            address,
+            count: width,
+        });
+    }
+    out
+}
+
+/// A decoded point value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Bool(bool),
+    Position(GatePosition),
+    /// A raw enum value with no meaning in the profile.
+    Unmapped(u16),
+    Number(f64),
+}
+
+/// Point values of one poll, by point index in the profile.
+pub type Values = BTreeMap<usize, Value>;
+
+/// Decodes every point from the answers to `plan(points)` (same order). Points whose
+/// request failed are absent.
+pub fn decode(points: &[Point], requests: &[ReadRequest], answers: &[Option<ReadData>]) -> Values {
+    let mut out = Values::new();
+    for (i, p) in points.iter().enumerate() {
+        let Some(function) = Function::from_code(p.function) else {
+            continue;
+        };
+        let found = requests.iter().zip(answers).find(|(r, _)| {
+            r.function == function
+                && r.address <= p.address
+                && u32::from(p.address) + u32::from(p.kind.width()) <= r.end()
+        });
+        let Some((req, Some(data))) = found else {
+            continue;
+        };
+        let offset = usize::from(p.address - req.address);
+        if let Some(v) = decode_point(p, data, offset) {
+            out.insert(i, v);
+        }
+    }
+    out
+}
+
+fn decode_point(p: &Point, data: &ReadData, offset: usize) -> Option<Value> {
+    let word = |k: usize| -> Option<u16> {
+        match data {
+            ReadData::Words(w) => w.get(offset + k).map(|w| match p.byte_order {
+                ByteOrder::Big => *w,
+                ByteOrder::Swapped => w.swap_bytes(),
+            }),
+            ReadData::Bits(_) => None,
+        }
+    };
+    Some(match p.kind {
+        PointKind::Bit => match data {
+            ReadData::Bits(b) => Value::Bool(*b.get(offset)? != p.invert),
+            ReadData::Words(_) => return None,
+        },
+        PointKind::WordBit => Value::Bool(((word(0)? >> p.bit?) & 1 == 1) != p.invert),
+        PointKind::Enum => {
+            let raw = word(0)?;
+            match p
+                .values
+                .get(&raw.to_string())
+                .and_then(|m| parse_position(m))
+            {
+                Some(pos) => Value::Position(pos),
+                None => Value::Unmapped(raw),
+            }
+        }
+        PointKind::U16 => Value::Number(f64::from(word(0)?) * p.scale),
+        PointKind::I16 => Value::Number(f64::from(word(0)? as i16) * p.scale),
+        PointKind::U32 => {
+            let (a, b) = (u32::from(word(0)?), u32::from(word(1)?));
+            let v = match p.word_order {
+                WordOrder::HighFirst => (a << 16) | b,
+                WordOrder::LowFirst => (b << 16) | a,
+            };
+            Value::Number(f64::from(v) * p.scale)
+        }
+    })
+}
+
+/// Debounce and edge detection for one input: a new value becomes the stable value
+/// once it has been seen continuously for `debounce_ms`; only changes of the stable
+/// value come out. The first stable value also comes out (the lane learns the state).
+#[derive(Debug, Clone)]
+pub struct Debounce<T> {
+    debounce_ms: i64,
+    stable: Option<T>,
+    pending: Option<(T, Timestamp)>,
+}
+
+impl<T: Copy + PartialEq> Debounce<T> {
+    pub fn new(debounce_ms: u64) -> Self {
+        Debounce {
+            debounce_ms: debounce_ms.min(i64::MAX as u64) as i64,
+            stable: None,
+            pending: None,
+        }
+    }
+
+    pub fn stable(&self) -> Option<T> {
+        self.stable
+    }
+
+    /// Feeds one sample; returns the new stable value when it changes.
+    pub fn update(&mut self, raw: T, now: Timestamp) -> Option<T> {
+        if self.stable == Some(raw) {
+            self.pending = None;
+            return None;
+        }
+        let since = match self.pending {
+            Some((v, since)) if v == raw => since,
+            _ => {
+                self.pending = Some((raw, now));
+                now
+            }
+        };
+        if now.millis().saturating_sub(since.millis()) >= self.debounce_ms {
+            self.stable = Some(raw);
+            self.pending = None;
+            Some(raw)
+        } else {
+            None
+        }
+    }
+}
+
+/// How one poll of a device went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// Every request answered.
+    Answered,
+    /// No (valid) answer in time: timeout, CRC error, garbage.
+    NoAnswer,
+    /// The device answered with a Modbus exception: it is alive, the profile or
+    /// wiring is wrong. Counts as alive for the link.
+    Exception,
+}
+
+/// Link state with retries and isolation for one slave.
+#[derive(Debug, Clone)]
+pub struct SlaveHealth {
+    retries: u32,
+    isolate_ms: i64,
+    failures: u32,
+    isolated_until: Option<Timestamp>,
+    link_up: Option<bool>,
+}
+
+impl SlaveHealth {
+    pub fn new(retries: u32, isolate_ms: u64) -> Self {
+        SlaveHealth {
+            retries,
+            isolate_ms: isolate_ms.min(i64::MAX as u64) as i64,
+            failures: 0,
+            isolated_until: None,
+            link_up: None,
+        }
+    }
+
+    /// Whether the slave should be polled now (not isolated).
+    pub fn is_pollable(&self, now: Timestamp) -> bool {
+        self.isolated_until.is_none_or(|t| now >= t)
+    }
+
+    pub fn isolated_until(&self) -> Option<Timestamp> {
+        self.isolated_until
+    }
+
+    pub fn link_up(&self) -> Option<bool> {
+        self.link_up
+    }
+
+    /// Records a poll; returns a link fact when the link state changes.
+    pub fn record(&mut self, outcome: PollOutcome, now: Timestamp) -> Option<EventKind> {
+        match outcome {
+            PollOutcome::Answered | PollOutcome::Exception => {
+                self.failures = 0;
+                self.isolated_until = None;
+                self.set_link(true)
+            }
+            PollOutcome::NoAnswer => {
+                let released = self.isolated_until.take().is_some();
+                self.failures += 1;
+                // A slave just released from isolation gets one probe, not a new round
+                // of retries: otherwise a dead slave would keep stalling the bus.
+                if released || self.failures > self.retries {
+                    self.failures = 0;
+                    self.isolated_until = Some(now.plus_millis(self.isolate_ms));
+                    self.set_link(false)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// The transport under the slave is gone (serial port vanished, TCP closed).
+    pub fn transport_lost(&mut self) -> Option<EventKind> {
+        self.failures = 0;
+        self.isolated_until = None;
+        self.set_link(false)
+    }
+
+    fn set_link(&mut self, up: bool) -> Option<EventKind> {
+        if self.link_up == Some(up) {
+            return None;
+        }
+        self.link_up = Some(up);
+        Some(EventKind::Link { up })
+    }
+}
+
+/// Turns a device's point values into lane facts according to its role bindings.
+#[derive(Debug, Clone)]
+pub struct DeviceLogic {
+    /// (role, point index) for the bound points.
+    bindings: Vec<(Role, usize)>,
+    inputs: BTreeMap<Role, Debounce<bool>>,
+    status: Debounce<GatePosition>,
+    gate_reported: Option<GatePosition>,
+}
+
+impl DeviceLogic {
+    /// `roles` maps roles to point names; unknown names are skipped (validation
+    /// rejects them before a driver is built).
+    pub fn new(profile: &ModbusProfile, roles: &BTreeMap<Role, String>, debounce_ms: u64) -> Self {
+        let bindings: Vec<(Role, usize)> = roles
+            .iter()
+            .filter_map(|(role, name)| {
+                Some((*role, profile.points.iter().position(|p| &p.name == name)?))
+            })
+            .collect();
+        let inputs = bindings
+            .iter()
+            .filter(|(r, _)| *r != Role::GateStatus)
+            .map(|(r, _)| (*r, Debounce::new(debounce_ms)))
+            .collect();
+        DeviceLogic {
+            bindings,
+            inputs,
+            status: Debounce::new(debounce_ms),
+            gate_reported: None,
+        }
+    }
+
+    /// Feeds one poll's values; returns the facts that changed.
+    pub fn on_values(&mut self, values: &Values, now: Timestamp) -> Vec<EventKind> {
+        let mut out = Vec::new();
+        let mut gate_inputs_changed = false;
+        for (role, index) in &self.bindings {
+            match (role, values.get(index)) {
+                (Role::GateStatus, Some(Value::Position(pos))) => {
+                    gate_inputs_changed |= self.status.update(*pos, now).is_some();
+                }
+                (Role::GateStatus, Some(Value::Unmapped(_))) => {
+                    // A status the profile does not name: treat as fault, debounced.
+                    gate_inputs_changed |= self.status.update(GatePosition::Fault, now).is_some();
+                }
+                (_, Some(Value::Bool(b))) => {
+                    let Some(deb) = self.inputs.get_mut(role) else {
+                        continue;
+                    };
+                    if let Some(v) = deb.update(*b, now) {
+                        match role {
+                            Role::LoopA => out.push(EventKind::Loop {
+                                which: LoopId::A,
+                                occupied: v,
+                            }),
+                            Role::LoopB => out.push(EventKind::Loop {
+                                which: LoopId::B,
+                                occupied: v,
+                            }),
+                            _ => gate_inputs_changed = true,
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if gate_inputs_changed
+            && let Some(pos) = self.gate_position()
+            && self.gate_reported != Some(pos)
+        {
+            self.gate_reported = Some(pos);
+            out.push(EventKind::Gate { position: pos });
+        }
+        out
+    }
+
+    /// The barrier position from the stable inputs, once enough is known.
+    fn gate_position(&self) -> Option<GatePosition> {
+        let stable = |r: Role| self.inputs.get(&r).map(|d| d.stable());
+        if stable(Role::GateFault) == Some(Some(true)) {
+            return Some(GatePosition::Fault);
+        }
+        if let Some(pos) = self.status.stable() {
+            return Some(pos);
+        }
+        match (stable(Role::GateOpen), stable(Role::GateClosed)) {
+            (Some(Some(open)), Some(Some(closed))) => Some(match (open, closed) {
+                (true, false) => GatePosition::Open,
+                (false, true) => GatePosition::Closed,
+                (false, false) => GatePosition::Moving,
+                (true, true) => GatePosition::Fault,
+            }),
+            // One limit switch only: active = at that end; inactive = left it.
+            (Some(Some(open)), None) => Some(if open {
+                GatePosition::Open
+            } else {
+                GatePosition::Moving
+            }),
+            (None, Some(Some(closed))) => Some(if closed {
+                GatePosition::Closed
+            } else {
+                GatePosition::Moving
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::profile::{BUILTIN, parse_profile};
+    use std::path::Path;
+
+    fn profile(name: &str) -> ModbusProfile {
+        let text = BUILTIN.iter().find(|(n, _)| *n == name).unwrap().1;
+        parse_profile(text, name, Path::new(name))
+            .unwrap()
+            .modbus
+            .unwrap()
+    }
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp(ms)
+    }
+
+    #[test]
+    fn contiguous_inputs_are_read_in_one_request() {
+        let p = profile("waveshare-modbus-rtu-io-8ch");
+        assert_eq!(
+            plan(&p.points),
+            vec![ReadRequest {
+                function: Function::ReadDiscreteInputs,
+                address: 0,
+                count: 8
+            }]
+        );
+    }
+
+    #[test]
+    fn gaps_and_functions_split_requests() {
+        let p = profile("generic-barrier-holding-status");
+        // status, fault word and the 2-register counter are contiguous: one request.
+        assert_eq!(
+            plan(&p.points),
+            vec![ReadRequest {
+                function: Function::ReadHoldingRegisters,
+                address: 0,
+                count: 4
+            }]
+        );
+        let mut points = p.points.clone();
+        points[2].address = 10;
+        points[1].function = 4;
+        let reqs = plan(&points);
+        assert_eq!(reqs.len(), 3, "{reqs:?}");
+    }
+
+    #[test]
+    fn requests_never_exceed_protocol_maximum() {
+        let mut p = profile("waveshare-modbus-rtu-io-8ch");
+        let template = p.points[0].clone();
+        p.points = (0..300u16)
+            .map(|a| Point {
+                address: a,
+                name: format!("r{a}"),
+                function: 3,
+                kind: PointKind::U16,
+                ..template.clone()
+            })
+            .collect();
+        let reqs = plan(&p.points);
+        assert_eq!(
+            reqs.iter().map(|r| r.count).collect::<Vec<_>>(),
+            vec![125, 125, 50]
+        );
+    }
+
+    #[test]
+    fn decodes_bits_words_enums_and_counters() {
+        let p = profile("generic-barrier-holding-status");
+        let reqs = plan(&p.points);
+        let v = decode(
+            &p.points,
+            &reqs,
+            &[Some(ReadData::Words(vec![1, 0x0001, 0x0001, 0x0002]))],
+        );
+        assert_eq!(v[&0], Value::Position(GatePosition::Open));
+        assert_eq!(v[&1], Value::Bool(true));
+        assert_eq!(v[&2], Value::Number(65538.0));
+        let w = profile("waveshare-modbus-rtu-io-8ch");
+        let reqs = plan(&w.points);
+        let bits = vec![true, false, false, true, false, false, false, false];
+        let v = decode(&w.points, &reqs, &[Some(ReadData::Bits(bits))]);
+        assert_eq!(v[&0], Value::Bool(true));
+        assert_eq!(v[&3], Value::Bool(true));
+        assert_eq!(v[&1], Value::Bool(false));
+    }
+
+    #[test]
+    fn failed_request_leaves_points_absent() {
+        let w = profile("waveshare-modbus-rtu-io-8ch");
+        let reqs = plan(&w.points);
+        assert!(decode(&w.points, &reqs, &[None]).is_empty());
+    }
+
+    #[test]
+    fn short_pulse_is_debounced_away() {
+        let mut d = Debounce::new(100);
+        assert_eq!(d.update(false, t(0)), None);
+        assert_eq!(d.update(false, t(100)), Some(false));
+        assert_eq!(d.update(true, t(200)), None);
+        assert_eq!(d.update(false, t(250)), None, "a 50 ms blip is not an edge");
+        assert_eq!(d.update(false, t(400)), None);
+        assert_eq!(d.update(true, t(500)), None);
+        assert_eq!(d.update(true, t(600)), Some(true));
+        assert_eq!(d.update(true, t(700)), None, "no repeated edges");
+    }
+
+    #[test]
+    fn zero_debounce_reports_at_once() {
+        let mut d = Debounce::new(0);
+        assert_eq!(d.update(true, t(0)), Some(true));
+        assert_eq!(d.update(false, t(1)), Some(false));
+    }
+
+    fn roles(pairs: &[(Role, &str)]) -> BTreeMap<Role, String> {
+        pairs.iter().map(|(r, n)| (*r, n.to_string())).collect()
+    }
+
+    #[test]
+    fn loop_edges_become_loop_facts() {
+        let p = profile("waveshare-modbus-rtu-io-8ch");
+        let mut logic = DeviceLogic::new(
+            &p,
+            &roles(&[(Role::LoopA, "di1"), (Role::LoopB, "di2")]),
+            100,
+        );
+        let vals = |a: bool, b: bool| Values::from([(0, Value::Bool(a)), (1, Value::Bool(b))]);
+        assert!(logic.on_values(&vals(false, false), t(0)).is_empty());
+        let first = logic.on_values(&vals(false, false), t(100));
+        assert_eq!(
+            first,
+            vec![
+                EventKind::Loop {
+                    which: LoopId::A,
+                    occupied: false
+                },
+                EventKind::Loop {
+                    which: LoopId::B,
+                    occupied: false
+                }
+            ]
+        );
+        assert!(logic.on_values(&vals(true, false), t(200)).is_empty());
+        assert_eq!(
+            logic.on_values(&vals(true, false), t(300)),
+            vec![EventKind::Loop {
+                which: LoopId::A,
+                occupied: true
+            }]
+        );
+    }
+
+    #[test]
+    fn limit_switches_give_gate_positions() {
+        let p = profile("waveshare-modbus-rtu-io-8ch");
+        let mut logic = DeviceLogic::new(
+            &p,
+            &roles(&[(Role::GateOpen, "di3"), (Role::GateClosed, "di4")]),
+            0,
+        );
+        let vals = |o: bool, c: bool| Values::from([(2, Value::Bool(o)), (3, Value::Bool(c))]);
+        assert_eq!(
+            logic.on_values(&vals(false, true), t(0)),
+            vec![EventKind::Gate {
+                position: GatePosition::Closed
+            }]
+        );
+        assert_eq!(
+            logic.on_values(&vals(false, false), t(1)),
+            vec![EventKind::Gate {
+                position: GatePosition::Moving
+            }]
+        );
+        assert_eq!(
+            logic.on_values(&vals(true, false), t(2)),
+            vec![EventKind::Gate {
+                position: GatePosition::Open
+            }]
+        );
+        assert_eq!(
+            logic.on_values(&vals(true, true), t(3)),
+            vec![EventKind::Gate {
+                position: GatePosition::Fault
+            }]
+        );
+    }
+
+    #[test]
+    fn status_word_gives_gate_positions_and_unknown_values_are_faults() {
+        let p = profile("generic-barrier-holding-status");
+        let mut logic = DeviceLogic::new(&p, &roles(&[(Role::GateStatus, "status")]), 0);
+        let v = |x: Value| Values::from([(0, x)]);
+        assert_eq!(
+            logic.on_values(&v(Value::Position(GatePosition::Closed)), t(0)),
+            vec![EventKind::Gate {
+                position: GatePosition::Closed
+            }]
+        );
+        assert!(
+            logic
+                .on_values(&v(Value::Position(GatePosition::Closed)), t(1))
+                .is_empty()
+        );
+        assert_eq!(
+            logic.on_values(&v(Value::Unmapped(99)), t(2)),
+            vec![EventKind::Gate {
+                position: GatePosition::Fault
+            }]
+        );
+    }
+
+    #[test]
+    fn unanswering_slave_is_retried_then_isolated_then_probed_once() {
+        let mut h = SlaveHealth::new(2, 5000);
+        assert_eq!(
+            h.record(PollOutcome::Answered, t(0)),
+            Some(EventKind::Link { up: true })
+        );
+        assert_eq!(h.record(PollOutcome::NoAnswer, t(100)), None);
+        assert_eq!(h.record(PollOutcome::NoAnswer, t(200)), None);
+        assert_eq!(
+            h.record(PollOutcome::NoAnswer, t(300)),
+            Some(EventKind::Link { up: false })
+        );
+        assert!(!h.is_pollable(t(301)));
+        assert!(h.is_pollable(t(5300)));
+        assert_eq!(h.record(PollOutcome::NoAnswer, t(5300)), None);
+        assert!(!h.is_pollable(t(5301)), "one failed probe re-isolates");
+        assert!(h.is_pollable(t(10_300)));
+        assert_eq!(
+            h.record(PollOutcome::Answered, t(10_300)),
+            Some(EventKind::Link { up: true })
+        );
+    }
+
+    #[test]
+    fn exception_answers_keep_the_link_up() {
+        let mut h = SlaveHealth::new(0, 1000);
+        assert_eq!(
+            h.record(PollOutcome::Exception, t(0)),
+            Some(EventKind::Link { up: true })
+        );
+        assert_eq!(h.record(PollOutcome::Exception, t(1)), None);
+    }
+}

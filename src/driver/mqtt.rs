@@ -1,0 +1,260 @@
+//! MQTT camera driver: one connection to the site broker, subscribing (QoS 1, clean
+//! session off) to every camera's topics, decoding payloads per camera profile.
+//!
+//! Subscribe only: the client handle never leaves this module and nothing here
+//! publishes, so no command can reach a camera.
+
+use crate::config::{Attachment, MqttConfig, SiteConfig};
+use crate::driver::camera::{CameraState, Decoded, TopicKind, decode};
+use crate::driver::profile::{CameraProfile, ProfileLibrary};
+use crate::driver::{DriverError, metrics};
+use crate::event::{EventKind, RawEvent};
+use crate::time::Timestamp;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// One camera as the MQTT task sees it.
+struct Camera {
+    name: String,
+    lane: String,
+    profile: CameraProfile,
+    state: CameraState,
+}
+
+/// Largest message accepted from the broker (cameras embed JPEGs as base64).
+pub const MAX_PACKET_BYTES: usize = 8 * 1024 * 1024;
+
+/// The concrete topics of one camera device.
+pub fn camera_topics(
+    profile: &CameraProfile,
+    id: &str,
+    result_override: Option<&str>,
+) -> Vec<(String, TopicKind)> {
+    let fill = |t: &str| t.replace("{id}", id);
+    let mut out = vec![(
+        result_override
+            .map(str::to_string)
+            .unwrap_or_else(|| fill(&profile.topics.result)),
+        TopicKind::Result,
+    )];
+    if let Some(q) = &profile.topics.quick {
+        out.push((fill(q), TopicKind::Quick));
+    }
+    if let Some(h) = &profile.topics.heartbeat {
+        out.push((fill(h), TopicKind::Heartbeat));
+    }
+    out
+}
+
+fn options(m: &MqttConfig) -> Result<MqttOptions, DriverError> {
+    let mut o = MqttOptions::new(&m.client_id, &m.host, m.port);
+    o.set_keep_alive(Duration::from_secs(m.keep_alive_s));
+    // Keep the session: the broker queues QoS 1 recognitions while we reconnect.
+    o.set_clean_session(false);
+    o.set_max_packet_size(MAX_PACKET_BYTES, 64 * 1024);
+    if let Some(u) = &m.username {
+        o.set_credentials(u, m.password.clone().unwrap_or_default());
+    }
+    if m.tls {
+        let transport = match &m.ca_file {
+            Some(path) => {
+                let ca = std::fs::read(path)
+                    .map_err(|e| DriverError::Setup(format!("mqtt.ca_file {path}: {e}")))?;
+                rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Simple {
+                    ca,
+                    alpn: None,
+                    client_auth: None,
+                })
+            }
+            None => rumqttc::Transport::tls_with_default_config(),
+        };
+        o.set_transport(transport);
+    }
+    Ok(o)
+}
+
+/// Starts the MQTT task when the site has cameras. `None` when there are none.
+pub fn spawn(
+    config: &SiteConfig,
+    profiles: &ProfileLibrary,
+    tx: mpsc::Sender<RawEvent>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, DriverError> {
+    let mut cameras = Vec::new();
+    let mut routes: HashMap<String, (usize, TopicKind)> = HashMap::new();
+    for d in &config.devices {
+        let Some(Attachment::Camera { id }) = d.attachment() else {
+            continue;
+        };
+        let profile = profiles
+            .get(&d.profile)
+            .and_then(|p| p.camera.clone())
+            .ok_or_else(|| {
+                DriverError::Setup(format!(
+                    "device {}: no camera profile {:?}",
+                    d.name, d.profile
+                ))
+            })?;
+        for (topic, kind) in camera_topics(&profile, id, d.topic.as_deref()) {
+            if routes
+                .insert(topic.clone(), (cameras.len(), kind))
+                .is_some()
+            {
+                return Err(DriverError::Setup(format!(
+                    "device {}: topic {topic} is used by another camera",
+                    d.name
+                )));
+            }
+        }
+        cameras.push(Camera {
+            name: d.name.clone(),
+            lane: d.lane.clone(),
+            state: CameraState::new(&profile),
+            profile,
+        });
+    }
+    if cameras.is_empty() {
+        return Ok(None);
+    }
+    let Some(m) = &config.mqtt else {
+        return Err(DriverError::Setup("cameras need an [mqtt] section".into()));
+    };
+    let opts = options(m)?;
+    Ok(Some(tokio::spawn(run(opts, cameras, routes, tx, shutdown))))
+}
+
+async fn run(
+    opts: MqttOptions,
+    mut cameras: Vec<Camera>,
+    routes: HashMap<String, (usize, TopicKind)>,
+    tx: mpsc::Sender<RawEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let broker = format!("{}:{}", opts.broker_address().0, opts.broker_address().1);
+    let (client, mut eventloop) = AsyncClient::new(opts, 64);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut connected = false;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => {
+                let _ = client.disconnect().await;
+                return;
+            }
+            _ = tick.tick() => {
+                let now = Timestamp::now();
+                for cam in &mut cameras {
+                    if let Some(up) = cam.state.tick(now)
+                        && !emit_link(cam, up, now, &tx).await
+                    {
+                        return;
+                    }
+                }
+            }
+            polled = eventloop.poll() => match polled {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    connected = true;
+                    backoff = Duration::from_millis(200);
+                    tracing::info!(broker = %broker, session_present = ack.session_present, "mqtt connected");
+                    // Subscribe again even with a kept session: cheap, and correct after
+                    // a broker restart that lost the session.
+                    for topic in routes.keys() {
+                        if let Err(e) = client.try_subscribe(topic.as_str(), QoS::AtLeastOnce) {
+                            tracing::warn!(topic = %topic, error = %e, "mqtt subscribe failed");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let topic = p.topic.as_str();
+                    let Some((index, kind)) = routes.get(topic).copied() else { continue };
+                    let Some(cam) = cameras.get_mut(index) else { continue };
+                    if !handle_message(cam, kind, &p.payload, &tx).await {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        tracing::warn!(broker = %broker, error = %e, "mqtt connection lost; reconnecting");
+                    }
+                    connected = false;
+                    let now = Timestamp::now();
+                    for cam in &mut cameras {
+                        if let Some(up) = cam.state.broker_lost()
+                            && !emit_link(cam, up, now, &tx).await
+                        {
+                            return;
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
+
+/// Decodes and forwards one message; false when the event receiver is gone.
+async fn handle_message(
+    cam: &mut Camera,
+    kind: TopicKind,
+    payload: &[u8],
+    tx: &mpsc::Sender<RawEvent>,
+) -> bool {
+    let now = Timestamp::now();
+    if let Some(up) = cam.state.seen(now)
+        && !emit_link(cam, up, now, tx).await
+    {
+        return false;
+    }
+    match decode(&cam.profile, kind, payload) {
+        Ok(Decoded::Alive) => true,
+        Ok(Decoded::Plate(read)) => {
+            if cam.state.is_duplicate(&read, now) {
+                tracing::debug!(device = %cam.name, "duplicate plate read dropped");
+                return true;
+            }
+            metrics::PLATE_READS.with_label_values(&[&cam.name]).inc();
+            tracing::info!(
+                device = %cam.name,
+                plate = %read.text.as_deref().map(crate::plate::mask).unwrap_or_else(|| "(none)".into()),
+                color = %read.color,
+                quick = read.quick,
+                "plate read"
+            );
+            let ev = RawEvent {
+                lane: cam.lane.clone(),
+                device: cam.name.clone(),
+                at: now,
+                kind: EventKind::Plate(read),
+            };
+            tx.send(ev).await.is_ok()
+        }
+        Err(e) => {
+            metrics::PAYLOAD_ERRORS
+                .with_label_values(&[&cam.name])
+                .inc();
+            if let Some(suppressed) = cam.state.payload_error(now) {
+                tracing::warn!(device = %cam.name, error = %e, bytes = payload.len(), suppressed, "bad camera payload");
+            }
+            true
+        }
+    }
+}
+
+async fn emit_link(cam: &Camera, up: bool, now: Timestamp, tx: &mpsc::Sender<RawEvent>) -> bool {
+    metrics::set_link(&cam.name, up);
+    tracing::info!(device = %cam.name, up, "camera link changed");
+    let ev = RawEvent {
+        lane: cam.lane.clone(),
+        device: cam.name.clone(),
+        at: now,
+        kind: EventKind::Link { up },
+    };
+    tx.send(ev).await.is_ok()
+}

@@ -1,0 +1,270 @@
+//! The task that owns one Modbus bus (a serial port, or one TCP endpoint) and polls
+//! its slaves in turn: honours each device's period and the bus's inter-frame
+//! silence, skips isolated slaves, reopens the transport with backoff.
+
+use crate::driver::modbus::{
+    DeviceLogic, PollOutcome, ReadRequest, SlaveHealth, Value, decode, plan,
+};
+use crate::driver::profile::{ModbusProfile, Point, PointKind};
+use crate::driver::{LinkError, ModbusLink, metrics};
+use crate::event::{EventKind, RawEvent};
+use crate::time::Timestamp;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// One slave on a bus, with its read plan and fact logic.
+pub struct PolledDevice {
+    pub name: String,
+    pub lane: String,
+    pub slave: u8,
+    points: Vec<Point>,
+    requests: Vec<ReadRequest>,
+    logic: DeviceLogic,
+    health: SlaveHealth,
+    period: Duration,
+    timeout: Duration,
+    next_due: Instant,
+}
+
+impl PolledDevice {
+    pub fn new(config: &crate::config::DeviceConfig, profile: &ModbusProfile) -> Self {
+        let debounce = config.debounce_ms.unwrap_or(profile.debounce_ms);
+        PolledDevice {
+            name: config.name.clone(),
+            lane: config.lane.clone(),
+            slave: config.slave.unwrap_or(profile.default_slave),
+            points: profile.points.clone(),
+            requests: plan(&profile.points),
+            logic: DeviceLogic::new(profile, &config.roles, debounce),
+            health: SlaveHealth::new(profile.retries, profile.isolate_ms),
+            period: Duration::from_millis(config.poll_ms.unwrap_or(profile.poll_ms)),
+            timeout: Duration::from_millis(profile.timeout_ms),
+            next_due: Instant::now(),
+        }
+    }
+
+    /// When this device should next be polled, isolation included.
+    fn due(&self, now_ts: Timestamp, now: Instant) -> Instant {
+        match self.health.isolated_until() {
+            Some(until) if until > now_ts => {
+                let wait = Duration::from_millis((until.millis() - now_ts.millis()).max(0) as u64);
+                self.next_due.max(now + wait)
+            }
+            _ => self.next_due,
+        }
+    }
+}
+
+/// A bus: its devices and timing.
+pub struct BusSpec {
+    pub name: String,
+    pub devices: Vec<PolledDevice>,
+    /// Silence between the end of one exchange and the next request.
+    pub inter_frame: Duration,
+    /// The serial device path, checked after silent polls: when the name now points
+    /// elsewhere (adapter re-enumerated, pty recreated) the port is reopened.
+    pub port_path: Option<PathBuf>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+
+/// Runs the bus until `shutdown` turns true. `open` (re)opens the transport.
+pub async fn run_bus<L, F, Fut>(
+    mut spec: BusSpec,
+    mut open: F,
+    tx: mpsc::Sender<RawEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    L: ModbusLink,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<L, LinkError>>,
+{
+    let mut backoff = BACKOFF_MIN;
+    let mut open_failures_logged = false;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let opened_target = spec
+            .port_path
+            .as_ref()
+            .and_then(|p| std::fs::canonicalize(p).ok());
+        let mut link = match open().await {
+            Ok(link) => {
+                metrics::REOPENS.with_label_values(&[&spec.name]).inc();
+                tracing::info!(bus = %spec.name, "bus opened");
+                open_failures_logged = false;
+                backoff = BACKOFF_MIN;
+                link
+            }
+            Err(e) => {
+                if !open_failures_logged {
+                    tracing::warn!(bus = %spec.name, error = %e, "cannot open bus; retrying with backoff");
+                    open_failures_logged = true;
+                }
+                if !lose_transport(&mut spec, &tx).await
+                    || wait_or_shutdown(backoff, &mut shutdown).await
+                {
+                    return;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        // Poll until the transport fails.
+        loop {
+            let now_ts = Timestamp::now();
+            let now = Instant::now();
+            let Some(index) =
+                (0..spec.devices.len()).min_by_key(|i| spec.devices[*i].due(now_ts, now))
+            else {
+                // No devices: nothing to do but wait for shutdown.
+                let _ = shutdown.changed().await;
+                return;
+            };
+            let due = spec.devices[index].due(now_ts, now);
+            if due > now {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due) => {}
+                    _ = shutdown.changed() => return,
+                }
+                continue;
+            }
+            let device = &mut spec.devices[index];
+            let result = poll_device(device, &mut link, spec.inter_frame, &spec.name).await;
+            let (crc, garbage) = link.take_counts();
+            if crc > 0 {
+                metrics::CRC_ERRORS
+                    .with_label_values(&[&spec.name])
+                    .inc_by(crc);
+            }
+            if garbage > 0 {
+                metrics::GARBAGE_BYTES
+                    .with_label_values(&[&spec.name])
+                    .inc_by(garbage);
+            }
+            let device = &mut spec.devices[index];
+            device.next_due = (device.next_due + device.period).max(Instant::now());
+            let mut port_gone = false;
+            match result {
+                Ok((outcome, facts)) => {
+                    let now_ts = Timestamp::now();
+                    let mut events = facts;
+                    if let Some(link_fact) = device.health.record(outcome, now_ts) {
+                        if let EventKind::Link { up } = link_fact {
+                            metrics::set_link(&device.name, up);
+                            tracing::warn!(device = %device.name, bus = %spec.name, up, "device link changed");
+                        }
+                        events.insert(0, link_fact);
+                    }
+                    for kind in events {
+                        let ev = RawEvent {
+                            lane: device.lane.clone(),
+                            device: device.name.clone(),
+                            at: now_ts,
+                            kind,
+                        };
+                        if tx.send(ev).await.is_err() {
+                            return;
+                        }
+                    }
+                    if outcome == PollOutcome::NoAnswer
+                        && let Some(path) = &spec.port_path
+                    {
+                        port_gone = std::fs::canonicalize(path).ok() != opened_target;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(bus = %spec.name, error = %e, "bus transport lost; reopening");
+                    port_gone = true;
+                }
+            }
+            if port_gone {
+                if !lose_transport(&mut spec, &tx).await
+                    || wait_or_shutdown(BACKOFF_MIN, &mut shutdown).await
+                {
+                    return;
+                }
+                break;
+            }
+        }
+    }
+}
+
+/// Polls one device: every planned request, with the bus silence between them.
+/// `Err` only for a transport failure.
+async fn poll_device<L: ModbusLink>(
+    device: &mut PolledDevice,
+    link: &mut L,
+    inter_frame: Duration,
+    bus: &str,
+) -> Result<(PollOutcome, Vec<EventKind>), LinkError> {
+    metrics::POLLS.with_label_values(&[&device.name]).inc();
+    let mut answers = Vec::with_capacity(device.requests.len());
+    let mut outcome = PollOutcome::Answered;
+    for req in &device.requests {
+        let result = link.read(device.slave, req, device.timeout).await;
+        tokio::time::sleep(inter_frame).await;
+        match result {
+            Ok(data) => answers.push(Some(data)),
+            Err(LinkError::Exception(code)) => {
+                metrics::EXCEPTIONS.with_label_values(&[&device.name]).inc();
+                tracing::debug!(device = %device.name, bus, code, function = req.function.code(), address = req.address, "modbus exception");
+                outcome = PollOutcome::Exception;
+                answers.push(None);
+            }
+            Err(LinkError::Timeout | LinkError::Corrupt) => {
+                metrics::TIMEOUTS.with_label_values(&[&device.name]).inc();
+                // The rest of this poll would only time out too.
+                return Ok((PollOutcome::NoAnswer, Vec::new()));
+            }
+            Err(e @ LinkError::Transport(_)) => return Err(e),
+        }
+    }
+    let values = decode(&device.points, &device.requests, &answers);
+    for (i, v) in &values {
+        if let (Value::Number(n), Some(p)) = (v, device.points.get(*i))
+            && matches!(p.kind, PointKind::U16 | PointKind::I16 | PointKind::U32)
+        {
+            metrics::VALUES
+                .with_label_values(&[&device.name, &p.name])
+                .set(*n);
+        }
+    }
+    let facts = device.logic.on_values(&values, Timestamp::now());
+    Ok((outcome, facts))
+}
+
+/// Marks every device on the bus down. Returns false when the receiver is gone.
+async fn lose_transport(spec: &mut BusSpec, tx: &mpsc::Sender<RawEvent>) -> bool {
+    let now = Timestamp::now();
+    for d in &mut spec.devices {
+        if let Some(kind) = d.health.transport_lost() {
+            metrics::set_link(&d.name, false);
+            tracing::warn!(device = %d.name, bus = %spec.name, up = false, "device link changed");
+            let ev = RawEvent {
+                lane: d.lane.clone(),
+                device: d.name.clone(),
+                at: now,
+                kind,
+            };
+            if tx.send(ev).await.is_err() {
+                return false;
+            }
+        }
+        d.next_due = Instant::now();
+    }
+    true
+}
+
+/// Sleeps; true when shutdown was requested meanwhile.
+async fn wait_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => *shutdown.borrow(),
+        r = shutdown.changed() => r.is_err() || *shutdown.borrow(),
+    }
+}

@@ -1,0 +1,740 @@
+//! `parking-bridge doctor --config F`: the installer's checklist. Each line is ✓ or ✗
+//! with a hint saying what to do. Exit status 0 only when every line is ✓.
+//!
+//! Read-only like the rest of the bridge: Modbus probes use function codes 1–4, the
+//! MQTT check only subscribes, the platform check sends a heartbeat (which is what the
+//! running bridge does every 30 s anyway).
+//!
+//! Run it with the service stopped: a running bridge holds the serial ports.
+
+use super::disk::fs_space;
+use crate::config::SiteConfig;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// Every network check gives up after this.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for each camera to publish something.
+pub const CAMERA_WAIT: Duration = Duration::from_secs(10);
+/// Below this much free space the storage check fails.
+pub const MIN_FREE_BYTES: u64 = 200 * 1024 * 1024;
+
+/// One line of the checklist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub ok: bool,
+    /// What was checked, e.g. `storage dir writable`.
+    pub label: String,
+    /// What was found.
+    pub detail: String,
+    /// What to do about a ✗.
+    pub hint: Option<String>,
+}
+
+impl Check {
+    pub fn pass(label: impl Into<String>, detail: impl Into<String>) -> Self {
+        Check {
+            ok: true,
+            label: label.into(),
+            detail: detail.into(),
+            hint: None,
+        }
+    }
+    pub fn fail(
+        label: impl Into<String>,
+        detail: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Check {
+            ok: false,
+            label: label.into(),
+            detail: detail.into(),
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mark = if self.ok { "✓" } else { "✗" };
+        write!(f, "{mark} {}", self.label)?;
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "\n    hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the checklist, printing each line as it completes, and returns the process
+/// exit status (0: all ✓). Builds its own runtime so `main` stays a plain dispatcher.
+pub fn main(config_path: &Path) -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let checks = runtime.block_on(run(config_path, |c| println!("{c}")));
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        println!("all {} checks passed", checks.len());
+        std::process::ExitCode::SUCCESS
+    } else {
+        println!("{failed} of {} checks failed", checks.len());
+        std::process::ExitCode::FAILURE
+    }
+}
+
+/// All checks in order; `report` sees each as it completes.
+pub async fn run(config_path: &Path, mut report: impl FnMut(&Check)) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut push = |c: Check, out: &mut Vec<Check>| {
+        report(&c);
+        out.push(c);
+    };
+    let config = match SiteConfig::load(config_path) {
+        Ok(c) => {
+            push(
+                Check::pass("config valid", config_path.display().to_string()),
+                &mut out,
+            );
+            c
+        }
+        Err(e) => {
+            push(
+                Check::fail(
+                    "config valid",
+                    e.to_string().replace('\n', "\n    "),
+                    format!(
+                        "fix the lines above; `parking-bridge check --config {}` repeats them",
+                        config_path.display()
+                    ),
+                ),
+                &mut out,
+            );
+            return out;
+        }
+    };
+    push(check_secret(&config, config_path), &mut out);
+    push(check_storage(&config.storage.dir), &mut out);
+    for bus in &config.buses {
+        push(
+            check_serial_port(&bus.name, &bus.port, DEFAULT_BAUD),
+            &mut out,
+        );
+    }
+    for probe in modbus_probes(&config) {
+        push(check_modbus(&probe).await, &mut out);
+    }
+    if let Some(mqtt) = &config.mqtt {
+        for c in check_mqtt(&mqtt.host, mqtt.port, &camera_topics(&config), CAMERA_WAIT).await {
+            push(c, &mut out);
+        }
+    }
+    push(check_platform(&config).await, &mut out);
+    push(check_clock_sync(), &mut out);
+    push(check_timezone(&config.platform.utc_offset), &mut out);
+    out
+}
+
+/// Baud rate used to open a bus when the config does not give one.
+pub const DEFAULT_BAUD: u32 = 9600;
+
+/// The secret: present, 16 characters (an SM4 key), and not readable by everyone.
+/// Found the way the running bridge finds it ([`crate::config::PlatformConfig::secret`]).
+pub fn check_secret(config: &SiteConfig, config_path: &Path) -> Check {
+    use crate::config::platform::SecretError;
+    const LABEL: &str = "app secret present and private";
+    let p = &config.platform;
+    match p.secret() {
+        Err(e) => {
+            let hint = match &e {
+                SecretError::Missing => {
+                    "set [platform] app_secret_file = \"/etc/parking-bridge/secret\" and put the secret there".to_string()
+                }
+                SecretError::Length { .. } => "the SM4 key is exactly 16 characters, as issued by the platform".to_string(),
+                SecretError::Read { path, .. } => format!(
+                    "put the 16-character secret in {0}: chown root:parking-bridge {0} && chmod 0640 {0}",
+                    path.display()
+                ),
+                SecretError::WorldReadable { path, .. } => {
+                    format!("chown root:parking-bridge {0} && chmod 0640 {0}", path.display())
+                }
+            };
+            Check::fail(LABEL, e.to_string(), hint)
+        }
+        Ok(_)
+            if std::env::var(crate::config::platform::SECRET_ENV).is_ok_and(|s| !s.is_empty()) =>
+        {
+            Check::pass(
+                LABEL,
+                format!("from {}", crate::config::platform::SECRET_ENV),
+            )
+        }
+        Ok(_) => match &p.app_secret_file {
+            Some(file) => Check::pass(LABEL, format!("in {}", file.display())),
+            // Inline in the config: then the config file itself must be private.
+            None => match world_readable(config_path) {
+                Ok(false) => Check::pass(LABEL, format!("inline in {}", config_path.display())),
+                Ok(true) => Check::fail(
+                    LABEL,
+                    format!(
+                        "inline in {}, which every user can read",
+                        config_path.display()
+                    ),
+                    format!(
+                        "move it to app_secret_file, or: chown root:parking-bridge {0} && chmod 0640 {0}",
+                        config_path.display()
+                    ),
+                ),
+                Err(e) => Check::fail(
+                    LABEL,
+                    format!("cannot stat {}: {e}", config_path.display()),
+                    "check the path",
+                ),
+            },
+        },
+    }
+}
+
+fn world_readable(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    Ok(std::fs::metadata(path)?.permissions().mode() & 0o004 != 0)
+}
+
+/// The storage dir exists, a file can be written there, and there is room.
+pub fn check_storage(dir: &Path) -> Check {
+    const LABEL: &str = "storage dir writable with free space";
+    let probe = dir.join(format!(".doctor-{}", std::process::id()));
+    if let Err(e) = std::fs::write(&probe, b"probe") {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "create it: install -d -o parking-bridge -g parking-bridge {}",
+                dir.display()
+            ),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("chown -R parking-bridge:parking-bridge {}", dir.display())
+            }
+            _ => "check the path and the file system".to_string(),
+        };
+        return Check::fail(
+            LABEL,
+            format!("cannot write in {}: {e}", dir.display()),
+            hint,
+        );
+    }
+    let _ = std::fs::remove_file(&probe);
+    match fs_space(dir) {
+        Ok(space) if space.available < MIN_FREE_BYTES => Check::fail(
+            LABEL,
+            format!(
+                "{}: only {} MB free",
+                dir.display(),
+                space.available / 1_048_576
+            ),
+            format!(
+                "free space on that disk (at least {} MB)",
+                MIN_FREE_BYTES / 1_048_576
+            ),
+        ),
+        Ok(space) => Check::pass(
+            LABEL,
+            format!(
+                "{}: {} MB free ({}% used)",
+                dir.display(),
+                space.available / 1_048_576,
+                space.used_percent()
+            ),
+        ),
+        Err(e) => Check::fail(
+            LABEL,
+            format!("statvfs {}: {e}", dir.display()),
+            "check the path",
+        ),
+    }
+}
+
+/// The port exists and can be opened.
+pub fn check_serial_port(bus: &str, port: &str, baud: u32) -> Check {
+    let label = format!("serial port {port} (bus {bus}) opens");
+    if !Path::new(port).exists() {
+        return Check::fail(
+            label,
+            "no such device",
+            "check the USB/RS-485 adapter and the udev rule (/lib/udev/rules.d/99-parking-bridge.rules); `ls -l /dev/serial/by-id/` lists adapters",
+        );
+    }
+    match tokio_serial::new(port, baud)
+        .timeout(Duration::from_millis(200))
+        .open()
+    {
+        Ok(_) => Check::pass(label, format!("{baud} baud")),
+        Err(e) => {
+            let text = e.to_string();
+            let hint = if text.contains("ermission") {
+                "the service user needs group dialout: usermod -aG dialout parking-bridge"
+                    .to_string()
+            } else if text.contains("busy") || text.contains("Busy") {
+                "another program holds the port (the running service?): systemctl stop parking-bridge, then retry".to_string()
+            } else {
+                "check the adapter".to_string()
+            };
+            Check::fail(label, text, hint)
+        }
+    }
+}
+
+/// Which Modbus read a probe makes: function codes 1–4 only, by construction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeRead {
+    Coils,
+    DiscreteInputs,
+    HoldingRegisters,
+    InputRegisters,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModbusTarget {
+    Rtu { port: String, baud: u32 },
+    Tcp { addr: SocketAddr },
+}
+
+/// One read that proves a slave answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModbusProbe {
+    pub device: String,
+    pub target: ModbusTarget,
+    pub slave: u8,
+    pub read: ProbeRead,
+    pub address: u16,
+}
+
+/// The Modbus devices of the config and one register each to read.
+///
+/// Hook for the device layer: the site config's device schema (bus, slave id, the
+/// profile's first input) is owned by the devices module; until it names them here,
+/// doctor checks the serial ports but probes no slave.
+pub fn modbus_probes(_config: &SiteConfig) -> Vec<ModbusProbe> {
+    Vec::new()
+}
+
+/// MQTT topic filters on which each camera publishes, by device name. Hook for the
+/// device layer, like [`modbus_probes`].
+pub fn camera_topics(_config: &SiteConfig) -> Vec<(String, String)> {
+    Vec::new()
+}
+
+/// Reads one item from the slave.
+pub async fn check_modbus(probe: &ModbusProbe) -> Check {
+    use tokio_modbus::client::Reader;
+    let label = format!(
+        "modbus device {} (slave {}) answers",
+        probe.device, probe.slave
+    );
+    let slave = tokio_modbus::Slave(probe.slave);
+    let connect = async {
+        match &probe.target {
+            ModbusTarget::Tcp { addr } => {
+                tokio_modbus::client::tcp::connect_slave(*addr, slave).await
+            }
+            ModbusTarget::Rtu { port, baud } => {
+                let stream = tokio_serial::SerialStream::open(&tokio_serial::new(port, *baud))?;
+                Ok(tokio_modbus::client::rtu::attach_slave(stream, slave))
+            }
+        }
+    };
+    let read = async {
+        let mut ctx = connect.await.map_err(|e| format!("cannot connect: {e}"))?;
+        let a = probe.address;
+        let answer = match probe.read {
+            ProbeRead::Coils => ctx.read_coils(a, 1).await.map(|r| r.map(|_| ())),
+            ProbeRead::DiscreteInputs => {
+                ctx.read_discrete_inputs(a, 1).await.map(|r| r.map(|_| ()))
+            }
+            ProbeRead::HoldingRegisters => ctx
+                .read_holding_registers(a, 1)
+                .await
+                .map(|r| r.map(|_| ())),
+            ProbeRead::InputRegisters => {
+                ctx.read_input_registers(a, 1).await.map(|r| r.map(|_| ()))
+            }
+        };
+        match answer {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(exception)) => Err(format!(
+                "device exception {exception:?} reading {:?} {a}",
+                probe.read
+            )),
+            Err(e) => Err(format!("no valid answer: {e}")),
+        }
+    };
+    let (target, hint) = match &probe.target {
+        ModbusTarget::Tcp { addr } => (
+            addr.to_string(),
+            "check the device's IP address, port and unit id, and the network",
+        ),
+        ModbusTarget::Rtu { port, .. } => (
+            port.clone(),
+            "check wiring (A/B swapped?), termination, baud rate/parity and the slave address set on the device",
+        ),
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+        Ok(Ok(())) => Check::pass(
+            label,
+            format!("{target}: {:?} {} read", probe.read, probe.address),
+        ),
+        Ok(Err(e)) if e.starts_with("device exception") => Check::fail(
+            label,
+            format!("{target}: {e}"),
+            "the device answers but not at that address: check its profile",
+        ),
+        Ok(Err(e)) => Check::fail(label, format!("{target}: {e}"), hint),
+        Err(_) => Check::fail(
+            label,
+            format!("{target}: no answer within {} s", CHECK_TIMEOUT.as_secs()),
+            hint,
+        ),
+    }
+}
+
+/// The broker accepts a connection; each camera publishes within `camera_wait`.
+pub async fn check_mqtt(
+    host: &str,
+    port: u16,
+    cameras: &[(String, String)],
+    camera_wait: Duration,
+) -> Vec<Check> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let label = format!("MQTT broker {host}:{port} reachable");
+    let mut options = MqttOptions::new(
+        format!("parking-bridge-doctor-{}", std::process::id()),
+        host,
+        port,
+    );
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(options, 16);
+    let connected = tokio::time::timeout(CHECK_TIMEOUT, async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await;
+    let hint = "start the broker (or the camera's), check host/port in [mqtt] and the firewall";
+    match connected {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return vec![Check::fail(label, e, hint)],
+        Err(_) => {
+            return vec![Check::fail(
+                label,
+                format!("no CONNACK within {} s", CHECK_TIMEOUT.as_secs()),
+                hint,
+            )];
+        }
+    }
+    let mut out = vec![Check::pass(label, "connected")];
+    let mut pending: Vec<(String, String)> = cameras.to_vec();
+    for (_, topic) in &pending {
+        if let Err(e) = client.subscribe(topic.as_str(), QoS::AtMostOnce).await {
+            out.push(Check::fail(
+                format!("subscribe {topic}"),
+                e.to_string(),
+                "check the topic filter in the profile",
+            ));
+        }
+    }
+    let _ = tokio::time::timeout(camera_wait, async {
+        while !pending.is_empty() {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some(i) = pending
+                        .iter()
+                        .position(|(_, filter)| topic_matches(filter, &p.topic))
+                    {
+                        let (device, _) = pending.remove(i);
+                        out.push(Check::pass(
+                            format!("camera {device} seen"),
+                            format!("published on {}", p.topic),
+                        ));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    })
+    .await;
+    for (device, topic) in pending {
+        out.push(Check::fail(
+            format!("camera {device} seen"),
+            format!("nothing on {topic} within {} s", camera_wait.as_secs()),
+            "check the camera's MQTT settings (broker address, topic) and that it is powered; drive a car past or use its test trigger",
+        ));
+    }
+    let _ = client.disconnect().await;
+    out
+}
+
+/// MQTT topic filter matching (`+` one level, `#` the rest).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return !topic.starts_with('$'),
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// The platform accepts one heartbeat (`alive`), sent exactly as the running bridge
+/// sends it: same client, same envelope, same secret.
+pub async fn check_platform(config: &SiteConfig) -> Check {
+    use crate::platform::{PlatformClient, Uplink, Verdict};
+    let label = "platform reachable and heartbeat accepted";
+    let url = config.platform.base_url.trim_end_matches('/').to_string();
+    let secret = match config.platform.secret() {
+        Ok(s) => s,
+        Err(e) => {
+            return Check::fail(
+                label,
+                format!("not tried: {e}"),
+                "fix the app secret first (line above)",
+            );
+        }
+    };
+    let client = match PlatformClient::new(&config.platform, secret) {
+        Ok(c) => c,
+        Err(e) => return Check::fail(label, e.to_string(), e.hint()),
+    };
+    let heartbeat = Uplink::heartbeat(&config.lot.parking_lot_no, true);
+    let sent = tokio::time::timeout(CHECK_TIMEOUT * 6, client.send(&heartbeat)).await;
+    match sent {
+        Err(_) => Check::fail(
+            label,
+            format!("{url}: no answer"),
+            "check the network route to the platform",
+        ),
+        Ok(Err(e)) => Check::fail(label, e.to_string(), e.hint()),
+        Ok(Ok(answer)) => {
+            let code = answer
+                .result_code
+                .clone()
+                .unwrap_or_else(|| "no result_code".to_string());
+            let message = answer.result_msg.clone().unwrap_or_default();
+            match answer.verdict {
+                Verdict::Done | Verdict::AlreadyDone => {
+                    Check::pass(label, format!("{url}: {code}"))
+                }
+                Verdict::ConfigFault { code, message } => Check::fail(
+                    label,
+                    format!("{url}: refused: {code} {message}"),
+                    "the platform rejects this bridge's settings: check app_id, the secret and parking_lot_no with the platform operator (`parking-bridge platform-test` shows more)",
+                ),
+                _ => Check::fail(
+                    label,
+                    format!("{url}: {code} {message}"),
+                    "the platform answered but did not accept the heartbeat; retry, or ask the platform operator",
+                ),
+            }
+        }
+    }
+}
+
+/// NTP synchronisation, from `timedatectl` when systemd runs, else the kernel.
+pub fn check_clock_sync() -> Check {
+    const LABEL: &str = "system clock synchronised";
+    let hint = "enable time sync: timedatectl set-ntp true (systemd-timesyncd or chrony), and check the platform's NTP server is reachable";
+    let from_timedatectl = std::process::Command::new("timedatectl")
+        .args(["show", "-p", "NTPSynchronized", "--value"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match from_timedatectl.as_deref() {
+        Some("yes") => Check::pass(LABEL, "timedatectl: NTPSynchronized=yes"),
+        Some(other) => Check::fail(LABEL, format!("timedatectl: NTPSynchronized={other}"), hint),
+        None => match super::clock::ntp_synchronised() {
+            Some(true) => Check::pass(LABEL, "kernel (adjtimex): synchronised"),
+            Some(false) => Check::fail(LABEL, "kernel (adjtimex): not synchronised", hint),
+            None => Check::fail(LABEL, "cannot read the clock state", hint),
+        },
+    }
+}
+
+/// The system's local offset equals `[platform] utc_offset`, so that the journal and
+/// the reports agree on the time of day.
+pub fn check_timezone(configured: &str) -> Check {
+    use chrono::Offset;
+    const LABEL: &str = "timezone as configured";
+    let Some(want) = crate::time::parse_offset(configured) else {
+        return Check::fail(
+            LABEL,
+            format!("invalid utc_offset {configured:?}"),
+            "write it like \"+08:00\"",
+        );
+    };
+    let have = chrono::Local::now().offset().fix();
+    if have == want {
+        Check::pass(LABEL, format!("local offset {have}"))
+    } else {
+        let hint = if want.local_minus_utc() == 8 * 3600 {
+            "timedatectl set-timezone Asia/Shanghai".to_string()
+        } else {
+            format!("set the system timezone to one at {want} (timedatectl set-timezone …)")
+        };
+        Check::fail(
+            LABEL,
+            format!("system local offset {have}, config says {want}"),
+            hint,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use tokio_modbus::server::tcp::{Server, accept_tcp_connection};
+
+    #[test]
+    fn topic_filters_match_like_the_broker() {
+        assert!(topic_matches("cams/+/plate", "cams/c1/plate"));
+        assert!(topic_matches("cams/#", "cams/c1/plate"));
+        assert!(!topic_matches("cams/+", "cams/c1/plate"));
+        assert!(!topic_matches("#", "$SYS/keepalive"));
+        assert!(topic_matches("a/b", "a/b"));
+    }
+
+    #[test]
+    fn secret_file_must_be_private_and_sixteen_chars() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let text = format!(
+            "[platform]\nbase_url = \"http://127.0.0.1:1\"\napp_id = \"a\"\napp_secret_file = \"{}\"\n\
+             [lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n[storage]\ndir = \"{}\"\n",
+            secret.display(),
+            dir.path().display()
+        );
+        let config_path = dir.path().join("config.toml");
+        let config = SiteConfig::from_toml(&text, &config_path).unwrap();
+        if std::env::var(crate::config::platform::SECRET_ENV).is_ok() {
+            return; // The environment overrides the file; nothing to test here.
+        }
+        let c = check_secret(&config, &config_path);
+        assert!(c.ok, "{c}");
+        assert!(
+            !c.to_string().contains("0123456789abcdef"),
+            "never print the secret: {c}"
+        );
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let c = check_secret(&config, &config_path);
+        assert!(!c.ok && c.detail.contains("readable by everyone"), "{c}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&secret, "short").unwrap();
+        let c = check_secret(&config, &config_path);
+        assert!(!c.ok && c.detail.contains("5 bytes"), "{c}");
+    }
+
+    #[test]
+    fn storage_check_names_missing_dir() {
+        let c = check_storage(Path::new("/nonexistent/parking-bridge"));
+        assert!(
+            !c.ok && c.hint.as_deref().unwrap_or("").contains("install -d"),
+            "{c}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let c = check_storage(dir.path());
+        // This machine's disk may be small; either way the line names the dir.
+        assert!(c.detail.contains(&dir.path().display().to_string()), "{c}");
+    }
+
+    #[test]
+    fn missing_serial_port_is_named() {
+        let c = check_serial_port("rs485-1", "/dev/ttyNOPE9", 9600);
+        assert!(
+            !c.ok && c.to_string().contains("/dev/ttyNOPE9") && c.detail.contains("no such device"),
+            "{c}"
+        );
+    }
+
+    /// A slave that answers reads of holding register 0 only.
+    #[derive(Clone)]
+    struct OneRegister;
+
+    impl tokio_modbus::server::Service for OneRegister {
+        type Request = tokio_modbus::Request<'static>;
+        type Response = tokio_modbus::Response;
+        type Exception = tokio_modbus::ExceptionCode;
+        type Future = std::future::Ready<Result<Self::Response, Self::Exception>>;
+        fn call(&self, req: Self::Request) -> Self::Future {
+            std::future::ready(match req {
+                tokio_modbus::Request::ReadHoldingRegisters(0, 1) => {
+                    Ok(tokio_modbus::Response::ReadHoldingRegisters(vec![7]))
+                }
+                _ => Err(tokio_modbus::ExceptionCode::IllegalDataAddress),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn modbus_probe_passes_on_answer_and_names_exception_and_dead_port() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = Server::new(listener);
+        let serve = tokio::spawn(async move {
+            let on_connected = |stream, socket_addr| async move {
+                accept_tcp_connection(stream, socket_addr, |_| Ok(Some(OneRegister)))
+            };
+            let _ = server.serve(&on_connected, |_| {}).await;
+        });
+        let probe = |read, address| ModbusProbe {
+            device: "io-1".into(),
+            target: ModbusTarget::Tcp { addr },
+            slave: 1,
+            read,
+            address,
+        };
+        let ok = check_modbus(&probe(ProbeRead::HoldingRegisters, 0)).await;
+        assert!(ok.ok, "{ok}");
+        let bad = check_modbus(&probe(ProbeRead::InputRegisters, 9)).await;
+        assert!(!bad.ok && bad.detail.contains("exception"), "{bad}");
+        serve.abort();
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let c = check_modbus(&ModbusProbe {
+            target: ModbusTarget::Tcp { addr: dead },
+            ..probe(ProbeRead::Coils, 0)
+        })
+        .await;
+        assert!(!c.ok && c.detail.contains("cannot connect"), "{c}");
+    }
+
+    #[test]
+    fn timezone_mismatch_names_both_offsets() {
+        let c = check_timezone("+14:00");
+        // No machine here runs at +14:00.
+        assert!(!c.ok && c.detail.contains("+14:00"), "{c}");
+        assert!(!check_timezone("8").ok);
+    }
+}

@@ -1,0 +1,939 @@
+//! [`OpsState`]: what the operator sees, fed by the running pipeline.
+//!
+//! One `OpsState` is made in `run` from the site config and cloned (an `Arc`, cheap)
+//! into every task that has something to tell. All calls are synchronous, short, never
+//! block on I/O and never fail, so they are safe to make from any task:
+//!
+//! | who | call | when |
+//! |---|---|---|
+//! | lanes | [`OpsState::record_passage`]`(lane, plate, case, at, snapshot_jpeg)` | a passage was decided (entry, exit, no-plate…); returns `true` when the clock was suspect, so the report can be flagged |
+//! | lanes / drivers | [`OpsState::health`]`().set(device, lane, up, at)` | a device link went up or down (the shared [`Health`]) |
+//! | lanes / store | [`OpsState::set_occupancy`]`(occupied, total)` | occupancy changed |
+//! | uploader | [`OpsState::record_platform_answer`]`(ok, code, at)` | any platform answer or transport failure (`ok` = reached and understood; `code` = `result_code`, `None` when unreachable) |
+//! | uploader | [`OpsState::record_heartbeat`]`(ok, at)` | a heartbeat was (not) accepted |
+//! | store / uploader | [`OpsState::set_outbox`]`(depth, oldest_age)` | after each delivery round |
+//! | store | [`OpsState::set_disk`]`(used_bytes, budget_bytes)` | after writing/pruning stored data |
+//! | anyone | [`OpsState::alarm`]`(text, at)` | something an operator must act on (also logged at WARN) |
+//! | uploader, lane tasks | [`OpsState::liveness`]`(name, max_silence)` → [`Liveness::tick`] | on every loop turn; a task silent for longer than `max_silence` stops the systemd watchdog pings |
+//! | `run` | [`OpsState::mark_ready`] | the pipeline is up (first poll done): sends `READY=1` |
+//!
+//! `clock_suspect()` tells whether times stamped now are trustworthy (see
+//! [`super::clock`]). The HTTP endpoint reads [`OpsState::view`] and the metrics
+//! registry [`OpsState::registry`].
+
+use super::clock::{Jump, Suspicion};
+use super::disk::FsSpace;
+use super::logging::LogPlate;
+use crate::config::{Direction, HttpConfig, SiteConfig};
+use crate::health::{DeviceState, Health};
+use crate::time::Timestamp;
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Passages kept per lane for the status page.
+pub const PASSAGES_PER_LANE: usize = 5;
+/// Of those, how many keep their snapshot image (memory: a camera JPEG is 0.1–7 MB).
+pub const SNAPSHOTS_PER_LANE: usize = 2;
+/// Larger snapshots are not kept for the status page.
+pub const MAX_SNAPSHOT_BYTES: usize = 4 * 1024 * 1024;
+/// Recent alarms kept.
+pub const ALARMS_KEPT: usize = 20;
+
+/// Shared, cheap to clone. See the module documentation for who calls what.
+#[derive(Clone)]
+pub struct OpsState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    lot_no: String,
+    offset: chrono::FixedOffset,
+    lanes: Vec<LaneInfo>,
+    http: HttpConfig,
+    storage_dir: PathBuf,
+    started: Timestamp,
+    mono_base: Instant,
+    health: Health,
+    data: Mutex<Data>,
+    metrics: Metrics,
+    liveness: Mutex<Vec<(String, Duration, Arc<AtomicU64>)>>,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+/// A configured lane, as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneInfo {
+    pub id: String,
+    pub direction: Direction,
+    pub port_no: String,
+}
+
+/// One passage as recorded for the operator.
+#[derive(Debug, Clone)]
+pub struct Passage {
+    /// Unique in this process; names the snapshot URL.
+    pub id: u64,
+    pub lane: String,
+    /// Whole plate; masked when shown unless configured otherwise. `None`: no plate.
+    pub plate: Option<String>,
+    pub case: String,
+    pub at: Timestamp,
+    pub snapshot: Option<Arc<Vec<u8>>>,
+    pub snapshot_len: Option<usize>,
+    /// The clock was suspect when the passage was recorded.
+    pub clock_suspect: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Alarm {
+    pub at: Timestamp,
+    pub text: String,
+}
+
+/// What is known about the platform link.
+#[derive(Debug, Clone, Default)]
+pub struct PlatformLink {
+    pub last_ok: Option<Timestamp>,
+    pub last_failure: Option<Timestamp>,
+    /// `result_code` of the last answer, or `unreachable`.
+    pub last_code: Option<String>,
+    pub last_answer_ok: Option<bool>,
+    pub consecutive_failures: u64,
+    pub last_heartbeat_ok: Option<Timestamp>,
+}
+
+/// The clock as last assessed by the clock watch.
+#[derive(Debug, Clone, Default)]
+pub struct ClockView {
+    pub synchronised: Option<bool>,
+    pub suspicion: Option<Suspicion>,
+    pub last_jump: Option<Jump>,
+}
+
+#[derive(Default)]
+struct Data {
+    next_id: u64,
+    passages: BTreeMap<String, VecDeque<Passage>>,
+    platform: PlatformLink,
+    alarms: VecDeque<Alarm>,
+    outbox: Option<(u64, Option<Duration>)>,
+    occupancy: Option<(i64, i64)>,
+    disk: Option<(u64, u64)>,
+    clock: ClockView,
+}
+
+/// A consistent copy of everything the status page and `/healthz` show.
+#[derive(Debug, Clone)]
+pub struct StatusView {
+    pub lot_no: String,
+    /// The lot's local offset, for showing times.
+    pub offset: chrono::FixedOffset,
+    pub started: Timestamp,
+    pub lanes: Vec<LaneInfo>,
+    pub devices: BTreeMap<String, DeviceState>,
+    /// Newest first, per lane id.
+    pub passages: BTreeMap<String, Vec<Passage>>,
+    pub platform: PlatformLink,
+    /// Newest first.
+    pub alarms: Vec<Alarm>,
+    pub outbox_depth: Option<u64>,
+    pub outbox_oldest_age: Option<Duration>,
+    pub occupancy: Option<(i64, i64)>,
+    pub disk: Option<(u64, u64)>,
+    pub clock: ClockView,
+}
+
+impl OpsState {
+    pub fn new(config: &SiteConfig) -> Self {
+        Self::with_health(config, Health::new())
+    }
+
+    /// With a [`Health`] map made elsewhere (the lanes and heartbeat share it).
+    pub fn with_health(config: &SiteConfig, health: Health) -> Self {
+        let lanes = config
+            .lanes
+            .iter()
+            .map(|l| LaneInfo {
+                id: l.id.clone(),
+                direction: l.direction,
+                port_no: l.port_no.clone(),
+            })
+            .collect();
+        let metrics = Metrics::new();
+        metrics.total.set(config.lot.total_spaces);
+        let (ready, _) = tokio::sync::watch::channel(false);
+        OpsState {
+            inner: Arc::new(Inner {
+                lot_no: config.lot.parking_lot_no.clone(),
+                offset: crate::time::parse_offset(&config.platform.utc_offset)
+                    .unwrap_or_else(crate::time::china_standard_time),
+                lanes,
+                http: config.http.clone(),
+                storage_dir: config.storage.dir.clone(),
+                started: Timestamp::now(),
+                mono_base: Instant::now(),
+                health,
+                data: Mutex::new(Data::default()),
+                metrics,
+                liveness: Mutex::new(Vec::new()),
+                ready,
+            }),
+        }
+    }
+
+    fn data(&self) -> MutexGuard<'_, Data> {
+        // Every critical section leaves `Data` consistent, so a poisoned lock is usable.
+        self.inner.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    pub fn http_config(&self) -> &HttpConfig {
+        &self.inner.http
+    }
+
+    pub fn storage_dir(&self) -> &std::path::Path {
+        &self.inner.storage_dir
+    }
+
+    /// This state's own metrics (the HTTP endpoint adds the default registry).
+    pub fn registry(&self) -> &Registry {
+        &self.inner.metrics.registry
+    }
+
+    /// A passage was decided. `plate` is the whole plate (`None` for a car without a
+    /// readable plate); it is masked wherever it is shown unless configured otherwise.
+    /// `case` is the lane's name for what happened (`entry`, `exit`, `no_plate`…).
+    /// Returns `true` when the clock was suspect, so the caller can flag the report.
+    pub fn record_passage(
+        &self,
+        lane: &str,
+        plate: Option<&str>,
+        case: &str,
+        at: Timestamp,
+        snapshot_jpeg: Option<Arc<Vec<u8>>>,
+    ) -> bool {
+        let snapshot_len = snapshot_jpeg.as_ref().map(|s| s.len());
+        let snapshot = snapshot_jpeg.filter(|s| s.len() <= MAX_SNAPSHOT_BYTES);
+        let clock_suspect;
+        {
+            let mut data = self.data();
+            clock_suspect = data.clock.suspicion.is_some();
+            data.next_id += 1;
+            let passage = Passage {
+                id: data.next_id,
+                lane: lane.to_string(),
+                plate: plate.map(str::to_string),
+                case: case.to_string(),
+                at,
+                snapshot,
+                snapshot_len,
+                clock_suspect,
+            };
+            let list = data.passages.entry(lane.to_string()).or_default();
+            list.push_front(passage);
+            list.truncate(PASSAGES_PER_LANE);
+            for old in list.iter_mut().skip(SNAPSHOTS_PER_LANE) {
+                old.snapshot = None;
+            }
+        }
+        self.inner
+            .metrics
+            .passages
+            .with_label_values(&[lane, case])
+            .inc();
+        let plate_field = plate.unwrap_or("-");
+        if clock_suspect {
+            tracing::warn!(lane, plate = %LogPlate(plate_field), case, at = at.0, clock_suspect, "passage recorded while the clock is suspect");
+        } else {
+            tracing::debug!(lane, plate = %LogPlate(plate_field), case, at = at.0, snapshot_len, "passage");
+        }
+        clock_suspect
+    }
+
+    /// The uploader got an answer (`ok`: reached and understood, whatever the verdict)
+    /// or failed to reach the platform (`ok = false`, `code = None`).
+    pub fn record_platform_answer(&self, ok: bool, code: Option<&str>, at: Timestamp) {
+        let label = code.unwrap_or(if ok { "ok" } else { "unreachable" });
+        let was_ok;
+        {
+            let mut data = self.data();
+            let p = &mut data.platform;
+            was_ok = p.last_answer_ok;
+            p.last_answer_ok = Some(ok);
+            p.last_code = Some(label.to_string());
+            if ok {
+                p.last_ok = Some(at);
+                p.consecutive_failures = 0;
+            } else {
+                p.last_failure = Some(at);
+                p.consecutive_failures += 1;
+            }
+        }
+        let m = &self.inner.metrics;
+        m.platform_answers.with_label_values(&[label]).inc();
+        m.platform_up.set(i64::from(ok));
+        if ok {
+            m.platform_last_success.set(at.0 as f64 / 1000.0);
+        }
+        match (was_ok, ok) {
+            (Some(true) | None, false) => {
+                tracing::warn!(code = label, "platform not reachable or refusing")
+            }
+            (Some(false), true) => tracing::info!(code = label, "platform reachable again"),
+            _ => {}
+        }
+    }
+
+    /// A heartbeat was accepted (`ok`) or not.
+    pub fn record_heartbeat(&self, ok: bool, at: Timestamp) {
+        if ok {
+            self.data().platform.last_heartbeat_ok = Some(at);
+            self.inner
+                .metrics
+                .heartbeat_last_success
+                .set(at.0 as f64 / 1000.0);
+        }
+    }
+
+    /// Something an operator must act on. Logged at WARN and listed on the status page.
+    pub fn alarm(&self, text: &str, at: Timestamp) {
+        tracing::warn!(alarm = text, "alarm");
+        self.inner.metrics.alarms.inc();
+        let mut data = self.data();
+        data.alarms.push_front(Alarm {
+            at,
+            text: text.to_string(),
+        });
+        data.alarms.truncate(ALARMS_KEPT);
+    }
+
+    /// Reports waiting for delivery and the age of the oldest.
+    pub fn set_outbox(&self, depth: u64, oldest_age: Option<Duration>) {
+        self.data().outbox = Some((depth, oldest_age));
+        let m = &self.inner.metrics;
+        m.outbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        m.outbox_oldest_age
+            .set(oldest_age.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+    }
+
+    pub fn set_occupancy(&self, occupied: i64, total: i64) {
+        self.data().occupancy = Some((occupied, total));
+        let m = &self.inner.metrics;
+        m.occupied.set(occupied);
+        m.total.set(total);
+    }
+
+    /// Bytes the store uses and the budget it may use.
+    pub fn set_disk(&self, used_bytes: u64, budget_bytes: u64) {
+        self.data().disk = Some((used_bytes, budget_bytes));
+        let m = &self.inner.metrics;
+        m.disk_used
+            .set(i64::try_from(used_bytes).unwrap_or(i64::MAX));
+        m.disk_budget
+            .set(i64::try_from(budget_bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The clock watch's latest assessment; `new_jump` when one was just detected.
+    pub fn set_clock(
+        &self,
+        synchronised: Option<bool>,
+        suspicion: Option<Suspicion>,
+        new_jump: Option<Jump>,
+    ) {
+        let m = &self.inner.metrics;
+        m.clock_synchronised
+            .set(i64::from(synchronised.unwrap_or(true)));
+        m.clock_suspect.set(i64::from(suspicion.is_some()));
+        if new_jump.is_some() {
+            m.clock_jumps.inc();
+        }
+        let mut data = self.data();
+        data.clock.synchronised = synchronised;
+        data.clock.suspicion = suspicion;
+        if new_jump.is_some() {
+            data.clock.last_jump = new_jump;
+        }
+    }
+
+    /// Why times stamped now are not trustworthy, if they are not.
+    pub fn clock_suspect(&self) -> Option<Suspicion> {
+        self.data().clock.suspicion.clone()
+    }
+
+    /// The snapshot of a recorded passage, while it is still kept.
+    pub fn snapshot(&self, passage_id: u64) -> Option<Arc<Vec<u8>>> {
+        let data = self.data();
+        data.passages
+            .values()
+            .flatten()
+            .find(|p| p.id == passage_id)
+            .and_then(|p| p.snapshot.clone())
+    }
+
+    /// Registers a task for the watchdog. The task calls [`Liveness::tick`] on every
+    /// turn of its loop (and at least every `max_silence`, with a timer if it idles).
+    pub fn liveness(&self, name: &str, max_silence: Duration) -> Liveness {
+        let last = Arc::new(AtomicU64::new(self.mono_ms(Instant::now())));
+        self.inner
+            .liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.to_string(), max_silence, last.clone()));
+        Liveness {
+            base: self.inner.mono_base,
+            last,
+        }
+    }
+
+    /// Names of registered tasks silent for longer than their `max_silence` at `now`.
+    pub fn stale_tasks(&self, now: Instant) -> Vec<String> {
+        let now_ms = self.mono_ms(now);
+        let list = self
+            .inner
+            .liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        list.iter()
+            .filter(|(_, max, last)| {
+                let silent = now_ms.saturating_sub(last.load(Ordering::Relaxed));
+                u128::from(silent) > max.as_millis()
+            })
+            .map(|(name, _, _)| name.clone())
+            .collect()
+    }
+
+    fn mono_ms(&self, at: Instant) -> u64 {
+        u64::try_from(
+            at.saturating_duration_since(self.inner.mono_base)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX)
+    }
+
+    /// The pipeline is running (first poll done). Sends `READY=1` under systemd.
+    pub fn mark_ready(&self) {
+        self.inner.ready.send_replace(true);
+    }
+
+    /// Resolves once [`mark_ready`](Self::mark_ready) was called.
+    pub async fn wait_ready(&self) {
+        let mut rx = self.inner.ready.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive: wait_for cannot fail
+        // with a closed channel here, and an error would only end the wait.
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    /// A consistent copy for rendering.
+    pub fn view(&self) -> StatusView {
+        let devices = self.inner.health.snapshot();
+        let data = self.data();
+        StatusView {
+            lot_no: self.inner.lot_no.clone(),
+            offset: self.inner.offset,
+            started: self.inner.started,
+            lanes: self.inner.lanes.clone(),
+            devices,
+            passages: data
+                .passages
+                .iter()
+                .map(|(k, v)| (k.clone(), v.iter().cloned().collect()))
+                .collect(),
+            platform: data.platform.clone(),
+            alarms: data.alarms.iter().cloned().collect(),
+            outbox_depth: data.outbox.map(|o| o.0),
+            outbox_oldest_age: data.outbox.and_then(|o| o.1),
+            occupancy: data.occupancy,
+            disk: data.disk,
+            clock: data.clock.clone(),
+        }
+    }
+
+    /// Refreshes the gauges that mirror shared state (device links, health) just
+    /// before a scrape.
+    pub fn refresh_gauges(&self, problems: &[String]) {
+        let m = &self.inner.metrics;
+        for (device, state) in self.inner.health.snapshot() {
+            m.device_up
+                .with_label_values(&[state.lane.as_str(), device.as_str()])
+                .set(i64::from(state.up));
+        }
+        m.healthy.set(i64::from(problems.is_empty()));
+    }
+}
+
+/// A task's "I am still making progress" handle for the watchdog.
+#[derive(Clone)]
+pub struct Liveness {
+    base: Instant,
+    last: Arc<AtomicU64>,
+}
+
+impl Liveness {
+    pub fn tick(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
+
+impl StatusView {
+    /// Why the bridge is degraded at `now`, empty when healthy. `fs` is the file system
+    /// holding the storage dir, when it could be read. Pure.
+    pub fn problems(&self, now: Timestamp, http: &HttpConfig, fs: Option<FsSpace>) -> Vec<String> {
+        let mut out = Vec::new();
+        let platform_limit_ms =
+            i64::try_from(http.platform_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
+        let reference = self.platform.last_ok.unwrap_or(self.started);
+        if now.0 - reference.0 > platform_limit_ms {
+            let since = match self.platform.last_ok {
+                Some(t) => format!("no successful answer for {} s", (now.0 - t.0) / 1000),
+                None => format!(
+                    "no successful answer since start ({} s)",
+                    (now.0 - self.started.0) / 1000
+                ),
+            };
+            let code = self.platform.last_code.as_deref().unwrap_or("no attempt");
+            out.push(format!("platform unreachable: {since}, last result {code}"));
+        }
+        let device_limit_ms =
+            i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
+        for (device, state) in &self.devices {
+            if !state.up && now.0 - state.since.0 > device_limit_ms {
+                out.push(format!(
+                    "lane {}: device {} down for {} s",
+                    state.lane,
+                    device,
+                    (now.0 - state.since.0) / 1000
+                ));
+            }
+        }
+        let limit = u64::from(http.disk_full_percent);
+        if let Some((used, budget)) = self.disk
+            && budget > 0
+            && used.saturating_mul(100) / budget >= limit
+        {
+            out.push(format!(
+                "storage budget {}% used ({used} of {budget} bytes)",
+                used.saturating_mul(100) / budget
+            ));
+        }
+        if let Some(fs) = fs
+            && u64::from(fs.used_percent()) >= limit
+        {
+            out.push(format!(
+                "disk holding the storage dir {}% full",
+                fs.used_percent()
+            ));
+        }
+        if http.require_clock_sync && self.clock.synchronised == Some(false) {
+            out.push("system clock not synchronised (NTP)".to_string());
+        }
+        if let Some(Suspicion::Jumped(j)) = &self.clock.suspicion {
+            out.push(format!("wall clock jumped by {:+} ms recently", j.delta_ms));
+        }
+        out
+    }
+}
+
+/// Metrics this state owns, in its own registry (so two states in one test process do
+/// not share values); the endpoint serves them together with the default registry.
+struct Metrics {
+    registry: Registry,
+    passages: IntCounterVec,
+    platform_answers: IntCounterVec,
+    platform_up: IntGauge,
+    platform_last_success: Gauge,
+    heartbeat_last_success: Gauge,
+    outbox_depth: IntGauge,
+    outbox_oldest_age: Gauge,
+    occupied: IntGauge,
+    total: IntGauge,
+    device_up: IntGaugeVec,
+    clock_synchronised: IntGauge,
+    clock_suspect: IntGauge,
+    clock_jumps: IntCounter,
+    alarms: IntCounter,
+    healthy: IntGauge,
+    disk_used: IntGauge,
+    disk_budget: IntGauge,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        // Names and labels below are valid constants and each is registered once in a
+        // fresh registry, so construction and registration cannot fail.
+        fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+            r.register(Box::new(c.clone()))
+                .expect("unique metric in a fresh registry");
+            c
+        }
+        let opts = |name: &str, help: &str| Opts::new(name, help);
+        let m = Metrics {
+            passages: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "parking_bridge_passages_total",
+                        "Passages decided, by lane and case",
+                    ),
+                    &["lane", "case"],
+                )
+                .expect("valid metric"),
+            ),
+            platform_answers: reg(
+                &registry,
+                IntCounterVec::new(
+                    opts(
+                        "parking_bridge_platform_answers_total",
+                        "Platform answers by result code (unreachable: no answer)",
+                    ),
+                    &["result"],
+                )
+                .expect("valid metric"),
+            ),
+            platform_up: reg(
+                &registry,
+                IntGauge::new(
+                    "parking_bridge_platform_up",
+                    "1 when the last platform call got an answer",
+                )
+                .expect("valid metric"),
+            ),
+            platform_last_success: reg(
+                &registry,
+                Gauge::new(
+                    "parking_bridge_platform_last_success_timestamp_seconds",
+                    "Unix time of the last successful platform answer",
+                )
+                .expect("valid metric"),
+            ),
+            heartbeat_last_success: reg(
+                &registry,
+                Gauge::new(
+                    "parking_bridge_heartbeat_last_success_timestamp_seconds",
+                    "Unix time of the last accepted heartbeat",
+                )
+                .expect("valid metric"),
+            ),
+            outbox_depth: reg(
+                &registry,
+                IntGauge::new(
+                    "parking_bridge_outbox_depth",
+                    "Reports waiting for delivery",
+                )
+                .expect("valid metric"),
+            ),
+            outbox_oldest_age: reg(
+                &registry,
+                Gauge::new(
+                    "parking_bridge_outbox_oldest_age_seconds",
+                    "Age of the oldest undelivered report",
+                )
+                .expect("valid metric"),
+            ),
+            occupied: reg(
+                &registry,
+                IntGauge::new("parking_bridge_occupied_spaces", "Spaces occupied")
+                    .expect("valid metric"),
+            ),
+            total: reg(
+                &registry,
+                IntGauge::new("parking_bridge_total_spaces", "Spaces in the lot")
+                    .expect("valid metric"),
+            ),
+            device_up: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts("parking_bridge_device_up", "1 when the device link is up"),
+                    &["lane", "device"],
+                )
+                .expect("valid metric"),
+            ),
+            clock_synchronised: reg(
+                &registry,
+                IntGauge::new(
+                    "parking_bridge_clock_synchronized",
+                    "1 when the system clock is NTP-synchronised",
+                )
+                .expect("valid metric"),
+            ),
+            clock_suspect: reg(
+                &registry,
+                IntGauge::new(
+                    "parking_bridge_clock_suspect",
+                    "1 while report times are not trustworthy",
+                )
+                .expect("valid metric"),
+            ),
+            clock_jumps: reg(
+                &registry,
+                IntCounter::new(
+                    "parking_bridge_clock_jumps_total",
+                    "Wall-clock jumps detected",
+                )
+                .expect("valid metric"),
+            ),
+            alarms: reg(
+                &registry,
+                IntCounter::new("parking_bridge_alarms_total", "Alarms raised")
+                    .expect("valid metric"),
+            ),
+            healthy: reg(
+                &registry,
+                IntGauge::new("parking_bridge_healthy", "1 when /healthz would answer 200")
+                    .expect("valid metric"),
+            ),
+            disk_used: reg(
+                &registry,
+                IntGauge::new(
+                    "parking_bridge_storage_used_bytes",
+                    "Bytes used by stored data",
+                )
+                .expect("valid metric"),
+            ),
+            disk_budget: reg(
+                &registry,
+                IntGauge::new(
+                    "parking_bridge_storage_budget_bytes",
+                    "Bytes stored data may use",
+                )
+                .expect("valid metric"),
+            ),
+            registry,
+        };
+        let build = reg(
+            &m.registry,
+            IntGaugeVec::new(
+                opts("parking_bridge_build_info", "Version of the running binary"),
+                &["version"],
+            )
+            .expect("valid metric"),
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ops::logging::{Style, build, tests::Captured};
+
+    pub(crate) fn config() -> SiteConfig {
+        SiteConfig::from_toml(
+            r#"
+[platform]
+base_url = "https://citybrain.example"
+app_id = "app-1"
+app_secret = "0123456789abcdef"
+[lot]
+parking_lot_no = "LOT-1"
+total_spaces = 100
+[storage]
+dir = "/tmp"
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "P1"
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "P2"
+"#,
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap()
+    }
+
+    const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+    #[test]
+    fn passages_keep_newest_first_with_bounded_snapshots() {
+        let ops = OpsState::new(&config());
+        for i in 0..8 {
+            let img = Arc::new(vec![i as u8; 10]);
+            ops.record_passage(
+                "entry-1",
+                Some("闽A12345"),
+                "entry",
+                T0.plus_millis(i),
+                Some(img),
+            );
+        }
+        let view = ops.view();
+        let list = &view.passages["entry-1"];
+        assert_eq!(list.len(), PASSAGES_PER_LANE);
+        assert_eq!(list[0].at, T0.plus_millis(7));
+        assert_eq!(
+            list.iter().filter(|p| p.snapshot.is_some()).count(),
+            SNAPSHOTS_PER_LANE
+        );
+        assert_eq!(ops.snapshot(list[0].id).unwrap()[0], 7);
+        assert!(ops.snapshot(list[4].id).is_none());
+    }
+
+    #[test]
+    fn healthy_until_platform_silent_past_threshold_then_healthy_again() {
+        let config = config();
+        let ops = OpsState::new(&config);
+        let mut http = config.http.clone();
+        http.require_clock_sync = true;
+        let start = ops.view().started;
+        ops.record_platform_answer(true, Some("SUCCESS"), start);
+        assert!(
+            ops.view()
+                .problems(start.plus_millis(60_000), &http, None)
+                .is_empty()
+        );
+        ops.record_platform_answer(false, None, start.plus_millis(61_000));
+        let problems = ops.view().problems(start.plus_millis(301_000), &http, None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("platform unreachable"), "{problems:?}");
+        assert!(problems[0].contains("unreachable"), "{problems:?}");
+        ops.record_platform_answer(true, Some("SUCCESS"), start.plus_millis(302_000));
+        assert!(
+            ops.view()
+                .problems(start.plus_millis(303_000), &http, None)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn device_down_disk_full_and_clock_are_reasons() {
+        let config = config();
+        let ops = OpsState::new(&config);
+        let http = config.http.clone();
+        let now = ops.view().started;
+        ops.record_platform_answer(true, Some("SUCCESS"), now);
+        ops.health()
+            .set("cam-1", "entry-1", false, now.plus_millis(-120_000));
+        ops.set_disk(95, 100);
+        ops.set_clock(Some(false), Some(Suspicion::Unsynchronised), None);
+        let fs = FsSpace {
+            total: 100,
+            available: 5,
+        };
+        let problems = ops.view().problems(now, &http, Some(fs));
+        assert_eq!(problems.len(), 4, "{problems:?}");
+        assert!(
+            problems[0].contains("lane entry-1: device cam-1 down"),
+            "{problems:?}"
+        );
+        assert!(problems[1].contains("storage budget 95%"), "{problems:?}");
+        assert!(problems[2].contains("95% full"), "{problems:?}");
+        assert!(
+            problems[3].contains("clock not synchronised"),
+            "{problems:?}"
+        );
+        let relaxed = HttpConfig {
+            require_clock_sync: false,
+            ..http
+        };
+        assert_eq!(ops.view().problems(now, &relaxed, Some(fs)).len(), 3);
+    }
+
+    #[test]
+    fn passage_while_clock_suspect_is_flagged_and_logged() {
+        let ops = OpsState::new(&config());
+        assert!(!ops.record_passage("entry-1", Some("闽A12345"), "entry", T0, None));
+        let jump = Jump {
+            at: T0,
+            delta_ms: 3_600_000,
+        };
+        ops.set_clock(Some(true), Some(Suspicion::Jumped(jump)), Some(jump));
+        let out = Captured::default();
+        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
+        let flagged = tracing::subscriber::with_default(sub, || {
+            ops.record_passage(
+                "entry-1",
+                Some("闽A12345"),
+                "entry",
+                T0.plus_millis(5),
+                None,
+            )
+        });
+        assert!(flagged);
+        assert!(ops.view().passages["entry-1"][0].clock_suspect);
+        let log = out.text();
+        assert!(log.contains("clock is suspect"), "{log}");
+        assert!(
+            log.contains("闽A1***5") && !log.contains("闽A12345"),
+            "plate masked: {log}"
+        );
+    }
+
+    #[test]
+    fn logs_never_carry_secret_image_bytes_or_whole_plates() {
+        let config = config();
+        let secret = config.platform.app_secret.clone().unwrap();
+        let out = Captured::default();
+        let (sub, _) = build(Style::Json, "trace", out.clone()).unwrap();
+        // A recognisable byte pattern, as the snapshot's bytes would be printed in a
+        // Debug dump ("[255, 216, 255, 224, 171, 205…").
+        let image = Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 0xAB, 0xCD, 0xEF, 0x01]);
+        tracing::subscriber::with_default(sub, || {
+            let ops = OpsState::new(&config);
+            ops.record_passage(
+                "entry-1",
+                Some("闽A12345"),
+                "entry",
+                T0,
+                Some(image.clone()),
+            );
+            ops.record_platform_answer(false, Some("PARAM_ERROR"), T0);
+            ops.record_platform_answer(true, Some("SUCCESS"), T0);
+            ops.alarm("platform rejected lot id", T0);
+            crate::ops::log_startup(&config);
+        });
+        let log = out.text();
+        assert!(log.contains("闽A1***5"), "passage logged masked: {log}");
+        assert!(!log.contains("闽A12345"), "{log}");
+        assert!(!log.contains(&secret), "{log}");
+        assert!(
+            !log.contains("255, 216") && !log.contains("ffd8") && !log.contains("/9j/"),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn metrics_move_with_state() {
+        let ops = OpsState::new(&config());
+        let text = |ops: &OpsState| {
+            prometheus::TextEncoder::new()
+                .encode_to_string(&ops.registry().gather())
+                .unwrap()
+        };
+        ops.set_outbox(3, Some(Duration::from_secs(42)));
+        ops.set_occupancy(17, 100);
+        ops.record_passage("exit-1", None, "no_plate", T0, None);
+        let t = text(&ops);
+        assert!(t.contains("parking_bridge_outbox_depth 3"), "{t}");
+        assert!(
+            t.contains("parking_bridge_outbox_oldest_age_seconds 42"),
+            "{t}"
+        );
+        assert!(t.contains("parking_bridge_occupied_spaces 17"), "{t}");
+        assert!(
+            t.contains(r#"parking_bridge_passages_total{case="no_plate",lane="exit-1"} 1"#),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn stale_task_is_named_fresh_one_is_not() {
+        let ops = OpsState::new(&config());
+        let uploader = ops.liveness("uploader", Duration::from_secs(30));
+        let _lane = ops.liveness("lane entry-1", Duration::from_secs(30));
+        let later = Instant::now() + Duration::from_secs(31);
+        assert_eq!(ops.stale_tasks(later).len(), 2);
+        uploader.tick();
+        assert!(ops.stale_tasks(Instant::now()).is_empty());
+    }
+}

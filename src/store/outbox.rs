@@ -1,0 +1,526 @@
+//! The outbox: reports waiting for the platform, their images, what the uploader
+//! learnt, the image budget and pruning.
+//!
+//! A row is `pending` until the platform acknowledges it (`acked`) or it can never be
+//! sent (`dropped`: only snapshots whose image was lost). Within one stay the rows go
+//! strictly in order entry → entry snapshot → exit → exit snapshot: only the first
+//! pending row of a stay (its *head*) is ever handed out.
+
+use super::{Store, StoreError};
+use crate::report::{EntryReport, Report, ReportKind};
+use crate::time::Timestamp;
+use prometheus::{IntCounter, IntCounterVec, Opts};
+use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
+
+fn kind_code(kind: ReportKind) -> i64 {
+    match kind {
+        ReportKind::Entry => 0,
+        ReportKind::EntrySnapshot => 1,
+        ReportKind::Exit => 2,
+        ReportKind::ExitSnapshot => 3,
+    }
+}
+
+fn kind_of(code: i64) -> ReportKind {
+    match code {
+        0 => ReportKind::Entry,
+        1 => ReportKind::EntrySnapshot,
+        2 => ReportKind::Exit,
+        _ => ReportKind::ExitSnapshot,
+    }
+}
+
+static IMAGES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
+        "parking_bridge_images_dropped_total",
+        "Pending snapshot images dropped because the disk budget was reached",
+    )
+    // The name and help are static and valid, so construction cannot fail.
+    .expect("static metric definition");
+    // Registration fails only if the name is taken; the counter still counts then.
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
+static ROWS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "parking_bridge_outbox_finished_total",
+            "Outbox rows finished, by kind and outcome",
+        ),
+        &["kind", "outcome"],
+    )
+    // Static, valid name and labels: cannot fail.
+    .expect("static metric definition");
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
+/// Adds a report (and its image) to the outbox; due at once.
+pub(super) fn queue_report(
+    tx: &Transaction<'_>,
+    report: &Report,
+    image: Option<&[u8]>,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    let body =
+        serde_json::to_string(report).map_err(|source| StoreError::BadReport { id: 0, source })?;
+    tx.prepare_cached(
+        "INSERT INTO outbox (out_order_no, kind, body, created_at, due_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+    )?
+    .execute(params![report.out_order_no(), kind_code(report.kind()), body, now.0])?;
+    let id = tx.last_insert_rowid();
+    if let Some(img) = image {
+        tx.prepare_cached(
+            "INSERT INTO images (outbox_id, data, bytes, encoded) VALUES (?1, ?2, ?3, 0)",
+        )?
+        .execute(params![id, img, img.len() as i64])?;
+    }
+    Ok(id)
+}
+
+/// Drops the oldest pending images while they take more than `budget` bytes. Entry and
+/// exit reports themselves are never dropped: an inline image is simply detached, a
+/// separate snapshot report is dropped with its image.
+pub(super) fn enforce_image_budget(
+    tx: &Transaction<'_>,
+    budget: u64,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let budget = i64::try_from(budget).unwrap_or(i64::MAX);
+    let mut total: i64 = tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM images", [], |r| {
+        r.get(0)
+    })?;
+    while total > budget {
+        let oldest: Option<(i64, i64, i64, String)> = tx
+            .query_row(
+                "SELECT i.outbox_id, i.bytes, o.kind, o.out_order_no FROM images i JOIN outbox o ON o.id = i.outbox_id \
+                 ORDER BY i.outbox_id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((id, bytes, kind, out_order_no)) = oldest else {
+            break;
+        };
+        tx.execute("DELETE FROM images WHERE outbox_id = ?1", [id])?;
+        let kind = kind_of(kind);
+        if matches!(kind, ReportKind::EntrySnapshot | ReportKind::ExitSnapshot) {
+            tx.execute(
+                "UPDATE outbox SET state = 'dropped', finished_at = ?2, last_error = 'image dropped: disk budget reached' \
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, now.0],
+            )?;
+        }
+        IMAGES_DROPPED.inc();
+        tracing::error!(
+            outbox_id = id,
+            out_order_no = %out_order_no,
+            kind = kind.as_str(),
+            bytes,
+            budget,
+            "storage budget reached: dropped the oldest pending snapshot image"
+        );
+        total -= bytes;
+    }
+    Ok(())
+}
+
+/// A report handed to the uploader.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: i64,
+    pub out_order_no: String,
+    pub kind: ReportKind,
+    pub report: Report,
+    /// Attempts so far (0 = never sent).
+    pub attempts: u32,
+    /// Size of the attached image, if there is one.
+    pub image_bytes: Option<i64>,
+    /// Whether that image is already re-encoded for the platform.
+    pub image_encoded: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredImage {
+    pub data: Vec<u8>,
+    pub encoded: bool,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The platform has it (now, or from an earlier attempt).
+    Delivered {
+        id: i64,
+        result_code: Option<String>,
+        inner_oder_no: Option<String>,
+        sign_level: Option<String>,
+        sign_time: Option<String>,
+    },
+    /// Try again at `due_at`.
+    Retry {
+        id: i64,
+        due_at: Timestamp,
+        error: String,
+    },
+    /// The platform does not know the stay: its entry goes again first, then this row
+    /// (not before `due_at`).
+    NeedsEntryFirst {
+        id: i64,
+        due_at: Timestamp,
+        error: String,
+    },
+    /// Can never be sent (a snapshot whose image cannot be decoded).
+    Dropped { id: i64, reason: String },
+}
+
+/// Per-kind state of the outbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindSummary {
+    pub pending: u64,
+    /// Age of the oldest pending report, ms.
+    pub oldest_pending_age_ms: Option<i64>,
+    /// The most recent error of a pending report.
+    pub last_error: Option<String>,
+    pub acknowledged: u64,
+    pub dropped: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxSummary {
+    pub kinds: BTreeMap<ReportKind, KindSummary>,
+    /// Bytes of pending images.
+    pub image_bytes: i64,
+}
+
+impl OutboxSummary {
+    pub fn pending(&self) -> u64 {
+        self.kinds.values().map(|k| k.pending).sum()
+    }
+}
+
+const ALL_KINDS: [ReportKind; 4] = [
+    ReportKind::Entry,
+    ReportKind::EntrySnapshot,
+    ReportKind::Exit,
+    ReportKind::ExitSnapshot,
+];
+
+impl Store {
+    /// Up to `limit` reports that may be sent at `now`: each the head of its stay, due,
+    /// and not of a stay in `busy` (already in flight). Oldest first, or newest first so
+    /// that live reports are not starved by a backlog.
+    pub fn due_reports(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        newest_first: bool,
+        busy: &HashSet<String>,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        let conn = self.lock();
+        let order = if newest_first { "DESC" } else { "ASC" };
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT o.id, o.out_order_no, o.kind, o.body, o.attempts, i.bytes, i.encoded \
+             FROM outbox o LEFT JOIN images i ON i.outbox_id = o.id \
+             WHERE o.state = 'pending' AND o.due_at <= ?1 \
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.out_order_no = o.out_order_no \
+                               AND (p.kind < o.kind OR (p.kind = o.kind AND p.id < o.id))) \
+             ORDER BY o.id {order} LIMIT ?2"
+        ))?;
+        let want = i64::try_from(limit + busy.len()).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![now.0, want], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, out_order_no, kind, body, attempts, image_bytes, encoded) = row?;
+            if busy.contains(&out_order_no) {
+                continue;
+            }
+            let report: Report = serde_json::from_str(&body)
+                .map_err(|source| StoreError::BadReport { id, source })?;
+            out.push(OutboxItem {
+                id,
+                out_order_no,
+                kind: kind_of(kind),
+                report,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                image_bytes,
+                image_encoded: encoded == Some(1),
+            });
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The image attached to an outbox row, if it still has one.
+    pub fn image(&self, outbox_id: i64) -> Result<Option<StoredImage>, StoreError> {
+        let conn = self.lock();
+        Ok(conn
+            .prepare_cached("SELECT data, encoded FROM images WHERE outbox_id = ?1")?
+            .query_row([outbox_id], |r| {
+                Ok(StoredImage {
+                    data: r.get(0)?,
+                    encoded: r.get::<_, i64>(1)? == 1,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Replaces a row's image by its re-encoded form (smaller; done once).
+    pub fn replace_image(&self, outbox_id: i64, encoded: &[u8]) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE images SET data = ?2, bytes = ?3, encoded = 1 WHERE outbox_id = ?1",
+                params![outbox_id, encoded, encoded.len() as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Detaches an image that cannot be used; the report goes without it.
+    pub fn discard_image(&self, outbox_id: i64) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM images WHERE outbox_id = ?1", [outbox_id])?;
+            Ok(())
+        })
+    }
+
+    /// Records the outcomes of finished attempts in one transaction.
+    pub fn record_outcomes(&self, outcomes: &[Outcome], now: Timestamp) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.write(|tx| {
+            for o in outcomes {
+                record_one(tx, o, now)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Deletes acknowledged/dropped reports, finished stays and journal lines older than
+    /// the retention. Returns the number of outbox rows removed.
+    pub fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let cutoff = now.0.saturating_sub(self.options.retention_ms);
+        self.write(|tx| {
+            let rows = tx.execute("DELETE FROM outbox WHERE state <> 'pending' AND finished_at < ?1", [cutoff])?;
+            tx.execute("DELETE FROM images WHERE outbox_id NOT IN (SELECT id FROM outbox)", [])?;
+            tx.execute(
+                "DELETE FROM stays WHERE state <> 'open' AND closed_at < ?1 AND NOT EXISTS \
+                 (SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.out_order_no = stays.out_order_no)",
+                [cutoff],
+            )?;
+            tx.execute("DELETE FROM lane_journal WHERE at < ?1", [cutoff])?;
+            Ok(rows)
+        })
+    }
+
+    /// Pending counts, oldest age, last error and finished counts, per kind.
+    pub fn outbox_summary(&self, now: Timestamp) -> Result<OutboxSummary, StoreError> {
+        let conn = self.lock();
+        let mut summary = OutboxSummary::default();
+        for kind in ALL_KINDS {
+            summary.kinds.insert(kind, KindSummary::default());
+        }
+        let mut st = conn.prepare_cached(
+            "SELECT kind, state, COUNT(*), MIN(created_at) FROM outbox GROUP BY kind, state",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (kind, state, count, oldest) = row?;
+            let k = summary.kinds.entry(kind_of(kind)).or_default();
+            let count = u64::try_from(count).unwrap_or(0);
+            match state.as_str() {
+                "pending" => {
+                    k.pending = count;
+                    k.oldest_pending_age_ms = Some((now.0 - oldest).max(0));
+                }
+                "acked" => k.acknowledged = count,
+                _ => k.dropped = count,
+            }
+        }
+        let mut st = conn.prepare_cached(
+            "SELECT last_error FROM outbox WHERE state = 'pending' AND kind = ?1 AND last_error IS NOT NULL \
+             ORDER BY last_attempt_at DESC LIMIT 1",
+        )?;
+        for kind in ALL_KINDS {
+            let last: Option<String> = st.query_row([kind_code(kind)], |r| r.get(0)).optional()?;
+            if let Some(k) = summary.kinds.get_mut(&kind) {
+                k.last_error = last;
+            }
+        }
+        summary.image_bytes =
+            conn.query_row("SELECT COALESCE(SUM(bytes), 0) FROM images", [], |r| {
+                r.get(0)
+            })?;
+        Ok(summary)
+    }
+}
+
+fn record_one(tx: &Transaction<'_>, outcome: &Outcome, now: Timestamp) -> Result<(), StoreError> {
+    match outcome {
+        Outcome::Delivered {
+            id,
+            result_code,
+            inner_oder_no,
+            sign_level,
+            sign_time,
+        } => {
+            let row: Option<(String, i64)> = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'acked', finished_at = ?2, result_code = ?3, attempts = attempts + 1, \
+                     last_attempt_at = ?2, last_error = NULL WHERE id = ?1 AND state = 'pending' \
+                     RETURNING out_order_no, kind",
+                )?
+                .query_row(params![id, now.0, result_code], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            tx.prepare_cached("DELETE FROM images WHERE outbox_id = ?1")?
+                .execute([id])?;
+            let Some((out_order_no, kind)) = row else {
+                return Ok(());
+            };
+            ROWS_FINISHED
+                .with_label_values(&[kind_of(kind).as_str(), "acked"])
+                .inc();
+            if inner_oder_no.is_some() || sign_level.is_some() || sign_time.is_some() {
+                // The entry's answer is authoritative; an exit's only fills gaps.
+                let sql = if kind_of(kind) == ReportKind::Entry {
+                    "UPDATE stays SET inner_oder_no = COALESCE(?2, inner_oder_no), sign_level = COALESCE(?3, sign_level), \
+                     sign_time = COALESCE(?4, sign_time) WHERE out_order_no = ?1"
+                } else {
+                    "UPDATE stays SET inner_oder_no = COALESCE(inner_oder_no, ?2), sign_level = COALESCE(sign_level, ?3), \
+                     sign_time = COALESCE(sign_time, ?4) WHERE out_order_no = ?1"
+                };
+                tx.prepare_cached(sql)?.execute(params![
+                    out_order_no,
+                    inner_oder_no,
+                    sign_level,
+                    sign_time
+                ])?;
+            }
+        }
+        Outcome::Retry { id, due_at, error } => {
+            tx.prepare_cached(
+                "UPDATE outbox SET due_at = ?2, last_error = ?3, attempts = attempts + 1, last_attempt_at = ?4 \
+                 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![id, due_at.0, error, now.0])?;
+        }
+        Outcome::NeedsEntryFirst { id, due_at, error } => {
+            let out_order_no: Option<String> = tx
+                .prepare_cached(
+                    "UPDATE outbox SET due_at = ?2, last_error = ?3, attempts = attempts + 1, last_attempt_at = ?4 \
+                     WHERE id = ?1 AND state = 'pending' RETURNING out_order_no",
+                )?
+                .query_row(params![id, due_at.0, error, now.0], |r| r.get(0))
+                .optional()?;
+            if let Some(out_order_no) = out_order_no {
+                requeue_entry(tx, &out_order_no, now)?;
+            }
+        }
+        Outcome::Dropped { id, reason } => {
+            let kind: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'dropped', finished_at = ?2, last_error = ?3, last_attempt_at = ?2 \
+                     WHERE id = ?1 AND state = 'pending' RETURNING kind",
+                )?
+                .query_row(params![id, now.0, reason], |r| r.get(0))
+                .optional()?;
+            tx.prepare_cached("DELETE FROM images WHERE outbox_id = ?1")?
+                .execute([id])?;
+            if let Some(kind) = kind {
+                ROWS_FINISHED
+                    .with_label_values(&[kind_of(kind).as_str(), "dropped"])
+                    .inc();
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the stay's entry pending again (it becomes the stay's head). The stored entry
+/// row is reused when it still exists; after pruning it is rebuilt from the stay.
+fn requeue_entry(
+    tx: &Transaction<'_>,
+    out_order_no: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let entry: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT id, state FROM outbox WHERE out_order_no = ?1 AND kind = 0 ORDER BY id DESC LIMIT 1",
+            [out_order_no],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    match entry {
+        Some((_, state)) if state == "pending" => {}
+        Some((id, _)) => {
+            tx.execute(
+                "UPDATE outbox SET state = 'pending', due_at = ?2, finished_at = NULL, result_code = NULL, \
+                 last_error = 'platform did not know this stay: entry sent again' WHERE id = ?1",
+                params![id, now.0],
+            )?;
+        }
+        None => {
+            let stay = entry_report_from_stay(tx, out_order_no)?;
+            queue_report(tx, &Report::Entry(stay), None, now)?;
+        }
+    }
+    tracing::warn!(
+        out_order_no,
+        "platform did not know the stay; its entry is queued again first"
+    );
+    Ok(())
+}
+
+/// Rebuilds a stay's entry report from the stays table.
+fn entry_report_from_stay(
+    tx: &Transaction<'_>,
+    out_order_no: &str,
+) -> Result<EntryReport, StoreError> {
+    tx.query_row(
+        "SELECT plate_no, plate_color, car_type, entered_at, entry_port, entry_operator, entry_price, \
+         entry_should_pay, entry_total_spaces, entry_free_spaces FROM stays WHERE out_order_no = ?1",
+        [out_order_no],
+        |r| {
+            let color: String = r.get(1)?;
+            let car_type: String = r.get(2)?;
+            Ok(EntryReport {
+                out_order_no: out_order_no.to_string(),
+                plate_no: r.get(0)?,
+                plate_color: crate::plate::PlateColor::from_code(&color).unwrap_or_default(),
+                car_type: crate::plate::CarType::from_code(&car_type).unwrap_or_default(),
+                parking_time: Timestamp(r.get(3)?),
+                port_no: r.get(4)?,
+                operator: r.get(5)?,
+                price: r.get(6)?,
+                should_pay: r.get(7)?,
+                total_spaces: r.get(8)?,
+                free_spaces: r.get(9)?,
+            })
+        },
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NoSuchStay(out_order_no.to_string()))
+}

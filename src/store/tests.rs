@@ -1,0 +1,459 @@
+use super::*;
+use crate::config::Direction;
+use crate::plate::{CarType, PlateColor};
+use crate::report::{Report, ReportKind};
+use std::collections::HashSet;
+
+const T0: Timestamp = Timestamp(1_570_167_364_000); // 2019-10-04 13:36:04 +08:00
+
+fn lot(total: i64) -> LotConfig {
+    LotConfig::new("P3501", total)
+}
+
+fn store(dir: &tempfile::TempDir, total: i64) -> Store {
+    Store::open(dir.path(), &lot(total)).unwrap()
+}
+
+pub(crate) fn new_stay(plate: &str, image: Option<Vec<u8>>) -> NewStay {
+    NewStay {
+        plate_no: plate.into(),
+        plate_color: PlateColor::Blue,
+        car_type: CarType::Normal,
+        lane: "entry-1".into(),
+        port_no: "E1".into(),
+        entered_at: T0,
+        operator: None,
+        snapshot: image,
+        price: None,
+        should_pay: None,
+    }
+}
+
+fn exit(image: Option<Vec<u8>>) -> ExitDetails {
+    ExitDetails {
+        lane: "exit-1".into(),
+        port_no: "X1".into(),
+        away_time: T0.plus_millis(3_600_000),
+        price: 500,
+        should_pay: 500,
+        paid_fee: 500,
+        operator: None,
+        snapshot: image,
+    }
+}
+
+fn delivered(id: i64) -> Outcome {
+    Outcome::Delivered {
+        id,
+        result_code: Some("success".into()),
+        inner_oder_no: None,
+        sign_level: None,
+        sign_time: None,
+    }
+}
+
+fn heads(s: &Store, now: Timestamp) -> Vec<(String, ReportKind)> {
+    s.due_reports(now, 100, false, &HashSet::new())
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.out_order_no, i.kind))
+        .collect()
+}
+
+#[test]
+fn opening_a_stay_queues_entry_and_takes_a_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let opened = s.open_stay(new_stay("闽A12345", None), T0).unwrap();
+    assert_eq!(opened.out_order_no, "P350120191004133604000001");
+    assert_eq!(opened.free_spaces, 9);
+    let due = s.due_reports(T0, 10, false, &HashSet::new()).unwrap();
+    assert_eq!(due.len(), 1);
+    match &due[0].report {
+        Report::Entry(e) => {
+            assert_eq!(e.plate_no, "闽A12345");
+            assert_eq!((e.total_spaces, e.free_spaces), (10, 9));
+        }
+        other => panic!("expected entry, got {other:?}"),
+    }
+    assert_eq!(
+        s.occupancy().unwrap(),
+        Occupancy {
+            occupied: 1,
+            total: 10,
+            free: 9
+        }
+    );
+}
+
+#[test]
+fn sequence_survives_reopen_and_clock_going_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = store(&dir, 10)
+        .open_stay(new_stay("A1", None), T0)
+        .unwrap()
+        .out_order_no;
+    let s = store(&dir, 10);
+    let second = s
+        .open_stay(new_stay("A2", None), T0.plus_millis(-86_400_000))
+        .unwrap()
+        .out_order_no;
+    assert_ne!(first, second);
+    assert_eq!(
+        second, "P350120191004133604000002",
+        "stamp held at the last one used"
+    );
+}
+
+#[test]
+fn occupancy_is_capped_at_total_and_floored_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 1);
+    let a = s.open_stay(new_stay("A1", None), T0).unwrap();
+    let b = s.open_stay(new_stay("A2", None), T0).unwrap();
+    assert_eq!((a.free_spaces, b.free_spaces), (0, 0));
+    s.close_stay(&a.out_order_no, exit(None), T0).unwrap();
+    let c = s.close_stay(&b.out_order_no, exit(None), T0).unwrap();
+    assert_eq!(c.free_spaces, 1);
+    assert_eq!(
+        s.record_count_only(Direction::Exit, "exit-1", T0)
+            .unwrap()
+            .occupied,
+        0
+    );
+    assert_eq!(
+        s.record_count_only(Direction::Entry, "entry-1", T0)
+            .unwrap()
+            .occupied,
+        1
+    );
+}
+
+#[test]
+fn stay_order_is_entry_snapshot_exit_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let o = s
+        .open_stay(new_stay("A1", Some(vec![1, 2, 3])), T0)
+        .unwrap()
+        .out_order_no;
+    s.close_stay(&o, exit(Some(vec![4, 5])), T0).unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let due = s.due_reports(T0, 10, false, &HashSet::new()).unwrap();
+        assert_eq!(due.len(), 1, "only the head of a stay is due");
+        seen.push(due[0].kind);
+        s.record_outcomes(&[delivered(due[0].id)], T0).unwrap();
+    }
+    assert_eq!(
+        seen,
+        vec![
+            ReportKind::Entry,
+            ReportKind::EntrySnapshot,
+            ReportKind::Exit,
+            ReportKind::ExitSnapshot
+        ]
+    );
+    assert!(heads(&s, T0).is_empty());
+}
+
+#[test]
+fn a_stay_in_backoff_does_not_hold_back_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let a = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
+    let b = s.open_stay(new_stay("A2", None), T0).unwrap().out_order_no;
+    s.close_stay(&a, exit(None), T0).unwrap();
+    let due = s.due_reports(T0, 10, false, &HashSet::new()).unwrap();
+    s.record_outcomes(
+        &[Outcome::Retry {
+            id: due[0].id,
+            due_at: T0.plus_millis(60_000),
+            error: "503".into(),
+        }],
+        T0,
+    )
+    .unwrap();
+    assert_eq!(heads(&s, T0), vec![(b.clone(), ReportKind::Entry)]);
+    assert_eq!(heads(&s, T0.plus_millis(60_000)).len(), 2);
+    let busy: HashSet<String> = [b].into_iter().collect();
+    assert_eq!(
+        s.due_reports(T0.plus_millis(60_000), 10, false, &busy)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn newest_first_reaches_live_reports_behind_a_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 1000);
+    for i in 0..20 {
+        s.open_stay(new_stay(&format!("A{i}"), None), T0).unwrap();
+    }
+    let live = s
+        .open_stay(new_stay("LIVE1", None), T0)
+        .unwrap()
+        .out_order_no;
+    let newest = s.due_reports(T0, 1, true, &HashSet::new()).unwrap();
+    assert_eq!(newest[0].out_order_no, live);
+}
+
+#[test]
+fn unknown_stay_requeues_its_entry_before_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let o = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
+    let entry = s
+        .due_reports(T0, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    s.close_stay(&o, exit(None), T0).unwrap();
+    let exit_row = s
+        .due_reports(T0, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    assert_eq!(exit_row.kind, ReportKind::Exit);
+    s.record_outcomes(
+        &[Outcome::NeedsEntryFirst {
+            id: exit_row.id,
+            due_at: T0,
+            error: "ORDER_NOT_EXIST".into(),
+        }],
+        T0,
+    )
+    .unwrap();
+    assert_eq!(heads(&s, T0), vec![(o.clone(), ReportKind::Entry)]);
+    let again = s
+        .due_reports(T0, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    assert_eq!(again.id, entry.id, "the stored entry row is reused");
+    s.record_outcomes(&[delivered(again.id)], T0).unwrap();
+    assert_eq!(heads(&s, T0), vec![(o, ReportKind::Exit)]);
+}
+
+#[test]
+fn entry_rebuilt_from_the_stay_after_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let o = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
+    let entry = s
+        .due_reports(T0, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    let later = T0.plus_millis(31 * 24 * 3600 * 1000);
+    assert_eq!(s.prune(later).unwrap(), 1);
+    assert!(s.stay(&o).unwrap().is_some(), "open stays are never pruned");
+    s.close_stay(&o, exit(None), later).unwrap();
+    let exit_row = s
+        .due_reports(later, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    s.record_outcomes(
+        &[Outcome::NeedsEntryFirst {
+            id: exit_row.id,
+            due_at: later,
+            error: "x".into(),
+        }],
+        later,
+    )
+    .unwrap();
+    let rebuilt = s
+        .due_reports(later, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    match rebuilt.report {
+        Report::Entry(e) => assert_eq!((e.plate_no.as_str(), e.free_spaces), ("A1", 9)),
+        other => panic!("expected entry, got {other:?}"),
+    }
+}
+
+#[test]
+fn entry_answer_fields_are_kept_on_the_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let o = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
+    let entry = s
+        .due_reports(T0, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    s.record_outcomes(
+        &[Outcome::Delivered {
+            id: entry.id,
+            result_code: Some("success".into()),
+            inner_oder_no: Some("INNER-9".into()),
+            sign_level: Some("L2".into()),
+            sign_time: Some("2019-10-04 13:36:05".into()),
+        }],
+        T0,
+    )
+    .unwrap();
+    let stay = s.stay(&o).unwrap().unwrap();
+    assert_eq!(stay.inner_oder_no.as_deref(), Some("INNER-9"));
+    assert_eq!(stay.sign_level.as_deref(), Some("L2"));
+}
+
+#[test]
+fn inline_mode_attaches_the_image_to_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        snapshot_mode: SnapshotMode::Inline,
+        ..StoreOptions::default()
+    };
+    let s = Store::open_with(dir.path(), &lot(10), opts).unwrap();
+    s.open_stay(new_stay("A1", Some(vec![9; 100])), T0).unwrap();
+    let due = s.due_reports(T0, 10, false, &HashSet::new()).unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].image_bytes, Some(100));
+    assert_eq!(s.image(due[0].id).unwrap().unwrap().data, vec![9; 100]);
+}
+
+#[test]
+fn disk_budget_drops_oldest_images_never_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        image_budget_bytes: 250,
+        ..StoreOptions::default()
+    };
+    let s = Store::open_with(dir.path(), &lot(10), opts).unwrap();
+    for i in 0..3 {
+        s.open_stay(new_stay(&format!("A{i}"), Some(vec![1; 100])), T0)
+            .unwrap();
+    }
+    let summary = s.outbox_summary(T0).unwrap();
+    assert_eq!(
+        summary.kinds[&ReportKind::Entry].pending,
+        3,
+        "entries are never dropped"
+    );
+    assert_eq!(summary.kinds[&ReportKind::EntrySnapshot].pending, 2);
+    assert_eq!(summary.kinds[&ReportKind::EntrySnapshot].dropped, 1);
+    assert_eq!(summary.image_bytes, 200);
+}
+
+#[test]
+fn local_close_frees_the_space_without_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let o = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
+    s.close_stay_locally(&o, LocalClose::Superseded, T0)
+        .unwrap();
+    assert_eq!(s.occupancy().unwrap().occupied, 0);
+    assert_eq!(s.stay(&o).unwrap().unwrap().state, StayState::Superseded);
+    assert!(s.find_open_stay("A1").unwrap().is_none());
+    assert_eq!(s.outbox_summary(T0).unwrap().pending(), 1, "only the entry");
+    assert!(matches!(
+        s.close_stay(&o, exit(None), T0),
+        Err(StoreError::NotOpen(_))
+    ));
+}
+
+#[test]
+fn find_open_stay_and_open_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    s.open_stay(new_stay("A1", None), T0).unwrap();
+    let b = s.open_stay(new_stay("B2", None), T0).unwrap().out_order_no;
+    assert_eq!(s.find_open_stay("B2").unwrap().unwrap().out_order_no, b);
+    assert_eq!(s.open_stays().unwrap().len(), 2);
+    s.close_stay(&b, exit(None), T0).unwrap();
+    assert_eq!(s.open_stays().unwrap().len(), 1);
+    assert!(s.find_open_stay("B2").unwrap().is_none());
+}
+
+#[test]
+fn bad_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    assert!(matches!(
+        s.open_stay(new_stay("", None), T0),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.open_stay(new_stay("A 1", None), T0),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        s.open_stay(new_stay(&"A".repeat(17), None), T0),
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(s.set_occupancy(11).is_err());
+    s.set_occupancy(7).unwrap();
+    assert_eq!(s.occupancy().unwrap().free, 3);
+}
+
+#[test]
+fn summary_reports_pending_age_and_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    s.open_stay(new_stay("A1", None), T0).unwrap();
+    let e = s
+        .due_reports(T0, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    s.record_outcomes(
+        &[Outcome::Retry {
+            id: e.id,
+            due_at: T0,
+            error: "HTTP 502".into(),
+        }],
+        T0,
+    )
+    .unwrap();
+    let sum = s.outbox_summary(T0.plus_millis(5_000)).unwrap();
+    let k = &sum.kinds[&ReportKind::Entry];
+    assert_eq!(k.pending, 1);
+    assert_eq!(k.oldest_pending_age_ms, Some(5_000));
+    assert_eq!(k.last_error.as_deref(), Some("HTTP 502"));
+}
+
+#[test]
+fn garbage_file_is_a_clear_error_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let garbage =
+        b"this is not an sqlite database, but it is long enough to have a header....".repeat(100);
+    std::fs::write(&path, &garbage).unwrap();
+    match Store::open(dir.path(), &lot(10)) {
+        Err(e @ StoreError::Corrupt { .. }) => assert!(e.to_string().contains("state.db"), "{e}"),
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(_) => panic!("opened a garbage file"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), garbage, "never recreated");
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(store(&dir, 10));
+    let conn = rusqlite::Connection::open(dir.path().join(DB_FILE)).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = Store::open(dir.path(), &lot(10)).err().expect("refused");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[test]
+fn integrity_check_passes_on_a_fresh_database() {
+    let dir = tempfile::tempdir().unwrap();
+    store(&dir, 10).check_integrity().unwrap();
+}
+
+#[test]
+fn grouped_open_is_one_transaction_with_distinct_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 100);
+    let opened = s
+        .open_stays_grouped(
+            (0..10).map(|i| new_stay(&format!("G{i}"), None)).collect(),
+            T0,
+        )
+        .unwrap();
+    let numbers: HashSet<_> = opened.iter().map(|o| o.out_order_no.clone()).collect();
+    assert_eq!(numbers.len(), 10);
+    assert_eq!(s.occupancy().unwrap().occupied, 10);
+}

@@ -1,0 +1,324 @@
+//! `parking-bridge doctor` as a real process: against a working setup (mock platform,
+//! a real mosquitto, a pty serial port, a synchronised clock) every line is ✓; against
+//! a broken one each fault is named with a hint.
+
+use parking_bridge::config::platform::Secret;
+use parking_bridge::platform::mock::{Faults, Mock, MockConfig};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "0123456789abcdef";
+
+/// Kills a helper process when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(deadline: Duration, mut ok: impl FnMut() -> bool, what: &str) {
+    let end = Instant::now() + deadline;
+    while !ok() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn mosquitto(dir: &Path) -> (Guard, u16) {
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .unwrap();
+    let bin = ["/usr/sbin/mosquitto", "mosquitto"]
+        .into_iter()
+        .find(|b| Path::new(b).exists())
+        .unwrap_or("mosquitto");
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed (scripts/test-all.sh)");
+    let guard = Guard(child);
+    wait_for(
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "mosquitto",
+    );
+    (guard, port)
+}
+
+/// A pty pair; `link` is one end, a real serial-like device node.
+fn pty(dir: &Path) -> (Guard, PathBuf) {
+    let a = dir.join("ttyA");
+    let b = dir.join("ttyB");
+    let child = Command::new("socat")
+        .args([
+            format!("pty,raw,echo=0,link={}", a.display()),
+            format!("pty,raw,echo=0,link={}", b.display()),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat is installed (scripts/test-all.sh)");
+    let guard = Guard(child);
+    wait_for(
+        Duration::from_secs(10),
+        || a.exists() && b.exists(),
+        "socat pty pair",
+    );
+    (guard, a)
+}
+
+/// A directory with a fake `timedatectl` answering `NTPSynchronized` as given.
+fn fake_timedatectl(dir: &Path, synchronised: &str) -> String {
+    let bin = dir.join(format!("bin-{synchronised}"));
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join("timedatectl");
+    std::fs::write(&script, format!("#!/bin/sh\necho {synchronised}\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+async fn mock_platform() -> (u16, tokio::task::JoinHandle<()>) {
+    let cfg = MockConfig {
+        app_id: "app-1".into(),
+        secret: Secret::new(SECRET).unwrap(),
+        lots: vec!["LOT-1".into()],
+        offset: parking_bridge::time::china_standard_time(),
+        envelope_answers: false,
+    };
+    let mock = Arc::new(Mock::new(cfg, Faults::none(), None).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let _ = parking_bridge::platform::mock::serve(listener, mock).await;
+    });
+    (port, task)
+}
+
+struct Setup<'a> {
+    platform_port: u16,
+    secret_file: &'a Path,
+    storage: &'a Path,
+    serial_port: &'a Path,
+    mqtt_port: u16,
+}
+
+fn write_config(dir: &Path, s: &Setup) -> PathBuf {
+    let text = format!(
+        r#"
+[platform]
+base_url = "http://127.0.0.1:{}"
+app_id = "app-1"
+app_secret_file = "{}"
+utc_offset = "+08:00"
+connect_timeout_secs = 2
+request_timeout_secs = 3
+[lot]
+parking_lot_no = "LOT-1"
+total_spaces = 50
+[storage]
+dir = "{}"
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "P1"
+[[buses]]
+name = "rs485-1"
+port = "{}"
+[mqtt]
+host = "127.0.0.1"
+port = {}
+"#,
+        s.platform_port,
+        s.secret_file.display(),
+        s.storage.display(),
+        s.serial_port.display(),
+        s.mqtt_port
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    path
+}
+
+async fn doctor(config: &Path, path_env: &str, tz: &str) -> (bool, String) {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_parking-bridge"));
+    cmd.arg("doctor")
+        .arg("--config")
+        .arg(config)
+        .env("PATH", path_env)
+        .env("TZ", tz)
+        .env_remove("PARKING_BRIDGE_APP_SECRET")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("doctor finished")
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_is_all_green_on_a_working_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (platform_port, platform) = mock_platform().await;
+    let (_broker, mqtt_port) = mosquitto(dir.path());
+    let (_socat, serial_port) = pty(dir.path());
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let storage = dir.path().join("state");
+    std::fs::create_dir(&storage).unwrap();
+    let config = write_config(
+        dir.path(),
+        &Setup {
+            platform_port,
+            secret_file: &secret_file,
+            storage: &storage,
+            serial_port: &serial_port,
+            mqtt_port,
+        },
+    );
+
+    let (ok, out) = doctor(
+        &config,
+        &fake_timedatectl(dir.path(), "yes"),
+        "Asia/Shanghai",
+    )
+    .await;
+    assert!(ok, "doctor failed:\n{out}");
+    assert!(!out.contains('✗'), "{out}");
+    for line in [
+        "✓ config valid",
+        "✓ app secret present and private",
+        "✓ storage dir writable with free space",
+        "✓ serial port",
+        "✓ MQTT broker 127.0.0.1",
+        "✓ platform reachable and heartbeat accepted",
+        "✓ system clock synchronised",
+        "✓ timezone as configured",
+        "all 8 checks passed",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    assert!(
+        !out.contains(SECRET),
+        "the secret must never be printed:\n{out}"
+    );
+    platform.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_every_fault_of_a_broken_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = write_config(
+        dir.path(),
+        &Setup {
+            platform_port: free_port(),
+            secret_file: &secret_file,
+            storage: &dir.path().join("missing-state-dir"),
+            serial_port: Path::new("/dev/ttyPB-NOT-THERE"),
+            mqtt_port: free_port(),
+        },
+    );
+
+    let (ok, out) = doctor(&config, &fake_timedatectl(dir.path(), "no"), "UTC").await;
+    assert!(!ok, "doctor must fail:\n{out}");
+    for (fault, hint) in [
+        ("✗ app secret present and private", "chmod 0640"),
+        ("✗ storage dir writable with free space", "install -d"),
+        ("✗ serial port /dev/ttyPB-NOT-THERE", "udev"),
+        ("✗ MQTT broker 127.0.0.1", "start the broker"),
+        (
+            "✗ platform reachable and heartbeat accepted",
+            "fix the app secret first",
+        ),
+        ("✗ system clock synchronised", "set-ntp"),
+        ("✗ timezone as configured", "Asia/Shanghai"),
+    ] {
+        let at = out
+            .find(fault)
+            .unwrap_or_else(|| panic!("missing {fault:?} in:\n{out}"));
+        let hint_line = out[at..].lines().nth(1).unwrap_or("");
+        assert!(
+            hint_line.contains("hint:") && hint_line.contains(hint),
+            "{fault}: hint {hint:?} expected:\n{out}"
+        );
+    }
+    assert!(out.contains("7 of 8 checks failed"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_a_platform_that_refuses_the_lot_or_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (platform_port, platform) = mock_platform().await;
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let storage = dir.path().join("state");
+    std::fs::create_dir(&storage).unwrap();
+    let setup = Setup {
+        platform_port,
+        secret_file: &secret_file,
+        storage: &storage,
+        serial_port: Path::new("/dev/null"),
+        mqtt_port: 0,
+    };
+    // The mock knows only LOT-1.
+    let config = write_config(dir.path(), &setup);
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("\"LOT-1\"", "\"LOT-UNKNOWN\"");
+    let text = text.split("[[buses]]").next().unwrap().to_string();
+    std::fs::write(&config, text).unwrap();
+    let path = fake_timedatectl(dir.path(), "yes");
+    let (ok, out) = doctor(&config, &path, "Asia/Shanghai").await;
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("✗ platform reachable and heartbeat accepted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("PARKING_LOT_NOT_EXIST") || out.contains("refused"),
+        "{out}"
+    );
+    assert!(out.contains("1 of 6 checks failed"), "{out}");
+
+    platform.abort();
+    let (ok, out) = doctor(&config, &path, "Asia/Shanghai").await;
+    assert!(!ok, "{out}");
+    let at = out
+        .find("✗ platform reachable and heartbeat accepted")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(out[at..].contains("refused"), "{out}");
+}

@@ -1,0 +1,63 @@
+//! The device-related commands of the real binary.
+
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_parking-bridge");
+
+#[test]
+fn ports_command_lists_ports_or_says_there_are_none() {
+    let out = Command::new(BIN).arg("ports").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("no serial ports found") || text.contains("/dev/"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_device_profile_mismatch_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(
+        &path,
+        "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
+         [storage]\ndir = \"/tmp\"\n[[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n\
+         [[buses]]\nname = \"b\"\nport = \"/dev/parking/bus1\"\n\
+         [[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\nbus = \"b\"\n\
+         roles = { loop_a = \"di42\" }\n",
+    )
+    .unwrap();
+    // Run from an empty directory: the built-in profiles must still be found.
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&format!("{}:21: devices[0].roles.loop_a: profile \"waveshare-modbus-rtu-io-8ch\" has no point \"di42\"", path.display())),
+        "{err}"
+    );
+    let fixed = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("di42", "di1");
+    std::fs::write(&path, fixed).unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

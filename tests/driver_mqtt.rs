@@ -1,0 +1,194 @@
+//! MQTT camera driver against a real mosquitto started by the test: every shipped
+//! camera profile's sample payload is published and decoded.
+
+mod driver_common;
+
+use driver_common::*;
+use parking_bridge::driver::camera::samples;
+use parking_bridge::driver::{load_profiles, metrics, spawn_all};
+use parking_bridge::event::{EventKind, RawEvent};
+use parking_bridge::plate::PlateColor;
+use parking_bridge::sim::devices::SimCamera;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+fn cameras(port: u16, client_id: &str) -> parking_bridge::config::SiteConfig {
+    site_config(
+        "",
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"{client_id}\"\n\
+             [[devices]]\nname = \"cam-vz\"\nprofile = \"vzenith-mqtt\"\nlane = \"entry-1\"\ncamera_id = \"265e1040-85e01fb7\"\n\
+             [[devices]]\nname = \"cam-legacy\"\nprofile = \"vzenith-legacy-alarminfoplate\"\nlane = \"exit-1\"\ncamera_id = \"old1\"\ntopic = \"gw/old1/plate\"\n\
+             [[devices]]\nname = \"cam-hx\"\nprofile = \"hx-mqtt\"\nlane = \"exit-1\"\ncamera_id = \"hx7\"\n"
+        ),
+    )
+}
+
+fn publisher(port: u16, id: &str) -> AsyncClient {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut ev) = AsyncClient::new(o, 16);
+    tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    client
+}
+
+fn plate(ev: &RawEvent) -> Option<&parking_bridge::event::PlateRead> {
+    match &ev.kind {
+        EventKind::Plate(p) => Some(p),
+        _ => None,
+    }
+}
+
+async fn start(port: u16, client_id: &str) -> (mpsc::Receiver<RawEvent>, watch::Sender<bool>) {
+    let config = cameras(port, client_id);
+    let profiles = load_profiles(&config).unwrap();
+    let (tx, rx) = mpsc::channel(64);
+    let (stop, shutdown) = watch::channel(false);
+    let drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
+    assert_eq!(drivers.names(), vec!["mqtt"]);
+    // Let the subscription land before publishing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (rx, stop)
+}
+
+#[tokio::test]
+async fn every_camera_profile_sample_is_decoded_from_a_real_broker() {
+    let broker = Mosquitto::start();
+    let (mut rx, _stop) = start(broker.port, "bridge-decode").await;
+    let within = Duration::from_secs(5);
+
+    let cam = SimCamera::connect("127.0.0.1", broker.port, "265e1040-85e01fb7");
+    cam.publish_plate("闽A12345", 1, Some(&[0xFF, 0xD8, 0xFF, 0xD9]), true)
+        .await
+        .unwrap();
+    let (ev, _) = wait_for(&mut rx, within, |e| plate(e).is_some_and(|p| p.quick)).await;
+    let p = plate(&ev).unwrap();
+    assert_eq!(
+        (ev.device.as_str(), ev.lane.as_str()),
+        ("cam-vz", "entry-1")
+    );
+    assert_eq!(p.text.as_deref(), Some("闽A12345"));
+    assert_eq!(p.color, PlateColor::Blue);
+    assert_eq!(p.image_len, Some(4));
+    cam.publish_plate("闽A12345", 1, None, false).await.unwrap();
+    let (ev, _) = wait_for(&mut rx, within, |e| plate(e).is_some_and(|p| !p.quick)).await;
+    assert_eq!(
+        plate(&ev).unwrap().device_time.map(|t| t.millis()),
+        Some(1_628_670_619_000)
+    );
+    // The same full result again (QoS 1 redelivery, repeated push) is dropped.
+    cam.publish_plate("闽A12345", 1, None, false).await.unwrap();
+    cam.keep_alive().await.unwrap();
+
+    let client = publisher(broker.port, "test-pub");
+    let legacy = samples::vzenith_alarm_info_plate("京A12345", 2, 8, Some(b"jpegbytes"));
+    client
+        .publish(
+            "gw/old1/plate",
+            QoS::AtLeastOnce,
+            false,
+            legacy.into_bytes(),
+        )
+        .await
+        .unwrap();
+    let (ev, skipped) = wait_for(&mut rx, within, |e| {
+        e.device == "cam-legacy" && plate(e).is_some()
+    })
+    .await;
+    let p = plate(&ev).unwrap();
+    assert_eq!(
+        (p.text.as_deref(), p.color, p.image_len),
+        (Some("京A12345"), PlateColor::Yellow, Some(9))
+    );
+    assert!(
+        skipped.iter().all(|e| plate(e).is_none()),
+        "duplicate full result was not dropped: {skipped:?}"
+    );
+
+    let hx = samples::hx_plate_result("hx7", "沪C88888", 5);
+    client
+        .publish(
+            "/device/hx7/update",
+            QoS::AtLeastOnce,
+            false,
+            hx.into_bytes(),
+        )
+        .await
+        .unwrap();
+    let (ev, _) = wait_for(&mut rx, within, |e| {
+        e.device == "cam-hx" && plate(e).is_some()
+    })
+    .await;
+    let p = plate(&ev).unwrap();
+    assert_eq!(
+        (p.text.as_deref(), p.color, ev.lane.as_str()),
+        (Some("沪C88888"), PlateColor::Green, "exit-1")
+    );
+}
+
+#[tokio::test]
+async fn camera_garbage_is_counted_and_the_driver_keeps_decoding() {
+    let broker = Mosquitto::start();
+    let (mut rx, _stop) = start(broker.port, "bridge-garbage").await;
+    let cam = SimCamera::connect("127.0.0.1", broker.port, "265e1040-85e01fb7");
+    let before = metrics::PAYLOAD_ERRORS.with_label_values(&["cam-vz"]).get();
+    let junk: Vec<Vec<u8>> = vec![
+        b"\xff\xfe\xfd".to_vec(),
+        b"{not json".to_vec(),
+        b"{}".to_vec(),
+        br#"{"payload":{"AlarmInfoPlate":{"result":{"PlateResult":{"license":"***"}}}}}"#.to_vec(),
+        vec![0u8; 100_000],
+    ];
+    for j in &junk {
+        cam.publish_raw("ivs_result", j.clone()).await.unwrap();
+    }
+    cam.publish_plate("粤B99999", 4, None, false).await.unwrap();
+    let (ev, skipped) = wait_for(&mut rx, Duration::from_secs(5), |e| plate(e).is_some()).await;
+    assert_eq!(plate(&ev).unwrap().text.as_deref(), Some("粤B99999"));
+    assert_eq!(plate(&ev).unwrap().color, PlateColor::Black);
+    assert!(
+        skipped
+            .iter()
+            .all(|e| matches!(e.kind, EventKind::Link { up: true })),
+        "{skipped:?}"
+    );
+    let after = metrics::PAYLOAD_ERRORS.with_label_values(&["cam-vz"]).get();
+    assert_eq!(after - before, junk.len() as u64);
+}
+
+#[tokio::test]
+async fn broker_loss_reports_cameras_down_and_reconnects() {
+    let mut broker = Mosquitto::start();
+    let port = broker.port;
+    let (mut rx, _stop) = start(port, "bridge-reconnect").await;
+    let cam = SimCamera::connect("127.0.0.1", port, "265e1040-85e01fb7");
+    cam.keep_alive().await.unwrap();
+    wait_for(
+        &mut rx,
+        Duration::from_secs(5),
+        is_kind("cam-vz", EventKind::Link { up: true }),
+    )
+    .await;
+    drop(broker);
+    wait_for(
+        &mut rx,
+        Duration::from_secs(5),
+        is_kind("cam-vz", EventKind::Link { up: false }),
+    )
+    .await;
+    broker = Mosquitto::start_on(port);
+    let _keep = &broker;
+    // The bridge reconnects and resubscribes; the camera's own client reconnects too.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        cam.publish_plate("浙A00001", 1, None, false).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(700), rx.recv()).await {
+            Ok(Some(ev)) if plate(&ev).is_some() => break,
+            _ => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no plate after broker restart"
+            ),
+        }
+    }
+}
