@@ -1,0 +1,664 @@
+//! `parking-bridge demo`: a simulated lot driving the real bridge pipeline.
+//!
+//! In one process, with nothing installed: simulated lane hardware speaking the real
+//! protocols on loopback (Modbus RTU over a pty pair for the first lane, Modbus TCP
+//! for the others, Vzenith-format cameras on an embedded MQTT broker), the bridge
+//! itself loaded from a generated site config and the shipped device profiles, and
+//! the mock platform (or a real/test platform given on the command line). At the end
+//! the platform's record is compared with the simulation.
+
+use super::broker;
+use super::devices::{SimCamera, SimModbus};
+use super::picture;
+use super::traffic::{self, Action, LaneRef, Plan, TrafficConfig};
+use super::verify::{self, PlatformView};
+use super::view::{self, LaneLine, Screen};
+use crate::config::SiteConfig;
+use crate::event::{GatePosition, LoopId};
+use crate::platform::Secret;
+use crate::platform::mock::{Faults, Mock, MockConfig};
+use crate::plate::PlateColor;
+use crate::service::Bridge;
+use crate::time::Timestamp;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Credentials of the built-in mock platform.
+const DEMO_APP_ID: &str = "demo-app";
+const DEMO_SECRET: &str = "bb0873ce314c42f7";
+const DEMO_LOT: &str = "DEMO0001";
+const TOTAL_SPACES: i64 = 100;
+const PLACEHOLDER_PLATE: &str = "无牌车";
+/// Modbus slave id of every simulated I/O module, and its input bits.
+const SLAVE: u8 = 1;
+const DI_LOOP_A: u16 = 0;
+const DI_LOOP_B: u16 = 1;
+const DI_GATE_OPEN: u16 = 2;
+const DI_GATE_CLOSED: u16 = 3;
+/// Camera keep-alive period (the Vzenith default).
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Vehicles to simulate; 0 runs until Ctrl-C.
+    #[arg(long, default_value_t = 30)]
+    pub vehicles: usize,
+    /// Speed-up of the traffic (arrivals, parking time, passages). Passages never get
+    /// faster than the bridge's poll rate can see; `--speed 100` is "as fast as possible".
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Entry and exit lanes, `E:X`.
+    #[arg(long, default_value = "2:2")]
+    pub lanes: String,
+    /// Where the generated config, the state database and the platform record go
+    /// (default: a new temporary directory, kept after the run).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Seed of the traffic: the same seed drives the same vehicles.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A real or test platform instead of the built-in mock (a commissioning rehearsal).
+    #[arg(long, requires_all = ["app_id", "app_secret"])]
+    pub platform_url: Option<String>,
+    #[arg(long)]
+    pub app_id: Option<String>,
+    #[arg(long, env = "PARKING_BRIDGE_APP_SECRET", hide_env_values = true)]
+    pub app_secret: Option<String>,
+    /// Lot id sent to the platform.
+    #[arg(long, default_value = DEMO_LOT)]
+    pub parking_lot_no: String,
+    /// Give up waiting for the platform to acknowledge everything after this long.
+    #[arg(long, default_value_t = 120)]
+    pub drain_timeout_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("--lanes must look like 2:2 (entry lanes : exit lanes, each 1 to 16)")]
+    Lanes,
+    #[error("--speed must be a number above 0")]
+    Speed,
+    #[error("demo directory {path}: {source}")]
+    Dir { path: PathBuf, source: std::io::Error },
+    #[error("--app-secret: {0}")]
+    Secret(String),
+    #[error("mock platform: {0}")]
+    Mock(String),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error("simulated device: {0}")]
+    Device(std::io::Error),
+    #[error("the generated config is invalid (a bug): {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Service(#[from] crate::service::ServiceError),
+    #[error("cannot make the synthetic snapshots: {0}")]
+    Picture(#[from] picture::PictureError),
+    #[error("state database: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The platform's record matched the simulation (mock platform, complete run).
+    pub matched: Option<bool>,
+    /// Reports still waiting for the platform (delivered at the next start).
+    pub pending: u64,
+    pub interrupted: bool,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        match self.matched {
+            Some(m) => m,
+            // Without a record to compare, success is "everything acknowledged" or a
+            // clean interruption that kept what was pending.
+            None => self.pending == 0 || self.interrupted,
+        }
+    }
+}
+
+fn parse_lanes(text: &str) -> Result<(usize, usize), DemoError> {
+    let (e, x) = text.split_once(':').ok_or(DemoError::Lanes)?;
+    let e: usize = e.trim().parse().map_err(|_| DemoError::Lanes)?;
+    let x: usize = x.trim().parse().map_err(|_| DemoError::Lanes)?;
+    if !(1..=16).contains(&e) || !(1..=16).contains(&x) {
+        return Err(DemoError::Lanes);
+    }
+    Ok((e, x))
+}
+
+/// One simulated lane: its I/O module, its camera, and what the screen shows.
+struct SimLane {
+    id: String,
+    lane: LaneRef,
+    modbus: SimModbus,
+    /// Where the bridge finds the I/O module: a pty path (RTU) or an address (TCP).
+    attach: Attach,
+    camera: Arc<tokio::sync::Mutex<Option<SimCamera>>>,
+    camera_sn: String,
+    state: Arc<Mutex<LaneLine>>,
+}
+
+enum Attach {
+    Rtu { path: String, _server: tokio::task::JoinHandle<std::io::Result<()>> },
+    Tcp { addr: std::net::SocketAddr },
+}
+
+/// Opens a pty pair: the simulated module serves the master side; the bridge opens
+/// the slave side by its path, exactly as it opens a USB-RS485 adapter.
+fn pty_pair() -> std::io::Result<(tokio_serial::SerialStream, String)> {
+    use tokio_serial::SerialPort;
+    let (master, mut slave) = tokio_serial::SerialStream::pair().map_err(std::io::Error::other)?;
+    let path = slave
+        .name()
+        .ok_or_else(|| std::io::Error::other("the pty has no name"))?;
+    // The pair opens the slave exclusively; let the bridge open it again.
+    slave.set_exclusive(false).map_err(std::io::Error::other)?;
+    // Keep the slave side open for the life of the process: when the last slave
+    // descriptor closes, the master sees a hang-up and the simulated module stops.
+    std::mem::forget(slave);
+    Ok((master, path))
+}
+
+fn lane_id(lane: LaneRef) -> String {
+    match lane {
+        LaneRef::Entry(i) => format!("entry-{}", i + 1),
+        LaneRef::Exit(i) => format!("exit-{}", i + 1),
+    }
+}
+
+fn port_no(lane: LaneRef) -> String {
+    match lane {
+        LaneRef::Entry(i) => format!("E{}", i + 1),
+        LaneRef::Exit(i) => format!("X{}", i + 1),
+    }
+}
+
+/// Vzenith `colorType` of a plate colour.
+fn vzenith_color(color: PlateColor) -> u8 {
+    match color {
+        PlateColor::Blue => 1,
+        PlateColor::Yellow => 2,
+        PlateColor::White => 3,
+        PlateColor::Black => 4,
+        PlateColor::Green => 5,
+        _ => 0,
+    }
+}
+
+struct PlatformTarget {
+    base_url: String,
+    app_id: String,
+    secret: String,
+    /// The in-process mock's record file (absent for an external platform).
+    record: Option<PathBuf>,
+}
+
+async fn start_platform(args: &DemoArgs, dir: &Path) -> Result<PlatformTarget, DemoError> {
+    if let (Some(url), Some(app_id), Some(secret)) = (&args.platform_url, &args.app_id, &args.app_secret) {
+        return Ok(PlatformTarget { base_url: url.clone(), app_id: app_id.clone(), secret: secret.clone(), record: None });
+    }
+    let record = dir.join("platform-record.jsonl");
+    let secret = Secret::new(DEMO_SECRET).map_err(|e| DemoError::Secret(e.to_string()))?;
+    let cfg = MockConfig {
+        app_id: DEMO_APP_ID.to_string(),
+        secret,
+        lots: vec![args.parking_lot_no.clone()],
+        offset: crate::time::china_standard_time(),
+        envelope_answers: false,
+    };
+    let mock = Mock::new(cfg, Faults::none(), Some(record.clone())).map_err(|e| DemoError::Mock(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| DemoError::Mock(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| DemoError::Mock(e.to_string()))?;
+    let mock = Arc::new(mock);
+    tokio::spawn(async move {
+        if let Err(e) = crate::platform::mock::serve(listener, mock).await {
+            tracing::error!(error = %e, "demo mock platform stopped");
+        }
+    });
+    Ok(PlatformTarget {
+        base_url: format!("http://{addr}"),
+        app_id: DEMO_APP_ID.to_string(),
+        secret: DEMO_SECRET.to_string(),
+        record: Some(record),
+    })
+}
+
+/// The site config the demo bridge runs on: a complete, commented working example.
+fn render_config(
+    dir: &Path,
+    args: &DemoArgs,
+    platform: &PlatformTarget,
+    broker: std::net::SocketAddr,
+    lanes: &[SimLane],
+    fast: bool,
+) -> String {
+    let (poll_ms, debounce_ms) = if fast { (20, 20) } else { (50, 60) };
+    let mut t = String::new();
+    t.push_str("# Generated by `parking-bridge demo`: a complete working site config for the\n");
+    t.push_str("# simulated lot. Check it with `parking-bridge check --config THIS_FILE`.\n\n");
+    t.push_str(&format!(
+        "[platform]\nbase_url = {:?}\napp_id = {:?}\napp_secret_file = {:?}\nheartbeat_secs = 10\n\n",
+        platform.base_url,
+        platform.app_id,
+        dir.join("app_secret").display().to_string()
+    ));
+    t.push_str(&format!(
+        "[lot]\nparking_lot_no = {:?}\ntotal_spaces = {TOTAL_SPACES}\n\n",
+        args.parking_lot_no
+    ));
+    t.push_str(&format!("[storage]\ndir = {:?}\n\n", dir.join("state").display().to_string()));
+    t.push_str("[http]\nlisten = \"\"   # the demo runs without the status endpoint\n\n");
+    t.push_str(&format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"parking-bridge-demo\"\n\n",
+        broker.port()
+    ));
+    for l in lanes {
+        if let Attach::Rtu { path, .. } = &l.attach {
+            t.push_str(&format!(
+                "# The RS-485 bus of lane {}: a pty standing in for a USB-RS485 adapter.\n[[buses]]\nname = \"rs485-{}\"\nport = {:?}\nbaud = 9600\n\n",
+                l.id, l.id, path
+            ));
+        }
+    }
+    for l in lanes {
+        let (direction, port) = match l.lane {
+            LaneRef::Entry(_) => ("entry", port_no(l.lane)),
+            LaneRef::Exit(_) => ("exit", port_no(l.lane)),
+        };
+        t.push_str(&format!(
+            "[[lanes]]\nid = {:?}\ndirection = {direction:?}\nport_no = {port:?}\nplaceholder_plate = {PLACEHOLDER_PLATE:?}\n\n",
+            l.id
+        ));
+        let roles = "roles = { loop_a = \"di1\", loop_b = \"di2\", gate_open = \"di3\", gate_closed = \"di4\" }";
+        match &l.attach {
+            Attach::Rtu { .. } => t.push_str(&format!(
+                "[[devices]]\nname = \"{id}-io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = {id:?}\nbus = \"rs485-{id}\"\nslave = {SLAVE}\npoll_ms = {poll_ms}\ndebounce_ms = {debounce_ms}\n{roles}\n\n",
+                id = l.id
+            )),
+            Attach::Tcp { addr } => t.push_str(&format!(
+                "[[devices]]\nname = \"{id}-io\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = {id:?}\ntcp = \"{addr}\"\nslave = {SLAVE}\npoll_ms = {poll_ms}\ndebounce_ms = {debounce_ms}\n{roles}\n\n",
+                id = l.id
+            )),
+        }
+        t.push_str(&format!(
+            "[[devices]]\nname = \"{id}-cam\"\nprofile = \"vzenith-mqtt\"\nlane = {id:?}\ncamera_id = {sn:?}\n\n",
+            id = l.id,
+            sn = l.camera_sn
+        ));
+    }
+    t
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    // `mode` applies only to a new file; an old one keeps its bits, so set them.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+}
+
+async fn start_lanes(entries: usize, exits: usize, broker: std::net::SocketAddr) -> Result<Vec<SimLane>, DemoError> {
+    let mut lanes = Vec::new();
+    let refs = (0..entries).map(LaneRef::Entry).chain((0..exits).map(LaneRef::Exit));
+    for (n, lane) in refs.enumerate() {
+        let id = lane_id(lane);
+        let modbus = SimModbus::new();
+        modbus.add_slave(SLAVE);
+        // Gate starts closed.
+        modbus.set_input(SLAVE, DI_GATE_CLOSED, true);
+        let attach = if n == 0 {
+            let (master, path) = pty_pair().map_err(DemoError::Device)?;
+            Attach::Rtu { path, _server: modbus.serve_rtu(master) }
+        } else {
+            Attach::Tcp { addr: modbus.serve_tcp("127.0.0.1:0").await.map_err(DemoError::Device)? }
+        };
+        let camera_sn = format!("DEMO-{}", port_no(lane));
+        let camera = SimCamera::connect("127.0.0.1", broker.port(), &camera_sn);
+        let state = LaneLine {
+            id: id.clone(),
+            direction: if matches!(lane, LaneRef::Entry(_)) { "entry" } else { "exit" },
+            transport: if n == 0 { "RTU/pty" } else { "Modbus TCP" },
+            gate: "closed",
+            ..LaneLine::default()
+        };
+        lanes.push(SimLane {
+            id,
+            lane,
+            modbus,
+            attach,
+            camera: Arc::new(tokio::sync::Mutex::new(Some(camera))),
+            camera_sn,
+            state: Arc::new(Mutex::new(state)),
+        });
+    }
+    Ok(lanes)
+}
+
+/// Cameras send a keep-alive every 5 s, as the real ones do; the bridge counts a
+/// camera as lost after a long silence.
+fn spawn_keep_alives(lanes: &[SimLane]) {
+    for l in lanes {
+        let camera = l.camera.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(KEEP_ALIVE);
+            loop {
+                tick.tick().await;
+                if let Some(cam) = camera.lock().await.as_ref() {
+                    let _ = cam.keep_alive().await;
+                }
+            }
+        });
+    }
+}
+
+/// Applies one hardware step of the plan to the simulated devices.
+async fn apply(lane: &SimLane, action: &Action, pictures: &[Vec<u8>], broker: std::net::SocketAddr) {
+    let mut st = lane.state.lock().map(|g| g.clone()).unwrap_or_default();
+    match action {
+        Action::Loop { which, occupied } => {
+            let bit = if *which == LoopId::A { DI_LOOP_A } else { DI_LOOP_B };
+            lane.modbus.set_input(SLAVE, bit, *occupied);
+            match which {
+                LoopId::A => st.loop_a = *occupied,
+                LoopId::B => {
+                    st.loop_b = *occupied;
+                    if !*occupied {
+                        st.passages += 1;
+                    }
+                }
+            }
+        }
+        Action::Gate(position) => {
+            let (open, closed, label) = match position {
+                GatePosition::Open => (true, false, "open"),
+                GatePosition::Closed => (false, true, "closed"),
+                _ => (false, false, "moving"),
+            };
+            lane.modbus.set_input(SLAVE, DI_GATE_OPEN, open);
+            lane.modbus.set_input(SLAVE, DI_GATE_CLOSED, closed);
+            st.gate = label;
+        }
+        Action::Plate { text, color, quick, vehicle } => {
+            let plate = text.as_deref().unwrap_or("_无_");
+            let jpeg = pictures.get(vehicle % pictures.len().max(1)).map(Vec::as_slice);
+            if let Some(cam) = lane.camera.lock().await.as_ref() {
+                if let Err(e) = cam.publish_plate(plate, vzenith_color(*color), jpeg, *quick).await {
+                    tracing::warn!(lane = %lane.id, error = %e, "simulated camera could not publish");
+                }
+            }
+        }
+        Action::CameraLink { up } => {
+            let mut slot = lane.camera.lock().await;
+            if *up {
+                *slot = Some(SimCamera::connect("127.0.0.1", broker.port(), &lane.camera_sn));
+            } else {
+                // Dropping the camera closes its MQTT connection.
+                *slot = None;
+            }
+        }
+    }
+    if let Ok(mut g) = lane.state.lock() {
+        *g = st;
+    }
+}
+
+/// Drives the plan's steps in real time (already accelerated). Returns when done.
+async fn drive(plan: &Plan, lanes: &[SimLane], pictures: &[Vec<u8>], broker: std::net::SocketAddr, progress: &Mutex<usize>) {
+    let start = tokio::time::Instant::now();
+    for step in &plan.steps {
+        let due = start + Duration::from_millis(u64::try_from(step.at).unwrap_or(0));
+        tokio::time::sleep_until(due).await;
+        if let Some(lane) = lanes.iter().find(|l| l.lane == step.lane) {
+            apply(lane, &step.action, pictures, broker).await;
+        }
+        if let (Action::Loop { which: LoopId::B, occupied: false }, LaneRef::Exit(_)) = (&step.action, step.lane)
+            && let Ok(mut n) = progress.lock()
+        {
+            *n += 1;
+        }
+    }
+}
+
+fn traffic_config(args: &DemoArgs, entries: usize, exits: usize, seed: u64, vehicles: usize) -> TrafficConfig {
+    let speed = args.speed;
+    // 250 ms between hardware changes at normal speed; never below 6 poll periods
+    // of the fast profile (20 ms), so debounce and polling see every change.
+    let step_ms = ((250.0 / speed) as i64).max(120);
+    TrafficConfig {
+        vehicles,
+        seed,
+        entry_lanes: entries,
+        exit_lanes: exits,
+        mean_gap_ms: ((1400.0 / speed / entries as f64) as i64).max(1),
+        mean_stay_ms: ((8_000.0 / speed) as i64).max(10 * step_ms),
+        step_ms,
+        hard_share: 0.3,
+        total_spaces: TOTAL_SPACES as usize,
+    }
+}
+
+fn clock_text(t: Timestamp) -> String {
+    t.to_local(crate::time::china_standard_time()).format("%H:%M:%S").to_string()
+}
+
+async fn screen(
+    bridge: &Bridge,
+    lanes: &[SimLane],
+    started: Instant,
+    done: usize,
+    total: Option<usize>,
+    record: Option<&Path>,
+) -> Screen {
+    let store = bridge.store();
+    let snapshot = tokio::task::spawn_blocking(move || {
+        let occ = store.occupancy().ok();
+        let pending = store.outbox_summary(Timestamp::now()).map(|s| s.pending()).unwrap_or(0);
+        let stays = store.list_stays(false, 8).unwrap_or_default();
+        (occ, pending, stays)
+    })
+    .await
+    .ok();
+    let (occ, pending, stays) = snapshot.unwrap_or((None, 0, Vec::new()));
+    let mut last = Vec::new();
+    for s in stays {
+        match (s.exited_at, &s.exit_lane) {
+            (Some(at), Some(lane)) => last.push((at, lane.clone(), s.plate_no.clone(), "exit")),
+            _ => last.push((s.entered_at, s.entry_lane.clone(), s.plate_no.clone(), "entry")),
+        }
+    }
+    last.sort_by(|a, b| b.0.cmp(&a.0));
+    let view = record
+        .and_then(|p| std::fs::File::open(p).ok())
+        .map(|f| PlatformView::from_record(std::io::BufReader::new(f)))
+        .unwrap_or_default();
+    let status = bridge.delivery();
+    let platform_note = match (&status.alarm, status.consecutive_failures) {
+        (Some((_, alarm)), _) => format!("ALARM: {alarm}"),
+        (None, n) if n > 0 => format!("platform failing ({n} in a row)"),
+        _ => "platform ok".to_string(),
+    };
+    Screen {
+        elapsed_s: started.elapsed().as_secs_f64(),
+        vehicles_done: done,
+        vehicles_total: total,
+        lanes: lanes.iter().map(|l| l.state.lock().map(|g| g.clone()).unwrap_or_default()).collect(),
+        last_passages: last.into_iter().map(|(t, l, p, w)| (clock_text(t), l, p, w)).collect(),
+        occupied: occ.map_or(0, |o| o.occupied),
+        total: occ.map_or(TOTAL_SPACES, |o| o.total),
+        outbox_pending: pending,
+        accepted_entries: view.entries.len(),
+        accepted_exits: view.exits.len(),
+        platform_note,
+    }
+}
+
+fn show(screen: &Screen, tty: bool) {
+    let mut out = std::io::stdout().lock();
+    if tty {
+        // Home and clear, then the whole screen: redrawn in place.
+        let _ = write!(out, "\x1b[H\x1b[2J{}", screen.render());
+    } else {
+        let _ = writeln!(out, "{}", screen.line());
+    }
+    let _ = out.flush();
+}
+
+/// Runs the demo to the end (or Ctrl-C) and reports how it went.
+pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
+    let (entries, exits) = parse_lanes(&args.lanes)?;
+    if !(args.speed > 0.0 && args.speed.is_finite()) {
+        return Err(DemoError::Speed);
+    }
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("parking-bridge-demo-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Dir { path: dir.clone(), source })?;
+    let dir = dir.canonicalize().map_err(|source| DemoError::Dir { path: dir.clone(), source })?;
+    let tty = std::io::stdout().is_terminal();
+
+    let platform = start_platform(&args, &dir).await?;
+    let broker = broker::start()?;
+    let lanes = start_lanes(entries, exits, broker).await?;
+    spawn_keep_alives(&lanes);
+    let fast = args.speed >= 4.0;
+    let config_path = dir.join("config.toml");
+    let dir_err = |source| DemoError::Dir { path: dir.clone(), source };
+    write_private(&dir.join("app_secret"), &platform.secret).map_err(dir_err)?;
+    std::fs::write(&config_path, render_config(&dir, &args, &platform, broker, &lanes, fast)).map_err(dir_err)?;
+    let site = SiteConfig::load(&config_path)?;
+    println!("demo directory: {} (config.toml is a complete working example)", dir.display());
+    println!("platform: {}", platform.base_url);
+
+    // Camera-sized synthetic pictures, made once (encoding 1920×1080 is not free).
+    let pictures = tokio::task::spawn_blocking(|| {
+        (0..3u64)
+            .map(|i| picture::snapshot_jpeg(1920, 1080, PlateColor::Blue, i))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
+
+    let bridge = Bridge::start(site).await?;
+    let started = Instant::now();
+    let progress = Arc::new(Mutex::new(0usize));
+    let total = (args.vehicles > 0).then_some(args.vehicles);
+
+    // The traffic, as one plan or (for --vehicles 0) batch after batch until Ctrl-C.
+    let mut plans: Vec<Plan> = Vec::new();
+    let interrupted = {
+        let traffic = async {
+            if args.vehicles > 0 {
+                let plan = traffic::plan(&traffic_config(&args, entries, exits, args.seed, args.vehicles));
+                drive(&plan, &lanes, &pictures, broker, &progress).await;
+                plans.push(plan);
+            } else {
+                for batch in 0u64.. {
+                    let plan = traffic::plan(&traffic_config(&args, entries, exits, args.seed.wrapping_add(batch), 50));
+                    drive(&plan, &lanes, &pictures, broker, &progress).await;
+                }
+            }
+        };
+        let ticker = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(if tty { 500 } else { 2000 })).await;
+                let done = progress.lock().map(|n| *n).unwrap_or(0);
+                show(&screen(&bridge, &lanes, started, done, total, platform.record.as_deref()).await, tty);
+            }
+        };
+        tokio::select! {
+            _ = traffic => false,
+            _ = ticker => false,
+            _ = tokio::signal::ctrl_c() => true,
+        }
+    };
+
+    // Let the bridge finish: passages still held by a lane, then the outbox.
+    let drain_deadline = Instant::now() + Duration::from_secs(if interrupted { 0 } else { args.drain_timeout_secs });
+    let mut pending = 0;
+    if !interrupted {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        loop {
+            let store = bridge.store();
+            pending = tokio::task::spawn_blocking(move || store.outbox_summary(Timestamp::now()).map(|s| s.pending()))
+                .await
+                .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
+            if pending == 0 || Instant::now() >= drain_deadline {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+    }
+    let done = progress.lock().map(|n| *n).unwrap_or(0);
+    show(&screen(&bridge, &lanes, started, done, total, platform.record.as_deref()).await, tty);
+    bridge.stop().await;
+    if interrupted {
+        let store = crate::store::Store::open_site(&SiteConfig::load(&config_path)?)?;
+        pending = store.outbox_summary(Timestamp::now())?.pending();
+        println!(
+            "\ninterrupted: {pending} report(s) kept in {} for the next start (`parking-bridge demo --dir {}` or `parking-bridge run --config {}`)",
+            dir.join("state").display(),
+            dir.display(),
+            config_path.display()
+        );
+        return Ok(Outcome { matched: None, pending, interrupted: true });
+    }
+
+    let matched = match (&platform.record, plans.first()) {
+        (Some(record), Some(plan)) => {
+            let file = std::fs::File::open(record).map_err(|source| DemoError::Dir { path: record.clone(), source })?;
+            let view = PlatformView::from_record(std::io::BufReader::new(file));
+            let verdict = verify::compare(plan, &view, PLACEHOLDER_PLATE, TOTAL_SPACES);
+            println!("\n{}", view::summary(&verdict));
+            println!(
+                "platform: {} snapshots, {} heartbeats, {} duplicate re-sends answered OUT_ORDER_NO_DUPLICATION",
+                view.snapshots, view.heartbeats, view.duplicate_entries
+            );
+            Some(verdict.ok())
+        }
+        _ => {
+            println!(
+                "\nexternal platform: {pending} report(s) not yet acknowledged; compare the platform's own record with {}",
+                config_path.display()
+            );
+            None
+        }
+    };
+    if pending > 0 {
+        println!("{pending} report(s) still pending after {} s", args.drain_timeout_secs);
+    }
+    Ok(Outcome { matched: matched.map(|m| m && pending == 0), pending, interrupted: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_argument_is_checked() {
+        assert_eq!(parse_lanes("2:3").unwrap(), (2, 3));
+        assert!(parse_lanes("0:1").is_err());
+        assert!(parse_lanes("2").is_err());
+        assert!(parse_lanes("a:b").is_err());
+        assert!(parse_lanes("17:1").is_err());
+    }
+
+    #[test]
+    fn pty_pair_gives_a_path_the_bridge_can_open() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (_master, path) = pty_pair().unwrap();
+            assert!(path.starts_with("/dev/pts/"), "{path}");
+            let port = tokio_serial::SerialStream::open(&tokio_serial::new(&path, 9600));
+            assert!(port.is_ok(), "{:?}", port.err());
+        });
+    }
+}

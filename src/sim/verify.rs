@@ -1,0 +1,236 @@
+//! Checks a platform record (the mock platform's JSON-lines file) against the
+//! simulated traffic: every vehicle that entered has exactly one accepted entry and
+//! one accepted exit, in that order, nothing was invented, and the last free-space
+//! count is right.
+
+use super::traffic::{Case, Plan};
+use crate::platform::mock::Record;
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+
+/// What the platform accepted, read back from its record.
+#[derive(Debug, Default, Clone)]
+pub struct PlatformView {
+    /// Accepted entries: out_order_no → (plate, when accepted).
+    pub entries: HashMap<String, (String, i64)>,
+    /// Accepted exits: out_order_no → when accepted.
+    pub exits: HashMap<String, i64>,
+    /// Exits refused because their entry was unknown (then re-sent after the entry).
+    pub refused_exits: usize,
+    /// Duplicate entries answered OUT_ORDER_NO_DUPLICATION (harmless re-sends).
+    pub duplicate_entries: usize,
+    /// Accepted snapshots.
+    pub snapshots: usize,
+    pub heartbeats: usize,
+    /// `free_spaces` of the last accepted entry or exit.
+    pub last_free_spaces: Option<i64>,
+    /// Lines that did not parse.
+    pub bad_lines: usize,
+}
+
+impl PlatformView {
+    pub fn from_record(reader: impl BufRead) -> PlatformView {
+        let mut view = PlatformView::default();
+        let mut last_at = i64::MIN;
+        for line in reader.lines() {
+            let Ok(line) = line else {
+                view.bad_lines += 1;
+                continue;
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Ok(rec) = serde_json::from_str::<Record>(&line) else {
+                view.bad_lines += 1;
+                continue;
+            };
+            let body = &rec.body;
+            let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            let kind = rec.path.rsplit('/').next().unwrap_or("");
+            match (kind, rec.accepted) {
+                ("parking", true) => {
+                    view.entries.insert(text("out_order_no"), (text("plate_no"), rec.at.0));
+                }
+                ("parking", false) if rec.result_code == "OUT_ORDER_NO_DUPLICATION" => view.duplicate_entries += 1,
+                ("away", true) => {
+                    view.exits.insert(text("out_order_no"), rec.at.0);
+                }
+                ("away", false) if rec.result_code == "ORDER_NOT_EXIST" => view.refused_exits += 1,
+                ("uploadSnapshot", true) => view.snapshots += 1,
+                ("heartbeat", true) => view.heartbeats += 1,
+                _ => {}
+            }
+            if rec.accepted && matches!(kind, "parking" | "away") && rec.at.0 >= last_at {
+                last_at = rec.at.0;
+                view.last_free_spaces = body.get("free_spaces").and_then(|v| v.as_i64());
+            }
+        }
+        view
+    }
+}
+
+/// One row of the summary: a case, how many vehicles had it, and what the platform saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseRow {
+    pub case: Case,
+    pub simulated: usize,
+    pub expected_entries: usize,
+    pub entries: usize,
+    pub exits: usize,
+}
+
+/// The verdict of a run.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub rows: Vec<CaseRow>,
+    /// Everything that does not match, in plain words; empty = the record matches.
+    pub problems: Vec<String>,
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Compares what the platform accepted with the plan. `placeholder` is the plate
+/// reported for unreadable vehicles; `total_spaces` the lot size. Every vehicle of
+/// the plan is assumed to have left by the end.
+pub fn compare(plan: &Plan, view: &PlatformView, placeholder: &str, total_spaces: i64) -> Verdict {
+    let mut problems = Vec::new();
+    // Accepted entries per plate, each with its out_order_no.
+    let mut by_plate: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (order, (plate, _)) in &view.entries {
+        by_plate.entry(plate.as_str()).or_default().push(order.as_str());
+    }
+    let mut rows: BTreeMap<Case, CaseRow> = BTreeMap::new();
+    let mut expected_per_plate: HashMap<String, usize> = HashMap::new();
+    for v in &plan.vehicles {
+        let reported_plate = if v.case == Case::Unreadable { placeholder.to_string() } else { v.plate.clone() };
+        let row = rows.entry(v.case).or_insert(CaseRow {
+            case: v.case,
+            simulated: 0,
+            expected_entries: 0,
+            entries: 0,
+            exits: 0,
+        });
+        row.simulated += 1;
+        if v.case.enters() {
+            row.expected_entries += 1;
+            *expected_per_plate.entry(reported_plate.clone()).or_insert(0) += 1;
+        }
+        // Credit each vehicle with what the platform holds under its plate, once.
+        let orders = by_plate.get(reported_plate.as_str()).cloned().unwrap_or_default();
+        if v.case.enters() {
+            let share = usize::from(!orders.is_empty());
+            row.entries += share;
+            row.exits += usize::from(orders.iter().any(|o| view.exits.contains_key(*o)));
+        } else if !orders.is_empty() {
+            problems.push(format!("vehicle {} turned away but has an entry on the platform", crate::plate::mask(&v.plate)));
+        }
+    }
+    for (plate, want) in &expected_per_plate {
+        let got = by_plate.get(plate.as_str()).map_or(0, Vec::len);
+        if got != *want {
+            problems.push(format!(
+                "plate {}: {got} accepted entries, expected {want}",
+                crate::plate::mask(plate)
+            ));
+        }
+    }
+    for (plate, orders) in &by_plate {
+        if !expected_per_plate.contains_key(*plate) {
+            problems.push(format!(
+                "phantom vehicle {}: {} entries on the platform that the simulation never drove",
+                crate::plate::mask(plate),
+                orders.len()
+            ));
+        }
+    }
+    for (order, (plate, entered_at)) in &view.entries {
+        match view.exits.get(order) {
+            None => problems.push(format!("stay of {} has no accepted exit", crate::plate::mask(plate))),
+            Some(exited_at) if exited_at < entered_at => {
+                problems.push(format!("stay of {} was accepted as exited before it entered", crate::plate::mask(plate)))
+            }
+            Some(_) => {}
+        }
+    }
+    for order in view.exits.keys() {
+        if !view.entries.contains_key(order) {
+            problems.push(format!("exit {order} has no accepted entry"));
+        }
+    }
+    // Everyone has left: the lot must be reported empty.
+    if !plan.vehicles.is_empty() && view.last_free_spaces != Some(total_spaces) {
+        problems.push(format!(
+            "last reported free_spaces is {:?}, expected {total_spaces} (everyone has left)",
+            view.last_free_spaces
+        ));
+    }
+    Verdict { rows: rows.into_values().collect(), problems }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::traffic::{TrafficConfig, plan};
+
+    fn record_line(path: &str, accepted: bool, code: &str, at: i64, body: serde_json::Value) -> String {
+        serde_json::json!({"at": at, "path": path, "result_code": code, "accepted": accepted, "body": body}).to_string()
+    }
+
+    /// A record the platform would hold if the bridge reported `plan` perfectly.
+    fn perfect_record(p: &Plan, total: i64) -> String {
+        let mut lines = Vec::new();
+        let mut t = 0;
+        for v in p.vehicles.iter().filter(|v| v.case.enters()) {
+            let plate = if v.case == Case::Unreadable { "无牌车".to_string() } else { v.plate.clone() };
+            let order = format!("O{}", v.id);
+            t += 1;
+            lines.push(record_line("/barrier/parking", true, "success", t, serde_json::json!({"out_order_no": order, "plate_no": plate, "free_spaces": total - 1})));
+            t += 1;
+            lines.push(record_line("/barrier/away", true, "success", t, serde_json::json!({"out_order_no": order, "plate_no": plate, "free_spaces": total})));
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn a_perfect_record_matches() {
+        let p = plan(&TrafficConfig { vehicles: 60, ..TrafficConfig::default() });
+        let view = PlatformView::from_record(perfect_record(&p, 100).as_bytes());
+        let v = compare(&p, &view, "无牌车", 100);
+        assert!(v.ok(), "{:?}", v.problems);
+        let total: usize = v.rows.iter().map(|r| r.simulated).sum();
+        assert_eq!(total, 60);
+    }
+
+    #[test]
+    fn a_missing_exit_a_phantom_and_a_wrong_count_are_all_named() {
+        let p = plan(&TrafficConfig { vehicles: 20, hard_share: 0.0, ..TrafficConfig::default() });
+        let mut rec = perfect_record(&p, 100);
+        // Drop the last exit, add a phantom entry.
+        let cut = rec.rfind('\n').unwrap();
+        rec.truncate(cut);
+        rec.push('\n');
+        rec.push_str(&record_line("/barrier/parking", true, "success", 999, serde_json::json!({"out_order_no": "X", "plate_no": "闽Z99999", "free_spaces": 99})));
+        let view = PlatformView::from_record(rec.as_bytes());
+        let v = compare(&p, &view, "无牌车", 100);
+        let text = v.problems.join("\n");
+        assert!(text.contains("has no accepted exit"), "{text}");
+        assert!(text.contains("phantom vehicle 闽Z9***9"), "{text}");
+        assert!(text.contains("free_spaces"), "{text}");
+    }
+
+    #[test]
+    fn duplicates_and_refusals_are_counted_not_failures() {
+        let rec = [
+            record_line("/barrier/parking", false, "OUT_ORDER_NO_DUPLICATION", 1, serde_json::json!({})),
+            record_line("/barrier/away", false, "ORDER_NOT_EXIST", 2, serde_json::json!({})),
+            "not json".to_string(),
+        ]
+        .join("\n");
+        let view = PlatformView::from_record(rec.as_bytes());
+        assert_eq!((view.duplicate_entries, view.refused_exits, view.bad_lines), (1, 1, 1));
+    }
+}
