@@ -424,8 +424,9 @@ async fn drive(plan: &Plan, lanes: &[SimLane], pictures: &[Vec<u8>], broker: std
     }
 }
 
-fn traffic_config(args: &DemoArgs, entries: usize, exits: usize, seed: u64, vehicles: usize) -> TrafficConfig {
-    let speed = args.speed;
+/// The traffic the demo drives for these arguments (public so tests can rebuild the
+/// exact plan of a run from its seed).
+pub fn traffic_for(speed: f64, entries: usize, exits: usize, seed: u64, vehicles: usize) -> TrafficConfig {
     // 250 ms between hardware changes at normal speed; never below 6 poll periods
     // of the fast profile (20 ms), so debounce and polling see every change.
     let step_ms = ((250.0 / speed) as i64).max(120);
@@ -554,12 +555,12 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     let interrupted = {
         let traffic = async {
             if args.vehicles > 0 {
-                let plan = traffic::plan(&traffic_config(&args, entries, exits, args.seed, args.vehicles));
+                let plan = traffic::plan(&traffic_for(args.speed, entries, exits, args.seed, args.vehicles));
                 drive(&plan, &lanes, &pictures, broker, &progress).await;
                 plans.push(plan);
             } else {
                 for batch in 0u64.. {
-                    let plan = traffic::plan(&traffic_config(&args, entries, exits, args.seed.wrapping_add(batch), 50));
+                    let plan = traffic::plan(&traffic_for(args.speed, entries, exits, args.seed.wrapping_add(batch), 50));
                     drive(&plan, &lanes, &pictures, broker, &progress).await;
                 }
             }
