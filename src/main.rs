@@ -41,6 +41,18 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the lane logic offline over a raw-event journal (JSON lines) and print the
+    /// resulting reports as JSON lines, deterministically.
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// JSON-lines file of raw events (a journal file or a hand-written scenario).
+        #[arg(long)]
+        events: PathBuf,
+        /// Also print each passage the lane machines saw (why a report was made).
+        #[arg(long)]
+        passages: bool,
+    },
     /// Commissioning: send one heartbeat to the platform and show what was sent (secret
     /// masked) and what came back. Exit 0 only if the platform accepted it; otherwise a
     /// hint says what to check (DNS, TLS, timeout, refused, wrong key, lot not registered).
@@ -251,6 +263,34 @@ fn main() -> anyhow::Result<ExitCode> {
             }
         },
         Command::Doctor { config } => Ok(parking_bridge::ops::doctor::main(&config)),
+        Command::Replay {
+            config,
+            events,
+            passages,
+        } => {
+            let site = match SiteConfig::load(&config) {
+                Ok(site) => site,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let file = std::fs::File::open(&events)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", events.display()))?;
+            let stdout = std::io::stdout().lock();
+            match parking_bridge::lane::replay::run(
+                &site,
+                std::io::BufReader::new(file),
+                stdout,
+                passages,
+            ) {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("{}: {e}", events.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
     }
 }
 

@@ -1,6 +1,9 @@
-//! `[lot]`: the parking lot as City Brain knows it.
+//! `[lot]`: the parking lot as City Brain knows it, plus the lot-wide rules the lane
+//! logic applies: tariff, white list, monthly cards, unmatched exits, stay expiry and
+//! where the occupancy count comes from.
 
 use super::Invalid;
+use crate::plate::CarType;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -9,9 +12,93 @@ pub struct LotConfig {
     /// City Brain lot id (`parking_lot_no`, at most 32 characters).
     pub parking_lot_no: String,
     pub total_spaces: i64,
+    /// Fees at exit when the pay system exposes no fee source. Absent: every exit
+    /// reports `price = 0`.
+    #[serde(default)]
+    pub tariff: Option<Tariff>,
+    /// Plates reported as `car_type = "white"` (not charged).
+    #[serde(default)]
+    pub white_list: Vec<String>,
+    /// Plates with a monthly card, reported as `car_type = "parkcard"` (not charged).
+    #[serde(default)]
+    pub monthly_cards: Vec<String>,
+    /// What an exit that matches no open stay becomes.
+    #[serde(default)]
+    pub unmatched_exit: UnmatchedExit,
+    /// Open stays older than this are closed locally as expired (0 = never).
+    #[serde(default = "default_stay_max_age_hours")]
+    pub stay_max_age_hours: i64,
+    /// Where the occupied count comes from.
+    #[serde(default)]
+    pub occupancy_source: OccupancySource,
+}
+
+fn default_stay_max_age_hours() -> i64 {
+    // A month: long enough for monthly-card cars parked over a holiday.
+    31 * 24
+}
+
+/// A simple tariff: free minutes, then a rate per started hour, capped per 24 hours.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tariff {
+    /// Stays up to this long are free; longer stays are charged from the entry time.
+    #[serde(default)]
+    pub free_minutes: i64,
+    /// Fen per started hour.
+    pub hourly_rate: i64,
+    /// Most fen charged for any 24 hours from entry (0 = no cap).
+    #[serde(default)]
+    pub daily_cap: i64,
+    /// Car types that are never charged (default: every type but `normal`).
+    #[serde(default = "default_exempt")]
+    pub exempt: Vec<CarType>,
+}
+
+fn default_exempt() -> Vec<CarType> {
+    vec![CarType::Special, CarType::White, CarType::Parkcard]
+}
+
+/// Policy for an exit whose plate matches no open stay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UnmatchedExit {
+    /// Kept in the local database only; nothing invented on the platform (default).
+    #[default]
+    RecordLocally,
+    /// Reported as an entry and exit at the exit time (a zero-length stay), for lots
+    /// whose platform operator wants every exit seen.
+    ReportSynthetic,
+}
+
+/// Where the occupied count comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OccupancySource {
+    /// Counted from entries and exits (default).
+    #[default]
+    Passages,
+    /// Set from outside (a counter device or a guidance system via the runtime's
+    /// occupancy input, or `parking-bridge occupancy set N`); passages still move it
+    /// between two external updates.
+    External,
 }
 
 impl LotConfig {
+    /// A lot with every optional field at its default (tests, benches).
+    pub fn new(parking_lot_no: &str, total_spaces: i64) -> Self {
+        LotConfig {
+            parking_lot_no: parking_lot_no.to_string(),
+            total_spaces,
+            tariff: None,
+            white_list: Vec::new(),
+            monthly_cards: Vec::new(),
+            unmatched_exit: UnmatchedExit::default(),
+            stay_max_age_hours: default_stay_max_age_hours(),
+            occupancy_source: OccupancySource::default(),
+        }
+    }
+
     pub fn validate(&self, out: &mut Vec<Invalid>) {
         if self.parking_lot_no.is_empty() || self.parking_lot_no.chars().count() > 32 {
             out.push(Invalid::new(
@@ -24,6 +111,46 @@ impl LotConfig {
                 "lot.total_spaces",
                 "must be between 0 and 99999999",
             ));
+        }
+        if self.stay_max_age_hours < 0 {
+            out.push(Invalid::new(
+                "lot.stay_max_age_hours",
+                "must not be negative",
+            ));
+        }
+        if let Some(t) = &self.tariff {
+            if t.free_minutes < 0 {
+                out.push(Invalid::new(
+                    "lot.tariff.free_minutes",
+                    "must not be negative",
+                ));
+            }
+            if !(0..=99_999_999).contains(&t.hourly_rate) {
+                out.push(Invalid::new(
+                    "lot.tariff.hourly_rate",
+                    "must be between 0 and 99999999 fen",
+                ));
+            }
+            if !(0..=99_999_999).contains(&t.daily_cap) {
+                out.push(Invalid::new(
+                    "lot.tariff.daily_cap",
+                    "must be between 0 and 99999999 fen",
+                ));
+            }
+        }
+        for (key, list) in [
+            ("white_list", &self.white_list),
+            ("monthly_cards", &self.monthly_cards),
+        ] {
+            for (i, p) in list.iter().enumerate() {
+                let n = p.chars().count();
+                if n == 0 || n > 16 || p.contains(char::is_whitespace) {
+                    out.push(Invalid::new(
+                        format!("lot.{key}[{i}]"),
+                        "must be a plate of 1 to 16 characters without spaces",
+                    ));
+                }
+            }
         }
     }
 }

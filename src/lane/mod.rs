@@ -1,2 +1,19 @@
-//! Lane logic: the pure per-lane state machine that turns raw events into passages,
-//! and the stays/occupancy/fees built from them. TODO(issue 5).
+//! Lane logic: the pure per-lane state machine that turns raw events into passages
+//! ([`machine`]), the stay planner that turns passages into stay actions ([`stays`]),
+//! plate formats, exit matching and fees, the raw-event journal and replay, and the
+//! runtime task that ties them to the drivers and the state database.
+//! The cases and rules are documented in `docs/lane-logic.md`.
+
+pub mod fees;
+pub mod journal;
+pub mod machine;
+pub mod matching;
+pub mod model;
+pub mod plate_format;
+pub mod replay;
+pub mod runtime;
+pub mod stays;
+
+pub use fees::{Fee, exit_fee};
+pub use machine::{LaneMachine, Passage, PassageCase};
+pub use stays::{StayAction, decide};

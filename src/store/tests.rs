@@ -7,10 +7,7 @@ use std::collections::HashSet;
 const T0: Timestamp = Timestamp(1_570_167_364_000); // 2019-10-04 13:36:04 +08:00
 
 fn lot(total: i64) -> LotConfig {
-    LotConfig {
-        parking_lot_no: "P3501".into(),
-        total_spaces: total,
-    }
+    LotConfig::new("P3501", total)
 }
 
 fn store(dir: &tempfile::TempDir, total: i64) -> Store {

@@ -1,0 +1,241 @@
+//! Fees at exit (`price`, `should_pay`, `paid_fee`, all in fen).
+//!
+//! Source order: a fee source of the lot's pay system when one is wired in (the
+//! [`FeeSource`] seam), else the configured [`Tariff`]. Documented default when the pay
+//! system tells us nothing: the driver paid what the tariff says before leaving, so
+//! `paid_fee = price` and `should_pay = 0`; with no tariff either, everything is 0.
+//! Exempt car types (default: every type but `normal`) report 0.
+
+use crate::config::lot::Tariff;
+use crate::plate::CarType;
+use crate::time::Timestamp;
+use serde::Serialize;
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// What an exit report says about money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Fee {
+    pub price: i64,
+    pub should_pay: i64,
+    pub paid_fee: i64,
+}
+
+impl Fee {
+    /// A fee the driver settled in full at the pay station.
+    pub fn settled(price: i64) -> Fee {
+        Fee {
+            price,
+            should_pay: 0,
+            paid_fee: price,
+        }
+    }
+}
+
+/// The charge a tariff sets for a stay, in fen.
+///
+/// Stays up to `free_minutes` are free; a longer stay is charged from entry:
+/// every started hour at `hourly_rate`, each full 24 hours capped at `daily_cap`,
+/// and the started remainder capped at `daily_cap` too.
+pub fn tariff_price(
+    tariff: &Tariff,
+    car_type: CarType,
+    entered: Timestamp,
+    exited: Timestamp,
+) -> i64 {
+    if tariff.exempt.contains(&car_type) {
+        return 0;
+    }
+    let stay = exited.0.saturating_sub(entered.0).max(0);
+    if stay <= tariff.free_minutes.saturating_mul(MINUTE_MS) {
+        return 0;
+    }
+    let full_days = stay / DAY_MS;
+    let rest = stay % DAY_MS;
+    let rest_hours = rest.div_euclid(HOUR_MS) + i64::from(rest % HOUR_MS != 0);
+    let cap = |amount: i64| {
+        if tariff.daily_cap > 0 {
+            amount.min(tariff.daily_cap)
+        } else {
+            amount
+        }
+    };
+    let per_day = cap(24i64.saturating_mul(tariff.hourly_rate));
+    full_days
+        .saturating_mul(per_day)
+        .saturating_add(cap(rest_hours.saturating_mul(tariff.hourly_rate)))
+}
+
+/// The exit fee under the documented default (see the module docs): tariff price, paid
+/// in full. No tariff → 0. Also used by the operator's `stay exit` command.
+pub fn exit_fee(
+    tariff: Option<&Tariff>,
+    car_type: CarType,
+    entered: Timestamp,
+    exited: Timestamp,
+) -> Fee {
+    match tariff {
+        Some(t) => Fee::settled(tariff_price(t, car_type, entered, exited)),
+        None => Fee::default(),
+    }
+}
+
+/// Seam for a lot's pay system (an MQTT topic or Modbus registers via a profile): the
+/// fee it charged for the stay ending at `exited`, or `None` when it has no answer, in
+/// which case the tariff applies.
+pub trait FeeSource: Send + Sync {
+    fn fee(
+        &self,
+        plate_no: &str,
+        car_type: CarType,
+        entered: Timestamp,
+        exited: Timestamp,
+    ) -> Option<Fee>;
+}
+
+/// Picks the fee: the fee source's answer, else the tariff default. Exempt types are
+/// always 0, whatever a pay system says.
+pub fn decide_fee(
+    source: Option<&dyn FeeSource>,
+    tariff: Option<&Tariff>,
+    plate_no: &str,
+    car_type: CarType,
+    entered: Timestamp,
+    exited: Timestamp,
+) -> Fee {
+    let exempt = tariff.map_or(car_type.is_exempt(), |t| t.exempt.contains(&car_type));
+    if exempt {
+        return Fee::default();
+    }
+    source
+        .and_then(|s| s.fee(plate_no, car_type, entered, exited))
+        .unwrap_or_else(|| exit_fee(tariff, car_type, entered, exited))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tariff() -> Tariff {
+        Tariff {
+            free_minutes: 15,
+            hourly_rate: 500,
+            daily_cap: 3000,
+            exempt: vec![CarType::Special, CarType::White, CarType::Parkcard],
+        }
+    }
+
+    fn t(min: i64) -> Timestamp {
+        Timestamp(min * MINUTE_MS)
+    }
+
+    #[test]
+    fn stays_within_free_minutes_cost_nothing() {
+        assert_eq!(tariff_price(&tariff(), CarType::Normal, t(0), t(15)), 0);
+    }
+
+    #[test]
+    fn longer_stays_pay_every_started_hour_from_entry() {
+        assert_eq!(tariff_price(&tariff(), CarType::Normal, t(0), t(16)), 500);
+        assert_eq!(tariff_price(&tariff(), CarType::Normal, t(0), t(60)), 500);
+        assert_eq!(tariff_price(&tariff(), CarType::Normal, t(0), t(61)), 1000);
+    }
+
+    #[test]
+    fn daily_cap_limits_each_24_hours() {
+        assert_eq!(
+            tariff_price(&tariff(), CarType::Normal, t(0), t(10 * 60)),
+            3000
+        );
+        assert_eq!(
+            tariff_price(&tariff(), CarType::Normal, t(0), t(24 * 60)),
+            3000
+        );
+        assert_eq!(
+            tariff_price(&tariff(), CarType::Normal, t(0), t(25 * 60)),
+            3500
+        );
+        assert_eq!(
+            tariff_price(&tariff(), CarType::Normal, t(0), t(48 * 60 + 600)),
+            9000
+        );
+    }
+
+    #[test]
+    fn exempt_types_pay_nothing() {
+        for ct in [CarType::Special, CarType::White, CarType::Parkcard] {
+            assert_eq!(exit_fee(Some(&tariff()), ct, t(0), t(600)), Fee::default());
+        }
+    }
+
+    #[test]
+    fn default_is_paid_in_full_and_zero_without_tariff() {
+        assert_eq!(
+            exit_fee(Some(&tariff()), CarType::Normal, t(0), t(90)),
+            Fee {
+                price: 1000,
+                should_pay: 0,
+                paid_fee: 1000
+            }
+        );
+        assert_eq!(exit_fee(None, CarType::Normal, t(0), t(90)), Fee::default());
+    }
+
+    #[test]
+    fn exit_before_entry_costs_nothing() {
+        assert_eq!(tariff_price(&tariff(), CarType::Normal, t(100), t(0)), 0);
+    }
+
+    struct PaySystem;
+    impl FeeSource for PaySystem {
+        fn fee(&self, plate: &str, _: CarType, _: Timestamp, _: Timestamp) -> Option<Fee> {
+            (plate == "闽A12345").then_some(Fee {
+                price: 800,
+                should_pay: 300,
+                paid_fee: 500,
+            })
+        }
+    }
+
+    #[test]
+    fn fee_source_answer_wins_over_tariff_but_not_over_exemption() {
+        let src: &dyn FeeSource = &PaySystem;
+        let tf = tariff();
+        let got = decide_fee(
+            Some(src),
+            Some(&tf),
+            "闽A12345",
+            CarType::Normal,
+            t(0),
+            t(600),
+        );
+        assert_eq!(
+            got,
+            Fee {
+                price: 800,
+                should_pay: 300,
+                paid_fee: 500
+            }
+        );
+        let other = decide_fee(
+            Some(src),
+            Some(&tf),
+            "闽A99999",
+            CarType::Normal,
+            t(0),
+            t(90),
+        );
+        assert_eq!(other, Fee::settled(1000));
+        let exempt = decide_fee(
+            Some(src),
+            Some(&tf),
+            "闽A12345",
+            CarType::White,
+            t(0),
+            t(600),
+        );
+        assert_eq!(exempt, Fee::default());
+    }
+}

@@ -1,0 +1,690 @@
+//! The pure per-lane state machine: raw events in, [`Passage`]s out. No I/O; time is
+//! passed in. One [`State`] enum, one commented `match (state, input)` in
+//! [`LaneMachine::step`], every change through [`LaneMachine::set_state`], which traces.
+//!
+//! Loops: A is the arming loop in front of the barrier, B the safety loop behind it, in
+//! the lane's direction of travel. A vehicle passes as A → A+B → B → (none): it has
+//! *cleared the barrier* when it leaves B after having left A. The cases, and what each
+//! detection layout can tell apart, are documented in `docs/lane-logic.md`.
+
+use crate::config::lanes::{DetectionLayout, Direction, LaneConfig, TimeSource};
+use crate::event::{EventKind, GatePosition, LoopId, PlateRead, RawEvent};
+use crate::plate::PlateColor;
+use crate::time::Timestamp;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// What kind of passage it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PassageCase {
+    /// A vehicle with its plate read before it cleared.
+    Normal,
+    /// The second (or later) vehicle through one gate opening, with a plate read.
+    Tailgate,
+    /// The read arrived after the vehicle cleared, within the late-plate window.
+    LatePlateAttached,
+    /// No usable read: the camera said "no plate", or none came in time.
+    Unrecognised,
+}
+
+/// The plate of a passage, as read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PassagePlate {
+    pub text: String,
+    /// The camera's colour (may be `pnc_01`; the planner fills it from the format).
+    pub color: PlateColor,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<u8>,
+    pub read_at: Timestamp,
+}
+
+/// One vehicle through one lane.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Passage {
+    pub lane: String,
+    pub direction: Direction,
+    /// The reported time: clearing time or plate-read time, per the lane's `time_source`.
+    pub at: Timestamp,
+    /// When the vehicle cleared the barrier (or was read, on camera-only lanes).
+    pub cleared_at: Timestamp,
+    pub plate: Option<PassagePlate>,
+    pub case: PassageCase,
+    /// It followed another vehicle through the same gate opening.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tailgate: bool,
+    /// Snapshot image bytes of the read used (never serialised).
+    #[serde(skip)]
+    pub snapshot: Option<Arc<Vec<u8>>>,
+    /// Size of the snapshot; set when the read carried an image (also in journals, where
+    /// the bytes are absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_len: Option<usize>,
+}
+
+/// A plate read as the lane keeps it. `text == None` is the camera's "no plate".
+#[derive(Debug, Clone, PartialEq)]
+struct Read {
+    text: Option<String>,
+    color: PlateColor,
+    confidence: Option<u8>,
+    quick: bool,
+    at: Timestamp,
+    image: Option<Arc<Vec<u8>>>,
+    image_len: Option<usize>,
+}
+
+impl Read {
+    fn from_event(p: &PlateRead, at: Timestamp) -> Read {
+        let text = p
+            .text
+            .as_ref()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
+        Read {
+            text,
+            color: p.color,
+            confidence: p.confidence,
+            quick: p.quick,
+            at,
+            image: p.image.clone(),
+            image_len: p.image_len.or_else(|| p.image.as_ref().map(|i| i.len())),
+        }
+    }
+}
+
+/// A vehicle the lane is following.
+#[derive(Debug, Clone, PartialEq)]
+struct Vehicle {
+    read: Option<Read>,
+    /// It entered the lane behind another vehicle in the same gate opening.
+    follower: bool,
+}
+
+impl Vehicle {
+    /// Has a read with text (a "no plate" read still lets a real one replace it).
+    fn has_plate(&self) -> bool {
+        self.read.as_ref().is_some_and(|r| r.text.is_some())
+    }
+    fn plate_text(&self) -> Option<&str> {
+        self.read.as_ref().and_then(|r| r.text.as_deref())
+    }
+    fn quick(&self) -> bool {
+        self.read.as_ref().is_some_and(|r| r.quick)
+    }
+}
+
+/// Where the lane is.
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    /// Nothing in the lane.
+    Idle,
+    /// A vehicle on loop A only, not yet at the barrier.
+    Approaching(Vehicle),
+    /// A vehicle on A and B: under the barrier.
+    UnderBarrier(Vehicle),
+    /// The leader is on B alone (past A: it has passed the barrier line); a follower may
+    /// be on A.
+    Leaving {
+        leader: Vehicle,
+        follower: Option<Vehicle>,
+    },
+    /// B became occupied with no vehicle coming from A (wrong-way traffic, a pedestrian,
+    /// a stale loop after reset): ignored until both loops are free.
+    WrongWay,
+    /// Gate-only lanes: the gate is open for a vehicle.
+    GateOpen(Vehicle),
+    /// Camera-only lanes: a quick result waiting for its full result.
+    QuickRead(Read),
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Idle => "idle",
+            State::Approaching(_) => "approaching",
+            State::UnderBarrier(_) => "under_barrier",
+            State::Leaving { .. } => "leaving",
+            State::WrongWay => "wrong_way",
+            State::GateOpen(_) => "gate_open",
+            State::QuickRead(_) => "quick_read",
+        }
+    }
+}
+
+/// An input to the machine, after de-duplication of repeated loop states.
+#[derive(Debug, Clone, PartialEq)]
+enum Input {
+    LoopA(bool),
+    LoopB(bool),
+    Gate(GatePosition),
+    Plate(Read),
+    /// The quick-read deadline passed.
+    QuickTimeout,
+}
+
+/// A cleared vehicle without a plate, waiting for a late read.
+#[derive(Debug, Clone, PartialEq)]
+struct Held {
+    vehicle: Vehicle,
+    cleared_at: Timestamp,
+    deadline: Timestamp,
+}
+
+/// The lane machine of one lane.
+#[derive(Debug, Clone)]
+pub struct LaneMachine {
+    lane: String,
+    direction: Direction,
+    layout: DetectionLayout,
+    time_source: TimeSource,
+    plate_window_ms: i64,
+    tailgate_window_ms: i64,
+    double_read_window_ms: i64,
+    late_plate_window_ms: i64,
+    link_down_reset_ms: i64,
+
+    state: State,
+    loop_a: bool,
+    loop_b: bool,
+    /// A read that arrived with no vehicle to take it.
+    pending: Option<Read>,
+    /// The read of the last passage, for double-read suppression.
+    last_passage_read: Option<Read>,
+    /// When the last vehicle cleared, and whether the gate closed since.
+    last_clear: Option<Timestamp>,
+    gate_closed_since_clear: bool,
+    held: Option<Held>,
+    links_down: BTreeSet<String>,
+    /// When the lane's first link went down, until the reset has been done.
+    link_reset_due: Option<Timestamp>,
+}
+
+impl LaneMachine {
+    pub fn new(cfg: &LaneConfig) -> Self {
+        LaneMachine {
+            lane: cfg.id.clone(),
+            direction: cfg.direction,
+            layout: cfg.layout,
+            time_source: cfg.time_source,
+            plate_window_ms: cfg.plate_window_ms,
+            tailgate_window_ms: cfg.tailgate_window_ms,
+            double_read_window_ms: cfg.double_read_window_ms,
+            late_plate_window_ms: cfg.late_plate_window_ms,
+            link_down_reset_ms: cfg.link_down_reset_ms,
+            state: State::Idle,
+            loop_a: false,
+            loop_b: false,
+            pending: None,
+            last_passage_read: None,
+            last_clear: None,
+            gate_closed_since_clear: true,
+            held: None,
+            links_down: BTreeSet::new(),
+            link_reset_due: None,
+        }
+    }
+
+    pub fn lane(&self) -> &str {
+        &self.lane
+    }
+
+    /// True when no vehicle is being followed and nothing waits for a timer.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Idle && self.held.is_none()
+    }
+
+    /// Feeds one raw event. Due timers are run first, so callers may skip `on_timer`
+    /// between events without changing the outcome.
+    pub fn handle(&mut self, event: &RawEvent, now: Timestamp) -> Vec<Passage> {
+        let mut out = self.on_timer(now);
+        let input = match &event.kind {
+            EventKind::Link { up } => {
+                self.link(&event.device, *up, now);
+                return out;
+            }
+            EventKind::Loop { which, occupied } => {
+                let known = match which {
+                    LoopId::A => &mut self.loop_a,
+                    LoopId::B => &mut self.loop_b,
+                };
+                if *known == *occupied {
+                    // A repeat of the known state (driver resync after reconnect).
+                    return out;
+                }
+                *known = *occupied;
+                match which {
+                    LoopId::A => Input::LoopA(*occupied),
+                    LoopId::B => Input::LoopB(*occupied),
+                }
+            }
+            EventKind::Gate { position } => Input::Gate(*position),
+            EventKind::Plate(p) => Input::Plate(Read::from_event(p, event.at)),
+        };
+        self.step(input, now, &mut out);
+        out
+    }
+
+    /// The next moment `on_timer` has something to do.
+    pub fn poll_at(&self) -> Option<Timestamp> {
+        let quick = match &self.state {
+            State::QuickRead(r) => Some(r.at.plus_millis(self.double_read_window_ms)),
+            _ => None,
+        };
+        [
+            self.held.as_ref().map(|h| h.deadline),
+            quick,
+            self.link_reset_due
+                .map(|t| t.plus_millis(self.link_down_reset_ms)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn on_timer(&mut self, now: Timestamp) -> Vec<Passage> {
+        let mut out = Vec::new();
+        if self.held.as_ref().is_some_and(|h| h.deadline <= now) {
+            self.flush_held(&mut out);
+        }
+        if let State::QuickRead(r) = &self.state {
+            if r.at.plus_millis(self.double_read_window_ms) <= now {
+                self.step(Input::QuickTimeout, now, &mut out);
+            }
+        }
+        if let Some(since) = self.link_reset_due {
+            if since.plus_millis(self.link_down_reset_ms) <= now {
+                self.link_reset_due = None;
+                // Half-seen vehicles are dropped: their loops and reads can no longer be
+                // trusted. A vehicle that already cleared (held) is complete and stays.
+                self.pending = None;
+                self.loop_a = false;
+                self.loop_b = false;
+                if self.state != State::Idle {
+                    tracing::warn!(lane = %self.lane, state = self.state.name(), "link down: lane reset, half-seen vehicle dropped");
+                }
+                self.set_state(State::Idle, now, "link_down_reset");
+            }
+        }
+        out
+    }
+
+    fn link(&mut self, device: &str, up: bool, now: Timestamp) {
+        if up {
+            self.links_down.remove(device);
+            if self.links_down.is_empty() {
+                // Back before the reset: a short glitch, the lane carries on.
+                self.link_reset_due = None;
+            }
+        } else {
+            if self.links_down.is_empty() {
+                self.link_reset_due = Some(now);
+            }
+            self.links_down.insert(device.to_string());
+        }
+    }
+
+    /// The one transition function.
+    fn step(&mut self, input: Input, now: Timestamp, out: &mut Vec<Passage>) {
+        // Inputs a layout does not have are ignored (a stray wire must not invent cars).
+        let has_loops = matches!(
+            self.layout,
+            DetectionLayout::LoopsGate | DetectionLayout::LoopsOnly
+        );
+        let has_gate = self.layout != DetectionLayout::CameraOnly;
+        match input {
+            Input::LoopA(_) | Input::LoopB(_) if !has_loops => return,
+            Input::Gate(_) if !has_gate => return,
+            _ => {}
+        }
+        if let Input::Gate(GatePosition::Closed) = input {
+            self.gate_closed_since_clear = true;
+        }
+        let state = std::mem::replace(&mut self.state, State::Idle);
+        let next = match (state, input) {
+            // --- plate reads: shared by every layout ---
+            // A second read of the plate just reported (or the full result of a quick read
+            // already reported): the same vehicle, dropped.
+            (state, Input::Plate(r)) if self.is_repeat_of_last_passage(&r) => state,
+            // Camera-only: a full read is a vehicle; a quick one waits for its full result.
+            (State::Idle, Input::Plate(r)) if self.layout == DetectionLayout::CameraOnly => {
+                if r.quick && r.text.is_some() {
+                    State::QuickRead(r)
+                } else {
+                    self.emit_read_passage(r, out);
+                    State::Idle
+                }
+            }
+            (State::QuickRead(q), Input::Plate(r)) => {
+                if r.quick {
+                    // Another quick result: the first vehicle is done, this one waits.
+                    self.emit_read_passage(q, out);
+                    State::QuickRead(r)
+                } else if r.text.is_none() {
+                    // A full "no plate" after a quick plate: the quick plate is better.
+                    self.emit_read_passage(q, out);
+                    State::Idle
+                } else {
+                    // The full result replaces the quick one (even if its text differs).
+                    self.emit_read_passage(r, out);
+                    State::Idle
+                }
+            }
+            (State::QuickRead(q), Input::QuickTimeout) => {
+                self.emit_read_passage(q, out);
+                State::Idle
+            }
+            // Vehicles in the lane take reads, rearmost first (the camera faces the approach).
+            (State::Approaching(mut v), Input::Plate(r)) => {
+                self.offer(r, &mut [&mut v], out);
+                State::Approaching(v)
+            }
+            (State::UnderBarrier(mut v), Input::Plate(r)) => {
+                self.offer(r, &mut [&mut v], out);
+                State::UnderBarrier(v)
+            }
+            (State::GateOpen(mut v), Input::Plate(r)) => {
+                self.offer(r, &mut [&mut v], out);
+                State::GateOpen(v)
+            }
+            (
+                State::Leaving {
+                    mut leader,
+                    follower: Some(mut f),
+                },
+                Input::Plate(r),
+            ) => {
+                self.offer(r, &mut [&mut leader, &mut f], out);
+                State::Leaving {
+                    leader,
+                    follower: Some(f),
+                }
+            }
+            (
+                State::Leaving {
+                    mut leader,
+                    follower: None,
+                },
+                Input::Plate(r),
+            ) => {
+                self.offer(r, &mut [&mut leader], out);
+                State::Leaving {
+                    leader,
+                    follower: None,
+                }
+            }
+            (state, Input::Plate(r)) => {
+                self.offer(r, &mut [], out);
+                state
+            }
+
+            // --- loops (loops_gate, loops_only) ---
+            // A vehicle arrives on the arming loop.
+            (State::Idle, Input::LoopA(true)) => State::Approaching(self.arrive(now, false)),
+            // It turned away before the barrier (A released without B): nothing to report.
+            (State::Approaching(_), Input::LoopA(false)) => {
+                tracing::debug!(lane = %self.lane, "turn-away: loop A released without B");
+                State::Idle
+            }
+            // It reached the barrier.
+            (State::Approaching(v), Input::LoopB(true)) => State::UnderBarrier(v),
+            // It backed off B while still on A: reversing, no passage.
+            (State::UnderBarrier(v), Input::LoopB(false)) => {
+                tracing::debug!(lane = %self.lane, "reversed off loop B");
+                State::Approaching(v)
+            }
+            // It left A: past the barrier line.
+            (State::UnderBarrier(v), Input::LoopA(false)) => State::Leaving {
+                leader: v,
+                follower: None,
+            },
+            // Another vehicle arrives on A while the leader is still on B: a tailgater.
+            (
+                State::Leaving {
+                    leader,
+                    follower: None,
+                },
+                Input::LoopA(true),
+            ) => State::Leaving {
+                leader,
+                follower: Some(self.arrive(now, true)),
+            },
+            // The follower left A while the leader is still on B: it turned away, or it
+            // closed up onto B, where two vehicles look like one. Counted as one.
+            (
+                State::Leaving {
+                    leader,
+                    follower: Some(_),
+                },
+                Input::LoopA(false),
+            ) => State::Leaving {
+                leader,
+                follower: None,
+            },
+            // The leader cleared the barrier: a passage. A follower moves up.
+            (State::Leaving { leader, follower }, Input::LoopB(false)) => {
+                self.clear(leader, now, out);
+                match follower {
+                    Some(f) => State::Approaching(f),
+                    None => State::Idle,
+                }
+            }
+            // B without a vehicle from A: not ours to count.
+            (State::Idle, Input::LoopB(true)) => State::WrongWay,
+            (State::WrongWay, Input::LoopA(_) | Input::LoopB(_))
+                if !self.loop_a && !self.loop_b =>
+            {
+                State::Idle
+            }
+
+            // --- gate (gate_only) ---
+            // The gate opened: one vehicle is going through.
+            (State::Idle, Input::Gate(GatePosition::Open))
+                if self.layout == DetectionLayout::GateOnly =>
+            {
+                State::GateOpen(self.arrive(now, false))
+            }
+            // The gate leaves Open: the vehicle has cleared.
+            (State::GateOpen(v), Input::Gate(GatePosition::Closed | GatePosition::Moving)) => {
+                self.clear(v, now, out);
+                State::Idle
+            }
+
+            // Everything else changes nothing: repeated gate positions, gate moves on
+            // loop lanes, loop changes that don't fit the state (after a reset).
+            (state, _) => state,
+        };
+        self.set_state(next, now, "event");
+    }
+
+    fn set_state(&mut self, next: State, now: Timestamp, why: &'static str) {
+        if std::mem::discriminant(&self.state) != std::mem::discriminant(&next) {
+            tracing::trace!(lane = %self.lane, from = self.state.name(), to = next.name(), at = now.0, why, "lane state");
+        }
+        self.state = next;
+    }
+
+    /// A new vehicle enters the lane; it takes a fresh pending read.
+    fn arrive(&mut self, now: Timestamp, in_lane_follower: bool) -> Vehicle {
+        // One gate opening: the previous vehicle cleared moments ago and (where the gate is
+        // known) the gate has not closed since. Gate-only lanes see one vehicle per cycle.
+        let same_opening = match self.layout {
+            DetectionLayout::GateOnly | DetectionLayout::CameraOnly => false,
+            DetectionLayout::LoopsGate => {
+                !self.gate_closed_since_clear && self.within_tailgate(now)
+            }
+            DetectionLayout::LoopsOnly => self.within_tailgate(now),
+        };
+        let read = self
+            .pending
+            .take()
+            .filter(|r| now.0 - r.at.0 <= self.plate_window_ms);
+        Vehicle {
+            read,
+            follower: in_lane_follower || same_opening,
+        }
+    }
+
+    fn within_tailgate(&self, now: Timestamp) -> bool {
+        self.last_clear
+            .is_some_and(|t| now.0 - t.0 <= self.tailgate_window_ms)
+    }
+
+    fn is_repeat_of_last_passage(&self, r: &Read) -> bool {
+        let Some(last) = &self.last_passage_read else {
+            return false;
+        };
+        if r.at.0 - last.at.0 > self.double_read_window_ms || r.text.is_none() {
+            return false;
+        }
+        r.text == last.text
+    }
+
+    /// Gives a read to the vehicle it belongs to, or keeps it pending.
+    fn offer(&mut self, r: Read, vehicles: &mut [&mut Vehicle], out: &mut Vec<Passage>) {
+        // The same text as a vehicle's read: a double read (a full result upgrades a quick one).
+        if let Some(v) = vehicles
+            .iter_mut()
+            .find(|v| r.text.is_some() && v.plate_text() == r.text.as_deref())
+        {
+            if v.quick() && !r.quick {
+                v.read = Some(r);
+            }
+            return;
+        }
+        // A full result with different text replaces a quick one.
+        if !r.quick && r.text.is_some() {
+            if let Some(v) = vehicles.iter_mut().rev().find(|v| v.quick()) {
+                v.read = Some(r);
+                return;
+            }
+        }
+        // The rearmost vehicle without a plate takes it.
+        if let Some(v) = vehicles.iter_mut().rev().find(|v| !v.has_plate()) {
+            if r.text.is_some() || v.read.is_none() {
+                v.read = Some(r);
+            }
+            return;
+        }
+        // No vehicle wants it: a late read for a vehicle that cleared without one…
+        if r.text.is_some() {
+            if let Some(held) = self.held.take() {
+                let mut vehicle = held.vehicle;
+                vehicle.read = Some(r);
+                self.emit(
+                    vehicle,
+                    held.cleared_at,
+                    PassageCase::LatePlateAttached,
+                    out,
+                );
+                return;
+            }
+        }
+        // …or the next vehicle's read, arrived early.
+        self.pending = Some(r);
+    }
+
+    /// A vehicle cleared the barrier.
+    fn clear(&mut self, v: Vehicle, now: Timestamp, out: &mut Vec<Passage>) {
+        self.last_clear = Some(now);
+        self.gate_closed_since_clear = false;
+        match &v.read {
+            Some(r) if r.text.is_some() => {
+                let case = if v.follower {
+                    PassageCase::Tailgate
+                } else {
+                    PassageCase::Normal
+                };
+                self.emit(v, now, case, out);
+            }
+            // The camera said "no plate": nothing better will come.
+            Some(_) => self.emit(v, now, PassageCase::Unrecognised, out),
+            None => {
+                // One vehicle waits at a time; an older one is reported as it is.
+                self.flush_held(out);
+                self.held = Some(Held {
+                    vehicle: v,
+                    cleared_at: now,
+                    deadline: now.plus_millis(self.late_plate_window_ms),
+                });
+            }
+        }
+    }
+
+    fn flush_held(&mut self, out: &mut Vec<Passage>) {
+        if let Some(h) = self.held.take() {
+            self.emit(h.vehicle, h.cleared_at, PassageCase::Unrecognised, out);
+        }
+    }
+
+    /// Camera-only lanes: the read is the vehicle.
+    fn emit_read_passage(&mut self, r: Read, out: &mut Vec<Passage>) {
+        let at = r.at;
+        let case = if r.text.is_some() {
+            PassageCase::Normal
+        } else {
+            PassageCase::Unrecognised
+        };
+        self.emit(
+            Vehicle {
+                read: Some(r),
+                follower: false,
+            },
+            at,
+            case,
+            out,
+        );
+    }
+
+    fn emit(
+        &mut self,
+        v: Vehicle,
+        cleared_at: Timestamp,
+        case: PassageCase,
+        out: &mut Vec<Passage>,
+    ) {
+        let read = v
+            .read
+            .filter(|r| r.text.is_some() || case == PassageCase::Unrecognised);
+        let plate = read.as_ref().and_then(|r| {
+            r.text.as_ref().map(|t| PassagePlate {
+                text: t.clone(),
+                color: r.color,
+                confidence: r.confidence,
+                read_at: r.at,
+            })
+        });
+        let at = match (self.time_source, &plate) {
+            (TimeSource::PlateRead, Some(p)) => p.read_at,
+            _ => cleared_at,
+        };
+        let passage = Passage {
+            lane: self.lane.clone(),
+            direction: self.direction,
+            at,
+            cleared_at,
+            case: if plate.is_none() {
+                PassageCase::Unrecognised
+            } else {
+                case
+            },
+            plate,
+            tailgate: v.follower,
+            snapshot: read.as_ref().and_then(|r| r.image.clone()),
+            snapshot_len: read.as_ref().and_then(|r| r.image_len),
+        };
+        tracing::debug!(
+            lane = %self.lane,
+            case = ?passage.case,
+            plate = %passage.plate.as_ref().map(|p| crate::plate::mask(&p.text)).unwrap_or_default(),
+            at = passage.at.0,
+            "passage"
+        );
+        if let Some(r) = read.filter(|r| r.text.is_some()) {
+            self.last_passage_read = Some(r);
+        }
+        out.push(passage);
+    }
+}
