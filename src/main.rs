@@ -228,7 +228,8 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::MockPlatform(args) => mock_platform(args),
         Command::Ports => {
-            let ports = parking_bridge::driver::ports::list_ports(Path::new("/sys"), Path::new("/dev"));
+            let ports =
+                parking_bridge::driver::ports::list_ports(Path::new("/sys"), Path::new("/dev"));
             print!("{}", parking_bridge::driver::ports::report(&ports));
             Ok(ExitCode::SUCCESS)
         }

@@ -14,6 +14,8 @@ fn example_config_passes_check() {
     let out = Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
         .args(["check", "--config"])
         .arg(repo("packaging/config.toml"))
+        // The installer writes the secret file at commissioning; `check` wants a secret.
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
         .output()
         .unwrap();
     assert!(
@@ -27,7 +29,9 @@ fn example_config_passes_check() {
 #[test]
 fn unit_passes_systemd_analyze_verify() {
     let unit = std::fs::read_to_string(repo("packaging/parking-bridge.service")).unwrap();
-    assert!(unit.contains("ExecStart=/usr/bin/parking-bridge run --config /etc/parking-bridge/config.toml"));
+    assert!(unit.contains(
+        "ExecStart=/usr/bin/parking-bridge run --config /etc/parking-bridge/config.toml"
+    ));
     for required in [
         "Type=notify",
         "WatchdogSec=",
@@ -40,31 +44,64 @@ fn unit_passes_systemd_analyze_verify() {
         "PrivateTmp=yes",
         "ReadWritePaths=/var/lib/parking-bridge",
     ] {
-        assert!(unit.lines().any(|l| l.starts_with(required)), "unit lacks {required}");
+        assert!(
+            unit.lines().any(|l| l.starts_with(required)),
+            "unit lacks {required}"
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("parking-bridge.service");
-    std::fs::write(&copy, unit.replace("/usr/bin/parking-bridge", env!("CARGO_BIN_EXE_parking-bridge"))).unwrap();
+    std::fs::write(
+        &copy,
+        unit.replace(
+            "/usr/bin/parking-bridge",
+            env!("CARGO_BIN_EXE_parking-bridge"),
+        ),
+    )
+    .unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&copy)
         .output()
         .expect("systemd-analyze is installed (package systemd)");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "systemd-analyze verify failed:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "systemd-analyze verify failed:\n{stderr}"
+    );
     // Unknown keys are only warnings (exit 0) but mean a typo that silently weakens the unit.
-    assert!(stderr.trim().is_empty(), "systemd-analyze verify warned:\n{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warned:\n{stderr}"
+    );
 }
 
 #[test]
 fn maintainer_scripts_are_valid_shell_and_create_the_user_in_dialout() {
     for script in ["packaging/postinst", "packaging/postrm"] {
-        let out = Command::new("sh").arg("-n").arg(repo(script)).output().unwrap();
-        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("sh")
+            .arg("-n")
+            .arg(repo(script))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = std::fs::read_to_string(repo(script)).unwrap();
-        assert!(text.contains("#DEBHELPER#"), "{script} must leave room for the unit's snippets");
+        assert!(
+            text.contains("#DEBHELPER#"),
+            "{script} must leave room for the unit's snippets"
+        );
     }
     let postinst = std::fs::read_to_string(repo("packaging/postinst")).unwrap();
-    assert!(postinst.contains("adduser --system"), "creates a system user");
-    assert!(postinst.contains("adduser parking-bridge dialout"), "adds it to dialout");
+    assert!(
+        postinst.contains("adduser --system"),
+        "creates a system user"
+    );
+    assert!(
+        postinst.contains("adduser parking-bridge dialout"),
+        "adds it to dialout"
+    );
 }

@@ -70,16 +70,7 @@ fn ok(verdict: Verdict) -> Result<Answer, ClientError> {
 }
 
 fn store(dir: &tempfile::TempDir) -> Arc<Store> {
-    Arc::new(
-        Store::open(
-            dir.path(),
-            &LotConfig {
-                parking_lot_no: "P1".into(),
-                total_spaces: 1000,
-            },
-        )
-        .unwrap(),
-    )
+    Arc::new(Store::open(dir.path(), &LotConfig::new("P1", 1000)).unwrap())
 }
 
 fn tiny_jpeg() -> Vec<u8> {
