@@ -40,6 +40,9 @@ enum Command {
     Doctor {
         #[arg(long, short)]
         config: PathBuf,
+        /// How long to wait for each camera to publish something (seconds).
+        #[arg(long, default_value_t = 10)]
+        camera_wait: u64,
     },
     /// Run the lane logic offline over a raw-event journal (JSON lines) and print the
     /// resulting reports as JSON lines, deterministically.
@@ -263,7 +266,13 @@ fn main() -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Doctor { config } => Ok(parking_bridge::ops::doctor::main(&config)),
+        Command::Doctor {
+            config,
+            camera_wait,
+        } => Ok(parking_bridge::ops::doctor::main(
+            &config,
+            std::time::Duration::from_secs(camera_wait),
+        )),
         Command::Replay {
             config,
             events,

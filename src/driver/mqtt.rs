@@ -48,7 +48,7 @@ pub fn camera_topics(
     out
 }
 
-fn options(m: &MqttConfig) -> Result<MqttOptions, DriverError> {
+pub fn options(m: &MqttConfig) -> Result<MqttOptions, DriverError> {
     let mut o = MqttOptions::new(&m.client_id, &m.host, m.port);
     o.set_keep_alive(Duration::from_secs(m.keep_alive_s));
     // Keep the session: the broker queues QoS 1 recognitions while we reconnect.
