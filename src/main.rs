@@ -481,6 +481,7 @@ fn stay(action: StayCommand) -> anyhow::Result<ExitCode> {
 
 fn run(config: &Path) -> anyhow::Result<ExitCode> {
     // Logging is set up once in main (global --log-format); [logging] applies in run.
+    parking_bridge::ops::remember_config_path(config);
     let site = load(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

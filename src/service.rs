@@ -29,6 +29,8 @@ pub enum ServiceError {
     Signal(std::io::Error),
     #[error("task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
 }
 
 /// What the running parts share.
@@ -119,7 +121,9 @@ pub async fn run(config: SiteConfig) -> Result<(), ServiceError> {
     // Drivers → lanes (issue: lanes/drivers) and the HTTP endpoint (issue: ops) are
     // started here, each given `&pipeline`, and their handles pushed onto `tasks`.
     tasks.shrink_to_fit();
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // Operations (status page, /metrics, /healthz, clock watch, watchdog); READY=1.
+    let (ops, _ops_tasks) = crate::ops::attach(&pipeline).await?;
+    ops.mark_ready();
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServiceError::Signal)?;
