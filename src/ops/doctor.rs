@@ -285,7 +285,7 @@ pub fn check_serial_port(bus: &BusConfig) -> Check {
         return Check::fail(
             label,
             "no such device",
-            "check the USB/RS-485 adapter and the udev rule (/usr/lib/udev/rules.d/99-parking-bridge.rules); `parking-bridge ports` lists adapters",
+            "check the USB/RS-485 adapter and the udev rule (/etc/udev/rules.d/99-parking-bridge.rules); `parking-bridge ports` lists adapters",
         );
     }
     match crate::driver::rtu::open_serial(bus) {
