@@ -3,12 +3,16 @@
 //! keeps (delivery status, outbox, occupancy, stays in the store) into it every
 //! [`FEED_EVERY`].
 //!
+//! Watchdog liveness registered here: the feeder itself, and the heartbeat task (seen
+//! through the beats it records). The uploader and lane tasks register their own with
+//! [`OpsState::liveness`] when they are given the `OpsState`.
+//!
 //! Passages reach the status page two ways: lanes may call
 //! [`OpsState::record_passage`] directly (with the snapshot image), and the feeder
 //! picks up every stay written to the store since start (lanes and the `stay`
 //! operator command alike). The same passage recorded both ways is kept once.
 
-use super::{OpsError, OpsState, OpsTasks};
+use super::{Liveness, OpsError, OpsState, OpsTasks};
 use crate::service::Pipeline;
 use crate::store::Store;
 use crate::time::Timestamp;
@@ -41,16 +45,27 @@ pub async fn attach(pipeline: &Pipeline) -> Result<(OpsState, OpsTasks), OpsErro
         .storage
         .disk_budget_mb
         .saturating_mul(1024 * 1024);
+    // The heartbeat task finishes a beat (accepted or not) every period: a silence of
+    // three periods means it, or the runtime, is stuck.
+    let beat_every = Duration::from_secs(pipeline.config.platform.heartbeat_secs.max(1));
+    let heartbeat_alive = ops.liveness("heartbeat", beat_every * 3 + Duration::from_secs(10));
     tasks.push(tokio::spawn(feed(
         ops.clone(),
         pipeline.store.clone(),
         pipeline.delivery.clone(),
         budget,
+        heartbeat_alive,
     )));
     Ok((ops, tasks))
 }
 
-async fn feed(ops: OpsState, store: Arc<Store>, delivery: StatusHandle, budget_bytes: u64) {
+async fn feed(
+    ops: OpsState,
+    store: Arc<Store>,
+    delivery: StatusHandle,
+    budget_bytes: u64,
+    heartbeat_alive: Liveness,
+) {
     let started = Timestamp::now();
     let alive = ops.liveness("ops feeder", FEED_EVERY * 30);
     let mut seen = Seen::default();
@@ -61,6 +76,9 @@ async fn feed(ops: OpsState, store: Arc<Store>, delivery: StatusHandle, budget_b
         alive.tick();
         let now = Timestamp::now();
         let status = delivery.get();
+        if status.last_heartbeat != previous.last_heartbeat {
+            heartbeat_alive.tick();
+        }
         copy_delivery(&ops, &previous, &status, now);
         previous = status;
 
