@@ -23,7 +23,9 @@ const SAMPLES: usize = 9;
 fn base64_of_len(len: usize) -> String {
     // Any valid standard-base64 text of the wanted size will do.
     let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    (0..len / 4 * 4).map(|i| alphabet[(i * 7 + i / 64) % 64] as char).collect()
+    (0..len / 4 * 4)
+        .map(|i| alphabet[(i * 7 + i / 64) % 64] as char)
+        .collect()
 }
 
 fn entry_of_about_1kb() -> Uplink {
@@ -45,7 +47,9 @@ fn entry_of_about_1kb() -> Uplink {
     });
     // Pad with a small thumbnail to reach 1 KB of business JSON.
     let room = 1024 - u.to_json().len() - r#","snapshot":"""#.len();
-    let Uplink::Entry(mut e) = u else { unreachable!() };
+    let Uplink::Entry(mut e) = u else {
+        unreachable!()
+    };
     e.snapshot = Some(base64_of_len(room));
     Uplink::Entry(e)
 }
@@ -88,13 +92,25 @@ fn median_secs(target: Duration, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let cfg: PlatformConfig = toml::from_str("base_url = \"https://host\"\napp_id = \"ae145d83e56cb332\"\n").unwrap();
+    let cfg: PlatformConfig =
+        toml::from_str("base_url = \"https://host\"\napp_id = \"ae145d83e56cb332\"\n").unwrap();
     let client = PlatformClient::new(&cfg, Secret::new("bb0873ce314c42f7").unwrap()).unwrap();
     let now = Timestamp(1_570_167_364_000);
-    println!("{:<22} {:>10} {:>14} {:>10} {:>14} {:>10} {:>7}", "report", "JSON bytes", "envelope rep/s", "MB/s", "raw SM4 rep/s", "MB/s", "ratio");
+    println!(
+        "{:<22} {:>10} {:>14} {:>10} {:>14} {:>10} {:>7}",
+        "report", "JSON bytes", "envelope rep/s", "MB/s", "raw SM4 rep/s", "MB/s", "ratio"
+    );
     for (name, uplink, target) in [
-        ("entry (1 KB)", entry_of_about_1kb(), Duration::from_millis(300)),
-        ("snapshot (400 KB)", snapshot_of_400kb(), Duration::from_millis(600)),
+        (
+            "entry (1 KB)",
+            entry_of_about_1kb(),
+            Duration::from_millis(300),
+        ),
+        (
+            "snapshot (400 KB)",
+            snapshot_of_400kb(),
+            Duration::from_millis(600),
+        ),
     ] {
         let json = uplink.to_json();
         let bytes = json.len() as f64;
