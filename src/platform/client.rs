@@ -137,7 +137,8 @@ pub struct Prepared {
     pub message_id: String,
     pub timestamp: String,
     /// The envelope JSON (only encrypted data inside).
-    pub body: Vec<u8>,
+    /// Shared bytes: re-posting (or printing) does not copy a 500 KB body.
+    pub body: bytes::Bytes,
 }
 
 /// Talks to one platform with one app id and secret.
@@ -234,7 +235,7 @@ impl PlatformClient {
             url: self.url(uplink.kind()),
             message_id,
             timestamp,
-            body,
+            body: body.into(),
         })
     }
 
