@@ -237,8 +237,15 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => match SiteConfig::load_with_secret(&config) {
-            Ok((site, _)) => match parking_bridge::driver::load_profiles(&site) {
+            Ok((site, secret)) => match parking_bridge::driver::load_profiles(&site) {
                 Ok(_) => {
+                    // Building the client reads ca_file and parses proxy: report those too.
+                    if let Err(e) =
+                        parking_bridge::platform::PlatformClient::new(&site.platform, secret)
+                    {
+                        eprintln!("{}: platform: {e}", config.display());
+                        return Ok(ExitCode::FAILURE);
+                    }
                     println!("{}: ok", config.display());
                     Ok(ExitCode::SUCCESS)
                 }
