@@ -38,7 +38,8 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Ports => {
-            let ports = parking_bridge::driver::ports::list_ports(Path::new("/sys"), Path::new("/dev"));
+            let ports =
+                parking_bridge::driver::ports::list_ports(Path::new("/sys"), Path::new("/dev"));
             print!("{}", parking_bridge::driver::ports::report(&ports));
             Ok(ExitCode::SUCCESS)
         }

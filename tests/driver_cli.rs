@@ -9,7 +9,10 @@ fn ports_command_lists_ports_or_says_there_are_none() {
     let out = Command::new(BIN).arg("ports").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("no serial ports found") || text.contains("/dev/"), "{text}");
+    assert!(
+        text.contains("no serial ports found") || text.contains("/dev/"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -26,15 +29,33 @@ fn check_reports_device_profile_mismatch_with_file_line_and_key() {
     )
     .unwrap();
     // Run from an empty directory: the built-in profiles must still be found.
-    let out = Command::new(BIN).arg("check").arg("--config").arg(&path).current_dir(dir.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
         err.contains(&format!("{}:21: devices[0].roles.loop_a: profile \"waveshare-modbus-rtu-io-8ch\" has no point \"di42\"", path.display())),
         "{err}"
     );
-    let fixed = std::fs::read_to_string(&path).unwrap().replace("di42", "di1");
+    let fixed = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("di42", "di1");
     std::fs::write(&path, fixed).unwrap();
-    let out = Command::new(BIN).arg("check").arg("--config").arg(&path).current_dir(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -84,7 +84,7 @@ pub fn spawn(
 ) -> Result<Option<tokio::task::JoinHandle<()>>, DriverError> {
     let mut cameras = Vec::new();
     let mut routes: HashMap<String, (usize, TopicKind)> = HashMap::new();
-    for d in &config.devices {
+    for d in config.devices.iter().filter(|d| !d.http_push) {
         let Some(Attachment::Camera { id }) = d.attachment() else {
             continue;
         };
