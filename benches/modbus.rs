@@ -143,8 +143,9 @@ async fn latency(baud: u32, poll_ms: u64, samples: usize) {
         lat.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     lat.sort_by(f64::total_cmp);
-    // One exchange: 8-byte request + 6-byte answer, plus the 3.5-character silences.
-    let exchange = frame_time(14, baud) + silent_interval(baud) * 2;
+    // A change is seen by the next poll: wait for it (0 … period), then the 8-byte
+    // request, the slave's 3.5-character turnaround and the 6-byte answer.
+    let exchange = frame_time(14, baud) + silent_interval(baud);
     let ex_ms = exchange.as_secs_f64() * 1000.0;
     println!(
         "latency {baud:>6} baud, poll {poll_ms} ms: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (n={samples}); \
