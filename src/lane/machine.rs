@@ -688,3 +688,149 @@ impl LaneMachine {
         out.push(passage);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(layout: DetectionLayout) -> LaneMachine {
+        LaneMachine::new(&LaneConfig::new("l", Direction::Entry, "P", layout))
+    }
+
+    fn ev(at: i64, kind: EventKind) -> RawEvent {
+        RawEvent {
+            lane: "l".into(),
+            device: "io".into(),
+            at: Timestamp(at),
+            kind,
+        }
+    }
+
+    fn lp(which: LoopId, occupied: bool) -> EventKind {
+        EventKind::Loop { which, occupied }
+    }
+
+    fn feed(m: &mut LaneMachine, events: &[(i64, EventKind)]) -> Vec<Passage> {
+        events
+            .iter()
+            .flat_map(|(at, k)| m.handle(&ev(*at, k.clone()), Timestamp(*at)))
+            .collect()
+    }
+
+    fn pass_without_read(t: i64) -> Vec<(i64, EventKind)> {
+        vec![
+            (t, lp(LoopId::A, true)),
+            (t + 1000, lp(LoopId::B, true)),
+            (t + 2000, lp(LoopId::A, false)),
+            (t + 3000, lp(LoopId::B, false)),
+        ]
+    }
+
+    #[test]
+    fn idle_lane_has_no_timer_and_an_unread_vehicle_waits_for_the_late_plate_window() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        assert_eq!(m.poll_at(), None);
+        assert!(feed(&mut m, &pass_without_read(0)).is_empty());
+        assert_eq!(m.poll_at(), Some(Timestamp(3000 + 3000)));
+        assert!(m.on_timer(Timestamp(5999)).is_empty());
+        let out = m.on_timer(Timestamp(6000));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].case, out[0].at),
+            (PassageCase::Unrecognised, Timestamp(3000))
+        );
+        assert!(m.is_idle());
+        assert_eq!(m.poll_at(), None);
+    }
+
+    #[test]
+    fn an_event_after_a_deadline_first_runs_the_due_timer() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(&mut m, &pass_without_read(0));
+        // A read 10 s later is too late: the held vehicle is reported unrecognised first.
+        let out = m.handle(
+            &ev(
+                13_000,
+                EventKind::Plate(PlateRead::text("闽A1", PlateColor::Blue)),
+            ),
+            Timestamp(13_000),
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].case, PassageCase::Unrecognised);
+    }
+
+    #[test]
+    fn link_back_before_the_timeout_cancels_the_reset() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut m,
+            &[
+                (0, lp(LoopId::A, true)),
+                (500, lp(LoopId::B, true)),
+                (600, EventKind::Link { up: false }),
+            ],
+        );
+        assert_eq!(m.poll_at(), Some(Timestamp(10_600)));
+        feed(&mut m, &[(2000, EventKind::Link { up: true })]);
+        assert_eq!(m.poll_at(), None);
+        feed(
+            &mut m,
+            &[(3000, lp(LoopId::A, false)), (4000, lp(LoopId::B, false))],
+        );
+        assert_eq!(
+            m.on_timer(Timestamp(7000)).len(),
+            1,
+            "the vehicle was still followed"
+        );
+    }
+
+    #[test]
+    fn link_down_past_the_timeout_drops_the_half_seen_vehicle_but_not_a_cleared_one() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(&mut m, &pass_without_read(0));
+        feed(
+            &mut m,
+            &[
+                (3500, lp(LoopId::A, true)),
+                (3600, EventKind::Link { up: false }),
+            ],
+        );
+        let out = m.on_timer(Timestamp(13_600));
+        assert_eq!(out.len(), 1, "the cleared vehicle is complete and reported");
+        assert!(m.is_idle());
+        // Loops were assumed free: the stale release is ignored, nothing half-made appears.
+        assert!(feed(&mut m, &[(20_000, lp(LoopId::A, false))]).is_empty());
+    }
+
+    #[test]
+    fn repeated_loop_states_are_ignored() {
+        let mut m = lane(DetectionLayout::LoopsOnly);
+        let mut events = pass_without_read(0);
+        events.insert(1, (100, lp(LoopId::A, true)));
+        events.push((3100, lp(LoopId::B, false)));
+        feed(&mut m, &events);
+        assert_eq!(m.on_timer(Timestamp(10_000)).len(), 1);
+    }
+
+    #[test]
+    fn camera_only_quick_read_waits_for_the_full_result() {
+        let mut m = lane(DetectionLayout::CameraOnly);
+        let mut quick = PlateRead::text("闽A1234S", PlateColor::Blue);
+        quick.quick = true;
+        assert!(feed(&mut m, &[(0, EventKind::Plate(quick))]).is_empty());
+        assert_eq!(m.poll_at(), Some(Timestamp(5000)));
+        let out = feed(
+            &mut m,
+            &[(
+                400,
+                EventKind::Plate(PlateRead::text("闽A12345", PlateColor::Blue)),
+            )],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].plate.as_ref().map(|p| p.text.as_str()),
+            Some("闽A12345")
+        );
+        assert_eq!(out[0].at, Timestamp(400));
+    }
+}
