@@ -1,2 +1,182 @@
 //! `parking-bridge run`: assembles the pipeline (drivers → lanes → store → uploader,
 //! heartbeat, HTTP endpoint) and runs it until a signal.
+//!
+//! [`Pipeline`] is the seam: it owns what every part shares (the store, the wake-up
+//! for the uploader, device health, delivery status, the platform client). Drivers,
+//! lanes and the HTTP endpoint are started from [`run`] with a reference to it.
+
+use crate::config::SiteConfig;
+use crate::health::Health;
+use crate::platform::{ClientError, PlatformClient};
+use crate::store::{Store, StoreError};
+use crate::time::Timestamp;
+use crate::uploader::heartbeat::Heartbeat;
+use crate::uploader::{StatusHandle, Uploader, UploaderSettings};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("platform secret: {0}")]
+    Secret(String),
+    #[error("platform client: {0}")]
+    Client(#[from] ClientError),
+    #[error("cannot install signal handler: {0}")]
+    Signal(std::io::Error),
+    #[error("task failed: {0}")]
+    Task(String),
+    #[error(
+        "another `parking-bridge run` is already using {0}; stop it first (two would send every report twice)"
+    )]
+    AlreadyRunning(std::path::PathBuf),
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Holds an exclusive lock on the storage directory for as long as it lives; the
+/// kernel releases it when the process dies, however it dies.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(dir: &std::path::Path) -> Result<RunLock, ServiceError> {
+        use std::os::fd::AsRawFd;
+        let path = dir.join("run.lock");
+        let lock_err = |source| ServiceError::Lock {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(lock_err)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+                ServiceError::AlreadyRunning(dir.to_path_buf())
+            } else {
+                lock_err(err)
+            });
+        }
+        Ok(RunLock { _file: file })
+    }
+}
+
+/// What the running parts share.
+pub struct Pipeline {
+    pub config: SiteConfig,
+    /// The state database. Sync: call it from `spawn_blocking`.
+    pub store: Arc<Store>,
+    /// Wakes the uploader; [`Store`] already wakes it after each commit that queues a
+    /// report, so writers through the store need not touch it.
+    pub notify: Arc<Notify>,
+    /// Device link state, written by the lanes, read by the heartbeat and status page.
+    pub health: Health,
+    /// Delivery state for the status page.
+    pub delivery: StatusHandle,
+    pub client: Arc<PlatformClient>,
+    _lock: RunLock,
+}
+
+impl Pipeline {
+    /// Opens the store (checking it page by page first) and builds the platform client.
+    pub fn open(config: SiteConfig) -> Result<Pipeline, ServiceError> {
+        let lock = RunLock::acquire(&config.storage.dir)?;
+        let store = Store::open_site(&config)?;
+        store.check_integrity()?;
+        let secret = config
+            .platform
+            .secret()
+            .map_err(|e| ServiceError::Secret(e.to_string()))?;
+        let client = PlatformClient::new(&config.platform, secret)?;
+        let notify = store.notifier();
+        Ok(Pipeline {
+            config,
+            store: Arc::new(store),
+            notify,
+            health: Health::new(),
+            delivery: StatusHandle::default(),
+            client: Arc::new(client),
+            _lock: lock,
+        })
+    }
+
+    pub fn uploader_settings(&self) -> UploaderSettings {
+        let mut s = UploaderSettings::new(
+            &self.config.lot.parking_lot_no,
+            self.config.platform.offset(),
+        );
+        s.max_in_flight = self.config.storage.max_in_flight;
+        s
+    }
+
+    pub fn spawn_uploader(&self) -> JoinHandle<()> {
+        let up = Uploader::new(
+            self.store.clone(),
+            self.client.clone(),
+            self.uploader_settings(),
+            self.delivery.clone(),
+        );
+        tokio::spawn(up.run())
+    }
+
+    pub fn spawn_heartbeat(&self) -> JoinHandle<()> {
+        let beat = Heartbeat {
+            deliver: self.client.clone(),
+            parking_lot_no: self.config.lot.parking_lot_no.clone(),
+            every: Duration::from_secs(self.config.platform.heartbeat_secs.max(1)),
+            health: self.health.clone(),
+            lost_after: Duration::from_secs(self.config.storage.lane_lost_after_secs),
+            status: self.delivery.clone(),
+        };
+        tokio::spawn(beat.run())
+    }
+}
+
+/// Runs the service until SIGINT or SIGTERM. Stopping at any moment is safe: all
+/// state is in the store, and an unanswered report is sent again at the next start.
+pub async fn run(config: SiteConfig) -> Result<(), ServiceError> {
+    let pipeline = tokio::task::spawn_blocking(move || Pipeline::open(config))
+        .await
+        .map_err(|e| ServiceError::Task(e.to_string()))??;
+    let occupancy = pipeline.store.occupancy()?;
+    let pending = pipeline.store.outbox_summary(Timestamp::now())?.pending();
+    tracing::info!(
+        db = %pipeline.store.path().display(),
+        lot = %pipeline.config.lot.parking_lot_no,
+        occupied = occupancy.occupied,
+        total = occupancy.total,
+        pending,
+        "parking-bridge started"
+    );
+    let mut tasks = vec![pipeline.spawn_uploader(), pipeline.spawn_heartbeat()];
+    // Drivers → lanes (issue: lanes/drivers) and the HTTP endpoint (issue: ops) are
+    // started here, each given `&pipeline`, and their handles pushed onto `tasks`.
+    tasks.shrink_to_fit();
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServiceError::Signal)?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = term.recv() => tracing::info!("terminated; stopping"),
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    for t in &tasks {
+        t.abort();
+    }
+    Ok(())
+}

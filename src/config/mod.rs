@@ -19,7 +19,7 @@ pub use devices::{BusConfig, DeviceConfig, MqttConfig};
 pub use lanes::{Direction, LaneConfig};
 pub use lot::LotConfig;
 pub use ops::{HttpConfig, LoggingConfig};
-pub use platform::PlatformConfig;
+pub use platform::{PlatformConfig, Secret, SecretError};
 pub use storage::StorageConfig;
 
 /// The whole site config file.
@@ -72,17 +72,14 @@ pub struct Located {
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file.display(),
-                line,
-                self.key,
-                self.message
-            ),
-            None => write!(f, "{}: {}: {}", self.file.display(), self.key, self.message),
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
         }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
     }
 }
 
@@ -119,12 +116,28 @@ impl SiteConfig {
     /// resolve relative paths.
     pub fn from_toml(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {
         let config: SiteConfig = toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
             let line = e.span().map(|s| line_of_offset(text, s.start));
+            let mut key = e
+                .span()
+                .and_then(|s| key_at_offset(text, s.start))
+                .unwrap_or_default();
+            // "missing field `x`": the span is the enclosing table; name the field too.
+            if let Some(field) = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.split('`').next())
+            {
+                key = if key.is_empty() {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                };
+            }
             ConfigError::Invalid(vec![Located {
                 file: path.to_path_buf(),
                 line,
-                key: String::new(),
-                message: e.message().to_string(),
+                key,
+                message,
             }])
         })?;
         let problems = config.validate();
@@ -142,6 +155,26 @@ impl SiteConfig {
                     })
                     .collect(),
             ))
+        }
+    }
+
+    /// [`load`](Self::load), then obtains the app secret (environment, file or inline
+    /// value). Secret problems are reported like other config errors, located at the
+    /// key they concern.
+    pub fn load_with_secret(path: &Path) -> Result<(SiteConfig, Secret), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config = Self::from_toml(&text, path)?;
+        match config.platform.secret() {
+            Ok(secret) => Ok((config, secret)),
+            Err(e) => Err(ConfigError::Invalid(vec![Located {
+                file: path.to_path_buf(),
+                line: locate_key(&text, e.key()),
+                key: e.key().to_string(),
+                message: e.to_string(),
+            }])),
         }
     }
 
@@ -203,6 +236,52 @@ pub fn locate_key(text: &str, key: &str) -> Option<usize> {
     best
 }
 
+/// The dotted key path (`lanes[1].direction`) of the key or value at a byte offset,
+/// e.g. where the parser found an unknown key or a value of the wrong type.
+pub fn key_at_offset(text: &str, offset: usize) -> Option<String> {
+    let doc: toml::Spanned<toml::de::DeTable> = toml::de::DeTable::parse(text).ok()?;
+    path_in_table(doc.get_ref(), offset, "")
+}
+
+fn path_in_table(table: &toml::de::DeTable, offset: usize, prefix: &str) -> Option<String> {
+    for (k, v) in table.iter() {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        if k.span().contains(&offset) {
+            return Some(path);
+        }
+        // Header-defined tables' spans do not cover their keys: always look inside.
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => {
+                if let Some(p) = path_in_table(t, offset, &path) {
+                    return Some(p);
+                }
+            }
+            toml::de::DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let item_path = format!("{path}[{i}]");
+                    if let toml::de::DeValue::Table(t) = item.get_ref()
+                        && let Some(p) = path_in_table(t, offset, &item_path)
+                    {
+                        return Some(p);
+                    }
+                    if item.span().contains(&offset) {
+                        return Some(item_path);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if v.span().contains(&offset) {
+            return Some(path);
+        }
+    }
+    None
+}
+
 fn split_key(key: &str) -> Vec<(String, Option<usize>)> {
     key.split('.')
         .filter(|s| !s.is_empty())
@@ -211,4 +290,163 @@ fn split_key(key: &str) -> Vec<(String, Option<usize>)> {
             None => (seg.to_string(), None),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = r#"[platform]
+base_url = "https://host"
+app_id = "ae145d83e56cb332"
+app_secret = "bb0873ce314c42f7"
+
+[lot]
+parking_lot_no = "P001"
+total_spaces = 100
+
+[storage]
+dir = "/var/lib/parking-bridge"
+
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "E1"
+
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "X1"
+"#;
+
+    fn errors(text: &str) -> Vec<Located> {
+        match SiteConfig::from_toml(text, Path::new("/etc/pb.toml")) {
+            Err(ConfigError::Invalid(v)) => v,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    fn line_of(text: &str, needle: &str) -> usize {
+        line_of_offset(text, text.find(needle).unwrap())
+    }
+
+    #[test]
+    fn valid_config_loads() {
+        let c = SiteConfig::from_toml(VALID, Path::new("x.toml")).unwrap();
+        assert_eq!(c.lanes.len(), 2);
+        assert_eq!(c.platform.heartbeat_secs, 30);
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = VALID.replace(
+            "app_id = \"ae145d83e56cb332\"",
+            "app_id = \"ae145d83e56cb332\"\ncolour = 1",
+        );
+        let e = &errors(&text)[0];
+        assert_eq!(e.key, "platform.colour");
+        assert_eq!(e.line, Some(line_of(&text, "colour")));
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+        assert!(
+            e.to_string().starts_with(&format!(
+                "/etc/pb.toml:{}: platform.colour: ",
+                e.line.unwrap()
+            )),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_type_names_line_and_key() {
+        let text = VALID.replace("total_spaces = 100", "total_spaces = \"hundred\"");
+        let e = &errors(&text)[0];
+        assert_eq!(e.key, "lot.total_spaces");
+        assert_eq!(e.line, Some(line_of(&text, "total_spaces")));
+    }
+
+    #[test]
+    fn invalid_value_in_lanes_array_names_the_element() {
+        let text = VALID.replace("direction = \"exit\"", "direction = \"sideways\"");
+        let e = &errors(&text)[0];
+        assert_eq!(e.key, "lanes[1].direction");
+        assert_eq!(e.line, Some(line_of(&text, "sideways")));
+        let text = VALID.replace("port_no = \"X1\"", "port_no = \"\"");
+        let e = &errors(&text)[0];
+        assert_eq!(e.key, "lanes[1].port_no");
+        assert_eq!(e.line, Some(line_of(&text, "port_no = \"\"")));
+        let text = VALID.replace("id = \"exit-1\"\n", "id = \"exit-1\"\nspeed = 3\n");
+        let e = &errors(&text)[0];
+        assert_eq!(e.key, "lanes[1].speed");
+        assert_eq!(e.line, Some(line_of(&text, "speed")));
+    }
+
+    #[test]
+    fn missing_required_key_is_named() {
+        let text = VALID.replace("dir = \"/var/lib/parking-bridge\"\n", "");
+        let e = &errors(&text)[0];
+        assert!(e.key.ends_with("dir"), "{e}");
+    }
+
+    #[test]
+    fn secret_of_wrong_length_is_a_located_config_error() {
+        let text = VALID.replace("bb0873ce314c42f7", "short");
+        let e = &errors(&text)[0];
+        assert_eq!(e.key, "platform.app_secret");
+        assert_eq!(e.line, Some(line_of(&text, "app_secret")));
+    }
+
+    #[test]
+    fn several_validation_errors_are_all_reported() {
+        let text = VALID
+            .replace("total_spaces = 100", "total_spaces = -1")
+            .replace("\n[lot]", "heartbeat_secs = 90\n\n[lot]");
+        let errs = errors(&text);
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(
+            keys.contains(&"platform.heartbeat_secs") && keys.contains(&"lot.total_spaces"),
+            "{keys:?}"
+        );
+        assert_eq!(
+            errs.iter()
+                .find(|e| e.key == "platform.heartbeat_secs")
+                .unwrap()
+                .line,
+            Some(line_of(&text, "heartbeat_secs"))
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn load_with_secret_locates_world_readable_secret_file() {
+        use std::os::unix::fs::PermissionsExt;
+        // The environment override would hide the file; this test needs it unset.
+        if std::env::var_os(platform::SECRET_ENV).is_some() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("app_secret");
+        std::fs::write(&secret, "bb0873ce314c42f7").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let text = VALID.replace(
+            "app_secret = \"bb0873ce314c42f7\"",
+            &format!("app_secret_file = {:?}", secret.display().to_string()),
+        );
+        let cfg = dir.path().join("site.toml");
+        std::fs::write(&cfg, &text).unwrap();
+        match SiteConfig::load_with_secret(&cfg) {
+            Err(ConfigError::Invalid(v)) => {
+                assert_eq!(v[0].key, "platform.app_secret_file");
+                assert_eq!(v[0].line, Some(line_of(&text, "app_secret_file")));
+                assert!(
+                    v[0].message.contains("readable by everyone"),
+                    "{}",
+                    v[0].message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (_, s) = SiteConfig::load_with_secret(&cfg).unwrap();
+        assert_eq!(s.as_bytes(), b"bb0873ce314c42f7");
+    }
 }

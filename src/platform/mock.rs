@@ -1,2 +1,1045 @@
 //! The strict stand-in for City Brain (`parking-bridge mock-platform`).
-//! TODO(issue 2): in progress.
+//!
+//! Request handling is the pure [`handle`]: bytes in, status and bytes out, given the
+//! state and `now`. It decrypts and validates every request with the same wire code the
+//! bridge uses, answers like the platform, and describes the request as one record
+//! line. The HTTP layer around it ([`serve`]) only adds latency, drops connections,
+//! appends records to the file and locks the state.
+
+use super::envelope::{self, EnvelopeError};
+use super::response::codes;
+use super::wire::{self, Uplink, UplinkKind};
+use crate::config::platform::Secret;
+use crate::time::Timestamp;
+use chrono::FixedOffset;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Who the mock is.
+#[derive(Debug, Clone)]
+pub struct MockConfig {
+    pub app_id: String,
+    pub secret: Secret,
+    /// Registered lots; empty accepts any `parking_lot_no`.
+    pub lots: Vec<String>,
+    /// Offset for `sign_time` and the generated `inner_oder_no`.
+    pub offset: FixedOffset,
+    /// Answer with an envelope instead of plain JSON (the spec allows both).
+    pub envelope_answers: bool,
+}
+
+/// One stay the mock knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub inner_oder_no: String,
+    pub exited: bool,
+}
+
+/// What the mock remembers: every accepted stay and counters.
+#[derive(Debug, Clone, Default)]
+pub struct MockState {
+    pub orders: HashMap<String, Order>,
+    pub entries: u64,
+    pub exits: u64,
+    pub snapshots: u64,
+    pub heartbeats: u64,
+    next_seq: u64,
+}
+
+/// A fault the HTTP layer decided to inject into this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Inside the configured outage window: 503.
+    Outage,
+    /// HTTP 500.
+    Fail,
+    /// Close the connection without an answer.
+    Drop,
+    /// `success: true` with an error code (the original's habit).
+    ErrorCode,
+}
+
+/// How to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Http {
+        status: u16,
+        body: Vec<u8>,
+    },
+    /// Close the connection without answering.
+    Drop,
+}
+
+/// One line of the record file (JSON Lines).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// When the mock handled it, ms since the Unix epoch.
+    pub at: Timestamp,
+    pub path: String,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    /// What the mock answered (`success`, an error code, or `HTTP_500` / `DROPPED`).
+    pub result_code: String,
+    /// The request was accepted as new (answered `success`).
+    pub accepted: bool,
+    /// Why it was refused, naming the problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner_oder_no: Option<String>,
+    /// The decrypted business JSON, `snapshot` replaced by `{"snapshot_bytes": N}`;
+    /// null when it could not be decrypted.
+    #[serde(default)]
+    pub body: Value,
+}
+
+/// The outcome of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Handled {
+    pub reply: Reply,
+    pub record: Record,
+}
+
+impl MockState {
+    /// Rebuilds the state from a record file's lines (a restarted mock keeps its
+    /// stays). Lines that do not parse are skipped and counted.
+    pub fn replay(reader: impl BufRead) -> (MockState, usize) {
+        let mut state = MockState::default();
+        let mut skipped = 0;
+        for line in reader.lines() {
+            let Ok(line) = line else {
+                skipped += 1;
+                continue;
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Record>(&line) {
+                Ok(r) => state.apply_record(&r),
+                Err(_) => skipped += 1,
+            }
+        }
+        (state, skipped)
+    }
+
+    fn apply_record(&mut self, r: &Record) {
+        if !r.accepted {
+            return;
+        }
+        let out_order_no = r
+            .body
+            .get("out_order_no")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        match (UplinkKind::from_path(&r.path), out_order_no) {
+            (Some(UplinkKind::Entry), Some(o)) => {
+                self.entries += 1;
+                self.next_seq += 1;
+                let inner = r
+                    .inner_oder_no
+                    .clone()
+                    .unwrap_or_else(|| format!("R{:06}", self.next_seq));
+                self.orders.insert(
+                    o,
+                    Order {
+                        inner_oder_no: inner,
+                        exited: false,
+                    },
+                );
+            }
+            (Some(UplinkKind::Exit), Some(o)) => {
+                self.exits += 1;
+                if let Some(order) = self.orders.get_mut(&o) {
+                    order.exited = true;
+                }
+            }
+            (Some(UplinkKind::Snapshot), _) => self.snapshots += 1,
+            (Some(UplinkKind::Heartbeat), _) => self.heartbeats += 1,
+            _ => {}
+        }
+    }
+
+    fn new_inner_order(&mut self, now: Timestamp, offset: FixedOffset) -> String {
+        self.next_seq += 1;
+        format!(
+            "R{}{:06}",
+            now.to_local(offset).format("%Y%m%d%H%M%S"),
+            self.next_seq % 1_000_000
+        )
+    }
+}
+
+/// Handles one request. Pure: no I/O, no clock, never panics.
+pub fn handle(
+    state: &mut MockState,
+    cfg: &MockConfig,
+    path: &str,
+    body: &[u8],
+    now: Timestamp,
+    fault: Fault,
+) -> Handled {
+    let mut record = Record {
+        at: now,
+        path: path.to_string(),
+        app_id: None,
+        message_id: None,
+        result_code: String::new(),
+        accepted: false,
+        message: None,
+        inner_oder_no: None,
+        body: Value::Null,
+    };
+    let answer = process(state, cfg, path, body, now, fault, &mut record);
+    let reply = match answer {
+        Outcome::Answer(mut fields) => {
+            record.result_code = fields
+                .get("result_code")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            record.accepted = record.result_code == codes::SUCCESS;
+            if !record.accepted {
+                record.message = fields
+                    .get("result_msg")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            record.inner_oder_no = fields
+                .get("inner_oder_no")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(obj) = fields.as_object_mut() {
+                obj.retain(|_, v| !v.is_null());
+            }
+            let plain = fields.to_string().into_bytes();
+            let body = if cfg.envelope_answers {
+                let message_id = record.message_id.clone().unwrap_or_default();
+                envelope::seal(
+                    &cfg.app_id,
+                    cfg.secret.as_bytes(),
+                    &message_id,
+                    &now.format_local(cfg.offset),
+                    plain,
+                )
+            } else {
+                plain
+            };
+            Reply::Http { status: 200, body }
+        }
+        Outcome::Http {
+            status,
+            code,
+            message,
+        } => {
+            record.result_code = code.to_string();
+            record.message = Some(message.clone());
+            Reply::Http {
+                status,
+                body: message.into_bytes(),
+            }
+        }
+        Outcome::Drop => {
+            record.result_code = "DROPPED".to_string();
+            Reply::Drop
+        }
+    };
+    Handled { reply, record }
+}
+
+enum Outcome {
+    /// A platform answer (HTTP 200, JSON).
+    Answer(Value),
+    /// An HTTP-level answer.
+    Http {
+        status: u16,
+        code: &'static str,
+        message: String,
+    },
+    Drop,
+}
+
+fn refuse(code: &str, message: impl Into<String>) -> Outcome {
+    Outcome::Answer(json!({"success": false, "result_code": code, "result_msg": message.into()}))
+}
+
+fn process(
+    state: &mut MockState,
+    cfg: &MockConfig,
+    path: &str,
+    body: &[u8],
+    now: Timestamp,
+    fault: Fault,
+    record: &mut Record,
+) -> Outcome {
+    let Some(kind) = UplinkKind::from_path(path) else {
+        return Outcome::Http {
+            status: 404,
+            code: "HTTP_404",
+            message: format!("no interface at {path}"),
+        };
+    };
+    // Decode as far as possible first, so that even a faulted request is recorded.
+    let env = match envelope::parse(body) {
+        Ok(env) => env,
+        Err(e) => return refuse(codes::INVALID_JSON, format!("body is not an envelope: {e}")),
+    };
+    record.app_id = Some(env.app_id.clone());
+    record.message_id = Some(env.message_id.clone());
+    let decrypted = envelope::decrypt_b64(cfg.secret.as_bytes(), &env.encrypted_data);
+    let uplink = decrypted.as_ref().map_err(Clone::clone).map(|plain| {
+        record.body = recordable_body(plain);
+        Uplink::parse(kind, plain)
+    });
+
+    match fault {
+        Fault::None => {}
+        Fault::Outage => {
+            return Outcome::Http {
+                status: 503,
+                code: "HTTP_503",
+                message: "outage (injected)".into(),
+            };
+        }
+        Fault::Fail => {
+            return Outcome::Http {
+                status: 500,
+                code: "HTTP_500",
+                message: "failure (injected)".into(),
+            };
+        }
+        Fault::Drop => return Outcome::Drop,
+        Fault::ErrorCode => {
+            return Outcome::Answer(
+                json!({"success": true, "result_code": codes::SYSTEM_BUSY, "result_msg": "system busy (injected)"}),
+            );
+        }
+    }
+
+    if let Err(e) = check_envelope_fields(&env) {
+        return refuse(codes::INVALID_PARAMETER, e);
+    }
+    if env.app_id != cfg.app_id {
+        return refuse(
+            codes::INVALID_APP_ID,
+            format!("app_id {:?} is not registered", env.app_id),
+        );
+    }
+    let uplink = match uplink {
+        Err(EnvelopeError::Base64) => {
+            return refuse(
+                codes::INVALID_BASE64,
+                "encrypted_data is not standard base64",
+            );
+        }
+        Err(e) => {
+            return refuse(
+                codes::DECRYPT_FAILED,
+                format!("cannot decrypt encrypted_data ({e}): wrong app_secret?"),
+            );
+        }
+        Ok(Err(wire::WireError::Json { message })) => {
+            return refuse(
+                codes::INVALID_JSON,
+                format!("decrypted data is not a JSON object: {message}"),
+            );
+        }
+        Ok(Err(e)) => return refuse(codes::INVALID_PARAMETER, e.to_string()),
+        Ok(Ok(u)) => u,
+    };
+    let lot = match &uplink {
+        Uplink::Entry(e) => Some(&e.parking_lot_no),
+        Uplink::Exit(x) => Some(&x.parking_lot_no),
+        Uplink::Heartbeat(h) => Some(&h.parking_lot_no),
+        Uplink::Snapshot(_) => None,
+    };
+    if let Some(lot) = lot
+        && !cfg.lots.is_empty()
+        && !cfg.lots.contains(lot)
+    {
+        return refuse(
+            codes::PARKING_LOT_NOT_EXIST,
+            format!("车场不存在: lot {lot:?} is not registered"),
+        );
+    }
+    let ok = |extra: Value| {
+        let mut v =
+            json!({"success": true, "result_code": codes::SUCCESS, "result_msg": "success"});
+        if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), extra) {
+            obj.extend(extra);
+        }
+        Outcome::Answer(v)
+    };
+    let not_exist = || {
+        Outcome::Answer(
+            json!({"success": true, "result_code": codes::ORDER_NOT_EXIST, "result_msg": "订单不存在"}),
+        )
+    };
+    match uplink {
+        Uplink::Entry(e) => {
+            if state.orders.contains_key(&e.out_order_no) {
+                return Outcome::Answer(
+                    json!({"success": true, "result_code": codes::OUT_ORDER_NO_DUPLICATION, "result_msg": "外部订单号重复"}),
+                );
+            }
+            let inner = state.new_inner_order(now, cfg.offset);
+            state.orders.insert(
+                e.out_order_no,
+                Order {
+                    inner_oder_no: inner.clone(),
+                    exited: false,
+                },
+            );
+            state.entries += 1;
+            ok(
+                json!({"inner_oder_no": inner, "sign_level": "L2", "sign_time": now.format_local(cfg.offset)}),
+            )
+        }
+        Uplink::Exit(x) => match state.orders.get_mut(&x.out_order_no) {
+            None => not_exist(),
+            // A repeated exit (a re-send after a lost answer) is a duplicate, like a
+            // repeated entry: accepted once only.
+            Some(order) if order.exited => Outcome::Answer(
+                json!({"success": true, "result_code": codes::OUT_ORDER_NO_DUPLICATION, "result_msg": "外部订单号重复"}),
+            ),
+            Some(order) => {
+                order.exited = true;
+                state.exits += 1;
+                ok(json!({"inner_oder_no": order.inner_oder_no}))
+            }
+        },
+        Uplink::Snapshot(s) => {
+            if !state.orders.contains_key(&s.out_order_no) {
+                return not_exist();
+            }
+            state.snapshots += 1;
+            ok(Value::Null)
+        }
+        Uplink::Heartbeat(_) => {
+            state.heartbeats += 1;
+            ok(Value::Null)
+        }
+    }
+}
+
+fn check_envelope_fields(env: &envelope::Envelope) -> Result<(), String> {
+    for (field, value, max) in [
+        ("app_id", &env.app_id, 32),
+        ("message_id", &env.message_id, 64),
+    ] {
+        if value.is_empty() {
+            return Err(format!("{field}: required but missing or empty"));
+        }
+        if value.chars().count() > max {
+            return Err(format!("{field}: longer than {max} characters"));
+        }
+    }
+    if Timestamp::parse_local(
+        &env.timestamp,
+        FixedOffset::east_opt(0).unwrap_or(crate::time::china_standard_time()),
+    )
+    .is_none()
+        || env.timestamp.len() != 19
+    {
+        return Err(format!(
+            "timestamp: {:?} is not a time YYYY-MM-DD HH:MM:SS",
+            env.timestamp
+        ));
+    }
+    Ok(())
+}
+
+/// The decrypted business JSON for the record, images replaced by their size.
+fn recordable_body(plain: &[u8]) -> Value {
+    match serde_json::from_slice::<Value>(plain) {
+        Ok(mut v) => {
+            if let Some(Value::String(s)) = v.get("snapshot") {
+                let pad = s.bytes().rev().take_while(|b| *b == b'=').count();
+                let bytes = (s.len() / 4 * 3).saturating_sub(pad);
+                v["snapshot"] = json!({ "snapshot_bytes": bytes });
+            }
+            v
+        }
+        Err(_) => json!({ "unparsable_bytes": plain.len() }),
+    }
+}
+
+/// Fault injection settings and their seeded dice.
+#[derive(Debug)]
+pub struct Faults {
+    pub latency: Duration,
+    pub fail_rate: f64,
+    pub drop_rate: f64,
+    pub error_code_rate: f64,
+    /// Outage window `[start, start + len)` since the mock started.
+    pub outage: Option<(Duration, Duration)>,
+    rng: rand::rngs::StdRng,
+}
+
+impl Faults {
+    pub fn none() -> Faults {
+        Faults::new(Duration::ZERO, 0.0, 0.0, 0.0, None, 0)
+    }
+
+    pub fn new(
+        latency: Duration,
+        fail_rate: f64,
+        drop_rate: f64,
+        error_code_rate: f64,
+        outage: Option<(Duration, Duration)>,
+        seed: u64,
+    ) -> Faults {
+        Faults {
+            latency,
+            fail_rate,
+            drop_rate,
+            error_code_rate,
+            outage,
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+        }
+    }
+
+    /// The fault for a request arriving `since_start` after the mock started.
+    pub fn decide(&mut self, since_start: Duration) -> Fault {
+        if let Some((start, len)) = self.outage
+            && since_start >= start
+            && since_start < start + len
+        {
+            return Fault::Outage;
+        }
+        let roll: f64 = self.rng.random();
+        if roll < self.drop_rate {
+            return Fault::Drop;
+        }
+        if roll < self.drop_rate + self.fail_rate {
+            return Fault::Fail;
+        }
+        if roll < self.drop_rate + self.fail_rate + self.error_code_rate {
+            return Fault::ErrorCode;
+        }
+        Fault::None
+    }
+}
+
+/// The running mock: config, state, faults and the record file.
+pub struct Mock {
+    cfg: MockConfig,
+    state: Mutex<MockState>,
+    faults: Mutex<Faults>,
+    record: Option<Mutex<std::fs::File>>,
+    started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MockError {
+    #[error("record file {path}: {source}")]
+    Record {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("listen: {0}")]
+    Listen(std::io::Error),
+}
+
+impl Mock {
+    /// A mock; with a record file, its existing lines are replayed first.
+    pub fn new(
+        cfg: MockConfig,
+        faults: Faults,
+        record: Option<PathBuf>,
+    ) -> Result<Mock, MockError> {
+        let mut state = MockState::default();
+        let file = match record {
+            None => None,
+            Some(path) => {
+                let err = |source| MockError::Record {
+                    path: path.clone(),
+                    source,
+                };
+                if path.exists() {
+                    let f = std::fs::File::open(&path).map_err(err)?;
+                    let (replayed, skipped) = MockState::replay(std::io::BufReader::new(f));
+                    tracing::info!(
+                        path = %path.display(), orders = replayed.orders.len(), skipped,
+                        "mock state replayed from record file"
+                    );
+                    state = replayed;
+                }
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(err)?;
+                Some(Mutex::new(f))
+            }
+        };
+        Ok(Mock {
+            cfg,
+            state: Mutex::new(state),
+            faults: Mutex::new(faults),
+            record: file,
+            started: Instant::now(),
+        })
+    }
+
+    /// Handles one request (state locked), writes its record line; returns the reply and
+    /// the latency to add.
+    pub fn call(&self, path: &str, body: &[u8]) -> (Reply, Duration) {
+        let (fault, latency) = {
+            let mut f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+            (f.decide(self.started.elapsed()), f.latency)
+        };
+        let handled = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            handle(&mut state, &self.cfg, path, body, Timestamp::now(), fault)
+        };
+        let r = &handled.record;
+        tracing::info!(
+            path = %r.path, message_id = r.message_id.as_deref().unwrap_or(""), result_code = %r.result_code,
+            accepted = r.accepted, message = r.message.as_deref().unwrap_or(""), "mock request"
+        );
+        if let Some(file) = &self.record {
+            use std::io::Write;
+            let mut line = serde_json::to_vec(r).unwrap_or_default();
+            line.push(b'\n');
+            let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+            if let Err(e) = f.write_all(&line) {
+                tracing::warn!(error = %e, "cannot append to record file");
+            }
+        }
+        (handled.reply, latency)
+    }
+
+    pub fn state(&self) -> MockState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Marks a response whose connection must be dropped instead.
+#[derive(Clone, Copy)]
+struct DropConnection;
+
+#[derive(Debug, thiserror::Error)]
+#[error("connection dropped (injected)")]
+struct Dropped;
+
+async fn route(
+    axum::extract::State(mock): axum::extract::State<Arc<Mock>>,
+    uri: axum::http::Uri,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (reply, latency) = mock.call(uri.path(), &body);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    match reply {
+        Reply::Http { status, body } => {
+            let status =
+                axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK);
+            let content_type = if status.is_success() {
+                "application/json; charset=utf-8"
+            } else {
+                "text/plain"
+            };
+            (
+                status,
+                [(axum::http::header::CONTENT_TYPE, content_type)],
+                body,
+            )
+                .into_response()
+        }
+        Reply::Drop => {
+            let mut resp = axum::http::StatusCode::OK.into_response();
+            resp.extensions_mut().insert(DropConnection);
+            resp
+        }
+    }
+}
+
+/// Serves the mock on `listener` until the task is dropped. Uses hyper directly
+/// under the axum router so that a connection can be dropped on purpose.
+pub async fn serve(listener: tokio::net::TcpListener, mock: Arc<Mock>) -> Result<(), MockError> {
+    use tower::ServiceExt;
+    let router = axum::Router::new()
+        .fallback(axum::routing::post(route))
+        .layer(axum::extract::DefaultBodyLimit::max(4 << 20))
+        .with_state(mock);
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    async move {
+                        let resp = router
+                            .oneshot(req.map(axum::body::Body::new))
+                            .await
+                            .map_err(|e| match e {})?;
+                        if resp.extensions().get::<DropConnection>().is_some() {
+                            Err(Dropped)
+                        } else {
+                            Ok(resp)
+                        }
+                    }
+                });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            // Errors here are a client going away or an injected drop: nothing to do.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::response::{self, Verdict};
+    use crate::platform::wire::{EntryRequest, ExitRequest, SnapshotRequest};
+
+    const KEY: &str = "bb0873ce314c42f7";
+    const NOW: Timestamp = Timestamp(1_570_167_364_000);
+
+    fn cfg() -> MockConfig {
+        MockConfig {
+            app_id: "ae145d83e56cb332".into(),
+            secret: Secret::new(KEY).unwrap(),
+            lots: vec!["P001".into()],
+            offset: crate::time::china_standard_time(),
+            envelope_answers: false,
+        }
+    }
+
+    fn entry(o: &str) -> Uplink {
+        Uplink::Entry(EntryRequest {
+            out_order_no: o.into(),
+            plate_no: "闽A12345".into(),
+            plate_color: "pnc_02".into(),
+            car_type: None,
+            parking_time: "2019-10-04 13:36:04".into(),
+            snapshot: Some("/9j/4AAQSkZJRg==".into()),
+            parking_lot_no: "P001".into(),
+            port_no: "E1".into(),
+            operator: None,
+            price: None,
+            should_pay: None,
+            total_spaces: 100,
+            free_spaces: 80,
+            device_no: None,
+        })
+    }
+
+    fn exit(o: &str) -> Uplink {
+        Uplink::Exit(ExitRequest {
+            out_order_no: o.into(),
+            plate_no: "闽A12345".into(),
+            plate_color: "pnc_02".into(),
+            car_type: None,
+            away_time: "2019-10-04 16:36:04".into(),
+            price: 500,
+            should_pay: 0,
+            paid_fee: 500,
+            snapshot: None,
+            parking_lot_no: "P001".into(),
+            port_no: "X1".into(),
+            operator: None,
+            total_spaces: 100,
+            free_spaces: 81,
+            device_no: None,
+        })
+    }
+
+    fn sealed_with(app_id: &str, key: &str, json: Vec<u8>) -> Vec<u8> {
+        envelope::seal(
+            app_id,
+            Secret::new(key).unwrap().as_bytes(),
+            "m-1",
+            "2019-10-04 13:36:04",
+            json,
+        )
+    }
+
+    fn send(state: &mut MockState, u: &Uplink) -> Handled {
+        let body = sealed_with("ae145d83e56cb332", KEY, u.to_json());
+        handle(state, &cfg(), u.path(), &body, NOW, Fault::None)
+    }
+
+    fn verdict(h: &Handled) -> Verdict {
+        match &h.reply {
+            Reply::Http { status, body } => {
+                response::decode(*status, body, Secret::new(KEY).unwrap().as_bytes()).verdict
+            }
+            Reply::Drop => panic!("dropped"),
+        }
+    }
+
+    #[test]
+    fn entry_gets_inner_order_and_repeat_is_duplicate() {
+        let mut s = MockState::default();
+        let h = send(&mut s, &entry("o1"));
+        assert_eq!(verdict(&h), Verdict::Done);
+        assert!(h.record.accepted);
+        let inner = h.record.inner_oder_no.clone().unwrap();
+        assert!(inner.starts_with("R20191004133604"), "{inner}");
+        assert_eq!(
+            h.record.body["snapshot"],
+            json!({"snapshot_bytes": 10}),
+            "image replaced by its size"
+        );
+        assert_eq!(h.record.body["plate_no"], "闽A12345");
+        let h = send(&mut s, &entry("o1"));
+        assert_eq!(verdict(&h), Verdict::AlreadyDone);
+        assert!(!h.record.accepted);
+        assert_eq!(h.record.result_code, "OUT_ORDER_NO_DUPLICATION");
+        assert_eq!(s.entries, 1);
+    }
+
+    #[test]
+    fn exit_and_snapshot_of_unknown_stay_need_entry_first() {
+        let mut s = MockState::default();
+        assert_eq!(
+            verdict(&send(&mut s, &exit("o2"))),
+            Verdict::NeedsEntryFirst
+        );
+        let snap = Uplink::Snapshot(SnapshotRequest {
+            out_order_no: "o2".into(),
+            event: "parking".into(),
+            snapshot: "AAAA".into(),
+        });
+        assert_eq!(verdict(&send(&mut s, &snap)), Verdict::NeedsEntryFirst);
+        assert_eq!(verdict(&send(&mut s, &entry("o2"))), Verdict::Done);
+        assert_eq!(verdict(&send(&mut s, &snap)), Verdict::Done);
+        let h = send(&mut s, &exit("o2"));
+        assert_eq!(verdict(&h), Verdict::Done);
+        assert!(h.record.inner_oder_no.is_some());
+        assert!(s.orders["o2"].exited);
+    }
+
+    #[test]
+    fn wrong_app_id_key_base64_json_are_refused_by_name() {
+        let mut s = MockState::default();
+        let hb = Uplink::heartbeat("P001", true);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (sealed_with("other", KEY, hb.to_json()), codes::INVALID_APP_ID),
+            (sealed_with("ae145d83e56cb332", "0000000000000000", hb.to_json()), codes::DECRYPT_FAILED),
+            (
+                br#"{"app_id":"ae145d83e56cb332","message_id":"m","encrypted_data":"!!","timestamp":"2019-10-04 13:36:04"}"#
+                    .to_vec(),
+                codes::INVALID_BASE64,
+            ),
+            (b"not json".to_vec(), codes::INVALID_JSON),
+            (sealed_with("ae145d83e56cb332", KEY, b"[not an object]".to_vec()), codes::INVALID_JSON),
+        ];
+        for (body, code) in cases {
+            let h = handle(
+                &mut s,
+                &cfg(),
+                "/barrier/heartbeat",
+                &body,
+                NOW,
+                Fault::None,
+            );
+            assert_eq!(h.record.result_code, code);
+            assert!(matches!(verdict(&h), Verdict::ConfigFault { .. }), "{code}");
+        }
+    }
+
+    #[test]
+    fn invalid_fields_are_refused_naming_the_field() {
+        let mut s = MockState::default();
+        let Uplink::Entry(mut e) = entry("o3") else {
+            unreachable!()
+        };
+        e.free_spaces = 200;
+        let h = send(&mut s, &Uplink::Entry(e));
+        assert_eq!(h.record.result_code, codes::INVALID_PARAMETER);
+        assert!(
+            h.record.message.as_deref().unwrap().contains("free_spaces"),
+            "{:?}",
+            h.record.message
+        );
+        let body = sealed_with(
+            "ae145d83e56cb332",
+            KEY,
+            br#"{"parking_lot_no":"P001","status":"alive","extra":1}"#.to_vec(),
+        );
+        let h = handle(
+            &mut s,
+            &cfg(),
+            "/barrier/heartbeat",
+            &body,
+            NOW,
+            Fault::None,
+        );
+        assert!(h.record.message.as_deref().unwrap().contains("extra"));
+        let body = envelope::seal(
+            "ae145d83e56cb332",
+            Secret::new(KEY).unwrap().as_bytes(),
+            "m",
+            "yesterday",
+            b"{}".to_vec(),
+        );
+        let h = handle(
+            &mut s,
+            &cfg(),
+            "/barrier/heartbeat",
+            &body,
+            NOW,
+            Fault::None,
+        );
+        assert!(h.record.message.as_deref().unwrap().contains("timestamp"));
+        assert!(s.orders.is_empty());
+    }
+
+    #[test]
+    fn unregistered_lot_and_unknown_path() {
+        let mut s = MockState::default();
+        let h = send(&mut s, &Uplink::heartbeat("P999", true));
+        assert_eq!(h.record.result_code, codes::PARKING_LOT_NOT_EXIST);
+        let h = handle(&mut s, &cfg(), "/barrier/nothing", b"{}", NOW, Fault::None);
+        assert_eq!(
+            h.reply,
+            Reply::Http {
+                status: 404,
+                body: b"no interface at /barrier/nothing".to_vec()
+            }
+        );
+        let h = handle(
+            &mut s,
+            &cfg(),
+            "//barrier/heartbeat",
+            &sealed_with(
+                "ae145d83e56cb332",
+                KEY,
+                Uplink::heartbeat("P001", true).to_json(),
+            ),
+            NOW,
+            Fault::None,
+        );
+        assert!(h.record.accepted, "double slash of the original tolerated");
+    }
+
+    #[test]
+    fn injected_faults_change_no_state_but_are_recorded() {
+        let mut s = MockState::default();
+        let body = sealed_with("ae145d83e56cb332", KEY, entry("o4").to_json());
+        for (fault, code) in [
+            (Fault::Fail, "HTTP_500"),
+            (Fault::Outage, "HTTP_503"),
+            (Fault::Drop, "DROPPED"),
+            (Fault::ErrorCode, codes::SYSTEM_BUSY),
+        ] {
+            let h = handle(&mut s, &cfg(), "/barrier/parking", &body, NOW, fault);
+            assert_eq!(h.record.result_code, code);
+            assert!(!h.record.accepted);
+            assert_eq!(h.record.body["out_order_no"], "o4", "recorded decrypted");
+            if fault == Fault::ErrorCode {
+                assert!(matches!(verdict(&h), Verdict::Retry { .. }));
+            }
+        }
+        assert!(s.orders.is_empty());
+    }
+
+    #[test]
+    fn enveloped_answers_decode_in_the_client() {
+        let mut c = cfg();
+        c.envelope_answers = true;
+        let mut s = MockState::default();
+        let body = sealed_with("ae145d83e56cb332", KEY, entry("o5").to_json());
+        let h = handle(&mut s, &c, "/barrier/parking", &body, NOW, Fault::None);
+        let Reply::Http { body, .. } = &h.reply else {
+            panic!()
+        };
+        assert!(String::from_utf8_lossy(body).contains("encrypted_data"));
+        assert_eq!(verdict(&h), Verdict::Done);
+    }
+
+    #[test]
+    fn replayed_records_restore_stays() {
+        let mut s = MockState::default();
+        let mut lines = String::new();
+        for u in [entry("a"), entry("b"), exit("a"), entry("a")] {
+            lines.push_str(&serde_json::to_string(&send(&mut s, &u).record).unwrap());
+            lines.push('\n');
+        }
+        lines.push_str("garbage line\n");
+        let (restored, skipped) = MockState::replay(lines.as_bytes());
+        assert_eq!(skipped, 1);
+        assert_eq!(restored.orders, s.orders);
+        let mut restored = restored;
+        assert_eq!(
+            verdict(&send(&mut restored, &entry("b"))),
+            Verdict::AlreadyDone
+        );
+        let h = send(&mut restored, &entry("c"));
+        assert_ne!(
+            h.record.inner_oder_no.as_deref(),
+            Some(s.orders["a"].inner_oder_no.as_str())
+        );
+    }
+
+    #[test]
+    fn faults_follow_rates_and_outage_window() {
+        let mut f = Faults::new(
+            Duration::ZERO,
+            0.3,
+            0.1,
+            0.1,
+            Some((Duration::from_secs(5), Duration::from_secs(2))),
+            7,
+        );
+        assert_eq!(f.decide(Duration::from_secs(6)), Fault::Outage);
+        let mut counts = HashMap::new();
+        for _ in 0..10_000 {
+            *counts
+                .entry(format!("{:?}", f.decide(Duration::from_secs(1))))
+                .or_insert(0) += 1;
+        }
+        let fails = counts["Fail"];
+        assert!((2_700..3_300).contains(&fails), "{counts:?}");
+        assert!((800..1_200).contains(&counts["Drop"]), "{counts:?}");
+        assert_eq!(Faults::none().decide(Duration::ZERO), Fault::None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn handle_never_panics_on_arbitrary_bytes(body in proptest::collection::vec(proptest::num::u8::ANY, 0..600), path_i in 0usize..5) {
+            let paths = ["/barrier/parking", "/barrier/away", "/barrier/uploadSnapshot", "/barrier/heartbeat", "/x"];
+            let mut s = MockState::default();
+            let _ = handle(&mut s, &cfg(), paths[path_i], &body, NOW, Fault::None);
+        }
+
+        #[test]
+        fn handle_never_panics_on_encrypted_arbitrary_json(json in r#"\{("[a-z_]{1,14}":("[^"\\]{0,20}"|-?[0-9]{1,12}|true|null|\[\]|\{"snapshot":1\}),?){0,8}\}"#, path_i in 0usize..4) {
+            let paths = ["/barrier/parking", "/barrier/away", "/barrier/uploadSnapshot", "/barrier/heartbeat"];
+            let mut s = MockState::default();
+            let body = sealed_with("ae145d83e56cb332", KEY, json.into_bytes());
+            let _ = handle(&mut s, &cfg(), paths[path_i], &body, NOW, Fault::None);
+        }
+
+        #[test]
+        fn handle_never_panics_on_arbitrary_decrypted_bytes(plain in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut s = MockState::default();
+            let body = sealed_with("ae145d83e56cb332", KEY, plain);
+            let _ = handle(&mut s, &cfg(), "/barrier/parking", &body, NOW, Fault::None);
+        }
+    }
+}

@@ -167,11 +167,22 @@ impl Store {
             },
         })?;
         let total = lot.total_spaces.max(0);
-        conn.execute(
-            "UPDATE occupancy SET total = ?1, occupied = MIN(occupied, ?1) WHERE id = 1",
-            [total],
-        )
-        .map_err(corrupt)?;
+        // Only write when the configured total changed: operator commands open the store
+        // often, and a write costs a disk sync.
+        let (stored_total, occupied): (i64, i64) = conn
+            .query_row(
+                "SELECT total, occupied FROM occupancy WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(corrupt)?;
+        if stored_total != total || occupied > total {
+            conn.execute(
+                "UPDATE occupancy SET total = ?1, occupied = MIN(occupied, ?1) WHERE id = 1",
+                [total],
+            )
+            .map_err(corrupt)?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
             path,

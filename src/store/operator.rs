@@ -1,1 +1,502 @@
-//! Operator commands: `stay enter|exit|list`, `outbox`, `occupancy`.
+//! Operator commands: `stay enter|exit|list`, `outbox`, `occupancy`. What a booth
+//! operator uses when a camera misses a car, so every input is checked and refused
+//! with a message that says what to type instead. They write through the same
+//! transactions as the lanes; a running service picks the reports up within a second.
+
+use super::{ExitDetails, NewStay, Store, StoreError};
+use crate::config::{Direction, LaneConfig, SiteConfig};
+use crate::plate::{CarType, PlateColor};
+use crate::report::ReportKind;
+use crate::time::Timestamp;
+use chrono::FixedOffset;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn refuse<T>(msg: impl Into<String>) -> Result<T, OperatorError> {
+    Err(OperatorError::Refused(msg.into()))
+}
+
+/// `stay enter` arguments, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct EnterArgs {
+    pub plate: String,
+    pub color: String,
+    pub lane: String,
+    pub car_type: Option<String>,
+    pub time: Option<String>,
+    pub snapshot: Option<PathBuf>,
+    pub operator: Option<String>,
+}
+
+/// `stay exit` arguments, as typed.
+#[derive(Debug, Clone, Default)]
+pub struct ExitArgs {
+    pub plate: String,
+    pub lane: String,
+    pub time: Option<String>,
+    pub price: Option<i64>,
+    pub should_pay: Option<i64>,
+    pub paid: Option<i64>,
+    pub snapshot: Option<PathBuf>,
+    pub operator: Option<String>,
+}
+
+/// Largest snapshot file accepted (a camera JPEG is a few MB).
+const MAX_SNAPSHOT_FILE: u64 = 50 * 1024 * 1024;
+/// How far in the future a typed time may be (clock differences between PCs).
+const FUTURE_SLACK_MS: i64 = 5 * 60 * 1000;
+
+fn offset(site: &SiteConfig) -> FixedOffset {
+    crate::time::parse_offset(&site.platform.utc_offset)
+        .unwrap_or_else(crate::time::china_standard_time)
+}
+
+/// Basic plate shape: 1–16 letters/digits (Chinese characters included), no spaces or
+/// punctuation. Returned upper-cased.
+pub fn check_plate(plate: &str) -> Result<String, OperatorError> {
+    let p = plate.trim();
+    let n = p.chars().count();
+    if n == 0 {
+        return refuse("--plate must not be empty");
+    }
+    if n > 16 {
+        return refuse(format!(
+            "--plate {p:?} is {n} characters; the platform takes at most 16"
+        ));
+    }
+    if let Some(bad) = p
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphabetic())))
+    {
+        return refuse(format!(
+            "--plate {p:?} contains {bad:?}; write the plate without spaces or punctuation, e.g. 闽A12345"
+        ));
+    }
+    Ok(p.to_uppercase())
+}
+
+fn check_lane<'a>(
+    site: &'a SiteConfig,
+    id: &str,
+    want: Direction,
+) -> Result<&'a LaneConfig, OperatorError> {
+    let Some(lane) = site.lane(id) else {
+        let known: Vec<&str> = site
+            .lanes
+            .iter()
+            .filter(|l| l.direction == want)
+            .map(|l| l.id.as_str())
+            .collect();
+        return refuse(format!(
+            "--lane {id:?} is not a lane of this site; {} lanes: {}",
+            dir_word(want),
+            known.join(", ")
+        ));
+    };
+    if lane.direction != want {
+        return refuse(format!(
+            "--lane {id:?} is an {} lane; this command needs an {} lane",
+            dir_word(lane.direction),
+            dir_word(want)
+        ));
+    }
+    Ok(lane)
+}
+
+fn dir_word(d: Direction) -> &'static str {
+    match d {
+        Direction::Entry => "entry",
+        Direction::Exit => "exit",
+    }
+}
+
+fn check_time(
+    text: Option<&str>,
+    offset: FixedOffset,
+    now: Timestamp,
+) -> Result<Timestamp, OperatorError> {
+    let Some(text) = text else { return Ok(now) };
+    let Some(t) = Timestamp::parse_local(text.trim(), offset) else {
+        return refuse(format!(
+            "--time {text:?} must look like \"2024-05-01 08:30:00\" (lot-local time)"
+        ));
+    };
+    if t.0 > now.0 + FUTURE_SLACK_MS {
+        return refuse(format!("--time {text:?} is in the future"));
+    }
+    Ok(t)
+}
+
+fn check_operator(op: Option<String>) -> Result<Option<String>, OperatorError> {
+    match op {
+        Some(o) if o.trim().is_empty() || o.chars().count() > 16 => {
+            refuse(format!("--operator {o:?} must be 1 to 16 characters"))
+        }
+        Some(o) => Ok(Some(o.trim().to_string())),
+        None => Ok(None),
+    }
+}
+
+fn read_snapshot(path: Option<PathBuf>) -> Result<Option<Vec<u8>>, OperatorError> {
+    let Some(path) = path else { return Ok(None) };
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| OperatorError::Refused(format!("--snapshot {}: {e}", path.display())))?;
+    if meta.len() > MAX_SNAPSHOT_FILE {
+        return refuse(format!(
+            "--snapshot {} is larger than 50 MB",
+            path.display()
+        ));
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(|e| OperatorError::Refused(format!("--snapshot {}: {e}", path.display())))?;
+    match image::guess_format(&bytes) {
+        Ok(image::ImageFormat::Jpeg | image::ImageFormat::Png) => Ok(Some(bytes)),
+        _ => refuse(format!(
+            "--snapshot {} is not a JPEG or PNG image",
+            path.display()
+        )),
+    }
+}
+
+/// `stay enter`: opens a stay; returns its `out_order_no`.
+pub fn stay_enter(
+    site: &SiteConfig,
+    a: EnterArgs,
+    now: Timestamp,
+) -> Result<String, OperatorError> {
+    let plate = check_plate(&a.plate)?;
+    let Some(color) = PlateColor::from_code(a.color.trim()) else {
+        let codes: Vec<&str> = PlateColor::ALL.iter().map(|c| c.code()).collect();
+        return refuse(format!(
+            "--color {:?} is not a platform colour code; use one of {} (pnc_02 blue, pnc_03 yellow, pnc_06 green)",
+            a.color,
+            codes.join(", ")
+        ));
+    };
+    let car_type = match a.car_type.as_deref() {
+        None => CarType::Normal,
+        Some(t) => match CarType::from_code(t.trim()) {
+            Some(c) => c,
+            None => {
+                return refuse(format!(
+                    "--car-type {t:?} must be one of normal, special, white, parkcard"
+                ));
+            }
+        },
+    };
+    let lane = check_lane(site, &a.lane, Direction::Entry)?;
+    let entered_at = check_time(a.time.as_deref(), offset(site), now)?;
+    let operator = check_operator(a.operator)?;
+    let snapshot = read_snapshot(a.snapshot)?;
+    let store = Store::open_site(site)?;
+    if let Some(open) = store.find_open_stay(&plate)? {
+        return refuse(format!(
+            "{plate} is already parked (stay {}, entered {}); record its exit first",
+            open.out_order_no,
+            open.entered_at.format_local(offset(site))
+        ));
+    }
+    let opened = store.open_stay(
+        NewStay {
+            plate_no: plate,
+            plate_color: color,
+            car_type,
+            lane: lane.id.clone(),
+            port_no: lane.port_no.clone(),
+            entered_at,
+            operator,
+            snapshot,
+            price: None,
+            should_pay: None,
+        },
+        now,
+    )?;
+    Ok(opened.out_order_no)
+}
+
+/// `stay exit`: closes the plate's open stay; returns its `out_order_no`.
+pub fn stay_exit(site: &SiteConfig, a: ExitArgs, now: Timestamp) -> Result<String, OperatorError> {
+    let plate = check_plate(&a.plate)?;
+    let lane = check_lane(site, &a.lane, Direction::Exit)?;
+    let away_time = check_time(a.time.as_deref(), offset(site), now)?;
+    let operator = check_operator(a.operator)?;
+    let (price, should_pay, paid) = match (a.price, a.should_pay, a.paid) {
+        (None, None, None) => (0, 0, 0),
+        (Some(p), Some(s), Some(d)) => (p, s, d),
+        _ => return refuse("give all of --price, --should-pay and --paid (fen), or none of them"),
+    };
+    for (name, v) in [
+        ("--price", price),
+        ("--should-pay", should_pay),
+        ("--paid", paid),
+    ] {
+        if !(0..=99_999_999).contains(&v) {
+            return refuse(format!("{name} {v} must be between 0 and 99999999 fen"));
+        }
+    }
+    if should_pay > price || paid > price {
+        return refuse("--should-pay and --paid cannot exceed --price");
+    }
+    let snapshot = read_snapshot(a.snapshot)?;
+    let store = Store::open_site(site)?;
+    let Some(stay) = store.find_open_stay(&plate)? else {
+        return refuse(format!(
+            "{plate} has no open stay; see `parking-bridge stay list --open`"
+        ));
+    };
+    if away_time < stay.entered_at {
+        return refuse(format!(
+            "--time is before the entry of {plate} ({})",
+            stay.entered_at.format_local(offset(site))
+        ));
+    }
+    let closed = store.close_stay(
+        &stay.out_order_no,
+        ExitDetails {
+            lane: lane.id.clone(),
+            port_no: lane.port_no.clone(),
+            away_time,
+            price,
+            should_pay,
+            paid_fee: paid,
+            operator,
+            snapshot,
+        },
+        now,
+    )?;
+    Ok(closed.out_order_no)
+}
+
+/// `stay list`: newest first.
+pub fn stay_list(
+    site: &SiteConfig,
+    open_only: bool,
+    limit: usize,
+) -> Result<String, OperatorError> {
+    let store = Store::open_site(site)?;
+    let off = offset(site);
+    let stays = store.list_stays(open_only, limit)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<52} {:<12} {:<7} {:<10} {:<19} {:<19} inner_oder_no",
+        "out_order_no", "plate", "color", "state", "entered", "exited"
+    );
+    for s in &stays {
+        let _ = writeln!(
+            out,
+            "{:<52} {:<12} {:<7} {:<10} {:<19} {:<19} {}",
+            s.out_order_no,
+            s.plate_no,
+            s.plate_color.code(),
+            s.state.as_str(),
+            s.entered_at.format_local(off),
+            s.exited_at
+                .map(|t| t.format_local(off))
+                .unwrap_or_else(|| "-".into()),
+            s.inner_oder_no.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = write!(out, "{} stay(s)", stays.len());
+    Ok(out)
+}
+
+fn age(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `outbox`: what waits for the platform.
+pub fn outbox(site: &SiteConfig, now: Timestamp) -> Result<String, OperatorError> {
+    let store = Store::open_site(site)?;
+    let sum = store.outbox_summary(now)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<15} {:>8} {:>10} {:>8} {:>8}  last error",
+        "kind", "pending", "oldest", "acked", "dropped"
+    );
+    for kind in [
+        ReportKind::Entry,
+        ReportKind::EntrySnapshot,
+        ReportKind::Exit,
+        ReportKind::ExitSnapshot,
+    ] {
+        let k = sum.kinds.get(&kind).cloned().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<15} {:>8} {:>10} {:>8} {:>8}  {}",
+            kind.as_str(),
+            k.pending,
+            k.oldest_pending_age_ms
+                .map(age)
+                .unwrap_or_else(|| "-".into()),
+            k.acknowledged,
+            k.dropped,
+            k.last_error.as_deref().unwrap_or("-")
+        );
+    }
+    let _ = write!(
+        out,
+        "pending total {}, pending images {} bytes",
+        sum.pending(),
+        sum.image_bytes
+    );
+    Ok(out)
+}
+
+/// `occupancy [set N]`.
+pub fn occupancy(site: &SiteConfig, set: Option<i64>) -> Result<String, OperatorError> {
+    let store = Store::open_site(site)?;
+    if let Some(n) = set {
+        store.set_occupancy(n)?;
+    }
+    let o = store.occupancy()?;
+    Ok(format!(
+        "occupied {} of {}, free {}",
+        o.occupied, o.total, o.free
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(dir: &std::path::Path) -> SiteConfig {
+        let text = format!(
+            r#"
+[platform]
+base_url = "http://127.0.0.1:1"
+app_id = "app"
+app_secret = "bb0873ce314c42f7"
+[lot]
+parking_lot_no = "P1"
+total_spaces = 50
+[storage]
+dir = "{}"
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "E1"
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "X1"
+"#,
+            dir.display()
+        );
+        SiteConfig::from_toml(&text, std::path::Path::new("site.toml")).unwrap()
+    }
+
+    fn enter_args(plate: &str) -> EnterArgs {
+        EnterArgs {
+            plate: plate.into(),
+            color: "pnc_02".into(),
+            lane: "entry-1".into(),
+            ..EnterArgs::default()
+        }
+    }
+
+    fn refused(r: Result<String, OperatorError>) -> String {
+        match r {
+            Err(OperatorError::Refused(m)) => m,
+            other => panic!("expected refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn enter_then_exit_closes_the_same_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site(dir.path());
+        let now = Timestamp::now();
+        let o = stay_enter(&site, enter_args("闽a12345"), now).unwrap();
+        assert!(o.starts_with("P1"));
+        let x = ExitArgs {
+            plate: "闽A12345".into(),
+            lane: "exit-1".into(),
+            ..ExitArgs::default()
+        };
+        assert_eq!(stay_exit(&site, x, now).unwrap(), o);
+        assert!(occupancy(&site, None).unwrap().contains("occupied 0 of 50"));
+        assert!(stay_list(&site, false, 10).unwrap().contains("闽A12345"));
+        assert!(outbox(&site, now).unwrap().contains("pending total 2"));
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_clear_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site(dir.path());
+        let now = Timestamp::now();
+        assert!(
+            refused(stay_enter(&site, enter_args("闽A 12345"), now)).contains("without spaces")
+        );
+        assert!(refused(stay_enter(&site, enter_args(""), now)).contains("empty"));
+        let mut a = enter_args("A1");
+        a.color = "blue".into();
+        assert!(refused(stay_enter(&site, a, now)).contains("pnc_02"));
+        let mut a = enter_args("A1");
+        a.lane = "exit-1".into();
+        assert!(refused(stay_enter(&site, a, now)).contains("exit lane"));
+        let mut a = enter_args("A1");
+        a.lane = "nowhere".into();
+        assert!(refused(stay_enter(&site, a, now)).contains("entry-1"));
+        let mut a = enter_args("A1");
+        a.time = Some("yesterday".into());
+        assert!(refused(stay_enter(&site, a, now)).contains("2024-05-01"));
+        let mut a = enter_args("A1");
+        a.car_type = Some("bus".into());
+        assert!(refused(stay_enter(&site, a, now)).contains("parkcard"));
+        let x = ExitArgs {
+            plate: "B9".into(),
+            lane: "exit-1".into(),
+            ..ExitArgs::default()
+        };
+        assert!(refused(stay_exit(&site, x, now)).contains("no open stay"));
+        stay_enter(&site, enter_args("A1"), now).unwrap();
+        assert!(refused(stay_enter(&site, enter_args("A1"), now)).contains("already parked"));
+        let x = ExitArgs {
+            plate: "A1".into(),
+            lane: "exit-1".into(),
+            price: Some(100),
+            ..ExitArgs::default()
+        };
+        assert!(refused(stay_exit(&site, x, now)).contains("--should-pay"));
+        let x = ExitArgs {
+            plate: "A1".into(),
+            lane: "exit-1".into(),
+            price: Some(100),
+            should_pay: Some(200),
+            paid: Some(0),
+            ..ExitArgs::default()
+        };
+        assert!(refused(stay_exit(&site, x, now)).contains("exceed"));
+        assert!(matches!(
+            occupancy(&site, Some(51)),
+            Err(OperatorError::Store(StoreError::Invalid(_)))
+        ));
+        assert!(occupancy(&site, Some(7)).unwrap().contains("occupied 7"));
+    }
+
+    #[test]
+    fn snapshot_must_be_an_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site(dir.path());
+        let file = dir.path().join("note.txt");
+        std::fs::write(&file, "hello").unwrap();
+        let mut a = enter_args("A1");
+        a.snapshot = Some(file);
+        assert!(refused(stay_enter(&site, a, Timestamp::now())).contains("not a JPEG or PNG"));
+    }
+}

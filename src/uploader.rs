@@ -1,1 +1,0 @@
-//! Outbox → platform delivery loop and the heartbeat task. TODO(issue 3).

@@ -1,0 +1,110 @@
+//! The heartbeat: its own task, every `heartbeat_secs`, never behind the backlog (it
+//! does not go through the outbox). Says `lost` while some lane's devices have all been
+//! unreachable for longer than the threshold, else `alive`.
+
+use super::{Deliver, StatusHandle};
+use crate::health::Health;
+use crate::platform::Uplink;
+use crate::platform::wire::HeartbeatRequest;
+use crate::time::Timestamp;
+use prometheus::{IntCounterVec, Opts};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+static HEARTBEATS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "parking_bridge_heartbeats_total",
+            "Heartbeats sent, by status and whether the platform took them",
+        ),
+        &["status", "result"],
+    )
+    // Static, valid name and labels: cannot fail.
+    .expect("static metric definition");
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
+/// `lost` when any lane is lost at `now`, else `alive`. Pure.
+pub fn status(health: &Health, now: Timestamp, lost_after_ms: i64) -> &'static str {
+    if health.lost_lanes(now, lost_after_ms).is_empty() {
+        "alive"
+    } else {
+        "lost"
+    }
+}
+
+pub struct Heartbeat<D: Deliver> {
+    pub deliver: Arc<D>,
+    pub parking_lot_no: String,
+    pub every: Duration,
+    pub health: Health,
+    pub lost_after: Duration,
+    pub status: StatusHandle,
+}
+
+impl<D: Deliver> Heartbeat<D> {
+    /// Beats until dropped. Each beat runs on its own with a timeout of one period, so
+    /// a slow platform never delays the next one.
+    pub async fn run(self) {
+        let mut ticks = tokio::time::interval(self.every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let lost_after_ms = i64::try_from(self.lost_after.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            ticks.tick().await;
+            let now = Timestamp::now();
+            let state = status(&self.health, now, lost_after_ms);
+            if state == "lost" {
+                let lanes = self.health.lost_lanes(now, lost_after_ms);
+                tracing::warn!(lanes = ?lanes, "heartbeat says lost: every device of these lanes is unreachable");
+            }
+            let uplink = Uplink::Heartbeat(HeartbeatRequest {
+                parking_lot_no: self.parking_lot_no.clone(),
+                status: state.into(),
+            });
+            let deliver = self.deliver.clone();
+            let status = self.status.clone();
+            let limit = self.every;
+            tokio::spawn(async move {
+                let ok = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
+                    Ok(Ok(answer)) if answer.verdict.is_delivered() => true,
+                    Ok(Ok(answer)) => {
+                        tracing::warn!(verdict = ?answer.verdict, "heartbeat refused");
+                        false
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "heartbeat not delivered");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            timeout_ms = limit.as_millis() as u64,
+                            "heartbeat timed out"
+                        );
+                        false
+                    }
+                };
+                HEARTBEATS
+                    .with_label_values(&[state, if ok { "ok" } else { "failed" }])
+                    .inc();
+                status.update(|s| s.last_heartbeat = Some((now, state, ok)));
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alive_until_a_lane_is_lost_past_threshold() {
+        let h = Health::new();
+        assert_eq!(status(&h, Timestamp(0), 120_000), "alive");
+        h.set("cam-1", "entry-1", false, Timestamp(0));
+        assert_eq!(status(&h, Timestamp(60_000), 120_000), "alive");
+        assert_eq!(status(&h, Timestamp(121_000), 120_000), "lost");
+        h.set("cam-1", "entry-1", true, Timestamp(122_000));
+        assert_eq!(status(&h, Timestamp(123_000), 120_000), "alive");
+    }
+}

@@ -1,0 +1,542 @@
+//! Outbox → platform: the delivery loop, and the heartbeat task ([`heartbeat`]).
+//!
+//! The loop hands out due reports, at most `max_in_flight` at a time and never two
+//! of the same stay, so each stay goes strictly entry → entry snapshot → exit → exit
+//! snapshot while a stay stuck on an error holds back no other. Every answer is
+//! recorded in the store before the stay can be handed out again; a crash in between
+//! means the report is sent once more after restart, which the platform answers as a
+//! duplicate (counted as delivered). Scheduling decisions are pure ([`policy`]).
+//!
+//! Most slots take the oldest due reports (a backlog drains in order); every
+//! `LIVE_EVERY`-th takes the newest, so live reports are not stuck behind hours of
+//! backlog.
+
+pub mod heartbeat;
+pub mod policy;
+
+use crate::platform::{Answer, ClientError, PlatformClient, Uplink};
+use crate::report::ReportKind;
+use crate::snapshot;
+use crate::store::{OutboxItem, Store, StoreError};
+use crate::time::Timestamp;
+use base64::Engine;
+use chrono::FixedOffset;
+use policy::{Backoff, Decision, Throttle};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+/// Sends one request to the platform. The real one is [`PlatformClient`]; tests use
+/// in-process fakes.
+pub trait Deliver: Send + Sync + 'static {
+    fn deliver(&self, uplink: &Uplink) -> impl Future<Output = Result<Answer, ClientError>> + Send;
+}
+
+impl Deliver for PlatformClient {
+    fn deliver(&self, uplink: &Uplink) -> impl Future<Output = Result<Answer, ClientError>> + Send {
+        self.send(uplink)
+    }
+}
+
+static UPLOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "parking_bridge_uploads_total",
+            "Delivery attempts by report kind and result",
+        ),
+        &["kind", "result"],
+    )
+    // Static, valid name and labels: cannot fail.
+    .expect("static metric definition");
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
+static ALARMS: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
+        "parking_bridge_platform_alarms_total",
+        "Answers that need an operator (unknown lot, invalid parameters, credentials)",
+    )
+    // Static, valid name: cannot fail.
+    .expect("static metric definition");
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
+static PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
+    let g = IntGauge::new(
+        "parking_bridge_outbox_pending",
+        "Reports waiting for the platform",
+    )
+    // Static, valid name: cannot fail.
+    .expect("static metric definition");
+    let _ = prometheus::register(Box::new(g.clone()));
+    g
+});
+
+/// How the delivery loop runs.
+#[derive(Debug, Clone)]
+pub struct UploaderSettings {
+    pub parking_lot_no: String,
+    /// Lot-local offset for the wire's time fields.
+    pub offset: FixedOffset,
+    pub max_in_flight: usize,
+    pub backoff: Backoff,
+    /// How often the outbox is looked at when nothing wakes the loop (rows written by
+    /// other processes, backoffs expiring).
+    pub poll: Duration,
+    pub prune_every: Duration,
+}
+
+impl UploaderSettings {
+    pub fn new(parking_lot_no: &str, offset: FixedOffset) -> Self {
+        UploaderSettings {
+            parking_lot_no: parking_lot_no.to_string(),
+            offset,
+            max_in_flight: 4,
+            backoff: Backoff::default(),
+            poll: Duration::from_millis(500),
+            prune_every: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What the status page shows about delivery.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryStatus {
+    /// The latest configuration fault and when it was seen.
+    pub alarm: Option<(Timestamp, String)>,
+    pub last_delivered_at: Option<Timestamp>,
+    pub consecutive_failures: u32,
+    /// Latest heartbeat: when, the status sent, and whether the platform took it.
+    pub last_heartbeat: Option<(Timestamp, &'static str, bool)>,
+}
+
+/// Shared, cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct StatusHandle(Arc<Mutex<DeliveryStatus>>);
+
+impl StatusHandle {
+    pub fn get(&self) -> DeliveryStatus {
+        self.lock().clone()
+    }
+    fn update(&self, f: impl FnOnce(&mut DeliveryStatus)) {
+        f(&mut self.lock());
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeliveryStatus> {
+        // The status is plain data; a panic elsewhere cannot leave it half-written.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Every this many dispatches, one slot goes to the newest due report.
+const LIVE_EVERY: u64 = 4;
+/// Reports fetched per look at the outbox.
+const BATCH: usize = 32;
+
+/// The result of one attempt, before it is classified.
+enum Attempt {
+    Answered(Result<Answer, ClientError>),
+    /// The report can never be sent (its snapshot image is gone or undecodable).
+    Dropped(String),
+    /// The store failed while preparing; retried on the next round.
+    Local(String),
+}
+
+struct Finished {
+    item: OutboxItem,
+    attempt: Attempt,
+}
+
+pub struct Uploader<D: Deliver> {
+    store: Arc<Store>,
+    deliver: Arc<D>,
+    settings: UploaderSettings,
+    notify: Arc<Notify>,
+    status: StatusHandle,
+}
+
+impl<D: Deliver> Uploader<D> {
+    pub fn new(
+        store: Arc<Store>,
+        deliver: Arc<D>,
+        settings: UploaderSettings,
+        status: StatusHandle,
+    ) -> Self {
+        let notify = store.notifier();
+        Uploader {
+            store,
+            deliver,
+            settings,
+            notify,
+            status,
+        }
+    }
+
+    /// Runs until the task is dropped or aborted (safe at any point: the store is the
+    /// only state).
+    pub async fn run(self) {
+        let mut in_flight: JoinSet<Finished> = JoinSet::new();
+        let mut busy: HashSet<String> = HashSet::new();
+        let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut queue: VecDeque<OutboxItem> = VecDeque::new();
+        let mut throttle = Throttle::default();
+        let mut dispatched: u64 = 0;
+        let mut next_prune = tokio::time::Instant::now();
+        let mut next_gauge = tokio::time::Instant::now();
+        let max = self.settings.max_in_flight.max(1);
+        loop {
+            let now = Timestamp::now();
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune += self.settings.prune_every;
+                self.prune(now).await;
+            }
+            if tokio::time::Instant::now() >= next_gauge {
+                next_gauge = tokio::time::Instant::now() + Duration::from_secs(15);
+                self.update_gauge(now).await;
+            }
+            if throttle.may_send(now) {
+                while in_flight.len() < max {
+                    let live = dispatched % LIVE_EVERY == LIVE_EVERY - 1;
+                    let Some(item) = self.next_item(&mut queue, &busy, now, live).await else {
+                        break;
+                    };
+                    dispatched += 1;
+                    busy.insert(item.out_order_no.clone());
+                    let stay = item.out_order_no.clone();
+                    let handle = in_flight.spawn(attempt(
+                        self.store.clone(),
+                        self.deliver.clone(),
+                        item,
+                        self.settings.parking_lot_no.clone(),
+                        self.settings.offset,
+                    ));
+                    tasks.insert(handle.id(), stay);
+                }
+            }
+            let wait = match throttle.paused_until {
+                Some(p) if p > now => {
+                    Duration::from_millis((p.0 - now.0) as u64).min(self.settings.poll)
+                }
+                _ => self.settings.poll,
+            };
+            tokio::select! {
+                Some(joined) = in_flight.join_next_with_id(), if !in_flight.is_empty() => {
+                    let mut done = vec![joined];
+                    while let Some(more) = in_flight.try_join_next_with_id() {
+                        done.push(more);
+                    }
+                    self.record(done, &mut busy, &mut tasks, &mut throttle).await;
+                }
+                _ = self.notify.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// The next report to send: from the fetched batch, or a fresh look at the outbox.
+    async fn next_item(
+        &self,
+        queue: &mut VecDeque<OutboxItem>,
+        busy: &HashSet<String>,
+        now: Timestamp,
+        live: bool,
+    ) -> Option<OutboxItem> {
+        if live && let Some(item) = self.fetch(now, 1, true, busy).await.pop() {
+            queue.retain(|q| q.out_order_no != item.out_order_no);
+            return Some(item);
+        }
+        loop {
+            while let Some(item) = queue.pop_front() {
+                if !busy.contains(&item.out_order_no) {
+                    return Some(item);
+                }
+            }
+            let fresh = self.fetch(now, BATCH, false, busy).await;
+            if fresh.is_empty() {
+                return None;
+            }
+            queue.extend(fresh);
+        }
+    }
+
+    async fn fetch(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        newest_first: bool,
+        busy: &HashSet<String>,
+    ) -> Vec<OutboxItem> {
+        let store = self.store.clone();
+        let busy = busy.clone();
+        match tokio::task::spawn_blocking(move || {
+            store.due_reports(now, limit, newest_first, &busy)
+        })
+        .await
+        {
+            Ok(Ok(items)) => items,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the outbox");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "outbox read task failed");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        done: Vec<Result<(tokio::task::Id, Finished), tokio::task::JoinError>>,
+        busy: &mut HashSet<String>,
+        tasks: &mut HashMap<tokio::task::Id, String>,
+        throttle: &mut Throttle,
+    ) {
+        let now = Timestamp::now();
+        let mut outcomes = Vec::with_capacity(done.len());
+        let mut finished_stays = Vec::with_capacity(done.len());
+        for joined in done {
+            let Finished { item, attempt } = match joined {
+                Ok((task, f)) => {
+                    tasks.remove(&task);
+                    f
+                }
+                Err(e) => {
+                    // The report stays pending and goes again on a later round.
+                    tracing::error!(error = %e, "delivery task failed");
+                    if let Some(stay) = tasks.remove(&e.id()) {
+                        finished_stays.push(stay);
+                    }
+                    continue;
+                }
+            };
+            finished_stays.push(item.out_order_no.clone());
+            let unit: f64 = rand::random();
+            let decision = match attempt {
+                Attempt::Answered(result) => {
+                    let d = policy::decide(
+                        item.id,
+                        item.kind,
+                        item.attempts,
+                        &result,
+                        &self.settings.backoff,
+                        now,
+                        unit,
+                    );
+                    self.log_result(&item, &result, &d);
+                    d
+                }
+                Attempt::Dropped(reason) => {
+                    tracing::error!(out_order_no = %item.out_order_no, kind = item.kind.as_str(), reason = %reason, "snapshot dropped");
+                    UPLOADS
+                        .with_label_values(&[item.kind.as_str(), "dropped"])
+                        .inc();
+                    Decision {
+                        outcome: crate::store::Outcome::Dropped {
+                            id: item.id,
+                            reason,
+                        },
+                        platform_trouble: false,
+                        alarm: None,
+                    }
+                }
+                Attempt::Local(error) => {
+                    tracing::error!(out_order_no = %item.out_order_no, error = %error, "could not prepare report");
+                    let delay = self.settings.backoff.delay_ms(item.attempts + 1, unit);
+                    Decision {
+                        outcome: crate::store::Outcome::Retry {
+                            id: item.id,
+                            due_at: now.plus_millis(delay),
+                            error,
+                        },
+                        platform_trouble: false,
+                        alarm: None,
+                    }
+                }
+            };
+            let mut outcome = decision.outcome.clone();
+            if let Some(until) = throttle.note(&decision, &self.settings.backoff, now, unit)
+                && let crate::store::Outcome::Retry { due_at, .. } = &mut outcome
+            {
+                // While the platform is down, failed reports wait for it to come back
+                // and then go first, keeping the backlog in order.
+                *due_at = until;
+            }
+            outcomes.push(outcome);
+        }
+        self.status.update(|s| {
+            s.consecutive_failures = throttle.consecutive_failures;
+        });
+        let store = self.store.clone();
+        let result =
+            tokio::task::spawn_blocking(move || store.record_outcomes(&outcomes, now)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot record delivery results; those reports will be sent again")
+            }
+            Err(e) => tracing::error!(error = %e, "recording task failed"),
+        }
+        for stay in finished_stays {
+            busy.remove(&stay);
+        }
+    }
+
+    fn log_result(&self, item: &OutboxItem, result: &Result<Answer, ClientError>, d: &Decision) {
+        let kind = item.kind.as_str();
+        let code = result.as_ref().ok().and_then(|a| a.result_code.clone());
+        match &d.outcome {
+            crate::store::Outcome::Delivered { .. } => {
+                let label = match result {
+                    Ok(a) if a.verdict == crate::platform::Verdict::AlreadyDone => "duplicate",
+                    _ => "delivered",
+                };
+                UPLOADS.with_label_values(&[kind, label]).inc();
+                self.status
+                    .update(|s| s.last_delivered_at = Some(Timestamp::now()));
+                tracing::debug!(out_order_no = %item.out_order_no, kind, result = label, "report delivered");
+            }
+            crate::store::Outcome::NeedsEntryFirst { error, .. } => {
+                UPLOADS.with_label_values(&[kind, "needs_entry"]).inc();
+                tracing::warn!(out_order_no = %item.out_order_no, kind, code = %error, "platform does not know the stay; sending its entry again first");
+            }
+            crate::store::Outcome::Retry { error, due_at, .. } => {
+                if let Some(alarm) = &d.alarm {
+                    ALARMS.inc();
+                    UPLOADS.with_label_values(&[kind, "alarm"]).inc();
+                    self.status
+                        .update(|s| s.alarm = Some((Timestamp::now(), alarm.clone())));
+                    tracing::error!(out_order_no = %item.out_order_no, kind, error = %alarm, "ALARM: the platform refuses this report; fix the configuration (data is kept and retried slowly)");
+                } else {
+                    UPLOADS.with_label_values(&[kind, "retry"]).inc();
+                    tracing::warn!(out_order_no = %item.out_order_no, kind, attempts = item.attempts + 1, code = ?code, error = %error, retry_at = due_at.0, "delivery failed; will retry");
+                }
+            }
+            crate::store::Outcome::Dropped { .. } => {}
+        }
+    }
+
+    async fn prune(&self, now: Timestamp) {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.prune(now)).await {
+            Ok(Ok(n)) if n > 0 => {
+                tracing::info!(rows = n, "pruned acknowledged reports past retention")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
+            Err(e) => tracing::error!(error = %e, "pruning task failed"),
+        }
+    }
+
+    async fn update_gauge(&self, now: Timestamp) {
+        let store = self.store.clone();
+        if let Ok(Ok(summary)) =
+            tokio::task::spawn_blocking(move || store.outbox_summary(now)).await
+        {
+            PENDING.set(i64::try_from(summary.pending()).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// One delivery attempt: prepare the image if any, build the request, send.
+async fn attempt<D: Deliver>(
+    store: Arc<Store>,
+    deliver: Arc<D>,
+    item: OutboxItem,
+    lot_no: String,
+    offset: FixedOffset,
+) -> Finished {
+    let image = match prepare_image(&store, &item).await {
+        Ok(image) => image,
+        Err(attempt) => return Finished { item, attempt },
+    };
+    let is_snapshot = matches!(
+        item.kind,
+        ReportKind::EntrySnapshot | ReportKind::ExitSnapshot
+    );
+    if is_snapshot && image.is_none() {
+        return Finished {
+            item,
+            attempt: Attempt::Dropped("the snapshot image is no longer stored".into()),
+        };
+    }
+    let b64 = image.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+    let uplink = Uplink::from_report(&item.report, &lot_no, b64, offset);
+    let result = deliver.deliver(&uplink).await;
+    Finished {
+        item,
+        attempt: Attempt::Answered(result),
+    }
+}
+
+/// The platform-ready image of a row: re-encoded once (off the async threads) and
+/// stored back. An undecodable image is logged; a snapshot report is then dropped, an
+/// entry/exit goes without it.
+async fn prepare_image(store: &Arc<Store>, item: &OutboxItem) -> Result<Option<Vec<u8>>, Attempt> {
+    if item.image_bytes.is_none() {
+        return Ok(None);
+    }
+    let id = item.id;
+    let s = store.clone();
+    let stored = blocking(move || s.image(id)).await?;
+    let Some(stored) = stored else {
+        return Ok(None);
+    };
+    if stored.encoded {
+        return Ok(Some(stored.data));
+    }
+    let raw_len = stored.data.len();
+    let encoded = tokio::task::spawn_blocking(move || {
+        snapshot::reencode(&stored.data, snapshot::MAX_JPEG_BYTES)
+    })
+    .await
+    .map_err(|e| Attempt::Local(e.to_string()))?;
+    match encoded {
+        Ok(enc) => {
+            tracing::info!(
+                out_order_no = %item.out_order_no,
+                kind = item.kind.as_str(),
+                raw_bytes = raw_len,
+                jpeg_bytes = enc.jpeg.len(),
+                width = enc.width,
+                quality = ?enc.quality,
+                "snapshot re-encoded"
+            );
+            let s = store.clone();
+            let jpeg = enc.jpeg.clone();
+            blocking(move || s.replace_image(id, &jpeg)).await?;
+            Ok(Some(enc.jpeg))
+        }
+        Err(e) => {
+            tracing::error!(out_order_no = %item.out_order_no, kind = item.kind.as_str(), error = %e, "snapshot image unusable; the report goes without it");
+            if matches!(
+                item.kind,
+                ReportKind::EntrySnapshot | ReportKind::ExitSnapshot
+            ) {
+                Err(Attempt::Dropped(format!("snapshot image unusable: {e}")))
+            } else {
+                let s = store.clone();
+                blocking(move || s.discard_image(id)).await?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Attempt> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Attempt::Local(e.to_string())),
+        Err(e) => Err(Attempt::Local(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,338 @@
+//! What to do with an answer, and when to try again. Pure: time and randomness come in
+//! as arguments, so every rule is tested without sleeping.
+
+use crate::platform::{Answer, ClientError, Verdict};
+use crate::report::ReportKind;
+use crate::store::Outcome;
+use crate::time::Timestamp;
+
+/// Retry timing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// Delay after the first failure, ms.
+    pub base_ms: i64,
+    /// Largest delay for transient failures, ms.
+    pub cap_ms: i64,
+    /// Fixed delay for alarms (configuration faults): slow, but never giving up.
+    pub alarm_ms: i64,
+    /// Consecutive failures (across stays) after which the platform counts as down and
+    /// everything waits, instead of trying each queued report in turn.
+    pub trouble_after: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base_ms: 500,
+            cap_ms: 60_000,
+            alarm_ms: 300_000,
+            trouble_after: 3,
+        }
+    }
+}
+
+impl Backoff {
+    /// Delay before attempt number `failures + 1`: exponential, capped, with "equal
+    /// jitter" (half fixed, half random) so that many reports do not retry in lockstep.
+    /// `unit` is a random number in [0, 1).
+    pub fn delay_ms(&self, failures: u32, unit: f64) -> i64 {
+        let exp = failures.saturating_sub(1).min(30);
+        let full = self.base_ms.saturating_mul(1i64 << exp).min(self.cap_ms);
+        let unit = unit.clamp(0.0, 1.0);
+        full / 2 + ((full / 2) as f64 * unit) as i64
+    }
+}
+
+/// What the uploader learns from one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    /// A failure that says the platform (not this report) is in trouble.
+    pub platform_trouble: bool,
+    /// A configuration fault an operator must fix (error log, metric, status).
+    pub alarm: Option<String>,
+}
+
+/// Platform-wide state the uploader keeps between attempts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Throttle {
+    pub consecutive_failures: u32,
+    /// Nothing is sent before this.
+    pub paused_until: Option<Timestamp>,
+}
+
+impl Throttle {
+    pub fn may_send(&self, now: Timestamp) -> bool {
+        self.paused_until.is_none_or(|p| now >= p)
+    }
+
+    /// Notes an attempt's result; returns when the failed report should be retried if
+    /// the whole platform is paused (so it goes first when the platform is back).
+    pub fn note(
+        &mut self,
+        d: &Decision,
+        policy: &Backoff,
+        now: Timestamp,
+        unit: f64,
+    ) -> Option<Timestamp> {
+        if let Some(_alarm) = &d.alarm {
+            let until = now.plus_millis(policy.alarm_ms.min(60_000));
+            self.paused_until = Some(until);
+            return Some(until);
+        }
+        if !d.platform_trouble {
+            if matches!(d.outcome, Outcome::Delivered { .. }) {
+                self.consecutive_failures = 0;
+            }
+            return None;
+        }
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if self.consecutive_failures < policy.trouble_after {
+            return None;
+        }
+        let until = now.plus_millis(
+            policy.delay_ms(self.consecutive_failures - policy.trouble_after + 1, unit),
+        );
+        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+        self.paused_until
+    }
+}
+
+/// Classifies one attempt. `failures_before` counts earlier failed attempts of the row.
+pub fn decide(
+    id: i64,
+    kind: ReportKind,
+    failures_before: u32,
+    result: &Result<Answer, ClientError>,
+    policy: &Backoff,
+    now: Timestamp,
+    unit: f64,
+) -> Decision {
+    let retry_later = |error: String| Outcome::Retry {
+        id,
+        due_at: now.plus_millis(policy.delay_ms(failures_before + 1, unit)),
+        error,
+    };
+    match result {
+        Ok(answer) => match &answer.verdict {
+            Verdict::Done | Verdict::AlreadyDone => Decision {
+                outcome: Outcome::Delivered {
+                    id,
+                    result_code: answer.result_code.clone(),
+                    inner_oder_no: answer.inner_oder_no.clone(),
+                    sign_level: answer.sign_level.clone(),
+                    sign_time: answer.sign_time.clone(),
+                },
+                platform_trouble: false,
+                alarm: None,
+            },
+            Verdict::NeedsEntryFirst if kind != ReportKind::Entry => Decision {
+                outcome: Outcome::NeedsEntryFirst {
+                    id,
+                    due_at: now.plus_millis(policy.delay_ms(failures_before + 1, unit)),
+                    error: answer
+                        .result_code
+                        .clone()
+                        .unwrap_or_else(|| "ORDER_NOT_EXIST".into()),
+                },
+                platform_trouble: false,
+                alarm: None,
+            },
+            Verdict::NeedsEntryFirst => Decision {
+                // An entry cannot need itself first: the platform is confused; retry.
+                outcome: retry_later(format!(
+                    "entry answered {}",
+                    answer.result_code.as_deref().unwrap_or("?")
+                )),
+                platform_trouble: false,
+                alarm: None,
+            },
+            Verdict::ConfigFault { code, message } => {
+                let error = format!("{code}: {message}");
+                Decision {
+                    outcome: Outcome::Retry {
+                        id,
+                        due_at: now.plus_millis(policy.alarm_ms),
+                        error: error.clone(),
+                    },
+                    platform_trouble: false,
+                    alarm: Some(error),
+                }
+            }
+            Verdict::Retry { why } => Decision {
+                outcome: retry_later(why.clone()),
+                platform_trouble: true,
+                alarm: None,
+            },
+        },
+        Err(e) if e.is_retriable() => Decision {
+            outcome: retry_later(e.to_string()),
+            platform_trouble: true,
+            alarm: None,
+        },
+        Err(e) => {
+            let error = format!("{e} ({})", e.hint());
+            Decision {
+                outcome: Outcome::Retry {
+                    id,
+                    due_at: now.plus_millis(policy.alarm_ms),
+                    error: error.clone(),
+                },
+                platform_trouble: false,
+                alarm: Some(error),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp(1_000_000);
+
+    fn answer(verdict: Verdict) -> Result<Answer, ClientError> {
+        Ok(Answer {
+            verdict,
+            result_code: None,
+            result_msg: None,
+            inner_oder_no: Some("I1".into()),
+            sign_level: None,
+            sign_time: None,
+        })
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        let b = Backoff::default();
+        assert_eq!(b.delay_ms(1, 0.0), 250);
+        assert_eq!(b.delay_ms(1, 0.999), 499);
+        assert_eq!(b.delay_ms(2, 0.0), 500);
+        assert_eq!(b.delay_ms(3, 0.0), 1_000);
+        assert_eq!(b.delay_ms(20, 0.0), 30_000);
+        assert!(b.delay_ms(u32::MAX, 1.0) <= 60_000);
+    }
+
+    #[test]
+    fn duplicate_counts_as_delivered_and_keeps_inner_order_no() {
+        let d = decide(
+            7,
+            ReportKind::Entry,
+            0,
+            &answer(Verdict::AlreadyDone),
+            &Backoff::default(),
+            NOW,
+            0.5,
+        );
+        match d.outcome {
+            Outcome::Delivered {
+                id, inner_oder_no, ..
+            } => assert_eq!((id, inner_oder_no.as_deref()), (7, Some("I1"))),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_order_on_exit_requeues_the_entry() {
+        let d = decide(
+            7,
+            ReportKind::Exit,
+            0,
+            &answer(Verdict::NeedsEntryFirst),
+            &Backoff::default(),
+            NOW,
+            0.0,
+        );
+        assert!(matches!(d.outcome, Outcome::NeedsEntryFirst { id: 7, .. }));
+        let d = decide(
+            7,
+            ReportKind::Entry,
+            0,
+            &answer(Verdict::NeedsEntryFirst),
+            &Backoff::default(),
+            NOW,
+            0.0,
+        );
+        assert!(matches!(d.outcome, Outcome::Retry { .. }));
+    }
+
+    #[test]
+    fn config_fault_is_an_alarm_retried_slowly() {
+        let v = Verdict::ConfigFault {
+            code: "PARKING_LOT_NOT_EXIST".into(),
+            message: "no lot".into(),
+        };
+        let d = decide(
+            1,
+            ReportKind::Entry,
+            0,
+            &answer(v),
+            &Backoff::default(),
+            NOW,
+            0.0,
+        );
+        assert!(
+            d.alarm
+                .as_deref()
+                .unwrap()
+                .contains("PARKING_LOT_NOT_EXIST")
+        );
+        assert_eq!(
+            d.outcome,
+            Outcome::Retry {
+                id: 1,
+                due_at: NOW.plus_millis(300_000),
+                error: d.alarm.clone().unwrap()
+            }
+        );
+    }
+
+    #[test]
+    fn transport_errors_retry_with_growing_delay() {
+        let err: Result<Answer, ClientError> = Err(ClientError::Refused {
+            url: "http://x".into(),
+            detail: "refused".into(),
+        });
+        let first = decide(1, ReportKind::Exit, 0, &err, &Backoff::default(), NOW, 0.0);
+        let fifth = decide(1, ReportKind::Exit, 4, &err, &Backoff::default(), NOW, 0.0);
+        assert!(first.platform_trouble);
+        let due = |d: &Decision| match d.outcome {
+            Outcome::Retry { due_at, .. } => due_at.0 - NOW.0,
+            _ => panic!(),
+        };
+        assert!(due(&fifth) > due(&first));
+    }
+
+    #[test]
+    fn platform_pauses_after_consecutive_failures_and_resumes_on_success() {
+        let b = Backoff::default();
+        let mut t = Throttle::default();
+        let fail = decide(
+            1,
+            ReportKind::Entry,
+            0,
+            &answer(Verdict::Retry {
+                why: "HTTP 503".into(),
+            }),
+            &b,
+            NOW,
+            0.0,
+        );
+        assert_eq!(t.note(&fail, &b, NOW, 0.0), None);
+        assert_eq!(t.note(&fail, &b, NOW, 0.0), None);
+        let until = t.note(&fail, &b, NOW, 0.0).expect("paused after 3");
+        assert!(!t.may_send(NOW));
+        assert!(t.may_send(until));
+        let ok = decide(
+            2,
+            ReportKind::Entry,
+            0,
+            &answer(Verdict::Done),
+            &b,
+            until,
+            0.0,
+        );
+        t.note(&ok, &b, until, 0.0);
+        assert_eq!(t.consecutive_failures, 0);
+    }
+}

@@ -1,0 +1,377 @@
+//! The delivery loop against an in-process fake platform.
+
+use super::*;
+use crate::config::LotConfig;
+use crate::plate::{CarType, PlateColor};
+use crate::platform::Verdict;
+use crate::store::{ExitDetails, NewStay};
+use std::sync::Mutex as StdMutex;
+
+type Script = Box<dyn FnMut(&Uplink, usize) -> Result<Answer, ClientError> + Send>;
+
+/// Records every request as (label, out_order_no); answers by script.
+struct Fake {
+    log: StdMutex<Vec<(String, String)>>,
+    script: StdMutex<Script>,
+    latency: Duration,
+}
+
+fn label(u: &Uplink) -> String {
+    match u {
+        Uplink::Entry(_) => "entry".into(),
+        Uplink::Exit(_) => "exit".into(),
+        Uplink::Snapshot(s) => format!("snapshot_{}", s.event),
+        Uplink::Heartbeat(h) => format!("heartbeat_{}", h.status),
+    }
+}
+
+impl Fake {
+    fn new(latency_ms: u64, script: Script) -> Arc<Fake> {
+        Arc::new(Fake {
+            log: StdMutex::new(Vec::new()),
+            script: StdMutex::new(script),
+            latency: Duration::from_millis(latency_ms),
+        })
+    }
+    fn always_done() -> Arc<Fake> {
+        Fake::new(0, Box::new(|_, _| ok(Verdict::Done)))
+    }
+    fn log(&self) -> Vec<(String, String)> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Deliver for Fake {
+    async fn deliver(&self, uplink: &Uplink) -> Result<Answer, ClientError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let n = {
+            let mut log = self.log.lock().unwrap();
+            log.push((
+                label(uplink),
+                uplink.out_order_no().unwrap_or("").to_string(),
+            ));
+            log.len()
+        };
+        (self.script.lock().unwrap())(uplink, n)
+    }
+}
+
+fn ok(verdict: Verdict) -> Result<Answer, ClientError> {
+    Ok(Answer {
+        verdict,
+        result_code: Some("success".into()),
+        result_msg: None,
+        inner_oder_no: Some("INNER".into()),
+        sign_level: None,
+        sign_time: None,
+    })
+}
+
+fn store(dir: &tempfile::TempDir) -> Arc<Store> {
+    Arc::new(Store::open(dir.path(), &LotConfig::new("P1", 1000)).unwrap())
+}
+
+fn tiny_jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, 90]));
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+fn enter(s: &Store, plate: &str, image: Option<Vec<u8>>) -> String {
+    s.open_stay(
+        NewStay {
+            plate_no: plate.into(),
+            plate_color: PlateColor::Blue,
+            car_type: CarType::Normal,
+            lane: "entry-1".into(),
+            port_no: "E1".into(),
+            entered_at: Timestamp::now(),
+            operator: None,
+            snapshot: image,
+            price: None,
+            should_pay: None,
+        },
+        Timestamp::now(),
+    )
+    .unwrap()
+    .out_order_no
+}
+
+fn leave(s: &Store, o: &str, image: Option<Vec<u8>>) {
+    let x = ExitDetails {
+        lane: "exit-1".into(),
+        port_no: "X1".into(),
+        away_time: Timestamp::now(),
+        price: 0,
+        should_pay: 0,
+        paid_fee: 0,
+        operator: None,
+        snapshot: image,
+    };
+    s.close_stay(o, x, Timestamp::now()).unwrap();
+}
+
+fn fast_settings() -> UploaderSettings {
+    let mut s = UploaderSettings::new("P1", crate::time::china_standard_time());
+    s.backoff = Backoff {
+        base_ms: 20,
+        cap_ms: 200,
+        alarm_ms: 300,
+        trouble_after: 3,
+    };
+    s.poll = Duration::from_millis(20);
+    s
+}
+
+fn start<D: Deliver>(
+    s: &Arc<Store>,
+    fake: &Arc<D>,
+    settings: UploaderSettings,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(Uploader::new(s.clone(), fake.clone(), settings, StatusHandle::default()).run())
+}
+
+async fn until_drained(s: &Arc<Store>, secs: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if s.outbox_summary(Timestamp::now()).unwrap().pending() == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox not drained: {:?}",
+            s.outbox_summary(Timestamp::now())
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Positions of each label for one stay in the log.
+fn sequence_of(log: &[(String, String)], o: &str) -> Vec<String> {
+    log.iter()
+        .filter(|(_, x)| x == o)
+        .map(|(l, _)| l.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stay_goes_entry_snapshot_exit_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let fake = Fake::new(2, Box::new(|_, _| ok(Verdict::Done)));
+    let task = start(&s, &fake, fast_settings());
+    let mut stays = Vec::new();
+    for i in 0..12 {
+        let o = enter(&s, &format!("A{i}"), Some(tiny_jpeg()));
+        leave(&s, &o, Some(tiny_jpeg()));
+        stays.push(o);
+    }
+    until_drained(&s, 20).await;
+    task.abort();
+    let log = fake.log();
+    for o in &stays {
+        assert_eq!(
+            sequence_of(&log, o),
+            ["entry", "snapshot_parking", "exit", "snapshot_away"],
+            "stay {o}"
+        );
+    }
+    assert_eq!(
+        s.stay(&stays[0]).unwrap().unwrap().inner_oder_no.as_deref(),
+        Some("INNER")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_stay_does_not_hold_back_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let stuck = enter(&s, "STUCK1", None);
+    let stuck_clone = stuck.clone();
+    let fake = Fake::new(
+        0,
+        Box::new(move |u, _| {
+            if u.out_order_no() == Some(stuck_clone.as_str()) {
+                ok(Verdict::Retry {
+                    why: "SYSTEM_BUSY".into(),
+                })
+            } else {
+                ok(Verdict::Done)
+            }
+        }),
+    );
+    let others: Vec<String> = (0..20).map(|i| enter(&s, &format!("B{i}"), None)).collect();
+    let task = start(&s, &fake, fast_settings());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while s.outbox_summary(Timestamp::now()).unwrap().pending() > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "others held back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+    let log = fake.log();
+    for o in &others {
+        assert_eq!(sequence_of(&log, o), ["entry"]);
+    }
+    assert!(
+        sequence_of(&log, &stuck).len() >= 2,
+        "the stuck stay keeps being retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_order_sends_the_entry_again_then_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let o = enter(&s, "A1", None);
+    leave(&s, &o, None);
+    // The platform "lost" the first entry: the first exit is answered ORDER_NOT_EXIST.
+    let mut exits = 0;
+    let fake = Fake::new(
+        0,
+        Box::new(move |u, _| {
+            if matches!(u, Uplink::Exit(_)) {
+                exits += 1;
+                if exits == 1 {
+                    return ok(Verdict::NeedsEntryFirst);
+                }
+            }
+            ok(Verdict::Done)
+        }),
+    );
+    let task = start(&s, &fake, fast_settings());
+    until_drained(&s, 20).await;
+    task.abort();
+    assert_eq!(
+        sequence_of(&fake.log(), &o),
+        ["entry", "exit", "entry", "exit"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_answer_counts_as_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let o = enter(&s, "A1", None);
+    let fake = Fake::new(0, Box::new(|_, _| ok(Verdict::AlreadyDone)));
+    let task = start(&s, &fake, fast_settings());
+    until_drained(&s, 20).await;
+    task.abort();
+    assert_eq!(sequence_of(&fake.log(), &o), ["entry"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_pauses_everything_then_drains_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let stays: Vec<String> = (0..30).map(|i| enter(&s, &format!("C{i}"), None)).collect();
+    for o in &stays {
+        leave(&s, o, None);
+    }
+    let fake = Fake::new(
+        1,
+        Box::new(|_, n| {
+            if n <= 12 {
+                Err(ClientError::Refused {
+                    url: "http://x".into(),
+                    detail: "down".into(),
+                })
+            } else {
+                ok(Verdict::Done)
+            }
+        }),
+    );
+    let task = start(&s, &fake, fast_settings());
+    until_drained(&s, 30).await;
+    task.abort();
+    let log = fake.log();
+    let failed_attempts = 12;
+    // Paused while down: far fewer attempts than reports were made before the pause.
+    assert!(log.len() <= 60 + failed_attempts, "{} attempts", log.len());
+    for o in &stays {
+        let seq = sequence_of(&log, o);
+        let last_entry = seq.iter().rposition(|l| l == "entry").unwrap();
+        let first_exit = seq.iter().position(|l| l == "exit").unwrap();
+        assert!(last_entry < first_exit, "{o}: {seq:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_snapshot_is_dropped_and_the_rest_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let o = enter(&s, "A1", Some(b"definitely not an image".to_vec()));
+    leave(&s, &o, Some(tiny_jpeg()));
+    let fake = Fake::always_done();
+    let task = start(&s, &fake, fast_settings());
+    until_drained(&s, 20).await;
+    task.abort();
+    assert_eq!(
+        sequence_of(&fake.log(), &o),
+        ["entry", "exit", "snapshot_away"]
+    );
+    let sum = s.outbox_summary(Timestamp::now()).unwrap();
+    assert_eq!(sum.kinds[&ReportKind::EntrySnapshot].dropped, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_by_another_connection_are_picked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let fake = Fake::always_done();
+    let mut settings = fast_settings();
+    settings.poll = Duration::from_millis(200);
+    let task = start(&s, &fake, settings);
+    // A second Store on the same file stands in for an operator command's process.
+    let other = store(&dir);
+    let o = enter(&other, "OP1", None);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while sequence_of(&fake.log(), &o).is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not picked up within a second"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_their_pace_during_a_slow_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    for i in 0..200 {
+        enter(&s, &format!("H{i}"), None);
+    }
+    let fake = Fake::new(50, Box::new(|_, _| ok(Verdict::Done)));
+    let task = start(&s, &fake, fast_settings());
+    let beat = Heartbeat {
+        deliver: fake.clone(),
+        parking_lot_no: "P1".into(),
+        every: Duration::from_millis(100),
+        health: crate::health::Health::new(),
+        lost_after: Duration::from_secs(120),
+        status: StatusHandle::default(),
+    };
+    let started = std::time::Instant::now();
+    let beats = tokio::spawn(beat.run());
+    tokio::time::sleep(Duration::from_millis(1_050)).await;
+    beats.abort();
+    task.abort();
+    let n = fake
+        .log()
+        .iter()
+        .filter(|(l, _)| l == "heartbeat_alive")
+        .count();
+    assert!(n >= 9, "{n} heartbeats in {:?}", started.elapsed());
+    assert!(
+        s.outbox_summary(Timestamp::now()).unwrap().pending() > 0,
+        "backlog was still there"
+    );
+}
+
+use heartbeat::Heartbeat;

@@ -1,0 +1,186 @@
+//! `check` and `platform-test` as real processes against `mock-platform` over loopback.
+
+mod platform_common;
+
+use platform_common::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn platform_test_against_mock_is_accepted() {
+    let mock = MockProcess::start(&["--parking-lot-no", "P001"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(dir.path(), &mock.base_url(), SECRET, "P001");
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("OK: the platform accepted the heartbeat"),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"{"parking_lot_no":"P001","status":"alive"}"#),
+        "prints what was sent: {text}"
+    );
+    assert!(text.contains("app_secret:    ****"), "{text}");
+    assert!(
+        !text.contains(SECRET),
+        "the secret must never be printed: {text}"
+    );
+}
+
+#[test]
+fn platform_test_with_wrong_key_is_refused_with_key_hint() {
+    let mock = MockProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(dir.path(), &mock.base_url(), "0000000000000000", "P001");
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("DECRYPT_FAILED"),
+        "shows the platform's error: {text}"
+    );
+    assert!(text.contains("FAILED: wrong key"), "{text}");
+    assert!(!text.contains("0000000000000000"), "{text}");
+}
+
+#[test]
+fn platform_test_for_unregistered_lot_says_so() {
+    let mock = MockProcess::start(&["--parking-lot-no", "P001"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(dir.path(), &mock.base_url(), SECRET, "P777");
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("PARKING_LOT_NOT_EXIST") && text.contains("FAILED: lot not registered"),
+        "{text}"
+    );
+}
+
+#[test]
+fn platform_test_with_platform_down_gives_refused_hint_quickly() {
+    // A port nobody listens on: bind, note, release.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        SECRET,
+        "P001",
+    );
+    let started = Instant::now();
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED: refused"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn platform_test_with_silent_platform_gives_timeout_hint_quickly() {
+    // Accepts connections but never answers: a hung platform or a black-holing firewall.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(
+        dir.path(),
+        &format!("http://127.0.0.1:{port}"),
+        SECRET,
+        "P001",
+    );
+    let started = Instant::now();
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED: timeout"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "request_timeout_secs = 2 bounds it: {:?}",
+        started.elapsed()
+    );
+    drop(listener);
+}
+
+#[test]
+fn check_reports_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(dir.path(), "http://127.0.0.1:1", SECRET, "P001");
+    let out = run_cli(
+        &["check", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("direction = \"entry\"", "direction = \"sideways\"");
+    std::fs::write(&cfg, &text).unwrap();
+    let out = run_cli(
+        &["check", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let line = text.lines().position(|l| l.contains("sideways")).unwrap() + 1;
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:{line}: lanes[0].direction: ", cfg.display())),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn check_refuses_world_readable_secret_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("app_secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let cfg = site_config(dir.path(), "http://127.0.0.1:1", SECRET, "P001");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+        &format!("app_secret = \"{SECRET}\""),
+        &format!("app_secret_file = \"{}\"", secret.display()),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = run_cli(
+        &["check", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("platform.app_secret_file: ") && stderr(&out).contains("chmod 600"),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run_cli(
+        &["check", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -1,0 +1,137 @@
+//! Helpers shared by the platform integration tests: the mock platform as a real
+//! process, site configs, running the CLI.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_parking-bridge");
+pub const APP_ID: &str = "ae145d83e56cb332";
+pub const SECRET: &str = "bb0873ce314c42f7";
+
+/// A running `parking-bridge mock-platform`; killed on drop.
+pub struct MockProcess {
+    child: Child,
+    pub port: u16,
+}
+
+impl MockProcess {
+    pub fn start(extra: &[&str]) -> MockProcess {
+        let mut child = Command::new(BIN)
+            .args([
+                "mock-platform",
+                "--listen",
+                "127.0.0.1:0",
+                "--app-id",
+                APP_ID,
+                "--app-secret",
+                SECRET,
+            ])
+            .args(extra)
+            .env_remove("PARKING_BRIDGE_APP_SECRET")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mock-platform");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let mut guard = MockProcess { child, port: 0 };
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("mock printed its address in time");
+        let port = line
+            .trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        guard.port = port;
+        guard
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes a site config for `base_url` into `dir` and returns its path.
+pub fn site_config(dir: &Path, base_url: &str, secret: &str, lot: &str) -> PathBuf {
+    let text = format!(
+        r#"[platform]
+base_url = "{base_url}/"
+app_id = "{APP_ID}"
+app_secret = "{secret}"
+connect_timeout_secs = 1
+request_timeout_secs = 2
+
+[lot]
+parking_lot_no = "{lot}"
+total_spaces = 100
+
+[storage]
+dir = "{}"
+
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "E1"
+"#,
+        dir.display()
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the CLI with a deadline.
+pub fn run_cli(args: &[&str], deadline: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("PARKING_BRIDGE_APP_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn parking-bridge");
+    let started = std::time::Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} did not finish within {deadline:?}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
