@@ -87,6 +87,24 @@ impl LaneRuntime {
         }
     }
 
+    /// The lane task of an assembled pipeline, journalling into
+    /// `<storage.dir>/journal/` (a journal that cannot be opened is logged and skipped:
+    /// it is a diagnostic aid, not a reason to stop counting cars). Spawn its `run`.
+    pub fn for_pipeline(pipeline: &crate::service::Pipeline) -> Self {
+        let runtime = LaneRuntime::new(
+            &pipeline.config,
+            pipeline.store.clone(),
+            pipeline.health.clone(),
+        );
+        match Journal::open_in_storage(&pipeline.config.storage) {
+            Ok(journal) => runtime.with_journal(journal),
+            Err(e) => {
+                tracing::warn!(error = %e, "event journal unavailable; running without it");
+                runtime
+            }
+        }
+    }
+
     /// Journal every event (see [`super::journal`]).
     pub fn with_journal(mut self, journal: Journal) -> Self {
         self.journal = Some(journal);
