@@ -347,7 +347,17 @@ impl LaneMachine {
             // --- plate reads: shared by every layout ---
             // A second read of the plate just reported (or the full result of a quick read
             // already reported): the same vehicle, dropped.
-            (state, Input::Plate(r)) if self.is_repeat_of_last_passage(&r) => state,
+            (state, Input::Plate(r))
+                if self.is_repeat_of_last_passage(&r, matches!(state, State::Idle)) =>
+            {
+                state
+            }
+            // Camera-only: a quick "no plate" carries nothing (its full result follows).
+            (state, Input::Plate(r))
+                if self.layout == DetectionLayout::CameraOnly && r.quick && r.text.is_none() =>
+            {
+                state
+            }
             // Camera-only: a full read is a vehicle; a quick one waits for its full result.
             (State::Idle, Input::Plate(r)) if self.layout == DetectionLayout::CameraOnly => {
                 if r.quick && r.text.is_some() {
@@ -532,14 +542,18 @@ impl LaneMachine {
             .is_some_and(|t| now.0 - t.0 <= self.tailgate_window_ms)
     }
 
-    fn is_repeat_of_last_passage(&self, r: &Read) -> bool {
+    /// A read that only repeats the last passage's: the same text within the
+    /// double-read window, or — with the lane empty — the full result of the quick read
+    /// that passage was reported with (it cannot be amended; it must not stick to the
+    /// next vehicle either).
+    fn is_repeat_of_last_passage(&self, r: &Read, lane_empty: bool) -> bool {
         let Some(last) = &self.last_passage_read else {
             return false;
         };
         if r.at.0 - last.at.0 > self.double_read_window_ms || r.text.is_none() {
             return false;
         }
-        r.text == last.text
+        r.text == last.text || (lane_empty && last.quick && !r.quick)
     }
 
     /// Gives a read to the vehicle it belongs to, or keeps it pending.
