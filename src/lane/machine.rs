@@ -77,11 +77,7 @@ struct Read {
 
 impl Read {
     fn from_event(p: &PlateRead, at: Timestamp) -> Read {
-        let text = p
-            .text
-            .as_ref()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
+        let text = p.text.as_deref().and_then(super::plate_format::normalise);
         Read {
             text,
             color: p.color,

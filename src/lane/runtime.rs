@@ -236,6 +236,12 @@ impl LaneRuntime {
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, "passage applied");
                     return;
                 }
+                // Only a database error may pass (busy, I/O); a refused value will be
+                // refused again, and retrying would hold up the lane.
+                Ok(Err(e)) if !matches!(e, StoreError::Sql(_)) => {
+                    tracing::error!(lane = %passage.lane, error = %e, "passage refused by the state database");
+                    break;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(lane = %passage.lane, attempt, error = %e, "cannot apply passage to the state database")
                 }
@@ -243,15 +249,17 @@ impl LaneRuntime {
                     tracing::error!(lane = %passage.lane, attempt, error = %e, "passage task failed")
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff *= 4;
+            if attempt < STORE_ATTEMPTS {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 4).min(Duration::from_secs(3));
+            }
         }
         STORE_FAILURES.inc();
         tracing::error!(
             lane = %passage.lane,
             at = passage.at.0,
             plate = %passage.plate.as_ref().map(|p| crate::plate::mask(&p.text)).unwrap_or_default(),
-            "passage lost: the state database refused it after every retry"
+            "passage lost: not written to the state database"
         );
     }
 
