@@ -32,10 +32,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn lot() -> LotConfig {
-    LotConfig {
-        parking_lot_no: "P350100000001".into(),
-        total_spaces: 1_000_000,
-    }
+    LotConfig::new("P350100000001", 1_000_000)
 }
 
 fn stay(i: usize) -> NewStay {

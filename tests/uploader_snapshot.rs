@@ -111,16 +111,7 @@ impl Deliver for Capture {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twelve_megapixel_snapshot_as_sent_decodes_and_keeps_detail() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        Store::open(
-            dir.path(),
-            &LotConfig {
-                parking_lot_no: "P1".into(),
-                total_spaces: 10,
-            },
-        )
-        .unwrap(),
-    );
+    let store = Arc::new(Store::open(dir.path(), &LotConfig::new("P1", 10)).unwrap());
     let stay = NewStay {
         plate_no: "闽A12345".into(),
         plate_color: PlateColor::Blue,

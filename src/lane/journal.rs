@@ -1,6 +1,6 @@
 //! The raw-event journal: every [`RawEvent`] the lanes receive, appended as one JSON
 //! line (the README's "Event format"; image bytes are never written, only their size)
-//! to `events.jsonl` in the storage dir. Bounded: when the file passes `max_file_bytes`
+//! to `events.jsonl` in `<storage.dir>/journal/`. Bounded: when the file passes `max_file_bytes`
 //! it is rotated to `events.1.jsonl` (older ones shift up to `events.N.jsonl`, the
 //! oldest is deleted), so the journal never takes more than about
 //! `max_file_bytes × (keep_files + 1)`. A journal file is valid input for
@@ -36,6 +36,13 @@ pub struct Journal {
 }
 
 impl Journal {
+    /// The journal of a site: `<storage.dir>/journal/`.
+    pub fn open_in_storage(
+        storage: &crate::config::StorageConfig,
+    ) -> Result<Journal, JournalError> {
+        Self::open(&storage.dir.join("journal"))
+    }
+
     pub fn open(dir: &Path) -> Result<Journal, JournalError> {
         Self::open_with(dir, DEFAULT_MAX_FILE_BYTES, DEFAULT_KEEP_FILES)
     }

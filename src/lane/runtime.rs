@@ -87,6 +87,24 @@ impl LaneRuntime {
         }
     }
 
+    /// The lane task of an assembled pipeline, journalling into
+    /// `<storage.dir>/journal/` (a journal that cannot be opened is logged and skipped:
+    /// it is a diagnostic aid, not a reason to stop counting cars). Spawn its `run`.
+    pub fn for_pipeline(pipeline: &crate::service::Pipeline) -> Self {
+        let runtime = LaneRuntime::new(
+            &pipeline.config,
+            pipeline.store.clone(),
+            pipeline.health.clone(),
+        );
+        match Journal::open_in_storage(&pipeline.config.storage) {
+            Ok(journal) => runtime.with_journal(journal),
+            Err(e) => {
+                tracing::warn!(error = %e, "event journal unavailable; running without it");
+                runtime
+            }
+        }
+    }
+
     /// Journal every event (see [`super::journal`]).
     pub fn with_journal(mut self, journal: Journal) -> Self {
         self.journal = Some(journal);
@@ -218,6 +236,12 @@ impl LaneRuntime {
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, "passage applied");
                     return;
                 }
+                // Only a database error may pass (busy, I/O); a refused value will be
+                // refused again, and retrying would hold up the lane.
+                Ok(Err(e)) if !matches!(e, StoreError::Sql(_)) => {
+                    tracing::error!(lane = %passage.lane, error = %e, "passage refused by the state database");
+                    break;
+                }
                 Ok(Err(e)) => {
                     tracing::warn!(lane = %passage.lane, attempt, error = %e, "cannot apply passage to the state database")
                 }
@@ -225,15 +249,17 @@ impl LaneRuntime {
                     tracing::error!(lane = %passage.lane, attempt, error = %e, "passage task failed")
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff *= 4;
+            if attempt < STORE_ATTEMPTS {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 4).min(Duration::from_secs(3));
+            }
         }
         STORE_FAILURES.inc();
         tracing::error!(
             lane = %passage.lane,
             at = passage.at.0,
             plate = %passage.plate.as_ref().map(|p| crate::plate::mask(&p.text)).unwrap_or_default(),
-            "passage lost: the state database refused it after every retry"
+            "passage lost: not written to the state database"
         );
     }
 

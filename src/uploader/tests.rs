@@ -390,10 +390,7 @@ async fn inline_mode_sends_the_image_inside_the_entry() {
         snapshot_mode: crate::config::storage::SnapshotMode::Inline,
         ..crate::store::StoreOptions::default()
     };
-    let lot = LotConfig {
-        parking_lot_no: "P1".into(),
-        total_spaces: 10,
-    };
+    let lot = LotConfig::new("P1", 10);
     let s = Arc::new(Store::open_with(dir.path(), &lot, opts).unwrap());
     let seen = Arc::new(StdMutex::new(Vec::new()));
     let seen2 = seen.clone();
