@@ -71,12 +71,22 @@ pub async fn start(
     logging::apply_config(&config.logging);
     log_startup(config);
     let mut handles = Vec::new();
-    let http_addr = match http::spawn(ops.clone()).await? {
-        Some((addr, handle)) => {
+    // Reports matter more than the status page: a taken port is an alarm, not a
+    // reason to stop the bridge.
+    let http_addr = match http::spawn(ops.clone()).await {
+        Ok(Some((addr, handle))) => {
             handles.push(handle);
             Some(addr)
         }
-        None => None,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "status page, /metrics and /healthz not started; the bridge runs without them");
+            ops.alarm(
+                &format!("status endpoint not started: {e}"),
+                crate::time::Timestamp::now(),
+            );
+            None
+        }
     };
     handles.push(tokio::spawn(watch_clock(ops.clone(), CLOCK_SAMPLE_EVERY)));
     if let Some(path) = config_path {
@@ -147,5 +157,29 @@ pub async fn watch_clock(ops: OpsState, every: Duration) {
             None
         };
         ops.set_clock(synchronised, watch.suspicion(now, judged), jump);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn taken_status_port_is_an_alarm_not_a_failure() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = state::tests::config();
+        config.http.listen = taken.local_addr().unwrap().to_string();
+        let ops = OpsState::new(&config);
+        let tasks = start(None, &config, &ops)
+            .await
+            .expect("the bridge keeps running");
+        assert_eq!(tasks.http_addr, None);
+        let alarms = ops.view().alarms;
+        assert!(
+            alarms
+                .iter()
+                .any(|a| a.text.contains("status endpoint not started")),
+            "{alarms:?}"
+        );
     }
 }
