@@ -29,6 +29,52 @@ pub enum ServiceError {
     Signal(std::io::Error),
     #[error("task failed: {0}")]
     Task(String),
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
+    #[error(
+        "another `parking-bridge run` is already using {0}; stop it first (two would send every report twice)"
+    )]
+    AlreadyRunning(std::path::PathBuf),
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Holds an exclusive lock on the storage directory for as long as it lives; the
+/// kernel releases it when the process dies, however it dies.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(dir: &std::path::Path) -> Result<RunLock, ServiceError> {
+        use std::os::fd::AsRawFd;
+        let path = dir.join("run.lock");
+        let lock_err = |source| ServiceError::Lock {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(lock_err)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+                ServiceError::AlreadyRunning(dir.to_path_buf())
+            } else {
+                lock_err(err)
+            });
+        }
+        Ok(RunLock { _file: file })
+    }
 }
 
 /// What the running parts share.
@@ -44,11 +90,13 @@ pub struct Pipeline {
     /// Delivery state for the status page.
     pub delivery: StatusHandle,
     pub client: Arc<PlatformClient>,
+    _lock: RunLock,
 }
 
 impl Pipeline {
     /// Opens the store (checking it page by page first) and builds the platform client.
     pub fn open(config: SiteConfig) -> Result<Pipeline, ServiceError> {
+        let lock = RunLock::acquire(&config.storage.dir)?;
         let store = Store::open_site(&config)?;
         store.check_integrity()?;
         let secret = config
@@ -64,6 +112,7 @@ impl Pipeline {
             health: Health::new(),
             delivery: StatusHandle::default(),
             client: Arc::new(client),
+            _lock: lock,
         })
     }
 
@@ -119,7 +168,9 @@ pub async fn run(config: SiteConfig) -> Result<(), ServiceError> {
     // Drivers → lanes (issue: lanes/drivers) and the HTTP endpoint (issue: ops) are
     // started here, each given `&pipeline`, and their handles pushed onto `tasks`.
     tasks.shrink_to_fit();
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // Operations (status page, /metrics, /healthz, clock watch, watchdog); READY=1.
+    let (ops, _ops_tasks) = crate::ops::attach(&pipeline).await?;
+    ops.mark_ready();
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServiceError::Signal)?;
