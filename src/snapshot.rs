@@ -113,12 +113,13 @@ pub fn reencode(input: &[u8], limit: usize) -> Result<Encoded, SnapshotError> {
             if predict(&s, &img, q)? <= limit + limit / 5 {
                 let jpeg = encode(&img, q)?;
                 if jpeg.len() <= limit {
-                    return Ok(Encoded {
+                    let fitted = Encoded {
                         jpeg,
                         width: img.width(),
                         height: img.height(),
                         quality: Some(q),
-                    });
+                    };
+                    return enlarge_if_room(&full, fitted, limit);
                 }
             }
         }
@@ -148,6 +149,37 @@ pub fn reencode(input: &[u8], limit: usize) -> Result<Encoded, SnapshotError> {
     Err(SnapshotError::Encode(format!(
         "cannot fit the image in {limit} bytes"
     )))
+}
+
+/// The size estimate errs on the small side; when the result uses well under the
+/// limit, one wider attempt (at the same quality) keeps more detail of the plate.
+fn enlarge_if_room(
+    full: &RgbImage,
+    fitted: Encoded,
+    limit: usize,
+) -> Result<Encoded, SnapshotError> {
+    let used = fitted.jpeg.len() as f64 / limit as f64;
+    if used > 0.7 || fitted.width >= full.width() {
+        return Ok(fitted);
+    }
+    let wider = ((fitted.width as f64) * (0.92 / used).sqrt()) as u32;
+    let wider = wider.min(full.width());
+    if wider <= fitted.width + fitted.width / 20 {
+        return Ok(fitted);
+    }
+    let img = scale_to_width(full, wider);
+    let q = fitted.quality.unwrap_or(SCALED_QUALITY);
+    let jpeg = encode(&img, q)?;
+    if jpeg.len() <= limit {
+        Ok(Encoded {
+            jpeg,
+            width: img.width(),
+            height: img.height(),
+            quality: Some(q),
+        })
+    } else {
+        Ok(fitted)
+    }
 }
 
 fn encode(img: &RgbImage, quality: u8) -> Result<Vec<u8>, SnapshotError> {
