@@ -162,7 +162,9 @@ fn enlarge_if_room(
     if used > 0.7 || fitted.width >= full.width() {
         return Ok(fitted);
     }
-    let wider = ((fitted.width as f64) * (0.92 / used).sqrt()) as u32;
+    // Size grows faster than the pixel count when widening (less of the sensor noise
+    // is averaged away), so aim at 85 % with a steeper exponent than area.
+    let wider = ((fitted.width as f64) * (0.85 / used).powf(0.4)) as u32;
     let wider = wider.min(full.width());
     if wider <= fitted.width + fitted.width / 20 {
         return Ok(fitted);
