@@ -101,7 +101,8 @@ pub fn reencode(input: &[u8], limit: usize) -> Result<Encoded, SnapshotError> {
         target = ((width as f64) * ratio.min(0.95)) as u32;
     }
     let mut scaled_width = target.max(floor);
-    loop {
+    let mut refined = false;
+    'widths: loop {
         let img = scale_to_width(&full, scaled_width);
         let qualities: &[u8] = if scaled_width == floor {
             &[SCALED_QUALITY, 60, 45, 35]
@@ -110,7 +111,19 @@ pub fn reencode(input: &[u8], limit: usize) -> Result<Encoded, SnapshotError> {
         };
         for &q in qualities {
             let s = tile_sample(&img);
-            if predict(&s, &img, q)? <= limit + limit / 5 {
+            let predicted = predict(&s, &img, q)?;
+            if !refined && predicted < limit * 6 / 10 && scaled_width < width {
+                // The estimate from the full-size image was too pessimistic; the
+                // downscaled image's own sample is closer: widen once before encoding.
+                refined = true;
+                let ratio = (0.85 * limit as f64 / predicted.max(1) as f64).powf(0.4);
+                let wider = ((scaled_width as f64) * ratio) as u32;
+                if wider > scaled_width + scaled_width / 20 {
+                    scaled_width = wider.min(width);
+                    continue 'widths;
+                }
+            }
+            if predicted <= limit + limit / 5 {
                 let jpeg = encode(&img, q)?;
                 if jpeg.len() <= limit {
                     let fitted = Encoded {
