@@ -9,6 +9,9 @@ command -v socat >/dev/null || need+=(socat)
 { [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null; } || need+=(mosquitto)
 command -v chromium >/dev/null || need+=(chromium)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)  # cargo-deb: Depends from shared libraries
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test prerequisites: ${need[*]}"
   sudo_cmd=""
@@ -22,4 +25,9 @@ export PATH="$PATH:/usr/sbin:/sbin"
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo build --release --locked --bin parking-bridge
+# The Debian package, from the release binary just built; its contents are checked.
+# cargo-deb builds in about a minute on 2 cores the first time, then is cached.
+command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
+cargo deb --no-build --locked
+bash scripts/check-deb.sh "$(ls -t target/debian/parking-bridge_*.deb | head -n 1)"
 cargo test --locked

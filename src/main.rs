@@ -35,6 +35,37 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Installer's checklist: config, secret, storage, serial ports and devices, MQTT and
+    /// cameras, platform, clock. One ✓/✗ line each with a hint (exit 0 = all ✓).
+    Doctor {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How long to wait for each camera to publish something (seconds).
+        #[arg(long, default_value_t = 10)]
+        camera_wait: u64,
+    },
+    /// Run the lane logic offline over a raw-event journal (JSON lines) and print the
+    /// resulting reports as JSON lines, deterministically.
+    Replay {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// JSON-lines file of raw events (a journal file or a hand-written scenario).
+        #[arg(long)]
+        events: PathBuf,
+        /// Also print each passage the lane machines saw (why a report was made).
+        #[arg(long)]
+        passages: bool,
+    },
+    /// Commissioning: send one heartbeat to the platform and show what was sent (secret
+    /// masked) and what came back. Exit 0 only if the platform accepted it; otherwise a
+    /// hint says what to check (DNS, TLS, timeout, refused, wrong key, lot not registered).
+    PlatformTest {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// A strict stand-in for the City Brain platform, for commissioning without a test
+    /// environment and for tests. Prints `listening on ADDR` first.
+    MockPlatform(MockPlatformArgs),
     /// Run the bridge: deliver queued reports, send heartbeats, until SIGTERM/SIGINT.
     Run {
         #[arg(long, short)]
@@ -57,37 +88,9 @@ enum Command {
         #[command(subcommand)]
         action: Option<OccupancyCommand>,
     },
-    /// Commissioning: send one heartbeat to the platform and show what was sent (secret
-    /// masked) and what came back. Exit 0 only if the platform accepted it; otherwise a
-    /// hint says what to check (DNS, TLS, timeout, refused, wrong key, lot not registered).
-    PlatformTest {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// A strict stand-in for the City Brain platform, for commissioning without a test
-    /// environment and for tests. Prints `listening on ADDR` first.
-    MockPlatform(MockPlatformArgs),
     /// List serial ports with their /dev/serial/by-id and by-path names, and print the
     /// udev rule line that pins each USB-RS485 adapter to /dev/parking/<name>.
     Ports,
-    /// Installer's checklist: config, secret, storage, serial ports and devices, MQTT and
-    /// cameras, platform, clock. One ✓/✗ line each with a hint (exit 0 = all ✓).
-    Doctor {
-        #[arg(long, short)]
-        config: PathBuf,
-    },
-    /// Run the lane logic offline over a raw-event journal (JSON lines) and print the
-    /// resulting reports as JSON lines, deterministically.
-    Replay {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// JSON-lines file of raw events (a journal file or a hand-written scenario).
-        #[arg(long)]
-        events: PathBuf,
-        /// Also print each passage the lane machines saw (why a report was made).
-        #[arg(long)]
-        passages: bool,
-    },
 }
 
 #[derive(clap::Args)]
@@ -214,9 +217,7 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     logging::init(cli.log_format, &logging::initial_filter("info"))?;
     match cli.command {
-        Command::Doctor { config } => Ok(parking_bridge::ops::doctor::main(&config)),
         Command::PlatformTest { config } => platform_test(&config),
-        Command::MockPlatform(args) => mock_platform(args),
         Command::Run { config } => run(&config),
         Command::Stay { action } => stay(action),
         Command::Outbox { config } => {
@@ -228,12 +229,21 @@ fn main() -> anyhow::Result<ExitCode> {
             let set = action.map(|OccupancyCommand::Set { occupied }| occupied);
             operator_output(operator::occupancy(&site, set))
         }
+        Command::MockPlatform(args) => mock_platform(args),
         Command::Ports => {
             let ports =
                 parking_bridge::driver::ports::list_ports(Path::new("/sys"), Path::new("/dev"));
             print!("{}", parking_bridge::driver::ports::report(&ports));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Check { config } => check(&config),
+        Command::Doctor {
+            config,
+            camera_wait,
+        } => Ok(parking_bridge::ops::doctor::main(
+            &config,
+            std::time::Duration::from_secs(camera_wait),
+        )),
         Command::Replay {
             config,
             events,
@@ -262,7 +272,6 @@ fn main() -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Check { config } => check(&config),
     }
 }
 
@@ -294,6 +303,71 @@ fn platform_test(config: &std::path::Path) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
+    use parking_bridge::platform::Secret;
+    use parking_bridge::platform::mock::{Faults, Mock, MockConfig, serve};
+    use std::io::Write;
+    use std::time::Duration;
+    // Logging is set up once in main (global --log-format).
+    let secret = Secret::new(&a.app_secret).map_err(|e| anyhow::anyhow!("--app-secret: {e}"))?;
+    let offset = parking_bridge::time::parse_offset(&a.utc_offset)
+        .ok_or_else(|| anyhow::anyhow!("--utc-offset: expected an offset like +08:00"))?;
+    for (name, rate) in [
+        ("--fail-rate", a.fail_rate),
+        ("--drop-rate", a.drop_rate),
+        ("--error-code-rate", a.error_code_rate),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&rate),
+            "{name} must be between 0 and 1"
+        );
+    }
+    anyhow::ensure!(
+        a.fail_rate + a.drop_rate + a.error_code_rate <= 1.0,
+        "the fault rates add up to more than 1"
+    );
+    let outage = (a.outage_secs > 0).then(|| {
+        (
+            Duration::from_secs(a.outage_start_secs),
+            Duration::from_secs(a.outage_secs),
+        )
+    });
+    let faults = Faults::new(
+        Duration::from_millis(a.latency_ms),
+        a.fail_rate,
+        a.drop_rate,
+        a.error_code_rate,
+        outage,
+        a.seed,
+    );
+    let cfg = MockConfig {
+        app_id: a.app_id,
+        secret,
+        lots: a.parking_lot_no,
+        offset,
+        envelope_answers: a.envelope_answers,
+    };
+    let mock = std::sync::Arc::new(Mock::new(cfg, faults, a.record)?);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&a.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "listening on {addr}")?;
+        stdout.flush()?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = serve(listener, mock) => r?,
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok(ExitCode::SUCCESS)
     })
 }
 
@@ -376,73 +450,9 @@ fn stay(action: StayCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
-    use parking_bridge::platform::Secret;
-    use parking_bridge::platform::mock::{Faults, Mock, MockConfig, serve};
-    use std::io::Write;
-    use std::time::Duration;
-    // Logging is set up once in main (global --log-format).
-    let secret = Secret::new(&a.app_secret).map_err(|e| anyhow::anyhow!("--app-secret: {e}"))?;
-    let offset = parking_bridge::time::parse_offset(&a.utc_offset)
-        .ok_or_else(|| anyhow::anyhow!("--utc-offset: expected an offset like +08:00"))?;
-    for (name, rate) in [
-        ("--fail-rate", a.fail_rate),
-        ("--drop-rate", a.drop_rate),
-        ("--error-code-rate", a.error_code_rate),
-    ] {
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&rate),
-            "{name} must be between 0 and 1"
-        );
-    }
-    anyhow::ensure!(
-        a.fail_rate + a.drop_rate + a.error_code_rate <= 1.0,
-        "the fault rates add up to more than 1"
-    );
-    let outage = (a.outage_secs > 0).then(|| {
-        (
-            Duration::from_secs(a.outage_start_secs),
-            Duration::from_secs(a.outage_secs),
-        )
-    });
-    let faults = Faults::new(
-        Duration::from_millis(a.latency_ms),
-        a.fail_rate,
-        a.drop_rate,
-        a.error_code_rate,
-        outage,
-        a.seed,
-    );
-    let cfg = MockConfig {
-        app_id: a.app_id,
-        secret,
-        lots: a.parking_lot_no,
-        offset,
-        envelope_answers: a.envelope_answers,
-    };
-    let mock = std::sync::Arc::new(Mock::new(cfg, faults, a.record)?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&a.listen).await?;
-        let addr = listener.local_addr()?;
-        let mut stdout = std::io::stdout();
-        writeln!(stdout, "listening on {addr}")?;
-        stdout.flush()?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = serve(listener, mock) => r?,
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
 fn run(config: &Path) -> anyhow::Result<ExitCode> {
-    // Logging is set up once in main (global --log-format).
+    // Logging is set up once in main (global --log-format); [logging] applies in run.
+    parking_bridge::ops::remember_config_path(config);
     let site = load(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -477,8 +487,14 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
         message,
     };
     let mut problems = Vec::new();
-    if let Err(e) = site.platform.secret() {
-        problems.push(locate(e.key(), e.to_string()));
+    match site.platform.secret() {
+        // Building the client reads ca_file and parses proxy: report those too.
+        Ok(secret) => {
+            if let Err(e) = parking_bridge::platform::PlatformClient::new(&site.platform, secret) {
+                problems.push(locate("platform", e.to_string()));
+            }
+        }
+        Err(e) => problems.push(locate(e.key(), e.to_string())),
     }
     match load_profiles(&site) {
         Ok(_) => {}

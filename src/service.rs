@@ -29,6 +29,54 @@ pub enum ServiceError {
     Signal(std::io::Error),
     #[error("task failed: {0}")]
     Task(String),
+    #[error("devices: {0}")]
+    Devices(String),
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
+    #[error(
+        "another `parking-bridge run` is already using {0}; stop it first (two would send every report twice)"
+    )]
+    AlreadyRunning(std::path::PathBuf),
+    #[error("cannot lock {path}: {source}")]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Holds an exclusive lock on the storage directory for as long as it lives; the
+/// kernel releases it when the process dies, however it dies.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(dir: &std::path::Path) -> Result<RunLock, ServiceError> {
+        use std::os::fd::AsRawFd;
+        let path = dir.join("run.lock");
+        let lock_err = |source| ServiceError::Lock {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(lock_err)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        // SAFETY: flock only reads the descriptor, which `file` keeps open for the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(if err.kind() == std::io::ErrorKind::WouldBlock {
+                ServiceError::AlreadyRunning(dir.to_path_buf())
+            } else {
+                lock_err(err)
+            });
+        }
+        Ok(RunLock { _file: file })
+    }
 }
 
 /// What the running parts share.
@@ -44,11 +92,13 @@ pub struct Pipeline {
     /// Delivery state for the status page.
     pub delivery: StatusHandle,
     pub client: Arc<PlatformClient>,
+    _lock: RunLock,
 }
 
 impl Pipeline {
     /// Opens the store (checking it page by page first) and builds the platform client.
     pub fn open(config: SiteConfig) -> Result<Pipeline, ServiceError> {
+        let lock = RunLock::acquire(&config.storage.dir)?;
         let store = Store::open_site(&config)?;
         store.check_integrity()?;
         let secret = config
@@ -64,6 +114,7 @@ impl Pipeline {
             health: Health::new(),
             delivery: StatusHandle::default(),
             client: Arc::new(client),
+            _lock: lock,
         })
     }
 
@@ -99,37 +150,125 @@ impl Pipeline {
     }
 }
 
+/// How long a stopping bridge waits for the drivers and the lane tasks to finish
+/// what they hold (a passage waiting for its late plate read) before it gives up.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The running pipeline: drivers → lanes → state database → uploader, plus the
+/// heartbeat and the operations endpoint. `run` and `demo` both start one.
+pub struct Bridge {
+    pipeline: Pipeline,
+    /// Uploader and heartbeat: stopped by abort (their state is all in the store).
+    background: Vec<JoinHandle<()>>,
+    drivers: crate::driver::DriverSet,
+    lanes: JoinHandle<()>,
+    stop_drivers: tokio::sync::watch::Sender<bool>,
+    ops: Option<(crate::ops::OpsState, crate::ops::OpsTasks)>,
+}
+
+impl Bridge {
+    /// Opens the state database, starts every part, and returns once the drivers are
+    /// polling. Errors here are configuration or start-up faults, named plainly.
+    pub async fn start(config: SiteConfig) -> Result<Bridge, ServiceError> {
+        let profiles = crate::driver::load_profiles(&config)
+            .map_err(|e| ServiceError::Devices(e.to_string()))?;
+        let pipeline = tokio::task::spawn_blocking(move || Pipeline::open(config))
+            .await
+            .map_err(|e| ServiceError::Task(e.to_string()))??;
+        let occupancy = pipeline.store.occupancy()?;
+        let pending = pipeline.store.outbox_summary(Timestamp::now())?.pending();
+        tracing::info!(
+            db = %pipeline.store.path().display(),
+            lot = %pipeline.config.lot.parking_lot_no,
+            lanes = pipeline.config.lanes.len(),
+            devices = pipeline.config.devices.len(),
+            occupied = occupancy.occupied,
+            total = occupancy.total,
+            pending,
+            "parking-bridge started"
+        );
+        let background = vec![pipeline.spawn_uploader(), pipeline.spawn_heartbeat()];
+        // Operations first, so the status page shows the lanes coming up.
+        let ops = crate::ops::attach(&pipeline).await?;
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+        let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);
+        let drivers = crate::driver::spawn_all(&pipeline.config, &profiles, events_tx, stop_rx)
+            .await
+            .map_err(|e| ServiceError::Devices(e.to_string()))?;
+        // The lane task ends when every driver has stopped (the channel closes), after
+        // settling what it still holds.
+        let lanes = tokio::spawn(
+            crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline).run(events_rx, None),
+        );
+        ops.0.mark_ready();
+        Ok(Bridge {
+            pipeline,
+            background,
+            drivers,
+            lanes,
+            stop_drivers,
+            ops: Some(ops),
+        })
+    }
+
+    /// The state database (sync: use it from `spawn_blocking`).
+    pub fn store(&self) -> Arc<Store> {
+        self.pipeline.store.clone()
+    }
+
+    /// Delivery status: last heartbeat, failures, the latest alarm.
+    pub fn delivery(&self) -> crate::uploader::DeliveryStatus {
+        self.pipeline.delivery.get()
+    }
+
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Stops in order: drivers, then the lanes (which settle held passages into the
+    /// store), then delivery. Whatever is still unsent stays in the outbox for the
+    /// next start.
+    pub async fn stop(mut self) {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        let _ = self.stop_drivers.send(true);
+        let drivers = std::mem::take(&mut self.drivers);
+        if tokio::time::timeout(STOP_GRACE, drivers.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drivers did not stop in time");
+        }
+        if tokio::time::timeout(STOP_GRACE, &mut self.lanes)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "lane task did not settle in time; held passages are replayed from the journal only"
+            );
+            self.lanes.abort();
+        }
+        for t in &self.background {
+            t.abort();
+        }
+        self.ops.take();
+        tracing::info!("parking-bridge stopped");
+    }
+}
+
+/// Raw events queued between the drivers and the lane task: a burst from every lane
+/// at once fits many times over.
+const EVENT_QUEUE: usize = 4096;
+
 /// Runs the service until SIGINT or SIGTERM. Stopping at any moment is safe: all
 /// state is in the store, and an unanswered report is sent again at the next start.
 pub async fn run(config: SiteConfig) -> Result<(), ServiceError> {
-    let pipeline = tokio::task::spawn_blocking(move || Pipeline::open(config))
-        .await
-        .map_err(|e| ServiceError::Task(e.to_string()))??;
-    let occupancy = pipeline.store.occupancy()?;
-    let pending = pipeline.store.outbox_summary(Timestamp::now())?.pending();
-    tracing::info!(
-        db = %pipeline.store.path().display(),
-        lot = %pipeline.config.lot.parking_lot_no,
-        occupied = occupancy.occupied,
-        total = occupancy.total,
-        pending,
-        "parking-bridge started"
-    );
-    let mut tasks = vec![pipeline.spawn_uploader(), pipeline.spawn_heartbeat()];
-    // Drivers → lanes (issue: lanes/drivers) and the HTTP endpoint (issue: ops) are
-    // started here, each given `&pipeline`, and their handles pushed onto `tasks`.
-    tasks.shrink_to_fit();
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-
+    let bridge = Bridge::start(config).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(ServiceError::Signal)?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
         _ = term.recv() => tracing::info!("terminated; stopping"),
     }
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    for t in &tasks {
-        t.abort();
-    }
+    bridge.stop().await;
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! `parking-bridge doctor` as a real process: against a working setup (mock platform,
-//! a real mosquitto, a pty serial port, a synchronised clock) every line is ✓; against
-//! a broken one each fault is named with a hint.
+//! a real mosquitto with a simulated camera, simulated Modbus slaves over a socat pty
+//! and over TCP, a synchronised clock) every line is ✓; against a broken one each
+//! fault is named with a hint.
 
 use parking_bridge::config::platform::Secret;
 use parking_bridge::platform::mock::{Faults, Mock, MockConfig};
+use parking_bridge::sim::devices::{SimCamera, SimModbus};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -126,6 +128,8 @@ struct Setup<'a> {
     storage: &'a Path,
     serial_port: &'a Path,
     mqtt_port: u16,
+    /// `[[devices]]` tables.
+    devices: &'a str,
 }
 
 fn write_config(dir: &Path, s: &Setup) -> PathBuf {
@@ -153,12 +157,14 @@ port = "{}"
 [mqtt]
 host = "127.0.0.1"
 port = {}
+{}
 "#,
         s.platform_port,
         s.secret_file.display(),
         s.storage.display(),
         s.serial_port.display(),
-        s.mqtt_port
+        s.mqtt_port,
+        s.devices
     );
     let path = dir.join("config.toml");
     std::fs::write(&path, text).unwrap();
@@ -171,6 +177,7 @@ async fn doctor(config: &Path, path_env: &str, tz: &str) -> (bool, String) {
     cmd.arg("doctor")
         .arg("--config")
         .arg(config)
+        .args(["--camera-wait", "2"])
         .env("PATH", path_env)
         .env("TZ", tz)
         .env_remove("PARKING_BRIDGE_APP_SECRET")
@@ -185,17 +192,67 @@ async fn doctor(config: &Path, path_env: &str, tz: &str) -> (bool, String) {
     (out.status.success(), text)
 }
 
+fn devices(rtu_bus: &str, tcp: &str) -> String {
+    format!(
+        r#"
+[[devices]]
+name = "io-rtu"
+profile = "waveshare-modbus-rtu-io-8ch"
+lane = "entry-1"
+bus = "{rtu_bus}"
+slave = 3
+roles = {{ loop_a = "di1" }}
+[[devices]]
+name = "io-tcp"
+profile = "generic-modbus-tcp-di-gateway"
+lane = "entry-1"
+tcp = "{tcp}"
+slave = 1
+roles = {{ loop_b = "di1" }}
+[[devices]]
+name = "cam-1"
+profile = "vzenith-mqtt"
+lane = "entry-1"
+camera_id = "sn-0001"
+"#
+    )
+}
+
+/// Opens the device end of the pty pair for the simulated RTU slaves.
+fn open_device_end(path: &Path) -> tokio_serial::SerialStream {
+    use tokio_serial::SerialPortBuilderExt;
+    tokio_serial::new(path.to_string_lossy(), 9600)
+        .open_native_async()
+        .expect("open pty end")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_is_all_green_on_a_working_setup() {
     let dir = tempfile::tempdir().unwrap();
     let (platform_port, platform) = mock_platform().await;
     let (_broker, mqtt_port) = mosquitto(dir.path());
     let (_socat, serial_port) = pty(dir.path());
+    // Simulated slaves: id 3 on the RS-485 bus (the pty's other end), id 1 over TCP.
+    let rtu = SimModbus::new();
+    rtu.add_slave(3);
+    let _rtu_server = rtu.serve_rtu(open_device_end(&dir.path().join("ttyB")));
+    let tcp = SimModbus::new();
+    tcp.add_slave(1);
+    let tcp_addr = tcp.serve_tcp("127.0.0.1:0").await.unwrap();
+    // A camera sending keep-alives while doctor listens.
+    let camera = SimCamera::connect("127.0.0.1", mqtt_port, "sn-0001");
+    let beat = tokio::spawn(async move {
+        loop {
+            let _ = camera.keep_alive().await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let storage = dir.path().join("state");
     std::fs::create_dir(&storage).unwrap();
+    let devices = devices("rs485-1", &tcp_addr.to_string());
     let config = write_config(
         dir.path(),
         &Setup {
@@ -204,6 +261,7 @@ async fn doctor_is_all_green_on_a_working_setup() {
             storage: &storage,
             serial_port: &serial_port,
             mqtt_port,
+            devices: &devices,
         },
     );
 
@@ -213,6 +271,7 @@ async fn doctor_is_all_green_on_a_working_setup() {
         "Asia/Shanghai",
     )
     .await;
+    beat.abort();
     assert!(ok, "doctor failed:\n{out}");
     assert!(!out.contains('✗'), "{out}");
     for line in [
@@ -220,11 +279,14 @@ async fn doctor_is_all_green_on_a_working_setup() {
         "✓ app secret present and private",
         "✓ storage dir writable with free space",
         "✓ serial port",
+        "✓ modbus device io-rtu (slave 3) answers",
+        "✓ modbus device io-tcp (slave 1) answers",
         "✓ MQTT broker 127.0.0.1",
+        "✓ camera cam-1 seen",
         "✓ platform reachable and heartbeat accepted",
         "✓ system clock synchronised",
         "✓ timezone as configured",
-        "all 8 checks passed",
+        "all 11 checks passed",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
@@ -232,6 +294,61 @@ async fn doctor_is_all_green_on_a_working_setup() {
         !out.contains(SECRET),
         "the secret must never be printed:\n{out}"
     );
+    // Read-only by construction: the slaves saw reads only.
+    assert!(rtu.forbidden_requests().is_empty() && tcp.forbidden_requests().is_empty());
+    platform.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_silent_slave_and_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let (platform_port, platform) = mock_platform().await;
+    let (_broker, mqtt_port) = mosquitto(dir.path());
+    let (_socat, serial_port) = pty(dir.path());
+    let tcp = SimModbus::new();
+    tcp.add_slave(1);
+    tcp.set_answering(1, false);
+    let tcp_addr = tcp.serve_tcp("127.0.0.1:0").await.unwrap();
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, SECRET).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let storage = dir.path().join("state");
+    std::fs::create_dir(&storage).unwrap();
+    // Nothing serves the RTU bus: slave 3 never answers either.
+    let devices = devices("rs485-1", &tcp_addr.to_string());
+    let config = write_config(
+        dir.path(),
+        &Setup {
+            platform_port,
+            secret_file: &secret_file,
+            storage: &storage,
+            serial_port: &serial_port,
+            mqtt_port,
+            devices: &devices,
+        },
+    );
+    let (ok, out) = doctor(
+        &config,
+        &fake_timedatectl(dir.path(), "yes"),
+        "Asia/Shanghai",
+    )
+    .await;
+    assert!(!ok, "{out}");
+    for (fault, hint) in [
+        ("✗ modbus device io-rtu (slave 3) answers", "wiring"),
+        ("✗ modbus device io-tcp (slave 1) answers", "IP address"),
+        ("✗ camera cam-1 seen", "camera's MQTT settings"),
+    ] {
+        let at = out
+            .find(fault)
+            .unwrap_or_else(|| panic!("missing {fault:?} in:\n{out}"));
+        let hint_line = out[at..].lines().nth(1).unwrap_or("");
+        assert!(
+            hint_line.contains("hint:") && hint_line.contains(hint),
+            "{fault}: hint {hint:?} expected:\n{out}"
+        );
+    }
+    assert!(out.contains("3 of 11 checks failed"), "{out}");
     platform.abort();
 }
 
@@ -249,6 +366,7 @@ async fn doctor_names_every_fault_of_a_broken_setup() {
             storage: &dir.path().join("missing-state-dir"),
             serial_port: Path::new("/dev/ttyPB-NOT-THERE"),
             mqtt_port: free_port(),
+            devices: "",
         },
     );
 
@@ -292,7 +410,8 @@ async fn doctor_names_a_platform_that_refuses_the_lot_or_is_down() {
         secret_file: &secret_file,
         storage: &storage,
         serial_port: Path::new("/dev/null"),
-        mqtt_port: 0,
+        mqtt_port: 1,
+        devices: "",
     };
     // The mock knows only LOT-1.
     let config = write_config(dir.path(), &setup);

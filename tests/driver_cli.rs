@@ -33,8 +33,8 @@ fn check_reports_device_profile_mismatch_with_file_line_and_key() {
         .arg("check")
         .arg("--config")
         .arg(&path)
-        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
         .current_dir(dir.path())
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -51,8 +51,8 @@ fn check_reports_device_profile_mismatch_with_file_line_and_key() {
         .arg("check")
         .arg("--config")
         .arg(&path)
-        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
         .current_dir(dir.path())
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
         .output()
         .unwrap();
     assert!(
@@ -60,4 +60,27 @@ fn check_reports_device_profile_mismatch_with_file_line_and_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn readme_device_example_is_a_valid_site_config() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme
+        .split("## Installing devices")
+        .nth(1)
+        .expect("README has the section");
+    let block = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml example");
+    let text = format!(
+        "{block}\n[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
+         [storage]\ndir = \"/tmp\"\n[[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"P1\"\n"
+    );
+    let config =
+        parking_bridge::config::SiteConfig::from_toml(&text, std::path::Path::new("README.md"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    parking_bridge::driver::load_profiles(&config).unwrap_or_else(|e| panic!("{e}"));
 }

@@ -192,3 +192,46 @@ async fn broker_loss_reports_cameras_down_and_reconnects() {
         }
     }
 }
+
+#[tokio::test]
+async fn credentials_are_used_and_a_refused_login_yields_no_reads() {
+    let broker = Mosquitto::start_with_password("bridge", "s3cret");
+    let run = |password: &'static str, client_id: &'static str| {
+        let config = site_config(
+            "",
+            &format!(
+                "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"{client_id}\"\nusername = \"bridge\"\npassword = \"{password}\"\n\
+                 [[devices]]\nname = \"cam-vz\"\nprofile = \"vzenith-mqtt\"\nlane = \"entry-1\"\ncamera_id = \"sn-auth\"\n",
+                broker.port
+            ),
+        );
+        async move {
+            let profiles = load_profiles(&config).unwrap();
+            let (tx, rx) = mpsc::channel(16);
+            let (stop, shutdown) = watch::channel(false);
+            spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            (rx, stop)
+        }
+    };
+    let (mut good, _s1) = run("s3cret", "bridge-good").await;
+    let (mut bad, _s2) = run("wrong", "bridge-bad").await;
+    let mut o = MqttOptions::new("cam-auth", "127.0.0.1", broker.port);
+    o.set_credentials("bridge", "s3cret");
+    let (client, mut ev) = AsyncClient::new(o, 16);
+    tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    let body = samples::vzenith_ivs_result("sn-auth", "鲁B12345", 1, None);
+    client
+        .publish(
+            "device/sn-auth/message/up/ivs_result",
+            QoS::AtLeastOnce,
+            false,
+            body.into_bytes(),
+        )
+        .await
+        .unwrap();
+    let (ev, _) = wait_for(&mut good, Duration::from_secs(5), |e| plate(e).is_some()).await;
+    assert_eq!(plate(&ev).unwrap().text.as_deref(), Some("鲁B12345"));
+    let seen = collect_for(&mut bad, Duration::from_millis(500)).await;
+    assert!(seen.iter().all(|e| plate(e).is_none()), "{seen:?}");
+}

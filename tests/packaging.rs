@@ -14,6 +14,8 @@ fn example_config_passes_check() {
     let out = Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
         .args(["check", "--config"])
         .arg(repo("packaging/config.toml"))
+        // The installer writes the secret file at commissioning; `check` wants a secret.
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
         .output()
         .unwrap();
     assert!(

@@ -149,6 +149,25 @@ pub struct DeviceConfig {
     /// Overrides the profile's debounce, ms.
     #[serde(default)]
     pub debounce_ms: Option<u64>,
+    /// The camera POSTs its results to the bridge (`[camera_push]`) instead of MQTT.
+    #[serde(default)]
+    pub http_push: bool,
+}
+
+/// `[camera_push]`: the HTTP listener for cameras that push recognitions
+/// (`POST /camera/{camera_id}/plate`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraPushConfig {
+    /// `host:port`, e.g. `0.0.0.0:8089`.
+    pub listen: String,
+    /// Larger bodies are refused with 413 (cameras embed base64 JPEGs).
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    4 * 1024 * 1024
 }
 
 <<<<<<< HEAD
@@ -299,10 +318,18 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 if id.is_empty() || id.contains(['+', '#', '/']) {
                     out.push(Invalid::new(key("camera_id"), "must be non-empty without MQTT wildcards or '/'"));
                 }
-                if config.mqtt.is_none() {
+                if d.http_push && config.camera_push.is_none() {
+                    out.push(Invalid::new(key("http_push"), "push cameras need a [camera_push] section"));
+                } else if !d.http_push && config.mqtt.is_none() {
                     out.push(Invalid::new(key("camera_id"), "cameras need an [mqtt] section"));
                 }
             }
+        }
+        if d.camera_id.is_none() && d.http_push {
+            out.push(Invalid::new(
+                key("http_push"),
+                "only cameras push over HTTP",
+            ));
         }
         if d.camera_id.is_none() && d.topic.is_some() {
             out.push(Invalid::new(key("topic"), "only cameras have a topic"));
@@ -320,6 +347,20 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
         }
         if d.debounce_ms.is_some_and(|p| p > 10_000) {
             out.push(Invalid::new(key("debounce_ms"), "must be at most 10000"));
+        }
+    }
+    if let Some(p) = &config.camera_push {
+        if p.listen.parse::<std::net::SocketAddr>().is_err() {
+            out.push(Invalid::new(
+                "camera_push.listen",
+                "must be ip:port, e.g. 0.0.0.0:8089",
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&p.max_body_bytes) {
+            out.push(Invalid::new(
+                "camera_push.max_body_bytes",
+                "must be 1 KiB to 64 MiB",
+            ));
         }
     }
     for (i, dir) in config.profile_dirs.iter().enumerate() {

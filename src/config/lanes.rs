@@ -194,3 +194,55 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_keys_have_documented_defaults() {
+        let lane: LaneConfig =
+            toml::from_str("id = \"a\"\ndirection = \"entry\"\nport_no = \"P\"").unwrap();
+        assert_eq!(lane.layout, DetectionLayout::LoopsGate);
+        assert_eq!(lane.time_source, TimeSource::ClearedBarrier);
+        assert_eq!(lane.unreadable_plate, UnreadablePlate::Placeholder);
+        assert_eq!(lane.placeholder_plate, "无牌车");
+        assert_eq!(
+            (
+                lane.plate_window_ms,
+                lane.tailgate_window_ms,
+                lane.double_read_window_ms
+            ),
+            (10_000, 3_000, 5_000)
+        );
+        assert_eq!(
+            (lane.late_plate_window_ms, lane.link_down_reset_ms),
+            (3_000, 10_000)
+        );
+    }
+
+    #[test]
+    fn bad_windows_and_placeholders_are_named_by_key() {
+        let mut lane = LaneConfig::new("a", Direction::Entry, "P", DetectionLayout::CameraOnly);
+        lane.late_plate_window_ms = -1;
+        lane.placeholder_plate = String::new();
+        let mut out = Vec::new();
+        validate_all(&[lane], &mut out);
+        let keys: Vec<&str> = out.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "lanes[0].placeholder_plate",
+                "lanes[0].late_plate_window_ms"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_layout_is_refused() {
+        let err = toml::from_str::<LaneConfig>(
+            "id = \"a\"\ndirection = \"entry\"\nport_no = \"P\"\nlayout = \"radar\"",
+        );
+        assert!(err.is_err());
+    }
+}

@@ -157,3 +157,49 @@ impl LotConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lot_rules_parse_with_defaults() {
+        let lot: LotConfig = toml::from_str(
+            "parking_lot_no = \"P\"\ntotal_spaces = 10\nmonthly_cards = [\"闽A1\"]\n[tariff]\nhourly_rate = 500",
+        )
+        .unwrap();
+        let tariff = lot.tariff.clone().unwrap();
+        assert_eq!((tariff.free_minutes, tariff.daily_cap), (0, 0));
+        assert_eq!(
+            tariff.exempt,
+            vec![CarType::Special, CarType::White, CarType::Parkcard]
+        );
+        assert_eq!(lot.unmatched_exit, UnmatchedExit::RecordLocally);
+        assert_eq!(lot.occupancy_source, OccupancySource::Passages);
+        assert_eq!(lot.stay_max_age_hours, 744);
+    }
+
+    #[test]
+    fn bad_lot_rules_are_named_by_key() {
+        let mut lot = LotConfig::new("P", 10);
+        lot.tariff = Some(Tariff {
+            free_minutes: -1,
+            hourly_rate: 5,
+            daily_cap: 0,
+            exempt: vec![],
+        });
+        lot.white_list = vec!["闽A 1".into()];
+        lot.stay_max_age_hours = -2;
+        let mut out = Vec::new();
+        lot.validate(&mut out);
+        let keys: Vec<&str> = out.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "lot.stay_max_age_hours",
+                "lot.tariff.free_minutes",
+                "lot.white_list[0]"
+            ]
+        );
+    }
+}

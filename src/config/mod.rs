@@ -15,7 +15,9 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use devices::{Attachment, BusConfig, DeviceConfig, MqttConfig, Parity, Role};
+pub use devices::{
+    Attachment, BusConfig, CameraPushConfig, DeviceConfig, MqttConfig, Parity, Role,
+};
 pub use lanes::{Direction, LaneConfig};
 pub use lot::LotConfig;
 pub use ops::{HttpConfig, LoggingConfig};
@@ -41,6 +43,8 @@ pub struct SiteConfig {
     /// `/usr/share/parking-bridge/device-profiles` and the built-in profiles.
     #[serde(default)]
     pub profile_dirs: Vec<String>,
+    #[serde(default)]
+    pub camera_push: Option<devices::CameraPushConfig>,
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]

@@ -6,6 +6,7 @@
 //! Entry points for the service: [`load_profiles`] then [`spawn_all`].
 
 pub mod camera;
+pub mod http_push;
 pub mod metrics;
 pub mod modbus;
 pub mod mqtt;
@@ -77,6 +78,8 @@ pub enum DriverError {
 #[derive(Debug, Default)]
 pub struct DriverSet {
     tasks: Vec<(String, JoinHandle<()>)>,
+    /// Where the camera push receiver listens, when there is one.
+    pub push_addr: Option<std::net::SocketAddr>,
 }
 
 impl DriverSet {
@@ -186,6 +189,12 @@ pub async fn spawn_all(
     }
     if let Some(handle) = mqtt::spawn(config, profiles, tx.clone(), shutdown.clone())? {
         set.tasks.push(("mqtt".to_string(), handle));
+    }
+    if let Some((addr, handle)) =
+        http_push::spawn(config, profiles, tx.clone(), shutdown.clone()).await?
+    {
+        set.push_addr = Some(addr);
+        set.tasks.push(("camera_push".to_string(), handle));
     }
     Ok(set)
 }

@@ -671,4 +671,87 @@ mod tests {
         );
         assert_eq!(h.record(PollOutcome::Exception, t(1)), None);
     }
+
+    /// Raw RTU answer frames, as a bus sniffer shows them, through framing and decoding.
+    fn decode_frame(profile_name: &str, slave: u8, frame: &[u8]) -> (ModbusProfile, Values) {
+        let p = profile(profile_name);
+        let reqs = plan(&p.points);
+        assert_eq!(reqs.len(), 1);
+        let data = match crate::driver::rtu::scan_response(slave, &reqs[0], frame) {
+            crate::driver::rtu::Scan::Answer { data, .. } => data,
+            other => panic!("{other:?}"),
+        };
+        let values = decode(&p.points, &reqs, &[Some(data)]);
+        (p, values)
+    }
+
+    fn with_crc(bytes: &[u8]) -> Vec<u8> {
+        let mut v = bytes.to_vec();
+        v.extend_from_slice(&crate::driver::rtu::crc16(bytes).to_le_bytes());
+        v
+    }
+
+    #[test]
+    fn waveshare_dump_di1_and_di4_on() {
+        // 01 02 01 09 + CRC: FC02 answer, one data byte, inputs 1 and 4 active.
+        let (p, v) = decode_frame(
+            "waveshare-modbus-rtu-io-8ch",
+            1,
+            &with_crc(&[0x01, 0x02, 0x01, 0x09]),
+        );
+        let on: Vec<&str> = v
+            .iter()
+            .filter(|(_, x)| **x == Value::Bool(true))
+            .map(|(i, _)| p.points[*i].name.as_str())
+            .collect();
+        assert_eq!(on, vec!["di1", "di4"]);
+    }
+
+    #[test]
+    fn adam_4051_dump_reads_sixteen_inputs_from_two_bytes() {
+        // 01 01 02 01 80 + CRC: FC01 answer, DI0 (bit 0 of byte 1) and DI15 (bit 7 of byte 2).
+        let (p, v) = decode_frame(
+            "advantech-adam-4051",
+            1,
+            &with_crc(&[0x01, 0x01, 0x02, 0x01, 0x80]),
+        );
+        assert_eq!(v.len(), 16);
+        let on: Vec<&str> = v
+            .iter()
+            .filter(|(_, x)| **x == Value::Bool(true))
+            .map(|(i, _)| p.points[*i].name.as_str())
+            .collect();
+        assert_eq!(on, vec!["di0", "di15"]);
+    }
+
+    #[test]
+    fn barrier_template_dump_open_with_counter() {
+        // 02 03 08 | 0001 0000 0001 86A0 + CRC: open, no fault, 100000 cycles.
+        let frame = with_crc(&[
+            0x02, 0x03, 0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x86, 0xA0,
+        ]);
+        let (_, v) = decode_frame("generic-barrier-holding-status", 2, &frame);
+        assert_eq!(v[&0], Value::Position(GatePosition::Open));
+        assert_eq!(v[&1], Value::Bool(false));
+        assert_eq!(v[&2], Value::Number(100_000.0));
+    }
+
+    #[test]
+    fn tcp_gateway_reads_sixteen_discrete_inputs_in_one_request() {
+        let p = profile("generic-modbus-tcp-di-gateway");
+        let reqs = plan(&p.points);
+        assert_eq!(
+            reqs,
+            vec![ReadRequest {
+                function: Function::ReadDiscreteInputs,
+                address: 0,
+                count: 16
+            }]
+        );
+        let mut bits = vec![false; 16];
+        bits[1] = true;
+        let v = decode(&p.points, &reqs, &[Some(ReadData::Bits(bits))]);
+        assert_eq!(v[&1], Value::Bool(true));
+        assert_eq!(p.points[1].name, "di2");
+    }
 }

@@ -48,7 +48,7 @@ pub fn camera_topics(
     out
 }
 
-fn options(m: &MqttConfig) -> Result<MqttOptions, DriverError> {
+pub fn options(m: &MqttConfig) -> Result<MqttOptions, DriverError> {
     let mut o = MqttOptions::new(&m.client_id, &m.host, m.port);
     o.set_keep_alive(Duration::from_secs(m.keep_alive_s));
     // Keep the session: the broker queues QoS 1 recognitions while we reconnect.
@@ -84,7 +84,7 @@ pub fn spawn(
 ) -> Result<Option<tokio::task::JoinHandle<()>>, DriverError> {
     let mut cameras = Vec::new();
     let mut routes: HashMap<String, (usize, TopicKind)> = HashMap::new();
-    for d in &config.devices {
+    for d in config.devices.iter().filter(|d| !d.http_push) {
         let Some(Attachment::Camera { id }) = d.attachment() else {
             continue;
         };
@@ -160,9 +160,16 @@ async fn run(
                     tracing::info!(broker = %broker, session_present = ack.session_present, "mqtt connected");
                     // Subscribe again even with a kept session: cheap, and correct after
                     // a broker restart that lost the session.
-                    for topic in routes.keys() {
-                        if let Err(e) = client.try_subscribe(topic.as_str(), QoS::AtLeastOnce) {
-                            tracing::warn!(topic = %topic, error = %e, "mqtt subscribe failed");
+                    let filters = routes.keys().map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                    if let Err(e) = client.try_subscribe_many(filters) {
+                        tracing::warn!(error = %e, "mqtt subscribe failed");
+                    }
+                    let now = Timestamp::now();
+                    for cam in &mut cameras {
+                        if let Some(up) = cam.state.broker_up()
+                            && !emit_link(cam, up, now, &tx).await
+                        {
+                            return;
                         }
                     }
                 }

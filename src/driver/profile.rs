@@ -208,6 +208,7 @@ pub struct CameraProfile {
     #[serde(default = "default_dedup_ms")]
     pub dedup_ms: u64,
     /// No message (heartbeat or result) for this long → the link is reported down.
+    /// 0 for cameras without keep-alives: their link follows the broker connection.
     #[serde(default = "default_link_timeout_ms")]
     pub link_timeout_ms: u64,
     pub topics: CameraTopics,
@@ -482,10 +483,10 @@ fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
             "`path` and `equals` go together",
         ));
     }
-    if !(1_000..=600_000).contains(&c.link_timeout_ms) {
+    if c.link_timeout_ms != 0 && !(1_000..=600_000).contains(&c.link_timeout_ms) {
         out.push(Invalid::new(
             "camera.link_timeout_ms",
-            "must be 1000 to 600000",
+            "must be 0 (no keep-alives) or 1000 to 600000",
         ));
     }
 }

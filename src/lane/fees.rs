@@ -34,7 +34,10 @@ impl Fee {
     }
 }
 
-/// The charge a tariff sets for a stay, in fen.
+/// The largest amount the platform accepts (8 digits of fen).
+pub const MAX_FEN: i64 = 99_999_999;
+
+/// The charge a tariff sets for a stay, in fen (at most [`MAX_FEN`]).
 ///
 /// Stays up to `free_minutes` are free; a longer stay is charged from entry:
 /// every started hour at `hourly_rate`, each full 24 hours capped at `daily_cap`,
@@ -66,6 +69,7 @@ pub fn tariff_price(
     full_days
         .saturating_mul(per_day)
         .saturating_add(cap(rest_hours.saturating_mul(tariff.hourly_rate)))
+        .min(MAX_FEN)
 }
 
 /// The exit fee under the documented default (see the module docs): tariff price, paid
@@ -109,9 +113,18 @@ pub fn decide_fee(
     if exempt {
         return Fee::default();
     }
-    source
-        .and_then(|s| s.fee(plate_no, car_type, entered, exited))
-        .unwrap_or_else(|| exit_fee(tariff, car_type, entered, exited))
+    match source.and_then(|s| s.fee(plate_no, car_type, entered, exited)) {
+        // A pay system's figures are kept within what the platform accepts.
+        Some(f) => {
+            let price = f.price.clamp(0, MAX_FEN);
+            Fee {
+                price,
+                should_pay: f.should_pay.clamp(0, price),
+                paid_fee: f.paid_fee.clamp(0, price),
+            }
+        }
+        None => exit_fee(tariff, car_type, entered, exited),
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +194,20 @@ mod tests {
             }
         );
         assert_eq!(exit_fee(None, CarType::Normal, t(0), t(90)), Fee::default());
+    }
+
+    #[test]
+    fn price_never_exceeds_what_the_platform_accepts() {
+        let uncapped = Tariff {
+            free_minutes: 0,
+            hourly_rate: 99_999_999,
+            daily_cap: 0,
+            exempt: vec![],
+        };
+        assert_eq!(
+            tariff_price(&uncapped, CarType::Normal, t(0), t(600)),
+            MAX_FEN
+        );
     }
 
     #[test]

@@ -77,11 +77,7 @@ struct Read {
 
 impl Read {
     fn from_event(p: &PlateRead, at: Timestamp) -> Read {
-        let text = p
-            .text
-            .as_ref()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
+        let text = p.text.as_deref().and_then(super::plate_format::normalise);
         Read {
             text,
             color: p.color,
@@ -347,7 +343,17 @@ impl LaneMachine {
             // --- plate reads: shared by every layout ---
             // A second read of the plate just reported (or the full result of a quick read
             // already reported): the same vehicle, dropped.
-            (state, Input::Plate(r)) if self.is_repeat_of_last_passage(&r) => state,
+            (state, Input::Plate(r))
+                if self.is_repeat_of_last_passage(&r, matches!(state, State::Idle)) =>
+            {
+                state
+            }
+            // Camera-only: a quick "no plate" carries nothing (its full result follows).
+            (state, Input::Plate(r))
+                if self.layout == DetectionLayout::CameraOnly && r.quick && r.text.is_none() =>
+            {
+                state
+            }
             // Camera-only: a full read is a vehicle; a quick one waits for its full result.
             (State::Idle, Input::Plate(r)) if self.layout == DetectionLayout::CameraOnly => {
                 if r.quick && r.text.is_some() {
@@ -532,14 +538,18 @@ impl LaneMachine {
             .is_some_and(|t| now.0 - t.0 <= self.tailgate_window_ms)
     }
 
-    fn is_repeat_of_last_passage(&self, r: &Read) -> bool {
+    /// A read that only repeats the last passage's: the same text within the
+    /// double-read window, or — with the lane empty — the full result of the quick read
+    /// that passage was reported with (it cannot be amended; it must not stick to the
+    /// next vehicle either).
+    fn is_repeat_of_last_passage(&self, r: &Read, lane_empty: bool) -> bool {
         let Some(last) = &self.last_passage_read else {
             return false;
         };
         if r.at.0 - last.at.0 > self.double_read_window_ms || r.text.is_none() {
             return false;
         }
-        r.text == last.text
+        r.text == last.text || (lane_empty && last.quick && !r.quick)
     }
 
     /// Gives a read to the vehicle it belongs to, or keeps it pending.
@@ -686,5 +696,151 @@ impl LaneMachine {
             self.last_passage_read = Some(r);
         }
         out.push(passage);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(layout: DetectionLayout) -> LaneMachine {
+        LaneMachine::new(&LaneConfig::new("l", Direction::Entry, "P", layout))
+    }
+
+    fn ev(at: i64, kind: EventKind) -> RawEvent {
+        RawEvent {
+            lane: "l".into(),
+            device: "io".into(),
+            at: Timestamp(at),
+            kind,
+        }
+    }
+
+    fn lp(which: LoopId, occupied: bool) -> EventKind {
+        EventKind::Loop { which, occupied }
+    }
+
+    fn feed(m: &mut LaneMachine, events: &[(i64, EventKind)]) -> Vec<Passage> {
+        events
+            .iter()
+            .flat_map(|(at, k)| m.handle(&ev(*at, k.clone()), Timestamp(*at)))
+            .collect()
+    }
+
+    fn pass_without_read(t: i64) -> Vec<(i64, EventKind)> {
+        vec![
+            (t, lp(LoopId::A, true)),
+            (t + 1000, lp(LoopId::B, true)),
+            (t + 2000, lp(LoopId::A, false)),
+            (t + 3000, lp(LoopId::B, false)),
+        ]
+    }
+
+    #[test]
+    fn idle_lane_has_no_timer_and_an_unread_vehicle_waits_for_the_late_plate_window() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        assert_eq!(m.poll_at(), None);
+        assert!(feed(&mut m, &pass_without_read(0)).is_empty());
+        assert_eq!(m.poll_at(), Some(Timestamp(3000 + 3000)));
+        assert!(m.on_timer(Timestamp(5999)).is_empty());
+        let out = m.on_timer(Timestamp(6000));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].case, out[0].at),
+            (PassageCase::Unrecognised, Timestamp(3000))
+        );
+        assert!(m.is_idle());
+        assert_eq!(m.poll_at(), None);
+    }
+
+    #[test]
+    fn an_event_after_a_deadline_first_runs_the_due_timer() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(&mut m, &pass_without_read(0));
+        // A read 10 s later is too late: the held vehicle is reported unrecognised first.
+        let out = m.handle(
+            &ev(
+                13_000,
+                EventKind::Plate(PlateRead::text("闽A1", PlateColor::Blue)),
+            ),
+            Timestamp(13_000),
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].case, PassageCase::Unrecognised);
+    }
+
+    #[test]
+    fn link_back_before_the_timeout_cancels_the_reset() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut m,
+            &[
+                (0, lp(LoopId::A, true)),
+                (500, lp(LoopId::B, true)),
+                (600, EventKind::Link { up: false }),
+            ],
+        );
+        assert_eq!(m.poll_at(), Some(Timestamp(10_600)));
+        feed(&mut m, &[(2000, EventKind::Link { up: true })]);
+        assert_eq!(m.poll_at(), None);
+        feed(
+            &mut m,
+            &[(3000, lp(LoopId::A, false)), (4000, lp(LoopId::B, false))],
+        );
+        assert_eq!(
+            m.on_timer(Timestamp(7000)).len(),
+            1,
+            "the vehicle was still followed"
+        );
+    }
+
+    #[test]
+    fn link_down_past_the_timeout_drops_the_half_seen_vehicle_but_not_a_cleared_one() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(&mut m, &pass_without_read(0));
+        feed(
+            &mut m,
+            &[
+                (3500, lp(LoopId::A, true)),
+                (3600, EventKind::Link { up: false }),
+            ],
+        );
+        let out = m.on_timer(Timestamp(13_600));
+        assert_eq!(out.len(), 1, "the cleared vehicle is complete and reported");
+        assert!(m.is_idle());
+        // Loops were assumed free: the stale release is ignored, nothing half-made appears.
+        assert!(feed(&mut m, &[(20_000, lp(LoopId::A, false))]).is_empty());
+    }
+
+    #[test]
+    fn repeated_loop_states_are_ignored() {
+        let mut m = lane(DetectionLayout::LoopsOnly);
+        let mut events = pass_without_read(0);
+        events.insert(1, (100, lp(LoopId::A, true)));
+        events.push((3100, lp(LoopId::B, false)));
+        feed(&mut m, &events);
+        assert_eq!(m.on_timer(Timestamp(10_000)).len(), 1);
+    }
+
+    #[test]
+    fn camera_only_quick_read_waits_for_the_full_result() {
+        let mut m = lane(DetectionLayout::CameraOnly);
+        let mut quick = PlateRead::text("闽A1234S", PlateColor::Blue);
+        quick.quick = true;
+        assert!(feed(&mut m, &[(0, EventKind::Plate(quick))]).is_empty());
+        assert_eq!(m.poll_at(), Some(Timestamp(5000)));
+        let out = feed(
+            &mut m,
+            &[(
+                400,
+                EventKind::Plate(PlateRead::text("闽A12345", PlateColor::Blue)),
+            )],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            out[0].plate.as_ref().map(|p| p.text.as_str()),
+            Some("闽A12345")
+        );
+        assert_eq!(out[0].at, Timestamp(400));
     }
 }

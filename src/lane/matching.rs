@@ -52,20 +52,16 @@ pub fn one_misread_apart(a: &str, b: &str) -> bool {
 pub fn match_exit<'a, I>(exit_plate: &str, candidates: I) -> Option<(usize, MatchKind)>
 where
     I: IntoIterator<Item = (usize, &'a str)>,
+    I::IntoIter: Clone,
 {
-    let mut fuzzy: Option<usize> = None;
-    let mut fuzzy_count = 0;
-    for (i, plate) in candidates {
-        if plate == exit_plate {
-            return Some((i, MatchKind::Exact));
-        }
-        if one_misread_apart(exit_plate, plate) {
-            fuzzy_count += 1;
-            fuzzy = Some(i);
-        }
+    let candidates = candidates.into_iter();
+    // Exact first, in its own pass: a plain comparison, and the common case.
+    if let Some((i, _)) = candidates.clone().find(|(_, plate)| *plate == exit_plate) {
+        return Some((i, MatchKind::Exact));
     }
-    match (fuzzy_count, fuzzy) {
-        (1, Some(i)) => Some((i, MatchKind::Fuzzy)),
+    let mut fits = candidates.filter(|(_, plate)| one_misread_apart(exit_plate, plate));
+    match (fits.next(), fits.next()) {
+        (Some((i, _)), None) => Some((i, MatchKind::Fuzzy)),
         _ => None,
     }
 }

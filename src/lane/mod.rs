@@ -5,11 +5,13 @@
 //! The cases and rules are documented in `docs/lane-logic.md`.
 
 pub mod fees;
+pub mod journal;
 pub mod machine;
 pub mod matching;
 pub mod model;
 pub mod plate_format;
 pub mod replay;
+pub mod runtime;
 pub mod stays;
 
 pub use fees::{Fee, exit_fee};

@@ -56,6 +56,22 @@ fn is_plate_alnum(c: char) -> bool {
     c.is_ascii_digit() || is_plate_letter(c)
 }
 
+/// Longest plate the platform accepts (`plate_no`, 16 characters).
+pub const PLATE_MAX_CHARS: usize = 16;
+
+/// A camera's plate text as the platform wants it: no spaces or `·` separators, ASCII
+/// letters upper case. `None` when nothing usable is left (empty, control characters,
+/// longer than the platform accepts): such a read counts as "no plate".
+pub fn normalise(text: &str) -> Option<String> {
+    let plate: String = text
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '·' && *c != '•')
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let n = plate.chars().count();
+    (n > 0 && n <= PLATE_MAX_CHARS && !plate.chars().any(char::is_control)).then_some(plate)
+}
+
 /// Classifies plate text (no spaces, upper case as the camera sends it).
 pub fn format_of(plate: &str) -> PlateFormat {
     let c: Vec<char> = plate.chars().filter(|c| *c != '-' && *c != '·').collect();
@@ -197,6 +213,15 @@ mod tests {
         ] {
             assert_eq!(format_of(plate), PlateFormat::Unknown, "{plate}");
         }
+    }
+
+    #[test]
+    fn camera_text_is_normalised_or_refused() {
+        assert_eq!(normalise(" 闽A·12345 ").as_deref(), Some("闽A12345"));
+        assert_eq!(normalise("闽a 12345").as_deref(), Some("闽A12345"));
+        assert_eq!(normalise("  "), None);
+        assert_eq!(normalise("闽A1\u{7}2345"), None);
+        assert_eq!(normalise("闽A123456789012345"), None, "17 characters");
     }
 
     #[test]

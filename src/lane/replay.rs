@@ -79,7 +79,9 @@ impl Replay {
             return;
         };
         let passages = machine.handle(event, now);
-        self.plan(&event.lane.clone(), passages, out);
+        if !passages.is_empty() {
+            self.plan(&event.lane, passages, out);
+        }
     }
 
     /// Runs every timer left (end of input).
@@ -92,10 +94,12 @@ impl Replay {
             let due = self
                 .lanes
                 .iter()
-                .filter_map(|(id, (_, m))| m.poll_at().map(|t| (t, id.clone())))
+                .filter_map(|(id, (_, m))| m.poll_at().map(|t| (t, id)))
                 .filter(|(t, _)| *t <= until)
                 .min();
-            let Some((t, lane)) = due else { return };
+            let Some((t, lane)) = due.map(|(t, id)| (t, id.clone())) else {
+                return;
+            };
             let Some((_, machine)) = self.lanes.get_mut(&lane) else {
                 return;
             };

@@ -8,15 +8,17 @@
 //! Run it with the service stopped: a running bridge holds the serial ports.
 
 use super::disk::fs_space;
-use crate::config::SiteConfig;
+use crate::config::{Attachment, BusConfig, MqttConfig, SiteConfig};
+use crate::driver::ProfileLibrary;
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 /// Every network check gives up after this.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long to wait for each camera to publish something.
+/// A Modbus slave answers within a few hundred ms; this is generous.
+pub const MODBUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for each camera to publish something, unless told otherwise.
 pub const CAMERA_WAIT: Duration = Duration::from_secs(10);
 /// Below this much free space the storage check fails.
 pub const MIN_FREE_BYTES: u64 = 200 * 1024 * 1024;
@@ -72,7 +74,7 @@ impl fmt::Display for Check {
 
 /// Runs the checklist, printing each line as it completes, and returns the process
 /// exit status (0: all ✓). Builds its own runtime so `main` stays a plain dispatcher.
-pub fn main(config_path: &Path) -> std::process::ExitCode {
+pub fn main(config_path: &Path, camera_wait: Duration) -> std::process::ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,7 +85,7 @@ pub fn main(config_path: &Path) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let checks = runtime.block_on(run(config_path, |c| println!("{c}")));
+    let checks = runtime.block_on(run(config_path, camera_wait, |c| println!("{c}")));
     let failed = checks.iter().filter(|c| !c.ok).count();
     if failed == 0 {
         println!("all {} checks passed", checks.len());
@@ -95,7 +97,11 @@ pub fn main(config_path: &Path) -> std::process::ExitCode {
 }
 
 /// All checks in order; `report` sees each as it completes.
-pub async fn run(config_path: &Path, mut report: impl FnMut(&Check)) -> Vec<Check> {
+pub async fn run(
+    config_path: &Path,
+    camera_wait: Duration,
+    mut report: impl FnMut(&Check),
+) -> Vec<Check> {
     let mut out = Vec::new();
     let mut push = |c: Check, out: &mut Vec<Check>| {
         report(&c);
@@ -126,17 +132,28 @@ pub async fn run(config_path: &Path, mut report: impl FnMut(&Check)) -> Vec<Chec
     };
     push(check_secret(&config, config_path), &mut out);
     push(check_storage(&config.storage.dir), &mut out);
+    let profiles = match crate::driver::load_profiles(&config) {
+        Ok(p) => p,
+        Err(e) => {
+            push(
+                Check::fail(
+                    "device profiles found",
+                    e.to_string(),
+                    "see `parking-bridge check`; profiles live in /usr/share/parking-bridge/device-profiles",
+                ),
+                &mut out,
+            );
+            ProfileLibrary::default()
+        }
+    };
     for bus in &config.buses {
-        push(
-            check_serial_port(&bus.name, &bus.port, DEFAULT_BAUD),
-            &mut out,
-        );
+        push(check_serial_port(bus), &mut out);
     }
-    for probe in modbus_probes(&config) {
+    for probe in modbus_probes(&config, &profiles) {
         push(check_modbus(&probe).await, &mut out);
     }
     if let Some(mqtt) = &config.mqtt {
-        for c in check_mqtt(&mqtt.host, mqtt.port, &camera_topics(&config), CAMERA_WAIT).await {
+        for c in check_mqtt(mqtt, &camera_topics(&config, &profiles), camera_wait).await {
             push(c, &mut out);
         }
     }
@@ -145,9 +162,6 @@ pub async fn run(config_path: &Path, mut report: impl FnMut(&Check)) -> Vec<Chec
     push(check_timezone(&config.platform.utc_offset), &mut out);
     out
 }
-
-/// Baud rate used to open a bus when the config does not give one.
-pub const DEFAULT_BAUD: u32 = 9600;
 
 /// The secret: present, 16 characters (an SM4 key), and not readable by everyone.
 /// Found the way the running bridge finds it ([`crate::config::PlatformConfig::secret`]).
@@ -263,27 +277,24 @@ pub fn check_storage(dir: &Path) -> Check {
     }
 }
 
-/// The port exists and can be opened.
-pub fn check_serial_port(bus: &str, port: &str, baud: u32) -> Check {
-    let label = format!("serial port {port} (bus {bus}) opens");
+/// The bus's port exists and opens with its settings.
+pub fn check_serial_port(bus: &BusConfig) -> Check {
+    let port = &bus.port;
+    let label = format!("serial port {port} (bus {}) opens", bus.name);
     if !Path::new(port).exists() {
         return Check::fail(
             label,
             "no such device",
-            "check the USB/RS-485 adapter and the udev rule (/lib/udev/rules.d/99-parking-bridge.rules); `ls -l /dev/serial/by-id/` lists adapters",
+            "check the USB/RS-485 adapter and the udev rule (/etc/udev/rules.d/99-parking-bridge.rules); `parking-bridge ports` lists adapters",
         );
     }
-    match tokio_serial::new(port, baud)
-        .timeout(Duration::from_millis(200))
-        .open()
-    {
-        Ok(_) => Check::pass(label, format!("{baud} baud")),
+    match crate::driver::rtu::open_serial(bus) {
+        Ok(_) => Check::pass(label, format!("{} baud", bus.baud)),
         Err(e) => {
             let text = e.to_string();
             let hint = if text.contains("ermission") {
-                "the service user needs group dialout: usermod -aG dialout parking-bridge"
-                    .to_string()
-            } else if text.contains("busy") || text.contains("Busy") {
+                "the service user needs group dialout: adduser parking-bridge dialout".to_string()
+            } else if text.to_lowercase().contains("busy") {
                 "another program holds the port (the running service?): systemctl stop parking-bridge, then retry".to_string()
             } else {
                 "check the adapter".to_string()
@@ -302,14 +313,19 @@ pub enum ProbeRead {
     InputRegisters,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ModbusTarget {
-    Rtu { port: String, baud: u32 },
-    Tcp { addr: SocketAddr },
+    Rtu {
+        bus: BusConfig,
+    },
+    /// `host:port`.
+    Tcp {
+        address: String,
+    },
 }
 
 /// One read that proves a slave answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ModbusProbe {
     pub device: String,
     pub target: ModbusTarget,
@@ -318,19 +334,63 @@ pub struct ModbusProbe {
     pub address: u16,
 }
 
-/// The Modbus devices of the config and one register each to read.
-///
-/// Hook for the device layer: the site config's device schema (bus, slave id, the
-/// profile's first input) is owned by the devices module; until it names them here,
-/// doctor checks the serial ports but probes no slave.
-pub fn modbus_probes(_config: &SiteConfig) -> Vec<ModbusProbe> {
-    Vec::new()
+/// One probe per Modbus device: its profile's first point (a read the bridge makes
+/// anyway).
+pub fn modbus_probes(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<ModbusProbe> {
+    let mut out = Vec::new();
+    for d in &config.devices {
+        let Some(modbus) = profiles.get(&d.profile).and_then(|p| p.modbus.as_ref()) else {
+            continue;
+        };
+        let Some(point) = modbus.points.first() else {
+            continue;
+        };
+        let read = match point.function {
+            1 => ProbeRead::Coils,
+            2 => ProbeRead::DiscreteInputs,
+            3 => ProbeRead::HoldingRegisters,
+            4 => ProbeRead::InputRegisters,
+            // Profiles cannot hold other codes (validated when loaded).
+            _ => continue,
+        };
+        let target = match d.attachment() {
+            Some(Attachment::Rtu { bus }) => match config.buses.iter().find(|b| b.name == bus) {
+                Some(b) => ModbusTarget::Rtu { bus: b.clone() },
+                None => continue,
+            },
+            Some(Attachment::Tcp { address }) => ModbusTarget::Tcp {
+                address: address.to_string(),
+            },
+            _ => continue,
+        };
+        out.push(ModbusProbe {
+            device: d.name.clone(),
+            target,
+            slave: d.slave.unwrap_or(modbus.default_slave),
+            read,
+            address: point.address,
+        });
+    }
+    out
 }
 
-/// MQTT topic filters on which each camera publishes, by device name. Hook for the
-/// device layer, like [`modbus_probes`].
-pub fn camera_topics(_config: &SiteConfig) -> Vec<(String, String)> {
-    Vec::new()
+/// The topics each camera publishes on (result, quick, heartbeat), by device name.
+pub fn camera_topics(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for d in &config.devices {
+        let Some(Attachment::Camera { id }) = d.attachment() else {
+            continue;
+        };
+        let Some(camera) = profiles.get(&d.profile).and_then(|p| p.camera.as_ref()) else {
+            continue;
+        };
+        let topics = crate::driver::mqtt::camera_topics(camera, id, d.topic.as_deref())
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        out.push((d.name.clone(), topics));
+    }
+    out
 }
 
 /// Reads one item from the slave.
@@ -343,11 +403,21 @@ pub async fn check_modbus(probe: &ModbusProbe) -> Check {
     let slave = tokio_modbus::Slave(probe.slave);
     let connect = async {
         match &probe.target {
-            ModbusTarget::Tcp { addr } => {
-                tokio_modbus::client::tcp::connect_slave(*addr, slave).await
+            ModbusTarget::Tcp { address } => {
+                let addr = tokio::net::lookup_host(address.as_str())
+                    .await?
+                    .next()
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "address resolves to nothing",
+                        )
+                    })?;
+                tokio_modbus::client::tcp::connect_slave(addr, slave).await
             }
-            ModbusTarget::Rtu { port, baud } => {
-                let stream = tokio_serial::SerialStream::open(&tokio_serial::new(port, *baud))?;
+            ModbusTarget::Rtu { bus } => {
+                let stream = crate::driver::rtu::open_serial(bus)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
                 Ok(tokio_modbus::client::rtu::attach_slave(stream, slave))
             }
         }
@@ -378,16 +448,16 @@ pub async fn check_modbus(probe: &ModbusProbe) -> Check {
         }
     };
     let (target, hint) = match &probe.target {
-        ModbusTarget::Tcp { addr } => (
-            addr.to_string(),
+        ModbusTarget::Tcp { address } => (
+            address.clone(),
             "check the device's IP address, port and unit id, and the network",
         ),
-        ModbusTarget::Rtu { port, .. } => (
-            port.clone(),
+        ModbusTarget::Rtu { bus } => (
+            bus.port.clone(),
             "check wiring (A/B swapped?), termination, baud rate/parity and the slave address set on the device",
         ),
     };
-    match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+    match tokio::time::timeout(MODBUS_TIMEOUT, read).await {
         Ok(Ok(())) => Check::pass(
             label,
             format!("{target}: {:?} {} read", probe.read, probe.address),
@@ -400,7 +470,7 @@ pub async fn check_modbus(probe: &ModbusProbe) -> Check {
         Ok(Err(e)) => Check::fail(label, format!("{target}: {e}"), hint),
         Err(_) => Check::fail(
             label,
-            format!("{target}: no answer within {} s", CHECK_TIMEOUT.as_secs()),
+            format!("{target}: no answer within {} s", MODBUS_TIMEOUT.as_secs()),
             hint,
         ),
     }
@@ -408,19 +478,19 @@ pub async fn check_modbus(probe: &ModbusProbe) -> Check {
 
 /// The broker accepts a connection; each camera publishes within `camera_wait`.
 pub async fn check_mqtt(
-    host: &str,
-    port: u16,
-    cameras: &[(String, String)],
+    mqtt: &MqttConfig,
+    cameras: &[(String, Vec<String>)],
     camera_wait: Duration,
 ) -> Vec<Check> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let label = format!("MQTT broker {host}:{port} reachable");
-    let mut options = MqttOptions::new(
-        format!("parking-bridge-doctor-{}", std::process::id()),
-        host,
-        port,
-    );
-    options.set_keep_alive(Duration::from_secs(5));
+    use rumqttc::{AsyncClient, Event, Packet, QoS};
+    let label = format!("MQTT broker {}:{} reachable", mqtt.host, mqtt.port);
+    let mut options = match crate::driver::mqtt::options(mqtt) {
+        Ok(o) => o,
+        Err(e) => return vec![Check::fail(label, e.to_string(), "check [mqtt]")],
+    };
+    // A throw-away session of its own: never take over the running bridge's session.
+    options.set_client_id(format!("parking-bridge-doctor-{}", std::process::id()));
+    options.set_clean_session(true);
     let (client, mut events) = AsyncClient::new(options, 16);
     let connected = tokio::time::timeout(CHECK_TIMEOUT, async {
         loop {
@@ -445,13 +515,13 @@ pub async fn check_mqtt(
         }
     }
     let mut out = vec![Check::pass(label, "connected")];
-    let mut pending: Vec<(String, String)> = cameras.to_vec();
-    for (_, topic) in &pending {
+    let mut pending: Vec<(String, Vec<String>)> = cameras.to_vec();
+    for topic in pending.iter().flat_map(|(_, topics)| topics) {
         if let Err(e) = client.subscribe(topic.as_str(), QoS::AtMostOnce).await {
             out.push(Check::fail(
                 format!("subscribe {topic}"),
                 e.to_string(),
-                "check the topic filter in the profile",
+                "check the topic in the profile",
             ));
         }
     }
@@ -459,10 +529,10 @@ pub async fn check_mqtt(
         while !pending.is_empty() {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if let Some(i) = pending
-                        .iter()
-                        .position(|(_, filter)| topic_matches(filter, &p.topic))
-                    {
+                    let seen = pending.iter().position(|(_, filters)| {
+                        filters.iter().any(|f| topic_matches(f, &p.topic))
+                    });
+                    if let Some(i) = seen {
                         let (device, _) = pending.remove(i);
                         out.push(Check::pass(
                             format!("camera {device} seen"),
@@ -476,10 +546,10 @@ pub async fn check_mqtt(
         }
     })
     .await;
-    for (device, topic) in pending {
+    for (device, topics) in pending {
         out.push(Check::fail(
             format!("camera {device} seen"),
-            format!("nothing on {topic} within {} s", camera_wait.as_secs()),
+            format!("nothing on {} within {} s", topics.join(", "), camera_wait.as_secs()),
             "check the camera's MQTT settings (broker address, topic) and that it is powered; drive a car past or use its test trigger",
         ));
     }
@@ -668,7 +738,9 @@ mod tests {
 
     #[test]
     fn missing_serial_port_is_named() {
-        let c = check_serial_port("rs485-1", "/dev/ttyNOPE9", 9600);
+        let bus: BusConfig =
+            toml::from_str("name = \"rs485-1\"\nport = \"/dev/ttyNOPE9\"").unwrap();
+        let c = check_serial_port(&bus);
         assert!(
             !c.ok && c.to_string().contains("/dev/ttyNOPE9") && c.detail.contains("no such device"),
             "{c}"
@@ -707,7 +779,9 @@ mod tests {
         });
         let probe = |read, address| ModbusProbe {
             device: "io-1".into(),
-            target: ModbusTarget::Tcp { addr },
+            target: ModbusTarget::Tcp {
+                address: addr.to_string(),
+            },
             slave: 1,
             read,
             address,
@@ -723,7 +797,9 @@ mod tests {
             .local_addr()
             .unwrap();
         let c = check_modbus(&ModbusProbe {
-            target: ModbusTarget::Tcp { addr: dead },
+            target: ModbusTarget::Tcp {
+                address: dead.to_string(),
+            },
             ..probe(ProbeRead::Coils, 0)
         })
         .await;

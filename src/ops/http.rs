@@ -282,6 +282,7 @@ h1{{font-size:1.3em;margin:0.2em 0}} h2{{font-size:1.1em;margin:0.8em 0 0.3em}}
 .card{{border:1px solid #ccc;border-radius:6px;padding:0.5em;margin:0.4em 0}}
 table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:0.2em 0.4em;border-bottom:1px solid #eee;vertical-align:top}}
 img.snap{{max-width:100%;width:16em;display:block}}
+td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
 .kv span{{display:inline-block;min-width:9em}}
 </style></head><body>
 <h1>parking-bridge · lot {lot}</h1>
@@ -447,7 +448,7 @@ fn render_passage(
         None => "(no plate)".to_string(),
     };
     let flag = if p.clock_suspect {
-        r#" <span class="bad">clock suspect</span>"#
+        r#"<small class="bad">clock suspect</small>"#
     } else {
         ""
     };
@@ -461,8 +462,8 @@ fn render_passage(
     };
     let _ = write!(
         h,
-        r#"<tr class="passage"><td>{}{flag}</td><td class="plate">{plate}</td><td>{}</td><td>{snap}</td></tr>"#,
-        time(p.at),
+        r#"<tr class="passage"><td class="when">{}{flag}</td><td class="plate">{plate}</td><td>{}</td><td>{snap}</td></tr>"#,
+        time(p.at).get(5..).unwrap_or_default(),
         esc(&p.case)
     );
 }

@@ -12,11 +12,13 @@
 pub mod clock;
 pub mod disk;
 pub mod doctor;
+pub mod feed;
 pub mod http;
 pub mod logging;
 pub mod notify;
 pub mod state;
 
+pub use feed::{attach, remember_config_path};
 pub use state::{Liveness, OpsState};
 
 use crate::config::SiteConfig;
@@ -40,6 +42,13 @@ pub struct OpsTasks {
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
+impl OpsTasks {
+    /// Adds a task to stop with the others.
+    pub fn push(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.handles.push(task);
+    }
+}
+
 impl Drop for OpsTasks {
     fn drop(&mut self) {
         for h in &self.handles {
@@ -55,22 +64,34 @@ pub const CLOCK_SAMPLE_EVERY: Duration = Duration::from_secs(5);
 /// clock watch, SIGHUP log reload (re-reading `config_path`) and systemd notification
 /// (`READY=1` follows [`OpsState::mark_ready`]). Applies `[logging]` first.
 pub async fn start(
-    config_path: &Path,
+    config_path: Option<&Path>,
     config: &SiteConfig,
     ops: &OpsState,
 ) -> Result<OpsTasks, OpsError> {
     logging::apply_config(&config.logging);
     log_startup(config);
     let mut handles = Vec::new();
-    let http_addr = match http::spawn(ops.clone()).await? {
-        Some((addr, handle)) => {
+    // Reports matter more than the status page: a taken port is an alarm, not a
+    // reason to stop the bridge.
+    let http_addr = match http::spawn(ops.clone()).await {
+        Ok(Some((addr, handle))) => {
             handles.push(handle);
             Some(addr)
         }
-        None => None,
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "status page, /metrics and /healthz not started; the bridge runs without them");
+            ops.alarm(
+                &format!("status endpoint not started: {e}"),
+                crate::time::Timestamp::now(),
+            );
+            None
+        }
     };
     handles.push(tokio::spawn(watch_clock(ops.clone(), CLOCK_SAMPLE_EVERY)));
-    handles.push(logging::spawn_sighup_reload(config_path.to_path_buf())?);
+    if let Some(path) = config_path {
+        handles.push(logging::spawn_sighup_reload(path.to_path_buf())?);
+    }
     handles.push(tokio::spawn(notify::run(
         ops.clone(),
         notify::SocketNotifier::from_env(),
@@ -128,6 +149,37 @@ pub async fn watch_clock(ops: OpsState, every: Duration) {
             }
             was_synchronised = synchronised;
         }
-        ops.set_clock(synchronised, watch.suspicion(now, synchronised), jump);
+        // A site without a time source (require_clock_sync = false) is not flagged for
+        // being unsynchronised; jumps still are.
+        let judged = if ops.http_config().require_clock_sync {
+            synchronised
+        } else {
+            None
+        };
+        ops.set_clock(synchronised, watch.suspicion(now, judged), jump);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn taken_status_port_is_an_alarm_not_a_failure() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = state::tests::config();
+        config.http.listen = taken.local_addr().unwrap().to_string();
+        let ops = OpsState::new(&config);
+        let tasks = start(None, &config, &ops)
+            .await
+            .expect("the bridge keeps running");
+        assert_eq!(tasks.http_addr, None);
+        let alarms = ops.view().alarms;
+        assert!(
+            alarms
+                .iter()
+                .any(|a| a.text.contains("status endpoint not started")),
+            "{alarms:?}"
+        );
     }
 }

@@ -224,6 +224,18 @@ impl OpsState {
         let clock_suspect;
         {
             let mut data = self.data();
+            // Recorded already (by the lane, then seen again in the store): keep one,
+            // adding the snapshot if this report has it.
+            if let Some(existing) = data.passages.get_mut(lane).and_then(|list| {
+                list.iter_mut()
+                    .find(|p| p.at == at && p.case == case && p.plate.as_deref() == plate)
+            }) {
+                if existing.snapshot.is_none() && snapshot.is_some() {
+                    existing.snapshot = snapshot;
+                    existing.snapshot_len = snapshot_len;
+                }
+                return existing.clock_suspect;
+            }
             clock_suspect = data.clock.suspicion.is_some();
             data.next_id += 1;
             let passage = Passage {
@@ -777,6 +789,29 @@ port_no = "P2"
         );
         assert_eq!(ops.snapshot(list[0].id).unwrap()[0], 7);
         assert!(ops.snapshot(list[4].id).is_none());
+    }
+
+    #[test]
+    fn same_passage_recorded_twice_is_kept_once_with_its_snapshot() {
+        let ops = OpsState::new(&config());
+        ops.record_passage("entry-1", Some("闽A12345"), "entry", T0, None);
+        ops.record_passage(
+            "entry-1",
+            Some("闽A12345"),
+            "entry",
+            T0,
+            Some(Arc::new(vec![1, 2])),
+        );
+        let view = ops.view();
+        assert_eq!(view.passages["entry-1"].len(), 1);
+        assert!(view.passages["entry-1"][0].snapshot.is_some());
+        let t = prometheus::TextEncoder::new()
+            .encode_to_string(&ops.registry().gather())
+            .unwrap();
+        assert!(
+            t.contains(r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 1"#),
+            "{t}"
+        );
     }
 
     #[test]

@@ -167,11 +167,22 @@ impl Store {
             },
         })?;
         let total = lot.total_spaces.max(0);
-        conn.execute(
-            "UPDATE occupancy SET total = ?1, occupied = MIN(occupied, ?1) WHERE id = 1",
-            [total],
-        )
-        .map_err(corrupt)?;
+        // Only write when the configured total changed: operator commands open the store
+        // often, and a write costs a disk sync.
+        let (stored_total, occupied): (i64, i64) = conn
+            .query_row(
+                "SELECT total, occupied FROM occupancy WHERE id = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(corrupt)?;
+        if stored_total != total || occupied > total {
+            conn.execute(
+                "UPDATE occupancy SET total = ?1, occupied = MIN(occupied, ?1) WHERE id = 1",
+                [total],
+            )
+            .map_err(corrupt)?;
+        }
         Ok(Store {
             conn: Mutex::new(conn),
             path,
@@ -231,6 +242,30 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
+        Ok(value)
+    }
+
+    /// Like [`Store::write`] but without waiting for the disk (`synchronous=NORMAL`
+    /// for this one transaction). Only for what may be lost on power failure without
+    /// harm: delivery results, whose loss means a re-send that the platform answers
+    /// as a duplicate. The database stays consistent either way (WAL), and the next
+    /// durable commit syncs this one too.
+    fn write_relaxed<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result: Result<T, StoreError> = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        // Every other transaction must be durable again, whatever happened above.
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        let value = result?;
+        restored?;
         Ok(value)
     }
 

@@ -211,7 +211,8 @@ const ALL_KINDS: [ReportKind; 4] = [
 
 impl Store {
     /// Up to `limit` reports that may be sent at `now`: each the head of its stay, due,
-    /// and not of a stay in `busy` (already in flight). Oldest first, or newest first so
+    /// and not of a stay in `busy` (already in flight). No retry is ever scheduled more
+    /// than an hour ahead, so a later `due_at` means the clock went back: due now. Oldest first, or newest first so
     /// that live reports are not starved by a backlog.
     pub fn due_reports(
         &self,
@@ -225,7 +226,7 @@ impl Store {
         let mut st = conn.prepare_cached(&format!(
             "SELECT o.id, o.out_order_no, o.kind, o.body, o.attempts, i.bytes, i.encoded \
              FROM outbox o LEFT JOIN images i ON i.outbox_id = o.id \
-             WHERE o.state = 'pending' AND o.due_at <= ?1 \
+             WHERE o.state = 'pending' AND (o.due_at <= ?1 OR o.due_at > ?1 + 3600000) \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.out_order_no = o.out_order_no \
                                AND (p.kind < o.kind OR (p.kind = o.kind AND p.id < o.id))) \
              ORDER BY o.id {order} LIMIT ?2"
@@ -304,7 +305,7 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
-        self.write(|tx| {
+        self.write_relaxed(|tx| {
             for o in outcomes {
                 record_one(tx, o, now)?;
             }

@@ -457,3 +457,29 @@ fn grouped_open_is_one_transaction_with_distinct_numbers() {
     assert_eq!(numbers.len(), 10);
     assert_eq!(s.occupancy().unwrap().occupied, 10);
 }
+
+#[test]
+fn retries_scheduled_before_the_clock_went_back_are_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    s.open_stay(new_stay("A1", None), T0).unwrap();
+    let e = s
+        .due_reports(T0, 10, false, &HashSet::new())
+        .unwrap()
+        .remove(0);
+    s.record_outcomes(
+        &[Outcome::Retry {
+            id: e.id,
+            due_at: T0.plus_millis(30_000),
+            error: "x".into(),
+        }],
+        T0,
+    )
+    .unwrap();
+    assert!(heads(&s, T0).is_empty(), "backing off");
+    assert_eq!(
+        heads(&s, T0.plus_millis(-2 * 3_600_000)).len(),
+        1,
+        "clock two hours back"
+    );
+}

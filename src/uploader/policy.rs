@@ -53,6 +53,9 @@ pub struct Decision {
     pub alarm: Option<String>,
 }
 
+/// Longest platform-wide pause (the alarm pause is one minute).
+pub const MAX_PAUSE_MS: i64 = 10 * 60 * 1000;
+
 /// Platform-wide state the uploader keeps between attempts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Throttle {
@@ -62,8 +65,11 @@ pub struct Throttle {
 }
 
 impl Throttle {
+    /// A pause never lasts longer than [`MAX_PAUSE_MS`]; a longer one means the wall
+    /// clock went back, and is over.
     pub fn may_send(&self, now: Timestamp) -> bool {
-        self.paused_until.is_none_or(|p| now >= p)
+        self.paused_until
+            .is_none_or(|p| now >= p || p.0 - now.0 > MAX_PAUSE_MS)
     }
 
     /// Notes an attempt's result; returns when the failed report should be retried if
@@ -323,6 +329,10 @@ mod tests {
         let until = t.note(&fail, &b, NOW, 0.0).expect("paused after 3");
         assert!(!t.may_send(NOW));
         assert!(t.may_send(until));
+        assert!(
+            t.may_send(Timestamp(NOW.0 - 86_400_000)),
+            "clock went back a day: pause over"
+        );
         let ok = decide(
             2,
             ReportKind::Entry,

@@ -212,6 +212,13 @@ async fn a_stuck_stay_does_not_hold_back_the_others() {
         assert!(tokio::time::Instant::now() < deadline, "others held back");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    while sequence_of(&fake.log(), &stuck).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck stay not retried"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     task.abort();
     let log = fake.log();
     for o in &others {
@@ -375,3 +382,39 @@ async fn heartbeats_keep_their_pace_during_a_slow_backlog() {
 }
 
 use heartbeat::Heartbeat;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_mode_sends_the_image_inside_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = crate::store::StoreOptions {
+        snapshot_mode: crate::config::storage::SnapshotMode::Inline,
+        ..crate::store::StoreOptions::default()
+    };
+    let lot = LotConfig::new("P1", 10);
+    let s = Arc::new(Store::open_with(dir.path(), &lot, opts).unwrap());
+    let seen = Arc::new(StdMutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let fake = Fake::new(
+        0,
+        Box::new(move |u, _| {
+            if let Uplink::Entry(e) = u {
+                seen2.lock().unwrap().push(e.snapshot.clone());
+            }
+            ok(Verdict::Done)
+        }),
+    );
+    let o = enter(&s, "A1", Some(tiny_jpeg()));
+    let task = start(&s, &fake, fast_settings());
+    until_drained(&s, 20).await;
+    task.abort();
+    assert_eq!(
+        sequence_of(&fake.log(), &o),
+        ["entry"],
+        "no separate snapshot"
+    );
+    let sent = seen.lock().unwrap()[0].clone().expect("image inline");
+    let jpeg = base64::engine::general_purpose::STANDARD
+        .decode(sent)
+        .unwrap();
+    assert_eq!(jpeg, tiny_jpeg(), "a small JPEG goes as it is");
+}

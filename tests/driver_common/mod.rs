@@ -77,15 +77,20 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
-        Self::try_start(None)
+        Self::try_start(None, None)
+    }
+
+    /// A broker that only admits `user` with `password`.
+    pub fn start_with_password(user: &str, password: &str) -> Mosquitto {
+        Self::try_start(None, Some((user, password)))
     }
 
     /// Restarts a broker on a known port (after the previous one was dropped).
     pub fn start_on(port: u16) -> Mosquitto {
-        Self::try_start(Some(port))
+        Self::try_start(Some(port), None)
     }
 
-    fn try_start(fixed: Option<u16>) -> Mosquitto {
+    fn try_start(fixed: Option<u16>, auth: Option<(&str, &str)>) -> Mosquitto {
         for _ in 0..5 {
             let port = fixed.unwrap_or_else(|| {
                 std::net::TcpListener::bind("127.0.0.1:0")
@@ -96,9 +101,25 @@ impl Mosquitto {
             });
             let dir = tempfile::tempdir().unwrap();
             let conf = dir.path().join("mosquitto.conf");
+            let access = match auth {
+                None => "allow_anonymous true\n".to_string(),
+                Some((user, password)) => {
+                    let file = dir.path().join("passwd");
+                    let ok = Command::new("mosquitto_passwd")
+                        .arg("-b")
+                        .arg("-c")
+                        .arg(&file)
+                        .arg(user)
+                        .arg(password)
+                        .status()
+                        .expect("mosquitto_passwd (mosquitto package)");
+                    assert!(ok.success());
+                    format!("allow_anonymous false\npassword_file {}\n", file.display())
+                }
+            };
             std::fs::write(
                 &conf,
-                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+                format!("listener {port} 127.0.0.1\n{access}persistence false\n"),
             )
             .unwrap();
             let bin = if Path::new("/usr/sbin/mosquitto").exists() {

@@ -225,10 +225,26 @@ impl CameraState {
     }
 
     /// Periodic check: returns `Some(false)` when the camera has been silent too long.
+    /// Cameras without keep-alives (`link_timeout_ms = 0`) are never timed out: a quiet
+    /// lane at night is not a dead camera.
     pub fn tick(&mut self, now: Timestamp) -> Option<bool> {
         match self.last_seen {
-            Some(t) if now.millis() - t.millis() > self.link_timeout_ms => self.set_link(false),
+            Some(t)
+                if self.link_timeout_ms > 0 && now.millis() - t.millis() > self.link_timeout_ms =>
+            {
+                self.set_link(false)
+            }
             _ => None,
+        }
+    }
+
+    /// The broker connection is (back) up. For cameras without keep-alives the broker
+    /// connection is the only link state there is.
+    pub fn broker_up(&mut self) -> Option<bool> {
+        if self.link_timeout_ms == 0 {
+            self.set_link(true)
+        } else {
+            None
         }
     }
 
@@ -520,6 +536,24 @@ mod tests {
         assert_eq!(s.tick(Timestamp(15_000)), None);
         assert_eq!(s.tick(Timestamp(15_001)), Some(false));
         assert_eq!(s.seen(Timestamp(16_000)), Some(true));
+    }
+
+    #[test]
+    fn camera_without_keep_alives_follows_the_broker_only() {
+        let mut p = profile("hx-mqtt");
+        p.link_timeout_ms = 0;
+        let mut s = CameraState::new(&p);
+        assert_eq!(s.broker_up(), Some(true));
+        assert_eq!(s.seen(Timestamp(0)), None);
+        assert_eq!(
+            s.tick(Timestamp(10_000_000)),
+            None,
+            "silence is not a fault"
+        );
+        assert_eq!(s.broker_lost(), Some(false));
+        assert_eq!(s.broker_up(), Some(true));
+        let v = CameraState::new(&profile("vzenith-mqtt")).broker_up();
+        assert_eq!(v, None, "keep-alive cameras must show themselves");
     }
 
     #[test]

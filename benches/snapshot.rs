@@ -1,0 +1,130 @@
+//! Snapshot re-encode time for a 12-megapixel JPEG, side by side with ImageMagick
+//! doing the same job. `taskset -c 0 cargo bench --bench snapshot` (one core).
+//! Env: `BENCH_RUNS` (default 5), `BENCH_IMAGE` (a camera JPEG to use instead of the
+//! generated 4000×3000 photo-like image), `CONVERT` (default /usr/bin/convert).
+
+use parking_bridge::snapshot::{MAX_JPEG_BYTES, reencode};
+use std::process::Command;
+use std::time::Instant;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Gradients, hard edges and sensor noise at 4000×3000: compresses like a photo, not
+/// like a flat test card.
+fn photo_like() -> Vec<u8> {
+    let (w, h) = (4000u32, 3000u32);
+    let mut seed = 0x2545_f491_u32;
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let noise = (seed % 16) as i32 - 8;
+        let edge = if (x / 250 + y / 190) % 3 == 0 { 50 } else { 0 };
+        let c = |v: i32| (v + noise + edge).clamp(0, 255) as u8;
+        image::Rgb([
+            c((x * 200 / w) as i32),
+            c((y * 180 / h) as i32 + 30),
+            c(((x / 7 + y / 5) % 200) as i32),
+        ])
+    });
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+        .encode_image(&img)
+        .unwrap();
+    out
+}
+
+fn time_convert(convert: &str, args: &[String], runs: usize) -> Option<(f64, u64)> {
+    let mut times = Vec::new();
+    let out = args.last()?.clone();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let status = Command::new(convert).args(args).status().ok()?;
+        if !status.success() {
+            return None;
+        }
+        times.push(t.elapsed().as_secs_f64());
+    }
+    Some((median(times), std::fs::metadata(out).ok()?.len()))
+}
+
+fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let convert = std::env::var("CONVERT").unwrap_or_else(|_| "/usr/bin/convert".into());
+    let input = match std::env::var("BENCH_IMAGE") {
+        Ok(path) => std::fs::read(path).expect("BENCH_IMAGE readable"),
+        Err(_) => photo_like(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let in_path = dir.path().join("in.jpg");
+    std::fs::write(&in_path, &input).unwrap();
+    let (w, h) = image::load_from_memory(&input)
+        .map(|i| (i.width(), i.height()))
+        .unwrap();
+    println!(
+        "input: {w}x{h} JPEG, {} bytes; limit {MAX_JPEG_BYTES} bytes (base64 < 500 000); median of {runs} runs",
+        input.len()
+    );
+
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let out = reencode(&input, MAX_JPEG_BYTES).unwrap();
+        times.push(t.elapsed().as_secs_f64());
+        last = Some(out);
+    }
+    let out = last.unwrap();
+    let q = out.quality.unwrap_or(0);
+    println!(
+        "parking-bridge snapshot::reencode: {:.3} s -> {}x{} q{} {} bytes",
+        median(times),
+        out.width,
+        out.height,
+        q,
+        out.jpeg.len()
+    );
+
+    let p = |s: &str| s.to_string();
+    let input_s = in_path.display().to_string();
+    let extent_out = dir.path().join("extent.jpg").display().to_string();
+    let args = vec![
+        p("-limit"),
+        p("thread"),
+        p("1"),
+        input_s.clone(),
+        p("-define"),
+        p("jpeg:extent=366KB"),
+        extent_out,
+    ];
+    match time_convert(&convert, &args, runs) {
+        Some((t, bytes)) => println!(
+            "convert -define jpeg:extent=366KB (quality search, full size): {t:.3} s -> {bytes} bytes"
+        ),
+        None => println!("convert ({convert}) not available: install imagemagick"),
+    }
+    let same_out = dir.path().join("same.jpg").display().to_string();
+    let args = vec![
+        p("-limit"),
+        p("thread"),
+        p("1"),
+        input_s,
+        p("-resize"),
+        format!("{}x", out.width),
+        p("-quality"),
+        format!("{q}"),
+        same_out,
+    ];
+    if let Some((t, bytes)) = time_convert(&convert, &args, runs) {
+        println!(
+            "convert -resize {}x -quality {q} (our result's parameters, one pass): {t:.3} s -> {bytes} bytes",
+            out.width
+        );
+    }
+}

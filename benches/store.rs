@@ -1,0 +1,257 @@
+//! State database and uploader throughput. `cargo bench --bench store`
+//! (env `BENCH_RUNS`, default 5; `BENCH_DRAIN`, default 100000 reports).
+//!
+//! Prints: durable enqueue rate (one commit per stay, and grouped), database bytes per
+//! stay without images, and the drain rate of a backlog to `mock-platform` on loopback.
+
+use parking_bridge::config::platform::Secret;
+use parking_bridge::config::{LotConfig, PlatformConfig};
+use parking_bridge::plate::{CarType, PlateColor};
+use parking_bridge::platform::PlatformClient;
+use parking_bridge::store::{ExitDetails, NewStay, Store};
+use parking_bridge::time::Timestamp;
+use parking_bridge::uploader::{StatusHandle, Uploader, UploaderSettings};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bb0873ce314c42f7";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn lot() -> LotConfig {
+    LotConfig::new("P350100000001", 1_000_000)
+}
+
+fn stay(i: usize) -> NewStay {
+    NewStay {
+        plate_no: format!("闽A{i:05}"),
+        plate_color: PlateColor::Blue,
+        car_type: CarType::Normal,
+        lane: "entry-1".into(),
+        port_no: "E1".into(),
+        entered_at: Timestamp::now(),
+        operator: None,
+        snapshot: None,
+        price: None,
+        should_pay: None,
+    }
+}
+
+fn exit_details() -> ExitDetails {
+    ExitDetails {
+        lane: "exit-1".into(),
+        port_no: "X1".into(),
+        away_time: Timestamp::now(),
+        price: 500,
+        should_pay: 0,
+        paid_fee: 500,
+        operator: None,
+        snapshot: None,
+    }
+}
+
+fn enqueue_single(n: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &lot()).unwrap();
+    let t = Instant::now();
+    for i in 0..n {
+        store.open_stay(stay(i), Timestamp::now()).unwrap();
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn enqueue_grouped(n: usize, group: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &lot()).unwrap();
+    let t = Instant::now();
+    for g in 0..n / group {
+        store
+            .open_stays_grouped(
+                (0..group).map(|i| stay(g * group + i)).collect(),
+                Timestamp::now(),
+            )
+            .unwrap();
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Bytes of live database pages per stay, after a WAL checkpoint.
+fn db_bytes(path: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    let pages: u64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let free: u64 = conn
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap();
+    let size: u64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
+    (pages - free) * size
+}
+
+fn bytes_per_stay(n: usize) -> (f64, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &lot()).unwrap();
+    let empty = db_bytes(store.path());
+    let mut numbers = Vec::with_capacity(n);
+    for g in 0..n / 500 {
+        let opened = store
+            .open_stays_grouped(
+                (0..500).map(|i| stay(g * 500 + i)).collect(),
+                Timestamp::now(),
+            )
+            .unwrap();
+        numbers.extend(opened.into_iter().map(|o| o.out_order_no));
+    }
+    for o in &numbers {
+        store
+            .close_stay(o, exit_details(), Timestamp::now())
+            .unwrap();
+    }
+    let pending = db_bytes(store.path());
+    // As the uploader leaves them: every report acknowledged, with the platform's answer.
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute_batch(
+        "UPDATE outbox SET state = 'acked', finished_at = 1, result_code = 'success', attempts = 1, last_attempt_at = 1;
+         UPDATE stays SET inner_oder_no = 'R20240501083000123456', sign_level = 'L2', sign_time = '2024-05-01 08:30:00';",
+    )
+    .unwrap();
+    drop(conn);
+    let acked = db_bytes(store.path());
+    (
+        (pending - empty) as f64 / n as f64,
+        (acked - empty) as f64 / n as f64,
+    )
+}
+
+struct MockGuard(std::process::Child);
+
+impl Drop for MockGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_mock() -> (MockGuard, u16) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
+        .args([
+            "mock-platform",
+            "--listen",
+            "127.0.0.1:0",
+            "--app-id",
+            "bench",
+            "--app-secret",
+            SECRET,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn mock-platform");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
+    (MockGuard(child), port)
+}
+
+/// Fills `n` entry reports, then times the uploader draining them to the mock.
+fn drain(n: usize, in_flight: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &lot()).unwrap());
+    for g in 0..n / 1000 {
+        store
+            .open_stays_grouped(
+                (0..1000).map(|i| stay(g * 1000 + i)).collect(),
+                Timestamp::now(),
+            )
+            .unwrap();
+    }
+    let (_mock, port) = start_mock();
+    let cfg: PlatformConfig = toml::from_str(&format!(
+        "base_url = \"http://127.0.0.1:{port}\"\napp_id = \"bench\"\nrequest_timeout_secs = 5\nconnect_timeout_secs = 2\n"
+    ))
+    .unwrap();
+    let client = Arc::new(PlatformClient::new(&cfg, Secret::new(SECRET).unwrap()).unwrap());
+    let mut settings = UploaderSettings::new(
+        &lot().parking_lot_no,
+        parking_bridge::time::china_standard_time(),
+    );
+    settings.max_in_flight = in_flight;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let t = Instant::now();
+        let task = tokio::spawn(
+            Uploader::new(store.clone(), client, settings, StatusHandle::default()).run(),
+        );
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let s = store.clone();
+            let pending = tokio::task::spawn_blocking(move || {
+                s.outbox_summary(Timestamp::now()).unwrap().pending()
+            })
+            .await
+            .unwrap();
+            if pending == 0 {
+                break;
+            }
+        }
+        let rate = n as f64 / t.elapsed().as_secs_f64();
+        task.abort();
+        rate
+    })
+}
+
+fn main() {
+    let runs = env_usize("BENCH_RUNS", 5);
+    let drain_n = env_usize("BENCH_DRAIN", 100_000);
+    println!(
+        "store benchmarks, median of {runs} runs (nproc {})",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let single = median((0..runs).map(|_| enqueue_single(1_000)).collect());
+    println!(
+        "durable enqueue, one commit per stay:      {single:>9.0} stays/s (entry report + stay + occupancy)"
+    );
+    for group in [10, 100] {
+        let grouped = median((0..runs).map(|_| enqueue_grouped(10_000, group)).collect());
+        println!("durable enqueue, grouped {group:>3} per commit:  {grouped:>9.0} stays/s");
+    }
+
+    let (pending, acked) = bytes_per_stay(10_000);
+    println!(
+        "database bytes per stay (entry+exit, no images): {pending:.0} while pending, {acked:.0} once acknowledged"
+    );
+
+    for in_flight in [4, 8] {
+        let rates: Vec<f64> = (0..runs.min(3))
+            .map(|_| drain(drain_n, in_flight))
+            .collect();
+        println!(
+            "drain {drain_n} entry reports to mock-platform on loopback, {in_flight} in flight: {:.0} reports/s (runs: {:?})",
+            median(rates.clone()),
+            rates.iter().map(|r| r.round() as i64).collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,400 @@
+//! The lane task: moves [`RawEvent`]s from the drivers into the lane machines, journals
+//! them, runs the machines' timers, and applies each passage to the state database
+//! through the stay planner (on the blocking pool: SQLite commits wait for the disk).
+//! The store wakes the uploader itself after every commit that queues a report.
+//! Device link events update [`Health`] for the heartbeat and status page.
+//!
+//! Time: an event is handled at its own `at` (so the service and `replay` agree);
+//! timers run at the wall clock.
+
+use super::fees::FeeSource;
+use super::journal::Journal;
+use super::machine::{LaneMachine, Passage};
+use super::stays::{OpenStay, StayAction, decide, expired};
+use crate::config::{LaneConfig, SiteConfig};
+use crate::event::{EventKind, RawEvent};
+use crate::health::Health;
+use crate::store::{ExitDetails, LocalClose, NewStay, Store, StoreError};
+use crate::time::Timestamp;
+use prometheus::{IntCounter, IntCounterVec, Opts};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// How often open stays are checked for expiry.
+const EXPIRY_EVERY: Duration = Duration::from_secs(60);
+/// Attempts at applying one passage before it is given up (logged as an error).
+const STORE_ATTEMPTS: u32 = 5;
+
+static PASSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "parking_bridge_lane_passages_total",
+            "Passages seen by the lane machines, by lane and case",
+        ),
+        &["lane", "case"],
+    )
+    // Static, valid name and labels: cannot fail.
+    .expect("static metric definition");
+    // Registration fails only if the name is taken; the counter still counts then.
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
+static STORE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
+        "parking_bridge_lane_store_failures_total",
+        "Passages that could not be written to the state database after every retry",
+    )
+    // Static, valid name: cannot fail.
+    .expect("static metric definition");
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
+/// The lane task. Build it, then `run` it on the runtime.
+pub struct LaneRuntime {
+    lot: crate::config::LotConfig,
+    lanes: BTreeMap<String, (Arc<LaneConfig>, LaneMachine)>,
+    /// Placeholder plates of every lane: stays under them are placeholder stays.
+    placeholders: Arc<HashSet<String>>,
+    store: Arc<Store>,
+    health: Health,
+    journal: Option<Journal>,
+    fees: Option<Arc<dyn FeeSource>>,
+}
+
+impl LaneRuntime {
+    pub fn new(site: &SiteConfig, store: Arc<Store>, health: Health) -> Self {
+        LaneRuntime {
+            lot: site.lot.clone(),
+            lanes: site
+                .lanes
+                .iter()
+                .map(|l| (l.id.clone(), (Arc::new(l.clone()), LaneMachine::new(l))))
+                .collect(),
+            placeholders: Arc::new(
+                site.lanes
+                    .iter()
+                    .map(|l| l.placeholder_plate.clone())
+                    .collect(),
+            ),
+            store,
+            health,
+            journal: None,
+            fees: None,
+        }
+    }
+
+    /// The lane task of an assembled pipeline, journalling into
+    /// `<storage.dir>/journal/` (a journal that cannot be opened is logged and skipped:
+    /// it is a diagnostic aid, not a reason to stop counting cars). Spawn its `run`.
+    pub fn for_pipeline(pipeline: &crate::service::Pipeline) -> Self {
+        let runtime = LaneRuntime::new(
+            &pipeline.config,
+            pipeline.store.clone(),
+            pipeline.health.clone(),
+        );
+        match Journal::open_in_storage(&pipeline.config.storage) {
+            Ok(journal) => runtime.with_journal(journal),
+            Err(e) => {
+                tracing::warn!(error = %e, "event journal unavailable; running without it");
+                runtime
+            }
+        }
+    }
+
+    /// Journal every event (see [`super::journal`]).
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Take fees from the lot's pay system where it answers.
+    pub fn with_fee_source(mut self, fees: Arc<dyn FeeSource>) -> Self {
+        self.fees = Some(fees);
+        self
+    }
+
+    /// Runs until the event channel closes (every driver gone: shutdown), then runs the
+    /// timers still pending so that a held passage is not lost.
+    ///
+    /// `occupancy` is the optional occupancy-source hook (`lot.occupancy_source =
+    /// "external"`): each value received sets the occupied count.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::Receiver<RawEvent>,
+        mut occupancy: Option<mpsc::Receiver<i64>>,
+    ) {
+        let mut next_expiry = tokio::time::Instant::now();
+        loop {
+            let timer = self.next_timer();
+            let sleep_for = timer.map_or(Duration::from_secs(3600), |t| {
+                Duration::from_millis(u64::try_from(t.0 - Timestamp::now().0).unwrap_or(0))
+            });
+            let expiry_due = tokio::time::sleep_until(next_expiry);
+            tokio::select! {
+                event = events.recv() => match event {
+                    Some(event) => {
+                        self.on_event(&event).await;
+                        if events.is_empty() {
+                            self.flush_journal();
+                        }
+                    }
+                    None => break,
+                },
+                Some(n) = async { match occupancy.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
+                    self.set_occupancy(n).await;
+                }
+                _ = tokio::time::sleep(sleep_for), if timer.is_some() => {
+                    self.run_timers(Timestamp::now()).await;
+                }
+                _ = expiry_due => {
+                    next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
+                    self.expire(Timestamp::now()).await;
+                }
+            }
+        }
+        self.flush_journal();
+        // Shutdown: held vehicles are complete passages; report them now rather than lose them.
+        self.run_timers(Timestamp(i64::MAX)).await;
+    }
+
+    fn next_timer(&self) -> Option<Timestamp> {
+        self.lanes.values().filter_map(|(_, m)| m.poll_at()).min()
+    }
+
+    async fn on_event(&mut self, event: &RawEvent) {
+        if let Some(journal) = self.journal.as_mut() {
+            if let Err(e) = journal.append(event) {
+                tracing::warn!(error = %e, "event journal append failed");
+            }
+        }
+        if let EventKind::Link { up } = event.kind {
+            self.health.set(&event.device, &event.lane, up, event.at);
+            tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
+        }
+        let Some((cfg, machine)) = self.lanes.get_mut(&event.lane) else {
+            tracing::warn!(lane = %event.lane, device = %event.device, "event for a lane not in the config");
+            return;
+        };
+        let cfg = cfg.clone();
+        let passages = machine.handle(event, event.at);
+        for p in passages {
+            self.apply(&cfg, p).await;
+        }
+    }
+
+    async fn run_timers(&mut self, now: Timestamp) {
+        let mut due = Vec::new();
+        for (cfg, machine) in self.lanes.values_mut() {
+            if machine.poll_at().is_some_and(|t| t <= now) {
+                for p in machine.on_timer(now) {
+                    due.push((cfg.clone(), p));
+                }
+            }
+        }
+        for (cfg, p) in due {
+            self.apply(&cfg, p).await;
+        }
+    }
+
+    fn flush_journal(&mut self) {
+        if let Some(journal) = self.journal.as_mut() {
+            if let Err(e) = journal.flush() {
+                tracing::warn!(error = %e, "event journal flush failed");
+            }
+        }
+    }
+
+    /// Plans and applies one passage, retrying the database a few times (each attempt
+    /// is one transaction, so a retry never half-applies).
+    async fn apply(&self, lane: &Arc<LaneConfig>, passage: Passage) {
+        PASSAGES
+            .with_label_values(&[lane.id.as_str(), case_label(&passage)])
+            .inc();
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 1..=STORE_ATTEMPTS {
+            let (store, lane, lot, fees, placeholders, p) = (
+                self.store.clone(),
+                lane.clone(),
+                self.lot.clone(),
+                self.fees.clone(),
+                self.placeholders.clone(),
+                passage.clone(),
+            );
+            let result = tokio::task::spawn_blocking(move || {
+                let open = open_stays(&store, &placeholders)?;
+                let action = decide(&p, &lane, &lot, &open, fees.as_deref());
+                apply_action(&store, &action, Timestamp::now())?;
+                Ok::<_, StoreError>(action)
+            })
+            .await;
+            match result {
+                Ok(Ok(action)) => {
+                    tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, "passage applied");
+                    return;
+                }
+                // Only a database error may pass (busy, I/O); a refused value will be
+                // refused again, and retrying would hold up the lane.
+                Ok(Err(e)) if !matches!(e, StoreError::Sql(_)) => {
+                    tracing::error!(lane = %passage.lane, error = %e, "passage refused by the state database");
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(lane = %passage.lane, attempt, error = %e, "cannot apply passage to the state database")
+                }
+                Err(e) => {
+                    tracing::error!(lane = %passage.lane, attempt, error = %e, "passage task failed")
+                }
+            }
+            if attempt < STORE_ATTEMPTS {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 4).min(Duration::from_secs(3));
+            }
+        }
+        STORE_FAILURES.inc();
+        tracing::error!(
+            lane = %passage.lane,
+            at = passage.at.0,
+            plate = %passage.plate.as_ref().map(|p| crate::plate::mask(&p.text)).unwrap_or_default(),
+            "passage lost: not written to the state database"
+        );
+    }
+
+    async fn expire(&self, now: Timestamp) {
+        let (store, lot, placeholders) = (
+            self.store.clone(),
+            self.lot.clone(),
+            self.placeholders.clone(),
+        );
+        let result = tokio::task::spawn_blocking(move || {
+            let open = open_stays(&store, &placeholders)?;
+            let old = expired(&open, &lot, now);
+            for no in &old {
+                store.close_stay_locally(no, LocalClose::Expired, now)?;
+            }
+            Ok::<_, StoreError>(old.len())
+        })
+        .await;
+        match result {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(count = n, "stays expired"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "stay expiry failed"),
+            Err(e) => tracing::error!(error = %e, "stay expiry task failed"),
+        }
+    }
+
+    async fn set_occupancy(&self, n: i64) {
+        let store = self.store.clone();
+        let clamped = n.clamp(0, self.lot.total_spaces.max(0));
+        match tokio::task::spawn_blocking(move || store.set_occupancy(clamped)).await {
+            Ok(Ok(())) => {
+                tracing::info!(occupied = clamped, "occupancy set by the occupancy source")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot set occupancy"),
+            Err(e) => tracing::error!(error = %e, "occupancy task failed"),
+        }
+    }
+}
+
+fn open_stays(store: &Store, placeholders: &HashSet<String>) -> Result<Vec<OpenStay>, StoreError> {
+    Ok(store
+        .open_stays()?
+        .into_iter()
+        .map(|s| OpenStay {
+            placeholder: placeholders.contains(&s.plate_no),
+            out_order_no: s.out_order_no,
+            plate_no: s.plate_no,
+            plate_color: s.plate_color,
+            car_type: s.car_type,
+            entered_at: s.entered_at,
+        })
+        .collect())
+}
+
+fn new_stay(e: &super::stays::NewEntry) -> NewStay {
+    NewStay {
+        plate_no: e.plate_no.clone(),
+        plate_color: e.plate_color,
+        car_type: e.car_type,
+        lane: e.lane.clone(),
+        port_no: e.port_no.clone(),
+        entered_at: e.entered_at,
+        operator: e.operator.clone(),
+        snapshot: e.snapshot.as_ref().map(|s| s.as_ref().clone()),
+        price: None,
+        should_pay: None,
+    }
+}
+
+fn exit_details(x: &super::stays::ExitPlan) -> ExitDetails {
+    ExitDetails {
+        lane: x.lane.clone(),
+        port_no: x.port_no.clone(),
+        away_time: x.away_time,
+        price: x.fee.price,
+        should_pay: x.fee.should_pay,
+        paid_fee: x.fee.paid_fee,
+        operator: x.operator.clone(),
+        snapshot: x.snapshot.as_ref().map(|s| s.as_ref().clone()),
+    }
+}
+
+/// Applies a planned action to the state database. Blocking.
+pub fn apply_action(store: &Store, action: &StayAction, now: Timestamp) -> Result<(), StoreError> {
+    match action {
+        StayAction::Open { entry } => {
+            store.open_stay(new_stay(entry), now)?;
+        }
+        StayAction::SupersedeThenOpen { superseded, entry } => {
+            match store.close_stay_locally(superseded, LocalClose::Superseded, now) {
+                // Already closed by an earlier attempt of this same action: carry on.
+                Ok(()) | Err(StoreError::NotOpen(_)) => {}
+                Err(e) => return Err(e),
+            }
+            store.open_stay(new_stay(entry), now)?;
+        }
+        StayAction::Close { out_order_no, exit } => {
+            store.close_stay(out_order_no, exit_details(exit), now)?;
+        }
+        StayAction::UnmatchedExit { lane, plate_no, at } => {
+            store.record_unmatched_exit(plate_no.as_deref(), lane, *at)?;
+            // A real vehicle left: its space is free, whatever stay it had.
+            store.record_count_only(crate::config::Direction::Exit, lane, *at)?;
+        }
+        StayAction::SyntheticStay { entry, exit } => {
+            let opened = store.open_stay(new_stay(entry), now)?;
+            store.close_stay(&opened.out_order_no, exit_details(exit), now)?;
+        }
+        StayAction::CountOnly {
+            lane,
+            direction,
+            at,
+        } => {
+            store.record_count_only(*direction, lane, *at)?;
+        }
+    }
+    Ok(())
+}
+
+fn case_label(p: &Passage) -> &'static str {
+    match p.case {
+        super::machine::PassageCase::Normal => "normal",
+        super::machine::PassageCase::Tailgate => "tailgate",
+        super::machine::PassageCase::LatePlateAttached => "late_plate",
+        super::machine::PassageCase::Unrecognised => "unrecognised",
+    }
+}
+
+fn action_label(a: &StayAction) -> &'static str {
+    match a {
+        StayAction::Open { .. } => "open",
+        StayAction::SupersedeThenOpen { .. } => "supersede_then_open",
+        StayAction::Close { .. } => "close",
+        StayAction::UnmatchedExit { .. } => "unmatched_exit",
+        StayAction::SyntheticStay { .. } => "synthetic_stay",
+        StayAction::CountOnly { .. } => "count_only",
+    }
+}

@@ -1,0 +1,216 @@
+//! The lane task against the real state database (SQLite in a temp dir): raw events in
+//! through the channel, stays, reports and occupancy out; the journal is written and
+//! replays to the same reports; link events reach the device health.
+
+use parking_bridge::config::SiteConfig;
+use parking_bridge::event::{EventKind, LoopId, PlateRead, RawEvent};
+use parking_bridge::health::Health;
+use parking_bridge::lane::journal::Journal;
+use parking_bridge::lane::runtime::LaneRuntime;
+use parking_bridge::plate::PlateColor;
+use parking_bridge::report::{Report, ReportKind};
+use parking_bridge::store::{StayState, Store};
+use parking_bridge::time::Timestamp;
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+fn site(dir: &Path) -> SiteConfig {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/site.toml"),
+    )
+    .unwrap();
+    let text = base
+        .replace(
+            "dir = \"/nonexistent\"",
+            &format!("dir = {:?}", dir.display().to_string()),
+        )
+        // Short late-plate window so the timer test runs in well under a second.
+        .replace(
+            "layout = \"loops_gate\"\n\n[[lanes]]\nid = \"out-lg\"",
+            "layout = \"loops_gate\"\nlate_plate_window_ms = 200\n\n[[lanes]]\nid = \"out-lg\"",
+        );
+    SiteConfig::from_toml(&text, Path::new("test.toml")).unwrap()
+}
+
+fn ev(lane: &str, device: &str, at: i64, kind: EventKind) -> RawEvent {
+    RawEvent {
+        lane: lane.into(),
+        device: device.into(),
+        at: Timestamp(at),
+        kind,
+    }
+}
+
+/// One vehicle through a loops lane starting at `t`, with an optional read.
+fn vehicle(lane: &str, plate: Option<&str>, t: i64) -> Vec<RawEvent> {
+    let lp = |which, occupied| EventKind::Loop { which, occupied };
+    let mut out = Vec::new();
+    if let Some(p) = plate {
+        out.push(ev(
+            lane,
+            "cam",
+            t,
+            EventKind::Plate(PlateRead::text(p, PlateColor::Blue)),
+        ));
+    }
+    out.push(ev(lane, "io", t + 300, lp(LoopId::A, true)));
+    out.push(ev(lane, "io", t + 1300, lp(LoopId::B, true)));
+    out.push(ev(lane, "io", t + 2300, lp(LoopId::A, false)));
+    out.push(ev(lane, "io", t + 3300, lp(LoopId::B, false)));
+    out
+}
+
+#[tokio::test]
+async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = site(dir.path());
+    let store = Arc::new(Store::open_site(&config).unwrap());
+    let health = Health::new();
+    let journal = Journal::open(&dir.path().join("journal")).unwrap();
+    let runtime = LaneRuntime::new(&config, store.clone(), health.clone()).with_journal(journal);
+    let (tx, rx) = mpsc::channel(64);
+    let task = tokio::spawn(runtime.run(rx, None));
+
+    // Recent times: the task expires stays by the wall clock.
+    let t0 = Timestamp::now().0 - 6_000_000;
+    let mut events = vehicle("in-lg", Some("闽A12345"), t0);
+    events.push(ev(
+        "out-lg",
+        "out-lg-io",
+        t0 + 60_000,
+        EventKind::Link { up: false },
+    ));
+    events.push(ev(
+        "out-lg",
+        "out-lg-io",
+        t0 + 61_000,
+        EventKind::Link { up: true },
+    ));
+    events.extend(vehicle("out-lg", Some("闽A12345"), t0 + 5_400_000));
+    let sent = events.len();
+    for e in events {
+        tx.send(e).await.unwrap();
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    let stay = &stays[0];
+    assert_eq!(stay.plate_no, "闽A12345");
+    assert_eq!(stay.state, StayState::Closed);
+    assert_eq!(stay.entered_at, Timestamp(t0 + 3300));
+    assert_eq!(stay.exited_at, Some(Timestamp(t0 + 5_403_300)));
+    assert_eq!(
+        (stay.price, stay.should_pay, stay.paid_fee),
+        (Some(1000), Some(0), Some(1000))
+    );
+    let heads = store
+        .due_reports(Timestamp(i64::MAX / 2), 10, false, &HashSet::new())
+        .unwrap();
+    assert_eq!(heads.len(), 1);
+    assert_eq!(heads[0].kind, ReportKind::Entry);
+    assert!(
+        matches!(&heads[0].report, Report::Entry(e) if e.out_order_no == stay.out_order_no && e.free_spaces == 4)
+    );
+    assert_eq!(store.occupancy().unwrap().occupied, 0);
+
+    let link = health.snapshot();
+    assert!(
+        link.get("out-lg-io")
+            .is_some_and(|d| d.up && d.since == Timestamp(t0 + 61_000)),
+        "{link:?}"
+    );
+
+    let journal_path = dir.path().join("journal/events.jsonl");
+    let text = std::fs::read_to_string(&journal_path).unwrap();
+    assert_eq!(text.lines().count(), sent);
+    let mut replayed = Vec::new();
+    parking_bridge::lane::replay::run(&config, text.as_bytes(), &mut replayed, false).unwrap();
+    let replayed = String::from_utf8(replayed).unwrap();
+    let kinds: Vec<&str> = replayed
+        .lines()
+        .map(|l| {
+            if l.contains("\"kind\":\"entry\"") {
+                "entry"
+            } else {
+                "other"
+            }
+        })
+        .collect();
+    assert_eq!(kinds, ["entry", "other"], "{replayed}");
+    assert!(replayed.contains("\"price\":1000"), "{replayed}");
+}
+
+#[tokio::test]
+async fn a_vehicle_without_a_read_is_reported_when_the_late_plate_timer_fires() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = site(dir.path());
+    let store = Arc::new(Store::open_site(&config).unwrap());
+    let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
+    let (tx, rx) = mpsc::channel(64);
+    let task = tokio::spawn(runtime.run(rx, None));
+
+    // Event times are "now", so the 200 ms late-plate timer runs on the wall clock.
+    let t0 = Timestamp::now().0 - 3_300;
+    for e in vehicle("in-lg", None, t0) {
+        tx.send(e).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let stays = store.open_stays().unwrap();
+        if let Some(s) = stays.first() {
+            assert_eq!(s.plate_no, "无牌车");
+            assert_eq!(s.plate_color, PlateColor::Unknown);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no placeholder stay opened by the timer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn occupancy_source_sets_the_occupied_count_within_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = site(dir.path());
+    let store = Arc::new(Store::open_site(&config).unwrap());
+    let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
+    let (tx, rx) = mpsc::channel::<RawEvent>(4);
+    let (occ_tx, occ_rx) = mpsc::channel(4);
+    let task = tokio::spawn(runtime.run(rx, Some(occ_rx)));
+    occ_tx.send(3).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.occupancy().unwrap().occupied != 3 {
+        assert!(tokio::time::Instant::now() < deadline, "occupancy not set");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    occ_tx.send(99).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.occupancy().unwrap().occupied != 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "occupancy not clamped to total"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(store.occupancy().unwrap().free, 0);
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap();
+}

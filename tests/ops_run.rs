@@ -1,0 +1,267 @@
+//! Operations of the real `parking-bridge run` process against `mock-platform` (also a
+//! real process): READY=1 on the notify socket, `/healthz` 200 → 503 when the platform
+//! goes away → 200 when it is back, a passage made with the operator command shows on
+//! `/metrics` and on the status page in headless Chromium (plate masked), SIGHUP
+//! re-reads the log level.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_parking-bridge");
+const APP_ID: &str = "app-ops";
+const SECRET: &str = "0123456789abcdef";
+
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `mock-platform` on `port`, once it says it listens.
+fn mock_platform(port: u16) -> Guard {
+    let mut child = Command::new(BIN)
+        .args([
+            "mock-platform",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--app-id",
+            APP_ID,
+        ])
+        .args(["--app-secret", SECRET, "--parking-lot-no", "LOT-OPS"])
+        .env_remove("PARKING_BRIDGE_APP_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let guard = Guard(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("mock-platform started");
+    assert!(line.starts_with("listening on"), "{line}");
+    guard
+}
+
+fn write_config(dir: &Path, platform_port: u16, http_port: u16, level: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[platform]
+base_url = "http://127.0.0.1:{platform_port}"
+app_id = "{APP_ID}"
+heartbeat_secs = 1
+connect_timeout_secs = 1
+request_timeout_secs = 2
+[lot]
+parking_lot_no = "LOT-OPS"
+total_spaces = 80
+[storage]
+dir = "{}"
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "P-IN"
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "P-OUT"
+[http]
+listen = "127.0.0.1:{http_port}"
+platform_down_secs = 3
+require_clock_sync = false
+disk_full_percent = 100
+[logging]
+level = "{level}"
+"#,
+        dir.join("state").display()
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A minimal HTTP/1.0 GET over std: enough for our own endpoint.
+fn http_get(url: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap_or((rest, "/".into()));
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !ok() {
+        assert!(Instant::now() < end, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn dump_dom(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--dump-dom",
+            url,
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium is installed (scripts/test-all.sh)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn run_reports_ready_health_passages_and_reloads_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let platform_port = free_port();
+    let http_port = free_port();
+    let config = write_config(dir.path(), platform_port, http_port, "info");
+    let mut platform = Some(mock_platform(platform_port));
+
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let log_path = dir.path().join("run.log");
+    let started = Instant::now();
+    let run = Guard(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("PARKING_BRIDGE_APP_SECRET", SECRET)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env("JOURNAL_STREAM", "8:1234")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    // READY=1 once the pipeline runs.
+    let mut buf = [0u8; 256];
+    let len = notify.recv(&mut buf).expect("READY=1 within 20 s");
+    assert!(String::from_utf8_lossy(&buf[..len]).contains("READY=1"));
+    eprintln!("ready after {:?}", started.elapsed());
+
+    let base = format!("http://127.0.0.1:{http_port}");
+    wait_until("healthz is 200", Duration::from_secs(20), || {
+        http_get(&format!("{base}/healthz")).is_some_and(|(s, _)| s == 200)
+    });
+
+    // A passage through the operator command, while run is running.
+    let out = Command::new(BIN)
+        .args(["stay", "enter", "--config"])
+        .arg(&config)
+        .args([
+            "--plate",
+            "闽A12345",
+            "--color",
+            "pnc_02",
+            "--lane",
+            "entry-1",
+        ])
+        .env("PARKING_BRIDGE_APP_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the passage is counted", Duration::from_secs(20), || {
+        http_get(&format!("{base}/metrics")).is_some_and(|(_, m)| {
+            m.contains(r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 1"#)
+        })
+    });
+    wait_until("occupancy follows", Duration::from_secs(20), || {
+        http_get(&format!("{base}/metrics"))
+            .is_some_and(|(_, m)| m.contains("parking_bridge_occupied_spaces 1"))
+    });
+    let dom = dump_dom(&format!("{base}/"));
+    assert!(dom.contains(r#"<td class="plate">闽A1***5</td>"#), "{dom}");
+    assert!(!dom.contains("闽A12345"), "{dom}");
+    assert!(dom.contains(r#"<b id="occupancy">1 / 80</b>"#), "{dom}");
+
+    // The platform goes away: degraded within platform_down_secs (+ a heartbeat).
+    drop(platform.take());
+    wait_until("healthz is 503", Duration::from_secs(20), || {
+        http_get(&format!("{base}/healthz"))
+            .is_some_and(|(s, b)| s == 503 && b.contains("platform unreachable"))
+    });
+    // And comes back.
+    platform = Some(mock_platform(platform_port));
+    wait_until("healthz is 200 again", Duration::from_secs(30), || {
+        http_get(&format!("{base}/healthz")).is_some_and(|(s, _)| s == 200)
+    });
+
+    // SIGHUP re-reads [logging] level.
+    write_config(dir.path(), platform_port, http_port, "debug");
+    // SAFETY: sending a signal to our own child process by its pid.
+    let rc = unsafe { libc::kill(run.0.id() as i32, libc::SIGHUP) };
+    assert_eq!(rc, 0);
+    wait_until("the reload is logged", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .contains("SIGHUP: log settings reloaded")
+    });
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("level=debug"), "{log}");
+    // Under journald (JOURNAL_STREAM set) lines carry no timestamp of their own.
+    let first = log.lines().next().unwrap_or_default();
+    assert!(
+        first.trim_start().starts_with("INFO") || first.trim_start().starts_with("WARN"),
+        "{first}"
+    );
+    assert!(!log.contains(SECRET), "the secret must never be logged");
+    assert!(!log.contains("闽A12345"), "plates are masked in logs");
+    drop(run);
+    drop(platform);
+    if std::env::var_os("SHOW_RUN_LOG").is_some() {
+        eprintln!("{log}");
+    }
+}
