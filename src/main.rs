@@ -30,6 +30,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a simulated lot end to end: simulated loops, gates and cameras on loopback
+    /// (Modbus RTU over a pty, Modbus TCP, MQTT), the real bridge, and the mock platform
+    /// (or a real one with --platform-url). Exit 0 only when the platform's record
+    /// matches the simulation.
+    Demo(parking_bridge::sim::demo::DemoArgs),
     /// Validate a site config; prints every error with file, line and key (exit 0 = valid).
     Check {
         #[arg(long, short)]
@@ -217,6 +222,7 @@ fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     logging::init(cli.log_format, &logging::initial_filter("info"))?;
     match cli.command {
+        Command::Demo(args) => demo(args),
         Command::PlatformTest { config } => platform_test(&config),
         Command::Run { config } => run(&config),
         Command::Stay { action } => stay(action),
@@ -515,4 +521,18 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("{p}");
     }
     Ok(ExitCode::FAILURE)
+}
+
+fn demo(args: parking_bridge::sim::demo::DemoArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(parking_bridge::sim::demo::run(args))?;
+    // The embedded broker's threads never end on their own: leave without waiting.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    Ok(if outcome.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -170,15 +170,6 @@ fn default_max_body() -> usize {
     4 * 1024 * 1024
 }
 
-<<<<<<< HEAD
-pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
-    for (i, d) in config.devices.iter().enumerate() {
-        if config.lane(&d.lane).is_none() {
-            out.push(Invalid::new(
-                format!("devices[{i}].lane"),
-                format!("no lane with id {:?}", d.lane),
-            ));
-=======
 /// How the device is reached, as decided by validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attachment<'a> {
@@ -195,7 +186,6 @@ impl DeviceConfig {
             (None, Some(address), None) => Some(Attachment::Tcp { address }),
             (None, None, Some(id)) => Some(Attachment::Camera { id }),
             _ => None,
->>>>>>> main
         }
     }
 }

@@ -156,8 +156,6 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
                 format!("lanes[{i}].port_no"),
                 "must be 1 to 32 characters",
             ));
-<<<<<<< HEAD
-=======
         }
         let n = lane.placeholder_plate.chars().count();
         if n == 0 || n > 16 {
@@ -190,7 +188,6 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
                     "must be between 0 and 3600000 ms",
                 ));
             }
->>>>>>> main
         }
     }
 }

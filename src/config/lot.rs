@@ -111,8 +111,6 @@ impl LotConfig {
                 "lot.total_spaces",
                 "must be between 0 and 99999999",
             ));
-<<<<<<< HEAD
-=======
         }
         if self.stay_max_age_hours < 0 {
             out.push(Invalid::new(
@@ -153,7 +151,6 @@ impl LotConfig {
                     ));
                 }
             }
->>>>>>> main
         }
     }
 }

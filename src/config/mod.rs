@@ -80,22 +80,9 @@ pub struct Located {
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-<<<<<<< HEAD
-        match self.line {
-            Some(line) => write!(
-                f,
-                "{}:{}: {}: {}",
-                self.file.display(),
-                line,
-                self.key,
-                self.message
-            ),
-            None => write!(f, "{}: {}: {}", self.file.display(), self.key, self.message),
-=======
         write!(f, "{}", self.file.display())?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
->>>>>>> main
         }
         if !self.key.is_empty() {
             write!(f, ": {}", self.key)?;

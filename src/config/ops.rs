@@ -52,15 +52,12 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_listen(),
-<<<<<<< HEAD
-=======
             token: None,
             show_plates: false,
             platform_down_secs: default_platform_down_secs(),
             device_down_secs: default_device_down_secs(),
             disk_full_percent: default_disk_full_percent(),
             require_clock_sync: true,
->>>>>>> main
         }
     }
 }
@@ -78,12 +75,6 @@ impl HttpConfig {
     }
 
     pub fn validate(&self, out: &mut Vec<Invalid>) {
-<<<<<<< HEAD
-        if !self.listen.is_empty() && self.listen.parse::<std::net::SocketAddr>().is_err() {
-            out.push(Invalid::new(
-                "http.listen",
-                "expected an address like \"127.0.0.1:9108\"",
-=======
         if self.listen.is_empty() {
             return;
         }
@@ -108,7 +99,6 @@ impl HttpConfig {
             out.push(Invalid::new(
                 "http.disk_full_percent",
                 "must be between 1 and 100",
->>>>>>> main
             ));
         }
     }

@@ -187,8 +187,6 @@ impl PlatformConfig {
                 "platform.utc_offset",
                 "expected an offset like \"+08:00\"",
             ));
-<<<<<<< HEAD
-=======
         }
         match reqwest::Url::parse(&self.base_url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
@@ -274,7 +272,6 @@ impl PlatformConfig {
                     "must start with '/' and contain no spaces",
                 ));
             }
->>>>>>> main
         }
     }
 

@@ -4,6 +4,9 @@
 //! itself (`demo`).
 
 pub mod broker;
+pub mod demo;
 pub mod devices;
 pub mod picture;
 pub mod traffic;
+pub mod verify;
+pub mod view;
