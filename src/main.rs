@@ -220,7 +220,13 @@ enum OccupancyCommand {
 
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
-    logging::init(cli.log_format, &logging::initial_filter("info"))?;
+    // The demo's screen is its output: only warnings go to the log unless asked.
+    let default_level = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    };
+    logging::init(cli.log_format, &logging::initial_filter(default_level))?;
     match cli.command {
         Command::Demo(args) => demo(args),
         Command::PlatformTest { config } => platform_test(&config),

@@ -26,7 +26,14 @@ fn demo(dir: &Path, mock: &MockProcess, extra: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["demo", "--dir"])
         .arg(dir)
-        .args(["--platform-url", &mock.base_url(), "--app-id", APP_ID, "--app-secret", SECRET])
+        .args([
+            "--platform-url",
+            &mock.base_url(),
+            "--app-id",
+            APP_ID,
+            "--app-secret",
+            SECRET,
+        ])
         .args(["--parking-lot-no", "P3501"])
         .args(extra)
         .env_remove("PARKING_BRIDGE_APP_SECRET")
@@ -45,7 +52,11 @@ struct Accepted {
 
 fn read_record(path: &Path) -> Accepted {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut acc = Accepted { entries: HashMap::new(), exits: HashMap::new(), last_free_spaces: None };
+    let mut acc = Accepted {
+        entries: HashMap::new(),
+        exits: HashMap::new(),
+        last_free_spaces: None,
+    };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value = serde_json::from_str(line).expect("record lines are JSON");
         if v["accepted"] != Value::Bool(true) {
@@ -53,15 +64,24 @@ fn read_record(path: &Path) -> Accepted {
         }
         let at = v["at"].as_i64().unwrap();
         let body = &v["body"];
-        let order = body["out_order_no"].as_str().unwrap_or_default().to_string();
+        let order = body["out_order_no"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         match v["path"].as_str().unwrap_or_default() {
             p if p.ends_with("/barrier/parking") => {
                 let plate = body["plate_no"].as_str().unwrap().to_string();
-                assert!(acc.entries.insert(order, (plate, at)).is_none(), "an entry accepted twice: {line}");
+                assert!(
+                    acc.entries.insert(order, (plate, at)).is_none(),
+                    "an entry accepted twice: {line}"
+                );
                 acc.last_free_spaces = body["free_spaces"].as_i64();
             }
             p if p.ends_with("/barrier/away") => {
-                assert!(acc.exits.insert(order, at).is_none(), "an exit accepted twice: {line}");
+                assert!(
+                    acc.exits.insert(order, at).is_none(),
+                    "an exit accepted twice: {line}"
+                );
                 acc.last_free_spaces = body["free_spaces"].as_i64();
             }
             _ => {}
@@ -74,13 +94,31 @@ fn read_record(path: &Path) -> Accepted {
 fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
-    let mock = MockProcess::start(&["--record", record.to_str().unwrap(), "--parking-lot-no", "P3501"]);
+    let mock = MockProcess::start(&[
+        "--record",
+        record.to_str().unwrap(),
+        "--parking-lot-no",
+        "P3501",
+    ]);
     let vehicles = 16;
-    let out = demo(dir.path(), &mock, &["--vehicles", &vehicles.to_string(), "--speed", "4", "--seed", "7", "--lanes", "2:1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let out = demo(
+        dir.path(),
+        &mock,
+        &[
+            "--vehicles",
+            &vehicles.to_string(),
+            "--speed",
+            "4",
+            "--seed",
+            "7",
+            "--lanes",
+            "2:1",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     let guard = Guard(out);
     let started = Instant::now();
     let mut guard = guard;
@@ -88,7 +126,10 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
         if let Some(s) = guard.0.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(150), "demo did not finish in time");
+        assert!(
+            started.elapsed() < Duration::from_secs(150),
+            "demo did not finish in time"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     let mut stdout = String::new();
@@ -99,25 +140,57 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
     assert!(status.success(), "demo failed:\n{stdout}");
 
     // What the simulation drove: the same seed gives the same vehicles.
-    let plan = parking_bridge::sim::traffic::plan(&parking_bridge::sim::demo::traffic_for(4.0, 2, 1, 7, vehicles));
+    let plan = parking_bridge::sim::traffic::plan(&parking_bridge::sim::demo::traffic_for(
+        4.0, 2, 1, 7, vehicles,
+    ));
     let expected: Vec<_> = plan.vehicles.iter().filter(|v| v.case.enters()).collect();
     let acc = read_record(&record);
-    assert_eq!(acc.entries.len(), expected.len(), "accepted entries vs vehicles that entered");
-    assert_eq!(acc.exits.len(), expected.len(), "every vehicle that entered also left");
+    assert_eq!(
+        acc.entries.len(),
+        expected.len(),
+        "accepted entries vs vehicles that entered"
+    );
+    assert_eq!(
+        acc.exits.len(),
+        expected.len(),
+        "every vehicle that entered also left"
+    );
     let plates: HashSet<&str> = acc.entries.values().map(|(p, _)| p.as_str()).collect();
     for v in &expected {
-        let plate = if v.case == parking_bridge::sim::traffic::Case::Unreadable { "无牌车" } else { v.plate.as_str() };
-        assert!(plates.contains(plate), "vehicle {} has no accepted entry", v.id);
+        let plate = if v.case == parking_bridge::sim::traffic::Case::Unreadable {
+            "无牌车"
+        } else {
+            v.plate.as_str()
+        };
+        assert!(
+            plates.contains(plate),
+            "vehicle {} has no accepted entry",
+            v.id
+        );
     }
     for (order, exited_at) in &acc.exits {
-        let (_, entered_at) = acc.entries.get(order).unwrap_or_else(|| panic!("exit {order} without an accepted entry"));
-        assert!(exited_at >= entered_at, "exit of {order} accepted before its entry");
+        let (_, entered_at) = acc
+            .entries
+            .get(order)
+            .unwrap_or_else(|| panic!("exit {order} without an accepted entry"));
+        assert!(
+            exited_at >= entered_at,
+            "exit of {order} accepted before its entry"
+        );
     }
-    assert_eq!(acc.last_free_spaces, Some(100), "the lot is empty at the end");
+    assert_eq!(
+        acc.last_free_spaces,
+        Some(100),
+        "the lot is empty at the end"
+    );
 }
 
 fn open_stays_and_pending(config: &Path) -> String {
-    let out = Command::new(BIN).args(["outbox", "--config"]).arg(config).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["outbox", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -126,12 +199,21 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     // The platform is down for the whole first run: everything stays pending.
-    let mock = MockProcess::start(&["--record", record.to_str().unwrap(), "--outage-secs", "3600"]);
-    let child = demo(dir.path(), &mock, &["--vehicles", "0", "--speed", "4", "--seed", "3"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mock = MockProcess::start(&[
+        "--record",
+        record.to_str().unwrap(),
+        "--outage-secs",
+        "3600",
+    ]);
+    let child = demo(
+        dir.path(),
+        &mock,
+        &["--vehicles", "0", "--speed", "4", "--seed", "3"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let mut guard = Guard(child);
     std::thread::sleep(Duration::from_secs(12));
     // SAFETY: plain kill(2) on our own child's pid.
@@ -141,12 +223,19 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
         if let Some(s) = guard.0.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "demo did not stop on SIGINT");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "demo did not stop on SIGINT"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "an interrupted demo exits cleanly");
     let config = dir.path().join("config.toml");
-    let listing = Command::new(BIN).args(["stay", "list", "--config"]).arg(&config).output().unwrap();
+    let listing = Command::new(BIN)
+        .args(["stay", "list", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).to_string();
     let orders: Vec<String> = listing
         .split_whitespace()
@@ -154,18 +243,28 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
         .map(str::to_string)
         .collect();
     assert!(!orders.is_empty(), "the first run made stays:\n{listing}");
-    assert!(read_record(&record).entries.is_empty(), "nothing could be delivered during the outage");
+    assert!(
+        read_record(&record).entries.is_empty(),
+        "nothing could be delivered during the outage"
+    );
     let before = open_stays_and_pending(&config);
-    assert!(!before.contains("pending total 0,"), "reports were pending:\n{before}");
+    assert!(
+        !before.contains("pending total 0,"),
+        "reports were pending:\n{before}"
+    );
 
     // The platform is back; the demo starts again on the same directory.
     mock.stop();
     let mock = MockProcess::start(&["--record", record.to_str().unwrap()]);
-    let child = demo(dir.path(), &mock, &["--vehicles", "0", "--speed", "4", "--seed", "4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = demo(
+        dir.path(),
+        &mock,
+        &["--vehicles", "0", "--speed", "4", "--seed", "4"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let mut guard = Guard(child);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -173,7 +272,10 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
         if orders.iter().all(|o| acc.entries.contains_key(o)) {
             break;
         }
-        assert!(Instant::now() < deadline, "pending entries of the first run were not delivered after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "pending entries of the first run were not delivered after the restart"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     unsafe { libc::kill(guard.0.id() as i32, libc::SIGINT) };

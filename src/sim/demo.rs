@@ -15,9 +15,9 @@ use super::verify::{self, PlatformView};
 use super::view::{self, LaneLine, Screen};
 use crate::config::SiteConfig;
 use crate::event::{GatePosition, LoopId};
+use crate::plate::PlateColor;
 use crate::platform::Secret;
 use crate::platform::mock::{Faults, Mock, MockConfig};
-use crate::plate::PlateColor;
 use crate::service::Bridge;
 use crate::time::Timestamp;
 use std::io::{IsTerminal, Write};
@@ -81,7 +81,10 @@ pub enum DemoError {
     #[error("--speed must be a number above 0")]
     Speed,
     #[error("demo directory {path}: {source}")]
-    Dir { path: PathBuf, source: std::io::Error },
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("--app-secret: {0}")]
     Secret(String),
     #[error("mock platform: {0}")]
@@ -144,8 +147,13 @@ struct SimLane {
 }
 
 enum Attach {
-    Rtu { path: String, _server: tokio::task::JoinHandle<std::io::Result<()>> },
-    Tcp { addr: std::net::SocketAddr },
+    Rtu {
+        path: String,
+        _server: tokio::task::JoinHandle<std::io::Result<()>>,
+    },
+    Tcp {
+        addr: std::net::SocketAddr,
+    },
 }
 
 /// Opens a pty pair: the simulated module serves the master side; the bridge opens
@@ -156,8 +164,13 @@ fn pty_pair() -> std::io::Result<(tokio_serial::SerialStream, String)> {
     let path = slave
         .name()
         .ok_or_else(|| std::io::Error::other("the pty has no name"))?;
-    // The pair opens the slave exclusively; let the bridge open it again.
+    // The pair opens the slave exclusively (TIOCEXCL and a flock); clear both so the
+    // bridge can open it again, exactly once and exclusively, as it opens an adapter.
     slave.set_exclusive(false).map_err(std::io::Error::other)?;
+    // SAFETY: flock on a descriptor `slave` owns and keeps open for the call.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&slave), libc::LOCK_UN) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
     // Keep the slave side open for the life of the process: when the last slave
     // descriptor closes, the master sees a hang-up and the simulated module stops.
     std::mem::forget(slave);
@@ -199,8 +212,15 @@ struct PlatformTarget {
 }
 
 async fn start_platform(args: &DemoArgs, dir: &Path) -> Result<PlatformTarget, DemoError> {
-    if let (Some(url), Some(app_id), Some(secret)) = (&args.platform_url, &args.app_id, &args.app_secret) {
-        return Ok(PlatformTarget { base_url: url.clone(), app_id: app_id.clone(), secret: secret.clone(), record: None });
+    if let (Some(url), Some(app_id), Some(secret)) =
+        (&args.platform_url, &args.app_id, &args.app_secret)
+    {
+        return Ok(PlatformTarget {
+            base_url: url.clone(),
+            app_id: app_id.clone(),
+            secret: secret.clone(),
+            record: None,
+        });
     }
     let record = dir.join("platform-record.jsonl");
     let secret = Secret::new(DEMO_SECRET).map_err(|e| DemoError::Secret(e.to_string()))?;
@@ -211,9 +231,14 @@ async fn start_platform(args: &DemoArgs, dir: &Path) -> Result<PlatformTarget, D
         offset: crate::time::china_standard_time(),
         envelope_answers: false,
     };
-    let mock = Mock::new(cfg, Faults::none(), Some(record.clone())).map_err(|e| DemoError::Mock(e.to_string()))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| DemoError::Mock(e.to_string()))?;
-    let addr = listener.local_addr().map_err(|e| DemoError::Mock(e.to_string()))?;
+    let mock = Mock::new(cfg, Faults::none(), Some(record.clone()))
+        .map_err(|e| DemoError::Mock(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| DemoError::Mock(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| DemoError::Mock(e.to_string()))?;
     let mock = Arc::new(mock);
     tokio::spawn(async move {
         if let Err(e) = crate::platform::mock::serve(listener, mock).await {
@@ -251,7 +276,10 @@ fn render_config(
         "[lot]\nparking_lot_no = {:?}\ntotal_spaces = {TOTAL_SPACES}\n\n",
         args.parking_lot_no
     ));
-    t.push_str(&format!("[storage]\ndir = {:?}\n\n", dir.join("state").display().to_string()));
+    t.push_str(&format!(
+        "[storage]\ndir = {:?}\n\n",
+        dir.join("state").display().to_string()
+    ));
     t.push_str("[http]\nlisten = \"\"   # the demo runs without the status endpoint\n\n");
     t.push_str(&format!(
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"parking-bridge-demo\"\n\n",
@@ -296,15 +324,26 @@ fn render_config(
 
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(text.as_bytes())?;
     // `mode` applies only to a new file; an old one keeps its bits, so set them.
     std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
 }
 
-async fn start_lanes(entries: usize, exits: usize, broker: std::net::SocketAddr) -> Result<Vec<SimLane>, DemoError> {
+async fn start_lanes(
+    entries: usize,
+    exits: usize,
+    broker: std::net::SocketAddr,
+) -> Result<Vec<SimLane>, DemoError> {
     let mut lanes = Vec::new();
-    let refs = (0..entries).map(LaneRef::Entry).chain((0..exits).map(LaneRef::Exit));
+    let refs = (0..entries)
+        .map(LaneRef::Entry)
+        .chain((0..exits).map(LaneRef::Exit));
     for (n, lane) in refs.enumerate() {
         let id = lane_id(lane);
         let modbus = SimModbus::new();
@@ -313,15 +352,27 @@ async fn start_lanes(entries: usize, exits: usize, broker: std::net::SocketAddr)
         modbus.set_input(SLAVE, DI_GATE_CLOSED, true);
         let attach = if n == 0 {
             let (master, path) = pty_pair().map_err(DemoError::Device)?;
-            Attach::Rtu { path, _server: modbus.serve_rtu(master) }
+            Attach::Rtu {
+                path,
+                _server: modbus.serve_rtu(master),
+            }
         } else {
-            Attach::Tcp { addr: modbus.serve_tcp("127.0.0.1:0").await.map_err(DemoError::Device)? }
+            Attach::Tcp {
+                addr: modbus
+                    .serve_tcp("127.0.0.1:0")
+                    .await
+                    .map_err(DemoError::Device)?,
+            }
         };
         let camera_sn = format!("DEMO-{}", port_no(lane));
         let camera = SimCamera::connect("127.0.0.1", broker.port(), &camera_sn);
         let state = LaneLine {
             id: id.clone(),
-            direction: if matches!(lane, LaneRef::Entry(_)) { "entry" } else { "exit" },
+            direction: if matches!(lane, LaneRef::Entry(_)) {
+                "entry"
+            } else {
+                "exit"
+            },
             transport: if n == 0 { "RTU/pty" } else { "Modbus TCP" },
             gate: "closed",
             ..LaneLine::default()
@@ -357,11 +408,20 @@ fn spawn_keep_alives(lanes: &[SimLane]) {
 }
 
 /// Applies one hardware step of the plan to the simulated devices.
-async fn apply(lane: &SimLane, action: &Action, pictures: &[Vec<u8>], broker: std::net::SocketAddr) {
+async fn apply(
+    lane: &SimLane,
+    action: &Action,
+    pictures: &[Vec<u8>],
+    broker: std::net::SocketAddr,
+) {
     let mut st = lane.state.lock().map(|g| g.clone()).unwrap_or_default();
     match action {
         Action::Loop { which, occupied } => {
-            let bit = if *which == LoopId::A { DI_LOOP_A } else { DI_LOOP_B };
+            let bit = if *which == LoopId::A {
+                DI_LOOP_A
+            } else {
+                DI_LOOP_B
+            };
             lane.modbus.set_input(SLAVE, bit, *occupied);
             match which {
                 LoopId::A => st.loop_a = *occupied,
@@ -383,11 +443,21 @@ async fn apply(lane: &SimLane, action: &Action, pictures: &[Vec<u8>], broker: st
             lane.modbus.set_input(SLAVE, DI_GATE_CLOSED, closed);
             st.gate = label;
         }
-        Action::Plate { text, color, quick, vehicle } => {
+        Action::Plate {
+            text,
+            color,
+            quick,
+            vehicle,
+        } => {
             let plate = text.as_deref().unwrap_or("_无_");
-            let jpeg = pictures.get(vehicle % pictures.len().max(1)).map(Vec::as_slice);
+            let jpeg = pictures
+                .get(vehicle % pictures.len().max(1))
+                .map(Vec::as_slice);
             if let Some(cam) = lane.camera.lock().await.as_ref() {
-                if let Err(e) = cam.publish_plate(plate, vzenith_color(*color), jpeg, *quick).await {
+                if let Err(e) = cam
+                    .publish_plate(plate, vzenith_color(*color), jpeg, *quick)
+                    .await
+                {
                     tracing::warn!(lane = %lane.id, error = %e, "simulated camera could not publish");
                 }
             }
@@ -395,7 +465,11 @@ async fn apply(lane: &SimLane, action: &Action, pictures: &[Vec<u8>], broker: st
         Action::CameraLink { up } => {
             let mut slot = lane.camera.lock().await;
             if *up {
-                *slot = Some(SimCamera::connect("127.0.0.1", broker.port(), &lane.camera_sn));
+                *slot = Some(SimCamera::connect(
+                    "127.0.0.1",
+                    broker.port(),
+                    &lane.camera_sn,
+                ));
             } else {
                 // Dropping the camera closes its MQTT connection.
                 *slot = None;
@@ -408,7 +482,13 @@ async fn apply(lane: &SimLane, action: &Action, pictures: &[Vec<u8>], broker: st
 }
 
 /// Drives the plan's steps in real time (already accelerated). Returns when done.
-async fn drive(plan: &Plan, lanes: &[SimLane], pictures: &[Vec<u8>], broker: std::net::SocketAddr, progress: &Mutex<usize>) {
+async fn drive(
+    plan: &Plan,
+    lanes: &[SimLane],
+    pictures: &[Vec<u8>],
+    broker: std::net::SocketAddr,
+    progress: &Mutex<usize>,
+) {
     let start = tokio::time::Instant::now();
     for step in &plan.steps {
         let due = start + Duration::from_millis(u64::try_from(step.at).unwrap_or(0));
@@ -416,7 +496,13 @@ async fn drive(plan: &Plan, lanes: &[SimLane], pictures: &[Vec<u8>], broker: std
         if let Some(lane) = lanes.iter().find(|l| l.lane == step.lane) {
             apply(lane, &step.action, pictures, broker).await;
         }
-        if let (Action::Loop { which: LoopId::B, occupied: false }, LaneRef::Exit(_)) = (&step.action, step.lane)
+        if let (
+            Action::Loop {
+                which: LoopId::B,
+                occupied: false,
+            },
+            LaneRef::Exit(_),
+        ) = (&step.action, step.lane)
             && let Ok(mut n) = progress.lock()
         {
             *n += 1;
@@ -426,7 +512,13 @@ async fn drive(plan: &Plan, lanes: &[SimLane], pictures: &[Vec<u8>], broker: std
 
 /// The traffic the demo drives for these arguments (public so tests can rebuild the
 /// exact plan of a run from its seed).
-pub fn traffic_for(speed: f64, entries: usize, exits: usize, seed: u64, vehicles: usize) -> TrafficConfig {
+pub fn traffic_for(
+    speed: f64,
+    entries: usize,
+    exits: usize,
+    seed: u64,
+    vehicles: usize,
+) -> TrafficConfig {
     // 250 ms between hardware changes at normal speed; never below 6 poll periods
     // of the fast profile (20 ms), so debounce and polling see every change.
     let step_ms = ((250.0 / speed) as i64).max(120);
@@ -444,7 +536,9 @@ pub fn traffic_for(speed: f64, entries: usize, exits: usize, seed: u64, vehicles
 }
 
 fn clock_text(t: Timestamp) -> String {
-    t.to_local(crate::time::china_standard_time()).format("%H:%M:%S").to_string()
+    t.to_local(crate::time::china_standard_time())
+        .format("%H:%M:%S")
+        .to_string()
 }
 
 async fn screen(
@@ -458,7 +552,10 @@ async fn screen(
     let store = bridge.store();
     let snapshot = tokio::task::spawn_blocking(move || {
         let occ = store.occupancy().ok();
-        let pending = store.outbox_summary(Timestamp::now()).map(|s| s.pending()).unwrap_or(0);
+        let pending = store
+            .outbox_summary(Timestamp::now())
+            .map(|s| s.pending())
+            .unwrap_or(0);
         let stays = store.list_stays(false, 8).unwrap_or_default();
         (occ, pending, stays)
     })
@@ -469,10 +566,15 @@ async fn screen(
     for s in stays {
         match (s.exited_at, &s.exit_lane) {
             (Some(at), Some(lane)) => last.push((at, lane.clone(), s.plate_no.clone(), "exit")),
-            _ => last.push((s.entered_at, s.entry_lane.clone(), s.plate_no.clone(), "entry")),
+            _ => last.push((
+                s.entered_at,
+                s.entry_lane.clone(),
+                s.plate_no.clone(),
+                "entry",
+            )),
         }
     }
-    last.sort_by(|a, b| b.0.cmp(&a.0));
+    last.sort_by_key(|p| std::cmp::Reverse(p.0));
     let view = record
         .and_then(|p| std::fs::File::open(p).ok())
         .map(|f| PlatformView::from_record(std::io::BufReader::new(f)))
@@ -487,8 +589,14 @@ async fn screen(
         elapsed_s: started.elapsed().as_secs_f64(),
         vehicles_done: done,
         vehicles_total: total,
-        lanes: lanes.iter().map(|l| l.state.lock().map(|g| g.clone()).unwrap_or_default()).collect(),
-        last_passages: last.into_iter().map(|(t, l, p, w)| (clock_text(t), l, p, w)).collect(),
+        lanes: lanes
+            .iter()
+            .map(|l| l.state.lock().map(|g| g.clone()).unwrap_or_default())
+            .collect(),
+        last_passages: last
+            .into_iter()
+            .map(|(t, l, p, w)| (clock_text(t), l, p, w))
+            .collect(),
         occupied: occ.map_or(0, |o| o.occupied),
         total: occ.map_or(TOTAL_SPACES, |o| o.total),
         outbox_pending: pending,
@@ -519,8 +627,14 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("parking-bridge-demo-{}", std::process::id())),
     };
-    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Dir { path: dir.clone(), source })?;
-    let dir = dir.canonicalize().map_err(|source| DemoError::Dir { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Dir {
+        path: dir.clone(),
+        source,
+    })?;
+    let dir = dir.canonicalize().map_err(|source| DemoError::Dir {
+        path: dir.clone(),
+        source,
+    })?;
     let tty = std::io::stdout().is_terminal();
 
     let platform = start_platform(&args, &dir).await?;
@@ -529,11 +643,21 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     spawn_keep_alives(&lanes);
     let fast = args.speed >= 4.0;
     let config_path = dir.join("config.toml");
-    let dir_err = |source| DemoError::Dir { path: dir.clone(), source };
+    let dir_err = |source| DemoError::Dir {
+        path: dir.clone(),
+        source,
+    };
     write_private(&dir.join("app_secret"), &platform.secret).map_err(dir_err)?;
-    std::fs::write(&config_path, render_config(&dir, &args, &platform, broker, &lanes, fast)).map_err(dir_err)?;
+    std::fs::write(
+        &config_path,
+        render_config(&dir, &args, &platform, broker, &lanes, fast),
+    )
+    .map_err(dir_err)?;
     let site = SiteConfig::load(&config_path)?;
-    println!("demo directory: {} (config.toml is a complete working example)", dir.display());
+    println!(
+        "demo directory: {} (config.toml is a complete working example)",
+        dir.display()
+    );
     println!("platform: {}", platform.base_url);
 
     // Camera-sized synthetic pictures, made once (encoding 1920×1080 is not free).
@@ -555,12 +679,24 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     let interrupted = {
         let traffic = async {
             if args.vehicles > 0 {
-                let plan = traffic::plan(&traffic_for(args.speed, entries, exits, args.seed, args.vehicles));
+                let plan = traffic::plan(&traffic_for(
+                    args.speed,
+                    entries,
+                    exits,
+                    args.seed,
+                    args.vehicles,
+                ));
                 drive(&plan, &lanes, &pictures, broker, &progress).await;
                 plans.push(plan);
             } else {
                 for batch in 0u64.. {
-                    let plan = traffic::plan(&traffic_for(args.speed, entries, exits, args.seed.wrapping_add(batch), 50));
+                    let plan = traffic::plan(&traffic_for(
+                        args.speed,
+                        entries,
+                        exits,
+                        args.seed.wrapping_add(batch),
+                        50,
+                    ));
                     drive(&plan, &lanes, &pictures, broker, &progress).await;
                 }
             }
@@ -569,7 +705,18 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             loop {
                 tokio::time::sleep(Duration::from_millis(if tty { 500 } else { 2000 })).await;
                 let done = progress.lock().map(|n| *n).unwrap_or(0);
-                show(&screen(&bridge, &lanes, started, done, total, platform.record.as_deref()).await, tty);
+                show(
+                    &screen(
+                        &bridge,
+                        &lanes,
+                        started,
+                        done,
+                        total,
+                        platform.record.as_deref(),
+                    )
+                    .await,
+                    tty,
+                );
             }
         };
         tokio::select! {
@@ -580,15 +727,22 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     };
 
     // Let the bridge finish: passages still held by a lane, then the outbox.
-    let drain_deadline = Instant::now() + Duration::from_secs(if interrupted { 0 } else { args.drain_timeout_secs });
+    let drain_deadline = Instant::now()
+        + Duration::from_secs(if interrupted {
+            0
+        } else {
+            args.drain_timeout_secs
+        });
     let mut pending = 0;
     if !interrupted {
         tokio::time::sleep(Duration::from_secs(2)).await;
         loop {
             let store = bridge.store();
-            pending = tokio::task::spawn_blocking(move || store.outbox_summary(Timestamp::now()).map(|s| s.pending()))
-                .await
-                .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
+            pending = tokio::task::spawn_blocking(move || {
+                store.outbox_summary(Timestamp::now()).map(|s| s.pending())
+            })
+            .await
+            .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
             if pending == 0 || Instant::now() >= drain_deadline {
                 break;
             }
@@ -599,7 +753,18 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         }
     }
     let done = progress.lock().map(|n| *n).unwrap_or(0);
-    show(&screen(&bridge, &lanes, started, done, total, platform.record.as_deref()).await, tty);
+    show(
+        &screen(
+            &bridge,
+            &lanes,
+            started,
+            done,
+            total,
+            platform.record.as_deref(),
+        )
+        .await,
+        tty,
+    );
     bridge.stop().await;
     if interrupted {
         let store = crate::store::Store::open_site(&SiteConfig::load(&config_path)?)?;
@@ -610,12 +775,19 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             dir.display(),
             config_path.display()
         );
-        return Ok(Outcome { matched: None, pending, interrupted: true });
+        return Ok(Outcome {
+            matched: None,
+            pending,
+            interrupted: true,
+        });
     }
 
     let matched = match (&platform.record, plans.first()) {
         (Some(record), Some(plan)) => {
-            let file = std::fs::File::open(record).map_err(|source| DemoError::Dir { path: record.clone(), source })?;
+            let file = std::fs::File::open(record).map_err(|source| DemoError::Dir {
+                path: record.clone(),
+                source,
+            })?;
             let view = PlatformView::from_record(std::io::BufReader::new(file));
             let verdict = verify::compare(plan, &view, PLACEHOLDER_PLATE, TOTAL_SPACES);
             println!("\n{}", view::summary(&verdict));
@@ -634,9 +806,16 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         }
     };
     if pending > 0 {
-        println!("{pending} report(s) still pending after {} s", args.drain_timeout_secs);
+        println!(
+            "{pending} report(s) still pending after {} s",
+            args.drain_timeout_secs
+        );
     }
-    Ok(Outcome { matched: matched.map(|m| m && pending == 0), pending, interrupted: false })
+    Ok(Outcome {
+        matched: matched.map(|m| m && pending == 0),
+        pending,
+        interrupted: false,
+    })
 }
 
 #[cfg(test)]
@@ -654,7 +833,10 @@ mod tests {
 
     #[test]
     fn pty_pair_gives_a_path_the_bridge_can_open() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let (_master, path) = pty_pair().unwrap();
             assert!(path.starts_with("/dev/pts/"), "{path}");

@@ -45,13 +45,21 @@ impl PlatformView {
                 continue;
             };
             let body = &rec.body;
-            let text = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            let text = |k: &str| {
+                body.get(k)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_string()
+            };
             let kind = rec.path.rsplit('/').next().unwrap_or("");
             match (kind, rec.accepted) {
                 ("parking", true) => {
-                    view.entries.insert(text("out_order_no"), (text("plate_no"), rec.at.0));
+                    view.entries
+                        .insert(text("out_order_no"), (text("plate_no"), rec.at.0));
                 }
-                ("parking", false) if rec.result_code == "OUT_ORDER_NO_DUPLICATION" => view.duplicate_entries += 1,
+                ("parking", false) if rec.result_code == "OUT_ORDER_NO_DUPLICATION" => {
+                    view.duplicate_entries += 1
+                }
                 ("away", true) => {
                     view.exits.insert(text("out_order_no"), rec.at.0);
                 }
@@ -101,12 +109,19 @@ pub fn compare(plan: &Plan, view: &PlatformView, placeholder: &str, total_spaces
     // Accepted entries per plate, each with its out_order_no.
     let mut by_plate: HashMap<&str, Vec<&str>> = HashMap::new();
     for (order, (plate, _)) in &view.entries {
-        by_plate.entry(plate.as_str()).or_default().push(order.as_str());
+        by_plate
+            .entry(plate.as_str())
+            .or_default()
+            .push(order.as_str());
     }
     let mut rows: BTreeMap<Case, CaseRow> = BTreeMap::new();
     let mut expected_per_plate: HashMap<String, usize> = HashMap::new();
     for v in &plan.vehicles {
-        let reported_plate = if v.case == Case::Unreadable { placeholder.to_string() } else { v.plate.clone() };
+        let reported_plate = if v.case == Case::Unreadable {
+            placeholder.to_string()
+        } else {
+            v.plate.clone()
+        };
         let row = rows.entry(v.case).or_insert(CaseRow {
             case: v.case,
             simulated: 0,
@@ -117,16 +132,24 @@ pub fn compare(plan: &Plan, view: &PlatformView, placeholder: &str, total_spaces
         row.simulated += 1;
         if v.case.enters() {
             row.expected_entries += 1;
-            *expected_per_plate.entry(reported_plate.clone()).or_insert(0) += 1;
+            *expected_per_plate
+                .entry(reported_plate.clone())
+                .or_insert(0) += 1;
         }
         // Credit each vehicle with what the platform holds under its plate, once.
-        let orders = by_plate.get(reported_plate.as_str()).cloned().unwrap_or_default();
+        let orders = by_plate
+            .get(reported_plate.as_str())
+            .cloned()
+            .unwrap_or_default();
         if v.case.enters() {
             let share = usize::from(!orders.is_empty());
             row.entries += share;
             row.exits += usize::from(orders.iter().any(|o| view.exits.contains_key(*o)));
         } else if !orders.is_empty() {
-            problems.push(format!("vehicle {} turned away but has an entry on the platform", crate::plate::mask(&v.plate)));
+            problems.push(format!(
+                "vehicle {} turned away but has an entry on the platform",
+                crate::plate::mask(&v.plate)
+            ));
         }
     }
     for (plate, want) in &expected_per_plate {
@@ -149,10 +172,14 @@ pub fn compare(plan: &Plan, view: &PlatformView, placeholder: &str, total_spaces
     }
     for (order, (plate, entered_at)) in &view.entries {
         match view.exits.get(order) {
-            None => problems.push(format!("stay of {} has no accepted exit", crate::plate::mask(plate))),
-            Some(exited_at) if exited_at < entered_at => {
-                problems.push(format!("stay of {} was accepted as exited before it entered", crate::plate::mask(plate)))
-            }
+            None => problems.push(format!(
+                "stay of {} has no accepted exit",
+                crate::plate::mask(plate)
+            )),
+            Some(exited_at) if exited_at < entered_at => problems.push(format!(
+                "stay of {} was accepted as exited before it entered",
+                crate::plate::mask(plate)
+            )),
             Some(_) => {}
         }
     }
@@ -168,7 +195,10 @@ pub fn compare(plan: &Plan, view: &PlatformView, placeholder: &str, total_spaces
             view.last_free_spaces
         ));
     }
-    Verdict { rows: rows.into_values().collect(), problems }
+    Verdict {
+        rows: rows.into_values().collect(),
+        problems,
+    }
 }
 
 #[cfg(test)]
@@ -176,7 +206,13 @@ mod tests {
     use super::*;
     use crate::sim::traffic::{TrafficConfig, plan};
 
-    fn record_line(path: &str, accepted: bool, code: &str, at: i64, body: serde_json::Value) -> String {
+    fn record_line(
+        path: &str,
+        accepted: bool,
+        code: &str,
+        at: i64,
+        body: serde_json::Value,
+    ) -> String {
         serde_json::json!({"at": at, "path": path, "result_code": code, "accepted": accepted, "body": body}).to_string()
     }
 
@@ -185,19 +221,32 @@ mod tests {
         let mut lines = Vec::new();
         let mut t = 0;
         for v in p.vehicles.iter().filter(|v| v.case.enters()) {
-            let plate = if v.case == Case::Unreadable { "无牌车".to_string() } else { v.plate.clone() };
+            let plate = if v.case == Case::Unreadable {
+                "无牌车".to_string()
+            } else {
+                v.plate.clone()
+            };
             let order = format!("O{}", v.id);
             t += 1;
             lines.push(record_line("/barrier/parking", true, "success", t, serde_json::json!({"out_order_no": order, "plate_no": plate, "free_spaces": total - 1})));
             t += 1;
-            lines.push(record_line("/barrier/away", true, "success", t, serde_json::json!({"out_order_no": order, "plate_no": plate, "free_spaces": total})));
+            lines.push(record_line(
+                "/barrier/away",
+                true,
+                "success",
+                t,
+                serde_json::json!({"out_order_no": order, "plate_no": plate, "free_spaces": total}),
+            ));
         }
         lines.join("\n")
     }
 
     #[test]
     fn a_perfect_record_matches() {
-        let p = plan(&TrafficConfig { vehicles: 60, ..TrafficConfig::default() });
+        let p = plan(&TrafficConfig {
+            vehicles: 60,
+            ..TrafficConfig::default()
+        });
         let view = PlatformView::from_record(perfect_record(&p, 100).as_bytes());
         let v = compare(&p, &view, "无牌车", 100);
         assert!(v.ok(), "{:?}", v.problems);
@@ -207,13 +256,23 @@ mod tests {
 
     #[test]
     fn a_missing_exit_a_phantom_and_a_wrong_count_are_all_named() {
-        let p = plan(&TrafficConfig { vehicles: 20, hard_share: 0.0, ..TrafficConfig::default() });
+        let p = plan(&TrafficConfig {
+            vehicles: 20,
+            hard_share: 0.0,
+            ..TrafficConfig::default()
+        });
         let mut rec = perfect_record(&p, 100);
         // Drop the last exit, add a phantom entry.
         let cut = rec.rfind('\n').unwrap();
         rec.truncate(cut);
         rec.push('\n');
-        rec.push_str(&record_line("/barrier/parking", true, "success", 999, serde_json::json!({"out_order_no": "X", "plate_no": "闽Z99999", "free_spaces": 99})));
+        rec.push_str(&record_line(
+            "/barrier/parking",
+            true,
+            "success",
+            999,
+            serde_json::json!({"out_order_no": "X", "plate_no": "闽Z99999", "free_spaces": 99}),
+        ));
         let view = PlatformView::from_record(rec.as_bytes());
         let v = compare(&p, &view, "无牌车", 100);
         let text = v.problems.join("\n");
@@ -225,12 +284,27 @@ mod tests {
     #[test]
     fn duplicates_and_refusals_are_counted_not_failures() {
         let rec = [
-            record_line("/barrier/parking", false, "OUT_ORDER_NO_DUPLICATION", 1, serde_json::json!({})),
-            record_line("/barrier/away", false, "ORDER_NOT_EXIST", 2, serde_json::json!({})),
+            record_line(
+                "/barrier/parking",
+                false,
+                "OUT_ORDER_NO_DUPLICATION",
+                1,
+                serde_json::json!({}),
+            ),
+            record_line(
+                "/barrier/away",
+                false,
+                "ORDER_NOT_EXIST",
+                2,
+                serde_json::json!({}),
+            ),
             "not json".to_string(),
         ]
         .join("\n");
         let view = PlatformView::from_record(rec.as_bytes());
-        assert_eq!((view.duplicate_entries, view.refused_exits, view.bad_lines), (1, 1, 1));
+        assert_eq!(
+            (view.duplicate_entries, view.refused_exits, view.bad_lines),
+            (1, 1, 1)
+        );
     }
 }

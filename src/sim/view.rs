@@ -75,7 +75,10 @@ impl Screen {
         ));
         out.push_str("\nlast passages\n");
         for (time, lane, plate, what) in self.last_passages.iter().take(8) {
-            out.push_str(&format!("  {time}  {lane:<10} {:<10} {what}\n", mask(plate)));
+            out.push_str(&format!(
+                "  {time}  {lane:<10} {:<10} {what}\n",
+                mask(plate)
+            ));
         }
         out
     }
@@ -98,7 +101,9 @@ impl Screen {
 /// The end-of-run table: vehicles simulated vs. what the platform accepted, per case.
 pub fn summary(verdict: &Verdict) -> String {
     let mut out = String::new();
-    out.push_str("case               simulated  expected entries  entries accepted  exits accepted\n");
+    out.push_str(
+        "case               simulated  expected entries  entries accepted  exits accepted\n",
+    );
     let (mut s, mut e, mut a, mut x) = (0, 0, 0, 0);
     for r in &verdict.rows {
         out.push_str(&format!(
@@ -114,7 +119,10 @@ pub fn summary(verdict: &Verdict) -> String {
         a += r.entries;
         x += r.exits;
     }
-    out.push_str(&format!("{:<18} {s:>9}  {e:>16}  {a:>16}  {x:>14}\n", "total"));
+    out.push_str(&format!(
+        "{:<18} {s:>9}  {e:>16}  {a:>16}  {x:>14}\n",
+        "total"
+    ));
     if verdict.ok() {
         out.push_str("\nPASS: the platform's record matches the simulation exactly\n");
     } else {
@@ -139,7 +147,12 @@ mod tests {
             vehicles_done: 3,
             occupied: 2,
             total: 100,
-            last_passages: vec![("12:00:01".into(), "entry-1".into(), "闽A12345".into(), "entry")],
+            last_passages: vec![(
+                "12:00:01".into(),
+                "entry-1".into(),
+                "闽A12345".into(),
+                "entry",
+            )],
             ..Screen::default()
         };
         let text = s.render();
@@ -151,10 +164,22 @@ mod tests {
 
     #[test]
     fn summary_says_pass_or_lists_problems() {
-        let rows = vec![CaseRow { case: Case::Normal, simulated: 2, expected_entries: 2, entries: 2, exits: 2 }];
-        let ok = summary(&Verdict { rows: rows.clone(), problems: vec![] });
+        let rows = vec![CaseRow {
+            case: Case::Normal,
+            simulated: 2,
+            expected_entries: 2,
+            entries: 2,
+            exits: 2,
+        }];
+        let ok = summary(&Verdict {
+            rows: rows.clone(),
+            problems: vec![],
+        });
         assert!(ok.contains("PASS"), "{ok}");
-        let bad = summary(&Verdict { rows, problems: vec!["plate x: 0 accepted entries, expected 1".into()] });
+        let bad = summary(&Verdict {
+            rows,
+            problems: vec!["plate x: 0 accepted entries, expected 1".into()],
+        });
         assert!(bad.contains("FAIL") && bad.contains("expected 1"), "{bad}");
     }
 }
