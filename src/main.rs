@@ -214,7 +214,14 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::MockPlatform(args) => mock_platform(args),
         Command::Check { config } => match SiteConfig::load_with_secret(&config) {
-            Ok(_) => {
+            Ok((site, secret)) => {
+                // Building the client reads ca_file and parses proxy: report those too.
+                if let Err(e) =
+                    parking_bridge::platform::PlatformClient::new(&site.platform, secret)
+                {
+                    eprintln!("{}: platform: {e}", config.display());
+                    return Ok(ExitCode::FAILURE);
+                }
                 println!("{}: ok", config.display());
                 Ok(ExitCode::SUCCESS)
             }

@@ -184,3 +184,62 @@ fn check_refuses_world_readable_secret_file() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn platform_test_with_https_to_a_plain_http_server_gives_tls_hint() {
+    let mock = MockProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(
+        dir.path(),
+        &format!("https://127.0.0.1:{}", mock.port),
+        SECRET,
+        "P001",
+    );
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED: TLS"), "{text}");
+}
+
+#[test]
+fn platform_test_with_wrong_path_gives_url_hint() {
+    let mock = MockProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(
+        dir.path(),
+        &format!("{}/api/v9", mock.base_url()),
+        SECRET,
+        "P001",
+    );
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAILED: wrong URL"), "{text}");
+}
+
+#[test]
+fn platform_test_with_wrong_app_id_says_so() {
+    let mock = MockProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(dir.path(), &mock.base_url(), SECRET, "P001");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(APP_ID, "someone-else");
+    std::fs::write(&cfg, text).unwrap();
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("INVALID_APP_ID") && text.contains("FAILED: wrong app_id"),
+        "{text}"
+    );
+}

@@ -83,10 +83,7 @@ impl ClientError {
             || lower.contains("name or service")
         {
             ClientError::Dns { url, detail }
-        } else if lower.contains("certificate")
-            || lower.contains("tls")
-            || lower.contains("handshake")
-        {
+        } else if TLS_MARKERS.iter().any(|m| lower.contains(m)) {
             ClientError::Tls { url, detail }
         } else if e.is_connect() {
             ClientError::Connect { url, detail }
@@ -95,6 +92,18 @@ impl ClientError {
         }
     }
 }
+
+/// Fragments of rustls' error texts (its error type is not a direct dependency).
+const TLS_MARKERS: &[&str] = &[
+    "certificate",
+    "tls",
+    "handshake",
+    "corrupt message",
+    "fatal alert",
+    "peer is incompatible",
+    "peer misbehaved",
+    "unexpected message",
+];
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
@@ -128,7 +137,8 @@ pub struct Prepared {
     pub message_id: String,
     pub timestamp: String,
     /// The envelope JSON (only encrypted data inside).
-    pub body: Vec<u8>,
+    /// Shared bytes: re-posting (or printing) does not copy a 500 KB body.
+    pub body: bytes::Bytes,
 }
 
 /// Talks to one platform with one app id and secret.
@@ -225,7 +235,7 @@ impl PlatformClient {
             url: self.url(uplink.kind()),
             message_id,
             timestamp,
-            body,
+            body: body.into(),
         })
     }
 

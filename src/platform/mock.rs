@@ -597,10 +597,10 @@ impl Mock {
             let mut f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
             (f.decide(self.started.elapsed()), f.latency)
         };
-        let handled = {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            handle(&mut state, &self.cfg, path, body, Timestamp::now(), fault)
-        };
+        // The state lock is held until the record line is written, so the file's order
+        // is the order in which the state changed (replay depends on it).
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let handled = handle(&mut state, &self.cfg, path, body, Timestamp::now(), fault);
         let r = &handled.record;
         tracing::info!(
             path = %r.path, message_id = r.message_id.as_deref().unwrap_or(""), result_code = %r.result_code,
@@ -615,6 +615,7 @@ impl Mock {
                 tracing::warn!(error = %e, "cannot append to record file");
             }
         }
+        drop(state);
         (handled.reply, latency)
     }
 

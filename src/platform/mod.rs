@@ -3,6 +3,15 @@
 //! the commissioning check (`commission`) and the strict stand-in (`mock`).
 //!
 //! Only this module knows the wire format and the encryption.
+//!
+//! Where the spec's decisions (`shared/spec/citybrain-uplink.md`) live:
+//! - one slash in every path, paths configurable: [`wire::SNAPSHOT_PATH`] & co.,
+//!   `config::platform::PathsConfig`;
+//! - times in lot-local time, default UTC+8: `PlatformConfig::offset`;
+//! - answers plain JSON or an envelope: [`response::decode`];
+//! - success only when `success` is true and `result_code` absent or `success`, every
+//!   code mapped to a verdict: [`response::classify`], [`response::codes`];
+//! - `device_no` only when configured: `PlatformClient::prepare`.
 
 pub mod client;
 pub mod commission;

@@ -623,6 +623,13 @@ fn snapshot(field: &str, value: &str) -> Result<(), WireError> {
     Ok(())
 }
 
+/// An image as the platform wants it: standard base64 with padding. The caller keeps
+/// it under [`MAX_SNAPSHOT_LEN`] (about 375 KB of JPEG) by compressing first.
+pub fn snapshot_base64(image: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(image)
+}
+
 /// Alphabet, length and padding of standard base64, without decoding.
 pub fn is_standard_base64(b: &[u8]) -> bool {
     if b.len() % 4 != 0 {
@@ -1005,6 +1012,14 @@ mod tests {
         assert_eq!(Uplink::parse(UplinkKind::Entry, &e.to_json()).unwrap(), e);
         let err = Uplink::parse(UplinkKind::Exit, br#"{"price":1.5}"#);
         assert_eq!(err.unwrap_err().field(), "price");
+    }
+
+    #[test]
+    fn snapshot_base64_passes_validation() {
+        let mut s = snap();
+        s.snapshot = snapshot_base64(&[0xff, 0xd8, 0xff, 0xe0, 1]);
+        assert_eq!(s.snapshot, "/9j/4AE=");
+        Uplink::Snapshot(s).validate().unwrap();
     }
 
     #[test]

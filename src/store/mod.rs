@@ -245,6 +245,30 @@ impl Store {
         Ok(value)
     }
 
+    /// Like [`Store::write`] but without waiting for the disk (`synchronous=NORMAL`
+    /// for this one transaction). Only for what may be lost on power failure without
+    /// harm: delivery results, whose loss means a re-send that the platform answers
+    /// as a duplicate. The database stays consistent either way (WAL), and the next
+    /// durable commit syncs this one too.
+    fn write_relaxed<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.lock();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result: Result<T, StoreError> = (|| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        // Every other transaction must be durable again, whatever happened above.
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        let value = result?;
+        restored?;
+        Ok(value)
+    }
+
     fn local_secs(&self, now: Timestamp) -> i64 {
         now.0.div_euclid(1000) + i64::from(self.options.offset.local_minus_utc())
     }

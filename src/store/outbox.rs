@@ -305,7 +305,7 @@ impl Store {
         if outcomes.is_empty() {
             return Ok(());
         }
-        self.write(|tx| {
+        self.write_relaxed(|tx| {
             for o in outcomes {
                 record_one(tx, o, now)?;
             }

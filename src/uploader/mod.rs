@@ -28,7 +28,7 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Sends one request to the platform. The real one is [`PlatformClient`]; tests use
 /// in-process fakes.
@@ -147,6 +147,13 @@ enum Attempt {
     Local(String),
 }
 
+/// Outcomes decided but not yet committed, and the stays they hold busy.
+#[derive(Default)]
+struct Unrecorded {
+    outcomes: Vec<crate::store::Outcome>,
+    stays: Vec<String>,
+}
+
 struct Finished {
     item: OutboxItem,
     attempt: Attempt,
@@ -183,6 +190,8 @@ impl<D: Deliver> Uploader<D> {
         let mut in_flight: JoinSet<Finished> = JoinSet::new();
         let mut busy: HashSet<String> = HashSet::new();
         let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
+        let mut unrecorded = Unrecorded::default();
+        let mut recording: Option<JoinHandle<Vec<String>>> = None;
         let mut queue: VecDeque<OutboxItem> = VecDeque::new();
         let mut throttle = Throttle::default();
         let mut dispatched: u64 = 0;
@@ -230,10 +239,33 @@ impl<D: Deliver> Uploader<D> {
                     while let Some(more) = in_flight.try_join_next_with_id() {
                         done.push(more);
                     }
-                    self.record(done, &mut busy, &mut tasks, &mut throttle).await;
+                    self.classify(done, &mut tasks, &mut throttle, &mut unrecorded);
+                }
+                released = async {
+                    match recording.as_mut() {
+                        Some(handle) => handle.await,
+                        None => std::future::pending().await,
+                    }
+                }, if recording.is_some() => {
+                    recording = None;
+                    match released {
+                        Ok(stays) => {
+                            for stay in stays {
+                                busy.remove(&stay);
+                            }
+                        }
+                        // A recorder that died leaves its stays busy until restart, when
+                        // their reports are sent again.
+                        Err(e) => tracing::error!(error = %e, "recording task failed"),
+                    }
                 }
                 _ = self.notify.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
+            }
+            // One commit at a time; results arriving meanwhile wait for the next one, so
+            // commits group themselves under load while sending goes on.
+            if recording.is_none() && !unrecorded.stays.is_empty() {
+                recording = Some(self.spawn_record(std::mem::take(&mut unrecorded)));
             }
         }
     }
@@ -290,16 +322,20 @@ impl<D: Deliver> Uploader<D> {
         }
     }
 
-    async fn record(
+    /// Turns finished attempts into outcomes to record (and the stays they free once
+    /// recorded). Decisions are taken at once; only the commit waits.
+    fn classify(
         &self,
         done: Vec<Result<(tokio::task::Id, Finished), tokio::task::JoinError>>,
-        busy: &mut HashSet<String>,
         tasks: &mut HashMap<tokio::task::Id, String>,
         throttle: &mut Throttle,
+        unrecorded: &mut Unrecorded,
     ) {
         let now = Timestamp::now();
-        let mut outcomes = Vec::with_capacity(done.len());
-        let mut finished_stays = Vec::with_capacity(done.len());
+        let Unrecorded {
+            outcomes,
+            stays: finished_stays,
+        } = unrecorded;
         for joined in done {
             let Finished { item, attempt } = match joined {
                 Ok((task, f)) => {
@@ -372,19 +408,23 @@ impl<D: Deliver> Uploader<D> {
         self.status.update(|s| {
             s.consecutive_failures = throttle.consecutive_failures;
         });
+    }
+
+    /// Commits outcomes in the background; yields the stays to release when done.
+    fn spawn_record(&self, unrecorded: Unrecorded) -> JoinHandle<Vec<String>> {
         let store = self.store.clone();
-        let result =
-            tokio::task::spawn_blocking(move || store.record_outcomes(&outcomes, now)).await;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot record delivery results; those reports will be sent again")
+        tokio::spawn(async move {
+            let Unrecorded { outcomes, stays } = unrecorded;
+            let now = Timestamp::now();
+            match tokio::task::spawn_blocking(move || store.record_outcomes(&outcomes, now)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot record delivery results; those reports will be sent again")
+                }
+                Err(e) => tracing::error!(error = %e, "recording task failed"),
             }
-            Err(e) => tracing::error!(error = %e, "recording task failed"),
-        }
-        for stay in finished_stays {
-            busy.remove(&stay);
-        }
+            stays
+        })
     }
 
     fn log_result(&self, item: &OutboxItem, result: &Result<Answer, ClientError>, d: &Decision) {

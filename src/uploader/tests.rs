@@ -212,6 +212,13 @@ async fn a_stuck_stay_does_not_hold_back_the_others() {
         assert!(tokio::time::Instant::now() < deadline, "others held back");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    while sequence_of(&fake.log(), &stuck).len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stuck stay not retried"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     task.abort();
     let log = fake.log();
     for o in &others {

@@ -107,6 +107,8 @@ pub fn run_cli(args: &[&str], deadline: Duration) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
         .env_remove("PARKING_BRIDGE_APP_SECRET")
+        // Loopback tests must not go through a proxy from the environment.
+        .env("NO_PROXY", "127.0.0.1,localhost")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
