@@ -206,7 +206,7 @@ impl<D: Deliver> Uploader<D> {
             }
             if tokio::time::Instant::now() >= next_gauge {
                 next_gauge = tokio::time::Instant::now() + Duration::from_secs(15);
-                self.update_gauge(now).await;
+                self.update_gauge().await;
             }
             if throttle.may_send(now) {
                 while in_flight.len() < max {
@@ -473,12 +473,10 @@ impl<D: Deliver> Uploader<D> {
         }
     }
 
-    async fn update_gauge(&self, now: Timestamp) {
+    async fn update_gauge(&self) {
         let store = self.store.clone();
-        if let Ok(Ok(summary)) =
-            tokio::task::spawn_blocking(move || store.outbox_summary(now)).await
-        {
-            PENDING.set(i64::try_from(summary.pending()).unwrap_or(i64::MAX));
+        if let Ok(Ok(pending)) = tokio::task::spawn_blocking(move || store.pending_count()).await {
+            PENDING.set(i64::try_from(pending).unwrap_or(i64::MAX));
         }
     }
 }
