@@ -209,7 +209,7 @@ impl<D: Deliver> Uploader<D> {
                 self.update_gauge().await;
             }
             if throttle.may_send(now) {
-                while in_flight.len() < max {
+                while in_flight.len() < throttle.in_flight_limit(&self.settings.backoff, max) {
                     let live = dispatched % LIVE_EVERY == LIVE_EVERY - 1;
                     let Some(item) = self.next_item(&mut queue, &busy, now, live).await else {
                         break;
