@@ -9,7 +9,6 @@ use crate::config::SiteConfig;
 use crate::health::Health;
 use crate::platform::{ClientError, PlatformClient};
 use crate::store::{Store, StoreError};
-use crate::time::Timestamp;
 use crate::uploader::heartbeat::Heartbeat;
 use crate::uploader::{StatusHandle, Uploader, UploaderSettings};
 use std::sync::Arc;
@@ -176,7 +175,7 @@ impl Bridge {
             .await
             .map_err(|e| ServiceError::Task(e.to_string()))??;
         let occupancy = pipeline.store.occupancy()?;
-        let pending = pipeline.store.outbox_summary(Timestamp::now())?.pending();
+        let pending = pipeline.store.pending_count()?;
         tracing::info!(
             db = %pipeline.store.path().display(),
             lot = %pipeline.config.lot.parking_lot_no,

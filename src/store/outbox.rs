@@ -330,6 +330,15 @@ impl Store {
         })
     }
 
+    /// Reports not yet acknowledged (cheap: reads the pending index only).
+    pub fn pending_count(&self) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")?
+            .query_row([], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Pending counts, oldest age, last error and finished counts, per kind.
     pub fn outbox_summary(&self, now: Timestamp) -> Result<OutboxSummary, StoreError> {
         let conn = self.lock();

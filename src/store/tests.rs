@@ -409,6 +409,7 @@ fn summary_reports_pending_age_and_last_error() {
     assert_eq!(k.pending, 1);
     assert_eq!(k.oldest_pending_age_ms, Some(5_000));
     assert_eq!(k.last_error.as_deref(), Some("HTTP 502"));
+    assert_eq!(s.pending_count().unwrap(), 1);
 }
 
 #[test]

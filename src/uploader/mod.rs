@@ -206,10 +206,10 @@ impl<D: Deliver> Uploader<D> {
             }
             if tokio::time::Instant::now() >= next_gauge {
                 next_gauge = tokio::time::Instant::now() + Duration::from_secs(15);
-                self.update_gauge(now).await;
+                self.update_gauge().await;
             }
             if throttle.may_send(now) {
-                while in_flight.len() < max {
+                while in_flight.len() < throttle.in_flight_limit(&self.settings.backoff, max) {
                     let live = dispatched % LIVE_EVERY == LIVE_EVERY - 1;
                     let Some(item) = self.next_item(&mut queue, &busy, now, live).await else {
                         break;
@@ -473,12 +473,10 @@ impl<D: Deliver> Uploader<D> {
         }
     }
 
-    async fn update_gauge(&self, now: Timestamp) {
+    async fn update_gauge(&self) {
         let store = self.store.clone();
-        if let Ok(Ok(summary)) =
-            tokio::task::spawn_blocking(move || store.outbox_summary(now)).await
-        {
-            PENDING.set(i64::try_from(summary.pending()).unwrap_or(i64::MAX));
+        if let Ok(Ok(pending)) = tokio::task::spawn_blocking(move || store.pending_count()).await {
+            PENDING.set(i64::try_from(pending).unwrap_or(i64::MAX));
         }
     }
 }

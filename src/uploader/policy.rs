@@ -60,6 +60,8 @@ pub const MAX_PAUSE_MS: i64 = 10 * 60 * 1000;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Throttle {
     pub consecutive_failures: u32,
+    /// Pauses in a row without a success in between; the next pause doubles.
+    pub pauses: u32,
     /// Nothing is sent before this.
     pub paused_until: Option<Timestamp>,
 }
@@ -72,8 +74,19 @@ impl Throttle {
             .is_none_or(|p| now >= p || p.0 - now.0 > MAX_PAUSE_MS)
     }
 
+    /// While the platform is in trouble only one report probes it; otherwise `max`.
+    pub fn in_flight_limit(&self, policy: &Backoff, max: usize) -> usize {
+        if self.consecutive_failures >= policy.trouble_after {
+            1
+        } else {
+            max
+        }
+    }
+
     /// Notes an attempt's result; returns when the failed report should be retried if
     /// the whole platform is paused (so it goes first when the platform is back).
+    /// Failures that arrive during a pause (requests already in flight when it began)
+    /// do not lengthen it: the pause grows per probe, not per failed request.
     pub fn note(
         &mut self,
         d: &Decision,
@@ -89,6 +102,7 @@ impl Throttle {
         if !d.platform_trouble {
             if matches!(d.outcome, Outcome::Delivered { .. }) {
                 self.consecutive_failures = 0;
+                self.pauses = 0;
             }
             return None;
         }
@@ -96,11 +110,16 @@ impl Throttle {
         if self.consecutive_failures < policy.trouble_after {
             return None;
         }
-        let until = now.plus_millis(
-            policy.delay_ms(self.consecutive_failures - policy.trouble_after + 1, unit),
-        );
-        self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
-        self.paused_until
+        if let Some(p) = self.paused_until
+            && p > now
+            && p.0 - now.0 <= MAX_PAUSE_MS
+        {
+            return Some(p);
+        }
+        self.pauses = self.pauses.saturating_add(1);
+        let until = now.plus_millis(policy.delay_ms(self.pauses, unit));
+        self.paused_until = Some(until);
+        Some(until)
     }
 }
 
@@ -329,6 +348,18 @@ mod tests {
         let until = t.note(&fail, &b, NOW, 0.0).expect("paused after 3");
         assert!(!t.may_send(NOW));
         assert!(t.may_send(until));
+        assert_eq!(t.in_flight_limit(&b, 4), 1, "one probe while in trouble");
+        assert_eq!(
+            t.note(&fail, &b, NOW, 0.0),
+            Some(until),
+            "a failure during the pause does not lengthen it"
+        );
+        let next = t.note(&fail, &b, until, 0.0).unwrap();
+        assert_eq!(
+            next.0 - until.0,
+            2 * (until.0 - NOW.0),
+            "the next probe's failure doubles it"
+        );
         assert!(
             t.may_send(Timestamp(NOW.0 - 86_400_000)),
             "clock went back a day: pause over"
@@ -344,5 +375,7 @@ mod tests {
         );
         t.note(&ok, &b, until, 0.0);
         assert_eq!(t.consecutive_failures, 0);
+        assert_eq!(t.pauses, 0);
+        assert_eq!(t.in_flight_limit(&b, 4), 4);
     }
 }
