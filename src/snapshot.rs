@@ -101,7 +101,8 @@ pub fn reencode(input: &[u8], limit: usize) -> Result<Encoded, SnapshotError> {
         target = ((width as f64) * ratio.min(0.95)) as u32;
     }
     let mut scaled_width = target.max(floor);
-    loop {
+    let mut refined = false;
+    'widths: loop {
         let img = scale_to_width(&full, scaled_width);
         let qualities: &[u8] = if scaled_width == floor {
             &[SCALED_QUALITY, 60, 45, 35]
@@ -110,15 +111,28 @@ pub fn reencode(input: &[u8], limit: usize) -> Result<Encoded, SnapshotError> {
         };
         for &q in qualities {
             let s = tile_sample(&img);
-            if predict(&s, &img, q)? <= limit + limit / 5 {
+            let predicted = predict(&s, &img, q)?;
+            if !refined && predicted < limit * 6 / 10 && scaled_width < width {
+                // The estimate from the full-size image was too pessimistic; the
+                // downscaled image's own sample is closer: widen once before encoding.
+                refined = true;
+                let ratio = (0.85 * limit as f64 / predicted.max(1) as f64).powf(0.4);
+                let wider = ((scaled_width as f64) * ratio) as u32;
+                if wider > scaled_width + scaled_width / 20 {
+                    scaled_width = wider.min(width);
+                    continue 'widths;
+                }
+            }
+            if predicted <= limit + limit / 5 {
                 let jpeg = encode(&img, q)?;
                 if jpeg.len() <= limit {
-                    return Ok(Encoded {
+                    let fitted = Encoded {
                         jpeg,
                         width: img.width(),
                         height: img.height(),
                         quality: Some(q),
-                    });
+                    };
+                    return enlarge_if_room(&full, fitted, limit);
                 }
             }
         }
@@ -148,6 +162,39 @@ pub fn reencode(input: &[u8], limit: usize) -> Result<Encoded, SnapshotError> {
     Err(SnapshotError::Encode(format!(
         "cannot fit the image in {limit} bytes"
     )))
+}
+
+/// The size estimate errs on the small side; when the result uses well under the
+/// limit, one wider attempt (at the same quality) keeps more detail of the plate.
+fn enlarge_if_room(
+    full: &RgbImage,
+    fitted: Encoded,
+    limit: usize,
+) -> Result<Encoded, SnapshotError> {
+    let used = fitted.jpeg.len() as f64 / limit as f64;
+    if used > 0.7 || fitted.width >= full.width() {
+        return Ok(fitted);
+    }
+    // Size grows faster than the pixel count when widening (less of the sensor noise
+    // is averaged away), so aim at 85 % with a steeper exponent than area.
+    let wider = ((fitted.width as f64) * (0.85 / used).powf(0.4)) as u32;
+    let wider = wider.min(full.width());
+    if wider <= fitted.width + fitted.width / 20 {
+        return Ok(fitted);
+    }
+    let img = scale_to_width(full, wider);
+    let q = fitted.quality.unwrap_or(SCALED_QUALITY);
+    let jpeg = encode(&img, q)?;
+    if jpeg.len() <= limit {
+        Ok(Encoded {
+            jpeg,
+            width: img.width(),
+            height: img.height(),
+            quality: Some(q),
+        })
+    } else {
+        Ok(fitted)
+    }
 }
 
 fn encode(img: &RgbImage, quality: u8) -> Result<Vec<u8>, SnapshotError> {
