@@ -692,17 +692,18 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     );
     println!("platform: {}", platform.base_url);
 
-    // Camera-sized synthetic pictures, made once (encoding 1920×1080 is not free).
-    let picture_count = if args.no_images { 0 } else { 3u64 };
+    // Camera-sized synthetic pictures, made once (encoding 1920×1080 is not free),
+    // while the bridge starts.
+    let picture_count = if args.no_images { 0 } else { 2u64 };
     let pictures = tokio::task::spawn_blocking(move || {
         (0..picture_count)
             .map(|i| picture::snapshot_jpeg(1920, 1080, PlateColor::Blue, i))
             .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
-
+    });
     let bridge = Bridge::start(site).await?;
+    let pictures = pictures
+        .await
+        .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
     let started = Instant::now();
     let progress = Arc::new(Mutex::new(0usize));
     let cleared: Cleared = Mutex::new(HashMap::new());
