@@ -12,6 +12,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The demos of this file run one at a time: each drives real devices and a real
+/// bridge in real time, and two at once on a small CI machine only test its load.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A child process killed on drop, so a failing test leaves nothing running.
 struct Guard(Child);
 
@@ -92,6 +100,7 @@ fn read_record(path: &Path) -> Accepted {
 
 #[test]
 fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     let mock = MockProcess::start(&[
@@ -108,7 +117,7 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
             "--vehicles",
             &vehicles.to_string(),
             "--speed",
-            "4",
+            "2",
             "--seed",
             "7",
             "--lanes",
@@ -141,7 +150,7 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
 
     // What the simulation drove: the same seed gives the same vehicles.
     let plan = parking_bridge::sim::traffic::plan(&parking_bridge::sim::demo::traffic_for(
-        4.0, 2, 1, 7, vehicles,
+        2.0, 2, 1, 7, vehicles,
     ));
     let expected: Vec<_> = plan.vehicles.iter().filter(|v| v.case.enters()).collect();
     let acc = read_record(&record);
@@ -185,6 +194,16 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
     );
 }
 
+/// `pending total N` from `parking-bridge outbox`; 0 before the database exists.
+fn pending_total(config: &Path) -> u64 {
+    open_stays_and_pending(config)
+        .lines()
+        .find_map(|l| l.strip_prefix("pending total "))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn open_stays_and_pending(config: &Path) -> String {
     let out = Command::new(BIN)
         .args(["outbox", "--config"])
@@ -196,6 +215,7 @@ fn open_stays_and_pending(config: &Path) -> String {
 
 #[test]
 fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     // The platform is down for the whole first run: everything stays pending.
@@ -208,14 +228,32 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
     let child = demo(
         dir.path(),
         &mock,
-        &["--vehicles", "0", "--speed", "4", "--seed", "3"],
+        &[
+            "--vehicles",
+            "0",
+            "--speed",
+            "4",
+            "--seed",
+            "3",
+            "--no-images",
+        ],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
     let mut guard = Guard(child);
-    std::thread::sleep(Duration::from_secs(12));
+    // Let traffic flow until a few reports wait for the platform.
+    let config = dir.path().join("config.toml");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pending_total(&config) < 6 {
+        assert!(Instant::now() < deadline, "the demo made no reports");
+        assert!(
+            guard.0.try_wait().unwrap().is_none(),
+            "the demo stopped by itself"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(guard.0.id() as i32, libc::SIGINT) };
     let started = Instant::now();
@@ -230,7 +268,6 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "an interrupted demo exits cleanly");
-    let config = dir.path().join("config.toml");
     let listing = Command::new(BIN)
         .args(["stay", "list", "--config"])
         .arg(&config)
@@ -259,7 +296,15 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
     let child = demo(
         dir.path(),
         &mock,
-        &["--vehicles", "0", "--speed", "4", "--seed", "4"],
+        &[
+            "--vehicles",
+            "0",
+            "--speed",
+            "4",
+            "--seed",
+            "4",
+            "--no-images",
+        ],
     )
     .stdout(Stdio::null())
     .stderr(Stdio::null())

@@ -110,6 +110,8 @@ pub struct Step {
     pub at: i64,
     pub lane: LaneRef,
     pub action: Action,
+    /// The vehicle this step belongs to (`None` for lane events such as a camera blip).
+    pub vehicle: Option<usize>,
 }
 
 /// Knobs of the traffic generator.
@@ -311,8 +313,14 @@ pub fn plan(cfg: &TrafficConfig) -> Plan {
             quick: false,
             vehicle: id,
         };
-        let mut push =
-            |at: i64, lane: LaneRef, action: Action| steps.push(Step { at, lane, action });
+        let mut push = |at: i64, lane: LaneRef, action: Action| {
+            steps.push(Step {
+                at,
+                lane,
+                action,
+                vehicle: Some(id),
+            })
+        };
         match case {
             Case::TurnAway => {
                 push(
@@ -423,8 +431,14 @@ pub fn plan(cfg: &TrafficConfig) -> Plan {
                 quick: false,
                 vehicle: id,
             };
-            let mut push =
-                |at: i64, lane: LaneRef, action: Action| steps.push(Step { at, lane, action });
+            let mut push = |at: i64, lane: LaneRef, action: Action| {
+                steps.push(Step {
+                    at,
+                    lane,
+                    action,
+                    vehicle: Some(id),
+                })
+            };
             passage_steps(&mut push, exit, at, s, &read, false, &mut rng);
             push(at + 7 * s, exit, Action::Gate(GatePosition::Closed));
             exit_free[lane] = at + 9 * s;
@@ -455,11 +469,13 @@ pub fn plan(cfg: &TrafficConfig) -> Plan {
                 at: from + s,
                 lane: LaneRef::Entry(0),
                 action: Action::CameraLink { up: false },
+                vehicle: None,
             });
             steps.push(Step {
                 at: from + 5 * s,
                 lane: LaneRef::Entry(0),
                 action: Action::CameraLink { up: true },
+                vehicle: None,
             });
             entry_free[0] = from + 8 * s;
             last_entry = None;
