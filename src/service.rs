@@ -127,13 +127,16 @@ impl Pipeline {
     }
 
     pub fn spawn_uploader(&self) -> JoinHandle<()> {
-        let up = Uploader::new(
+        tokio::spawn(self.uploader().run())
+    }
+
+    fn uploader(&self) -> Uploader<PlatformClient> {
+        Uploader::new(
             self.store.clone(),
             self.client.clone(),
             self.uploader_settings(),
             self.delivery.clone(),
-        );
-        tokio::spawn(up.run())
+        )
     }
 
     pub fn spawn_heartbeat(&self) -> JoinHandle<()> {
@@ -186,9 +189,14 @@ impl Bridge {
             pending,
             "parking-bridge started"
         );
-        let background = vec![pipeline.spawn_uploader(), pipeline.spawn_heartbeat()];
-        // Operations first, so the status page shows the lanes coming up.
+        // Operations first, so the status page shows the lanes coming up and the
+        // watchdog knows every task it must see progress from.
         let ops = crate::ops::attach(&pipeline).await?;
+        // The uploader's loop turns at least every poll period (≤ 1 s), however idle.
+        let uploader = pipeline
+            .uploader()
+            .with_liveness(ops.0.liveness("uploader", Duration::from_secs(120)));
+        let background = vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()];
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);
         let drivers = crate::driver::spawn_all(&pipeline.config, &profiles, events_tx, stop_rx)
@@ -196,8 +204,11 @@ impl Bridge {
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
         // The lane task ends when every driver has stopped (the channel closes), after
         // settling what it still holds.
+        // The lane loop turns at least once a minute (its expiry check).
         let lanes = tokio::spawn(
-            crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline).run(events_rx, None),
+            crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline)
+                .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
+                .run(events_rx, None),
         );
         ops.0.mark_ready();
         Ok(Bridge {

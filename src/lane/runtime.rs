@@ -63,6 +63,9 @@ pub struct LaneRuntime {
     health: Health,
     journal: Option<Journal>,
     fees: Option<Arc<dyn FeeSource>>,
+    /// Ticked on every turn of the loop (at least once a minute, the expiry check),
+    /// so a stuck lane task stops the systemd watchdog.
+    liveness: Option<crate::ops::Liveness>,
 }
 
 impl LaneRuntime {
@@ -84,6 +87,7 @@ impl LaneRuntime {
             health,
             journal: None,
             fees: None,
+            liveness: None,
         }
     }
 
@@ -103,6 +107,12 @@ impl LaneRuntime {
                 runtime
             }
         }
+    }
+
+    /// Reports progress to the systemd watchdog on every turn of the loop.
+    pub fn with_liveness(mut self, liveness: crate::ops::Liveness) -> Self {
+        self.liveness = Some(liveness);
+        self
     }
 
     /// Journal every event (see [`super::journal`]).
@@ -129,6 +139,9 @@ impl LaneRuntime {
     ) {
         let mut next_expiry = tokio::time::Instant::now();
         loop {
+            if let Some(alive) = &self.liveness {
+                alive.tick();
+            }
             let timer = self.next_timer();
             let sleep_for = timer.map_or(Duration::from_secs(3600), |t| {
                 Duration::from_millis(u64::try_from(t.0 - Timestamp::now().0).unwrap_or(0))

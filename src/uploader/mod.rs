@@ -165,6 +165,8 @@ pub struct Uploader<D: Deliver> {
     settings: UploaderSettings,
     notify: Arc<Notify>,
     status: StatusHandle,
+    /// Ticked on every turn of the loop, so a stuck uploader stops the watchdog.
+    liveness: Option<crate::ops::Liveness>,
 }
 
 impl<D: Deliver> Uploader<D> {
@@ -181,7 +183,14 @@ impl<D: Deliver> Uploader<D> {
             settings,
             notify,
             status,
+            liveness: None,
         }
+    }
+
+    /// Reports progress to the systemd watchdog on every turn of the loop.
+    pub fn with_liveness(mut self, liveness: crate::ops::Liveness) -> Self {
+        self.liveness = Some(liveness);
+        self
     }
 
     /// Runs until the task is dropped or aborted (safe at any point: the store is the
@@ -199,6 +208,9 @@ impl<D: Deliver> Uploader<D> {
         let mut next_gauge = tokio::time::Instant::now();
         let max = self.settings.max_in_flight.max(1);
         loop {
+            if let Some(alive) = &self.liveness {
+                alive.tick();
+            }
             let now = Timestamp::now();
             if tokio::time::Instant::now() >= next_prune {
                 next_prune += self.settings.prune_every;
