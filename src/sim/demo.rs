@@ -38,6 +38,9 @@ const DI_LOOP_A: u16 = 0;
 const DI_LOOP_B: u16 = 1;
 const DI_GATE_OPEN: u16 = 2;
 const DI_GATE_CLOSED: u16 = 3;
+/// How long the lanes may hold a passage after the traffic ends (the longest lane
+/// window, the late-plate wait, is a few seconds).
+const SETTLE: Duration = Duration::from_secs(5);
 /// Camera keep-alive period (the Vzenith default).
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
@@ -551,9 +554,9 @@ pub fn traffic_for(
     seed: u64,
     vehicles: usize,
 ) -> TrafficConfig {
-    // 250 ms between hardware changes at normal speed; at most 60 ms at full speed,
-    // where the bridge polls every 12 ms (see `render_config`).
-    let step_ms = ((250.0 / speed) as i64).max(60);
+    // 250 ms between hardware changes at normal speed, down to 30 ms at full speed,
+    // where the bridge polls every 10 ms (see `render_config`).
+    let step_ms = ((250.0 / speed) as i64).max(30);
     TrafficConfig {
         vehicles,
         seed,
@@ -770,7 +773,10 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         });
     let mut pending = 0;
     if !interrupted {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // A lane holds a passage for a few seconds after the vehicle cleared the
+        // barrier, waiting for a late plate read: let those settle first.
+        tokio::time::sleep(SETTLE).await;
+        let mut empty_checks = 0;
         loop {
             let store = bridge.store();
             pending = tokio::task::spawn_blocking(move || {
@@ -778,11 +784,14 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             })
             .await
             .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
-            if pending == 0 || Instant::now() >= drain_deadline {
+            // Empty twice in a row, a moment apart: nothing in flight between lane and
+            // outbox either.
+            empty_checks = if pending == 0 { empty_checks + 1 } else { 0 };
+            if empty_checks >= 3 || Instant::now() >= drain_deadline {
                 break;
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(400)) => {}
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
@@ -839,9 +848,13 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             }
             let secs = started.elapsed().as_secs_f64();
             println!(
-                "throughput: {} vehicles in {secs:.1} s = {:.2} vehicles/s end to end",
+                "throughput: {} vehicles in {secs:.1} s = {:.2} vehicles/s end to end; peak RSS of the process {}",
                 plan.vehicles.len(),
-                plan.vehicles.len() as f64 / secs.max(0.001)
+                plan.vehicles.len() as f64 / secs.max(0.001),
+                peak_rss().map_or("unknown".to_string(), |kb| format!(
+                    "{:.1} MB",
+                    kb as f64 / 1024.0
+                ))
             );
             Some(verdict.ok())
         }
@@ -891,6 +904,13 @@ fn latencies(plan: &Plan, view: &PlatformView, cleared: &HashMap<(usize, bool), 
         }
     }
     out
+}
+
+/// The process's peak resident set (VmHWM), in KiB, where /proc tells it.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// (p50, p99, count) of a sample, nearest-rank.
