@@ -187,7 +187,7 @@ impl Bridge {
             pending,
             "parking-bridge started"
         );
-        let background = vec![pipeline.spawn_uploader(), pipeline.spawn_heartbeat()];
+        let mut background = vec![pipeline.spawn_uploader(), pipeline.spawn_heartbeat()];
         // Operations first, so the status page shows the lanes coming up.
         let ops = crate::ops::attach(&pipeline).await?;
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
@@ -197,9 +197,15 @@ impl Bridge {
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
         // The lane task ends when every driver has stopped (the channel closes), after
         // settling what it still holds.
-        let lanes = tokio::spawn(
-            crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline).run(events_rx, None),
-        );
+        // Lot-wide feeds (occupancy topic, pay system's fees): subscribe-only MQTT.
+        let feeds = crate::lane::feeds::spawn(&pipeline.config)
+            .map_err(|e| ServiceError::Devices(e.to_string()))?;
+        background.extend(feeds.task);
+        let mut runtime = crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline);
+        if let Some(fees) = feeds.fees {
+            runtime = runtime.with_fee_source(fees);
+        }
+        let lanes = tokio::spawn(runtime.run(events_rx, feeds.occupancy));
         ops.0.mark_ready();
         Ok(Bridge {
             pipeline,
