@@ -235,4 +235,19 @@ fn feed_config_mistakes_are_named_by_key() {
     let e = err("[lot.fee_mqtt]\ntopic = \"\"\n");
     assert!(e.contains("lot.fee_mqtt.topic"), "{e}");
     assert_eq!(err(FEEDS), "");
+    // Without a broker section there is nothing to subscribe on.
+    let no_broker = config_text(dir.path(), 1883, FEEDS).replace(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = 1883\nclient_id = \"bridge-feeds\"\n",
+        "",
+    );
+    let no_broker = no_broker[..no_broker.find("[[devices]]").unwrap()].to_string();
+    let e = SiteConfig::from_toml(&no_broker, Path::new("site.toml"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("lot.occupancy_mqtt") && e.contains("[mqtt]"),
+        "{e}"
+    );
+    assert!(e.contains("lot.fee_mqtt"), "{e}");
 }
