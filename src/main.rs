@@ -173,8 +173,8 @@ enum StayCommand {
         operator: Option<String>,
     },
     /// A vehicle left: closes the open stay of the plate; prints its out_order_no.
-    /// Without --price/--should-pay/--paid the charge is reported as 0; the lot's
-    /// tariff applies instead once one is configured.
+    /// Without --price/--should-pay/--paid the lot's tariff ([lot.tariff]) prices the
+    /// stay (paid at the booth: should_pay 0, paid = price); no tariff: 0.
     Exit {
         #[arg(long, short)]
         config: PathBuf,

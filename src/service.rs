@@ -196,7 +196,7 @@ impl Bridge {
         let uploader = pipeline
             .uploader()
             .with_liveness(ops.0.liveness("uploader", Duration::from_secs(120)));
-        let background = vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()];
+        let mut background = vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()];
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);
         let drivers = crate::driver::spawn_all(&pipeline.config, &profiles, events_tx, stop_rx)
@@ -204,12 +204,17 @@ impl Bridge {
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
         // The lane task ends when every driver has stopped (the channel closes), after
         // settling what it still holds.
+        // Lot-wide feeds (occupancy topic, pay system's fees): subscribe-only MQTT.
+        let feeds = crate::lane::feeds::spawn(&pipeline.config)
+            .map_err(|e| ServiceError::Devices(e.to_string()))?;
+        background.extend(feeds.task);
         // The lane loop turns at least once a minute (its expiry check).
-        let lanes = tokio::spawn(
-            crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline)
-                .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
-                .run(events_rx, None),
-        );
+        let mut runtime = crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline)
+            .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)));
+        if let Some(fees) = feeds.fees {
+            runtime = runtime.with_fee_source(fees);
+        }
+        let lanes = tokio::spawn(runtime.run(events_rx, feeds.occupancy));
         ops.0.mark_ready();
         Ok(Bridge {
             pipeline,

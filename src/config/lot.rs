@@ -31,6 +31,55 @@ pub struct LotConfig {
     /// Where the occupied count comes from.
     #[serde(default)]
     pub occupancy_source: OccupancySource,
+    /// `[lot.occupancy_mqtt]`: an MQTT topic (on the `[mqtt]` broker) that drives the
+    /// occupied count, e.g. from a parking guidance system. Needs
+    /// `occupancy_source = "external"`.
+    #[serde(default)]
+    pub occupancy_mqtt: Option<OccupancyMqtt>,
+    /// `[lot.fee_mqtt]`: an MQTT topic on which the lot's pay system publishes what a
+    /// plate paid; its figures win over the tariff at that plate's exit.
+    #[serde(default)]
+    pub fee_mqtt: Option<FeeMqtt>,
+}
+
+/// An occupancy topic: each message sets the count.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OccupancyMqtt {
+    pub topic: String,
+    /// Dotted path to the number in a JSON payload (`data.occupied`, `lots.0.free`);
+    /// absent: the payload is a plain integer.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// What the number counts.
+    #[serde(default)]
+    pub counts: OccupancyCounts,
+}
+
+/// Whether an occupancy topic's number is the occupied or the free spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OccupancyCounts {
+    #[default]
+    Occupied,
+    /// Free spaces (guidance displays usually publish these): occupied = total − free.
+    Free,
+}
+
+/// A pay system's fee topic (JSON: `plate_no`, `price`, optional `paid_fee`,
+/// `should_pay`; fen).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeMqtt {
+    pub topic: String,
+    /// A payment older than this at the exit is not used (the tariff decides).
+    #[serde(default = "default_fee_max_age_secs")]
+    pub max_age_secs: u64,
+}
+
+fn default_fee_max_age_secs() -> u64 {
+    // Pay at the booth or the machine, then drive out: minutes, not hours.
+    30 * 60
 }
 
 fn default_stay_max_age_hours() -> i64 {
@@ -96,6 +145,8 @@ impl LotConfig {
             unmatched_exit: UnmatchedExit::default(),
             stay_max_age_hours: default_stay_max_age_hours(),
             occupancy_source: OccupancySource::default(),
+            occupancy_mqtt: None,
+            fee_mqtt: None,
         }
     }
 
@@ -138,6 +189,27 @@ impl LotConfig {
                 ));
             }
         }
+        if let Some(o) = &self.occupancy_mqtt {
+            if self.occupancy_source != OccupancySource::External {
+                out.push(Invalid::new(
+                    "lot.occupancy_source",
+                    "must be \"external\" when [lot.occupancy_mqtt] is set (the topic drives the count)",
+                ));
+            }
+            check_topic("lot.occupancy_mqtt.topic", &o.topic, out);
+            if o.field
+                .as_deref()
+                .is_some_and(|f| f.is_empty() || f.split('.').any(str::is_empty))
+            {
+                out.push(Invalid::new(
+                    "lot.occupancy_mqtt.field",
+                    "must be a dotted path like \"data.occupied\"",
+                ));
+            }
+        }
+        if let Some(f) = &self.fee_mqtt {
+            check_topic("lot.fee_mqtt.topic", &f.topic, out);
+        }
         for (key, list) in [
             ("white_list", &self.white_list),
             ("monthly_cards", &self.monthly_cards),
@@ -152,6 +224,13 @@ impl LotConfig {
                 }
             }
         }
+    }
+}
+
+fn check_topic(key: &str, topic: &str, out: &mut Vec<Invalid>) {
+    // Wildcards would mix several sources into one number.
+    if topic.is_empty() || topic.contains(['+', '#']) {
+        out.push(Invalid::new(key, "must be a topic name without wildcards"));
     }
 }
 

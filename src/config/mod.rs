@@ -191,6 +191,16 @@ impl SiteConfig {
         let mut out = Vec::new();
         self.platform.validate(&mut out);
         self.lot.validate(&mut out);
+        if self.mqtt.is_none() {
+            for (set, key) in [
+                (self.lot.occupancy_mqtt.is_some(), "lot.occupancy_mqtt"),
+                (self.lot.fee_mqtt.is_some(), "lot.fee_mqtt"),
+            ] {
+                if set {
+                    out.push(Invalid::new(key, "needs the [mqtt] broker section"));
+                }
+            }
+        }
         self.storage.validate(&mut out);
         lanes::validate_all(&self.lanes, &mut out);
         devices::validate_all(self, &mut out);

@@ -4,6 +4,7 @@
 //! runtime task that ties them to the drivers and the state database.
 //! The cases and rules are documented in `docs/lane-logic.md`.
 
+pub mod feeds;
 pub mod fees;
 pub mod journal;
 pub mod machine;

@@ -228,22 +228,25 @@ pub fn stay_exit(site: &SiteConfig, a: ExitArgs, now: Timestamp) -> Result<Strin
     let lane = check_lane(site, &a.lane, Direction::Exit)?;
     let away_time = check_time(a.time.as_deref(), offset(site), now)?;
     let operator = check_operator(a.operator)?;
-    let (price, should_pay, paid) = match (a.price, a.should_pay, a.paid) {
-        (None, None, None) => (0, 0, 0),
-        (Some(p), Some(s), Some(d)) => (p, s, d),
+    // `None`: the lot tariff decides once the stay is known (below).
+    let typed = match (a.price, a.should_pay, a.paid) {
+        (None, None, None) => None,
+        (Some(p), Some(s), Some(d)) => Some((p, s, d)),
         _ => return refuse("give all of --price, --should-pay and --paid (fen), or none of them"),
     };
-    for (name, v) in [
-        ("--price", price),
-        ("--should-pay", should_pay),
-        ("--paid", paid),
-    ] {
-        if !(0..=99_999_999).contains(&v) {
-            return refuse(format!("{name} {v} must be between 0 and 99999999 fen"));
+    if let Some((price, should_pay, paid)) = typed {
+        for (name, v) in [
+            ("--price", price),
+            ("--should-pay", should_pay),
+            ("--paid", paid),
+        ] {
+            if !(0..=99_999_999).contains(&v) {
+                return refuse(format!("{name} {v} must be between 0 and 99999999 fen"));
+            }
         }
-    }
-    if should_pay > price || paid > price {
-        return refuse("--should-pay and --paid cannot exceed --price");
+        if should_pay > price || paid > price {
+            return refuse("--should-pay and --paid cannot exceed --price");
+        }
     }
     let snapshot = read_snapshot(a.snapshot)?;
     let store = Store::open_site(site)?;
@@ -258,6 +261,17 @@ pub fn stay_exit(site: &SiteConfig, a: ExitArgs, now: Timestamp) -> Result<Strin
             stay.entered_at.format_local(offset(site))
         ));
     }
+    let (price, should_pay, paid) = typed.unwrap_or_else(|| {
+        // The lane logic's default: the tariff's price, paid at the booth (§5 of
+        // docs/lane-logic.md); no tariff → 0/0/0; exempt types → 0.
+        let fee = crate::lane::fees::exit_fee(
+            site.lot.tariff.as_ref(),
+            stay.car_type,
+            stay.entered_at,
+            away_time,
+        );
+        (fee.price, fee.should_pay, fee.paid_fee)
+    });
     let closed = store.close_stay(
         &stay.out_order_no,
         ExitDetails {
@@ -487,6 +501,63 @@ port_no = "X1"
             Err(OperatorError::Store(StoreError::Invalid(_)))
         ));
         assert!(occupancy(&site, Some(7)).unwrap().contains("occupied 7"));
+    }
+
+    #[test]
+    fn exit_without_price_charges_the_lot_tariff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut site = site(dir.path());
+        site.lot.tariff = Some(crate::config::lot::Tariff {
+            free_minutes: 15,
+            hourly_rate: 500,
+            daily_cap: 3000,
+            exempt: vec![CarType::Special, CarType::White, CarType::Parkcard],
+        });
+        let now = Timestamp::now();
+        let mut a = enter_args("闽A12345");
+        // 2 h 10 min before the exit: three started hours.
+        let entered = Timestamp(now.0 - (2 * 60 + 10) * 60_000);
+        a.time = Some(entered.format_local(offset(&site)));
+        let o = stay_enter(&site, a, now).unwrap();
+        let x = ExitArgs {
+            plate: "闽A12345".into(),
+            lane: "exit-1".into(),
+            ..ExitArgs::default()
+        };
+        stay_exit(&site, x, now).unwrap();
+        let store = Store::open_site(&site).unwrap();
+        let stay = store
+            .list_stays(false, 10)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.out_order_no == o)
+            .unwrap();
+        assert_eq!(
+            (stay.price, stay.should_pay, stay.paid_fee),
+            (Some(1500), Some(0), Some(1500))
+        );
+
+        // Typed figures still win over the tariff.
+        stay_enter(&site, enter_args("闽A54321"), now).unwrap();
+        let x = ExitArgs {
+            plate: "闽A54321".into(),
+            lane: "exit-1".into(),
+            price: Some(700),
+            should_pay: Some(700),
+            paid: Some(0),
+            ..ExitArgs::default()
+        };
+        let o2 = stay_exit(&site, x, now).unwrap();
+        let stay = store
+            .list_stays(false, 10)
+            .unwrap()
+            .into_iter()
+            .find(|s| s.out_order_no == o2)
+            .unwrap();
+        assert_eq!(
+            (stay.price, stay.should_pay, stay.paid_fee),
+            (Some(700), Some(700), Some(0))
+        );
     }
 
     #[test]

@@ -1,0 +1,253 @@
+//! Lot-wide MQTT feeds through the running service (`service::Bridge`) and a real
+//! mosquitto: a guidance system's occupancy topic sets the occupied count, and the pay
+//! system's fee topic prices an exit instead of the tariff.
+
+#[path = "driver_common/mod.rs"]
+mod driver_common;
+
+use driver_common::Mosquitto;
+use parking_bridge::config::SiteConfig;
+use parking_bridge::service::Bridge;
+use parking_bridge::sim::devices::SimCamera;
+use parking_bridge::store::Store;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const OCCUPANCY_TOPIC: &str = "pgs/P1/count";
+const FEE_TOPIC: &str = "pay/P1/fees";
+
+fn config_text(dir: &Path, broker: u16, feeds: &str) -> String {
+    format!(
+        r#"
+[platform]
+base_url = "http://127.0.0.1:9"
+app_id = "app"
+app_secret = "0123456789abcdef"
+connect_timeout_secs = 1
+request_timeout_secs = 1
+[lot]
+parking_lot_no = "P1"
+total_spaces = 50
+{feeds}
+[storage]
+dir = "{}"
+[http]
+listen = ""
+[mqtt]
+host = "127.0.0.1"
+port = {broker}
+client_id = "bridge-feeds"
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "E1"
+layout = "camera_only"
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "X1"
+layout = "camera_only"
+[[devices]]
+name = "cam-in"
+profile = "vzenith-mqtt"
+lane = "entry-1"
+camera_id = "CAM-IN"
+[[devices]]
+name = "cam-out"
+profile = "vzenith-mqtt"
+lane = "exit-1"
+camera_id = "CAM-OUT"
+"#,
+        dir.join("state").display()
+    )
+}
+
+const FEEDS: &str = r#"occupancy_source = "external"
+[lot.occupancy_mqtt]
+topic = "pgs/P1/count"
+field = "data.free"
+counts = "free"
+[lot.fee_mqtt]
+topic = "pay/P1/fees"
+[lot.tariff]
+hourly_rate = 500
+"#;
+
+/// A guidance system / pay system stand-in: publishes only.
+fn publisher(port: u16) -> AsyncClient {
+    let (client, mut ev) = AsyncClient::new(MqttOptions::new("pgs-sim", "127.0.0.1", port), 16);
+    tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    client
+}
+
+async fn wait_for<T>(what: &str, within: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn occupied(store: &Arc<Store>) -> i64 {
+    store.occupancy().unwrap().occupied
+}
+
+/// (price, should_pay, paid_fee) of the plate's closed stay, once it is closed.
+fn closed_fee(store: &Arc<Store>, plate: &str) -> Option<(i64, i64, i64)> {
+    store
+        .list_stays(false, 50)
+        .unwrap()
+        .into_iter()
+        .find(|s| s.plate_no == plate && s.exited_at.is_some())
+        .map(|s| {
+            (
+                s.price.unwrap_or(-1),
+                s.should_pay.unwrap_or(-1),
+                s.paid_fee.unwrap_or(-1),
+            )
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupancy_topic_sets_the_count_and_fee_topic_prices_the_exit() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let site = SiteConfig::from_toml(
+        &config_text(dir.path(), broker.port, FEEDS),
+        Path::new("site.toml"),
+    )
+    .unwrap();
+    let bridge = tokio::time::timeout(Duration::from_secs(20), Bridge::start(site))
+        .await
+        .expect("bridge started in time")
+        .unwrap();
+    let store = bridge.store();
+    let pgs = publisher(broker.port);
+    let cam_in = SimCamera::connect("127.0.0.1", broker.port, "CAM-IN");
+    let cam_out = SimCamera::connect("127.0.0.1", broker.port, "CAM-OUT");
+
+    // The guidance system says 12 free of 50 (as a string, as some do), retained: the
+    // broker hands it to the bridge whenever its subscription lands.
+    pgs.publish(
+        OCCUPANCY_TOPIC,
+        QoS::AtLeastOnce,
+        true,
+        r#"{"data":{"free":"12"}}"#,
+    )
+    .await
+    .unwrap();
+    wait_for("occupancy from the topic", Duration::from_secs(10), || {
+        (occupied(&store) == 38).then_some(())
+    })
+    .await;
+    // Garbage is ignored; the next good number counts. Free 60 > total: clamped to 0.
+    pgs.publish(OCCUPANCY_TOPIC, QoS::AtLeastOnce, false, "not json")
+        .await
+        .unwrap();
+    pgs.publish(
+        OCCUPANCY_TOPIC,
+        QoS::AtLeastOnce,
+        false,
+        r#"{"data":{"free":60}}"#,
+    )
+    .await
+    .unwrap();
+    wait_for("clamped occupancy", Duration::from_secs(5), || {
+        (occupied(&store) == 0).then_some(())
+    })
+    .await;
+
+    // A paid stay: entry, payment published by the pay system, exit.
+    cam_in
+        .publish_plate("闽A12345", 1, None, false)
+        .await
+        .unwrap();
+    cam_in
+        .publish_plate("闽B54321", 1, None, false)
+        .await
+        .unwrap();
+    wait_for("two entries", Duration::from_secs(10), || {
+        (store.find_open_stay("闽B54321").unwrap().is_some()
+            && store.find_open_stay("闽A12345").unwrap().is_some())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(occupied(&store), 2, "passages still move the count");
+    pgs.publish(
+        FEE_TOPIC,
+        QoS::AtLeastOnce,
+        false,
+        r#"{"plate_no":"闽A12345","price":1200,"paid_fee":1000}"#,
+    )
+    .await
+    .unwrap();
+    // Give the payment time to arrive before the car drives out (as in a real lot).
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cam_out
+        .publish_plate("闽A12345", 1, None, false)
+        .await
+        .unwrap();
+    let paid = wait_for("the paid exit", Duration::from_secs(10), || {
+        closed_fee(&store, "闽A12345")
+    })
+    .await;
+    assert_eq!(paid, (1200, 200, 1000), "the pay system's figures");
+    // No payment published: the tariff's default (one started hour, paid at the booth).
+    cam_out
+        .publish_plate("闽B54321", 1, None, false)
+        .await
+        .unwrap();
+    let tariff = wait_for("the tariff exit", Duration::from_secs(10), || {
+        closed_fee(&store, "闽B54321")
+    })
+    .await;
+    assert_eq!(tariff, (500, 0, 500), "the tariff's figures");
+
+    tokio::time::timeout(Duration::from_secs(15), bridge.stop())
+        .await
+        .expect("bridge stopped in time");
+}
+
+#[test]
+fn feed_config_mistakes_are_named_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = |feeds: &str| {
+        SiteConfig::from_toml(
+            &config_text(dir.path(), 1883, feeds),
+            Path::new("site.toml"),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    let e = err("[lot.occupancy_mqtt]\ntopic = \"pgs/#\"\n");
+    assert!(e.contains("lot.occupancy_source"), "{e}");
+    assert!(e.contains("lot.occupancy_mqtt.topic"), "{e}");
+    let e = err(
+        "occupancy_source = \"external\"\n[lot.occupancy_mqtt]\ntopic = \"t\"\nfield = \"a..b\"\n",
+    );
+    assert!(e.contains("lot.occupancy_mqtt.field"), "{e}");
+    let e = err("[lot.fee_mqtt]\ntopic = \"\"\n");
+    assert!(e.contains("lot.fee_mqtt.topic"), "{e}");
+    assert_eq!(err(FEEDS), "");
+    // Without a broker section there is nothing to subscribe on.
+    let no_broker = config_text(dir.path(), 1883, FEEDS).replace(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = 1883\nclient_id = \"bridge-feeds\"\n",
+        "",
+    );
+    let no_broker = no_broker[..no_broker.find("[[devices]]").unwrap()].to_string();
+    let e = SiteConfig::from_toml(&no_broker, Path::new("site.toml"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("lot.occupancy_mqtt") && e.contains("[mqtt]"),
+        "{e}"
+    );
+    assert!(e.contains("lot.fee_mqtt"), "{e}");
+}
