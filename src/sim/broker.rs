@@ -48,8 +48,10 @@ pub fn start() -> Result<SocketAddr, BrokerError> {
         router: rumqttd::RouterConfig {
             max_connections: 1_000,
             max_outgoing_packet_count: 200,
-            max_segment_size: 64 * 1024 * 1024,
-            max_segment_count: 10,
+            // Small commit-log segments: the demo's messages are consumed at once, and
+            // big segments only hold snapshots in memory for nothing.
+            max_segment_size: 8 * 1024 * 1024,
+            max_segment_count: 2,
             ..Default::default()
         },
         v4: Some(HashMap::from([("1".to_string(), server)])),

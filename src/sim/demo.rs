@@ -554,16 +554,16 @@ pub fn traffic_for(
     seed: u64,
     vehicles: usize,
 ) -> TrafficConfig {
-    // 250 ms between hardware changes at normal speed, down to 30 ms at full speed,
+    // 200 ms between hardware changes at normal speed, down to 30 ms at full speed,
     // where the bridge polls every 10 ms (see `render_config`).
-    let step_ms = ((250.0 / speed) as i64).max(30);
+    let step_ms = ((200.0 / speed) as i64).max(30);
     TrafficConfig {
         vehicles,
         seed,
         entry_lanes: entries,
         exit_lanes: exits,
         mean_gap_ms: ((1400.0 / speed / entries as f64) as i64).max(1),
-        mean_stay_ms: ((8_000.0 / speed) as i64).max(10 * step_ms),
+        mean_stay_ms: ((6_000.0 / speed) as i64).max(10 * step_ms),
         step_ms,
         hard_share: 0.3,
         total_spaces: TOTAL_SPACES as usize,
