@@ -210,7 +210,8 @@ impl Bridge {
         background.extend(feeds.task);
         // The lane loop turns at least once a minute (its expiry check).
         let mut runtime = crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline)
-            .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)));
+            .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
+            .with_ops(ops.0.clone());
         if let Some(fees) = feeds.fees {
             runtime = runtime.with_fee_source(fees);
         }

@@ -214,3 +214,49 @@ async fn occupancy_source_sets_the_occupied_count_within_total() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn passages_reach_the_status_page_with_their_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = site(dir.path());
+    let store = Arc::new(Store::open_site(&config).unwrap());
+    let health = Health::new();
+    let ops = parking_bridge::ops::OpsState::with_health(&config, health.clone());
+    let runtime = LaneRuntime::new(&config, store.clone(), health).with_ops(ops.clone());
+    let (tx, rx) = mpsc::channel(64);
+    let task = tokio::spawn(runtime.run(rx, None));
+
+    let t0 = Timestamp::now().0 - 60_000;
+    let jpeg = Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]);
+    let mut events = vehicle("in-lg", None, t0);
+    let mut read = PlateRead::text("闽A12345", PlateColor::Blue);
+    read.image = Some(jpeg.clone());
+    read.image_len = Some(jpeg.len());
+    events.insert(0, ev("in-lg", "cam", t0, EventKind::Plate(read)));
+    // Second vehicle without an image: listed, no snapshot.
+    events.extend(vehicle("in-lg", Some("闽B54321"), t0 + 10_000));
+    for e in events {
+        tx.send(e).await.unwrap();
+    }
+    drop(tx);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let view = ops.view();
+    let shown = view.passages.get("in-lg").cloned().unwrap_or_default();
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    let with_image = shown
+        .iter()
+        .find(|p| p.plate.as_deref() == Some("闽A12345"))
+        .expect("first vehicle on the page");
+    assert_eq!(with_image.case, "entry");
+    assert_eq!(with_image.snapshot.as_deref(), Some(&*jpeg));
+    assert_eq!(ops.snapshot(with_image.id).as_deref(), Some(&*jpeg));
+    let without = shown
+        .iter()
+        .find(|p| p.plate.as_deref() == Some("闽B54321"))
+        .expect("second vehicle on the page");
+    assert!(without.snapshot.is_none());
+}

@@ -66,6 +66,8 @@ pub struct LaneRuntime {
     /// Ticked on every turn of the loop (at least once a minute, the expiry check),
     /// so a stuck lane task stops the systemd watchdog.
     liveness: Option<crate::ops::Liveness>,
+    /// The status page: passages are shown there with their snapshots.
+    ops: Option<crate::ops::OpsState>,
 }
 
 impl LaneRuntime {
@@ -88,6 +90,7 @@ impl LaneRuntime {
             journal: None,
             fees: None,
             liveness: None,
+            ops: None,
         }
     }
 
@@ -107,6 +110,12 @@ impl LaneRuntime {
                 runtime
             }
         }
+    }
+
+    /// Shows each passage, with its snapshot, on the status page.
+    pub fn with_ops(mut self, ops: crate::ops::OpsState) -> Self {
+        self.ops = Some(ops);
+        self
     }
 
     /// Reports progress to the systemd watchdog on every turn of the loop.
@@ -241,12 +250,20 @@ impl LaneRuntime {
                 let open = open_stays(&store, &placeholders)?;
                 let action = decide(&p, &lane, &lot, &open, fees.as_deref());
                 apply_action(&store, &action, Timestamp::now())?;
-                Ok::<_, StoreError>(action)
+                // The status page lists an exit under the stay's plate.
+                let stay_plate = match &action {
+                    StayAction::Close { out_order_no, .. } => {
+                        store.stay(out_order_no)?.map(|s| s.plate_no)
+                    }
+                    _ => None,
+                };
+                Ok::<_, StoreError>((action, stay_plate))
             })
             .await;
             match result {
-                Ok(Ok(action)) => {
+                Ok(Ok((action, stay_plate))) => {
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, "passage applied");
+                    self.show(&action, stay_plate.as_deref());
                     return;
                 }
                 // Only a database error may pass (busy, I/O); a refused value will be
@@ -274,6 +291,34 @@ impl LaneRuntime {
             plate = %passage.plate.as_ref().map(|p| crate::plate::mask(&p.text)).unwrap_or_default(),
             "passage lost: not written to the state database"
         );
+    }
+
+    /// Puts the passage, with its snapshot, on the status page. The status feeder lists
+    /// every stay from the store too (without images); the page keeps one of each.
+    fn show(&self, action: &StayAction, stay_plate: Option<&str>) {
+        let Some(ops) = &self.ops else { return };
+        match action {
+            StayAction::Open { entry } | StayAction::SupersedeThenOpen { entry, .. } => {
+                ops.record_passage(
+                    &entry.lane,
+                    Some(&entry.plate_no),
+                    "entry",
+                    entry.entered_at,
+                    entry.snapshot.clone(),
+                );
+            }
+            StayAction::Close { exit, .. } => {
+                let plate = stay_plate.or(exit.exit_plate.as_deref());
+                ops.record_passage(
+                    &exit.lane,
+                    plate,
+                    "exit",
+                    exit.away_time,
+                    exit.snapshot.clone(),
+                );
+            }
+            _ => {}
+        }
     }
 
     async fn expire(&self, now: Timestamp) {
