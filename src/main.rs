@@ -171,6 +171,9 @@ enum StayCommand {
         snapshot: Option<PathBuf>,
         #[arg(long)]
         operator: Option<String>,
+        /// Record a plate whose format is not a Chinese one (foreign, temporary plates).
+        #[arg(long)]
+        any_plate: bool,
     },
     /// A vehicle left: closes the open stay of the plate; prints its out_order_no.
     /// Without --price/--should-pay/--paid the lot's tariff ([lot.tariff]) prices the
@@ -414,6 +417,7 @@ fn stay(action: StayCommand) -> anyhow::Result<ExitCode> {
             time,
             snapshot,
             operator,
+            any_plate,
         } => {
             let site = load(&config)?;
             let args = EnterArgs {
@@ -424,6 +428,7 @@ fn stay(action: StayCommand) -> anyhow::Result<ExitCode> {
                 time,
                 snapshot,
                 operator,
+                any_plate,
             };
             operator_output(operator::stay_enter(&site, args, now))
         }

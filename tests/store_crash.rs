@@ -55,8 +55,9 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         .map(|w| {
             let cfg = cfg.clone();
             std::thread::spawn(move || {
-                let plates: Vec<String> =
-                    (0..STAYS / WORKERS).map(|i| format!("W{w}N{i}")).collect();
+                let plates: Vec<String> = (0..STAYS / WORKERS)
+                    .map(|i| format!("闽A{w}{i:04}"))
+                    .collect();
                 // The last `keep` plates stay parked (keep >= 3, the exit lag).
                 let keep = LEFT_OPEN / WORKERS;
                 let mut entered = Vec::new();

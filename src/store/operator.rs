@@ -34,6 +34,8 @@ pub struct EnterArgs {
     pub time: Option<String>,
     pub snapshot: Option<PathBuf>,
     pub operator: Option<String>,
+    /// Accept a plate whose format the bridge does not know (foreign, temporary).
+    pub any_plate: bool,
 }
 
 /// `stay exit` arguments, as typed.
@@ -181,8 +183,25 @@ pub fn stay_enter(
             codes.join(", ")
         ));
     };
+    let lane = check_lane(site, &a.lane, Direction::Entry)?;
+    // A booth operator types plates: check them against the Chinese formats, so a typo
+    // does not become a stay the exit camera can never match.
+    let format = crate::lane::plate_format::format_of(&plate);
+    if format == crate::lane::plate_format::PlateFormat::Unknown
+        && plate != lane.placeholder_plate
+        && !a.any_plate
+    {
+        return refuse(format!(
+            "--plate {plate:?} is not a Chinese plate format (7 characters like 闽A12345, 8 for \
+             new-energy like 粤BD12345, or a 警/学/挂/港/澳/使/领 plate); check it, or add \
+             --any-plate to record it as typed"
+        ));
+    }
+    // Unknown colour: the format's own colour where it has one (green for new-energy).
+    let color = crate::lane::plate_format::effective_color(&plate, color);
     let car_type = match a.car_type.as_deref() {
-        None => CarType::Normal,
+        // From the lot's white list and monthly cards, then the format (警 → special).
+        None => crate::lane::plate_format::car_type_of(&plate, &site.lot),
         Some(t) => match CarType::from_code(t.trim()) {
             Some(c) => c,
             None => {
@@ -192,7 +211,6 @@ pub fn stay_enter(
             }
         },
     };
-    let lane = check_lane(site, &a.lane, Direction::Entry)?;
     let entered_at = check_time(a.time.as_deref(), offset(site), now)?;
     let operator = check_operator(a.operator)?;
     let snapshot = read_snapshot(a.snapshot)?;
@@ -457,19 +475,19 @@ port_no = "X1"
             refused(stay_enter(&site, enter_args("闽A 12345"), now)).contains("without spaces")
         );
         assert!(refused(stay_enter(&site, enter_args(""), now)).contains("empty"));
-        let mut a = enter_args("A1");
+        let mut a = enter_args("闽A12345");
         a.color = "blue".into();
         assert!(refused(stay_enter(&site, a, now)).contains("pnc_02"));
-        let mut a = enter_args("A1");
+        let mut a = enter_args("闽A12345");
         a.lane = "exit-1".into();
         assert!(refused(stay_enter(&site, a, now)).contains("exit lane"));
-        let mut a = enter_args("A1");
+        let mut a = enter_args("闽A12345");
         a.lane = "nowhere".into();
         assert!(refused(stay_enter(&site, a, now)).contains("entry-1"));
-        let mut a = enter_args("A1");
+        let mut a = enter_args("闽A12345");
         a.time = Some("yesterday".into());
         assert!(refused(stay_enter(&site, a, now)).contains("2024-05-01"));
-        let mut a = enter_args("A1");
+        let mut a = enter_args("闽A12345");
         a.car_type = Some("bus".into());
         assert!(refused(stay_enter(&site, a, now)).contains("parkcard"));
         let x = ExitArgs {
@@ -478,8 +496,8 @@ port_no = "X1"
             ..ExitArgs::default()
         };
         assert!(refused(stay_exit(&site, x, now)).contains("no open stay"));
-        stay_enter(&site, enter_args("A1"), now).unwrap();
-        assert!(refused(stay_enter(&site, enter_args("A1"), now)).contains("already parked"));
+        stay_enter(&site, enter_args("闽A12345"), now).unwrap();
+        assert!(refused(stay_enter(&site, enter_args("闽A12345"), now)).contains("already parked"));
         let x = ExitArgs {
             plate: "A1".into(),
             lane: "exit-1".into(),
@@ -561,12 +579,37 @@ port_no = "X1"
     }
 
     #[test]
+    fn typed_plates_are_checked_against_chinese_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site(dir.path());
+        let now = Timestamp::now();
+        let msg = refused(stay_enter(&site, enter_args("闽A1234"), now));
+        assert!(
+            msg.contains("not a Chinese plate format") && msg.contains("--any-plate"),
+            "{msg}"
+        );
+        let mut a = enter_args("ABC123");
+        a.any_plate = true;
+        stay_enter(&site, a, now).unwrap();
+        // Unknown colour on a new-energy plate is green; a police plate is special.
+        let mut a = enter_args("粤BD12345");
+        a.color = "pnc_01".into();
+        stay_enter(&site, a, now).unwrap();
+        stay_enter(&site, enter_args("闽A1234警"), now).unwrap();
+        let store = Store::open_site(&site).unwrap();
+        let ne = store.find_open_stay("粤BD12345").unwrap().unwrap();
+        assert_eq!(ne.plate_color, PlateColor::Green);
+        let police = store.find_open_stay("闽A1234警").unwrap().unwrap();
+        assert_eq!(police.car_type, CarType::Special);
+    }
+
+    #[test]
     fn snapshot_must_be_an_image() {
         let dir = tempfile::tempdir().unwrap();
         let site = site(dir.path());
         let file = dir.path().join("note.txt");
         std::fs::write(&file, "hello").unwrap();
-        let mut a = enter_args("A1");
+        let mut a = enter_args("闽A12345");
         a.snapshot = Some(file);
         assert!(refused(stay_enter(&site, a, Timestamp::now())).contains("not a JPEG or PNG"));
     }
