@@ -23,6 +23,20 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// A child process killed on drop, so a failing test leaves nothing running.
 struct Guard(Child);
 
+impl Guard {
+    /// Waits for the process to end; fails the test with `why` after `limit`.
+    fn wait_at_most(&mut self, limit: Duration, why: &str) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "{why}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -128,19 +142,8 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let guard = Guard(out);
-    let started = Instant::now();
-    let mut guard = guard;
-    let status = loop {
-        if let Some(s) = guard.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(150),
-            "demo did not finish in time"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let mut guard = Guard(out);
+    let status = guard.wait_at_most(Duration::from_secs(150), "demo did not finish in time");
     let mut stdout = String::new();
     if let Some(mut o) = guard.0.stdout.take() {
         use std::io::Read;
@@ -256,17 +259,7 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
     }
     // SAFETY: plain kill(2) on our own child's pid.
     unsafe { libc::kill(guard.0.id() as i32, libc::SIGINT) };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = guard.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "demo did not stop on SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = guard.wait_at_most(Duration::from_secs(20), "demo did not stop on SIGINT");
     assert!(status.success(), "an interrupted demo exits cleanly");
     let listing = Command::new(BIN)
         .args(["stay", "list", "--config"])

@@ -417,20 +417,6 @@ pub fn plan(cfg: &TrafficConfig) -> Plan {
             let lane = (0..exit_lanes).min_by_key(|l| exit_free[*l]).unwrap_or(0);
             let at = (start + 8 * s + stay).max(exit_free[lane]);
             let exit = LaneRef::Exit(lane);
-            let read = Action::Plate {
-                text: if case == Case::Unreadable {
-                    None
-                } else {
-                    Some(plate.clone())
-                },
-                color: if case == Case::Unreadable {
-                    PlateColor::Unknown
-                } else {
-                    color
-                },
-                quick: false,
-                vehicle: id,
-            };
             let mut push = |at: i64, lane: LaneRef, action: Action| {
                 steps.push(Step {
                     at,
