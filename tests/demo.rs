@@ -197,6 +197,25 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
     );
 }
 
+/// `demo --vehicles 0` without snapshots, output discarded, killed on drop.
+fn endless_demo(dir: &Path, mock: &MockProcess, seed: &str) -> Guard {
+    let args = [
+        "--vehicles",
+        "0",
+        "--speed",
+        "4",
+        "--seed",
+        seed,
+        "--no-images",
+    ];
+    let child = demo(dir, mock, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Guard(child)
+}
+
 /// `pending total N` from `parking-bridge outbox`; 0 before the database exists.
 fn pending_total(config: &Path) -> u64 {
     open_stays_and_pending(config)
@@ -228,24 +247,7 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
         "--outage-secs",
         "3600",
     ]);
-    let child = demo(
-        dir.path(),
-        &mock,
-        &[
-            "--vehicles",
-            "0",
-            "--speed",
-            "4",
-            "--seed",
-            "3",
-            "--no-images",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut guard = Guard(child);
+    let mut guard = endless_demo(dir.path(), &mock, "3");
     // Let traffic flow until a few reports wait for the platform.
     let config = dir.path().join("config.toml");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -286,24 +288,7 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
     // The platform is back; the demo starts again on the same directory.
     mock.stop();
     let mock = MockProcess::start(&["--record", record.to_str().unwrap()]);
-    let child = demo(
-        dir.path(),
-        &mock,
-        &[
-            "--vehicles",
-            "0",
-            "--speed",
-            "4",
-            "--seed",
-            "4",
-            "--no-images",
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut guard = Guard(child);
+    let mut guard = endless_demo(dir.path(), &mock, "4");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let acc = read_record(&record);
