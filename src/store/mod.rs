@@ -132,6 +132,29 @@ impl Store {
         lot: &LotConfig,
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
+        // Several processes opening a new database at once (the service and operator
+        // commands) race to switch it to WAL and migrate it; SQLite answers some of
+        // those races with an immediate BUSY that its busy handler does not wait out.
+        // Opening again is safe: every step is idempotent.
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(dir, lot, options.clone()) {
+                Err(StoreError::Sql(e))
+                    if attempt < OPEN_ATTEMPTS
+                        && matches!(
+                            e.sqlite_error_code(),
+                            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                        ) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50 * attempt as u64));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(dir: &Path, lot: &LotConfig, options: StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
             path: dir.to_path_buf(),
             source,
@@ -275,6 +298,9 @@ impl Store {
 }
 
 /// Errors that mean the file itself is damaged become [`StoreError::Corrupt`].
+/// How often an open that lost a start-up race is tried again (about 5 s in all).
+const OPEN_ATTEMPTS: u32 = 14;
+
 fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
