@@ -226,38 +226,23 @@ mod tests {
 
     #[test]
     fn camera_colour_wins_and_format_fills_unknown() {
-        assert_eq!(
-            effective_color("闽A12345", PlateColor::Yellow),
-            PlateColor::Yellow
-        );
-        assert_eq!(
-            effective_color("闽A12345", PlateColor::Unknown),
-            PlateColor::Blue
-        );
-        assert_eq!(
-            effective_color("京AD12345", PlateColor::Unknown),
-            PlateColor::Green
-        );
-        assert_eq!(
-            effective_color("沪A12345D", PlateColor::Unknown),
-            PlateColor::YellowGreen
-        );
-        assert_eq!(
-            effective_color("闽A1234警", PlateColor::Unknown),
-            PlateColor::White
-        );
-        assert_eq!(
-            effective_color("沪A1234领", PlateColor::Unknown),
-            PlateColor::Black
-        );
-        assert_eq!(
-            effective_color("闽A1234学", PlateColor::Unknown),
-            PlateColor::Yellow
-        );
-        assert_eq!(
-            effective_color("garbage", PlateColor::Unknown),
-            PlateColor::Unknown
-        );
+        let cases = [
+            ("闽A12345", PlateColor::Yellow, PlateColor::Yellow),
+            ("闽A12345", PlateColor::Unknown, PlateColor::Blue),
+            ("京AD12345", PlateColor::Unknown, PlateColor::Green),
+            ("沪A12345D", PlateColor::Unknown, PlateColor::YellowGreen),
+            ("闽A1234警", PlateColor::Unknown, PlateColor::White),
+            ("沪A1234领", PlateColor::Unknown, PlateColor::Black),
+            ("闽A1234学", PlateColor::Unknown, PlateColor::Yellow),
+            ("garbage", PlateColor::Unknown, PlateColor::Unknown),
+        ];
+        for (plate, camera, want) in cases {
+            assert_eq!(
+                effective_color(plate, camera),
+                want,
+                "{plate} with {camera}"
+            );
+        }
     }
 
     #[test]
