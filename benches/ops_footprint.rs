@@ -153,11 +153,12 @@ fn start(config: &Path, notify: &Path, sim: &SimModbus) -> (Guard, Duration, Dur
     (guard, first_poll.0, first_poll.1)
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// One `/proc/PID/status` field in KiB (`VmRSS`, `RssAnon`, `RssFile`).
+fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
@@ -220,9 +221,11 @@ fn main() {
     let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let cpu0 = cpu_ticks(pid);
     let t0 = Instant::now();
-    let mut rss = Vec::new();
+    let (mut rss, mut anon, mut file) = (Vec::new(), Vec::new(), Vec::new());
     while t0.elapsed() < Duration::from_secs(idle_secs) {
-        rss.push(rss_kib(pid) as f64);
+        rss.push(status_kib(pid, "VmRSS") as f64);
+        anon.push(status_kib(pid, "RssAnon") as f64);
+        file.push(status_kib(pid, "RssFile") as f64);
         std::thread::sleep(Duration::from_secs(1));
     }
     let cpu_percent =
@@ -247,8 +250,10 @@ fn main() {
         sim.request_count(1) + sim.request_count(2)
     );
     println!(
-        "  idle over {idle_secs} s: RSS median {:.1} MB, max {:.1} MB; CPU {:.2} % of one core",
+        "  idle over {idle_secs} s: RSS median {:.1} MB (heap and stacks {:.1} MB, mapped binary and libraries {:.1} MB), max {:.1} MB; CPU {:.2} % of one core",
         median(rss) / 1024.0,
+        median(anon) / 1024.0,
+        median(file) / 1024.0,
         rss_max / 1024.0,
         cpu_percent
     );
