@@ -83,7 +83,6 @@ async fn receive(
         // Poisoning needs a panic while locked; decode never panics, so recover.
         let mut state = cam.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(up) = state.seen(now) {
-            metrics::set_link(&cam.name, up);
             events.push(EventKind::Link { up });
         }
         match decode(&cam.profile, TopicKind::Result, &body) {

@@ -1,10 +1,9 @@
 //! Driver metrics in the prometheus default registry (`/metrics` gathers it).
-//! Labels are config names (device, bus), never plate text.
+//! Labels are config names (device, bus), never plate text. Link state is not here:
+//! it is `parking_bridge_device_up{lane,device}` of the operations module, from the
+//! health table the lane task keeps (the same fact `/healthz` and the status page use).
 
-use prometheus::{
-    GaugeVec, IntCounterVec, IntGaugeVec, register_gauge_vec, register_int_counter_vec,
-    register_int_gauge_vec,
-};
+use prometheus::{GaugeVec, IntCounterVec, register_gauge_vec, register_int_counter_vec};
 use std::sync::LazyLock;
 
 // Registration only fails for a duplicate or malformed metric name; these names are
@@ -73,14 +72,6 @@ pub static PLATE_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registered once")
 });
-pub static LINK_UP: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!(
-        "parking_bridge_device_link_up",
-        "1 while the device answers, 0 when its link is down",
-        &["device"]
-    )
-    .expect("metric registered once")
-});
 pub static VALUES: LazyLock<GaugeVec> = LazyLock::new(|| {
     register_gauge_vec!(
         "parking_bridge_device_value",
@@ -89,8 +80,3 @@ pub static VALUES: LazyLock<GaugeVec> = LazyLock::new(|| {
     )
     .expect("metric registered once")
 });
-
-/// Records a link fact in the gauge.
-pub fn set_link(device: &str, up: bool) {
-    LINK_UP.with_label_values(&[device]).set(i64::from(up));
-}

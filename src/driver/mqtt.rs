@@ -255,7 +255,6 @@ async fn handle_message(
 }
 
 async fn emit_link(cam: &Camera, up: bool, now: Timestamp, tx: &mpsc::Sender<RawEvent>) -> bool {
-    metrics::set_link(&cam.name, up);
     tracing::info!(device = %cam.name, up, "camera link changed");
     let ev = RawEvent {
         lane: cam.lane.clone(),
