@@ -6,7 +6,7 @@
 //! bodies (`Response_AlarmInfoPlate` with `info: "ok"`) as "open the barrier", so the
 //! bridge never sends one. Bodies above `max_body_bytes` get 413 and are counted.
 
-use crate::config::{Attachment, SiteConfig};
+use crate::config::SiteConfig;
 use crate::driver::camera::{CameraState, Decoded, TopicKind, decode};
 use crate::driver::profile::{CameraProfile, ProfileLibrary};
 use crate::driver::{DriverError, metrics};
@@ -124,19 +124,7 @@ pub async fn spawn(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>, DriverError> {
     let mut cameras = HashMap::new();
-    for d in config.devices.iter().filter(|d| d.http_push) {
-        let Some(Attachment::Camera { id }) = d.attachment() else {
-            continue;
-        };
-        let profile = profiles
-            .get(&d.profile)
-            .and_then(|p| p.camera.clone())
-            .ok_or_else(|| {
-                DriverError::Setup(format!(
-                    "device {}: no camera profile {:?}",
-                    d.name, d.profile
-                ))
-            })?;
+    for (d, id, profile) in super::cameras_of(config, profiles, true)? {
         let state = Mutex::new(CameraState::new(&profile));
         cameras.insert(
             id.to_string(),

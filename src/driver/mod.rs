@@ -22,6 +22,7 @@ use crate::config::{Attachment, SiteConfig};
 use crate::event::RawEvent;
 use modbus::{ReadData, ReadRequest};
 use poller::{BusSpec, PolledDevice, run_bus};
+use profile::CameraProfile;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -106,6 +107,32 @@ impl DriverSet {
             t.abort();
         }
     }
+}
+
+/// The configured cameras that arrive by HTTP push (`http_push = true`) or by MQTT
+/// (`false`), each with its camera id and its profile's camera section.
+fn cameras_of<'a>(
+    config: &'a SiteConfig,
+    profiles: &ProfileLibrary,
+    http_push: bool,
+) -> Result<Vec<(&'a crate::config::DeviceConfig, &'a str, CameraProfile)>, DriverError> {
+    let mut out = Vec::new();
+    for d in config.devices.iter().filter(|d| d.http_push == http_push) {
+        let Some(Attachment::Camera { id }) = d.attachment() else {
+            continue;
+        };
+        let profile = profiles
+            .get(&d.profile)
+            .and_then(|p| p.camera.clone())
+            .ok_or_else(|| {
+                DriverError::Setup(format!(
+                    "device {}: no camera profile {:?}",
+                    d.name, d.profile
+                ))
+            })?;
+        out.push((d, id, profile));
+    }
+    Ok(out)
 }
 
 /// Starts one task per RS-485 bus, one per Modbus TCP endpoint and one MQTT task.

@@ -4,7 +4,7 @@
 //! Subscribe only: the client handle never leaves this module and nothing here
 //! publishes, so no command can reach a camera.
 
-use crate::config::{Attachment, MqttConfig, SiteConfig};
+use crate::config::{MqttConfig, SiteConfig};
 use crate::driver::camera::{CameraState, Decoded, TopicKind, decode};
 use crate::driver::profile::{CameraProfile, ProfileLibrary};
 use crate::driver::{DriverError, metrics};
@@ -84,19 +84,7 @@ pub fn spawn(
 ) -> Result<Option<tokio::task::JoinHandle<()>>, DriverError> {
     let mut cameras = Vec::new();
     let mut routes: HashMap<String, (usize, TopicKind)> = HashMap::new();
-    for d in config.devices.iter().filter(|d| !d.http_push) {
-        let Some(Attachment::Camera { id }) = d.attachment() else {
-            continue;
-        };
-        let profile = profiles
-            .get(&d.profile)
-            .and_then(|p| p.camera.clone())
-            .ok_or_else(|| {
-                DriverError::Setup(format!(
-                    "device {}: no camera profile {:?}",
-                    d.name, d.profile
-                ))
-            })?;
+    for (d, id, profile) in super::cameras_of(config, profiles, false)? {
         for (topic, kind) in camera_topics(&profile, id, d.topic.as_deref()) {
             if routes
                 .insert(topic.clone(), (cameras.len(), kind))
