@@ -105,6 +105,23 @@ pub enum Action {
     },
 }
 
+impl Action {
+    /// A vehicle comes onto the loop.
+    pub fn arrive(which: LoopId) -> Self {
+        Action::Loop {
+            which,
+            occupied: true,
+        }
+    }
+    /// The vehicle leaves the loop.
+    pub fn clear(which: LoopId) -> Self {
+        Action::Loop {
+            which,
+            occupied: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     pub at: i64,
@@ -323,61 +340,19 @@ pub fn plan(cfg: &TrafficConfig) -> Plan {
         };
         match case {
             Case::TurnAway => {
-                push(
-                    start,
-                    entry,
-                    Action::Loop {
-                        which: LoopId::A,
-                        occupied: true,
-                    },
-                );
+                push(start, entry, Action::arrive(LoopId::A));
                 push(start + s, entry, read.clone());
-                push(
-                    start + 3 * s,
-                    entry,
-                    Action::Loop {
-                        which: LoopId::A,
-                        occupied: false,
-                    },
-                );
+                push(start + 3 * s, entry, Action::clear(LoopId::A));
                 entry_free[lane] = start + 5 * s;
             }
             Case::Tailgate => {
                 // The leader's script keeps the gate open; this car follows it:
                 // A while the leader is on B, B after the leader left it.
-                push(
-                    start,
-                    entry,
-                    Action::Loop {
-                        which: LoopId::A,
-                        occupied: true,
-                    },
-                );
+                push(start, entry, Action::arrive(LoopId::A));
                 push(start + s, entry, read.clone());
-                push(
-                    start + 3 * s,
-                    entry,
-                    Action::Loop {
-                        which: LoopId::B,
-                        occupied: true,
-                    },
-                );
-                push(
-                    start + 4 * s,
-                    entry,
-                    Action::Loop {
-                        which: LoopId::A,
-                        occupied: false,
-                    },
-                );
-                push(
-                    start + 5 * s,
-                    entry,
-                    Action::Loop {
-                        which: LoopId::B,
-                        occupied: false,
-                    },
-                );
+                push(start + 3 * s, entry, Action::arrive(LoopId::B));
+                push(start + 4 * s, entry, Action::clear(LoopId::A));
+                push(start + 5 * s, entry, Action::clear(LoopId::B));
                 push(start + 6 * s, entry, Action::Gate(GatePosition::Closed));
                 entry_free[lane] = start + 8 * s;
             }
@@ -483,14 +458,7 @@ fn passage_steps(
     double_read: bool,
     rng: &mut StdRng,
 ) {
-    push(
-        start,
-        lane,
-        Action::Loop {
-            which: LoopId::A,
-            occupied: true,
-        },
-    );
+    push(start, lane, Action::arrive(LoopId::A));
     if double_read {
         if let Action::Plate {
             text,
@@ -519,30 +487,9 @@ fn passage_steps(
         push(start + s, lane, read.clone());
     }
     push(start + 2 * s, lane, Action::Gate(GatePosition::Open));
-    push(
-        start + 3 * s,
-        lane,
-        Action::Loop {
-            which: LoopId::B,
-            occupied: true,
-        },
-    );
-    push(
-        start + 4 * s,
-        lane,
-        Action::Loop {
-            which: LoopId::A,
-            occupied: false,
-        },
-    );
-    push(
-        start + 5 * s,
-        lane,
-        Action::Loop {
-            which: LoopId::B,
-            occupied: false,
-        },
-    );
+    push(start + 3 * s, lane, Action::arrive(LoopId::B));
+    push(start + 4 * s, lane, Action::clear(LoopId::A));
+    push(start + 5 * s, lane, Action::clear(LoopId::B));
 }
 
 #[cfg(test)]
