@@ -31,6 +31,21 @@ pub enum EventKind {
     Plate(PlateRead),
     /// A device link changed: the driver lost or regained the device.
     Link { up: bool },
+    /// A lot-wide counter (a guidance system's controller) shows a new count of
+    /// occupied or free spaces. Its event has no lane (`lane` is empty).
+    Spaces { counted: Counted, value: i64 },
+    /// The exit lane's pay terminal shows a new charge (fen): `paid` when the terminal
+    /// also shows what was paid.
+    PayTerminal { price: i64, paid: Option<i64> },
+}
+
+/// What a space counter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counted {
+    Occupied,
+    /// Free spaces (what guidance displays show): occupied = total − free.
+    Free,
 }
 
 /// Which loop of the lane.

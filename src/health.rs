@@ -55,7 +55,8 @@ impl Health {
     pub fn lost_lanes(&self, now: Timestamp, threshold_ms: i64) -> Vec<String> {
         let map = self.lock();
         let mut lanes: BTreeMap<&str, bool> = BTreeMap::new();
-        for s in map.values() {
+        // A lot-wide device (space counter, no lane) going down loses no lane.
+        for s in map.values().filter(|s| !s.lane.is_empty()) {
             let lost = !s.up && now.0 - s.since.0 > threshold_ms;
             let entry = lanes.entry(s.lane.as_str()).or_insert(true);
             *entry &= lost;
@@ -101,6 +102,12 @@ mod tests {
             h.lost_lanes(Timestamp(13_000), 10_000),
             vec!["entry-1".to_string()],
             "repeat keeps since"
+        );
+        // A lot-wide space counter (no lane) down for long loses no lane.
+        h.set("pgs", "", false, Timestamp(0));
+        assert_eq!(
+            h.lost_lanes(Timestamp(13_000), 10_000),
+            vec!["entry-1".to_string()]
         );
     }
 }

@@ -100,6 +100,17 @@ pub enum Role {
     GateStatus,
     /// A fault flag (a bit point): while active the gate is reported as `fault`.
     GateFault,
+    /// Occupied spaces of the whole lot (a number point of a guidance system's
+    /// controller). Lot-wide: such a device has no `lane`.
+    OccupiedCount,
+    /// Free spaces of the whole lot (a number point). Lot-wide, like `occupied_count`.
+    FreeCount,
+    /// The charge the exit lane's pay terminal shows for the vehicle at the lane (a
+    /// number point in fen; use the point's `scale` for yuan).
+    FeePrice,
+    /// What was paid at that terminal (a number point in fen); without it the charge
+    /// counts as paid.
+    FeePaid,
 }
 
 impl Role {
@@ -111,7 +122,24 @@ impl Role {
             Role::GateClosed => "gate_closed",
             Role::GateStatus => "gate_status",
             Role::GateFault => "gate_fault",
+            Role::OccupiedCount => "occupied_count",
+            Role::FreeCount => "free_count",
+            Role::FeePrice => "fee_price",
+            Role::FeePaid => "fee_paid",
         }
+    }
+
+    /// Roles that describe the whole lot rather than one lane.
+    pub fn is_lot_wide(self) -> bool {
+        matches!(self, Role::OccupiedCount | Role::FreeCount)
+    }
+
+    /// Roles bound to a number point (the others take bit or enum points).
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Role::OccupiedCount | Role::FreeCount | Role::FeePrice | Role::FeePaid
+        )
     }
 }
 
@@ -125,6 +153,8 @@ pub struct DeviceConfig {
     pub name: String,
     /// Profile name (file stem in a profile directory, or a built-in profile).
     pub profile: String,
+    /// The lane the device serves; empty for a lot-wide space counter.
+    #[serde(default)]
     pub lane: String,
     #[serde(default)]
     pub bus: Option<String>,
@@ -187,6 +217,87 @@ impl DeviceConfig {
             (None, None, Some(id)) => Some(Attachment::Camera { id }),
             _ => None,
         }
+    }
+}
+
+/// A device serves one lane, except a lot-wide space counter, which serves none; lane
+/// and role bindings must agree with that.
+fn validate_lane_and_roles(
+    config: &SiteConfig,
+    d: &DeviceConfig,
+    key: &dyn Fn(&str) -> String,
+    counters: &mut usize,
+    out: &mut Vec<Invalid>,
+) {
+    let lot_wide = d.roles.keys().filter(|r| r.is_lot_wide()).count();
+    if lot_wide > 0 {
+        *counters += 1;
+        if lot_wide < d.roles.len() {
+            out.push(Invalid::new(
+                key("roles"),
+                "occupied_count and free_count describe the whole lot: bind them on a device of their own, without lane roles",
+            ));
+        } else if lot_wide > 1 {
+            out.push(Invalid::new(
+                key("roles"),
+                "bind occupied_count or free_count, not both",
+            ));
+        }
+        if !d.lane.is_empty() {
+            out.push(Invalid::new(
+                key("lane"),
+                "a lot-wide space counter serves no lane: remove `lane`",
+            ));
+        }
+        if *counters == 2 {
+            out.push(Invalid::new(
+                key("roles"),
+                "a second space counter: the lot's count comes from one device",
+            ));
+        }
+        if config.lot.occupancy_source != super::lot::OccupancySource::External {
+            out.push(Invalid::new(
+                "lot.occupancy_source",
+                "must be \"external\" when a device has an occupied_count or free_count role (the counter drives the count)",
+            ));
+        }
+        if config.lot.occupancy_mqtt.is_some() {
+            out.push(Invalid::new(
+                key("roles"),
+                "the count comes from [lot.occupancy_mqtt] already: use one occupancy source",
+            ));
+        }
+        return;
+    }
+    if d.lane.is_empty() {
+        out.push(Invalid::new(
+            key("lane"),
+            "must name the lane the device serves",
+        ));
+        return;
+    }
+    let Some(lane) = config.lane(&d.lane) else {
+        out.push(Invalid::new(
+            key("lane"),
+            format!("no lane with id {:?}", d.lane),
+        ));
+        return;
+    };
+    let fee_roles = d.roles.contains_key(&Role::FeePrice) || d.roles.contains_key(&Role::FeePaid);
+    if fee_roles && lane.direction != super::lanes::Direction::Exit {
+        out.push(Invalid::new(
+            key("roles"),
+            format!(
+                "fee_price/fee_paid belong to a pay terminal at an exit lane; {:?} is an entry",
+                d.lane
+            ),
+        ));
+    }
+    if d.roles.contains_key(&Role::FeePaid) && !d.roles.contains_key(&Role::FeePrice) {
+        out.push(Invalid::new(
+            key("roles"),
+            "fee_paid needs fee_price (the charge) on the same device",
+        ));
     }
 }
 
@@ -263,6 +374,7 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
     }
     let mut names = HashSet::new();
     let mut rtu_slaves = HashSet::new();
+    let mut counters = 0;
     for (i, d) in config.devices.iter().enumerate() {
         let key = |field: &str| format!("devices[{i}].{field}");
         if d.name.is_empty() {
@@ -276,12 +388,7 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
         if d.profile.is_empty() {
             out.push(Invalid::new(key("profile"), "must not be empty"));
         }
-        if config.lane(&d.lane).is_none() {
-            out.push(Invalid::new(
-                key("lane"),
-                format!("no lane with id {:?}", d.lane),
-            ));
-        }
+        validate_lane_and_roles(config, d, &key, &mut counters, out);
         match d.attachment() {
             None => out.push(Invalid::new(
                 key("name"),

@@ -10,7 +10,7 @@ use crate::config::Role;
 use crate::driver::profile::{
     ByteOrder, ModbusProfile, Point, PointKind, WordOrder, parse_position,
 };
-use crate::event::{EventKind, GatePosition, LoopId};
+use crate::event::{Counted, EventKind, GatePosition, LoopId};
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
 
@@ -322,6 +322,10 @@ pub struct DeviceLogic {
     inputs: BTreeMap<Role, Debounce<bool>>,
     status: Debounce<GatePosition>,
     gate_reported: Option<GatePosition>,
+    /// Number roles, debounced like the inputs so a half-updated register pair or a
+    /// counter passing through a value does not come out.
+    numbers: BTreeMap<Role, Debounce<i64>>,
+    charge_reported: Option<(i64, Option<i64>)>,
 }
 
 impl DeviceLogic {
@@ -336,7 +340,12 @@ impl DeviceLogic {
             .collect();
         let inputs = bindings
             .iter()
-            .filter(|(r, _)| *r != Role::GateStatus)
+            .filter(|(r, _)| *r != Role::GateStatus && !r.is_numeric())
+            .map(|(r, _)| (*r, Debounce::new(debounce_ms)))
+            .collect();
+        let numbers = bindings
+            .iter()
+            .filter(|(r, _)| r.is_numeric())
             .map(|(r, _)| (*r, Debounce::new(debounce_ms)))
             .collect();
         DeviceLogic {
@@ -344,6 +353,8 @@ impl DeviceLogic {
             inputs,
             status: Debounce::new(debounce_ms),
             gate_reported: None,
+            numbers,
+            charge_reported: None,
         }
     }
 
@@ -351,6 +362,7 @@ impl DeviceLogic {
     pub fn on_values(&mut self, values: &Values, now: Timestamp) -> Vec<EventKind> {
         let mut out = Vec::new();
         let mut gate_inputs_changed = false;
+        let mut charge_changed = false;
         for (role, index) in &self.bindings {
             match (role, values.get(index)) {
                 (Role::GateStatus, Some(Value::Position(pos))) => {
@@ -359,6 +371,26 @@ impl DeviceLogic {
                 (Role::GateStatus, Some(Value::Unmapped(_))) => {
                     // A status the profile does not name: treat as fault, debounced.
                     gate_inputs_changed |= self.status.update(GatePosition::Fault, now).is_some();
+                }
+                (_, Some(Value::Number(n))) => {
+                    let Some(deb) = self.numbers.get_mut(role) else {
+                        continue;
+                    };
+                    // Counts and fen are whole; a scaled reading is rounded.
+                    let Some(v) = deb.update(n.round() as i64, now) else {
+                        continue;
+                    };
+                    match role {
+                        Role::OccupiedCount => out.push(EventKind::Spaces {
+                            counted: Counted::Occupied,
+                            value: v,
+                        }),
+                        Role::FreeCount => out.push(EventKind::Spaces {
+                            counted: Counted::Free,
+                            value: v,
+                        }),
+                        _ => charge_changed = true,
+                    }
                 }
                 (_, Some(Value::Bool(b))) => {
                     let Some(deb) = self.inputs.get_mut(role) else {
@@ -388,7 +420,25 @@ impl DeviceLogic {
             self.gate_reported = Some(pos);
             out.push(EventKind::Gate { position: pos });
         }
+        if charge_changed {
+            out.extend(self.charge());
+        }
         out
+    }
+
+    /// The pay terminal's charge once its stable values changed (the price is needed;
+    /// the paid amount when the terminal shows one).
+    fn charge(&mut self) -> Option<EventKind> {
+        let price = self.numbers.get(&Role::FeePrice)?.stable()?;
+        let paid = match self.numbers.get(&Role::FeePaid) {
+            Some(d) => Some(d.stable()?),
+            None => None,
+        };
+        if self.charge_reported == Some((price, paid)) {
+            return None;
+        }
+        self.charge_reported = Some((price, paid));
+        Some(EventKind::PayTerminal { price, paid })
     }
 
     /// The barrier position from the stable inputs, once enough is known.
@@ -610,6 +660,67 @@ mod tests {
             logic.on_values(&vals(true, true), t(3)),
             vec![EventKind::Gate {
                 position: GatePosition::Fault
+            }]
+        );
+    }
+
+    #[test]
+    fn space_counter_reports_stable_counts_only() {
+        let p = profile("generic-guidance-counter");
+        let mut logic = DeviceLogic::new(&p, &roles(&[(Role::FreeCount, "free")]), 100);
+        // Point 1 is "free"; point 0 ("occupied") is not bound and never comes out.
+        let v = |occupied: f64, free: f64| {
+            Values::from([(0, Value::Number(occupied)), (1, Value::Number(free))])
+        };
+        assert!(logic.on_values(&v(1.0, 12.0), t(0)).is_empty());
+        let free = |value| EventKind::Spaces {
+            counted: Counted::Free,
+            value,
+        };
+        assert_eq!(logic.on_values(&v(2.0, 12.0), t(100)), vec![free(12)]);
+        // A value held for less than the debounce does not come out.
+        assert!(logic.on_values(&v(3.0, 11.0), t(150)).is_empty());
+        assert!(logic.on_values(&v(3.0, 12.0), t(200)).is_empty());
+        assert!(logic.on_values(&v(3.0, 12.0), t(400)).is_empty());
+        assert!(logic.on_values(&v(3.0, 10.0), t(500)).is_empty());
+        assert_eq!(logic.on_values(&v(3.0, 10.0), t(600)), vec![free(10)]);
+    }
+
+    #[test]
+    fn pay_terminal_reports_each_new_charge_once() {
+        let p = profile("generic-pay-terminal");
+        let bound = roles(&[(Role::FeePrice, "charge"), (Role::FeePaid, "paid")]);
+        let mut logic = DeviceLogic::new(&p, &bound, 0);
+        let v = |charge: f64, paid: f64| {
+            Values::from([(0, Value::Number(charge)), (1, Value::Number(paid))])
+        };
+        let charge = |price, paid| EventKind::PayTerminal {
+            price,
+            paid: Some(paid),
+        };
+        assert_eq!(logic.on_values(&v(0.0, 0.0), t(0)), vec![charge(0, 0)]);
+        assert_eq!(
+            logic.on_values(&v(1200.0, 0.0), t(1)),
+            vec![charge(1200, 0)]
+        );
+        assert!(logic.on_values(&v(1200.0, 0.0), t(2)).is_empty());
+        assert_eq!(
+            logic.on_values(&v(1200.0, 1000.0), t(3)),
+            vec![charge(1200, 1000)]
+        );
+        // A failed read of the paid register: nothing is made up.
+        assert!(
+            logic
+                .on_values(&Values::from([(0, Value::Number(1200.0))]), t(4))
+                .is_empty()
+        );
+        // Without a paid point the charge alone comes out.
+        let mut alone = DeviceLogic::new(&p, &roles(&[(Role::FeePrice, "charge")]), 0);
+        assert_eq!(
+            alone.on_values(&v(800.4, 0.0), t(0)),
+            vec![EventKind::PayTerminal {
+                price: 800,
+                paid: None
             }]
         );
     }

@@ -32,6 +32,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../device-profiles/generic-modbus-tcp-di-gateway.toml"),
     ),
     (
+        "generic-guidance-counter",
+        include_str!("../../device-profiles/generic-guidance-counter.toml"),
+    ),
+    (
+        "generic-pay-terminal",
+        include_str!("../../device-profiles/generic-pay-terminal.toml"),
+    ),
+    (
         "vzenith-mqtt",
         include_str!("../../device-profiles/vzenith-mqtt.toml"),
     ),
@@ -163,7 +171,8 @@ pub enum PointKind {
     WordBit,
     /// A register whose value maps to a gate position (function 3 or 4).
     Enum,
-    /// A plain number (counters, diagnostics): exported as a metric, never an event.
+    /// A plain number: exported as a metric; an event only when bound to a number
+    /// role (`occupied_count`, `free_count`, `fee_price`, `fee_paid`).
     U16,
     I16,
     /// Two registers.
@@ -173,6 +182,9 @@ pub enum PointKind {
 impl PointKind {
     pub fn is_boolean(self) -> bool {
         matches!(self, PointKind::Bit | PointKind::WordBit)
+    }
+    pub fn is_number(self) -> bool {
+        matches!(self, PointKind::U16 | PointKind::I16 | PointKind::U32)
     }
     /// Registers (or bits) the point occupies.
     pub fn width(self) -> u16 {
@@ -707,16 +719,12 @@ pub fn check_device(
             ));
             continue;
         };
-        let ok = match role {
-            Role::GateStatus => point.kind == PointKind::Enum,
-            _ => point.kind.is_boolean(),
+        let (ok, want) = match role {
+            Role::GateStatus => (point.kind == PointKind::Enum, "an enum"),
+            r if r.is_numeric() => (point.kind.is_number(), "a u16, i16 or u32"),
+            _ => (point.kind.is_boolean(), "a bit or word_bit"),
         };
         if !ok {
-            let want = if *role == Role::GateStatus {
-                "an enum"
-            } else {
-                "a bit or word_bit"
-            };
             out.push(Invalid::new(
                 rkey,
                 format!("point {point_name:?} must be {want} point for this role"),
@@ -803,7 +811,7 @@ mod tests {
 
     fn site(devices: &str) -> SiteConfig {
         let text = format!(
-            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
+            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\noccupancy_source = \"external\"\n\
              [storage]\ndir = \"/tmp\"\n[mqtt]\nhost = \"h\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
              [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{devices}"
         );
@@ -817,7 +825,9 @@ mod tests {
              roles = { loop_a = \"di9\", gate_status = \"di1\" }\n\
              [[devices]]\nname = \"cam\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\ncamera_id = \"x\"\n\
              [[devices]]\nname = \"gate\"\nprofile = \"vzenith-mqtt\"\nlane = \"in\"\nbus = \"b\"\n\
-             [[devices]]\nname = \"nope\"\nprofile = \"no-such-profile\"\nlane = \"in\"\nbus = \"b\"\n",
+             [[devices]]\nname = \"nope\"\nprofile = \"no-such-profile\"\nlane = \"in\"\nbus = \"b\"\n\
+             [[devices]]\nname = \"pay\"\nprofile = \"generic-pay-terminal\"\nlane = \"in\"\ntcp = \"h:502\"\nroles = { loop_a = \"charge\" }\n\
+             [[devices]]\nname = \"pgs\"\nprofile = \"generic-modbus-tcp-di-gateway\"\ntcp = \"h:502\"\nslave = 9\nroles = { free_count = \"di1\" }\n",
         );
         let err = load_profiles(&c).unwrap_err().to_string();
         for expected in [
@@ -827,6 +837,8 @@ mod tests {
             "devices[1].camera_id: profile \"waveshare-modbus-rtu-io-8ch\" is not a camera profile",
             "devices[2].profile: profile \"vzenith-mqtt\" is a camera profile",
             "devices[3].profile: no profile \"no-such-profile\"",
+            "devices[4].roles.loop_a: point \"charge\" must be a bit or word_bit point",
+            "devices[5].roles.free_count: point \"di1\" must be a u16, i16 or u32 point",
         ] {
             assert!(err.contains(expected), "missing {expected:?} in\n{err}");
         }

@@ -99,6 +99,58 @@ pub trait FeeSource: Send + Sync {
     ) -> Option<Fee>;
 }
 
+/// A pay terminal's charge older than this at the exit belongs to nobody now.
+pub const TERMINAL_CHARGE_MAX_AGE_MS: i64 = 15 * 60 * 1000;
+
+/// What an exit lane's pay terminal showed (Modbus roles `fee_price`, `fee_paid`) and
+/// when. A charge of 0 is the terminal at rest, not a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalCharge {
+    pub at: Timestamp,
+    pub fee: Fee,
+}
+
+impl TerminalCharge {
+    /// `None` for a terminal showing no charge.
+    pub fn new(at: Timestamp, price: i64, paid: Option<i64>) -> Option<Self> {
+        if price <= 0 {
+            return None;
+        }
+        let paid = paid.unwrap_or(price).clamp(0, price);
+        Some(TerminalCharge {
+            at,
+            fee: Fee {
+                price,
+                should_pay: price - paid,
+                paid_fee: paid,
+            },
+        })
+    }
+}
+
+/// The exit lane's terminal charge when it was shown during the stay and recently
+/// enough, else the lot's other fee source (a pay system's topic), if any.
+pub struct TerminalThen {
+    pub charge: TerminalCharge,
+    pub then: Option<std::sync::Arc<dyn FeeSource>>,
+}
+
+impl FeeSource for TerminalThen {
+    fn fee(
+        &self,
+        plate_no: &str,
+        car_type: CarType,
+        entered: Timestamp,
+        exited: Timestamp,
+    ) -> Option<Fee> {
+        let at = self.charge.at;
+        if at >= entered && exited.0.saturating_sub(at.0) <= TERMINAL_CHARGE_MAX_AGE_MS {
+            return Some(self.charge.fee);
+        }
+        self.then.as_ref()?.fee(plate_no, car_type, entered, exited)
+    }
+}
+
 /// Picks the fee: the fee source's answer, else the tariff default. Exempt types are
 /// always 0, whatever a pay system says.
 pub fn decide_fee(
@@ -130,6 +182,58 @@ pub fn decide_fee(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn terminal_charge_counts_for_the_stay_it_was_shown_in() {
+        assert_eq!(TerminalCharge::new(Timestamp(5), 0, Some(0)), None);
+        let charge = TerminalCharge::new(Timestamp(1_000_000), 1500, Some(1000)).unwrap();
+        assert_eq!(
+            charge.fee,
+            Fee {
+                price: 1500,
+                should_pay: 500,
+                paid_fee: 1000
+            }
+        );
+        // Paid more than charged, or nothing shown: capped / settled in full.
+        let over = TerminalCharge::new(Timestamp(0), 800, Some(900)).unwrap();
+        assert_eq!(over.fee, Fee::settled(800));
+        assert_eq!(
+            TerminalCharge::new(Timestamp(0), 800, None).unwrap().fee,
+            Fee::settled(800)
+        );
+        struct Topic;
+        impl FeeSource for Topic {
+            fn fee(&self, _: &str, _: CarType, _: Timestamp, _: Timestamp) -> Option<Fee> {
+                Some(Fee::settled(1))
+            }
+        }
+        let source = TerminalThen {
+            charge,
+            then: Some(std::sync::Arc::new(Topic)),
+        };
+        let fee = |entered: i64, exited: i64| {
+            source.fee("A1", CarType::Normal, Timestamp(entered), Timestamp(exited))
+        };
+        assert_eq!(fee(0, 1_060_000), Some(charge.fee));
+        // Shown before this stay began: an earlier car's; the topic answers instead.
+        assert_eq!(fee(1_000_001, 1_060_000), Some(Fee::settled(1)));
+        // Too long before the exit.
+        assert_eq!(
+            fee(0, 1_000_000 + TERMINAL_CHARGE_MAX_AGE_MS + 1),
+            Some(Fee::settled(1))
+        );
+        let alone = TerminalThen { charge, then: None };
+        assert_eq!(
+            alone.fee(
+                "A1",
+                CarType::Normal,
+                Timestamp(1_000_001),
+                Timestamp(1_060_000)
+            ),
+            None
+        );
+    }
 
     fn tariff() -> Tariff {
         Tariff {

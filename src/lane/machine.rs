@@ -257,6 +257,8 @@ impl LaneMachine {
             }
             EventKind::Gate { position } => Input::Gate(*position),
             EventKind::Plate(p) => Input::Plate(Read::from_event(p, event.at)),
+            // Counts and charges are the lane task's, not the passage logic's.
+            EventKind::Spaces { .. } | EventKind::PayTerminal { .. } => return out,
         };
         self.step(input, now, &mut out);
         out

@@ -154,6 +154,10 @@ pub fn run(
                 line: i + 1,
                 source,
             })?;
+        if event.lane.is_empty() {
+            // A lot-wide device's fact (space counter): no lane logic to replay.
+            continue;
+        }
         if !replay.knows_lane(&event.lane) {
             return Err(ReplayError::UnknownLane {
                 line: i + 1,

@@ -7,12 +7,12 @@
 //! Time: an event is handled at its own `at` (so the service and `replay` agree);
 //! timers run at the wall clock.
 
-use super::fees::FeeSource;
+use super::fees::{FeeSource, TerminalCharge, TerminalThen};
 use super::journal::Journal;
 use super::machine::{LaneMachine, Passage};
 use super::stays::{OpenStay, StayAction, decide, expired};
 use crate::config::{LaneConfig, SiteConfig};
-use crate::event::{EventKind, RawEvent};
+use crate::event::{Counted, EventKind, RawEvent};
 use crate::health::Health;
 use crate::store::{ExitDetails, LocalClose, NewStay, Store, StoreError};
 use crate::time::Timestamp;
@@ -63,6 +63,8 @@ pub struct LaneRuntime {
     health: Health,
     journal: Option<Journal>,
     fees: Option<Arc<dyn FeeSource>>,
+    /// The last charge each exit lane's pay terminal showed.
+    charges: BTreeMap<String, TerminalCharge>,
     /// Ticked on every turn of the loop (at least once a minute, the expiry check),
     /// so a stuck lane task stops the systemd watchdog.
     liveness: Option<crate::ops::Liveness>,
@@ -89,6 +91,7 @@ impl LaneRuntime {
             health,
             journal: None,
             fees: None,
+            charges: BTreeMap::new(),
             liveness: None,
             ops: None,
         }
@@ -193,9 +196,33 @@ impl LaneRuntime {
                 tracing::warn!(error = %e, "event journal append failed");
             }
         }
-        if let EventKind::Link { up } = event.kind {
-            self.health.set(&event.device, &event.lane, up, event.at);
-            tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
+        match &event.kind {
+            EventKind::Link { up } => {
+                self.health.set(&event.device, &event.lane, *up, event.at);
+                tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
+            }
+            EventKind::Spaces { counted, value } => {
+                let occupied = match counted {
+                    Counted::Occupied => *value,
+                    Counted::Free => self.lot.total_spaces.saturating_sub(*value),
+                };
+                tracing::debug!(device = %event.device, value, occupied, "space counter");
+                self.set_occupancy(occupied).await;
+                return;
+            }
+            EventKind::PayTerminal { price, paid } => {
+                tracing::info!(lane = %event.lane, device = %event.device, price, paid, "pay terminal charge");
+                match TerminalCharge::new(event.at, *price, *paid) {
+                    Some(c) => self.charges.insert(event.lane.clone(), c),
+                    None => self.charges.remove(&event.lane),
+                };
+                return;
+            }
+            _ => {}
+        }
+        if event.lane.is_empty() {
+            // A lot-wide device (space counter): only its link matters here.
+            return;
         }
         let Some((cfg, machine)) = self.lanes.get_mut(&event.lane) else {
             tracing::warn!(lane = %event.lane, device = %event.device, "event for a lane not in the config");
@@ -232,17 +259,31 @@ impl LaneRuntime {
 
     /// Plans and applies one passage, retrying the database a few times (each attempt
     /// is one transaction, so a retry never half-applies).
-    async fn apply(&self, lane: &Arc<LaneConfig>, passage: Passage) {
+    async fn apply(&mut self, lane: &Arc<LaneConfig>, passage: Passage) {
         PASSAGES
             .with_label_values(&[lane.id.as_str(), case_label(&passage)])
             .inc();
+        // The exit lane's terminal charge first (it is forgotten once a vehicle left
+        // after it was shown: it cannot be a later vehicle's), then the lot's source.
+        let fees: Option<Arc<dyn FeeSource>> = match self.charges.get(&lane.id) {
+            Some(&charge) => {
+                if charge.at <= passage.at {
+                    self.charges.remove(&lane.id);
+                }
+                Some(Arc::new(TerminalThen {
+                    charge,
+                    then: self.fees.clone(),
+                }))
+            }
+            None => self.fees.clone(),
+        };
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=STORE_ATTEMPTS {
             let (store, lane, lot, fees, placeholders, p) = (
                 self.store.clone(),
                 lane.clone(),
                 self.lot.clone(),
-                self.fees.clone(),
+                fees.clone(),
                 self.placeholders.clone(),
                 passage.clone(),
             );

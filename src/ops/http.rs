@@ -375,27 +375,7 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
             id = esc(&lane.id),
             port = esc(&lane.port_no)
         );
-        let devices: Vec<_> = view
-            .devices
-            .iter()
-            .filter(|(_, s)| s.lane == lane.id)
-            .collect();
-        if devices.is_empty() {
-            h.push_str("no device reported yet");
-        }
-        for (name, state) in devices {
-            let (class, word) = if state.up {
-                ("ok", "up")
-            } else {
-                ("bad", "down")
-            };
-            let _ = write!(
-                h,
-                r#"<span class="device {class}">{} {word} ({})</span> "#,
-                esc(name),
-                ago(now, state.since)
-            );
-        }
+        render_devices(&mut h, &view.devices, &lane.id, now);
         h.push_str("</div>");
         let passages = view
             .passages
@@ -412,6 +392,12 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
             h.push_str("</table>");
         }
         h.push_str("</div>");
+    }
+
+    if view.devices.values().any(|s| s.lane.is_empty()) {
+        h.push_str(r#"<div class="card lane" id="lot-devices"><b>Lot</b> · space counter<div>"#);
+        render_devices(&mut h, &view.devices, "", now);
+        h.push_str("</div></div>");
     }
 
     h.push_str("<h2>Recent alarms</h2>");
@@ -434,6 +420,33 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
         "<p><small>Refreshes every {REFRESH_SECS} s.</small></p></body></html>"
     );
     h
+}
+
+/// The link state of the devices serving `lane` (`""`: the lot-wide ones).
+fn render_devices(
+    h: &mut String,
+    devices: &std::collections::BTreeMap<String, crate::health::DeviceState>,
+    lane: &str,
+    now: Timestamp,
+) {
+    let mut none = true;
+    for (name, state) in devices.iter().filter(|(_, s)| s.lane == lane) {
+        none = false;
+        let (class, word) = if state.up {
+            ("ok", "up")
+        } else {
+            ("bad", "down")
+        };
+        let _ = write!(
+            h,
+            r#"<span class="device {class}">{} {word} ({})</span> "#,
+            esc(name),
+            ago(now, state.since)
+        );
+    }
+    if none {
+        h.push_str("no device reported yet");
+    }
 }
 
 fn render_passage(

@@ -517,9 +517,13 @@ impl StatusView {
             i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
         for (device, state) in &self.devices {
             if !state.up && now.0 - state.since.0 > device_limit_ms {
+                let place = if state.lane.is_empty() {
+                    "lot".to_string()
+                } else {
+                    format!("lane {}", state.lane)
+                };
                 out.push(format!(
-                    "lane {}: device {} down for {} s",
-                    state.lane,
+                    "{place}: device {} down for {} s",
                     device,
                     (now.0 - state.since.0) / 1000
                 ));

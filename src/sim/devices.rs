@@ -103,6 +103,15 @@ impl SimModbus {
         }
     }
 
+    /// Sets input register `address` (function 4).
+    pub fn set_input_register(&self, slave: u8, address: u16, value: u16) {
+        let mut s = self.lock();
+        let d = s.slaves.entry(slave).or_default();
+        if let Some(r) = d.input_registers.get_mut(usize::from(address)) {
+            *r = value;
+        }
+    }
+
     /// Makes a slave stop (or resume) answering.
     pub fn set_answering(&self, slave: u8, answering: bool) {
         self.lock().slaves.entry(slave).or_default().answering = answering;
