@@ -171,6 +171,11 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(corrupt)?;
         // The first statements read the header: a file that is not a database fails here.
+        // Space freed by delivered snapshots is handed back to the file system bit by
+        // bit (`reclaim_free_pages`). This takes effect only in a new, empty database;
+        // an older one keeps its mode (docs/operations.md says how to convert it).
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+            .map_err(corrupt)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(corrupt)?;

@@ -330,6 +330,43 @@ impl Store {
         })
     }
 
+    /// Gives free pages back to the file system, at most `max_pages` per call and
+    /// only beyond a reserve of `keep_pages` (which later images reuse without growing
+    /// the file again). Returns the pages released. After a long outage the images of
+    /// the backlog leave the file gigabytes larger than it needs to be; called every
+    /// few seconds, this shrinks it without holding the database for long. A database
+    /// created without incremental auto-vacuum releases nothing.
+    pub fn reclaim_free_pages(&self, keep_pages: u64, max_pages: u64) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        // 2 = INCREMENTAL.
+        if mode != 2 {
+            return Ok(0);
+        }
+        let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+        let surplus = u64::try_from(free).unwrap_or(0).saturating_sub(keep_pages);
+        let pages = surplus.min(max_pages);
+        if pages == 0 {
+            return Ok(0);
+        }
+        // The pragma does its work as the statement is stepped: step it to the end.
+        let mut st = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+        let mut rows = st.query([])?;
+        while rows.next()?.is_some() {}
+        Ok(pages)
+    }
+
+    /// Size of the database in pages and of one page in bytes.
+    pub fn page_usage(&self) -> Result<(u64, u64), StoreError> {
+        let conn = self.lock();
+        let count: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok((
+            u64::try_from(count).unwrap_or(0),
+            u64::try_from(size).unwrap_or(0),
+        ))
+    }
+
     /// Reports not yet acknowledged (cheap: reads the pending index only).
     pub fn pending_count(&self) -> Result<u64, StoreError> {
         let conn = self.lock();

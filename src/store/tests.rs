@@ -484,3 +484,54 @@ fn retries_scheduled_before_the_clock_went_back_are_due() {
         "clock two hours back"
     );
 }
+
+#[test]
+fn delivered_images_give_their_space_back_bit_by_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 100);
+    for i in 0..40 {
+        s.open_stay(new_stay(&format!("A{i}"), Some(vec![7u8; 256 * 1024])), T0)
+            .unwrap();
+    }
+    loop {
+        let due = s.due_reports(T0, 100, false, &HashSet::new()).unwrap();
+        if due.is_empty() {
+            break;
+        }
+        let done: Vec<Outcome> = due.iter().map(|d| delivered(d.id)).collect();
+        s.record_outcomes(&done, T0).unwrap();
+    }
+    let (before, page) = s.page_usage().unwrap();
+    assert!(before * page > 10 << 20, "40 images of 256 KiB: {before} pages");
+    // Each call releases at most the asked number of pages, beyond the reserve.
+    assert_eq!(s.reclaim_free_pages(0, 100).unwrap(), 100);
+    assert_eq!(s.page_usage().unwrap().0, before - 100);
+    let mut calls = 0;
+    while s.reclaim_free_pages(64, 1000).unwrap() > 0 {
+        calls += 1;
+        assert!(calls < 100, "reclaim never finishes");
+    }
+    let (after, _) = s.page_usage().unwrap();
+    assert!(after * page < 2 << 20, "{after} pages left of {before}");
+    // The reserve stays free for the next images.
+    let conn = s.lock();
+    let free: i64 = conn
+        .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(free, 64);
+}
+
+#[test]
+fn a_database_made_without_incremental_vacuum_is_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // As an earlier version created it: a table before any auto_vacuum setting.
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        conn.execute_batch("CREATE TABLE before_this_version (x)")
+            .unwrap();
+    }
+    let s = store(&dir, 10);
+    s.open_stay(new_stay("A1", Some(vec![1u8; 64 * 1024])), T0)
+        .unwrap();
+    assert_eq!(s.reclaim_free_pages(0, 1000).unwrap(), 0);
+}
