@@ -502,7 +502,10 @@ fn delivered_images_give_their_space_back_bit_by_bit() {
         s.record_outcomes(&done, T0).unwrap();
     }
     let (before, page) = s.page_usage().unwrap();
-    assert!(before * page > 10 << 20, "40 images of 256 KiB: {before} pages");
+    assert!(
+        before * page > 10 << 20,
+        "40 images of 256 KiB: {before} pages"
+    );
     // Each call releases at most the asked number of pages, beyond the reserve.
     assert_eq!(s.reclaim_free_pages(0, 100).unwrap(), 100);
     assert_eq!(s.page_usage().unwrap().0, before - 100);

@@ -501,7 +501,9 @@ impl<D: Deliver> Uploader<D> {
         .await
         {
             Ok(Ok(0)) => {}
-            Ok(Ok(pages)) => tracing::debug!(pages, "returned free database pages to the file system"),
+            Ok(Ok(pages)) => {
+                tracing::debug!(pages, "returned free database pages to the file system")
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot shrink the state database"),
             Err(e) => tracing::error!(error = %e, "shrink task failed"),
         }
