@@ -64,6 +64,14 @@ impl MockProcess {
         guard
     }
 
+    /// For `APP_ID` with `SECRET`, writing every request and its answer to `record`
+    /// (JSON lines): what the platform accepted, for the test to read itself.
+    pub fn recording(record: &Path, extra: &[&str]) -> MockProcess {
+        let mut args = vec!["--record", record.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start(&args)
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
