@@ -11,56 +11,26 @@
 //! `BENCH_STARTS`, default 5). Needs nothing but the binary: the platform is the
 //! binary's own `mock-platform`, so heartbeats really flow during the idle minute.
 
-use std::io::{BufRead, BufReader};
+#[path = "../tests/platform_common/mod.rs"]
+mod platform_common;
+#[path = "../tests/process_common/mod.rs"]
+mod process_common;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use parking_bridge::sim::devices::SimModbus;
+use platform_common::MockProcess;
+use process_common::{Guard, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_parking-bridge");
 const SECRET: &str = "0123456789abcdef";
 
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn mock_platform() -> (Guard, u16) {
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "mock-platform",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--app-id",
-            "bench",
-        ])
-        .args(["--app-secret", SECRET])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("listening on"), "{line}");
-    (Guard(child), port)
+/// The binary's own `mock-platform` on a free port.
+fn mock_platform() -> MockProcess {
+    MockProcess::start_on(0, "bench", SECRET, &[])
 }
 
 /// 8 lanes (4 entrances, 4 exits) of 3 devices each, heartbeat every 30 s, status
@@ -188,7 +158,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
-    let (_platform, platform_port) = mock_platform();
+    let platform = mock_platform();
+    let platform_port = platform.port;
     // The simulated devices live in this process, on a runtime of their own.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

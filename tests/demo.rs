@@ -4,12 +4,14 @@
 
 #[path = "platform_common/mod.rs"]
 mod platform_common;
+mod process_common;
 
 use platform_common::{APP_ID, BIN, MockProcess, SECRET};
+use process_common::Guard;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The demos of this file run one at a time: each drives real devices and a real
@@ -18,30 +20,6 @@ static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A child process killed on drop, so a failing test leaves nothing running.
-struct Guard(Child);
-
-impl Guard {
-    /// Waits for the process to end; fails the test with `why` after `limit`.
-    fn wait_at_most(&mut self, limit: Duration, why: &str) -> std::process::ExitStatus {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(started.elapsed() < limit, "{why}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn demo(dir: &Path, mock: &MockProcess, extra: &[&str]) -> Command {
@@ -117,12 +95,7 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
-    let mock = MockProcess::start(&[
-        "--record",
-        record.to_str().unwrap(),
-        "--parking-lot-no",
-        "P3501",
-    ]);
+    let mock = MockProcess::recording(&record, &["--parking-lot-no", "P3501"]);
     let vehicles = 16;
     let out = demo(
         dir.path(),
@@ -227,12 +200,24 @@ fn pending_total(config: &Path) -> u64 {
 }
 
 fn open_stays_and_pending(config: &Path) -> String {
+    cli_stdout("outbox", config)
+}
+
+/// What `parking-bridge COMMAND --config CONFIG` (an operator command) prints.
+fn cli_stdout(command: &str, config: &Path) -> String {
     let out = Command::new(BIN)
-        .args(["outbox", "--config"])
+        .args(command.split(' '))
+        .arg("--config")
         .arg(config)
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// SIGINT to the demo, as Ctrl-C would send it.
+fn interrupt(demo: &Guard) {
+    // SAFETY: plain kill(2) on our own child's pid.
+    unsafe { libc::kill(demo.0.id() as i32, libc::SIGINT) };
 }
 
 #[test]
@@ -241,12 +226,7 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     // The platform is down for the whole first run: everything stays pending.
-    let mock = MockProcess::start(&[
-        "--record",
-        record.to_str().unwrap(),
-        "--outage-secs",
-        "3600",
-    ]);
+    let mock = MockProcess::recording(&record, &["--outage-secs", "3600"]);
     let mut guard = endless_demo(dir.path(), &mock, "3");
     // Let traffic flow until a few reports wait for the platform.
     let config = dir.path().join("config.toml");
@@ -259,16 +239,10 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe { libc::kill(guard.0.id() as i32, libc::SIGINT) };
+    interrupt(&guard);
     let status = guard.wait_at_most(Duration::from_secs(20), "demo did not stop on SIGINT");
     assert!(status.success(), "an interrupted demo exits cleanly");
-    let listing = Command::new(BIN)
-        .args(["stay", "list", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout).to_string();
+    let listing = cli_stdout("stay list", &config);
     let orders: Vec<String> = listing
         .split_whitespace()
         .filter(|w| w.starts_with("P3501") && w.len() == 25)
@@ -287,7 +261,7 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
 
     // The platform is back; the demo starts again on the same directory.
     mock.stop();
-    let mock = MockProcess::start(&["--record", record.to_str().unwrap()]);
+    let mock = MockProcess::recording(&record, &[]);
     let mut guard = endless_demo(dir.path(), &mock, "4");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -301,6 +275,6 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
-    unsafe { libc::kill(guard.0.id() as i32, libc::SIGINT) };
+    interrupt(&guard);
     let _ = guard.0.wait();
 }

@@ -3,92 +3,25 @@
 //! and over TCP, a synchronised clock) every line is ✓; against a broken one each
 //! fault is named with a hint.
 
+mod driver_common;
+mod process_common;
+
+use driver_common::{Mosquitto, PtyPair};
 use parking_bridge::config::platform::Secret;
 use parking_bridge::platform::mock::{Faults, Mock, MockConfig};
 use parking_bridge::sim::devices::{SimCamera, SimModbus};
-use std::net::TcpListener;
+use process_common::free_port;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SECRET: &str = "0123456789abcdef";
 
-/// Kills a helper process when the test ends, however it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(deadline: Duration, mut ok: impl FnMut() -> bool, what: &str) {
-    let end = Instant::now() + deadline;
-    while !ok() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn mosquitto(dir: &Path) -> (Guard, u16) {
-    let port = free_port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .unwrap();
-    let bin = ["/usr/sbin/mosquitto", "mosquitto"]
-        .into_iter()
-        .find(|b| Path::new(b).exists())
-        .unwrap_or("mosquitto");
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto is installed (scripts/test-all.sh)");
-    let guard = Guard(child);
-    wait_for(
-        Duration::from_secs(10),
-        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        "mosquitto",
-    );
-    (guard, port)
-}
-
-/// A pty pair; `link` is one end, a real serial-like device node.
-fn pty(dir: &Path) -> (Guard, PathBuf) {
-    let a = dir.join("ttyA");
-    let b = dir.join("ttyB");
-    let child = Command::new("socat")
-        .args([
-            format!("pty,raw,echo=0,link={}", a.display()),
-            format!("pty,raw,echo=0,link={}", b.display()),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("socat is installed (scripts/test-all.sh)");
-    let guard = Guard(child);
-    wait_for(
-        Duration::from_secs(10),
-        || a.exists() && b.exists(),
-        "socat pty pair",
-    );
-    (guard, a)
+/// A pty pair in `dir`: `a` (`ttyA`) is the bus the bridge opens, a real serial-like
+/// device node; `b` (`ttyB`) is where the simulated slaves answer.
+fn pty(dir: &Path) -> PtyPair {
+    PtyPair::start(&dir.join("ttyA"), &dir.join("ttyB"))
 }
 
 /// A directory with a fake `timedatectl` answering `NTPSynchronized` as given.
@@ -172,6 +105,62 @@ port = {}
     path
 }
 
+/// The secret file (`secret`, mode 0600) and the storage dir of a properly installed
+/// bridge in `dir`.
+fn installed(dir: &Path, secret: &str) -> (PathBuf, PathBuf) {
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let storage = dir.join("state");
+    std::fs::create_dir(&storage).unwrap();
+    (secret_file, storage)
+}
+
+/// The config of a complete installation: the platform, the RTU device on `rs485-1`
+/// (the pty at `serial_port`), the TCP device at `tcp`, the camera on the broker.
+fn full_config(
+    dir: &Path,
+    secret: &str,
+    platform_port: u16,
+    serial_port: &Path,
+    mqtt_port: u16,
+    tcp: &str,
+) -> PathBuf {
+    let (secret_file, storage) = installed(dir, secret);
+    let devices = devices("rs485-1", tcp);
+    write_config(
+        dir,
+        &Setup {
+            platform_port,
+            secret_file: &secret_file,
+            storage: &storage,
+            serial_port,
+            mqtt_port,
+            devices: &devices,
+        },
+    )
+}
+
+/// Every `fault` line is in `out`, and the line after it is a hint naming `hint`.
+fn assert_faults_with_hints(out: &str, faults: &[(&str, &str)]) {
+    for (fault, hint) in faults {
+        let at = out
+            .find(fault)
+            .unwrap_or_else(|| panic!("missing {fault:?} in:\n{out}"));
+        let hint_line = out[at..].lines().nth(1).unwrap_or("");
+        assert!(
+            hint_line.contains("hint:") && hint_line.contains(hint),
+            "{fault}: hint {hint:?} expected:\n{out}"
+        );
+    }
+}
+
+/// `doctor` with the clock synchronised and the timezone as configured, so that only
+/// the faults a test sets up show.
+async fn doctor_synced(dir: &Path, config: &Path) -> (bool, String) {
+    doctor(config, &fake_timedatectl(dir, "yes"), "Asia/Shanghai").await
+}
+
 async fn doctor(config: &Path, path_env: &str, tz: &str) -> (bool, String) {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_parking-bridge"));
     cmd.arg("doctor")
@@ -230,47 +219,33 @@ fn open_device_end(path: &Path) -> tokio_serial::SerialStream {
 async fn doctor_is_all_green_on_a_working_setup() {
     let dir = tempfile::tempdir().unwrap();
     let (platform_port, platform) = mock_platform().await;
-    let (_broker, mqtt_port) = mosquitto(dir.path());
-    let (_socat, serial_port) = pty(dir.path());
+    let broker = Mosquitto::start();
+    let pty = pty(dir.path());
     // Simulated slaves: id 3 on the RS-485 bus (the pty's other end), id 1 over TCP.
     let rtu = SimModbus::new();
     rtu.add_slave(3);
-    let _rtu_server = rtu.serve_rtu(open_device_end(&dir.path().join("ttyB")));
+    let _rtu_server = rtu.serve_rtu(open_device_end(&pty.b));
     let tcp = SimModbus::new();
     tcp.add_slave(1);
     let tcp_addr = tcp.serve_tcp("127.0.0.1:0").await.unwrap();
     // A camera sending keep-alives while doctor listens.
-    let camera = SimCamera::connect("127.0.0.1", mqtt_port, "sn-0001");
+    let camera = SimCamera::connect("127.0.0.1", broker.port, "sn-0001");
     let beat = tokio::spawn(async move {
         loop {
             let _ = camera.keep_alive().await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let storage = dir.path().join("state");
-    std::fs::create_dir(&storage).unwrap();
-    let devices = devices("rs485-1", &tcp_addr.to_string());
-    let config = write_config(
+    let config = full_config(
         dir.path(),
-        &Setup {
-            platform_port,
-            secret_file: &secret_file,
-            storage: &storage,
-            serial_port: &serial_port,
-            mqtt_port,
-            devices: &devices,
-        },
+        &format!("{SECRET}\n"),
+        platform_port,
+        &pty.a,
+        broker.port,
+        &tcp_addr.to_string(),
     );
 
-    let (ok, out) = doctor(
-        &config,
-        &fake_timedatectl(dir.path(), "yes"),
-        "Asia/Shanghai",
-    )
-    .await;
+    let (ok, out) = doctor_synced(dir.path(), &config).await;
     beat.abort();
     assert!(ok, "doctor failed:\n{out}");
     assert!(!out.contains('✗'), "{out}");
@@ -303,51 +278,31 @@ async fn doctor_is_all_green_on_a_working_setup() {
 async fn doctor_names_silent_slave_and_camera() {
     let dir = tempfile::tempdir().unwrap();
     let (platform_port, platform) = mock_platform().await;
-    let (_broker, mqtt_port) = mosquitto(dir.path());
-    let (_socat, serial_port) = pty(dir.path());
+    let broker = Mosquitto::start();
+    let pty = pty(dir.path());
     let tcp = SimModbus::new();
     tcp.add_slave(1);
     tcp.set_answering(1, false);
     let tcp_addr = tcp.serve_tcp("127.0.0.1:0").await.unwrap();
-    let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let storage = dir.path().join("state");
-    std::fs::create_dir(&storage).unwrap();
     // Nothing serves the RTU bus: slave 3 never answers either.
-    let devices = devices("rs485-1", &tcp_addr.to_string());
-    let config = write_config(
+    let config = full_config(
         dir.path(),
-        &Setup {
-            platform_port,
-            secret_file: &secret_file,
-            storage: &storage,
-            serial_port: &serial_port,
-            mqtt_port,
-            devices: &devices,
-        },
+        SECRET,
+        platform_port,
+        &pty.a,
+        broker.port,
+        &tcp_addr.to_string(),
     );
-    let (ok, out) = doctor(
-        &config,
-        &fake_timedatectl(dir.path(), "yes"),
-        "Asia/Shanghai",
-    )
-    .await;
+    let (ok, out) = doctor_synced(dir.path(), &config).await;
     assert!(!ok, "{out}");
-    for (fault, hint) in [
-        ("✗ modbus device io-rtu (slave 3) answers", "wiring"),
-        ("✗ modbus device io-tcp (slave 1) answers", "IP address"),
-        ("✗ camera cam-1 seen", "camera's MQTT settings"),
-    ] {
-        let at = out
-            .find(fault)
-            .unwrap_or_else(|| panic!("missing {fault:?} in:\n{out}"));
-        let hint_line = out[at..].lines().nth(1).unwrap_or("");
-        assert!(
-            hint_line.contains("hint:") && hint_line.contains(hint),
-            "{fault}: hint {hint:?} expected:\n{out}"
-        );
-    }
+    assert_faults_with_hints(
+        &out,
+        &[
+            ("✗ modbus device io-rtu (slave 3) answers", "wiring"),
+            ("✗ modbus device io-tcp (slave 1) answers", "IP address"),
+            ("✗ camera cam-1 seen", "camera's MQTT settings"),
+        ],
+    );
     assert!(out.contains("3 of 11 checks failed"), "{out}");
     platform.abort();
 }
@@ -372,27 +327,21 @@ async fn doctor_names_every_fault_of_a_broken_setup() {
 
     let (ok, out) = doctor(&config, &fake_timedatectl(dir.path(), "no"), "UTC").await;
     assert!(!ok, "doctor must fail:\n{out}");
-    for (fault, hint) in [
-        ("✗ app secret present and private", "chmod 0640"),
-        ("✗ storage dir writable with free space", "install -d"),
-        ("✗ serial port /dev/ttyPB-NOT-THERE", "udev"),
-        ("✗ MQTT broker 127.0.0.1", "start the broker"),
-        (
-            "✗ platform reachable and heartbeat accepted",
-            "fix the app secret first",
-        ),
-        ("✗ system clock synchronised", "set-ntp"),
-        ("✗ timezone as configured", "Asia/Shanghai"),
-    ] {
-        let at = out
-            .find(fault)
-            .unwrap_or_else(|| panic!("missing {fault:?} in:\n{out}"));
-        let hint_line = out[at..].lines().nth(1).unwrap_or("");
-        assert!(
-            hint_line.contains("hint:") && hint_line.contains(hint),
-            "{fault}: hint {hint:?} expected:\n{out}"
-        );
-    }
+    assert_faults_with_hints(
+        &out,
+        &[
+            ("✗ app secret present and private", "chmod 0640"),
+            ("✗ storage dir writable with free space", "install -d"),
+            ("✗ serial port /dev/ttyPB-NOT-THERE", "udev"),
+            ("✗ MQTT broker 127.0.0.1", "start the broker"),
+            (
+                "✗ platform reachable and heartbeat accepted",
+                "fix the app secret first",
+            ),
+            ("✗ system clock synchronised", "set-ntp"),
+            ("✗ timezone as configured", "Asia/Shanghai"),
+        ],
+    );
     assert!(out.contains("7 of 8 checks failed"), "{out}");
 }
 
@@ -400,11 +349,7 @@ async fn doctor_names_every_fault_of_a_broken_setup() {
 async fn doctor_names_a_platform_that_refuses_the_lot_or_is_down() {
     let dir = tempfile::tempdir().unwrap();
     let (platform_port, platform) = mock_platform().await;
-    let secret_file = dir.path().join("secret");
-    std::fs::write(&secret_file, SECRET).unwrap();
-    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let storage = dir.path().join("state");
-    std::fs::create_dir(&storage).unwrap();
+    let (secret_file, storage) = installed(dir.path(), SECRET);
     let setup = Setup {
         platform_port,
         secret_file: &secret_file,

@@ -185,6 +185,53 @@ async fn wait_until_polling(lanes: &[Lane], bridge: &mut Bridge, log: &Path) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
+/// One end-to-end setup: the recording mock platform, the broker, the simulated lanes
+/// and the bridge, already polling every lane. Fields drop in order: the bridge first,
+/// the temp dir last.
+struct Rig {
+    bridge: Bridge,
+    /// The bridge's log, shown when an assertion fails.
+    log: PathBuf,
+    lanes: Vec<Lane>,
+    _broker: Mosquitto,
+    _mock: MockProcess,
+    /// The platform's record file.
+    record: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Rig {
+    /// `entries` + `exits` lanes whose I/O modules are polled every `poll_ms` with
+    /// `debounce_ms`.
+    async fn start(entries: usize, exits: usize, poll_ms: u64, debounce_ms: u64) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("record.jsonl");
+        let mock = MockProcess::recording(&record, &["--parking-lot-no", LOT]);
+        let broker = Mosquitto::start();
+        let lanes = start_lanes(entries, exits, broker.port).await;
+        let config = write_config(
+            dir.path(),
+            &mock.base_url(),
+            broker.port,
+            &lanes,
+            poll_ms,
+            debounce_ms,
+        );
+        let log = dir.path().join("bridge.log");
+        let mut bridge = Bridge::start(&config, &log);
+        wait_until_polling(&lanes, &mut bridge, &log).await;
+        Rig {
+            bridge,
+            log,
+            lanes,
+            _broker: broker,
+            _mock: mock,
+            record,
+            _dir: dir,
+        }
+    }
+}
+
 fn vzenith_color(color: PlateColor) -> u8 {
     match color {
         PlateColor::Blue => 1,
@@ -340,29 +387,17 @@ async fn fifty_mixed_vehicles_through_real_processes_are_reported_exactly() {
         plan.duration_ms()
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("record.jsonl");
-    let mock = MockProcess::start(&[
-        "--record",
-        record.to_str().unwrap(),
-        "--parking-lot-no",
-        LOT,
-    ]);
-    let broker = Mosquitto::start();
-    let lanes = start_lanes(3, 3, broker.port).await;
-    let config = write_config(dir.path(), &mock.base_url(), broker.port, &lanes, 20, 20);
-    let log = dir.path().join("bridge.log");
-    let mut bridge = Bridge::start(&config, &log);
-    wait_until_polling(&lanes, &mut bridge, &log).await;
+    let mut rig = Rig::start(3, 3, 20, 20).await;
+    let record = &rig.record;
 
-    drive(&plan, &lanes).await;
+    drive(&plan, &rig.lanes).await;
 
     let expected_entries = plan.expected_entries();
     let expected_exits = plan.expected_exits();
     // Late-plate windows (3 s) and the uploader: everything lands within seconds.
     let deadline = Instant::now() + Duration::from_secs(15);
     let acc = loop {
-        let acc = read_record(&record);
+        let acc = read_record(record);
         if (acc.entries.len() >= expected_entries && acc.exits.len() >= expected_exits)
             || Instant::now() > deadline
         {
@@ -372,9 +407,9 @@ async fn fifty_mixed_vehicles_through_real_processes_are_reported_exactly() {
     };
     // A second look after a pause: nothing extra arrives late.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let acc_again = read_record(&record);
-    let clean_stop = bridge.stop();
-    let bridge_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let acc_again = read_record(record);
+    let clean_stop = rig.bridge.stop();
+    let bridge_log = std::fs::read_to_string(&rig.log).unwrap_or_default();
     let ctx = format!("cases {cases:?}\nbridge log:\n{bridge_log}");
     assert_eq!(
         acc.entries.len(),
@@ -435,7 +470,7 @@ async fn fifty_mixed_vehicles_through_real_processes_are_reported_exactly() {
         "everyone has left: the lot is reported empty\n{ctx}"
     );
     assert!(clean_stop, "the bridge stops cleanly on SIGTERM\n{ctx}");
-    drop(mock);
+    drop(rig);
     eprintln!(
         "50 vehicles {cases:?}: {} entries, {} exits accepted; test took {:.1} s",
         acc.entries.len(),
@@ -473,28 +508,9 @@ async fn entry_latency_from_loop_b_release_to_platform() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
-    let dir = tempfile::tempdir().unwrap();
-    let record = dir.path().join("record.jsonl");
-    let mock = MockProcess::start(&[
-        "--record",
-        record.to_str().unwrap(),
-        "--parking-lot-no",
-        LOT,
-    ]);
-    let broker = Mosquitto::start();
-    let lanes = start_lanes(1, 0, broker.port).await;
-    let config = write_config(
-        dir.path(),
-        &mock.base_url(),
-        broker.port,
-        &lanes,
-        poll_ms,
-        0,
-    );
-    let log = dir.path().join("bridge.log");
-    let mut bridge = Bridge::start(&config, &log);
-    wait_until_polling(&lanes, &mut bridge, &log).await;
-    let lane = &lanes[0];
+    let mut rig = Rig::start(1, 0, poll_ms, 0).await;
+    let (record, log) = (&rig.record, &rig.log);
+    let lane = &rig.lanes[0];
     // Each hardware change held for 3 poll periods (at least 60 ms) so polling sees it.
     let hold = Duration::from_millis((3 * poll_ms).max(60));
     let mut latencies = Vec::new();
@@ -525,13 +541,13 @@ async fn entry_latency_from_loop_b_release_to_platform() {
         let released = parking_bridge::time::Timestamp::now().millis();
         let deadline = Instant::now() + Duration::from_secs(5);
         let accepted = loop {
-            if let Some(at) = accepted_entry_at(&record, &plate) {
+            if let Some(at) = accepted_entry_at(record, &plate) {
                 break at;
             }
             assert!(
                 Instant::now() < deadline,
                 "entry {i} not accepted within 5 s:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                std::fs::read_to_string(log).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         };
@@ -539,7 +555,7 @@ async fn entry_latency_from_loop_b_release_to_platform() {
         apply(lane, &Action::Gate(GatePosition::Closed)).await;
         tokio::time::sleep(hold).await;
     }
-    assert!(bridge.stop(), "the bridge stops cleanly");
+    assert!(rig.bridge.stop(), "the bridge stops cleanly");
     latencies.sort_unstable();
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
@@ -550,5 +566,5 @@ async fn entry_latency_from_loop_b_release_to_platform() {
         latencies[latencies.len() - 1],
         poll_ms + 20
     );
-    drop(mock);
+    drop(rig);
 }

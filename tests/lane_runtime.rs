@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 fn site(dir: &Path) -> SiteConfig {
     let base = std::fs::read_to_string(
@@ -33,6 +34,30 @@ fn site(dir: &Path) -> SiteConfig {
             "layout = \"loops_gate\"\nlate_plate_window_ms = 200\n\n[[lanes]]\nid = \"out-lg\"",
         );
     SiteConfig::from_toml(&text, Path::new("test.toml")).unwrap()
+}
+
+/// The test site with its state database in `dir`.
+fn site_and_store(dir: &Path) -> (SiteConfig, Arc<Store>) {
+    let config = site(dir);
+    let store = Arc::new(Store::open_site(&config).unwrap());
+    (config, store)
+}
+
+/// Closes the event channel and waits (at most `limit`) for the lane task to end on
+/// its own, as it does at shutdown.
+async fn finish(tx: mpsc::Sender<RawEvent>, task: JoinHandle<()>, limit: Duration) {
+    drop(tx);
+    tokio::time::timeout(limit, task).await.unwrap().unwrap();
+}
+
+/// Polls `done` every `every` while the task runs on the wall clock; fails with `what`
+/// after 5 s.
+async fn wait_until(what: &str, every: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(every).await;
+    }
 }
 
 fn ev(lane: &str, device: &str, at: i64, kind: EventKind) -> RawEvent {
@@ -66,8 +91,7 @@ fn vehicle(lane: &str, plate: Option<&str>, t: i64) -> Vec<RawEvent> {
 #[tokio::test]
 async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
     let dir = tempfile::tempdir().unwrap();
-    let config = site(dir.path());
-    let store = Arc::new(Store::open_site(&config).unwrap());
+    let (config, store) = site_and_store(dir.path());
     let health = Health::new();
     let journal = Journal::open(&dir.path().join("journal")).unwrap();
     let runtime = LaneRuntime::new(&config, store.clone(), health.clone()).with_journal(journal);
@@ -94,11 +118,7 @@ async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
     for e in events {
         tx.send(e).await.unwrap();
     }
-    drop(tx);
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    finish(tx, task, Duration::from_secs(10)).await;
 
     let stays = store.list_stays(false, 10).unwrap();
     assert_eq!(stays.len(), 1, "{stays:?}");
@@ -151,8 +171,7 @@ async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
 #[tokio::test]
 async fn a_vehicle_without_a_read_is_reported_when_the_late_plate_timer_fires() {
     let dir = tempfile::tempdir().unwrap();
-    let config = site(dir.path());
-    let store = Arc::new(Store::open_site(&config).unwrap());
+    let (config, store) = site_and_store(dir.path());
     let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
     let (tx, rx) = mpsc::channel(64);
     let task = tokio::spawn(runtime.run(rx, None));
@@ -162,64 +181,47 @@ async fn a_vehicle_without_a_read_is_reported_when_the_late_plate_timer_fires() 
     for e in vehicle("in-lg", None, t0) {
         tx.send(e).await.unwrap();
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let stays = store.open_stays().unwrap();
-        if let Some(s) = stays.first() {
-            assert_eq!(s.plate_no, "无牌车");
-            assert_eq!(s.plate_color, PlateColor::Unknown);
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no placeholder stay opened by the timer"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    drop(tx);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    wait_until(
+        "no placeholder stay opened by the timer",
+        Duration::from_millis(20),
+        || !store.open_stays().unwrap().is_empty(),
+    )
+    .await;
+    let stays = store.open_stays().unwrap();
+    assert_eq!(stays[0].plate_no, "无牌车");
+    assert_eq!(stays[0].plate_color, PlateColor::Unknown);
+    finish(tx, task, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn occupancy_source_sets_the_occupied_count_within_total() {
     let dir = tempfile::tempdir().unwrap();
-    let config = site(dir.path());
-    let store = Arc::new(Store::open_site(&config).unwrap());
+    let (config, store) = site_and_store(dir.path());
     let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
     let (tx, rx) = mpsc::channel::<RawEvent>(4);
     let (occ_tx, occ_rx) = mpsc::channel(4);
     let task = tokio::spawn(runtime.run(rx, Some(occ_rx)));
     occ_tx.send(3).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store.occupancy().unwrap().occupied != 3 {
-        assert!(tokio::time::Instant::now() < deadline, "occupancy not set");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let occupied = || store.occupancy().unwrap().occupied;
+    wait_until("occupancy not set", Duration::from_millis(10), || {
+        occupied() == 3
+    })
+    .await;
     occ_tx.send(99).await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store.occupancy().unwrap().occupied != 5 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "occupancy not clamped to total"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "occupancy not clamped to total",
+        Duration::from_millis(10),
+        || occupied() == 5,
+    )
+    .await;
     assert_eq!(store.occupancy().unwrap().free, 0);
-    drop(tx);
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .unwrap()
-        .unwrap();
+    finish(tx, task, Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
 async fn passages_reach_the_status_page_with_their_snapshots() {
     let dir = tempfile::tempdir().unwrap();
-    let config = site(dir.path());
-    let store = Arc::new(Store::open_site(&config).unwrap());
+    let (config, store) = site_and_store(dir.path());
     let health = Health::new();
     let ops = parking_bridge::ops::OpsState::with_health(&config, health.clone());
     let runtime = LaneRuntime::new(&config, store.clone(), health).with_ops(ops.clone());
@@ -238,11 +240,7 @@ async fn passages_reach_the_status_page_with_their_snapshots() {
     for e in events {
         tx.send(e).await.unwrap();
     }
-    drop(tx);
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    finish(tx, task, Duration::from_secs(10)).await;
 
     let view = ops.view();
     let shown = view.passages.get("in-lg").cloned().unwrap_or_default();

@@ -2,9 +2,12 @@
 //! the state, `/healthz` degrades and recovers, the token is enforced, and the status
 //! page as rendered by headless Chromium shows what was recorded.
 
+mod process_common;
+
 use parking_bridge::config::SiteConfig;
 use parking_bridge::ops::OpsState;
 use parking_bridge::time::Timestamp;
+use process_common::dump_dom;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -245,54 +248,6 @@ async fn token_is_required_when_configured() {
         .unwrap();
     assert_ne!(with_header.status().as_u16(), 401);
     server.abort();
-}
-
-/// Kills the browser if a test fails half-way.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `chromium --dump-dom URL`: the DOM after the page loaded, as a browser sees it.
-fn dump_dom(url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let child = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", profile.path().display()),
-            "--dump-dom",
-            url,
-        ])
-        .stdout(out.reopen().unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("chromium is installed (scripts/test-all.sh installs it)");
-    let mut child = KillOnDrop(child);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.0.try_wait().unwrap().is_some() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "chromium did not finish in 60 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::fs::read_to_string(out.path()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

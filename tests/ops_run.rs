@@ -4,63 +4,23 @@
 //! `/metrics` and on the status page in headless Chromium (plate masked), SIGHUP
 //! re-reads the log level.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+mod platform_common;
+mod process_common;
+
+use platform_common::MockProcess;
+use process_common::{Guard, dump_dom, free_port};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_parking-bridge");
 const APP_ID: &str = "app-ops";
 const SECRET: &str = "0123456789abcdef";
 
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `mock-platform` on `port`, once it says it listens.
-fn mock_platform(port: u16) -> Guard {
-    let mut child = Command::new(BIN)
-        .args([
-            "mock-platform",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--app-id",
-            APP_ID,
-        ])
-        .args(["--app-secret", SECRET, "--parking-lot-no", "LOT-OPS"])
-        .env_remove("PARKING_BRIDGE_APP_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let guard = Guard(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("mock-platform started");
-    assert!(line.starts_with("listening on"), "{line}");
-    guard
+fn mock_platform(port: u16) -> MockProcess {
+    MockProcess::start_on(port, APP_ID, SECRET, &["--parking-lot-no", "LOT-OPS"])
 }
 
 fn write_config(dir: &Path, platform_port: u16, http_port: u16, level: &str) -> PathBuf {
@@ -128,29 +88,6 @@ fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn dump_dom(url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            &format!("--user-data-dir={}", profile.path().display()),
-            "--dump-dom",
-            url,
-        ])
-        .stderr(Stdio::null())
-        .output()
-        .expect("chromium is installed (scripts/test-all.sh)");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -3,18 +3,65 @@
 mod platform_common;
 
 use platform_common::*;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 use std::time::{Duration, Instant};
+
+/// A site config for `base_url` in a fresh temp dir (kept alive by the returned guard).
+fn site(base_url: &str, secret: &str, lot: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = site_config(dir.path(), base_url, secret, lot);
+    (dir, cfg)
+}
+
+/// `platform-test --config CFG` within `deadline`: the process and its report (stdout).
+fn platform_test(cfg: &Path, deadline: Duration) -> (Output, String) {
+    let out = run_cli(
+        &["platform-test", "--config", cfg.to_str().unwrap()],
+        deadline,
+    );
+    let text = stdout(&out);
+    (out, text)
+}
+
+/// `platform-test` that must exit with 1 (the platform refused or could not be
+/// reached); returns its report.
+fn platform_test_fails(cfg: &Path, deadline: Duration) -> String {
+    let (out, text) = platform_test(cfg, deadline);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    text
+}
+
+/// `check --config CFG`, which only reads files: 10 s is plenty.
+fn check(cfg: &Path) -> Output {
+    run_cli(
+        &["check", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(10),
+    )
+}
+
+/// Replaces `from` with `to` in the config file; returns the new text.
+fn edit_config(cfg: &Path, from: &str, to: &str) -> String {
+    let text = std::fs::read_to_string(cfg).unwrap().replace(from, to);
+    std::fs::write(cfg, &text).unwrap();
+    text
+}
+
+/// `http://127.0.0.1:PORT` of a port nobody listens on: bound, noted, released.
+fn closed_port_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
 
 #[test]
 fn platform_test_against_mock_is_accepted() {
     let mock = MockProcess::start(&["--parking-lot-no", "P001"]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(dir.path(), &mock.base_url(), SECRET, "P001");
-    let out = run_cli(
-        &["platform-test", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(20),
-    );
-    let text = stdout(&out);
+    let (_dir, cfg) = site(&mock.base_url(), SECRET, "P001");
+    let (out, text) = platform_test(&cfg, Duration::from_secs(20));
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(
         text.contains("OK: the platform accepted the heartbeat"),
@@ -34,14 +81,8 @@ fn platform_test_against_mock_is_accepted() {
 #[test]
 fn platform_test_with_wrong_key_is_refused_with_key_hint() {
     let mock = MockProcess::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(dir.path(), &mock.base_url(), "0000000000000000", "P001");
-    let out = run_cli(
-        &["platform-test", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(20),
-    );
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (_dir, cfg) = site(&mock.base_url(), "0000000000000000", "P001");
+    let text = platform_test_fails(&cfg, Duration::from_secs(20));
     assert!(
         text.contains("DECRYPT_FAILED"),
         "shows the platform's error: {text}"
@@ -53,14 +94,8 @@ fn platform_test_with_wrong_key_is_refused_with_key_hint() {
 #[test]
 fn platform_test_for_unregistered_lot_says_so() {
     let mock = MockProcess::start(&["--parking-lot-no", "P001"]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(dir.path(), &mock.base_url(), SECRET, "P777");
-    let out = run_cli(
-        &["platform-test", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(20),
-    );
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (_dir, cfg) = site(&mock.base_url(), SECRET, "P777");
+    let text = platform_test_fails(&cfg, Duration::from_secs(20));
     assert!(
         text.contains("PARKING_LOT_NOT_EXIST") && text.contains("FAILED: lot not registered"),
         "{text}"
@@ -69,26 +104,9 @@ fn platform_test_for_unregistered_lot_says_so() {
 
 #[test]
 fn platform_test_with_platform_down_gives_refused_hint_quickly() {
-    // A port nobody listens on: bind, note, release.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(
-        dir.path(),
-        &format!("http://127.0.0.1:{port}"),
-        SECRET,
-        "P001",
-    );
+    let (_dir, cfg) = site(&closed_port_url(), SECRET, "P001");
     let started = Instant::now();
-    let out = run_cli(
-        &["platform-test", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let text = platform_test_fails(&cfg, Duration::from_secs(10));
     assert!(text.contains("FAILED: refused"), "{text}");
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -102,20 +120,9 @@ fn platform_test_with_silent_platform_gives_timeout_hint_quickly() {
     // Accepts connections but never answers: a hung platform or a black-holing firewall.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(
-        dir.path(),
-        &format!("http://127.0.0.1:{port}"),
-        SECRET,
-        "P001",
-    );
+    let (_dir, cfg) = site(&format!("http://127.0.0.1:{port}"), SECRET, "P001");
     let started = Instant::now();
-    let out = run_cli(
-        &["platform-test", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let text = platform_test_fails(&cfg, Duration::from_secs(10));
     assert!(text.contains("FAILED: timeout"), "{text}");
     assert!(
         started.elapsed() < Duration::from_secs(6),
@@ -127,22 +134,12 @@ fn platform_test_with_silent_platform_gives_timeout_hint_quickly() {
 
 #[test]
 fn check_reports_file_line_and_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(dir.path(), "http://127.0.0.1:1", SECRET, "P001");
-    let out = run_cli(
-        &["check", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
+    let (_dir, cfg) = site("http://127.0.0.1:1", SECRET, "P001");
+    let out = check(&cfg);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace("direction = \"entry\"", "direction = \"sideways\"");
-    std::fs::write(&cfg, &text).unwrap();
-    let out = run_cli(
-        &["check", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
+    let text = edit_config(&cfg, "direction = \"entry\"", "direction = \"sideways\"");
+    let out = check(&cfg);
     assert_eq!(out.status.code(), Some(1));
     let line = text.lines().position(|l| l.contains("sideways")).unwrap() + 1;
     let err = stderr(&out);
@@ -156,20 +153,16 @@ fn check_reports_file_line_and_key() {
 #[test]
 fn check_refuses_world_readable_secret_file() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, cfg) = site("http://127.0.0.1:1", SECRET, "P001");
     let secret = dir.path().join("app_secret");
     std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let cfg = site_config(dir.path(), "http://127.0.0.1:1", SECRET, "P001");
-    let text = std::fs::read_to_string(&cfg).unwrap().replace(
+    edit_config(
+        &cfg,
         &format!("app_secret = \"{SECRET}\""),
         &format!("app_secret_file = \"{}\"", secret.display()),
     );
-    std::fs::write(&cfg, text).unwrap();
-    let out = run_cli(
-        &["check", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
+    let out = check(&cfg);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("platform.app_secret_file: ") && stderr(&out).contains("chmod 600"),
@@ -178,66 +171,32 @@ fn check_refuses_world_readable_secret_file() {
     );
 
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = run_cli(
-        &["check", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
+    let out = check(&cfg);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
 fn platform_test_with_https_to_a_plain_http_server_gives_tls_hint() {
     let mock = MockProcess::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(
-        dir.path(),
-        &format!("https://127.0.0.1:{}", mock.port),
-        SECRET,
-        "P001",
-    );
-    let out = run_cli(
-        &["platform-test", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (_dir, cfg) = site(&format!("https://127.0.0.1:{}", mock.port), SECRET, "P001");
+    let text = platform_test_fails(&cfg, Duration::from_secs(10));
     assert!(text.contains("FAILED: TLS"), "{text}");
 }
 
 #[test]
 fn platform_test_with_wrong_path_gives_url_hint() {
     let mock = MockProcess::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(
-        dir.path(),
-        &format!("{}/api/v9", mock.base_url()),
-        SECRET,
-        "P001",
-    );
-    let out = run_cli(
-        &["platform-test", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (_dir, cfg) = site(&format!("{}/api/v9", mock.base_url()), SECRET, "P001");
+    let text = platform_test_fails(&cfg, Duration::from_secs(10));
     assert!(text.contains("FAILED: wrong URL"), "{text}");
 }
 
 #[test]
 fn platform_test_with_wrong_app_id_says_so() {
     let mock = MockProcess::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = site_config(dir.path(), &mock.base_url(), SECRET, "P001");
-    let text = std::fs::read_to_string(&cfg)
-        .unwrap()
-        .replace(APP_ID, "someone-else");
-    std::fs::write(&cfg, text).unwrap();
-    let out = run_cli(
-        &["platform-test", "--config", cfg.to_str().unwrap()],
-        Duration::from_secs(10),
-    );
-    let text = stdout(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (_dir, cfg) = site(&mock.base_url(), SECRET, "P001");
+    edit_config(&cfg, APP_ID, "someone-else");
+    let text = platform_test_fails(&cfg, Duration::from_secs(10));
     assert!(
         text.contains("INVALID_APP_ID") && text.contains("FAILED: wrong app_id"),
         "{text}"

@@ -18,16 +18,24 @@ pub struct MockProcess {
 }
 
 impl MockProcess {
+    /// On a free port, for `APP_ID` with `SECRET`.
     pub fn start(extra: &[&str]) -> MockProcess {
+        Self::start_on(0, APP_ID, SECRET, extra)
+    }
+
+    /// On `port` (0: a free one), for `app_id` with `secret`; returns once it says
+    /// where it listens. A known port lets a test stop the platform and bring it back
+    /// at the same address.
+    pub fn start_on(port: u16, app_id: &str, secret: &str, extra: &[&str]) -> MockProcess {
         let mut child = Command::new(BIN)
             .args([
                 "mock-platform",
                 "--listen",
-                "127.0.0.1:0",
+                &format!("127.0.0.1:{port}"),
                 "--app-id",
-                APP_ID,
+                app_id,
                 "--app-secret",
-                SECRET,
+                secret,
             ])
             .args(extra)
             .env_remove("PARKING_BRIDGE_APP_SECRET")
@@ -54,6 +62,14 @@ impl MockProcess {
             .unwrap();
         guard.port = port;
         guard
+    }
+
+    /// For `APP_ID` with `SECRET`, writing every request and its answer to `record`
+    /// (JSON lines): what the platform accepted, for the test to read itself.
+    pub fn recording(record: &Path, extra: &[&str]) -> MockProcess {
+        let mut args = vec!["--record", record.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start(&args)
     }
 
     pub fn base_url(&self) -> String {
