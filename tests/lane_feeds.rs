@@ -1,6 +1,8 @@
-//! Lot-wide MQTT feeds through the running service (`service::Bridge`) and a real
-//! mosquitto: a guidance system's occupancy topic sets the occupied count, and the pay
-//! system's fee topic prices an exit instead of the tariff.
+//! The lot's own systems through the running service (`service::Bridge`): over a real
+//! mosquitto, a guidance system's occupancy topic sets the occupied count and the pay
+//! system's fee topic prices an exit instead of the tariff; over real TCP to simulated
+//! Modbus slaves, a space counter does the first and an exit lane's pay terminal the
+//! second.
 
 #[path = "driver_common/mod.rs"]
 mod driver_common;
@@ -8,7 +10,7 @@ mod driver_common;
 use driver_common::Mosquitto;
 use parking_bridge::config::SiteConfig;
 use parking_bridge::service::Bridge;
-use parking_bridge::sim::devices::SimCamera;
+use parking_bridge::sim::devices::{SimCamera, SimModbus};
 use parking_bridge::store::Store;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::path::Path;
@@ -250,4 +252,216 @@ fn feed_config_mistakes_are_named_by_key() {
         "{e}"
     );
     assert!(e.contains("lot.fee_mqtt"), "{e}");
+}
+
+// Modbus sources: a guidance controller (space counter) and an exit pay terminal.
+
+const COUNTER: u8 = 1;
+const TERMINAL: u8 = 5;
+
+fn modbus_config_text(dir: &Path, broker: u16, modbus: &str, extra: &str) -> String {
+    format!(
+        r#"
+[platform]
+base_url = "http://127.0.0.1:9"
+app_id = "app"
+app_secret = "0123456789abcdef"
+connect_timeout_secs = 1
+request_timeout_secs = 1
+[lot]
+parking_lot_no = "P1"
+total_spaces = 50
+occupancy_source = "external"
+[lot.tariff]
+hourly_rate = 500
+[storage]
+dir = "{}"
+[http]
+listen = ""
+[mqtt]
+host = "127.0.0.1"
+port = {broker}
+client_id = "bridge-modbus-feeds"
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "E1"
+layout = "camera_only"
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "X1"
+layout = "camera_only"
+[[devices]]
+name = "cam-in"
+profile = "vzenith-mqtt"
+lane = "entry-1"
+camera_id = "CAM-IN"
+[[devices]]
+name = "cam-out"
+profile = "vzenith-mqtt"
+lane = "exit-1"
+camera_id = "CAM-OUT"
+[[devices]]
+name = "pgs"
+profile = "generic-guidance-counter"
+tcp = "{modbus}"
+slave = {COUNTER}
+poll_ms = 50
+debounce_ms = 100
+roles = {{ free_count = "free" }}
+[[devices]]
+name = "pay-out"
+profile = "generic-pay-terminal"
+lane = "exit-1"
+tcp = "{modbus}"
+slave = {TERMINAL}
+poll_ms = 50
+debounce_ms = 50
+roles = {{ fee_price = "charge", fee_paid = "paid" }}
+{extra}"#,
+        dir.join("state").display()
+    )
+}
+
+/// A u32 in two holding registers, high word first (the terminal template's layout).
+fn set_u32(sim: &SimModbus, slave: u8, address: u16, value: u32) {
+    sim.set_holding(slave, address, (value >> 16) as u16);
+    sim.set_holding(slave, address + 1, value as u16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn space_counter_sets_the_count_and_pay_terminal_prices_one_exit() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimModbus::new();
+    sim.add_slave(COUNTER);
+    sim.add_slave(TERMINAL);
+    // The guidance controller shows 12 free of 50 before the bridge starts.
+    sim.set_input_register(COUNTER, 1, 12);
+    let modbus = sim.serve_tcp("127.0.0.1:0").await.unwrap();
+    let site = SiteConfig::from_toml(
+        &modbus_config_text(dir.path(), broker.port, &modbus.to_string(), ""),
+        Path::new("site.toml"),
+    )
+    .unwrap();
+    let bridge = tokio::time::timeout(Duration::from_secs(20), Bridge::start(site))
+        .await
+        .expect("bridge started in time")
+        .unwrap();
+    let store = bridge.store();
+    let cam_in = SimCamera::connect("127.0.0.1", broker.port, "CAM-IN");
+    let cam_out = SimCamera::connect("127.0.0.1", broker.port, "CAM-OUT");
+
+    wait_for(
+        "occupancy from the counter",
+        Duration::from_secs(10),
+        || (occupied(&store) == 38).then_some(()),
+    )
+    .await;
+    // More free than the lot has: clamped to 0 occupied.
+    sim.set_input_register(COUNTER, 1, 60);
+    wait_for("clamped occupancy", Duration::from_secs(5), || {
+        (occupied(&store) == 0).then_some(())
+    })
+    .await;
+
+    for plate in ["闽A12345", "闽B54321"] {
+        cam_in.publish_plate(plate, 1, None, false).await.unwrap();
+    }
+    wait_for("two entries", Duration::from_secs(10), || {
+        (store.find_open_stay("闽B54321").unwrap().is_some()
+            && store.find_open_stay("闽A12345").unwrap().is_some())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(occupied(&store), 2, "passages still move the count");
+
+    // The first car pays 10.00 of a 12.00 charge at the exit terminal, then leaves.
+    set_u32(&sim, TERMINAL, 0, 1200);
+    set_u32(&sim, TERMINAL, 2, 1000);
+    // Poll and debounce (50 ms each) before the car drives out, as in a real lot.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    cam_out
+        .publish_plate("闽A12345", 1, None, false)
+        .await
+        .unwrap();
+    let paid = wait_for("the paid exit", Duration::from_secs(10), || {
+        closed_fee(&store, "闽A12345")
+    })
+    .await;
+    assert_eq!(paid, (1200, 200, 1000), "the terminal's figures");
+
+    // The terminal still shows that charge, but it was the first car's: the next car
+    // is priced by the tariff (one started hour, paid at the booth).
+    cam_out
+        .publish_plate("闽B54321", 1, None, false)
+        .await
+        .unwrap();
+    let tariff = wait_for("the tariff exit", Duration::from_secs(10), || {
+        closed_fee(&store, "闽B54321")
+    })
+    .await;
+    assert_eq!(tariff, (500, 0, 500), "the tariff's figures");
+    assert!(
+        sim.forbidden_requests().is_empty(),
+        "the bridge only reads: {:?}",
+        sim.forbidden_requests()
+    );
+
+    tokio::time::timeout(Duration::from_secs(15), bridge.stop())
+        .await
+        .expect("bridge stopped in time");
+}
+
+#[test]
+fn counter_and_terminal_config_mistakes_are_named_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = |extra: &str| modbus_config_text(dir.path(), 1883, "127.0.0.1:502", extra);
+    let err = |text: String| {
+        SiteConfig::from_toml(&text, Path::new("site.toml"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(err(text("")), "");
+    // A counter given a lane; a counter without an external occupancy source.
+    let e = err(text("").replace("name = \"pgs\"\n", "name = \"pgs\"\nlane = \"entry-1\"\n"));
+    assert!(
+        e.contains("devices[2].lane") && e.contains("serves no lane"),
+        "{e}"
+    );
+    let e = err(text("").replace("occupancy_source = \"external\"\n", ""));
+    assert!(e.contains("lot.occupancy_source"), "{e}");
+    // Two occupancy sources at once.
+    let e = err(text("").replace(
+        "[lot.tariff]",
+        "[lot.occupancy_mqtt]\ntopic = \"pgs/count\"\n[lot.tariff]",
+    ));
+    assert!(
+        e.contains("devices[2].roles") && e.contains("one occupancy source"),
+        "{e}"
+    );
+    // Lane roles mixed into the counter; a terminal at an entrance; paid without price.
+    let e = err(text("").replace(
+        "roles = { free_count = \"free\" }",
+        "roles = { free_count = \"free\", loop_a = \"occupied\" }",
+    ));
+    assert!(e.contains("devices[2].roles"), "{e}");
+    let e = err(text("").replace(
+        "name = \"pay-out\"\nprofile = \"generic-pay-terminal\"\nlane = \"exit-1\"",
+        "name = \"pay-out\"\nprofile = \"generic-pay-terminal\"\nlane = \"entry-1\"",
+    ));
+    assert!(
+        e.contains("devices[3].roles") && e.contains("exit lane"),
+        "{e}"
+    );
+    let e = err(text("").replace(
+        "roles = { fee_price = \"charge\", fee_paid = \"paid\" }",
+        "roles = { fee_paid = \"paid\" }",
+    ));
+    assert!(e.contains("fee_paid needs fee_price"), "{e}");
+    // A lane device must still name its lane.
+    let e = err(text("").replace("lane = \"exit-1\"\ntcp", "tcp"));
+    assert!(e.contains("devices[3].lane"), "{e}");
 }
