@@ -1,5 +1,6 @@
 //! A 12-megapixel camera JPEG reaches the platform under 500 KB and decodes.
 
+mod photo_common;
 mod store_common;
 
 use base64::Engine;
@@ -13,33 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store_common::*;
 
-/// A photo-like 4000×3000 JPEG (12 MP): gradients, edges, sensor noise. Made once.
+/// The generated 12 MP photo, made once: both tests here use it and it is slow to encode.
 fn twelve_megapixel_jpeg() -> Vec<u8> {
     static JPEG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    JPEG.get_or_init(make_twelve_megapixel_jpeg).clone()
-}
-
-fn make_twelve_megapixel_jpeg() -> Vec<u8> {
-    let (w, h) = (4000u32, 3000u32);
-    let mut seed = 0x2545_f491_u32;
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        let noise = (seed % 16) as i32 - 8;
-        let edge = if (x / 250 + y / 190) % 3 == 0 { 50 } else { 0 };
-        let c = |v: i32| (v + noise + edge).clamp(0, 255) as u8;
-        image::Rgb([
-            c((x * 200 / w) as i32),
-            c((y * 180 / h) as i32 + 30),
-            c(((x / 7 + y / 5) % 200) as i32),
-        ])
-    });
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
-        .encode_image(&img)
-        .unwrap();
-    out
+    JPEG.get_or_init(photo_common::photo_like_jpeg).clone()
 }
 
 #[test]
