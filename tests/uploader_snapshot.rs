@@ -5,9 +5,8 @@ mod store_common;
 
 use base64::Engine;
 use parking_bridge::config::LotConfig;
-use parking_bridge::plate::{CarType, PlateColor};
 use parking_bridge::platform::{Answer, ClientError, Uplink, Verdict};
-use parking_bridge::store::{NewStay, Store};
+use parking_bridge::store::Store;
 use parking_bridge::time::Timestamp;
 use parking_bridge::uploader::{Deliver, StatusHandle, Uploader, UploaderSettings};
 use std::sync::{Arc, Mutex};
@@ -33,20 +32,9 @@ fn twelve_megapixel_snapshot_reaches_the_mock_under_500_kb() {
     std::fs::write(&photo, &jpeg).unwrap();
     let mock = Mock::start(&dir.path().join("rec.jsonl"), &[]);
     let cfg = write_site(dir.path(), &mock.base_url(), &Site::default());
-    let out = cli(&[
-        "stay",
-        "enter",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--plate",
-        "闽A12345",
-        "--color",
-        "pnc_02",
-        "--lane",
-        "entry-1",
-        "--snapshot",
-        photo.to_str().unwrap(),
-    ]);
+    let mut args = stay_enter_args(cfg.to_str().unwrap(), "闽A12345", "pnc_02", "entry-1");
+    args.extend(["--snapshot", photo.to_str().unwrap()]);
+    let out = cli(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let o = stdout(&out).trim().to_string();
     let _bridge = Bridge::start(&cfg, &dir.path().join("run.log"));
@@ -90,22 +78,10 @@ impl Deliver for Capture {
 async fn twelve_megapixel_snapshot_as_sent_decodes_and_keeps_detail() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), &LotConfig::new("P1", 10)).unwrap());
-    let stay = NewStay {
-        plate_no: "闽A12345".into(),
-        plate_color: PlateColor::Blue,
-        car_type: CarType::Normal,
-        lane: "entry-1".into(),
-        port_no: "E1".into(),
-        entered_at: Timestamp::now(),
-        operator: None,
-        snapshot: Some(
-            tokio::task::spawn_blocking(twelve_megapixel_jpeg)
-                .await
-                .unwrap(),
-        ),
-        price: None,
-        should_pay: None,
-    };
+    let jpeg = tokio::task::spawn_blocking(twelve_megapixel_jpeg)
+        .await
+        .unwrap();
+    let stay = new_stay("闽A12345", Some(jpeg));
     store.open_stay(stay, Timestamp::now()).unwrap();
     let capture = Arc::new(Capture(Mutex::new(Vec::new())));
     let settings = UploaderSettings::new("P1", parking_bridge::time::china_standard_time());
