@@ -1,5 +1,6 @@
-//! Shared harness for the driver integration tests: socat pty pairs, a real
-//! mosquitto, a spying/corrupting byte proxy, site configs and event waiting.
+//! Shared harness for the driver integration tests: socat pty pairs, simulated RTU
+//! buses, a real mosquitto, a spying/corrupting byte proxy, site configs, spawned
+//! drivers and event waiting.
 #![allow(dead_code)]
 
 use parking_bridge::config::SiteConfig;
