@@ -3,6 +3,9 @@
 //! Env: `BENCH_RUNS` (default 5), `BENCH_IMAGE` (a camera JPEG to use instead of the
 //! generated 4000×3000 photo-like image), `CONVERT` (default /usr/bin/convert).
 
+#[path = "../tests/photo_common/mod.rs"]
+mod photo_common;
+
 use parking_bridge::snapshot::{MAX_JPEG_BYTES, reencode};
 use std::process::Command;
 use std::time::Instant;
@@ -10,31 +13,6 @@ use std::time::Instant;
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
-}
-
-/// Gradients, hard edges and sensor noise at 4000×3000: compresses like a photo, not
-/// like a flat test card.
-fn photo_like() -> Vec<u8> {
-    let (w, h) = (4000u32, 3000u32);
-    let mut seed = 0x2545_f491_u32;
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        let noise = (seed % 16) as i32 - 8;
-        let edge = if (x / 250 + y / 190) % 3 == 0 { 50 } else { 0 };
-        let c = |v: i32| (v + noise + edge).clamp(0, 255) as u8;
-        image::Rgb([
-            c((x * 200 / w) as i32),
-            c((y * 180 / h) as i32 + 30),
-            c(((x / 7 + y / 5) % 200) as i32),
-        ])
-    });
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
-        .encode_image(&img)
-        .unwrap();
-    out
 }
 
 fn time_convert(convert: &str, args: &[String], runs: usize) -> Option<(f64, u64)> {
@@ -59,7 +37,7 @@ fn main() {
     let convert = std::env::var("CONVERT").unwrap_or_else(|_| "/usr/bin/convert".into());
     let input = match std::env::var("BENCH_IMAGE") {
         Ok(path) => std::fs::read(path).expect("BENCH_IMAGE readable"),
-        Err(_) => photo_like(),
+        Err(_) => photo_common::photo_like_jpeg(),
     };
     let dir = tempfile::tempdir().unwrap();
     let in_path = dir.path().join("in.jpg");

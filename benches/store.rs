@@ -4,9 +4,11 @@
 //! Prints: durable enqueue rate (one commit per stay, and grouped), database bytes per
 //! stay without images, and the drain rate of a backlog to `mock-platform` on loopback.
 
+#[path = "../tests/store_common/mod.rs"]
+mod store_common;
+
 use parking_bridge::config::platform::Secret;
 use parking_bridge::config::{LotConfig, PlatformConfig};
-use parking_bridge::plate::{CarType, PlateColor};
 use parking_bridge::platform::PlatformClient;
 use parking_bridge::store::{ExitDetails, NewStay, Store};
 use parking_bridge::time::Timestamp;
@@ -16,8 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "bb0873ce314c42f7";
+use store_common::{SECRET, exit_details, new_stay};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -36,30 +37,15 @@ fn lot() -> LotConfig {
 }
 
 fn stay(i: usize) -> NewStay {
-    NewStay {
-        plate_no: format!("闽A{i:05}"),
-        plate_color: PlateColor::Blue,
-        car_type: CarType::Normal,
-        lane: "entry-1".into(),
-        port_no: "E1".into(),
-        entered_at: Timestamp::now(),
-        operator: None,
-        snapshot: None,
-        price: None,
-        should_pay: None,
-    }
+    new_stay(format!("闽A{i:05}"), None)
 }
 
-fn exit_details() -> ExitDetails {
+/// A car that paid 500 fen at the exit, so that exit rows carry their fees.
+fn paid_exit() -> ExitDetails {
     ExitDetails {
-        lane: "exit-1".into(),
-        port_no: "X1".into(),
-        away_time: Timestamp::now(),
         price: 500,
-        should_pay: 0,
         paid_fee: 500,
-        operator: None,
-        snapshot: None,
+        ..exit_details()
     }
 }
 
@@ -120,9 +106,7 @@ fn bytes_per_stay(n: usize) -> (f64, f64) {
         numbers.extend(opened.into_iter().map(|o| o.out_order_no));
     }
     for o in &numbers {
-        store
-            .close_stay(o, exit_details(), Timestamp::now())
-            .unwrap();
+        store.close_stay(o, paid_exit(), Timestamp::now()).unwrap();
     }
     let pending = db_bytes(store.path());
     // As the uploader leaves them: every report acknowledged, with the platform's answer.

@@ -1,8 +1,22 @@
 //! The device-related commands of the real binary.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_parking-bridge");
+
+/// `parking-bridge check --config PATH` run from `cwd`, with the app secret in the
+/// environment so that only the config file itself can fail the check.
+fn check(path: &Path, cwd: &Path) -> Output {
+    Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(path)
+        .current_dir(cwd)
+        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
+        .output()
+        .unwrap()
+}
 
 #[test]
 fn ports_command_lists_ports_or_says_there_are_none() {
@@ -29,14 +43,7 @@ fn check_reports_device_profile_mismatch_with_file_line_and_key() {
     )
     .unwrap();
     // Run from an empty directory: the built-in profiles must still be found.
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .current_dir(dir.path())
-        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
-        .output()
-        .unwrap();
+    let out = check(&path, dir.path());
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(
@@ -47,14 +54,7 @@ fn check_reports_device_profile_mismatch_with_file_line_and_key() {
         .unwrap()
         .replace("di42", "di1");
     std::fs::write(&path, fixed).unwrap();
-    let out = Command::new(BIN)
-        .arg("check")
-        .arg("--config")
-        .arg(&path)
-        .current_dir(dir.path())
-        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
-        .output()
-        .unwrap();
+    let out = check(&path, dir.path());
     assert!(
         out.status.success(),
         "{}",

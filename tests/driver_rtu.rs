@@ -4,12 +4,10 @@
 mod driver_common;
 
 use driver_common::*;
-use parking_bridge::driver::{load_profiles, metrics, spawn_all};
+use parking_bridge::driver::metrics;
 use parking_bridge::event::{EventKind, GatePosition, LoopId};
-use parking_bridge::sim::devices::SimModbus;
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
 
 fn bus_config(port: &Path, devices: &str) -> parking_bridge::config::SiteConfig {
     named_bus_config("bus1", port, devices)
@@ -32,111 +30,46 @@ const WAVESHARE_LANE: &str = "[[devices]]\nname = \"io-1\"\nprofile = \"waveshar
 #[tokio::test]
 async fn rtu_over_pty_reports_loop_and_gate_facts_from_the_waveshare_module() {
     let dir = tempfile::tempdir().unwrap();
-    let pty = PtyPair::start(&dir.path().join("bridge"), &dir.path().join("device"));
-    let sim = SimModbus::new();
-    sim.add_slave(1);
-    sim.set_input(1, 3, true); // barrier closed
-    let _server = sim.serve_rtu(open_serial(&pty.b));
+    let bus = rtu_bus(dir.path(), &[1]);
+    bus.sim.set_input(1, 3, true); // barrier closed
 
-    let config = bus_config(&pty.a, WAVESHARE_LANE);
-    let profiles = load_profiles(&config).unwrap();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (_stop, shutdown) = watch::channel(false);
-    let _drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
-
+    let mut drivers = spawn_drivers(&bus_config(&bus.pty.a, WAVESHARE_LANE)).await;
+    let rx = &mut drivers.rx;
     let within = Duration::from_secs(3);
-    wait_for(
-        &mut rx,
-        within,
-        is_kind("io-1", EventKind::Link { up: true }),
-    )
-    .await;
-    let (closed, _) = wait_for(&mut rx, within, |e| {
-        matches!(e.kind, EventKind::Gate { .. })
-    })
-    .await;
-    assert_eq!(
-        closed.kind,
-        EventKind::Gate {
-            position: GatePosition::Closed
-        }
-    );
+    wait_kind(rx, within, "io-1", link(true)).await;
+    let (closed, _) = wait_for(rx, within, |e| matches!(e.kind, EventKind::Gate { .. })).await;
+    assert_eq!(closed.kind, gate(GatePosition::Closed));
     assert_eq!(closed.lane, "entry-1");
 
-    sim.set_input(1, 0, true);
-    wait_for(
-        &mut rx,
-        within,
-        is_kind(
-            "io-1",
-            EventKind::Loop {
-                which: LoopId::A,
-                occupied: true,
-            },
-        ),
-    )
-    .await;
-    sim.set_input(1, 3, false);
-    sim.set_input(1, 2, true);
-    let (ev, _) = wait_for(
-        &mut rx,
-        within,
-        is_kind(
-            "io-1",
-            EventKind::Gate {
-                position: GatePosition::Open,
-            },
-        ),
-    )
-    .await;
+    bus.sim.set_input(1, 0, true);
+    wait_kind(rx, within, "io-1", loop_state(LoopId::A, true)).await;
+    bus.sim.set_input(1, 3, false);
+    bus.sim.set_input(1, 2, true);
+    let ev = wait_kind(rx, within, "io-1", gate(GatePosition::Open)).await;
     assert_eq!(ev.device, "io-1");
-    sim.set_input(1, 0, false);
-    wait_for(
-        &mut rx,
-        within,
-        is_kind(
-            "io-1",
-            EventKind::Loop {
-                which: LoopId::A,
-                occupied: false,
-            },
-        ),
-    )
-    .await;
+    bus.sim.set_input(1, 0, false);
+    wait_kind(rx, within, "io-1", loop_state(LoopId::A, false)).await;
 }
 
 #[tokio::test]
 async fn full_poll_cycle_sends_only_read_function_codes() {
     // Every shipped RTU profile on one bus, behind a spy that checks each request.
     let dir = tempfile::tempdir().unwrap();
-    let driver_pair = PtyPair::start(&dir.path().join("bridge"), &dir.path().join("spy-in"));
-    let device_pair = PtyPair::start(&dir.path().join("spy-out"), &dir.path().join("device"));
-    let sim = SimModbus::new();
-    for slave in [1, 2, 3] {
-        sim.add_slave(slave);
-    }
-    let _server = sim.serve_rtu(open_serial(&device_pair.b));
-    let log = spawn_proxy(open_serial(&driver_pair.b), open_serial(&device_pair.a), 0);
+    let bus = spied_rtu_bus(dir.path(), &[1, 2, 3], 0);
 
     let config = bus_config(
-        &driver_pair.a,
+        &bus.driver_pair.a,
         "[[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 20\nroles = { loop_a = \"di1\" }\n\
          [[devices]]\nname = \"adam\"\nprofile = \"advantech-adam-4051\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 2\npoll_ms = 20\nroles = { loop_b = \"di0\" }\n\
          [[devices]]\nname = \"gate\"\nprofile = \"generic-barrier-holding-status\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 3\npoll_ms = 20\nroles = { gate_status = \"status\", gate_fault = \"motor_fault\" }\n",
     );
-    let profiles = load_profiles(&config).unwrap();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (_stop, shutdown) = watch::channel(false);
-    let _drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
+    let mut drivers = spawn_drivers(&config).await;
     for dev in ["io", "adam", "gate"] {
-        wait_for(&mut rx, Duration::from_secs(3), move |e| {
-            e.device == dev && e.kind == EventKind::Link { up: true }
-        })
-        .await;
+        wait_kind(&mut drivers.rx, Duration::from_secs(3), dev, link(true)).await;
     }
-    collect_for(&mut rx, Duration::from_millis(300)).await;
+    collect_for(&mut drivers.rx, Duration::from_millis(300)).await;
 
-    let log = log.lock().unwrap();
+    let log = bus.log.lock().unwrap();
     assert!(
         log.request_functions.len() >= 9,
         "a few full cycles: {:?}",
@@ -157,70 +90,34 @@ async fn full_poll_cycle_sends_only_read_function_codes() {
         "{:?}",
         log.request_functions
     );
-    assert!(sim.forbidden_requests().is_empty());
+    assert!(bus.sim.forbidden_requests().is_empty());
 }
 
 #[tokio::test]
 async fn unplugged_port_is_reported_down_and_events_resume_within_two_seconds_of_replug() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("bridge"), dir.path().join("device"));
-    let mut pty = PtyPair::start(&a, &b);
-    let sim = SimModbus::new();
-    sim.add_slave(1);
-    let server = sim.serve_rtu(open_serial(&pty.b));
+    let mut bus = rtu_bus(dir.path(), &[1]);
+    let (a, b) = (bus.pty.a.clone(), bus.pty.b.clone());
 
-    let config = bus_config(&a, WAVESHARE_LANE);
-    let profiles = load_profiles(&config).unwrap();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (_stop, shutdown) = watch::channel(false);
-    let _drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
-    wait_for(
-        &mut rx,
-        Duration::from_secs(3),
-        is_kind(
-            "io-1",
-            EventKind::Loop {
-                which: LoopId::A,
-                occupied: false,
-            },
-        ),
-    )
-    .await;
+    let mut drivers = spawn_drivers(&bus_config(&a, WAVESHARE_LANE)).await;
+    let rx = &mut drivers.rx;
+    let within = Duration::from_secs(3);
+    wait_kind(rx, within, "io-1", loop_state(LoopId::A, false)).await;
 
     // Unplug: socat goes away with both pty ends.
-    pty.kill();
-    server.abort();
-    wait_for(
-        &mut rx,
-        Duration::from_secs(3),
-        is_kind("io-1", EventKind::Link { up: false }),
-    )
-    .await;
+    bus.pty.kill();
+    bus.server.abort();
+    wait_kind(rx, within, "io-1", link(false)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Replug under the same names; the loop changed while the adapter was away.
-    sim.set_input(1, 0, true);
+    bus.sim.set_input(1, 0, true);
     let _pty2 = PtyPair::start(&a, &b);
-    let _server2 = sim.serve_rtu(open_serial(&b));
+    let _server2 = bus.sim.serve_rtu(open_serial(&b));
     let replugged = tokio::time::Instant::now();
-    wait_for(
-        &mut rx,
-        Duration::from_secs(2),
-        is_kind("io-1", EventKind::Link { up: true }),
-    )
-    .await;
-    wait_for(
-        &mut rx,
-        Duration::from_secs(2),
-        is_kind(
-            "io-1",
-            EventKind::Loop {
-                which: LoopId::A,
-                occupied: true,
-            },
-        ),
-    )
-    .await;
+    let within = Duration::from_secs(2);
+    wait_kind(rx, within, "io-1", link(true)).await;
+    wait_kind(rx, within, "io-1", loop_state(LoopId::A, true)).await;
     assert!(
         replugged.elapsed() < Duration::from_secs(2),
         "events resumed after {:?}",
@@ -231,26 +128,16 @@ async fn unplugged_port_is_reported_down_and_events_resume_within_two_seconds_of
 #[tokio::test]
 async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
     let dir = tempfile::tempdir().unwrap();
-    let pty = PtyPair::start(&dir.path().join("bridge"), &dir.path().join("device"));
-    let sim = SimModbus::new();
-    sim.add_slave(1);
-    sim.add_slave(2);
-    let _server = sim.serve_rtu(open_serial(&pty.b));
+    let bus = rtu_bus(dir.path(), &[1, 2]);
+    let sim = &bus.sim;
     let config = bus_config(
-        &pty.a,
+        &bus.pty.a,
         "[[devices]]\nname = \"io-1\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 50\nroles = { loop_a = \"di1\" }\n\
          [[devices]]\nname = \"io-2\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"exit-1\"\nbus = \"bus1\"\nslave = 2\npoll_ms = 50\nroles = { loop_a = \"di1\" }\n",
     );
-    let profiles = load_profiles(&config).unwrap();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (_stop, shutdown) = watch::channel(false);
-    let _drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
-    wait_for(
-        &mut rx,
-        Duration::from_secs(3),
-        is_kind("io-2", EventKind::Link { up: true }),
-    )
-    .await;
+    let mut drivers = spawn_drivers(&config).await;
+    let rx = &mut drivers.rx;
+    wait_kind(rx, Duration::from_secs(3), "io-2", link(true)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let rate = |from: u64, to: u64, d: Duration| (to - from) as f64 / d.as_secs_f64();
@@ -260,12 +147,7 @@ async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
     let healthy_rate = rate(before, sim.request_count(2), window);
 
     sim.set_answering(1, false);
-    wait_for(
-        &mut rx,
-        Duration::from_secs(3),
-        is_kind("io-1", EventKind::Link { up: false }),
-    )
-    .await;
+    wait_kind(rx, Duration::from_secs(3), "io-1", link(false)).await;
     let before = sim.request_count(2);
     tokio::time::sleep(window).await;
     let degraded_rate = rate(before, sim.request_count(2), window);
@@ -281,42 +163,26 @@ async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
 
     sim.set_answering(1, true);
     // Isolation is 5 s in the profile; the slave is probed again after it.
-    wait_for(
-        &mut rx,
-        Duration::from_secs(7),
-        is_kind("io-1", EventKind::Link { up: true }),
-    )
-    .await;
+    wait_kind(rx, Duration::from_secs(7), "io-1", link(true)).await;
 }
 
 #[tokio::test]
 async fn one_percent_corrupted_frames_are_counted_and_never_become_events() {
     let dir = tempfile::tempdir().unwrap();
-    let driver_pair = PtyPair::start(&dir.path().join("bridge"), &dir.path().join("spy-in"));
-    let device_pair = PtyPair::start(&dir.path().join("spy-out"), &dir.path().join("device"));
-    let sim = SimModbus::new();
-    sim.add_slave(1);
+    let bus = spied_rtu_bus(dir.path(), &[1], 100);
     // A mixed pattern so a flipped data bit would show up as an edge.
-    sim.set_input(1, 0, true);
-    sim.set_input(1, 2, true);
-    let _server = sim.serve_rtu(open_serial(&device_pair.b));
-    let log = spawn_proxy(
-        open_serial(&driver_pair.b),
-        open_serial(&device_pair.a),
-        100,
-    );
+    bus.sim.set_input(1, 0, true);
+    bus.sim.set_input(1, 2, true);
+    let log = &bus.log;
 
     let config = named_bus_config(
         "noisy-bus",
-        &driver_pair.a,
+        &bus.driver_pair.a,
         // No debounce: any wrong value would become an event at once.
         "[[devices]]\nname = \"noisy\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 10\ndebounce_ms = 0\n\
          roles = { loop_a = \"di1\", loop_b = \"di2\", gate_open = \"di3\", gate_closed = \"di4\" }\n",
     );
-    let profiles = load_profiles(&config).unwrap();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (_stop, shutdown) = watch::channel(false);
-    let _drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
+    let mut drivers = spawn_drivers(&config).await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let mut events = Vec::new();
@@ -326,25 +192,17 @@ async fn one_percent_corrupted_frames_are_counted_and_never_become_events() {
             "too slow: {:?}",
             log.lock().unwrap()
         );
-        events.extend(collect_for(&mut rx, Duration::from_millis(200)).await);
+        events.extend(collect_for(&mut drivers.rx, Duration::from_millis(200)).await);
     }
-    events.extend(collect_for(&mut rx, Duration::from_millis(100)).await);
+    events.extend(collect_for(&mut drivers.rx, Duration::from_millis(100)).await);
     let kinds: Vec<_> = events.iter().map(|e| e.kind.clone()).collect();
     assert_eq!(
         kinds,
         vec![
-            EventKind::Link { up: true },
-            EventKind::Loop {
-                which: LoopId::A,
-                occupied: true
-            },
-            EventKind::Loop {
-                which: LoopId::B,
-                occupied: false
-            },
-            EventKind::Gate {
-                position: GatePosition::Open
-            },
+            link(true),
+            loop_state(LoopId::A, true),
+            loop_state(LoopId::B, false),
+            gate(GatePosition::Open),
         ],
         "only the initial facts, nothing from corrupted frames"
     );

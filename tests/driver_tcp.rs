@@ -3,17 +3,12 @@
 mod driver_common;
 
 use driver_common::*;
-use parking_bridge::driver::{load_profiles, spawn_all};
-use parking_bridge::event::{EventKind, GatePosition, LoopId};
-use parking_bridge::sim::devices::SimModbus;
+use parking_bridge::event::{GatePosition, LoopId};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
 
 #[tokio::test]
 async fn tcp_gateway_and_barrier_controller_report_facts_with_reads_only() {
-    let sim = SimModbus::new();
-    sim.add_slave(1);
-    sim.add_slave(2);
+    let sim = sim_with(&[1, 2]);
     sim.set_holding(2, 0, 0); // closed
     let addr = sim.serve_tcp("127.0.0.1:0").await.unwrap();
     let config = site_config(
@@ -25,66 +20,23 @@ async fn tcp_gateway_and_barrier_controller_report_facts_with_reads_only() {
              roles = {{ gate_status = \"status\", gate_fault = \"motor_fault\" }}\n"
         ),
     );
-    let profiles = load_profiles(&config).unwrap();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (_stop, shutdown) = watch::channel(false);
-    let drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
+    let mut drivers = spawn_drivers(&config).await;
     assert_eq!(
-        drivers.names(),
+        drivers.set.names(),
         vec![format!("tcp:{addr}").as_str()],
         "one connection per endpoint"
     );
 
+    let rx = &mut drivers.rx;
     let within = Duration::from_secs(3);
-    wait_for(
-        &mut rx,
-        within,
-        is_kind(
-            "barrier",
-            EventKind::Gate {
-                position: GatePosition::Closed,
-            },
-        ),
-    )
-    .await;
+    wait_kind(rx, within, "barrier", gate(GatePosition::Closed)).await;
     sim.set_input(1, 1, true);
-    let (ev, _) = wait_for(
-        &mut rx,
-        within,
-        is_kind(
-            "gw",
-            EventKind::Loop {
-                which: LoopId::B,
-                occupied: true,
-            },
-        ),
-    )
-    .await;
+    let ev = wait_kind(rx, within, "gw", loop_state(LoopId::B, true)).await;
     assert_eq!(ev.lane, "entry-1");
     sim.set_holding(2, 0, 1);
-    wait_for(
-        &mut rx,
-        within,
-        is_kind(
-            "barrier",
-            EventKind::Gate {
-                position: GatePosition::Open,
-            },
-        ),
-    )
-    .await;
+    wait_kind(rx, within, "barrier", gate(GatePosition::Open)).await;
     sim.set_holding(2, 1, 1); // motor fault flag
-    wait_for(
-        &mut rx,
-        within,
-        is_kind(
-            "barrier",
-            EventKind::Gate {
-                position: GatePosition::Fault,
-            },
-        ),
-    )
-    .await;
+    wait_kind(rx, within, "barrier", gate(GatePosition::Fault)).await;
 
     let codes = sim.function_codes();
     assert!(codes.keys().all(|fc| (1..=4).contains(fc)), "{codes:?}");
@@ -97,8 +49,7 @@ async fn tcp_gateway_and_barrier_controller_report_facts_with_reads_only() {
 
 #[tokio::test]
 async fn tcp_device_that_goes_away_is_reported_down_then_up() {
-    let sim = SimModbus::new();
-    sim.add_slave(1);
+    let sim = sim_with(&[1]);
     let addr = sim.serve_tcp("127.0.0.1:0").await.unwrap();
     let config = site_config(
         "",
@@ -106,28 +57,11 @@ async fn tcp_device_that_goes_away_is_reported_down_then_up() {
             "[[devices]]\nname = \"gw\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"entry-1\"\ntcp = \"{addr}\"\npoll_ms = 50\nroles = {{ loop_a = \"di1\" }}\n"
         ),
     );
-    let profiles = load_profiles(&config).unwrap();
-    let (tx, mut rx) = mpsc::channel(64);
-    let (_stop, shutdown) = watch::channel(false);
-    let _drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
-    wait_for(
-        &mut rx,
-        Duration::from_secs(3),
-        is_kind("gw", EventKind::Link { up: true }),
-    )
-    .await;
+    let mut drivers = spawn_drivers(&config).await;
+    let rx = &mut drivers.rx;
+    wait_kind(rx, Duration::from_secs(3), "gw", link(true)).await;
     sim.set_answering(1, false);
-    wait_for(
-        &mut rx,
-        Duration::from_secs(3),
-        is_kind("gw", EventKind::Link { up: false }),
-    )
-    .await;
+    wait_kind(rx, Duration::from_secs(3), "gw", link(false)).await;
     sim.set_answering(1, true);
-    wait_for(
-        &mut rx,
-        Duration::from_secs(8),
-        is_kind("gw", EventKind::Link { up: true }),
-    )
-    .await;
+    wait_kind(rx, Duration::from_secs(8), "gw", link(true)).await;
 }

@@ -24,81 +24,24 @@ fn operator_mistakes_are_refused_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_site(dir.path(), "http://127.0.0.1:9", &Site::default());
     let c = cfg.to_str().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(Vec<&str>, &str); 5] = [
         (
-            &[
-                "stay",
-                "enter",
-                "--config",
-                c,
-                "--plate",
-                "闽A 12345",
-                "--color",
-                "pnc_02",
-                "--lane",
-                "entry-1",
-            ],
+            stay_enter_args(c, "闽A 12345", "pnc_02", "entry-1"),
             "without spaces",
         ),
         (
-            &[
-                "stay",
-                "enter",
-                "--config",
-                c,
-                "--plate",
-                "闽A12345",
-                "--color",
-                "pnc_99",
-                "--lane",
-                "entry-1",
-            ],
+            stay_enter_args(c, "闽A12345", "pnc_99", "entry-1"),
             "pnc_02",
         ),
         (
-            &[
-                "stay",
-                "enter",
-                "--config",
-                c,
-                "--plate",
-                "闽A12345",
-                "--color",
-                "pnc_02",
-                "--lane",
-                "exit-1",
-            ],
+            stay_enter_args(c, "闽A12345", "pnc_02", "exit-1"),
             "exit lane",
         ),
-        (
-            &[
-                "stay",
-                "exit",
-                "--config",
-                c,
-                "--plate",
-                "闽A12345",
-                "--lane",
-                "exit-1",
-            ],
-            "no open stay",
-        ),
-        (
-            &[
-                "stay",
-                "exit",
-                "--config",
-                c,
-                "--plate",
-                "闽A12345",
-                "--lane",
-                "entry-9",
-            ],
-            "not a lane",
-        ),
+        (stay_exit_args(c, "闽A12345", "exit-1"), "no open stay"),
+        (stay_exit_args(c, "闽A12345", "entry-9"), "not a lane"),
     ];
     for (args, expected) in cases {
-        let out = cli(args);
+        let out = cli(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(
             stderr(&out).contains(expected),

@@ -4,39 +4,10 @@
 mod store_common;
 
 use parking_bridge::config::SiteConfig;
-use parking_bridge::plate::{CarType, PlateColor};
-use parking_bridge::store::{ExitDetails, NewStay, Store};
+use parking_bridge::store::Store;
 use parking_bridge::time::Timestamp;
 use std::path::Path;
 use store_common::*;
-
-fn new_stay(plate: &str) -> NewStay {
-    NewStay {
-        plate_no: plate.into(),
-        plate_color: PlateColor::Blue,
-        car_type: CarType::Normal,
-        lane: "entry-1".into(),
-        port_no: "E1".into(),
-        entered_at: Timestamp::now(),
-        operator: None,
-        snapshot: None,
-        price: None,
-        should_pay: None,
-    }
-}
-
-fn exit_details() -> ExitDetails {
-    ExitDetails {
-        lane: "exit-1".into(),
-        port_no: "X1".into(),
-        away_time: Timestamp::now(),
-        price: 0,
-        should_pay: 0,
-        paid_fee: 0,
-        operator: None,
-        snapshot: None,
-    }
-}
 
 fn open_store(config: &Path) -> Store {
     Store::open_site(&SiteConfig::load(config).unwrap()).unwrap()
@@ -147,7 +118,7 @@ fn thirty_percent_server_errors_all_delivered_without_duplicates() {
     for i in 0..40 {
         stays.push(
             store
-                .open_stay(new_stay(&format!("F{i}")), Timestamp::now())
+                .open_stay(new_stay(format!("F{i}"), None), Timestamp::now())
                 .unwrap()
                 .out_order_no,
         );
@@ -189,7 +160,7 @@ fn heartbeats_keep_pace_behind_a_ten_thousand_report_backlog() {
     let store = open_store(&cfg);
     for chunk in 0..10 {
         let batch = (0..1000)
-            .map(|i| new_stay(&format!("K{chunk}X{i}")))
+            .map(|i| new_stay(format!("K{chunk}X{i}"), None))
             .collect();
         store.open_stays_grouped(batch, Timestamp::now()).unwrap();
     }

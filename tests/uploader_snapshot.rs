@@ -1,45 +1,22 @@
 //! A 12-megapixel camera JPEG reaches the platform under 500 KB and decodes.
 
+mod photo_common;
 mod store_common;
 
 use base64::Engine;
 use parking_bridge::config::LotConfig;
-use parking_bridge::plate::{CarType, PlateColor};
 use parking_bridge::platform::{Answer, ClientError, Uplink, Verdict};
-use parking_bridge::store::{NewStay, Store};
+use parking_bridge::store::Store;
 use parking_bridge::time::Timestamp;
 use parking_bridge::uploader::{Deliver, StatusHandle, Uploader, UploaderSettings};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store_common::*;
 
-/// A photo-like 4000×3000 JPEG (12 MP): gradients, edges, sensor noise. Made once.
+/// The generated 12 MP photo, made once: both tests here use it and it is slow to encode.
 fn twelve_megapixel_jpeg() -> Vec<u8> {
     static JPEG: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    JPEG.get_or_init(make_twelve_megapixel_jpeg).clone()
-}
-
-fn make_twelve_megapixel_jpeg() -> Vec<u8> {
-    let (w, h) = (4000u32, 3000u32);
-    let mut seed = 0x2545_f491_u32;
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        seed ^= seed << 13;
-        seed ^= seed >> 17;
-        seed ^= seed << 5;
-        let noise = (seed % 16) as i32 - 8;
-        let edge = if (x / 250 + y / 190) % 3 == 0 { 50 } else { 0 };
-        let c = |v: i32| (v + noise + edge).clamp(0, 255) as u8;
-        image::Rgb([
-            c((x * 200 / w) as i32),
-            c((y * 180 / h) as i32 + 30),
-            c(((x / 7 + y / 5) % 200) as i32),
-        ])
-    });
-    let mut out = Vec::new();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
-        .encode_image(&img)
-        .unwrap();
-    out
+    JPEG.get_or_init(photo_common::photo_like_jpeg).clone()
 }
 
 #[test]
@@ -55,20 +32,9 @@ fn twelve_megapixel_snapshot_reaches_the_mock_under_500_kb() {
     std::fs::write(&photo, &jpeg).unwrap();
     let mock = Mock::start(&dir.path().join("rec.jsonl"), &[]);
     let cfg = write_site(dir.path(), &mock.base_url(), &Site::default());
-    let out = cli(&[
-        "stay",
-        "enter",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--plate",
-        "闽A12345",
-        "--color",
-        "pnc_02",
-        "--lane",
-        "entry-1",
-        "--snapshot",
-        photo.to_str().unwrap(),
-    ]);
+    let mut args = stay_enter_args(cfg.to_str().unwrap(), "闽A12345", "pnc_02", "entry-1");
+    args.extend(["--snapshot", photo.to_str().unwrap()]);
+    let out = cli(&args);
     assert!(out.status.success(), "{}", stderr(&out));
     let o = stdout(&out).trim().to_string();
     let _bridge = Bridge::start(&cfg, &dir.path().join("run.log"));
@@ -112,22 +78,10 @@ impl Deliver for Capture {
 async fn twelve_megapixel_snapshot_as_sent_decodes_and_keeps_detail() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path(), &LotConfig::new("P1", 10)).unwrap());
-    let stay = NewStay {
-        plate_no: "闽A12345".into(),
-        plate_color: PlateColor::Blue,
-        car_type: CarType::Normal,
-        lane: "entry-1".into(),
-        port_no: "E1".into(),
-        entered_at: Timestamp::now(),
-        operator: None,
-        snapshot: Some(
-            tokio::task::spawn_blocking(twelve_megapixel_jpeg)
-                .await
-                .unwrap(),
-        ),
-        price: None,
-        should_pay: None,
-    };
+    let jpeg = tokio::task::spawn_blocking(twelve_megapixel_jpeg)
+        .await
+        .unwrap();
+    let stay = new_stay("闽A12345", Some(jpeg));
     store.open_stay(stay, Timestamp::now()).unwrap();
     let capture = Arc::new(Capture(Mutex::new(Vec::new())));
     let settings = UploaderSettings::new("P1", parking_bridge::time::china_standard_time());

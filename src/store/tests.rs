@@ -52,6 +52,40 @@ fn delivered(id: i64) -> Outcome {
     }
 }
 
+/// Retry `id` from `due_at` after `error`, as the uploader records a failed attempt.
+fn retry(id: i64, due_at: Timestamp, error: &str) -> Outcome {
+    Outcome::Retry {
+        id,
+        due_at,
+        error: error.into(),
+    }
+}
+
+/// The platform did not know the stay of `id`: its entry goes first, as the uploader
+/// records it.
+fn needs_entry_first(id: i64, due_at: Timestamp, error: &str) -> Outcome {
+    Outcome::NeedsEntryFirst {
+        id,
+        due_at,
+        error: error.into(),
+    }
+}
+
+/// Opens a stay for `plate` (no image) at `T0`; returns its out_order_no.
+fn open(s: &Store, plate: &str) -> String {
+    s.open_stay(new_stay(plate, None), T0).unwrap().out_order_no
+}
+
+/// The reports due at `now`, up to ten, oldest first, none held back as busy.
+fn due_items(s: &Store, now: Timestamp) -> Vec<OutboxItem> {
+    s.due_reports(now, 10, false, &HashSet::new()).unwrap()
+}
+
+/// The first report due at `now`; panics when none is.
+fn first_due(s: &Store, now: Timestamp) -> OutboxItem {
+    due_items(s, now).remove(0)
+}
+
 fn heads(s: &Store, now: Timestamp) -> Vec<(String, ReportKind)> {
     s.due_reports(now, 100, false, &HashSet::new())
         .unwrap()
@@ -67,7 +101,7 @@ fn opening_a_stay_queues_entry_and_takes_a_space() {
     let opened = s.open_stay(new_stay("闽A12345", None), T0).unwrap();
     assert_eq!(opened.out_order_no, "P350120191004133604000001");
     assert_eq!(opened.free_spaces, 9);
-    let due = s.due_reports(T0, 10, false, &HashSet::new()).unwrap();
+    let due = due_items(&s, T0);
     assert_eq!(due.len(), 1);
     match &due[0].report {
         Report::Entry(e) => {
@@ -140,7 +174,7 @@ fn stay_order_is_entry_snapshot_exit_snapshot() {
     s.close_stay(&o, exit(Some(vec![4, 5])), T0).unwrap();
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let due = s.due_reports(T0, 10, false, &HashSet::new()).unwrap();
+        let due = due_items(&s, T0);
         assert_eq!(due.len(), 1, "only the head of a stay is due");
         seen.push(due[0].kind);
         s.record_outcomes(&[delivered(due[0].id)], T0).unwrap();
@@ -161,19 +195,12 @@ fn stay_order_is_entry_snapshot_exit_snapshot() {
 fn a_stay_in_backoff_does_not_hold_back_others() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, 10);
-    let a = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
-    let b = s.open_stay(new_stay("A2", None), T0).unwrap().out_order_no;
+    let a = open(&s, "A1");
+    let b = open(&s, "A2");
     s.close_stay(&a, exit(None), T0).unwrap();
-    let due = s.due_reports(T0, 10, false, &HashSet::new()).unwrap();
-    s.record_outcomes(
-        &[Outcome::Retry {
-            id: due[0].id,
-            due_at: T0.plus_millis(60_000),
-            error: "503".into(),
-        }],
-        T0,
-    )
-    .unwrap();
+    let due = due_items(&s, T0);
+    s.record_outcomes(&[retry(due[0].id, T0.plus_millis(60_000), "503")], T0)
+        .unwrap();
     assert_eq!(heads(&s, T0), vec![(b.clone(), ReportKind::Entry)]);
     assert_eq!(heads(&s, T0.plus_millis(60_000)).len(), 2);
     let busy: HashSet<String> = [b].into_iter().collect();
@@ -204,32 +231,16 @@ fn newest_first_reaches_live_reports_behind_a_backlog() {
 fn unknown_stay_requeues_its_entry_before_the_exit() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, 10);
-    let o = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
-    let entry = s
-        .due_reports(T0, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let o = open(&s, "A1");
+    let entry = first_due(&s, T0);
     s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
     s.close_stay(&o, exit(None), T0).unwrap();
-    let exit_row = s
-        .due_reports(T0, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let exit_row = first_due(&s, T0);
     assert_eq!(exit_row.kind, ReportKind::Exit);
-    s.record_outcomes(
-        &[Outcome::NeedsEntryFirst {
-            id: exit_row.id,
-            due_at: T0,
-            error: "ORDER_NOT_EXIST".into(),
-        }],
-        T0,
-    )
-    .unwrap();
+    s.record_outcomes(&[needs_entry_first(exit_row.id, T0, "ORDER_NOT_EXIST")], T0)
+        .unwrap();
     assert_eq!(heads(&s, T0), vec![(o.clone(), ReportKind::Entry)]);
-    let again = s
-        .due_reports(T0, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let again = first_due(&s, T0);
     assert_eq!(again.id, entry.id, "the stored entry row is reused");
     s.record_outcomes(&[delivered(again.id)], T0).unwrap();
     assert_eq!(heads(&s, T0), vec![(o, ReportKind::Exit)]);
@@ -239,33 +250,17 @@ fn unknown_stay_requeues_its_entry_before_the_exit() {
 fn entry_rebuilt_from_the_stay_after_pruning() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, 10);
-    let o = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
-    let entry = s
-        .due_reports(T0, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let o = open(&s, "A1");
+    let entry = first_due(&s, T0);
     s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
     let later = T0.plus_millis(31 * 24 * 3600 * 1000);
     assert_eq!(s.prune(later).unwrap(), 1);
     assert!(s.stay(&o).unwrap().is_some(), "open stays are never pruned");
     s.close_stay(&o, exit(None), later).unwrap();
-    let exit_row = s
-        .due_reports(later, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
-    s.record_outcomes(
-        &[Outcome::NeedsEntryFirst {
-            id: exit_row.id,
-            due_at: later,
-            error: "x".into(),
-        }],
-        later,
-    )
-    .unwrap();
-    let rebuilt = s
-        .due_reports(later, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let exit_row = first_due(&s, later);
+    s.record_outcomes(&[needs_entry_first(exit_row.id, later, "x")], later)
+        .unwrap();
+    let rebuilt = first_due(&s, later);
     match rebuilt.report {
         Report::Entry(e) => assert_eq!((e.plate_no.as_str(), e.free_spaces), ("A1", 9)),
         other => panic!("expected entry, got {other:?}"),
@@ -276,11 +271,8 @@ fn entry_rebuilt_from_the_stay_after_pruning() {
 fn entry_answer_fields_are_kept_on_the_stay() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, 10);
-    let o = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
-    let entry = s
-        .due_reports(T0, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
+    let o = open(&s, "A1");
+    let entry = first_due(&s, T0);
     s.record_outcomes(
         &[Outcome::Delivered {
             id: entry.id,
@@ -306,7 +298,7 @@ fn inline_mode_attaches_the_image_to_the_entry() {
     };
     let s = Store::open_with(dir.path(), &lot(10), opts).unwrap();
     s.open_stay(new_stay("A1", Some(vec![9; 100])), T0).unwrap();
-    let due = s.due_reports(T0, 10, false, &HashSet::new()).unwrap();
+    let due = due_items(&s, T0);
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].image_bytes, Some(100));
     assert_eq!(s.image(due[0].id).unwrap().unwrap().data, vec![9; 100]);
@@ -339,7 +331,7 @@ fn disk_budget_drops_oldest_images_never_reports() {
 fn local_close_frees_the_space_without_a_report() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, 10);
-    let o = s.open_stay(new_stay("A1", None), T0).unwrap().out_order_no;
+    let o = open(&s, "A1");
     s.close_stay_locally(&o, LocalClose::Superseded, T0)
         .unwrap();
     assert_eq!(s.occupancy().unwrap().occupied, 0);
@@ -357,7 +349,7 @@ fn find_open_stay_and_open_stays() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, 10);
     s.open_stay(new_stay("A1", None), T0).unwrap();
-    let b = s.open_stay(new_stay("B2", None), T0).unwrap().out_order_no;
+    let b = open(&s, "B2");
     assert_eq!(s.find_open_stay("B2").unwrap().unwrap().out_order_no, b);
     assert_eq!(s.open_stays().unwrap().len(), 2);
     s.close_stay(&b, exit(None), T0).unwrap();
@@ -391,19 +383,9 @@ fn summary_reports_pending_age_and_last_error() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, 10);
     s.open_stay(new_stay("A1", None), T0).unwrap();
-    let e = s
-        .due_reports(T0, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
-    s.record_outcomes(
-        &[Outcome::Retry {
-            id: e.id,
-            due_at: T0,
-            error: "HTTP 502".into(),
-        }],
-        T0,
-    )
-    .unwrap();
+    let e = first_due(&s, T0);
+    s.record_outcomes(&[retry(e.id, T0, "HTTP 502")], T0)
+        .unwrap();
     let sum = s.outbox_summary(T0.plus_millis(5_000)).unwrap();
     let k = &sum.kinds[&ReportKind::Entry];
     assert_eq!(k.pending, 1);
@@ -464,19 +446,9 @@ fn retries_scheduled_before_the_clock_went_back_are_due() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, 10);
     s.open_stay(new_stay("A1", None), T0).unwrap();
-    let e = s
-        .due_reports(T0, 10, false, &HashSet::new())
-        .unwrap()
-        .remove(0);
-    s.record_outcomes(
-        &[Outcome::Retry {
-            id: e.id,
-            due_at: T0.plus_millis(30_000),
-            error: "x".into(),
-        }],
-        T0,
-    )
-    .unwrap();
+    let e = first_due(&s, T0);
+    s.record_outcomes(&[retry(e.id, T0.plus_millis(30_000), "x")], T0)
+        .unwrap();
     assert!(heads(&s, T0).is_empty(), "backing off");
     assert_eq!(
         heads(&s, T0.plus_millis(-2 * 3_600_000)).len(),

@@ -1,15 +1,18 @@
-//! Shared harness for the driver integration tests: socat pty pairs, a real
-//! mosquitto, a spying/corrupting byte proxy, site configs and event waiting.
+//! Shared harness for the driver integration tests: socat pty pairs, simulated RTU
+//! buses, a real mosquitto, a spying/corrupting byte proxy, site configs, spawned
+//! drivers and event waiting.
 #![allow(dead_code)]
 
 use parking_bridge::config::SiteConfig;
-use parking_bridge::event::{EventKind, RawEvent};
+use parking_bridge::driver::{DriverSet, load_profiles, spawn_all};
+use parking_bridge::event::{EventKind, GatePosition, LoopId, RawEvent};
+use parking_bridge::sim::devices::SimModbus;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// A socat pty pair `a` <-> `b`, killed on drop.
 pub struct PtyPair {
@@ -204,6 +207,107 @@ pub async fn collect_for(rx: &mut mpsc::Receiver<RawEvent>, d: Duration) -> Vec<
 
 pub fn is_kind(device: &'static str, kind: EventKind) -> impl Fn(&RawEvent) -> bool {
     move |ev| ev.device == device && ev.kind == kind
+}
+
+/// Waits for `device` to report `kind` and returns that event: the step most driver
+/// tests repeat, without the skipped events they never look at.
+pub async fn wait_kind(
+    rx: &mut mpsc::Receiver<RawEvent>,
+    within: Duration,
+    device: &'static str,
+    kind: EventKind,
+) -> RawEvent {
+    wait_for(rx, within, is_kind(device, kind)).await.0
+}
+
+/// `EventKind::Link`, short enough to keep a `wait_kind` call on one line.
+pub fn link(up: bool) -> EventKind {
+    EventKind::Link { up }
+}
+
+/// `EventKind::Loop`, short enough to keep a `wait_kind` call on one line.
+pub fn loop_state(which: LoopId, occupied: bool) -> EventKind {
+    EventKind::Loop { which, occupied }
+}
+
+/// `EventKind::Gate`, short enough to keep a `wait_kind` call on one line.
+pub fn gate(position: GatePosition) -> EventKind {
+    EventKind::Gate { position }
+}
+
+/// The drivers of a site config, running until this is dropped. Holds the shutdown
+/// sender (and the driver set) so that they live as long as the test needs them.
+pub struct Drivers {
+    pub rx: mpsc::Receiver<RawEvent>,
+    pub set: DriverSet,
+    _stop: watch::Sender<bool>,
+}
+
+/// Loads the config's profiles and spawns all its drivers, as `run` does, with a
+/// 64-event channel.
+pub async fn spawn_drivers(config: &SiteConfig) -> Drivers {
+    let profiles = load_profiles(config).unwrap();
+    let (tx, rx) = mpsc::channel(64);
+    let (stop, shutdown) = watch::channel(false);
+    let set = spawn_all(config, &profiles, tx, shutdown).await.unwrap();
+    Drivers {
+        rx,
+        set,
+        _stop: stop,
+    }
+}
+
+/// A simulated RTU bus: a socat pty pair in `dir` (the driver opens `pty.a`) with
+/// `slaves` answering on the device end (`pty.b`).
+pub struct RtuBus {
+    pub pty: PtyPair,
+    pub sim: SimModbus,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub fn rtu_bus(dir: &Path, slaves: &[u8]) -> RtuBus {
+    let pty = PtyPair::start(&dir.join("bridge"), &dir.join("device"));
+    let sim = sim_with(slaves);
+    let server = sim.serve_rtu(open_serial(&pty.b));
+    RtuBus { pty, sim, server }
+}
+
+/// An RTU bus with `spawn_proxy` between the driver and the simulated `slaves`: two
+/// pty pairs in `dir`; the driver opens `driver_pair.a`.
+pub struct SpiedRtuBus {
+    pub driver_pair: PtyPair,
+    pub device_pair: PtyPair,
+    pub sim: SimModbus,
+    pub log: Arc<Mutex<ProxyLog>>,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub fn spied_rtu_bus(dir: &Path, slaves: &[u8], corrupt_every: usize) -> SpiedRtuBus {
+    let driver_pair = PtyPair::start(&dir.join("bridge"), &dir.join("spy-in"));
+    let device_pair = PtyPair::start(&dir.join("spy-out"), &dir.join("device"));
+    let sim = sim_with(slaves);
+    let server = sim.serve_rtu(open_serial(&device_pair.b));
+    let log = spawn_proxy(
+        open_serial(&driver_pair.b),
+        open_serial(&device_pair.a),
+        corrupt_every,
+    );
+    SpiedRtuBus {
+        driver_pair,
+        device_pair,
+        sim,
+        log,
+        server,
+    }
+}
+
+/// A simulated Modbus device with these slave ids present.
+pub fn sim_with(slaves: &[u8]) -> SimModbus {
+    let sim = SimModbus::new();
+    for &slave in slaves {
+        sim.add_slave(slave);
+    }
+    sim
 }
 
 /// What the proxy saw.

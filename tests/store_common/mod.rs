@@ -1,7 +1,11 @@
 //! Helpers for the store/uploader integration tests: `mock-platform` and `run` as real
-//! processes (killed on drop), site configs, operator commands, the mock's record.
+//! processes (killed on drop), site configs, operator commands, the mock's record, and
+//! stays for filling a store directly. `benches/store.rs` includes it too.
 #![allow(dead_code)]
 
+use parking_bridge::plate::{CarType, PlateColor};
+use parking_bridge::store::{ExitDetails, NewStay};
+use parking_bridge::time::Timestamp;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -269,38 +273,74 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The arguments of `stay enter`, for tests that add to them or get one wrong.
+pub fn stay_enter_args<'a>(
+    config: &'a str,
+    plate: &'a str,
+    color: &'a str,
+    lane: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "stay", "enter", "--config", config, "--plate", plate, "--color", color, "--lane", lane,
+    ]
+}
+
+/// The arguments of `stay exit`, for tests that get one wrong.
+pub fn stay_exit_args<'a>(config: &'a str, plate: &'a str, lane: &'a str) -> Vec<&'a str> {
+    vec![
+        "stay", "exit", "--config", config, "--plate", plate, "--lane", lane,
+    ]
+}
+
 /// `stay enter`; returns the out_order_no.
 pub fn enter(config: &Path, plate: &str) -> String {
-    let out = cli(&[
-        "stay",
-        "enter",
-        "--config",
+    let out = cli(&stay_enter_args(
         config.to_str().unwrap(),
-        "--plate",
         plate,
-        "--color",
         "pnc_02",
-        "--lane",
         "entry-1",
-    ]);
+    ));
     assert!(out.status.success(), "enter {plate}: {}", stderr(&out));
     stdout(&out).trim().to_string()
 }
 
 /// `stay exit`; returns the out_order_no.
 pub fn exit(config: &Path, plate: &str) -> String {
-    let out = cli(&[
-        "stay",
-        "exit",
-        "--config",
-        config.to_str().unwrap(),
-        "--plate",
-        plate,
-        "--lane",
-        "exit-1",
-    ]);
+    let out = cli(&stay_exit_args(config.to_str().unwrap(), plate, "exit-1"));
     assert!(out.status.success(), "exit {plate}: {}", stderr(&out));
     stdout(&out).trim().to_string()
+}
+
+/// A blue-plated car entering by `entry-1` (port E1) now, for tests and benches that
+/// fill a store directly rather than through the CLI.
+pub fn new_stay(plate: impl Into<String>, snapshot: Option<Vec<u8>>) -> NewStay {
+    NewStay {
+        plate_no: plate.into(),
+        plate_color: PlateColor::Blue,
+        car_type: CarType::Normal,
+        lane: "entry-1".into(),
+        port_no: "E1".into(),
+        entered_at: Timestamp::now(),
+        operator: None,
+        snapshot,
+        price: None,
+        should_pay: None,
+    }
+}
+
+/// Leaving by `exit-1` (port X1) now, free of charge and without a photo; callers that
+/// charge set the fees with `..exit_details()`.
+pub fn exit_details() -> ExitDetails {
+    ExitDetails {
+        lane: "exit-1".into(),
+        port_no: "X1".into(),
+        away_time: Timestamp::now(),
+        price: 0,
+        should_pay: 0,
+        paid_fee: 0,
+        operator: None,
+        snapshot: None,
+    }
 }
 
 /// Polls `check` until it is true or `secs` pass; panics with `what` on timeout.
