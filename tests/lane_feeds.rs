@@ -259,50 +259,12 @@ fn feed_config_mistakes_are_named_by_key() {
 const COUNTER: u8 = 1;
 const TERMINAL: u8 = 5;
 
-fn modbus_config_text(dir: &Path, broker: u16, modbus: &str, extra: &str) -> String {
+/// The camera-only lanes of `config_text` with the count from a guidance controller
+/// (devices[2]) and the exit priced by a pay terminal (devices[3]), both on `modbus`.
+fn modbus_config_text(dir: &Path, broker: u16, modbus: &str) -> String {
+    let lot = "occupancy_source = \"external\"\n[lot.tariff]\nhourly_rate = 500\n";
     format!(
-        r#"
-[platform]
-base_url = "http://127.0.0.1:9"
-app_id = "app"
-app_secret = "0123456789abcdef"
-connect_timeout_secs = 1
-request_timeout_secs = 1
-[lot]
-parking_lot_no = "P1"
-total_spaces = 50
-occupancy_source = "external"
-[lot.tariff]
-hourly_rate = 500
-[storage]
-dir = "{}"
-[http]
-listen = ""
-[mqtt]
-host = "127.0.0.1"
-port = {broker}
-client_id = "bridge-modbus-feeds"
-[[lanes]]
-id = "entry-1"
-direction = "entry"
-port_no = "E1"
-layout = "camera_only"
-[[lanes]]
-id = "exit-1"
-direction = "exit"
-port_no = "X1"
-layout = "camera_only"
-[[devices]]
-name = "cam-in"
-profile = "vzenith-mqtt"
-lane = "entry-1"
-camera_id = "CAM-IN"
-[[devices]]
-name = "cam-out"
-profile = "vzenith-mqtt"
-lane = "exit-1"
-camera_id = "CAM-OUT"
-[[devices]]
+        r#"{}[[devices]]
 name = "pgs"
 profile = "generic-guidance-counter"
 tcp = "{modbus}"
@@ -319,8 +281,8 @@ slave = {TERMINAL}
 poll_ms = 50
 debounce_ms = 50
 roles = {{ fee_price = "charge", fee_paid = "paid" }}
-{extra}"#,
-        dir.join("state").display()
+"#,
+        config_text(dir, broker, lot)
     )
 }
 
@@ -341,7 +303,7 @@ async fn space_counter_sets_the_count_and_pay_terminal_prices_one_exit() {
     sim.set_input_register(COUNTER, 1, 12);
     let modbus = sim.serve_tcp("127.0.0.1:0").await.unwrap();
     let site = SiteConfig::from_toml(
-        &modbus_config_text(dir.path(), broker.port, &modbus.to_string(), ""),
+        &modbus_config_text(dir.path(), broker.port, &modbus.to_string()),
         Path::new("site.toml"),
     )
     .unwrap();
@@ -391,6 +353,20 @@ async fn space_counter_sets_the_count_and_pay_terminal_prices_one_exit() {
     })
     .await;
     assert_eq!(paid, (1200, 200, 1000), "the terminal's figures");
+    let metrics = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap();
+    assert!(
+        metrics.contains(r#"parking_bridge_pay_terminal_charges_total{lane="exit-1"} 1"#),
+        "{metrics}"
+    );
+    // The registry is the process's: the topic test may have set counts too.
+    let updates: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("parking_bridge_occupancy_source_updates_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(updates >= 2.0, "two counts were set: {metrics}");
 
     // The terminal still shows that charge, but it was the first car's: the next car
     // is priced by the tariff (one started hour, paid at the booth).
@@ -417,24 +393,24 @@ async fn space_counter_sets_the_count_and_pay_terminal_prices_one_exit() {
 #[test]
 fn counter_and_terminal_config_mistakes_are_named_by_key() {
     let dir = tempfile::tempdir().unwrap();
-    let text = |extra: &str| modbus_config_text(dir.path(), 1883, "127.0.0.1:502", extra);
+    let text = || modbus_config_text(dir.path(), 1883, "127.0.0.1:502");
     let err = |text: String| {
         SiteConfig::from_toml(&text, Path::new("site.toml"))
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
     };
-    assert_eq!(err(text("")), "");
+    assert_eq!(err(text()), "");
     // A counter given a lane; a counter without an external occupancy source.
-    let e = err(text("").replace("name = \"pgs\"\n", "name = \"pgs\"\nlane = \"entry-1\"\n"));
+    let e = err(text().replace("name = \"pgs\"\n", "name = \"pgs\"\nlane = \"entry-1\"\n"));
     assert!(
         e.contains("devices[2].lane") && e.contains("serves no lane"),
         "{e}"
     );
-    let e = err(text("").replace("occupancy_source = \"external\"\n", ""));
+    let e = err(text().replace("occupancy_source = \"external\"\n", ""));
     assert!(e.contains("lot.occupancy_source"), "{e}");
     // Two occupancy sources at once.
-    let e = err(text("").replace(
+    let e = err(text().replace(
         "[lot.tariff]",
         "[lot.occupancy_mqtt]\ntopic = \"pgs/count\"\n[lot.tariff]",
     ));
@@ -443,12 +419,12 @@ fn counter_and_terminal_config_mistakes_are_named_by_key() {
         "{e}"
     );
     // Lane roles mixed into the counter; a terminal at an entrance; paid without price.
-    let e = err(text("").replace(
+    let e = err(text().replace(
         "roles = { free_count = \"free\" }",
         "roles = { free_count = \"free\", loop_a = \"occupied\" }",
     ));
     assert!(e.contains("devices[2].roles"), "{e}");
-    let e = err(text("").replace(
+    let e = err(text().replace(
         "name = \"pay-out\"\nprofile = \"generic-pay-terminal\"\nlane = \"exit-1\"",
         "name = \"pay-out\"\nprofile = \"generic-pay-terminal\"\nlane = \"entry-1\"",
     ));
@@ -456,12 +432,12 @@ fn counter_and_terminal_config_mistakes_are_named_by_key() {
         e.contains("devices[3].roles") && e.contains("exit lane"),
         "{e}"
     );
-    let e = err(text("").replace(
+    let e = err(text().replace(
         "roles = { fee_price = \"charge\", fee_paid = \"paid\" }",
         "roles = { fee_paid = \"paid\" }",
     ));
     assert!(e.contains("fee_paid needs fee_price"), "{e}");
     // A lane device must still name its lane.
-    let e = err(text("").replace("lane = \"exit-1\"\ntcp", "tcp"));
+    let e = err(text().replace("lane = \"exit-1\"\ntcp", "tcp"));
     assert!(e.contains("devices[3].lane"), "{e}");
 }

@@ -380,17 +380,15 @@ impl DeviceLogic {
                     let Some(v) = deb.update(n.round() as i64, now) else {
                         continue;
                     };
-                    match role {
-                        Role::OccupiedCount => out.push(EventKind::Spaces {
-                            counted: Counted::Occupied,
-                            value: v,
-                        }),
-                        Role::FreeCount => out.push(EventKind::Spaces {
-                            counted: Counted::Free,
-                            value: v,
-                        }),
-                        _ => charge_changed = true,
-                    }
+                    let counted = match role {
+                        Role::OccupiedCount => Counted::Occupied,
+                        Role::FreeCount => Counted::Free,
+                        _ => {
+                            charge_changed = true;
+                            continue;
+                        }
+                    };
+                    out.push(EventKind::Spaces { counted, value: v });
                 }
                 (_, Some(Value::Bool(b))) => {
                     let Some(deb) = self.inputs.get_mut(role) else {

@@ -53,6 +53,31 @@ static STORE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
     c
 });
 
+static OCCUPANCY_UPDATES: LazyLock<IntCounter> = LazyLock::new(|| {
+    let c = IntCounter::new(
+        "parking_bridge_occupancy_source_updates_total",
+        "Occupied counts set by the occupancy source (counter device or topic)",
+    )
+    // Static, valid name: cannot fail.
+    .expect("static metric definition");
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
+static TERMINAL_CHARGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let c = IntCounterVec::new(
+        Opts::new(
+            "parking_bridge_pay_terminal_charges_total",
+            "Charges shown by exit pay terminals, by lane",
+        ),
+        &["lane"],
+    )
+    // Static, valid name and label: cannot fail.
+    .expect("static metric definition");
+    let _ = prometheus::register(Box::new(c.clone()));
+    c
+});
+
 /// The lane task. Build it, then `run` it on the runtime.
 pub struct LaneRuntime {
     lot: crate::config::LotConfig,
@@ -213,9 +238,16 @@ impl LaneRuntime {
             EventKind::PayTerminal { price, paid } => {
                 tracing::info!(lane = %event.lane, device = %event.device, price, paid, "pay terminal charge");
                 match TerminalCharge::new(event.at, *price, *paid) {
-                    Some(c) => self.charges.insert(event.lane.clone(), c),
-                    None => self.charges.remove(&event.lane),
-                };
+                    Some(c) => {
+                        TERMINAL_CHARGES
+                            .with_label_values(&[event.lane.as_str()])
+                            .inc();
+                        self.charges.insert(event.lane.clone(), c);
+                    }
+                    None => {
+                        self.charges.remove(&event.lane);
+                    }
+                }
                 return;
             }
             _ => {}
@@ -390,6 +422,7 @@ impl LaneRuntime {
         let clamped = n.clamp(0, self.lot.total_spaces.max(0));
         match tokio::task::spawn_blocking(move || store.set_occupancy(clamped)).await {
             Ok(Ok(())) => {
+                OCCUPANCY_UPDATES.inc();
                 tracing::info!(occupied = clamped, "occupancy set by the occupancy source")
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot set occupancy"),
