@@ -8,6 +8,7 @@ pub mod driver;
 pub mod event;
 pub mod health;
 pub mod lane;
+pub mod metrics;
 pub mod ops;
 pub mod plate;
 pub mod platform;

@@ -18,19 +18,17 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use prometheus::{IntCounterVec, register_int_counter_vec};
+use prometheus::IntCounterVec;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use tokio::sync::{mpsc, watch};
 
-// Registered once (LazyLock), constant name: cannot fail.
 static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
+    crate::metrics::counter_vec(
         "parking_bridge_camera_push_rejected_total",
         "Camera HTTP pushes refused, by reason",
-        &["reason"]
+        &["reason"],
     )
-    .expect("metric registered once")
 });
 
 struct PushCamera {

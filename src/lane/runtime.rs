@@ -16,7 +16,7 @@ use crate::event::{Counted, EventKind, RawEvent};
 use crate::health::Health;
 use crate::store::{ExitDetails, LocalClose, NewStay, Store, StoreError};
 use crate::time::Timestamp;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::{IntCounter, IntCounterVec};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -28,54 +28,33 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 const STORE_ATTEMPTS: u32 = 5;
 
 static PASSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "parking_bridge_lane_passages_total",
-            "Passages seen by the lane machines, by lane and case",
-        ),
+    crate::metrics::counter_vec(
+        "parking_bridge_lane_passages_total",
+        "Passages seen by the lane machines, by lane and case",
         &["lane", "case"],
     )
-    // Static, valid name and labels: cannot fail.
-    .expect("static metric definition");
-    // Registration fails only if the name is taken; the counter still counts then.
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 static STORE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new(
+    crate::metrics::counter(
         "parking_bridge_lane_store_failures_total",
         "Passages that could not be written to the state database after every retry",
     )
-    // Static, valid name: cannot fail.
-    .expect("static metric definition");
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 static OCCUPANCY_UPDATES: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new(
+    crate::metrics::counter(
         "parking_bridge_occupancy_source_updates_total",
         "Occupied counts set by the occupancy source (counter device or topic)",
     )
-    // Static, valid name: cannot fail.
-    .expect("static metric definition");
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 static TERMINAL_CHARGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "parking_bridge_pay_terminal_charges_total",
-            "Charges shown by exit pay terminals, by lane",
-        ),
+    crate::metrics::counter_vec(
+        "parking_bridge_pay_terminal_charges_total",
+        "Charges shown by exit pay terminals, by lane",
         &["lane"],
     )
-    // Static, valid name and label: cannot fail.
-    .expect("static metric definition");
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 /// The lane task. Build it, then `run` it on the runtime.

@@ -9,7 +9,7 @@
 use super::{Store, StoreError};
 use crate::report::{EntryReport, Report, ReportKind};
 use crate::time::Timestamp;
-use prometheus::{IntCounter, IntCounterVec, Opts};
+use prometheus::{IntCounter, IntCounterVec};
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
@@ -33,29 +33,18 @@ fn kind_of(code: i64) -> ReportKind {
 }
 
 static IMAGES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new(
+    crate::metrics::counter(
         "parking_bridge_images_dropped_total",
         "Pending snapshot images dropped because the disk budget was reached",
     )
-    // The name and help are static and valid, so construction cannot fail.
-    .expect("static metric definition");
-    // Registration fails only if the name is taken; the counter still counts then.
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 static ROWS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "parking_bridge_outbox_finished_total",
-            "Outbox rows finished, by kind and outcome",
-        ),
+    crate::metrics::counter_vec(
+        "parking_bridge_outbox_finished_total",
+        "Outbox rows finished, by kind and outcome",
         &["kind", "outcome"],
     )
-    // Static, valid name and labels: cannot fail.
-    .expect("static metric definition");
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 /// Adds a report (and its image) to the outbox; due at once.

@@ -7,22 +7,16 @@ use crate::health::Health;
 use crate::platform::Uplink;
 use crate::platform::wire::HeartbeatRequest;
 use crate::time::Timestamp;
-use prometheus::{IntCounterVec, Opts};
+use prometheus::IntCounterVec;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 static HEARTBEATS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "parking_bridge_heartbeats_total",
-            "Heartbeats sent, by status and whether the platform took them",
-        ),
+    crate::metrics::counter_vec(
+        "parking_bridge_heartbeats_total",
+        "Heartbeats sent, by status and whether the platform took them",
         &["status", "result"],
     )
-    // Static, valid name and labels: cannot fail.
-    .expect("static metric definition");
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 /// `lost` when any lane is lost at `now`, else `alive`. Pure.

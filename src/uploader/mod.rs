@@ -22,7 +22,7 @@ use crate::time::Timestamp;
 use base64::Engine;
 use chrono::FixedOffset;
 use policy::{Backoff, Decision, Throttle};
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -43,39 +43,25 @@ impl Deliver for PlatformClient {
 }
 
 static UPLOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(
-        Opts::new(
-            "parking_bridge_uploads_total",
-            "Delivery attempts by report kind and result",
-        ),
+    crate::metrics::counter_vec(
+        "parking_bridge_uploads_total",
+        "Delivery attempts by report kind and result",
         &["kind", "result"],
     )
-    // Static, valid name and labels: cannot fail.
-    .expect("static metric definition");
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 static ALARMS: LazyLock<IntCounter> = LazyLock::new(|| {
-    let c = IntCounter::new(
+    crate::metrics::counter(
         "parking_bridge_platform_alarms_total",
         "Answers that need an operator (unknown lot, invalid parameters, credentials)",
     )
-    // Static, valid name: cannot fail.
-    .expect("static metric definition");
-    let _ = prometheus::register(Box::new(c.clone()));
-    c
 });
 
 static PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
-    let g = IntGauge::new(
+    crate::metrics::gauge(
         "parking_bridge_outbox_pending",
         "Reports waiting for the platform",
     )
-    // Static, valid name: cannot fail.
-    .expect("static metric definition");
-    let _ = prometheus::register(Box::new(g.clone()));
-    g
 });
 
 /// How the delivery loop runs.
