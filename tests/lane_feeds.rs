@@ -401,43 +401,51 @@ fn counter_and_terminal_config_mistakes_are_named_by_key() {
             .unwrap_or_default()
     };
     assert_eq!(err(text()), "");
-    // A counter given a lane; a counter without an external occupancy source.
-    let e = err(text().replace("name = \"pgs\"\n", "name = \"pgs\"\nlane = \"entry-1\"\n"));
-    assert!(
-        e.contains("devices[2].lane") && e.contains("serves no lane"),
-        "{e}"
-    );
-    let e = err(text().replace("occupancy_source = \"external\"\n", ""));
-    assert!(e.contains("lot.occupancy_source"), "{e}");
-    // Two occupancy sources at once.
-    let e = err(text().replace(
-        "[lot.tariff]",
-        "[lot.occupancy_mqtt]\ntopic = \"pgs/count\"\n[lot.tariff]",
-    ));
-    assert!(
-        e.contains("devices[2].roles") && e.contains("one occupancy source"),
-        "{e}"
-    );
-    // Lane roles mixed into the counter; a terminal at an entrance; paid without price.
-    let e = err(text().replace(
-        "roles = { free_count = \"free\" }",
-        "roles = { free_count = \"free\", loop_a = \"occupied\" }",
-    ));
-    assert!(e.contains("devices[2].roles"), "{e}");
-    let e = err(text().replace(
-        "name = \"pay-out\"\nprofile = \"generic-pay-terminal\"\nlane = \"exit-1\"",
-        "name = \"pay-out\"\nprofile = \"generic-pay-terminal\"\nlane = \"entry-1\"",
-    ));
-    assert!(
-        e.contains("devices[3].roles") && e.contains("exit lane"),
-        "{e}"
-    );
-    let e = err(text().replace(
-        "roles = { fee_price = \"charge\", fee_paid = \"paid\" }",
-        "roles = { fee_paid = \"paid\" }",
-    ));
-    assert!(e.contains("fee_paid needs fee_price"), "{e}");
-    // A lane device must still name its lane.
-    let e = err(text().replace("lane = \"exit-1\"\ntcp", "tcp"));
-    assert!(e.contains("devices[3].lane"), "{e}");
+    // (what is replaced, by what, what the error must name)
+    let cases: &[(&str, &str, &[&str])] = &[
+        // A counter given a lane.
+        (
+            "name = \"pgs\"\n",
+            "name = \"pgs\"\nlane = \"entry-1\"\n",
+            &["devices[2].lane", "serves no lane"],
+        ),
+        // A counter while the count comes from passages.
+        (
+            "occupancy_source = \"external\"\n",
+            "",
+            &["lot.occupancy_source"],
+        ),
+        // Two occupancy sources at once.
+        (
+            "[lot.tariff]",
+            "[lot.occupancy_mqtt]\ntopic = \"pgs/count\"\n[lot.tariff]",
+            &["devices[2].roles", "one occupancy source"],
+        ),
+        // Lane roles mixed into the counter.
+        (
+            "roles = { free_count = \"free\" }",
+            "roles = { free_count = \"free\", loop_a = \"occupied\" }",
+            &["devices[2].roles"],
+        ),
+        // A pay terminal at an entrance.
+        (
+            "profile = \"generic-pay-terminal\"\nlane = \"exit-1\"",
+            "profile = \"generic-pay-terminal\"\nlane = \"entry-1\"",
+            &["devices[3].roles", "exit lane"],
+        ),
+        // Paid without the charge.
+        (
+            "roles = { fee_price = \"charge\", fee_paid = \"paid\" }",
+            "roles = { fee_paid = \"paid\" }",
+            &["fee_paid needs fee_price"],
+        ),
+        // A lane device must still name its lane.
+        ("lane = \"exit-1\"\ntcp", "tcp", &["devices[3].lane"]),
+    ];
+    for (from, to, expected) in cases {
+        let e = err(text().replace(from, to));
+        for x in *expected {
+            assert!(e.contains(x), "{from:?} -> {to:?}: no {x:?} in {e:?}");
+        }
+    }
 }
