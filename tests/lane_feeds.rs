@@ -115,23 +115,62 @@ fn closed_fee(store: &Arc<Store>, plate: &str) -> Option<(i64, i64, i64)> {
         })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn occupancy_topic_sets_the_count_and_fee_topic_prices_the_exit() {
-    let broker = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let site = SiteConfig::from_toml(
-        &config_text(dir.path(), broker.port, FEEDS),
-        Path::new("site.toml"),
-    )
-    .unwrap();
+const PAID: &str = "闽A12345";
+const UNPAID: &str = "闽B54321";
+
+/// Both test cars enter; their stays move the occupied count set by the source.
+async fn both_cars_enter(cam_in: &SimCamera, store: &Arc<Store>) {
+    for plate in [PAID, UNPAID] {
+        cam_in.publish_plate(plate, 1, None, false).await.unwrap();
+    }
+    wait_for("two entries", Duration::from_secs(10), || {
+        (store.find_open_stay(UNPAID).unwrap().is_some()
+            && store.find_open_stay(PAID).unwrap().is_some())
+        .then_some(())
+    })
+    .await;
+    assert_eq!(occupied(store), 2, "passages still move the count");
+}
+
+/// The car leaves; returns what its exit was priced at.
+async fn leaves(cam_out: &SimCamera, store: &Arc<Store>, plate: &str) -> (i64, i64, i64) {
+    cam_out.publish_plate(plate, 1, None, false).await.unwrap();
+    wait_for("the exit", Duration::from_secs(10), || {
+        closed_fee(store, plate)
+    })
+    .await
+}
+
+/// The service on `text`, its store, and the entry and exit cameras.
+async fn start(text: &str, broker: u16) -> (Bridge, Arc<Store>, SimCamera, SimCamera) {
+    let site = SiteConfig::from_toml(text, Path::new("site.toml")).unwrap();
     let bridge = tokio::time::timeout(Duration::from_secs(20), Bridge::start(site))
         .await
         .expect("bridge started in time")
         .unwrap();
     let store = bridge.store();
+    let cam_in = SimCamera::connect("127.0.0.1", broker, "CAM-IN");
+    let cam_out = SimCamera::connect("127.0.0.1", broker, "CAM-OUT");
+    (bridge, store, cam_in, cam_out)
+}
+
+async fn wait_occupied(store: &Arc<Store>, n: i64, what: &str) {
+    wait_for(what, Duration::from_secs(10), || {
+        (occupied(store) == n).then_some(())
+    })
+    .await;
+}
+
+/// The tariff's default for the unpaid car: one started hour, paid at the booth.
+const TARIFF_FEE: (i64, i64, i64) = (500, 0, 500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn occupancy_topic_sets_the_count_and_fee_topic_prices_the_exit() {
+    let broker = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text(dir.path(), broker.port, FEEDS);
+    let (bridge, store, cam_in, cam_out) = start(&text, broker.port).await;
     let pgs = publisher(broker.port);
-    let cam_in = SimCamera::connect("127.0.0.1", broker.port, "CAM-IN");
-    let cam_out = SimCamera::connect("127.0.0.1", broker.port, "CAM-OUT");
 
     // The guidance system says 12 free of 50 (as a string, as some do), retained: the
     // broker hands it to the bridge whenever its subscription lands.
@@ -143,10 +182,7 @@ async fn occupancy_topic_sets_the_count_and_fee_topic_prices_the_exit() {
     )
     .await
     .unwrap();
-    wait_for("occupancy from the topic", Duration::from_secs(10), || {
-        (occupied(&store) == 38).then_some(())
-    })
-    .await;
+    wait_occupied(&store, 38, "occupancy from the topic").await;
     // Garbage is ignored; the next good number counts. Free 60 > total: clamped to 0.
     pgs.publish(OCCUPANCY_TOPIC, QoS::AtLeastOnce, false, "not json")
         .await
@@ -159,27 +195,10 @@ async fn occupancy_topic_sets_the_count_and_fee_topic_prices_the_exit() {
     )
     .await
     .unwrap();
-    wait_for("clamped occupancy", Duration::from_secs(5), || {
-        (occupied(&store) == 0).then_some(())
-    })
-    .await;
+    wait_occupied(&store, 0, "clamped occupancy").await;
 
     // A paid stay: entry, payment published by the pay system, exit.
-    cam_in
-        .publish_plate("闽A12345", 1, None, false)
-        .await
-        .unwrap();
-    cam_in
-        .publish_plate("闽B54321", 1, None, false)
-        .await
-        .unwrap();
-    wait_for("two entries", Duration::from_secs(10), || {
-        (store.find_open_stay("闽B54321").unwrap().is_some()
-            && store.find_open_stay("闽A12345").unwrap().is_some())
-        .then_some(())
-    })
-    .await;
-    assert_eq!(occupied(&store), 2, "passages still move the count");
+    both_cars_enter(&cam_in, &store).await;
     pgs.publish(
         FEE_TOPIC,
         QoS::AtLeastOnce,
@@ -190,25 +209,10 @@ async fn occupancy_topic_sets_the_count_and_fee_topic_prices_the_exit() {
     .unwrap();
     // Give the payment time to arrive before the car drives out (as in a real lot).
     tokio::time::sleep(Duration::from_millis(700)).await;
-    cam_out
-        .publish_plate("闽A12345", 1, None, false)
-        .await
-        .unwrap();
-    let paid = wait_for("the paid exit", Duration::from_secs(10), || {
-        closed_fee(&store, "闽A12345")
-    })
-    .await;
+    let paid = leaves(&cam_out, &store, PAID).await;
     assert_eq!(paid, (1200, 200, 1000), "the pay system's figures");
-    // No payment published: the tariff's default (one started hour, paid at the booth).
-    cam_out
-        .publish_plate("闽B54321", 1, None, false)
-        .await
-        .unwrap();
-    let tariff = wait_for("the tariff exit", Duration::from_secs(10), || {
-        closed_fee(&store, "闽B54321")
-    })
-    .await;
-    assert_eq!(tariff, (500, 0, 500), "the tariff's figures");
+    // No payment published: the tariff decides.
+    assert_eq!(leaves(&cam_out, &store, UNPAID).await, TARIFF_FEE);
 
     tokio::time::timeout(Duration::from_secs(15), bridge.stop())
         .await
@@ -302,56 +306,22 @@ async fn space_counter_sets_the_count_and_pay_terminal_prices_one_exit() {
     // The guidance controller shows 12 free of 50 before the bridge starts.
     sim.set_input_register(COUNTER, 1, 12);
     let modbus = sim.serve_tcp("127.0.0.1:0").await.unwrap();
-    let site = SiteConfig::from_toml(
-        &modbus_config_text(dir.path(), broker.port, &modbus.to_string()),
-        Path::new("site.toml"),
-    )
-    .unwrap();
-    let bridge = tokio::time::timeout(Duration::from_secs(20), Bridge::start(site))
-        .await
-        .expect("bridge started in time")
-        .unwrap();
-    let store = bridge.store();
-    let cam_in = SimCamera::connect("127.0.0.1", broker.port, "CAM-IN");
-    let cam_out = SimCamera::connect("127.0.0.1", broker.port, "CAM-OUT");
+    let text = modbus_config_text(dir.path(), broker.port, &modbus.to_string());
+    let (bridge, store, cam_in, cam_out) = start(&text, broker.port).await;
 
-    wait_for(
-        "occupancy from the counter",
-        Duration::from_secs(10),
-        || (occupied(&store) == 38).then_some(()),
-    )
-    .await;
+    wait_occupied(&store, 38, "occupancy from the counter").await;
     // More free than the lot has: clamped to 0 occupied.
     sim.set_input_register(COUNTER, 1, 60);
-    wait_for("clamped occupancy", Duration::from_secs(5), || {
-        (occupied(&store) == 0).then_some(())
-    })
-    .await;
+    wait_occupied(&store, 0, "clamped occupancy").await;
 
-    for plate in ["闽A12345", "闽B54321"] {
-        cam_in.publish_plate(plate, 1, None, false).await.unwrap();
-    }
-    wait_for("two entries", Duration::from_secs(10), || {
-        (store.find_open_stay("闽B54321").unwrap().is_some()
-            && store.find_open_stay("闽A12345").unwrap().is_some())
-        .then_some(())
-    })
-    .await;
-    assert_eq!(occupied(&store), 2, "passages still move the count");
+    both_cars_enter(&cam_in, &store).await;
 
     // The first car pays 10.00 of a 12.00 charge at the exit terminal, then leaves.
     set_u32(&sim, TERMINAL, 0, 1200);
     set_u32(&sim, TERMINAL, 2, 1000);
     // Poll and debounce (50 ms each) before the car drives out, as in a real lot.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    cam_out
-        .publish_plate("闽A12345", 1, None, false)
-        .await
-        .unwrap();
-    let paid = wait_for("the paid exit", Duration::from_secs(10), || {
-        closed_fee(&store, "闽A12345")
-    })
-    .await;
+    let paid = leaves(&cam_out, &store, PAID).await;
     assert_eq!(paid, (1200, 200, 1000), "the terminal's figures");
     let metrics = prometheus::TextEncoder::new()
         .encode_to_string(&prometheus::gather())
@@ -369,16 +339,8 @@ async fn space_counter_sets_the_count_and_pay_terminal_prices_one_exit() {
     assert!(updates >= 2.0, "two counts were set: {metrics}");
 
     // The terminal still shows that charge, but it was the first car's: the next car
-    // is priced by the tariff (one started hour, paid at the booth).
-    cam_out
-        .publish_plate("闽B54321", 1, None, false)
-        .await
-        .unwrap();
-    let tariff = wait_for("the tariff exit", Duration::from_secs(10), || {
-        closed_fee(&store, "闽B54321")
-    })
-    .await;
-    assert_eq!(tariff, (500, 0, 500), "the tariff's figures");
+    // is priced by the tariff.
+    assert_eq!(leaves(&cam_out, &store, UNPAID).await, TARIFF_FEE);
     assert!(
         sim.forbidden_requests().is_empty(),
         "the bridge only reads: {:?}",
