@@ -161,6 +161,17 @@ async fn wait_occupied(store: &Arc<Store>, n: i64, what: &str) {
     .await;
 }
 
+/// The value of one sample of the process's default registry (0 when absent).
+fn metric(sample: &str) -> f64 {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The tariff's default for the unpaid car: one started hour, paid at the booth.
 const TARIFF_FEE: (i64, i64, i64) = (500, 0, 500);
 
@@ -317,26 +328,23 @@ async fn space_counter_sets_the_count_and_pay_terminal_prices_one_exit() {
     both_cars_enter(&cam_in, &store).await;
 
     // The first car pays 10.00 of a 12.00 charge at the exit terminal, then leaves.
-    set_u32(&sim, TERMINAL, 0, 1200);
+    // Paid first: a poll between the two writes then sees no charge yet, never a
+    // charge with nothing paid.
     set_u32(&sim, TERMINAL, 2, 1000);
-    // Poll and debounce (50 ms each) before the car drives out, as in a real lot.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    set_u32(&sim, TERMINAL, 0, 1200);
+    // The car drives out once the bridge has read the charge (poll and debounce), as
+    // in a real lot where the barrier opens after payment.
+    wait_for("the terminal's charge", Duration::from_secs(10), || {
+        (metric(r#"parking_bridge_pay_terminal_charges_total{lane="exit-1"}"#) == 1.0).then_some(())
+    })
+    .await;
     let paid = leaves(&cam_out, &store, PAID).await;
     assert_eq!(paid, (1200, 200, 1000), "the terminal's figures");
-    let metrics = prometheus::TextEncoder::new()
-        .encode_to_string(&prometheus::gather())
-        .unwrap();
-    assert!(
-        metrics.contains(r#"parking_bridge_pay_terminal_charges_total{lane="exit-1"} 1"#),
-        "{metrics}"
-    );
     // The registry is the process's: the topic test may have set counts too.
-    let updates: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("parking_bridge_occupancy_source_updates_total "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    assert!(updates >= 2.0, "two counts were set: {metrics}");
+    assert!(
+        metric("parking_bridge_occupancy_source_updates_total") >= 2.0,
+        "two counts were set"
+    );
 
     // The terminal still shows that charge, but it was the first car's: the next car
     // is priced by the tariff.
