@@ -520,4 +520,27 @@ mod tests {
         let html = render(&view, &[], Timestamp(1_700_000_001_000), false, "");
         assert!(html.contains("&lt;b&gt;闽A12345"), "{html}");
     }
+
+    #[test]
+    fn lot_wide_devices_have_their_own_card_and_reason() {
+        let config = crate::ops::state::tests::config();
+        let ops = OpsState::new(&config);
+        let now = ops.view().started;
+        ops.record_platform_answer(true, Some("SUCCESS"), now);
+        let html = render(&ops.view(), &[], now, true, "");
+        assert!(!html.contains("lot-devices"), "no counter, no card: {html}");
+        ops.health()
+            .set("pgs", "", false, now.plus_millis(-600_000));
+        let view = ops.view();
+        let html = render(&view, &[], now, true, "");
+        let card = &html[html.find(r#"id="lot-devices""#).expect("lot card")..];
+        assert!(card.contains("pgs down"), "{card}");
+        let problems = view.problems(now, &config.http, None);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("lot: device pgs down")),
+            "{problems:?}"
+        );
+    }
 }
