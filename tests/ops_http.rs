@@ -52,6 +52,23 @@ async fn serve(ops: &OpsState) -> (SocketAddr, tokio::task::JoinHandle<()>) {
         .expect("endpoint enabled")
 }
 
+/// Starts the endpoint over a fresh storage dir with `extra_http` in `[http]`, as
+/// every test here does. The dir is handed back so the caller keeps it alive for as
+/// long as the endpoint serves from it: bind it to a name (`_dir`), not `_`.
+async fn start(
+    extra_http: &str,
+) -> (
+    tempfile::TempDir,
+    OpsState,
+    SocketAddr,
+    tokio::task::JoinHandle<()>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let ops = OpsState::new(&config(dir.path(), extra_http));
+    let (addr, server) = serve(&ops).await;
+    (dir, ops, addr, server)
+}
+
 async fn get(url: &str) -> (u16, String) {
     let response = tokio::time::timeout(Duration::from_secs(5), reqwest::get(url))
         .await
@@ -157,9 +174,7 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
 
 #[tokio::test]
 async fn metrics_parse_strictly_and_move_when_state_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let ops = OpsState::new(&config(dir.path(), ""));
-    let (addr, server) = serve(&ops).await;
+    let (_dir, ops, addr, server) = start("").await;
     let url = format!("http://{addr}/metrics");
 
     let (status, before) = get(&url).await;
@@ -205,9 +220,7 @@ async fn metrics_parse_strictly_and_move_when_state_changes() {
 
 #[tokio::test]
 async fn healthz_turns_503_when_platform_down_and_back_to_200() {
-    let dir = tempfile::tempdir().unwrap();
-    let ops = OpsState::new(&config(dir.path(), "platform_down_secs = 60"));
-    let (addr, server) = serve(&ops).await;
+    let (_dir, ops, addr, server) = start("platform_down_secs = 60").await;
     let url = format!("http://{addr}/healthz");
 
     ops.record_platform_answer(true, Some("SUCCESS"), Timestamp::now());
@@ -233,9 +246,7 @@ async fn healthz_turns_503_when_platform_down_and_back_to_200() {
 
 #[tokio::test]
 async fn token_is_required_when_configured() {
-    let dir = tempfile::tempdir().unwrap();
-    let ops = OpsState::new(&config(dir.path(), r#"token = "t0k/en""#));
-    let (addr, server) = serve(&ops).await;
+    let (_dir, _ops, addr, server) = start(r#"token = "t0k/en""#).await;
     assert_eq!(get(&format!("http://{addr}/metrics")).await.0, 401);
     assert_eq!(get(&format!("http://{addr}/?token=wrong")).await.0, 401);
     assert_eq!(get(&format!("http://{addr}/?token=t0k%2Fen")).await.0, 200);
@@ -252,9 +263,7 @@ async fn token_is_required_when_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_in_chromium_shows_passage_masked_occupancy_and_outbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let ops = OpsState::new(&config(dir.path(), ""));
-    let (addr, server) = serve(&ops).await;
+    let (_dir, ops, addr, server) = start("").await;
     // A real JPEG, so the browser can decode the snapshot.
     let mut jpeg = Vec::new();
     image::DynamicImage::new_rgb8(32, 16)

@@ -783,6 +783,12 @@ mod tests {
         handle(state, &cfg(), u.path(), &body, NOW, Fault::None)
     }
 
+    /// Hands a raw body to the heartbeat interface, fault-free at `NOW`: the refusal
+    /// tests vary only the body, so the rest of the call need not be spelled out each time.
+    fn heartbeat(state: &mut MockState, body: &[u8]) -> Handled {
+        handle(state, &cfg(), "/barrier/heartbeat", body, NOW, Fault::None)
+    }
+
     fn verdict(h: &Handled) -> Verdict {
         match &h.reply {
             Reply::Http { status, body } => {
@@ -850,14 +856,7 @@ mod tests {
             (sealed_with("ae145d83e56cb332", KEY, b"[not an object]".to_vec()), codes::INVALID_JSON),
         ];
         for (body, code) in cases {
-            let h = handle(
-                &mut s,
-                &cfg(),
-                "/barrier/heartbeat",
-                &body,
-                NOW,
-                Fault::None,
-            );
+            let h = heartbeat(&mut s, &body);
             assert_eq!(h.record.result_code, code);
             assert!(matches!(verdict(&h), Verdict::ConfigFault { .. }), "{code}");
         }
@@ -882,14 +881,7 @@ mod tests {
             KEY,
             br#"{"parking_lot_no":"P001","status":"alive","extra":1}"#.to_vec(),
         );
-        let h = handle(
-            &mut s,
-            &cfg(),
-            "/barrier/heartbeat",
-            &body,
-            NOW,
-            Fault::None,
-        );
+        let h = heartbeat(&mut s, &body);
         assert!(h.record.message.as_deref().unwrap().contains("extra"));
         let body = envelope::seal(
             "ae145d83e56cb332",
@@ -898,14 +890,7 @@ mod tests {
             "yesterday",
             b"{}".to_vec(),
         );
-        let h = handle(
-            &mut s,
-            &cfg(),
-            "/barrier/heartbeat",
-            &body,
-            NOW,
-            Fault::None,
-        );
+        let h = heartbeat(&mut s, &body);
         assert!(h.record.message.as_deref().unwrap().contains("timestamp"));
         assert!(s.orders.is_empty());
     }

@@ -227,6 +227,20 @@ mod tests {
         })
     }
 
+    /// Decides on a platform answer for a first attempt with the default backoff at
+    /// `NOW`, so each test names only what it varies: the id, kind, verdict and jitter.
+    fn decide_answer(id: i64, kind: ReportKind, verdict: Verdict, jitter: f64) -> Decision {
+        decide(
+            id,
+            kind,
+            0,
+            &answer(verdict),
+            &Backoff::default(),
+            NOW,
+            jitter,
+        )
+    }
+
     #[test]
     fn backoff_doubles_with_jitter_and_is_capped() {
         let b = Backoff::default();
@@ -240,15 +254,7 @@ mod tests {
 
     #[test]
     fn duplicate_counts_as_delivered_and_keeps_inner_order_no() {
-        let d = decide(
-            7,
-            ReportKind::Entry,
-            0,
-            &answer(Verdict::AlreadyDone),
-            &Backoff::default(),
-            NOW,
-            0.5,
-        );
+        let d = decide_answer(7, ReportKind::Entry, Verdict::AlreadyDone, 0.5);
         match d.outcome {
             Outcome::Delivered {
                 id, inner_oder_no, ..
@@ -259,25 +265,9 @@ mod tests {
 
     #[test]
     fn unknown_order_on_exit_requeues_the_entry() {
-        let d = decide(
-            7,
-            ReportKind::Exit,
-            0,
-            &answer(Verdict::NeedsEntryFirst),
-            &Backoff::default(),
-            NOW,
-            0.0,
-        );
+        let d = decide_answer(7, ReportKind::Exit, Verdict::NeedsEntryFirst, 0.0);
         assert!(matches!(d.outcome, Outcome::NeedsEntryFirst { id: 7, .. }));
-        let d = decide(
-            7,
-            ReportKind::Entry,
-            0,
-            &answer(Verdict::NeedsEntryFirst),
-            &Backoff::default(),
-            NOW,
-            0.0,
-        );
+        let d = decide_answer(7, ReportKind::Entry, Verdict::NeedsEntryFirst, 0.0);
         assert!(matches!(d.outcome, Outcome::Retry { .. }));
     }
 
@@ -287,15 +277,7 @@ mod tests {
             code: "PARKING_LOT_NOT_EXIST".into(),
             message: "no lot".into(),
         };
-        let d = decide(
-            1,
-            ReportKind::Entry,
-            0,
-            &answer(v),
-            &Backoff::default(),
-            NOW,
-            0.0,
-        );
+        let d = decide_answer(1, ReportKind::Entry, v, 0.0);
         assert!(
             d.alarm
                 .as_deref()
@@ -332,15 +314,12 @@ mod tests {
     fn platform_pauses_after_consecutive_failures_and_resumes_on_success() {
         let b = Backoff::default();
         let mut t = Throttle::default();
-        let fail = decide(
+        let fail = decide_answer(
             1,
             ReportKind::Entry,
-            0,
-            &answer(Verdict::Retry {
+            Verdict::Retry {
                 why: "HTTP 503".into(),
-            }),
-            &b,
-            NOW,
+            },
             0.0,
         );
         assert_eq!(t.note(&fail, &b, NOW, 0.0), None);
