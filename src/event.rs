@@ -39,13 +39,26 @@ pub enum EventKind {
     PayTerminal { price: i64, paid: Option<i64> },
 }
 
-/// What a space counter counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a space count counts: a counter device's register or an occupancy topic's
+/// number (`[lot.occupancy_mqtt] counts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Counted {
+    #[default]
     Occupied,
     /// Free spaces (what guidance displays show): occupied = total − free.
     Free,
+}
+
+impl Counted {
+    /// The occupied count `value` means in a lot of `total` spaces, before the lane
+    /// task clamps it to `0..=total`.
+    pub fn occupied(self, value: i64, total: i64) -> i64 {
+        match self {
+            Counted::Occupied => value,
+            Counted::Free => total.saturating_sub(value),
+        }
+    }
 }
 
 /// Which loop of the lane.

@@ -51,19 +51,9 @@ pub struct OccupancyMqtt {
     /// absent: the payload is a plain integer.
     #[serde(default)]
     pub field: Option<String>,
-    /// What the number counts.
+    /// What the number counts: `occupied` (default) or `free`.
     #[serde(default)]
-    pub counts: OccupancyCounts,
-}
-
-/// Whether an occupancy topic's number is the occupied or the free spaces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OccupancyCounts {
-    #[default]
-    Occupied,
-    /// Free spaces (guidance displays usually publish these): occupied = total − free.
-    Free,
+    pub counts: crate::event::Counted,
 }
 
 /// A pay system's fee topic (JSON: `plate_no`, `price`, optional `paid_fee`,

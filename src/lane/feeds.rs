@@ -7,7 +7,7 @@
 
 use super::fees::{Fee, FeeSource, MAX_FEN};
 use crate::config::SiteConfig;
-use crate::config::lot::{FeeMqtt, OccupancyCounts, OccupancyMqtt};
+use crate::config::lot::{FeeMqtt, OccupancyMqtt};
 use crate::plate::CarType;
 use crate::time::Timestamp;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -57,14 +57,6 @@ pub fn parse_occupancy(payload: &[u8], field: Option<&str>) -> Option<i64> {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
-    }
-}
-
-/// The occupied count a message means, before the lane task clamps it to `0..=total`.
-pub fn occupied_from(counts: OccupancyCounts, value: i64, total: i64) -> i64 {
-    match counts {
-        OccupancyCounts::Occupied => value,
-        OccupancyCounts::Free => total.saturating_sub(value),
     }
 }
 
@@ -199,7 +191,7 @@ impl Feed {
         {
             match parse_occupancy(payload, cfg.field.as_deref()) {
                 Some(n) => {
-                    let occupied = occupied_from(cfg.counts, n, self.total);
+                    let occupied = cfg.counts.occupied(n, self.total);
                     tracing::debug!(topic, value = n, occupied, "occupancy message");
                     let _ = tx.send(occupied).await;
                 }
@@ -279,8 +271,8 @@ mod tests {
         assert_eq!(parse_occupancy(json, Some("data.missing")), None);
         assert_eq!(parse_occupancy(json, Some("data")), None);
         assert_eq!(parse_occupancy(b"17", Some("data.occupied")), None);
-        assert_eq!(occupied_from(OccupancyCounts::Free, 30, 100), 70);
-        assert_eq!(occupied_from(OccupancyCounts::Occupied, 30, 100), 30);
+        assert_eq!(crate::event::Counted::Free.occupied(30, 100), 70);
+        assert_eq!(crate::event::Counted::Occupied.occupied(30, 100), 30);
     }
 
     #[test]

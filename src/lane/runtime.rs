@@ -12,7 +12,7 @@ use super::journal::Journal;
 use super::machine::{LaneMachine, Passage};
 use super::stays::{OpenStay, StayAction, decide, expired};
 use crate::config::{LaneConfig, SiteConfig};
-use crate::event::{Counted, EventKind, RawEvent};
+use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
 use crate::store::{ExitDetails, LocalClose, NewStay, Store, StoreError};
 use crate::time::Timestamp;
@@ -206,10 +206,7 @@ impl LaneRuntime {
                 tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
             }
             EventKind::Spaces { counted, value } => {
-                let occupied = match counted {
-                    Counted::Occupied => *value,
-                    Counted::Free => self.lot.total_spaces.saturating_sub(*value),
-                };
+                let occupied = counted.occupied(*value, self.lot.total_spaces);
                 tracing::debug!(device = %event.device, value, occupied, "space counter");
                 self.set_occupancy(occupied).await;
                 return;
