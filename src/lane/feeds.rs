@@ -132,8 +132,7 @@ impl FeeSource for MqttFees {
     ) -> Option<Fee> {
         let latest = self.latest.lock().ok()?;
         let (at, fee) = latest.get(&plate_no.to_uppercase())?;
-        // A payment from before this stay belongs to an earlier one.
-        (*at >= entered && exited.0.saturating_sub(at.0) <= self.max_age_ms).then_some(*fee)
+        super::fees::seen_during_stay(*at, entered, exited, self.max_age_ms).then_some(*fee)
     }
 }
 

@@ -99,6 +99,18 @@ pub trait FeeSource: Send + Sync {
     ) -> Option<Fee>;
 }
 
+/// Whether a payment (or a charge) seen at `at` belongs to the stay from `entered` to
+/// `exited`: seen during the stay, at most `max_age_ms` before the exit. One from
+/// before the entry is an earlier stay's.
+pub fn seen_during_stay(
+    at: Timestamp,
+    entered: Timestamp,
+    exited: Timestamp,
+    max_age_ms: i64,
+) -> bool {
+    at >= entered && exited.0.saturating_sub(at.0) <= max_age_ms
+}
+
 /// A pay terminal's charge older than this at the exit belongs to nobody now.
 pub const TERMINAL_CHARGE_MAX_AGE_MS: i64 = 15 * 60 * 1000;
 
@@ -143,8 +155,7 @@ impl FeeSource for TerminalThen {
         entered: Timestamp,
         exited: Timestamp,
     ) -> Option<Fee> {
-        let at = self.charge.at;
-        if at >= entered && exited.0.saturating_sub(at.0) <= TERMINAL_CHARGE_MAX_AGE_MS {
+        if seen_during_stay(self.charge.at, entered, exited, TERMINAL_CHARGE_MAX_AGE_MS) {
             return Some(self.charge.fee);
         }
         self.then.as_ref()?.fee(plate_no, car_type, entered, exited)
