@@ -4,6 +4,8 @@
 
 use super::Invalid;
 use crate::plate::CarType;
+// Lot figures and fees go into the platform's 8-digit `int` fields.
+use crate::platform::wire::MAX_INT8;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -147,7 +149,7 @@ impl LotConfig {
                 "must be 1 to 32 characters",
             ));
         }
-        if !(0..=99_999_999).contains(&self.total_spaces) {
+        if !(0..=MAX_INT8).contains(&self.total_spaces) {
             out.push(Invalid::new(
                 "lot.total_spaces",
                 "must be between 0 and 99999999",
@@ -166,13 +168,13 @@ impl LotConfig {
                     "must not be negative",
                 ));
             }
-            if !(0..=99_999_999).contains(&t.hourly_rate) {
+            if !(0..=MAX_INT8).contains(&t.hourly_rate) {
                 out.push(Invalid::new(
                     "lot.tariff.hourly_rate",
                     "must be between 0 and 99999999 fen",
                 ));
             }
-            if !(0..=99_999_999).contains(&t.daily_cap) {
+            if !(0..=MAX_INT8).contains(&t.daily_cap) {
                 out.push(Invalid::new(
                     "lot.tariff.daily_cap",
                     "must be between 0 and 99999999 fen",

@@ -258,7 +258,7 @@ pub fn stay_exit(site: &SiteConfig, a: ExitArgs, now: Timestamp) -> Result<Strin
             ("--should-pay", should_pay),
             ("--paid", paid),
         ] {
-            if !(0..=99_999_999).contains(&v) {
+            if !(0..=crate::lane::fees::MAX_FEN).contains(&v) {
                 return refuse(format!("{name} {v} must be between 0 and 99999999 fen"));
             }
         }
