@@ -587,10 +587,7 @@ async fn screen(
     let store = bridge.store();
     let snapshot = tokio::task::spawn_blocking(move || {
         let occ = store.occupancy().ok();
-        let pending = store
-            .outbox_summary(Timestamp::now())
-            .map(|s| s.pending())
-            .unwrap_or(0);
+        let pending = store.pending_count().unwrap_or(0);
         let stays = store.list_stays(false, 8).unwrap_or_default();
         (occ, pending, stays)
     })
@@ -712,6 +709,20 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     let cleared: Cleared = Mutex::new(HashMap::new());
     let total = (args.vehicles > 0).then_some(args.vehicles);
 
+    // The screen as it is now: redrawn by the ticker below, and once at the end.
+    let refresh = || async {
+        let done = progress.lock().map(|n| *n).unwrap_or(0);
+        let now = screen(
+            &bridge,
+            &lanes,
+            started,
+            done,
+            total,
+            platform.record.as_deref(),
+        );
+        show(&now.await, tty);
+    };
+
     // The traffic, as one plan or (for --vehicles 0) batch after batch until Ctrl-C.
     let mut plans: Vec<Plan> = Vec::new();
     let interrupted = {
@@ -742,19 +753,7 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         let ticker = async {
             loop {
                 tokio::time::sleep(Duration::from_millis(if tty { 500 } else { 2000 })).await;
-                let done = progress.lock().map(|n| *n).unwrap_or(0);
-                show(
-                    &screen(
-                        &bridge,
-                        &lanes,
-                        started,
-                        done,
-                        total,
-                        platform.record.as_deref(),
-                    )
-                    .await,
-                    tty,
-                );
+                refresh().await;
             }
         };
         tokio::select! {
@@ -779,13 +778,11 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         let mut empty_checks = 0;
         loop {
             let store = bridge.store();
-            pending = tokio::task::spawn_blocking(move || {
-                store.outbox_summary(Timestamp::now()).map(|s| s.pending())
-            })
-            .await
-            .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
-            // Empty twice in a row, a moment apart: nothing in flight between lane and
-            // outbox either.
+            pending = tokio::task::spawn_blocking(move || store.pending_count())
+                .await
+                .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
+            // Empty three times in a row, a moment apart: nothing in flight between
+            // lane and outbox either.
             empty_checks = if pending == 0 { empty_checks + 1 } else { 0 };
             if empty_checks >= 3 || Instant::now() >= drain_deadline {
                 break;
@@ -796,23 +793,11 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             }
         }
     }
-    let done = progress.lock().map(|n| *n).unwrap_or(0);
-    show(
-        &screen(
-            &bridge,
-            &lanes,
-            started,
-            done,
-            total,
-            platform.record.as_deref(),
-        )
-        .await,
-        tty,
-    );
+    refresh().await;
     bridge.stop().await;
     if interrupted {
         let store = crate::store::Store::open_site(&SiteConfig::load(&config_path)?)?;
-        pending = store.outbox_summary(Timestamp::now())?.pending();
+        pending = store.pending_count()?;
         println!(
             "\ninterrupted: {pending} report(s) kept in {} for the next start (`parking-bridge demo --dir {}` or `parking-bridge run --config {}`)",
             dir.join("state").display(),
