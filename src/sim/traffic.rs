@@ -131,6 +131,18 @@ pub struct Step {
     pub vehicle: Option<usize>,
 }
 
+impl Step {
+    /// A step of vehicle `id`'s script.
+    fn of_vehicle(id: usize, at: i64, lane: LaneRef, action: Action) -> Step {
+        Step {
+            at,
+            lane,
+            action,
+            vehicle: Some(id),
+        }
+    }
+}
+
 /// Knobs of the traffic generator.
 #[derive(Debug, Clone)]
 pub struct TrafficConfig {
@@ -330,14 +342,7 @@ pub fn plan(cfg: &TrafficConfig) -> Plan {
             quick: false,
             vehicle: id,
         };
-        let mut push = |at: i64, lane: LaneRef, action: Action| {
-            steps.push(Step {
-                at,
-                lane,
-                action,
-                vehicle: Some(id),
-            })
-        };
+        let mut push = |at, lane, action| steps.push(Step::of_vehicle(id, at, lane, action));
         match case {
             Case::TurnAway => {
                 push(start, entry, Action::arrive(LoopId::A));
@@ -392,14 +397,7 @@ pub fn plan(cfg: &TrafficConfig) -> Plan {
             let lane = (0..exit_lanes).min_by_key(|l| exit_free[*l]).unwrap_or(0);
             let at = (start + 8 * s + stay).max(exit_free[lane]);
             let exit = LaneRef::Exit(lane);
-            let mut push = |at: i64, lane: LaneRef, action: Action| {
-                steps.push(Step {
-                    at,
-                    lane,
-                    action,
-                    vehicle: Some(id),
-                })
-            };
+            let mut push = |at, lane, action| steps.push(Step::of_vehicle(id, at, lane, action));
             passage_steps(&mut push, exit, at, s, &read, false, &mut rng);
             push(at + 7 * s, exit, Action::Gate(GatePosition::Closed));
             exit_free[lane] = at + 9 * s;
