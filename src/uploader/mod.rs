@@ -22,7 +22,7 @@ use crate::time::Timestamp;
 use base64::Engine;
 use chrono::FixedOffset;
 use policy::{Backoff, Decision, Throttle};
-use prometheus::{IntCounter, IntCounterVec, IntGauge};
+use prometheus::{IntCounter, IntCounterVec};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -54,13 +54,6 @@ static ALARMS: LazyLock<IntCounter> = LazyLock::new(|| {
     crate::metrics::counter(
         "parking_bridge_platform_alarms_total",
         "Answers that need an operator (unknown lot, invalid parameters, credentials)",
-    )
-});
-
-static PENDING: LazyLock<IntGauge> = LazyLock::new(|| {
-    crate::metrics::gauge(
-        "parking_bridge_outbox_pending",
-        "Reports waiting for the platform",
     )
 });
 
@@ -196,7 +189,7 @@ impl<D: Deliver> Uploader<D> {
         let mut throttle = Throttle::default();
         let mut dispatched: u64 = 0;
         let mut next_prune = tokio::time::Instant::now();
-        let mut next_gauge = tokio::time::Instant::now();
+        let mut next_reclaim = tokio::time::Instant::now();
         let max = self.settings.max_in_flight.max(1);
         loop {
             if let Some(alive) = &self.liveness {
@@ -207,9 +200,8 @@ impl<D: Deliver> Uploader<D> {
                 next_prune += self.settings.prune_every;
                 self.prune(now).await;
             }
-            if tokio::time::Instant::now() >= next_gauge {
-                next_gauge = tokio::time::Instant::now() + Duration::from_secs(15);
-                self.update_gauge().await;
+            if tokio::time::Instant::now() >= next_reclaim {
+                next_reclaim = tokio::time::Instant::now() + Duration::from_secs(15);
                 self.reclaim().await;
             }
             if throttle.may_send(now) {
@@ -492,13 +484,6 @@ impl<D: Deliver> Uploader<D> {
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "cannot shrink the state database"),
             Err(e) => tracing::error!(error = %e, "shrink task failed"),
-        }
-    }
-
-    async fn update_gauge(&self) {
-        let store = self.store.clone();
-        if let Ok(Ok(pending)) = tokio::task::spawn_blocking(move || store.pending_count()).await {
-            PENDING.set(i64::try_from(pending).unwrap_or(i64::MAX));
         }
     }
 }
