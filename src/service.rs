@@ -202,13 +202,13 @@ impl Bridge {
         let drivers = crate::driver::spawn_all(&pipeline.config, &profiles, events_tx, stop_rx)
             .await
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
-        // The lane task ends when every driver has stopped (the channel closes), after
-        // settling what it still holds.
         // Lot-wide feeds (occupancy topic, pay system's fees): subscribe-only MQTT.
         let feeds = crate::lane::feeds::spawn(&pipeline.config)
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
         background.extend(feeds.task);
-        // The lane loop turns at least once a minute (its expiry check).
+        // The lane task ends when every driver has stopped (the channel closes), after
+        // settling what it still holds. Its loop turns at least once a minute (its
+        // expiry check).
         let mut runtime = crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline)
             .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
             .with_ops(ops.0.clone());
