@@ -102,6 +102,18 @@ pub struct Record {
     pub body: Value,
 }
 
+impl Record {
+    /// The records of a record file, in order: `None` for a line that cannot be read
+    /// or is not a record (blank lines are skipped).
+    pub fn read_all(reader: impl BufRead) -> impl Iterator<Item = Option<Record>> {
+        reader.lines().filter_map(|line| match line {
+            Ok(line) if line.trim().is_empty() => None,
+            Ok(line) => Some(serde_json::from_str::<Record>(&line).ok()),
+            Err(_) => Some(None),
+        })
+    }
+}
+
 /// The outcome of one request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Handled {
@@ -115,17 +127,10 @@ impl MockState {
     pub fn replay(reader: impl BufRead) -> (MockState, usize) {
         let mut state = MockState::default();
         let mut skipped = 0;
-        for line in reader.lines() {
-            let Ok(line) = line else {
-                skipped += 1;
-                continue;
-            };
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Record>(&line) {
-                Ok(r) => state.apply_record(&r),
-                Err(_) => skipped += 1,
+        for record in Record::read_all(reader) {
+            match record {
+                Some(r) => state.apply_record(&r),
+                None => skipped += 1,
             }
         }
         (state, skipped)

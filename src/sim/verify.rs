@@ -32,15 +32,8 @@ impl PlatformView {
     pub fn from_record(reader: impl BufRead) -> PlatformView {
         let mut view = PlatformView::default();
         let mut last_at = i64::MIN;
-        for line in reader.lines() {
-            let Ok(line) = line else {
-                view.bad_lines += 1;
-                continue;
-            };
-            if line.trim().is_empty() {
-                continue;
-            }
-            let Ok(rec) = serde_json::from_str::<Record>(&line) else {
+        for record in Record::read_all(reader) {
+            let Some(rec) = record else {
                 view.bad_lines += 1;
                 continue;
             };
