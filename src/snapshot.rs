@@ -116,9 +116,8 @@ pub fn reencode(input: &[u8], limit: usize) -> Result<Encoded, SnapshotError> {
                 // The estimate from the full-size image was too pessimistic; the
                 // downscaled image's own sample is closer: widen once before encoding.
                 refined = true;
-                let ratio = (0.85 * limit as f64 / predicted.max(1) as f64).powf(0.4);
-                let wider = ((scaled_width as f64) * ratio) as u32;
-                if wider > scaled_width + scaled_width / 20 {
+                let wider = widen(scaled_width, predicted.max(1) as f64 / limit as f64);
+                if worth_widening(scaled_width, wider) {
                     scaled_width = wider.min(width);
                     continue 'widths;
                 }
@@ -175,11 +174,8 @@ fn enlarge_if_room(
     if used > 0.7 || fitted.width >= full.width() {
         return Ok(fitted);
     }
-    // Size grows faster than the pixel count when widening (less of the sensor noise
-    // is averaged away), so aim at 85 % with a steeper exponent than area.
-    let wider = ((fitted.width as f64) * (0.85 / used).powf(0.4)) as u32;
-    let wider = wider.min(full.width());
-    if wider <= fitted.width + fitted.width / 20 {
+    let wider = widen(fitted.width, used).min(full.width());
+    if !worth_widening(fitted.width, wider) {
         return Ok(fitted);
     }
     let img = scale_to_width(full, wider);
@@ -195,6 +191,19 @@ fn enlarge_if_room(
     } else {
         Ok(fitted)
     }
+}
+
+/// The width at which a JPEG now `used` × the limit in size should come to about 85 %
+/// of it. Size grows faster than the pixel count when widening (less of the sensor
+/// noise is averaged away), hence a smaller exponent (0.4) than pixel count alone
+/// would call for (0.5).
+fn widen(width: u32, used: f64) -> u32 {
+    ((width as f64) * (0.85 / used).powf(0.4)) as u32
+}
+
+/// A wider attempt costs an encode: only worth it for at least 5 % more width.
+fn worth_widening(from: u32, to: u32) -> bool {
+    to > from + from / 20
 }
 
 fn encode(img: &RgbImage, quality: u8) -> Result<Vec<u8>, SnapshotError> {
