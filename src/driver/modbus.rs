@@ -240,6 +240,149 @@ pub enum PollOutcome {
     Exception,
 }
 
+/// What a Modbus exception code means (application protocol §7), for logs and doctor.
+pub fn exception_meaning(code: u8) -> &'static str {
+    match code {
+        1 => "illegal function: the device does not support this read function",
+        2 => {
+            "illegal data address: the device has no such input or register (the profile reads past what the model has?)"
+        }
+        3 => "illegal data value: the device refuses this quantity",
+        4 => "slave device failure",
+        5 => "acknowledge: the device is busy with a long operation",
+        6 => "slave device busy",
+        8 => "memory parity error",
+        10 => "gateway path unavailable: the gateway has no route to this unit id",
+        11 => "gateway target failed to respond: nothing answers behind the gateway",
+        _ => "unknown exception code",
+    }
+}
+
+/// Gateway exceptions (10, 11) say the slave behind the gateway is absent: for the
+/// link that is no answer, not a misconfigured but living device.
+pub fn exception_is_no_answer(code: u8) -> bool {
+    matches!(code, 10 | 11)
+}
+
+/// Why one answered poll gave the lane no usable data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    /// A read that carries bound points was answered with an exception.
+    Exception {
+        code: u8,
+        request: ReadRequest,
+        /// The bound points that read carries.
+        points: Vec<String>,
+    },
+    /// A value that cannot be true (a counter that ran backwards).
+    Impossible { point: String, detail: String },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Exception {
+                code,
+                request,
+                points,
+            } => write!(
+                f,
+                "exception {code:02} ({}) reading function {} address {} count {} (points {})",
+                exception_meaning(*code),
+                request.function.code(),
+                request.address,
+                request.count,
+                points.join(", ")
+            ),
+            Problem::Impossible { point, detail } => write!(f, "point {point}: {detail}"),
+        }
+    }
+}
+
+/// The bound points a request carries, by name.
+pub fn points_in(points: &[Point], bound: &[usize], req: &ReadRequest) -> Vec<String> {
+    bound
+        .iter()
+        .filter_map(|i| points.get(*i))
+        .filter(|p| {
+            Function::from_code(p.function) == Some(req.function)
+                && req.address <= p.address
+                && u32::from(p.address) + u32::from(p.kind.width()) <= req.end()
+        })
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Values of `monotonic` points lower than the last value seen: impossible data (a
+/// wrong word or byte order shows up this way). Updates `last`.
+pub fn impossible(
+    points: &[Point],
+    values: &Values,
+    last: &mut BTreeMap<usize, f64>,
+) -> Option<Problem> {
+    let mut found = None;
+    for (i, v) in values {
+        let (Some(p), Value::Number(n)) = (points.get(*i), v) else {
+            continue;
+        };
+        if !p.monotonic {
+            continue;
+        }
+        if let Some(before) = last.insert(*i, *n)
+            && *n < before
+            && found.is_none()
+        {
+            found = Some(Problem::Impossible {
+                point: p.name.clone(),
+                detail: format!("counter ran backwards from {before} to {n} (word or byte order?)"),
+            });
+        }
+    }
+    found
+}
+
+/// Polls in a row with a problem before a device is `faulty`: one excepted read can be
+/// a busy slave, two in a row is the profile or wiring.
+pub const FAULTY_AFTER_POLLS: u32 = 2;
+
+/// Whether a device's answers are usable. Faulty after [`FAULTY_AFTER_POLLS`] polls in
+/// a row with an exception for a bound read, at once on an impossible value; usable
+/// again after the first clean poll. Returns a fact only on a change.
+#[derive(Debug, Clone, Default)]
+pub struct FaultWatch {
+    in_a_row: u32,
+    faulty: Option<String>,
+}
+
+impl FaultWatch {
+    pub fn record(&mut self, problem: Option<&Problem>) -> Option<EventKind> {
+        let Some(problem) = problem else {
+            self.in_a_row = 0;
+            return self
+                .faulty
+                .take()
+                .map(|_| EventKind::Fault { problem: None });
+        };
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        let conclusive = matches!(problem, Problem::Impossible { .. });
+        if self.in_a_row < FAULTY_AFTER_POLLS && !conclusive {
+            return None;
+        }
+        let text = problem.to_string();
+        if self.faulty.as_deref() == Some(text.as_str()) {
+            return None;
+        }
+        self.faulty = Some(text.clone());
+        Some(EventKind::Fault {
+            problem: Some(text),
+        })
+    }
+
+    pub fn faulty(&self) -> Option<&str> {
+        self.faulty.as_deref()
+    }
+}
+
 /// Link state with retries and isolation for one slave.
 #[derive(Debug, Clone)]
 pub struct SlaveHealth {
@@ -356,6 +499,11 @@ impl DeviceLogic {
             numbers,
             charge_reported: None,
         }
+    }
+
+    /// Indexes (in the profile) of the points the roles bind.
+    pub fn bound_points(&self) -> Vec<usize> {
+        self.bindings.iter().map(|(_, i)| *i).collect()
     }
 
     /// Feeds one poll's values; returns the facts that changed.
@@ -862,5 +1010,80 @@ mod tests {
         let v = decode(&p.points, &reqs, &[Some(ReadData::Bits(bits))]);
         assert_eq!(v[&1], Value::Bool(true));
         assert_eq!(p.points[1].name, "di2");
+    }
+
+    #[test]
+    fn exceptions_on_bound_reads_make_the_device_faulty_on_the_second_poll() {
+        let p = profile("generic-modbus-tcp-di-gateway");
+        let reqs = plan(&p.points);
+        let points = points_in(&p.points, &[0, 1], &reqs[0]);
+        assert_eq!(points, vec!["di1", "di2"]);
+        let problem = Problem::Exception {
+            code: 2,
+            request: reqs[0],
+            points,
+        };
+        let text = problem.to_string();
+        assert!(
+            text.contains("exception 02 (illegal data address")
+                && text.contains("function 2 address 0 count 16")
+                && text.contains("points di1, di2"),
+            "{text}"
+        );
+        let mut w = FaultWatch::default();
+        assert_eq!(
+            w.record(Some(&problem)),
+            None,
+            "one exception may be a busy slave"
+        );
+        assert_eq!(
+            w.record(Some(&problem)),
+            Some(EventKind::Fault {
+                problem: Some(text.clone())
+            })
+        );
+        assert_eq!(w.record(Some(&problem)), None, "once per change");
+        assert_eq!(w.faulty(), Some(text.as_str()));
+        assert_eq!(w.record(None), Some(EventKind::Fault { problem: None }));
+        assert_eq!(w.record(None), None);
+        assert_eq!(w.record(Some(&problem)), None, "the count starts again");
+    }
+
+    #[test]
+    fn a_counter_running_backwards_is_impossible_data_at_once() {
+        let mut p = profile("generic-barrier-holding-status");
+        let counter = p
+            .points
+            .iter()
+            .position(|x| x.kind == PointKind::U32)
+            .unwrap();
+        p.points[counter].monotonic = true;
+        let mut last = BTreeMap::new();
+        let v = |n: f64| Values::from([(counter, Value::Number(n))]);
+        assert_eq!(impossible(&p.points, &v(100.0), &mut last), None);
+        assert_eq!(impossible(&p.points, &v(101.0), &mut last), None);
+        let problem = impossible(&p.points, &v(7.0), &mut last).expect("backwards");
+        assert!(
+            problem.to_string().contains("ran backwards from 101 to 7"),
+            "{problem}"
+        );
+        let mut w = FaultWatch::default();
+        assert!(matches!(
+            w.record(Some(&problem)),
+            Some(EventKind::Fault { problem: Some(_) })
+        ));
+        assert_eq!(
+            impossible(&p.points, &v(8.0), &mut last),
+            None,
+            "counting on from the new value"
+        );
+    }
+
+    #[test]
+    fn gateway_exceptions_mean_no_answer_and_every_code_has_a_meaning() {
+        assert!(exception_is_no_answer(11) && exception_is_no_answer(10));
+        assert!(!exception_is_no_answer(2));
+        assert!(exception_meaning(2).contains("illegal data address"));
+        assert!(exception_meaning(99).contains("unknown"));
     }
 }

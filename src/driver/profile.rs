@@ -154,6 +154,10 @@ pub struct Point {
     pub word_order: WordOrder,
     #[serde(default = "unit_scale")]
     pub scale: f64,
+    /// A counter that only counts up (barrier cycles): a lower value than the last one
+    /// read is impossible and makes the device `faulty`.
+    #[serde(default)]
+    pub monotonic: bool,
     #[serde(default)]
     pub description: String,
 }
@@ -440,6 +444,12 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
             out.push(Invalid::new(
                 key("bit"),
                 "only `word_bit` points have a bit",
+            ));
+        }
+        if p.monotonic && !p.kind.is_number() {
+            out.push(Invalid::new(
+                key("monotonic"),
+                "only number points (u16, i16, u32) can be monotonic counters",
             ));
         }
         if p.invert && !p.kind.is_boolean() {

@@ -237,7 +237,13 @@ impl LaneMachine {
         let mut out = self.on_timer(now);
         let input = match &event.kind {
             EventKind::Link { up } => {
-                self.link(&event.device, *up, now);
+                self.link(event.device.clone(), *up, now);
+                return out;
+            }
+            // A faulty device gives the lane no data, like one that is down; it is
+            // tracked under its own key so a link change does not clear the fault.
+            EventKind::Fault { problem } => {
+                self.link(format!("{} (faulty)", event.device), problem.is_none(), now);
                 return out;
             }
             EventKind::Loop { which, occupied } => {
@@ -309,9 +315,9 @@ impl LaneMachine {
         out
     }
 
-    fn link(&mut self, device: &str, up: bool, now: Timestamp) {
+    fn link(&mut self, device: String, up: bool, now: Timestamp) {
         if up {
-            self.links_down.remove(device);
+            self.links_down.remove(&device);
             if self.links_down.is_empty() {
                 // Back before the reset: a short glitch, the lane carries on.
                 self.link_reset_due = None;
@@ -320,7 +326,7 @@ impl LaneMachine {
             if self.links_down.is_empty() {
                 self.link_reset_due = Some(now);
             }
-            self.links_down.insert(device.to_string());
+            self.links_down.insert(device);
         }
     }
 
