@@ -16,7 +16,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use devices::{
-    Attachment, BusConfig, CameraPushConfig, DeviceConfig, MqttConfig, Parity, Role,
+    Attachment, BusConfig, CameraPushConfig, DeviceConfig, MqttConfig, Parity, Role, StringList,
+    TopicOverrides,
 };
 pub use lanes::{Direction, LaneConfig};
 pub use lot::LotConfig;

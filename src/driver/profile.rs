@@ -6,7 +6,9 @@
 //! The shipped profiles are compiled into the binary too, so a bridge started from
 //! any directory finds them; a file of the same name in a profile directory wins.
 
-use crate::config::{Attachment, Invalid, Located, Role, SiteConfig, line_of_offset, locate_key};
+use crate::config::{
+    Attachment, Invalid, Located, Role, SiteConfig, StringList, line_of_offset, locate_key,
+};
 use crate::plate::PlateColor;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -230,6 +232,11 @@ pub struct CameraProfile {
     pub topics: CameraTopics,
     #[serde(default)]
     pub classify: Classify,
+    /// Where a payload names the camera that sent it (`serialno`): paths tried in
+    /// order. Cameras sharing one result topic are told apart by it (its value is the
+    /// device's `camera_id`).
+    #[serde(default)]
+    pub route_by: StringList,
     pub fields: CameraFields,
 }
 
@@ -248,15 +255,18 @@ pub enum Charset {
     Gbk,
 }
 
-/// MQTT topic templates; `{id}` is the device's `camera_id`.
+/// MQTT topic templates; `{id}` is the device's `camera_id`. Every one can be replaced
+/// per device (`[[devices]] topics`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraTopics {
     pub result: String,
     #[serde(default)]
     pub quick: Option<String>,
-    #[serde(default)]
-    pub heartbeat: Option<String>,
+    /// Keep-alive topics: one or a list (vendors publish keep-alives under more than
+    /// one topic form); `keep_alive` is accepted as the key too.
+    #[serde(default, alias = "keep_alive")]
+    pub heartbeat: StringList,
 }
 
 /// How to tell a recognition from other messages on the result topic.
@@ -474,14 +484,18 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
 }
 
 fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
-    for (key, topic) in [
-        ("camera.topics.result", Some(&c.topics.result)),
-        ("camera.topics.quick", c.topics.quick.as_ref()),
-        ("camera.topics.heartbeat", c.topics.heartbeat.as_ref()),
-    ] {
-        if let Some(t) = topic
-            && (t.is_empty() || t.contains(['+', '#']))
-        {
+    let topics = [("camera.topics.result", &c.topics.result)]
+        .into_iter()
+        .chain(c.topics.quick.iter().map(|t| ("camera.topics.quick", t)))
+        .chain(
+            c.topics
+                .heartbeat
+                .0
+                .iter()
+                .map(|t| ("camera.topics.heartbeat", t)),
+        );
+    for (key, t) in topics {
+        if t.is_empty() || t.contains(['+', '#']) {
             out.push(Invalid::new(
                 key,
                 "must be a topic template without wildcards (use {id})",
@@ -841,7 +855,6 @@ mod tests {
         );
         let err = load_profiles(&c).unwrap_err().to_string();
         for expected in [
-            "devices[0].tcp: profile \"waveshare-modbus-rtu-io-8ch\" is not usable over Modbus TCP",
             "devices[0].roles.loop_a: profile \"waveshare-modbus-rtu-io-8ch\" has no point \"di9\"",
             "devices[0].roles.gate_status: point \"di1\" must be an enum point",
             "devices[1].camera_id: profile \"waveshare-modbus-rtu-io-8ch\" is not a camera profile",
@@ -852,6 +865,26 @@ mod tests {
         ] {
             assert!(err.contains(expected), "missing {expected:?} in\n{err}");
         }
+    }
+
+    #[test]
+    fn a_profile_is_used_only_over_its_transports() {
+        let c = site(
+            "[[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\ntcp = \"gw:502\"\nslave = 3\nroles = { loop_a = \"di1\" }\n",
+        );
+        // The Waveshare module behind a TCP gateway: fine.
+        let lib = load_profiles(&c).unwrap();
+        let mut p = lib.get("waveshare-modbus-rtu-io-8ch").unwrap().clone();
+        p.modbus.as_mut().unwrap().transports = vec![Transport::Rtu];
+        let mut out = Vec::new();
+        check_device(0, &c.devices[0], &p, &mut out);
+        assert_eq!(
+            out,
+            vec![Invalid::new(
+                "devices[0].tcp",
+                "profile \"waveshare-modbus-rtu-io-8ch\" is not usable over Modbus TCP"
+            )]
+        );
     }
 
     #[test]

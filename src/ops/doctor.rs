@@ -389,7 +389,7 @@ pub fn camera_topics(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<(Str
         let Some(camera) = profiles.get(&d.profile).and_then(|p| p.camera.as_ref()) else {
             continue;
         };
-        let topics = crate::driver::mqtt::camera_topics(camera, id, d.topic.as_deref())
+        let topics = crate::driver::mqtt::camera_topics(camera, id, d)
             .into_iter()
             .map(|(t, _)| t)
             .collect();
