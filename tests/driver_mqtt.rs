@@ -378,3 +378,49 @@ async fn three_legacy_cameras_share_the_push_topic_and_each_read_lands_on_its_la
         "the unknown serial is counted, not given to a lane"
     );
 }
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn mask_plates_false_unmasks_the_drivers_plate_read_lines() {
+    // The current-thread runtime runs the driver task on this thread, so the
+    // thread's default subscriber sees its log lines.
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let broker = Mosquitto::start();
+    let (mut rx, _stop) = start(broker.port, "bridge-mask").await;
+    let cam = SimCamera::connect("127.0.0.1", broker.port, "265e1040-85e01fb7");
+    parking_bridge::plate::set_log_masking(false);
+    cam.publish_plate("闽A12345", 1, None, false).await.unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), |e| plate(e).is_some()).await;
+    parking_bridge::plate::set_log_masking(true);
+    cam.publish_plate("闽B67890", 1, None, false).await.unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), |e| plate(e).is_some()).await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("plate=闽A12345"),
+        "unmasked when told:\n{text}"
+    );
+    assert!(
+        text.contains("plate=闽B6***0") && !text.contains("闽B67890"),
+        "masked by default:\n{text}"
+    );
+}

@@ -281,7 +281,7 @@ async fn handle_message(
             metrics::PLATE_READS.with_label_values(&[&cam.name]).inc();
             tracing::info!(
                 device = %cam.name,
-                plate = %read.text.as_deref().map(crate::plate::mask).unwrap_or_else(|| "(none)".into()),
+                plate = %read.text.as_deref().map(crate::plate::for_log).unwrap_or_else(|| "(none)".into()),
                 color = %read.color,
                 quick = read.quick,
                 "plate read"
