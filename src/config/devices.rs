@@ -183,9 +183,13 @@ pub struct DeviceConfig {
     /// Overrides the profile's poll period, ms.
     #[serde(default)]
     pub poll_ms: Option<u64>,
-    /// Overrides the profile's debounce, ms.
+    /// Overrides the profile's debounce, ms (confirmed by `1 + ceil(debounce_ms /
+    /// poll_ms)` equal reads in a row).
     #[serde(default)]
     pub debounce_ms: Option<u64>,
+    /// Overrides the profile's debounce as equal consecutive reads (1: none).
+    #[serde(default)]
+    pub debounce_reads: Option<u32>,
     /// The camera POSTs its results to the bridge (`[camera_push]`) instead of MQTT.
     #[serde(default)]
     pub http_push: bool,
@@ -518,6 +522,15 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
         }
         if d.debounce_ms.is_some_and(|p| p > 10_000) {
             out.push(Invalid::new(key("debounce_ms"), "must be at most 10000"));
+        }
+        if d.debounce_reads.is_some_and(|n| !(1..=100).contains(&n)) {
+            out.push(Invalid::new(key("debounce_reads"), "must be 1 to 100"));
+        }
+        if d.debounce_ms.is_some() && d.debounce_reads.is_some() {
+            out.push(Invalid::new(
+                key("debounce_reads"),
+                "give the debounce once: debounce_ms (time) or debounce_reads (reads)",
+            ));
         }
     }
     if let Some(p) = &config.camera_push {

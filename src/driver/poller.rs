@@ -4,7 +4,7 @@
 
 use crate::driver::modbus::{
     DeviceLogic, FaultWatch, PollOutcome, Problem, ReadRequest, SlaveHealth, Value, decode,
-    exception_is_no_answer, impossible, plan, points_in,
+    exception_is_no_answer, impossible, plan, points_in, reads_for,
 };
 use crate::driver::profile::{ModbusProfile, Point, PointKind};
 use crate::driver::{LinkError, ModbusLink, metrics};
@@ -37,8 +37,16 @@ pub struct PolledDevice {
 
 impl PolledDevice {
     pub fn new(config: &crate::config::DeviceConfig, profile: &ModbusProfile) -> Self {
-        let debounce = config.debounce_ms.unwrap_or(profile.debounce_ms);
-        let logic = DeviceLogic::new(profile, &config.roles, debounce);
+        let poll_ms = config.poll_ms.unwrap_or(profile.poll_ms);
+        // The device's own setting wins over the profile's; reads over time within each.
+        let reads = match (config.debounce_reads, config.debounce_ms) {
+            (Some(n), _) => n,
+            (None, Some(ms)) => reads_for(ms, poll_ms),
+            (None, None) => profile
+                .debounce_reads
+                .unwrap_or_else(|| reads_for(profile.debounce_ms, poll_ms)),
+        };
+        let logic = DeviceLogic::new(profile, &config.roles, reads);
         PolledDevice {
             name: config.name.clone(),
             lane: config.lane.clone(),
@@ -50,7 +58,7 @@ impl PolledDevice {
             health: SlaveHealth::new(profile.retries, profile.isolate_ms),
             fault: FaultWatch::default(),
             counters: Default::default(),
-            period: Duration::from_millis(config.poll_ms.unwrap_or(profile.poll_ms)),
+            period: Duration::from_millis(poll_ms),
             timeout: Duration::from_millis(profile.timeout_ms),
             next_due: Instant::now(),
         }
@@ -279,7 +287,7 @@ async fn poll_device<L: ModbusLink>(
     if problem.is_none() {
         problem = impossible(&device.points, &values, &mut device.counters);
     }
-    let facts = device.logic.on_values(&values, Timestamp::now());
+    let facts = device.logic.on_values(&values);
     Ok((outcome, facts, problem))
 }
 

@@ -100,8 +100,14 @@ pub struct ModbusProfile {
     /// How long an unanswering slave is left out of the poll cycle.
     #[serde(default = "default_isolate_ms")]
     pub isolate_ms: u64,
+    /// A change must hold this long: confirmed by `1 + ceil(debounce_ms / poll_ms)`
+    /// equal reads in a row, so it comes out at most one poll period later than that.
     #[serde(default = "default_debounce_ms")]
     pub debounce_ms: u64,
+    /// Instead of `debounce_ms`: equal consecutive reads that confirm a change
+    /// (1 = the first read that sees it).
+    #[serde(default)]
+    pub debounce_reads: Option<u32>,
     /// Silence the device needs between frames, ms (on top of the 3.5-character time).
     #[serde(default)]
     pub inter_frame_delay_ms: u64,
@@ -390,6 +396,9 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
     }
     if m.debounce_ms > 10_000 {
         out.push(Invalid::new("modbus.debounce_ms", "must be at most 10000"));
+    }
+    if m.debounce_reads.is_some_and(|n| !(1..=100).contains(&n)) {
+        out.push(Invalid::new("modbus.debounce_reads", "must be 1 to 100"));
     }
     if m.inter_frame_delay_ms > 1000 {
         out.push(Invalid::new(
