@@ -111,7 +111,72 @@ pub struct ModbusProfile {
     /// Silence the device needs between frames, ms (on top of the 3.5-character time).
     #[serde(default)]
     pub inter_frame_delay_ms: u64,
+    /// How many of each the model has, from its documentation: `check` warns when the
+    /// read plan goes past them (the device would answer exception 02).
+    #[serde(default)]
+    pub size: Option<ModelSize>,
     pub points: Vec<Point>,
+}
+
+/// A model's documented number of coils, inputs and registers (addresses 0 … n−1).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSize {
+    #[serde(default)]
+    pub coils: Option<u32>,
+    #[serde(default)]
+    pub discrete_inputs: Option<u32>,
+    #[serde(default)]
+    pub holding_registers: Option<u32>,
+    #[serde(default)]
+    pub input_registers: Option<u32>,
+}
+
+impl ModelSize {
+    /// The documented count for a read function, when the documentation gives one.
+    pub fn of(&self, function: crate::driver::modbus::Function) -> Option<u32> {
+        use crate::driver::modbus::Function::*;
+        match function {
+            ReadCoils => self.coils,
+            ReadDiscreteInputs => self.discrete_inputs,
+            ReadHoldingRegisters => self.holding_registers,
+            ReadInputRegisters => self.input_registers,
+        }
+    }
+}
+
+/// Reads in a profile's plan that go past the model's documented size, as warnings for
+/// every device using it (`devices[i].profile`). Pure.
+pub fn plan_warnings(config: &SiteConfig, lib: &ProfileLibrary) -> Vec<Invalid> {
+    let mut out = Vec::new();
+    for (i, d) in config.devices.iter().enumerate() {
+        let Some(p) = lib.get(&d.profile) else {
+            continue;
+        };
+        let Some((m, size)) = p.modbus.as_ref().and_then(|m| Some((m, m.size?))) else {
+            continue;
+        };
+        for req in crate::driver::modbus::plan(&m.points) {
+            let Some(n) = size.of(req.function) else {
+                continue;
+            };
+            let end = u32::from(req.address) + u32::from(req.count);
+            if end > n {
+                out.push(Invalid::new(
+                    format!("devices[{i}].profile"),
+                    format!(
+                        "profile {:?} reads function {} addresses {}–{}, but the {} has {n} (documented): the device will answer exception 02 and show faulty",
+                        p.name,
+                        req.function.code(),
+                        req.address,
+                        end - 1,
+                        p.model
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn one() -> u8 {
@@ -893,6 +958,34 @@ mod tests {
                 "devices[0].tcp",
                 "profile \"waveshare-modbus-rtu-io-8ch\" is not usable over Modbus TCP"
             )]
+        );
+    }
+
+    #[test]
+    fn a_read_plan_past_the_documented_size_is_a_warning() {
+        let c = site(
+            "[[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\nbus = \"b\"\nroles = { loop_a = \"di1\" }\n",
+        );
+        let mut lib = load_profiles(&c).unwrap();
+        assert!(
+            plan_warnings(&c, &lib).is_empty(),
+            "the shipped profile fits"
+        );
+        let mut p = lib.get("waveshare-modbus-rtu-io-8ch").unwrap().clone();
+        let m = p.modbus.as_mut().unwrap();
+        let mut extra = m.points[7].clone();
+        extra.name = "di9".into();
+        extra.address = 8;
+        m.points.push(extra);
+        lib.insert(p, "test".into());
+        let w = plan_warnings(&c, &lib);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key, "devices[0].profile");
+        assert!(
+            w[0].message
+                .contains("addresses 0–8, but the Modbus RTU IO 8CH has 8"),
+            "{}",
+            w[0].message
         );
     }
 
