@@ -379,10 +379,24 @@ pub fn modbus_probes(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<Modb
     }
     out
 }
+/// What doctor waits for from one camera.
+#[derive(Debug, Clone)]
+pub struct CameraWatch {
+    pub device: String,
+    /// Result, quick and keep-alive topics.
+    pub topics: Vec<String>,
+    /// The device's `camera_id` and its profile, to tell cameras sharing a topic apart.
+    pub id: String,
+    pub profile: Option<crate::driver::profile::CameraProfile>,
+}
+
 /// The topics each camera publishes on (result, quick, heartbeat), by device name.
-pub fn camera_topics(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<(String, Vec<String>)> {
+pub fn camera_topics(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<CameraWatch> {
     let mut out = Vec::new();
     for d in &config.devices {
+        if d.http_push {
+            continue;
+        }
         let Some(Attachment::Camera { id }) = d.attachment() else {
             continue;
         };
@@ -393,7 +407,12 @@ pub fn camera_topics(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<(Str
             .into_iter()
             .map(|(t, _)| t)
             .collect();
-        out.push((d.name.clone(), topics));
+        out.push(CameraWatch {
+            device: d.name.clone(),
+            topics,
+            id: id.to_string(),
+            profile: Some(camera.clone()),
+        });
     }
     out
 }
@@ -539,7 +558,7 @@ impl<L: crate::driver::ModbusLink> ProbeLink for L {
 /// The broker accepts a connection; each camera publishes within `camera_wait`.
 pub async fn check_mqtt(
     mqtt: &MqttConfig,
-    cameras: &[(String, Vec<String>)],
+    cameras: &[CameraWatch],
     camera_wait: Duration,
 ) -> Vec<Check> {
     use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -575,8 +594,12 @@ pub async fn check_mqtt(
         }
     }
     let mut out = vec![Check::pass(label, "connected")];
-    let mut pending: Vec<(String, Vec<String>)> = cameras.to_vec();
-    for topic in pending.iter().flat_map(|(_, topics)| topics) {
+    let mut pending: Vec<CameraWatch> = cameras.to_vec();
+    let mut subscribed = std::collections::HashSet::new();
+    for topic in pending.iter().flat_map(|c| &c.topics) {
+        if !subscribed.insert(topic.clone()) {
+            continue;
+        }
         if let Err(e) = client.subscribe(topic.as_str(), QoS::AtMostOnce).await {
             out.push(Check::fail(
                 format!("subscribe {topic}"),
@@ -589,11 +612,20 @@ pub async fn check_mqtt(
         while !pending.is_empty() {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let seen = pending.iter().position(|(_, filters)| {
-                        filters.iter().any(|f| topic_matches(f, &p.topic))
+                    // On a topic several cameras share, the payload names the sender.
+                    let sharing = cameras
+                        .iter()
+                        .filter(|c| c.topics.iter().any(|f| topic_matches(f, &p.topic)))
+                        .count();
+                    let seen = pending.iter().position(|c| {
+                        c.topics.iter().any(|f| topic_matches(f, &p.topic))
+                            && (sharing < 2
+                                || c.profile.as_ref().and_then(|pr| {
+                                    crate::driver::camera::route_value(pr, &p.payload)
+                                }) == Some(c.id.clone()))
                     });
                     if let Some(i) = seen {
-                        let (device, _) = pending.remove(i);
+                        let device = pending.remove(i).device;
                         out.push(Check::pass(
                             format!("camera {device} seen"),
                             format!("published on {}", p.topic),
@@ -606,7 +638,7 @@ pub async fn check_mqtt(
         }
     })
     .await;
-    for (device, topics) in pending {
+    for CameraWatch { device, topics, .. } in pending {
         out.push(Check::fail(
             format!("camera {device} seen"),
             format!("nothing on {} within {} s", topics.join(", "), camera_wait.as_secs()),
