@@ -5,13 +5,24 @@
 mod driver_common;
 mod process_common;
 
-use driver_common::sim_with;
+use driver_common::{rtu_bus, sim_with};
 use parking_bridge::config::SiteConfig;
 use parking_bridge::service::Bridge;
 use std::path::Path;
 use std::time::Duration;
 
+/// The site with one lane and the device section `device`.
 fn config(storage: &Path, http_port: u16, modbus: &str) -> SiteConfig {
+    site(
+        storage,
+        http_port,
+        &format!(
+            "[[devices]]\nname = \"io-gw\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"entry-1\"\ntcp = \"{modbus}\"\npoll_ms = 100\nroles = {{ loop_a = \"di1\" }}\n"
+        ),
+    )
+}
+
+fn site(storage: &Path, http_port: u16, device: &str) -> SiteConfig {
     let text = format!(
         r#"
 [platform]
@@ -32,17 +43,27 @@ disk_full_percent = 100
 id = "entry-1"
 direction = "entry"
 port_no = "P1"
-[[devices]]
-name = "io-gw"
-profile = "generic-modbus-tcp-di-gateway"
-lane = "entry-1"
-tcp = "{modbus}"
-poll_ms = 100
-roles = {{ loop_a = "di1" }}
+{device}
 "#,
         storage.display()
     );
     SiteConfig::from_toml(&text, Path::new("test.toml")).unwrap()
+}
+
+/// Polls `/healthz` until it answers `want` with a body containing `needle`.
+async fn healthz_until(base: &str, want: u16, needle: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = get(&format!("{base}/healthz")).await;
+        if status == want && body.contains(needle) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "healthz never {want} with {needle:?}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn get(url: &str) -> (u16, String) {
@@ -103,5 +124,32 @@ async fn healthz_metrics_and_status_page_name_a_slave_that_answers_only_exceptio
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    bridge.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_names_an_rtu_slave_that_answers_only_exceptions() {
+    // The 16-input ADAM-4051 profile on an 8-input module, over a real pty pair.
+    let dir = tempfile::tempdir().unwrap();
+    let bus = rtu_bus(dir.path(), &[1]);
+    bus.sim.limit_inputs(1, 8);
+    let port = process_common::free_port();
+    let device = format!(
+        "[[buses]]\nname = \"bus1\"\nport = \"{}\"\nbaud = 115200\n\
+         [[devices]]\nname = \"adam\"\nprofile = \"advantech-adam-4051\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 100\nroles = {{ loop_a = \"di0\" }}\n",
+        bus.pty.a.display()
+    );
+    let bridge = Bridge::start(site(&dir.path().join("state"), port, &device))
+        .await
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let body = healthz_until(&base, 503, "faulty").await;
+    assert!(
+        body.contains("lane entry-1: device adam faulty: exception 02 (illegal data address")
+            && body.contains("function 1 address 0 count 16"),
+        "{body}"
+    );
+    bus.sim.limit_inputs(1, 64);
+    healthz_until(&base, 200, "").await;
     bridge.stop().await;
 }
