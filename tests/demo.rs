@@ -205,12 +205,13 @@ fn open_stays_and_pending(config: &Path) -> String {
 
 /// What `parking-bridge COMMAND --config CONFIG` (an operator command) prints.
 fn cli_stdout(command: &str, config: &Path) -> String {
-    let out = Command::new(BIN)
-        .args(command.split(' '))
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
+    let out = process_common::output_within(
+        Command::new(BIN)
+            .args(command.split(' '))
+            .arg("--config")
+            .arg(config),
+        Duration::from_secs(30),
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 

@@ -11,6 +11,7 @@
 mod driver_common;
 #[path = "platform_common/mod.rs"]
 mod platform_common;
+mod process_common;
 
 use driver_common::Mosquitto;
 use parking_bridge::event::{GatePosition, LoopId};

@@ -3,9 +3,13 @@
 //! and must print exactly `NAME.expected.jsonl`. Set `BLESS=1` to rewrite the expected
 //! files after a deliberate change (then read the diff!).
 
+mod process_common;
+
 use parking_bridge::config::SiteConfig;
 use parking_bridge::lane::replay;
+use process_common::output_within;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 fn scenario_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios")
@@ -97,13 +101,14 @@ fn replay_is_deterministic() {
 #[test]
 fn replay_command_prints_reports_as_json_lines() {
     let dir = scenario_dir();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
-        .args(["replay", "--config"])
-        .arg(dir.join("site.toml"))
-        .arg("--events")
-        .arg(dir.join("lg_entry_then_exit_with_fee.jsonl"))
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
+            .args(["replay", "--config"])
+            .arg(dir.join("site.toml"))
+            .arg("--events")
+            .arg(dir.join("lg_entry_then_exit_with_fee.jsonl")),
+        Duration::from_secs(30),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -128,13 +133,14 @@ fn replay_command_names_the_bad_line() {
     let dir = tempfile::tempdir().unwrap();
     let events = dir.path().join("bad.jsonl");
     std::fs::write(&events, "# comment\n{\"lane\":\"in-lg\"}\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
-        .args(["replay", "--config"])
-        .arg(scenario_dir().join("site.toml"))
-        .arg("--events")
-        .arg(&events)
-        .output()
-        .unwrap();
+    let out = output_within(
+        std::process::Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
+            .args(["replay", "--config"])
+            .arg(scenario_dir().join("site.toml"))
+            .arg("--events")
+            .arg(&events),
+        Duration::from_secs(30),
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2"), "{err}");

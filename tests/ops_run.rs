@@ -8,7 +8,7 @@ mod platform_common;
 mod process_common;
 
 use platform_common::MockProcess;
-use process_common::{Guard, dump_dom, free_port};
+use process_common::{Guard, dump_dom, free_port, output_within, wait_until};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -82,14 +82,6 @@ fn http_get(url: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !ok() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn run_reports_ready_health_passages_and_reloads_log_level() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,20 +123,21 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
     });
 
     // A passage through the operator command, while run is running.
-    let out = Command::new(BIN)
-        .args(["stay", "enter", "--config"])
-        .arg(&config)
-        .args([
-            "--plate",
-            "闽A12345",
-            "--color",
-            "pnc_02",
-            "--lane",
-            "entry-1",
-        ])
-        .env("PARKING_BRIDGE_APP_SECRET", SECRET)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(BIN)
+            .args(["stay", "enter", "--config"])
+            .arg(&config)
+            .args([
+                "--plate",
+                "闽A12345",
+                "--color",
+                "pnc_02",
+                "--lane",
+                "entry-1",
+            ])
+            .env("PARKING_BRIDGE_APP_SECRET", SECRET),
+        Duration::from_secs(30),
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -1,6 +1,7 @@
 //! `check` and `platform-test` as real processes against `mock-platform` over loopback.
 
 mod platform_common;
+mod process_common;
 
 use platform_common::*;
 use std::path::{Path, PathBuf};

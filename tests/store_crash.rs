@@ -3,6 +3,7 @@
 //! every entry and exit exactly once as accepted, each exit after its entry, and the
 //! occupancy matches the stays still open.
 
+mod process_common;
 mod store_common;
 
 use rand::Rng;

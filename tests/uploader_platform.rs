@@ -1,6 +1,7 @@
 //! `run` and `mock-platform` as real processes over loopback: outages, unknown orders,
 //! injected 5xx, heartbeats behind a backlog.
 
+mod process_common;
 mod store_common;
 
 use parking_bridge::config::SiteConfig;
