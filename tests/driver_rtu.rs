@@ -146,6 +146,8 @@ async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
     tokio::time::sleep(window).await;
     let healthy_rate = rate(before, sim.request_count(2), window);
 
+    // A delta: other tests in this process also poll a device named io-1.
+    let timeouts_before = metrics::TIMEOUTS.with_label_values(&["io-1"]).get();
     sim.set_answering(1, false);
     wait_kind(rx, Duration::from_secs(3), "io-1", link(false)).await;
     let before = sim.request_count(2);
@@ -159,7 +161,8 @@ async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
         healthy_rate >= 15.0,
         "50 ms period ≈ 20 polls/s, got {healthy_rate:.1}"
     );
-    assert!(metrics::TIMEOUTS.with_label_values(&["io-1"]).get() >= 3);
+    let timeouts = metrics::TIMEOUTS.with_label_values(&["io-1"]).get() - timeouts_before;
+    assert!(timeouts >= 3, "{timeouts} timeouts counted for the silent slave");
 
     sim.set_answering(1, true);
     // Isolation is 5 s in the profile; the slave is probed again after it.
@@ -182,6 +185,7 @@ async fn one_percent_corrupted_frames_are_counted_and_never_become_events() {
         "[[devices]]\nname = \"noisy\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 10\ndebounce_ms = 0\n\
          roles = { loop_a = \"di1\", loop_b = \"di2\", gate_open = \"di3\", gate_closed = \"di4\" }\n",
     );
+    let crc_before = metrics::CRC_ERRORS.with_label_values(&["noisy-bus"]).get();
     let mut drivers = spawn_drivers(&config).await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -208,5 +212,6 @@ async fn one_percent_corrupted_frames_are_counted_and_never_become_events() {
     );
     let corrupted = log.lock().unwrap().corrupted;
     assert!(corrupted >= 4, "corrupted {corrupted}");
-    assert!(metrics::CRC_ERRORS.with_label_values(&["noisy-bus"]).get() >= 1);
+    let crc = metrics::CRC_ERRORS.with_label_values(&["noisy-bus"]).get() - crc_before;
+    assert!(crc >= 1, "{crc} CRC errors counted for {corrupted} corrupted frames");
 }
