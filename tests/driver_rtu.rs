@@ -162,7 +162,10 @@ async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
         "50 ms period ≈ 20 polls/s, got {healthy_rate:.1}"
     );
     let timeouts = metrics::TIMEOUTS.with_label_values(&["io-1"]).get() - timeouts_before;
-    assert!(timeouts >= 3, "{timeouts} timeouts counted for the silent slave");
+    assert!(
+        timeouts >= 3,
+        "{timeouts} timeouts counted for the silent slave"
+    );
 
     sim.set_answering(1, true);
     // Isolation is 5 s in the profile; the slave is probed again after it.
@@ -213,5 +216,8 @@ async fn one_percent_corrupted_frames_are_counted_and_never_become_events() {
     let corrupted = log.lock().unwrap().corrupted;
     assert!(corrupted >= 4, "corrupted {corrupted}");
     let crc = metrics::CRC_ERRORS.with_label_values(&["noisy-bus"]).get() - crc_before;
-    assert!(crc >= 1, "{crc} CRC errors counted for {corrupted} corrupted frames");
+    assert!(
+        crc >= 1,
+        "{crc} CRC errors counted for {corrupted} corrupted frames"
+    );
 }
