@@ -1,6 +1,8 @@
 //! The hand-written lane scenarios in `tests/scenarios/`: each `NAME.jsonl` (raw events,
-//! `#` comments) is replayed with `NAME.toml` or else `site.toml`, passages included,
-//! and must print exactly `NAME.expected.jsonl`. Set `BLESS=1` to rewrite the expected
+//! `#` comments) is replayed with the config its `# config: FILE` comment names, else
+//! `NAME.toml`, else `site.toml`, passages included, and must print exactly
+//! `NAME.expected.jsonl` — never nothing: every scenario ends with something the lane
+//! must report, so a lane that got stuck cannot pass. Set `BLESS=1` to rewrite the expected
 //! files after a deliberate change (then read the diff!).
 
 mod process_common;
@@ -28,9 +30,19 @@ fn scenarios() -> Vec<PathBuf> {
     files
 }
 
+/// The config a scenario names in a `# config: FILE` comment line.
+fn named_config(events: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(events).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("# config:"))
+        .map(|name| scenario_dir().join(name.trim()))
+}
+
 fn replay_file(events: &Path) -> String {
     let toml = events.with_extension("toml");
-    let config_path = if toml.exists() {
+    let config_path = if let Some(named) = named_config(events) {
+        named
+    } else if toml.exists() {
         toml
     } else {
         scenario_dir().join("site.toml")
@@ -56,6 +68,12 @@ fn every_scenario_prints_its_expected_reports() {
         }
         let want = std::fs::read_to_string(&expected_path)
             .unwrap_or_else(|_| panic!("missing {} (run with BLESS=1)", expected_path.display()));
+        if want.trim().is_empty() {
+            failures.push(format!(
+                "{}: expects nothing; end it with a passage that must be reported",
+                events.display()
+            ));
+        }
         if got != want {
             failures.push(format!(
                 "{}:\n--- expected\n{want}--- got\n{got}",
