@@ -8,7 +8,7 @@ mod platform_common;
 mod process_common;
 
 use platform_common::MockProcess;
-use process_common::{Guard, dump_dom, free_port, output_within, wait_until};
+use process_common::{Guard, dump_dom, output_within, wait_until};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,6 +23,7 @@ fn mock_platform(port: u16) -> MockProcess {
     MockProcess::start_on(port, APP_ID, SECRET, &["--parking-lot-no", "LOT-OPS"])
 }
 
+/// The config; `http_port` 0 lets the bridge pick its port (read back from its log).
 fn write_config(dir: &Path, platform_port: u16, http_port: u16, level: &str) -> PathBuf {
     let text = format!(
         r#"
@@ -85,10 +86,11 @@ fn http_get(url: &str) -> Option<(u16, String)> {
 #[test]
 fn run_reports_ready_health_passages_and_reloads_log_level() {
     let dir = tempfile::tempdir().unwrap();
-    let platform_port = free_port();
-    let http_port = free_port();
-    let config = write_config(dir.path(), platform_port, http_port, "info");
-    let mut platform = Some(mock_platform(platform_port));
+    // Ports bound by the processes that use them (port 0), then read back: nothing
+    // else can take them in between. The platform comes back on its port later.
+    let mut platform = Some(mock_platform(0));
+    let platform_port = platform.as_ref().unwrap().port;
+    let config = write_config(dir.path(), platform_port, 0, "info");
 
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -117,6 +119,23 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
     assert!(String::from_utf8_lossy(&buf[..len]).contains("READY=1"));
     eprintln!("ready after {:?}", started.elapsed());
 
+    let mut http_addr = String::new();
+    wait_until("the status page listens", Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let Some(line) = log.lines().find(|l| l.contains("status page, /metrics")) else {
+            return false;
+        };
+        http_addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_default()
+            .to_string();
+        true
+    });
+    let http_port: u16 = http_addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {http_addr:?}"));
     let base = format!("http://127.0.0.1:{http_port}");
     wait_until("healthz is 200", Duration::from_secs(20), || {
         http_get(&format!("{base}/healthz")).is_some_and(|(s, _)| s == 200)
@@ -169,7 +188,16 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
         http_get(&format!("{base}/healthz")).is_some_and(|(s, _)| s == 200)
     });
 
-    // SIGHUP re-reads [logging] level.
+    // SIGHUP re-reads [logging] level. At info, the per-request debug line is absent;
+    // after the reload it must appear (heartbeats go out every second): the level
+    // really changed, not just the message about it.
+    let debug_line = "platform answered";
+    assert!(
+        !std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains(debug_line),
+        "debug lines before the reload"
+    );
     write_config(dir.path(), platform_port, http_port, "debug");
     // SAFETY: sending a signal to our own child process by its pid.
     let rc = unsafe { libc::kill(run.0.id() as i32, libc::SIGHUP) };
@@ -178,6 +206,14 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
         std::fs::read_to_string(&log_path)
             .unwrap_or_default()
             .contains("SIGHUP: log settings reloaded")
+    });
+    wait_until("debug lines appear", Duration::from_secs(15), || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let reloaded = log
+            .find("SIGHUP: log settings reloaded")
+            .unwrap_or(usize::MAX);
+        log.get(reloaded..)
+            .is_some_and(|after| after.contains(debug_line))
     });
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("level=debug"), "{log}");
