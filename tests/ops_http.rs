@@ -325,3 +325,22 @@ async fn status_page_in_chromium_shows_passage_masked_occupancy_and_outbox() {
     assert_eq!(bytes.as_ref(), jpeg.as_slice());
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_plates_puts_whole_plates_on_the_status_page_and_masks_by_default() {
+    for (extra, shown, hidden) in [
+        ("show_plates = true", "闽A12345", "闽A1***5"),
+        ("", "闽A1***5", "闽A12345"),
+    ] {
+        let (_dir, ops, addr, server) = start(extra).await;
+        ops.record_passage("entry-1", Some("闽A12345"), "entry", Timestamp::now(), None);
+        let (status, page) = get(&format!("http://{addr}/")).await;
+        assert_eq!(status, 200);
+        assert!(
+            page.contains(&format!(r#"<td class="plate">{shown}</td>"#)),
+            "[http] {extra:?}: {page}"
+        );
+        assert!(!page.contains(hidden), "[http] {extra:?}: {page}");
+        server.abort();
+    }
+}
