@@ -83,6 +83,53 @@ fn http_get(url: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// The sum of every sample of each metric family (labels summed over).
+fn metric_families(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series).to_string();
+        let value: f64 = value.parse().unwrap_or(f64::NAN);
+        *out.entry(name).or_insert(0.0) += value;
+    }
+    out
+}
+
+/// The families `/metrics` declares (`# TYPE name kind`).
+fn exposed_families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `parking_bridge_*` name docs/operations.md mentions; `…_timeouts_total`
+/// style abbreviations stand for the modbus family they follow.
+fn documented_metrics() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '…'))
+        .filter_map(|w| {
+            if let Some(rest) = w.strip_prefix("…_") {
+                Some(format!("parking_bridge_modbus_{rest}"))
+            } else {
+                w.starts_with("parking_bridge_").then(|| w.to_string())
+            }
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 #[test]
 fn run_reports_ready_health_passages_and_reloads_log_level() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,6 +188,9 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
         http_get(&format!("{base}/healthz")).is_some_and(|(s, _)| s == 200)
     });
 
+    // Counters before the passage: what moves is compared as deltas.
+    let before = metric_families(&http_get(&format!("{base}/metrics")).unwrap().1);
+
     // A passage through the operator command, while run is running.
     let out = output_within(
         Command::new(BIN)
@@ -171,6 +221,62 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
         http_get(&format!("{base}/metrics"))
             .is_some_and(|(_, m)| m.contains("parking_bridge_occupied_spaces 1"))
     });
+    wait_until("the entry is delivered", Duration::from_secs(20), || {
+        let m = metric_families(&http_get(&format!("{base}/metrics")).unwrap().1);
+        m.get("parking_bridge_outbox_finished_total")
+            > before.get("parking_bridge_outbox_finished_total")
+    });
+    let after = metric_families(&http_get(&format!("{base}/metrics")).unwrap().1);
+    // Every documented metric that this run exercises has moved.
+    for family in [
+        "parking_bridge_passages_total",
+        "parking_bridge_uploads_total",
+        "parking_bridge_outbox_finished_total",
+        "parking_bridge_heartbeats_total",
+        "parking_bridge_platform_answers_total",
+        "parking_bridge_platform_last_success_timestamp_seconds",
+        "parking_bridge_heartbeat_last_success_timestamp_seconds",
+        "parking_bridge_occupied_spaces",
+    ] {
+        assert!(
+            after.get(family).copied().unwrap_or(0.0) > before.get(family).copied().unwrap_or(0.0),
+            "{family} did not move: {:?} -> {:?}",
+            before.get(family),
+            after.get(family)
+        );
+    }
+    for (family, want) in [
+        ("parking_bridge_total_spaces", 80.0),
+        ("parking_bridge_platform_up", 1.0),
+        ("parking_bridge_healthy", 1.0),
+        ("parking_bridge_build_info", 1.0),
+        ("parking_bridge_outbox_depth", 0.0),
+    ] {
+        assert_eq!(after.get(family), Some(&want), "{family}");
+    }
+    assert!(
+        after
+            .get("parking_bridge_storage_budget_bytes")
+            .is_some_and(|b| *b > 0.0)
+    );
+    // Everything exposed is documented.
+    let documented = documented_metrics();
+    let exposed = exposed_families(&http_get(&format!("{base}/metrics")).unwrap().1);
+    let undocumented: Vec<_> = exposed
+        .iter()
+        .filter(|f| {
+            !documented
+                .iter()
+                .any(|d| d == *f || f.starts_with(&format!("{d}_")))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exposed but not in docs/operations.md: {undocumented:?}"
+    );
+    // (Not the converse: per-device and per-lane counters appear with their first
+    // sample, and this site has no devices; driver_* and lane_feeds assert those.)
+
     let dom = dump_dom(&format!("{base}/"));
     assert!(dom.contains(r#"<td class="plate">闽A1***5</td>"#), "{dom}");
     assert!(!dom.contains("闽A12345"), "{dom}");
