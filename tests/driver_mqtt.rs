@@ -89,6 +89,8 @@ async fn every_camera_profile_sample_is_decoded_from_a_real_broker() {
     let broker = Mosquitto::start();
     let (mut rx, _stop) = start(broker.port, "bridge-decode").await;
     let within = Duration::from_secs(5);
+    let reads = |cam: &str| metrics::PLATE_READS.with_label_values(&[cam]).get();
+    let reads_before = (reads("cam-vz"), reads("cam-legacy"), reads("cam-hx"));
 
     let cam = SimCamera::connect("127.0.0.1", broker.port, "265e1040-85e01fb7");
     cam.publish_plate("闽A12345", 1, Some(&[0xFF, 0xD8, 0xFF, 0xD9]), true)
@@ -157,6 +159,11 @@ async fn every_camera_profile_sample_is_decoded_from_a_real_broker() {
         (p.text.as_deref(), p.color, ev.lane.as_str()),
         (Some("沪C88888"), PlateColor::Green, "exit-1")
     );
+    // parking_bridge_camera_reads_total, as deltas: quick + full (the repeat dropped
+    // after counting or not, at least two), one, one.
+    assert!(reads("cam-vz") - reads_before.0 >= 2);
+    assert_eq!(reads("cam-legacy") - reads_before.1, 1);
+    assert_eq!(reads("cam-hx") - reads_before.2, 1);
 }
 
 #[tokio::test]

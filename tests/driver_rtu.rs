@@ -104,6 +104,8 @@ async fn unplugged_port_is_reported_down_and_events_resume_within_two_seconds_of
     let within = Duration::from_secs(3);
     wait_kind(rx, within, "io-1", loop_state(LoopId::A, false)).await;
 
+    let reopens = || metrics::REOPENS.with_label_values(&["bus1"]).get();
+    let reopens_before = reopens();
     // Unplug: socat goes away with both pty ends.
     bus.pty.kill();
     bus.server.abort();
@@ -122,6 +124,10 @@ async fn unplugged_port_is_reported_down_and_events_resume_within_two_seconds_of
         replugged.elapsed() < Duration::from_secs(2),
         "events resumed after {:?}",
         replugged.elapsed()
+    );
+    assert!(
+        reopens() > reopens_before,
+        "parking_bridge_bus_reopens_total counts the reopen"
     );
 }
 

@@ -20,6 +20,13 @@ async fn tcp_gateway_and_barrier_controller_report_facts_with_reads_only() {
              roles = {{ gate_status = \"status\", gate_fault = \"motor_fault\" }}\n"
         ),
     );
+    // Deltas: the registry is the process's.
+    let polls = || {
+        parking_bridge::driver::metrics::POLLS
+            .with_label_values(&["gw"])
+            .get()
+    };
+    let polls_before = polls();
     let mut drivers = spawn_drivers(&config).await;
     assert_eq!(
         drivers.set.names(),
@@ -45,6 +52,10 @@ async fn tcp_gateway_and_barrier_controller_report_facts_with_reads_only() {
         "{codes:?}"
     );
     assert!(sim.forbidden_requests().is_empty());
+    assert!(
+        polls() > polls_before,
+        "parking_bridge_modbus_polls_total moved"
+    );
 }
 
 #[tokio::test]
