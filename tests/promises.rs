@@ -1,7 +1,8 @@
 //! Promises of the README and docs/operations.md that no other test held the bridge
 //! to, each through the real binary: `[platform] proxy` and `[platform.paths]` on a
-//! real request, `stay exit --price/--should-pay/--paid` reaching the platform, and
-//! `--log-format json` through `run`.
+//! real request, `stay exit --price/--should-pay/--paid` reaching the platform,
+//! `--log-format json` through `run`, and `[storage] retention_days` pruning inside
+//! `run`.
 
 mod platform_common;
 mod process_common;
@@ -250,4 +251,79 @@ fn run_with_log_format_json_writes_one_json_object_per_line() {
         !text.contains(platform_common::SECRET),
         "the secret is never logged"
     );
+}
+
+#[test]
+fn run_prunes_delivered_stays_past_retention_days_and_keeps_recent_ones() {
+    use parking_bridge::store::{Outcome, Store};
+    use parking_bridge::time::Timestamp;
+    use store_common::*;
+    let dir = tempfile::tempdir().unwrap();
+    let mock = Mock::start(&dir.path().join("rec.jsonl"), &[]);
+    let cfg = write_site(
+        dir.path(),
+        &mock.base_url(),
+        &Site {
+            extra_storage: "retention_days = 1".into(),
+            ..Site::default()
+        },
+    );
+    let site = parking_bridge::config::SiteConfig::load(&cfg).unwrap();
+    let now = Timestamp::now();
+    let three_days_ago = now.plus_millis(-3 * 24 * 3_600_000);
+    {
+        let store = Store::open_site(&site).unwrap();
+        // One stay delivered three days ago, one delivered now.
+        for (plate, at) in [("闽A00001", three_days_ago), ("闽A00002", now)] {
+            let mut stay = new_stay(plate, None);
+            stay.entered_at = at;
+            let opened = store.open_stay(stay, at).unwrap();
+            let mut exit = exit_details();
+            exit.away_time = at.plus_millis(60_000);
+            store
+                .close_stay(&opened.out_order_no, exit, at.plus_millis(60_000))
+                .unwrap();
+            // Entry first, then the exit (one head per stay at a time).
+            loop {
+                let due = store
+                    .due_reports(Timestamp(i64::MAX / 2), 10, false, &Default::default())
+                    .unwrap();
+                if due.is_empty() {
+                    break;
+                }
+                let delivered: Vec<Outcome> = due
+                    .iter()
+                    .map(|item| Outcome::Delivered {
+                        id: item.id,
+                        result_code: Some("success".into()),
+                        inner_oder_no: None,
+                        sign_level: None,
+                        sign_time: None,
+                    })
+                    .collect();
+                store
+                    .record_outcomes(&delivered, at.plus_millis(120_000))
+                    .unwrap();
+            }
+        }
+        assert_eq!(store.list_stays(false, 10).unwrap().len(), 2);
+    }
+    let log = dir.path().join("run.log");
+    let bridge = Bridge::start(&cfg, &log);
+    wait_until(30, "run prunes past retention", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("pruned acknowledged reports past retention")
+    });
+    bridge.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("rows=2"), "the old entry and exit: {text}");
+    let store = Store::open_site(&site).unwrap();
+    let plates: Vec<String> = store
+        .list_stays(false, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.plate_no)
+        .collect();
+    assert_eq!(plates, ["闽A00002"], "the recent stay is kept");
 }
