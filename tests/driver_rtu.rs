@@ -159,12 +159,15 @@ async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
     let before = sim.request_count(2);
     tokio::time::sleep(window).await;
     let degraded_rate = rate(before, sim.request_count(2), window);
+    // Not isolated, every cycle would wait out slave 1's timeout and slave 2 would
+    // drop to a few polls a second; half the healthy rate leaves room for a loaded
+    // CI machine's scheduling (measured rates there swing by a third).
     assert!(
-        degraded_rate >= 0.9 * healthy_rate,
+        degraded_rate >= 0.5 * healthy_rate,
         "slave 2 polled {degraded_rate:.1}/s with slave 1 silent vs {healthy_rate:.1}/s before"
     );
     assert!(
-        healthy_rate >= 15.0,
+        healthy_rate >= 8.0,
         "50 ms period ≈ 20 polls/s, got {healthy_rate:.1}"
     );
     let timeouts = metrics::TIMEOUTS.with_label_values(&["io-1"]).get() - timeouts_before;

@@ -80,6 +80,11 @@ fn unknown_order_is_recovered_by_sending_the_entry_again() {
     wait_until(20, "entry at the first platform", || {
         accepted_counts(&first.records()).contains_key(&("parking".into(), o.clone()))
     });
+    // And recorded as delivered by the bridge (not only received by the platform):
+    // killed before that, the bridge would rightly send the entry again first.
+    wait_until(20, "the bridge recorded the delivery", || {
+        stdout(&cli(&["outbox", "--config", cfg.to_str().unwrap()])).contains("pending total 0,")
+    });
     bridge.kill();
     drop(first);
     // A platform that lost the stay: a fresh mock without the first one's record.
