@@ -307,6 +307,15 @@ async fn doctor_names_silent_slave_and_camera() {
     platform.abort();
 }
 
+/// These tests run the bridge with `TZ=Asia/Shanghai`. Without the zone database glibc
+/// silently falls back to UTC, and the timezone checks would test the wrong thing:
+/// fail loudly instead (scripts/test-all.sh installs tzdata).
+#[test]
+fn the_timezone_database_the_tests_rely_on_is_installed() {
+    let zone = Path::new("/usr/share/zoneinfo/Asia/Shanghai");
+    assert!(zone.exists(), "{} missing: install tzdata", zone.display());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_names_every_fault_of_a_broken_setup() {
     let dir = tempfile::tempdir().unwrap();
