@@ -191,6 +191,17 @@ async fn metrics_parse_strictly_and_move_when_state_changes() {
     ops.record_platform_answer(false, None, Timestamp::now());
     ops.health()
         .set("cam-1", "entry-1", false, Timestamp::now());
+    ops.alarm("platform refuses the lot", Timestamp::now());
+    ops.set_disk(4096, 1 << 30);
+    let jump = parking_bridge::ops::clock::Jump {
+        at: Timestamp::now(),
+        delta_ms: 90_000,
+    };
+    ops.set_clock(
+        Some(false),
+        Some(parking_bridge::ops::clock::Suspicion::Jumped(jump)),
+        Some(jump),
+    );
 
     let (_, after) = get(&url).await;
     let after = parse_prometheus(&after);
@@ -215,6 +226,29 @@ async fn metrics_parse_strictly_and_move_when_state_changes() {
         0.0
     );
     assert!(after["parking_bridge_platform_last_success_timestamp_seconds{}"] > 1.7e9);
+    assert_eq!(
+        after["parking_bridge_alarms_total{}"]
+            - before
+                .get("parking_bridge_alarms_total{}")
+                .copied()
+                .unwrap_or(0.0),
+        1.0
+    );
+    assert_eq!(after["parking_bridge_storage_used_bytes{}"], 4096.0);
+    assert_eq!(
+        after["parking_bridge_storage_budget_bytes{}"],
+        f64::from(1u32 << 30)
+    );
+    assert_eq!(after["parking_bridge_clock_synchronized{}"], 0.0);
+    assert_eq!(after["parking_bridge_clock_suspect{}"], 1.0);
+    assert_eq!(
+        after["parking_bridge_clock_jumps_total{}"]
+            - before
+                .get("parking_bridge_clock_jumps_total{}")
+                .copied()
+                .unwrap_or(0.0),
+        1.0
+    );
     server.abort();
 }
 
