@@ -2,8 +2,9 @@
 //! `#` comments) is replayed with the config its `# config: FILE` comment names, else
 //! `NAME.toml`, else `site.toml`, passages included, and must print exactly
 //! `NAME.expected.jsonl` — never nothing: every scenario ends with something the lane
-//! must report, so a lane that got stuck cannot pass. Set `BLESS=1` to rewrite the expected
-//! files after a deliberate change (then read the diff!).
+//! must report, so a lane that got stuck cannot pass. Set `BLESS=1` to rewrite the
+//! expected files after a deliberate change (then read the diff!); a run that rewrote
+//! a file fails, so BLESS can never make a difference pass.
 
 mod process_common;
 
@@ -63,7 +64,15 @@ fn every_scenario_prints_its_expected_reports() {
         let got = replay_file(&events);
         let expected_path = events.with_extension("expected.jsonl");
         if bless {
-            std::fs::write(&expected_path, &got).unwrap();
+            // Rewrites what changed, and fails for it: BLESS left set (in CI, say)
+            // can never turn a difference into a pass.
+            if std::fs::read_to_string(&expected_path).ok().as_deref() != Some(got.as_str()) {
+                std::fs::write(&expected_path, &got).unwrap();
+                failures.push(format!(
+                    "{}: rewritten by BLESS (review the diff)",
+                    expected_path.display()
+                ));
+            }
             continue;
         }
         let want = std::fs::read_to_string(&expected_path)
