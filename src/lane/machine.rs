@@ -13,7 +13,17 @@ use crate::plate::PlateColor;
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+/// Device gaps with a vehicle in the lane, by outcome (what [`LaneMachine::blind_counts`]
+/// counts, for `/metrics`).
+static BLIND_MOMENTS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_lane_blind_moments_total",
+        "Vehicles in a lane while one of its devices was silent, by outcome (inferred, undecided, reset)",
+        &["lane", "outcome"],
+    )
+});
 
 /// What kind of passage it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -382,7 +392,7 @@ impl LaneMachine {
                 self.loop_a = false;
                 self.loop_b = false;
                 if self.state != State::Idle {
-                    self.blind_counts.reset += 1;
+                    self.count_blind("reset");
                     tracing::warn!(lane = %self.lane, state = self.state.name(), "link down: lane reset, half-seen vehicle dropped");
                 }
                 self.blind = None;
@@ -423,6 +433,17 @@ impl LaneMachine {
             }
             self.links_down.insert(device.to_string());
         }
+    }
+
+    fn count_blind(&mut self, outcome: &'static str) {
+        match outcome {
+            "inferred" => self.blind_counts.inferred += 1,
+            "undecided" => self.blind_counts.undecided += 1,
+            _ => self.blind_counts.reset += 1,
+        }
+        BLIND_MOMENTS
+            .with_label_values(&[self.lane.as_str(), outcome])
+            .inc();
     }
 
     fn note_io_device(&mut self, device: &str) {
@@ -677,12 +698,12 @@ impl LaneMachine {
                 let gate_down = input == Input::Gate(GatePosition::Closed)
                     || self.blind.as_ref().is_some_and(|b| b.gate_went_down);
                 if blind && (gate_down || leader.read.is_some()) {
-                    self.blind_counts.inferred += 1;
+                    self.count_blind("inferred");
                     tracing::info!(lane = %self.lane, gate_down, read = leader.read.is_some(), "blind moment: passage inferred");
                     self.clear_at(leader, since, true, out);
                 } else {
                     if blind {
-                        self.blind_counts.undecided += 1;
+                        self.count_blind("undecided");
                         tracing::warn!(lane = %self.lane, "blind moment: cannot tell whether the vehicle passed; taken as turned away");
                     }
                     tracing::debug!(lane = %self.lane, "turn-away: loop A released, B not reached in the short-vehicle window");
@@ -874,7 +895,7 @@ impl LaneMachine {
             && self.blind.as_ref().is_some_and(|b| b.back_at.is_some())
             && self.reconciling(now);
         if inferred {
-            self.blind_counts.inferred += 1;
+            self.count_blind("inferred");
             tracing::info!(lane = %self.lane, "blind moment: passage completed by the inputs after the gap (inferred)");
         }
         self.clear_at(v, now, inferred, out);
@@ -1121,6 +1142,221 @@ mod tests {
         assert!(m.is_idle());
         // Loops were assumed free: the stale release is ignored, nothing half-made appears.
         assert!(feed(&mut m, &[(20_000, lp(LoopId::A, false))]).is_empty());
+    }
+
+    fn gate(position: GatePosition) -> EventKind {
+        EventKind::Gate { position }
+    }
+
+    fn read(text: &str) -> EventKind {
+        EventKind::Plate(PlateRead::text(text, PlateColor::Blue))
+    }
+
+    #[test]
+    fn a_vehicle_shorter_than_the_loop_gap_is_armed_until_b_or_the_window_ends() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut m,
+            &[
+                (0, gate(GatePosition::Closed)),
+                (100, read("闽A1234D")),
+                (200, lp(LoopId::A, true)),
+                (300, gate(GatePosition::Open)),
+                (500, lp(LoopId::A, false)),
+            ],
+        );
+        assert_eq!(m.poll_at(), Some(Timestamp(2_500)), "armed for 2 s");
+        let out = feed(
+            &mut m,
+            &[(2_400, lp(LoopId::B, true)), (2_900, lp(LoopId::B, false))],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].case, out[0].at, out[0].inferred),
+            (PassageCase::Normal, Timestamp(2_900), false)
+        );
+        // Gate closed and no read: A released without B is a turn-away at once.
+        feed(
+            &mut m,
+            &[
+                (3_000, gate(GatePosition::Closed)),
+                (20_000, lp(LoopId::A, true)),
+                (20_500, lp(LoopId::A, false)),
+            ],
+        );
+        assert!(m.is_idle());
+        // Gate open, B never reached: nothing after the window, and B later is not ours.
+        feed(
+            &mut m,
+            &[
+                (30_000, lp(LoopId::A, true)),
+                (30_100, gate(GatePosition::Open)),
+                (30_500, lp(LoopId::A, false)),
+            ],
+        );
+        assert!(m.on_timer(Timestamp(32_500)).is_empty());
+        assert!(m.is_idle());
+        let out = feed(
+            &mut m,
+            &[
+                (33_000, lp(LoopId::B, true)),
+                (33_500, lp(LoopId::B, false)),
+            ],
+        );
+        assert!(out.is_empty() && m.on_timer(Timestamp(40_000)).is_empty());
+    }
+
+    #[test]
+    fn the_short_vehicle_window_follows_the_lane_config() {
+        let mut cfg = LaneConfig::new("l", Direction::Entry, "P", DetectionLayout::LoopsOnly);
+        cfg.loop_gap_m = Some(2.0);
+        let mut m = LaneMachine::new(&cfg);
+        feed(
+            &mut m,
+            &[(0, lp(LoopId::A, true)), (100, lp(LoopId::A, false))],
+        );
+        // 2 m at 2 km/h = 3.6 s; loops-only lanes arm whatever the gate.
+        assert_eq!(m.poll_at(), Some(Timestamp(3_700)));
+        cfg.short_vehicle_window_ms = Some(0);
+        let mut m = LaneMachine::new(&cfg);
+        feed(
+            &mut m,
+            &[(0, lp(LoopId::A, true)), (100, lp(LoopId::A, false))],
+        );
+        assert!(
+            m.is_idle(),
+            "a zero window turns away at once (the old rule)"
+        );
+    }
+
+    #[test]
+    fn a_vehicle_behind_a_device_gap_is_inferred_from_the_evidence_or_counted_undecided() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        // Read car on A, gate open; 1 s gap; after it A is free and the gate closed.
+        let out = feed(
+            &mut m,
+            &[
+                (0, read("闽A12345")),
+                (100, gate(GatePosition::Closed)),
+                (200, lp(LoopId::A, true)),
+                (300, gate(GatePosition::Open)),
+                (1_000, EventKind::Link { up: false }),
+                (2_000, EventKind::Link { up: true }),
+                (2_000, lp(LoopId::A, false)),
+                (2_000, gate(GatePosition::Closed)),
+            ],
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].inferred);
+        assert_eq!(m.blind_counts().inferred, 1);
+        // Unread car on A, gate closed; after the gap A is free, nothing else: undecided.
+        let out = feed(
+            &mut m,
+            &[
+                (10_000, lp(LoopId::A, true)),
+                (11_000, EventKind::Link { up: false }),
+                (12_000, EventKind::Link { up: true }),
+                (12_000, lp(LoopId::A, false)),
+            ],
+        );
+        assert!(out.is_empty());
+        assert!(m.on_timer(Timestamp(20_000)).is_empty());
+        assert_eq!(
+            m.blind_counts(),
+            BlindCounts {
+                inferred: 1,
+                undecided: 1,
+                reset: 0
+            }
+        );
+        // A vehicle seen live long after the gap is not flagged.
+        let out = feed(&mut m, &pass_without_read(30_000));
+        assert!(out.is_empty());
+        let out = m.on_timer(Timestamp(40_000));
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].inferred);
+    }
+
+    #[test]
+    fn a_silent_camera_does_not_blind_the_loops() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        let cam = |at: i64, up: bool| RawEvent {
+            lane: "l".into(),
+            device: "cam".into(),
+            at: Timestamp(at),
+            kind: EventKind::Link { up },
+        };
+        feed(
+            &mut m,
+            &[(0, gate(GatePosition::Closed)), (100, lp(LoopId::A, true))],
+        );
+        m.handle(&cam(200, false), Timestamp(200));
+        m.handle(&cam(1_200, true), Timestamp(1_200));
+        let mut out = feed(
+            &mut m,
+            &[
+                (1_300, lp(LoopId::B, true)),
+                (1_400, lp(LoopId::A, false)),
+                (1_500, lp(LoopId::B, false)),
+            ],
+        );
+        out.extend(m.on_timer(Timestamp(10_000)));
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].inferred, "the loops saw it all");
+        assert_eq!(m.blind_counts(), BlindCounts::default());
+    }
+
+    #[test]
+    fn a_trailer_read_behind_its_tractor_is_marked_and_never_pending_for_the_next_car() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        let out = feed(
+            &mut m,
+            &[
+                (0, read("闽A12345")),
+                (100, lp(LoopId::A, true)),
+                (200, gate(GatePosition::Open)),
+                (1_000, lp(LoopId::B, true)),
+                (2_000, lp(LoopId::A, false)),
+                (2_300, lp(LoopId::A, true)),
+                (2_400, read("闽A6789挂")),
+                (3_000, lp(LoopId::B, false)),
+                (3_200, lp(LoopId::B, true)),
+                (4_000, lp(LoopId::A, false)),
+                (5_000, lp(LoopId::B, false)),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert!(!out[0].trailer);
+        assert!(out[1].trailer && out[1].tailgate);
+        assert_eq!(out[1].tractor.as_deref(), Some("闽A12345"));
+        // A trailer that does not re-trigger the loops: its read arrives with the
+        // tractor in the lane and must not stick to the next car.
+        let out = feed(
+            &mut m,
+            &[
+                (5_100, gate(GatePosition::Closed)),
+                (20_000, read("闽B11111")),
+                (20_100, lp(LoopId::A, true)),
+                (20_200, gate(GatePosition::Open)),
+                (21_000, lp(LoopId::B, true)),
+                (21_500, read("闽B2222挂")),
+                (22_000, lp(LoopId::A, false)),
+                (23_000, lp(LoopId::B, false)),
+                (23_100, gate(GatePosition::Closed)),
+                (25_000, lp(LoopId::A, true)),
+                (25_100, gate(GatePosition::Open)),
+                (26_000, lp(LoopId::B, true)),
+                (26_500, lp(LoopId::A, false)),
+                (27_000, lp(LoopId::B, false)),
+            ],
+        );
+        let mut all = out;
+        all.extend(m.on_timer(Timestamp(40_000)));
+        let plates: Vec<Option<&str>> = all
+            .iter()
+            .map(|p| p.plate.as_ref().map(|p| p.text.as_str()))
+            .collect();
+        assert_eq!(plates, [Some("闽B11111"), None]);
     }
 
     #[test]
