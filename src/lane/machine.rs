@@ -446,6 +446,38 @@ impl LaneMachine {
             .inc();
     }
 
+    /// The gate is known open or moving on a loops + gate lane.
+    fn gate_is_open(&self) -> bool {
+        self.layout == DetectionLayout::LoopsGate
+            && matches!(self.gate, Some(GatePosition::Open | GatePosition::Moving))
+    }
+
+    /// An armed vehicle that will not reach B (window over, gate down, or the next
+    /// vehicle on A). After a device gap the evidence decides: the gate going down or a
+    /// read vehicle gone means it passed unseen (inferred); without either, today's rule
+    /// (turned away), counted as undecided.
+    fn resolve_armed(
+        &mut self,
+        leader: Vehicle,
+        since: Timestamp,
+        blind: bool,
+        gate_down: bool,
+        out: &mut Vec<Passage>,
+    ) {
+        let gate_down = gate_down || self.blind.as_ref().is_some_and(|b| b.gate_went_down);
+        if blind && (gate_down || leader.read.is_some()) {
+            self.count_blind("inferred");
+            tracing::info!(lane = %self.lane, gate_down, read = leader.read.is_some(), "blind moment: passage inferred");
+            self.clear_at(leader, since, true, out);
+        } else {
+            if blind {
+                self.count_blind("undecided");
+                tracing::warn!(lane = %self.lane, "blind moment: cannot tell whether the vehicle passed; taken as turned away");
+            }
+            tracing::debug!(lane = %self.lane, "turn-away: loop A released, B not reached");
+        }
+    }
+
     fn note_io_device(&mut self, device: &str) {
         if !self.io_devices.contains(device) {
             self.io_devices.insert(device.to_string());
@@ -652,8 +684,25 @@ impl LaneMachine {
                 },
                 Input::LoopB(true),
             ) => State::Leaving { leader, follower },
-            // A occupied again while armed: the next vehicle (or the armed one backing up;
-            // it then leaves A again like a follower turning away).
+            // A occupied again while armed, the gate not open (or not known): the armed
+            // vehicle backed off and this is the next one, as in a queue behind a
+            // turn-away. (A short car waiting at a closed barrier with another right
+            // behind it is lost here: documented.)
+            (
+                State::Armed {
+                    leader,
+                    follower: None,
+                    since,
+                    blind,
+                },
+                Input::LoopA(true),
+            ) if !self.gate_is_open() => {
+                self.resolve_armed(leader, since, blind, false, out);
+                State::Approaching(self.arrive(now, false))
+            }
+            // A occupied again while armed with the gate open: the next vehicle through
+            // this opening (or the armed one backing up; it then leaves A again like a
+            // follower turning away).
             (
                 State::Armed {
                     leader,
@@ -695,19 +744,8 @@ impl LaneMachine {
                 },
                 input @ (Input::Gate(GatePosition::Closed) | Input::ArmedTimeout),
             ) => {
-                let gate_down = input == Input::Gate(GatePosition::Closed)
-                    || self.blind.as_ref().is_some_and(|b| b.gate_went_down);
-                if blind && (gate_down || leader.read.is_some()) {
-                    self.count_blind("inferred");
-                    tracing::info!(lane = %self.lane, gate_down, read = leader.read.is_some(), "blind moment: passage inferred");
-                    self.clear_at(leader, since, true, out);
-                } else {
-                    if blind {
-                        self.count_blind("undecided");
-                        tracing::warn!(lane = %self.lane, "blind moment: cannot tell whether the vehicle passed; taken as turned away");
-                    }
-                    tracing::debug!(lane = %self.lane, "turn-away: loop A released, B not reached in the short-vehicle window");
-                }
+                let gate_down = input == Input::Gate(GatePosition::Closed);
+                self.resolve_armed(leader, since, blind, gate_down, out);
                 match follower {
                     Some(f) => State::Approaching(f),
                     None => State::Idle,
