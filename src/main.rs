@@ -81,10 +81,14 @@ enum Command {
         #[command(subcommand)]
         action: StayCommand,
     },
-    /// Reports waiting for the platform: pending count, oldest age, last error per kind.
+    /// Reports waiting for the platform: pending count, oldest age, last error per kind;
+    /// `held` lists the reports the platform refused too often, `retry` and `drop` act
+    /// on them.
     Outbox {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<OutboxCommand>,
     },
     /// Show the occupied/free spaces, or correct them after a recount (`occupancy set N`).
     Occupancy {
@@ -216,6 +220,30 @@ enum StayCommand {
 }
 
 #[derive(Subcommand)]
+enum OutboxCommand {
+    /// Reports held after repeated refusals: out_order_no, kind, plate (masked), first
+    /// and last refusal, the platform's words.
+    Held,
+    /// Send held reports again (after fixing the cause), with a fresh refusal budget.
+    Retry {
+        /// The stay whose held reports go again.
+        #[arg(required_unless_present = "all_held", conflicts_with = "all_held")]
+        out_order_no: Option<String>,
+        /// Every held report.
+        #[arg(long)]
+        all_held: bool,
+    },
+    /// Give up on a stay's held reports; they stay in the database as dropped, with the
+    /// reason. Dropping a held entry drops the rest of its stay too.
+    Drop {
+        out_order_no: String,
+        /// Why (kept with the dropped reports).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum OccupancyCommand {
     /// Set the number of occupied spaces.
     Set { occupied: i64 },
@@ -235,9 +263,24 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::PlatformTest { config } => platform_test(&config),
         Command::Run { config } => run(&config),
         Command::Stay { action } => stay(action),
-        Command::Outbox { config } => {
+        Command::Outbox { config, action } => {
+            let Some(config) = config else {
+                eprintln!("refused: outbox needs --config FILE");
+                return Ok(ExitCode::from(2));
+            };
             let site = load(&config)?;
-            operator_output(operator::outbox(&site, Timestamp::now()))
+            let now = Timestamp::now();
+            operator_output(match action {
+                None => operator::outbox(&site, now),
+                Some(OutboxCommand::Held) => operator::outbox_held(&site),
+                Some(OutboxCommand::Retry { out_order_no, .. }) => {
+                    operator::outbox_retry(&site, out_order_no.as_deref(), now)
+                }
+                Some(OutboxCommand::Drop {
+                    out_order_no,
+                    reason,
+                }) => operator::outbox_drop(&site, &out_order_no, &reason, now),
+            })
         }
         Command::Occupancy { config, action } => {
             let site = load(&config)?;
