@@ -151,6 +151,7 @@ impl Pipeline {
             health: self.health.clone(),
             lost_after: Duration::from_secs(self.config.storage.lane_lost_after_secs),
             status: self.delivery.clone(),
+            retry_after_failure: crate::uploader::heartbeat::RETRY_AFTER_FAILURE,
         };
         tokio::spawn(beat.run())
     }

@@ -381,6 +381,7 @@ async fn heartbeats_keep_their_pace_during_a_slow_backlog() {
         health: crate::health::Health::new(),
         lost_after: Duration::from_secs(120),
         status: StatusHandle::default(),
+        retry_after_failure: crate::uploader::heartbeat::RETRY_AFTER_FAILURE,
     };
     let started = std::time::Instant::now();
     let beats = tokio::spawn(beat.run());
@@ -580,7 +581,11 @@ async fn one_refused_report_does_not_pause_the_uploader_for_100_other_stays() {
         "refused once, retried later"
     );
     assert_eq!(status.get().consecutive_failures, 0);
-    assert_eq!(s.outbox_summary(Timestamp::now()).unwrap().pending(), 1);
+    until(5, "recorded", || {
+        s.outbox_summary(Timestamp::now()).unwrap().pending() == 1
+    })
+    .await;
+    task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,4 +646,61 @@ fn entries_and_exits_with_another_count_wait_for_those_in_flight() {
         &in_flight
     ));
     assert!(!may_dispatch(ReportKind::Entry, None, &in_flight));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_follows_right_after_the_platform_answers_again() {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let down2 = down.clone();
+    let fake = Fake::new(
+        0,
+        Box::new(move |_, _| {
+            if down2.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(ClientError::Refused {
+                    url: "http://x".into(),
+                    detail: "down".into(),
+                })
+            } else {
+                ok(Verdict::Done)
+            }
+        }),
+    );
+    let status = StatusHandle::default();
+    let beat = Heartbeat {
+        deliver: fake.clone(),
+        parking_lot_no: "P1".into(),
+        every: Duration::from_secs(30),
+        health: crate::health::Health::new(),
+        lost_after: Duration::from_secs(120),
+        status: status.clone(),
+        retry_after_failure: Duration::from_millis(300),
+    };
+    let task = tokio::spawn(beat.run());
+    let beats = || {
+        fake.log()
+            .iter()
+            .filter(|(l, _)| l == "heartbeat_alive")
+            .count()
+    };
+    until(5, "first beat", || beats() >= 1).await;
+    until(5, "failed beats repeated", || beats() >= 3).await;
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let back = std::time::Instant::now();
+    until(5, "beat after return", || {
+        status.get().last_heartbeat.is_some_and(|(_, _, ok)| ok)
+    })
+    .await;
+    assert!(
+        back.elapsed() < Duration::from_millis(1_000),
+        "{:?}",
+        back.elapsed()
+    );
+    // Then the period: no more beats for a while.
+    let n = beats();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(beats(), n, "back on the 30 s period");
+    // The uploader's first answer after failures triggers one at once.
+    status.platform_back();
+    until(2, "beat on platform_back", || beats() == n + 1).await;
+    task.abort();
 }
