@@ -146,6 +146,36 @@ struct MockPlatformArgs {
     /// Wrap answers in the SM4 envelope instead of plain JSON.
     #[arg(long)]
     envelope_answers: bool,
+    /// Shape of refusals: result_code ({"success":false,"result_code":…}), error
+    /// ({"success":false,"error":…}) or bare ({"success":false}), as in the spec.
+    #[arg(long, default_value = "result_code")]
+    refusal_shape: String,
+    /// Code for an exit or snapshot of an unknown stay (ORDER_NOT_EXIST or
+    /// OUT_ORDER_NO_NOT_EXIST).
+    #[arg(long, default_value = "ORDER_NOT_EXIST")]
+    not_exist_code: String,
+    /// Answer every result code in lower case.
+    #[arg(long)]
+    lowercase_codes: bool,
+    /// Refuse the snapshots of this plate's stays (repeatable).
+    #[arg(long = "refuse-snapshots-of")]
+    refuse_snapshots_of: Vec<String>,
+    /// Refuse every report of this plate (repeatable).
+    #[arg(long = "refuse-plate")]
+    refuse_plate: Vec<String>,
+    /// Refuse every request at the path given with --for, with this code.
+    #[arg(long, requires = "for_path")]
+    refuse_code: Option<String>,
+    /// The path --refuse-code applies to, e.g. /barrier/uploadSnapshot.
+    #[arg(long = "for", requires = "refuse_code")]
+    for_path: Option<String>,
+    /// Refuse requests whose envelope timestamp is further than this from the mock's
+    /// clock (0: accept any).
+    #[arg(long, default_value_t = 600)]
+    timestamp_window_secs: u64,
+    /// Accept a message_id seen before (default: refused as a replay).
+    #[arg(long)]
+    allow_replayed_message_ids: bool,
 }
 
 #[derive(Subcommand)]
@@ -366,7 +396,9 @@ fn platform_test(config: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
     use parking_bridge::platform::Secret;
-    use parking_bridge::platform::mock::{Faults, Mock, MockConfig, serve};
+    use parking_bridge::platform::mock::{
+        Faults, Mock, MockBehaviour, MockConfig, RefusalShape, RefuseRule, serve,
+    };
     use std::io::Write;
     use std::time::Duration;
     // Logging is set up once in main (global --log-format).
@@ -401,12 +433,45 @@ fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
         outage,
         a.seed,
     );
+    let Some(refusal_shape) = RefusalShape::parse(&a.refusal_shape) else {
+        anyhow::bail!("--refusal-shape must be result_code, error or bare");
+    };
+    let mut rules: Vec<RefuseRule> = a
+        .refuse_snapshots_of
+        .iter()
+        .map(|plate| RefuseRule {
+            path: Some(parking_bridge::platform::wire::SNAPSHOT_PATH.to_string()),
+            plate: Some(plate.clone()),
+            code: None,
+        })
+        .collect();
+    rules.extend(a.refuse_plate.iter().map(|plate| RefuseRule {
+        plate: Some(plate.clone()),
+        ..RefuseRule::default()
+    }));
+    if let (Some(code), Some(path)) = (a.refuse_code, a.for_path) {
+        rules.push(RefuseRule {
+            path: Some(path),
+            plate: None,
+            code: Some(code),
+        });
+    }
+    let behaviour = MockBehaviour {
+        refusal_shape,
+        not_exist_code: a.not_exist_code,
+        lowercase_codes: a.lowercase_codes,
+        rules,
+        timestamp_window: (a.timestamp_window_secs > 0)
+            .then(|| Duration::from_secs(a.timestamp_window_secs)),
+        refuse_replayed_message_ids: !a.allow_replayed_message_ids,
+    };
     let cfg = MockConfig {
         app_id: a.app_id,
         secret,
         lots: a.parking_lot_no,
         offset,
         envelope_answers: a.envelope_answers,
+        behaviour,
     };
     let mock = std::sync::Arc::new(Mock::new(cfg, faults, a.record)?);
     let rt = tokio::runtime::Builder::new_multi_thread()
