@@ -39,6 +39,18 @@ impl Outcome {
 /// guesses at what a code means, for the installer; verdicts come from the spec and
 /// `[platform.result_codes]`.
 pub fn answer_hint(a: &Answer, site: &SiteConfig) -> String {
+    let hint = guess_hint(a, site);
+    if matches!(a.verdict, Verdict::Refused { .. }) && !hint.contains("[platform.result_codes]") {
+        // The code decided nothing (success:false did): say how to teach it.
+        return format!(
+            "{hint}; if the code means a configuration problem, teach it in the site config: \
+[platform.result_codes] \"CODE\" = \"config_fault\""
+        );
+    }
+    hint
+}
+
+fn guess_hint(a: &Answer, site: &SiteConfig) -> String {
     let code = match &a.verdict {
         Verdict::ConfigFault { code, .. } => code.clone(),
         _ => a.result_code.clone().unwrap_or_default(),
