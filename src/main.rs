@@ -176,6 +176,10 @@ struct MockPlatformArgs {
     /// Accept a message_id seen before (default: refused as a replay).
     #[arg(long)]
     allow_replayed_message_ids: bool,
+    /// Refuse every report of this many stays in a hundred (0–100), always the same
+    /// stays (a stable hash of out_order_no).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    refuse_percent: u8,
 }
 
 #[derive(Subcommand)]
@@ -464,6 +468,7 @@ fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
         timestamp_window: (a.timestamp_window_secs > 0)
             .then(|| Duration::from_secs(a.timestamp_window_secs)),
         refuse_replayed_message_ids: !a.allow_replayed_message_ids,
+        refuse_percent: a.refuse_percent,
     };
     let cfg = MockConfig {
         app_id: a.app_id,

@@ -100,6 +100,20 @@ pub struct MockBehaviour {
     pub timestamp_window: Option<Duration>,
     /// A `message_id` seen before is refused (replay protection).
     pub refuse_replayed_message_ids: bool,
+    /// Refuse this many stays in a hundred, always the same ones (chosen by a stable
+    /// hash of the `out_order_no`): every report of them, every time.
+    pub refuse_percent: u8,
+}
+
+/// Whether the stay `out_order_no` is among the `percent` refused ones: FNV-1a of the
+/// text, modulo 100. Stable across runs and processes.
+pub fn refused_by_percent(out_order_no: &str, percent: u8) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in out_order_no.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % 100 < u64::from(percent)
 }
 
 impl Default for MockBehaviour {
@@ -111,6 +125,7 @@ impl Default for MockBehaviour {
             rules: Vec::new(),
             timestamp_window: Some(Duration::from_secs(600)),
             refuse_replayed_message_ids: true,
+            refuse_percent: 0,
         }
     }
 }
@@ -576,6 +591,15 @@ fn process(
         ),
         Uplink::Heartbeat(_) => (None, None),
     };
+    if b.refuse_percent > 0
+        && let Some(o) = out_order_no
+        && refused_by_percent(o, b.refuse_percent)
+    {
+        return refuse(
+            mock_codes::REFUSED_BY_RULE,
+            format!("refused by --refuse-percent for {o}"),
+        );
+    }
     for rule in &b.rules {
         let path_ok = rule.path.as_deref().is_none_or(|p| p == path);
         let plate_ok = rule
@@ -1340,6 +1364,24 @@ mod tests {
             }
         );
         assert!(!s.orders["r1"].exited);
+    }
+
+    #[test]
+    fn refuse_percent_picks_the_same_stays_every_time() {
+        let picked: Vec<bool> = (0..10_000)
+            .map(|i| refused_by_percent(&format!("P{i:08}"), 1))
+            .collect();
+        let n = picked.iter().filter(|p| **p).count();
+        assert!((60..=140).contains(&n), "{n} of 10 000 at 1 %");
+        assert!(!refused_by_percent("P00000001", 0));
+        let c = with(MockBehaviour {
+            refuse_percent: 100,
+            ..MockBehaviour::default()
+        });
+        assert!(matches!(
+            verdict(&send_cfg(&mut MockState::default(), &c, &entry("x"))),
+            Verdict::Refused { .. }
+        ));
     }
 
     #[test]
