@@ -234,7 +234,7 @@ fn journal_since(dir: &Path, since: crate::time::Timestamp) -> Vec<crate::event:
             Some((n, e.path()))
         })
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     files
         .iter()
         .filter_map(|(_, path)| std::fs::read_to_string(path).ok())
