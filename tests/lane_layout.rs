@@ -379,3 +379,42 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
             .all(|p| accepted_entry(&mock.records(), p).is_none())
     );
 }
+
+/// The README's complete examples load as they are, with the layout they promise.
+#[test]
+fn readme_camera_only_and_gate_only_examples_are_complete_site_configs() {
+    use parking_bridge::config::lanes::DetectionLayout;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for (marker, lane, layout) in [
+        (
+            "# Example: a camera-only lane\n",
+            "entry-1",
+            DetectionLayout::CameraOnly,
+        ),
+        (
+            "# Example: a gate-only lane\n",
+            "exit-1",
+            DetectionLayout::GateOnly,
+        ),
+    ] {
+        let block = readme
+            .split(marker)
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .unwrap_or_else(|| panic!("README has {marker:?}"));
+        let config = parking_bridge::config::SiteConfig::from_toml(block, Path::new("README.md"))
+            .unwrap_or_else(|e| panic!("{marker}: {e}"));
+        parking_bridge::driver::load_profiles(&config).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.lane(lane).unwrap().layout, layout, "{marker}");
+        let summary = parking_bridge::config::lanes::LaneSummary::of(
+            config.lane(lane).unwrap(),
+            &config.devices,
+        );
+        assert!(
+            summary.warnings.is_empty(),
+            "{marker}: {:?}",
+            summary.warnings
+        );
+    }
+}
