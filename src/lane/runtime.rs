@@ -275,6 +275,12 @@ impl LaneRuntime {
     /// A lane warning raised or cleared: on the status page, `/healthz` and `/metrics`
     /// through the ops state (which logs it), or only logged without one.
     fn show_watch(&self, lane: &str, changes: Vec<Change>) {
+        // A standing warning's count keeps growing: keep its text current (silently).
+        if let (Some(ops), Some(watch)) = (&self.ops, self.watches.get(lane)) {
+            for (m, n) in watch.warnings() {
+                ops.set_lane_warning(lane, m.label(), Some(&m.text(n)));
+            }
+        }
         for c in changes {
             let text = c.raised.map(|n| c.mismatch.text(n));
             match &self.ops {
