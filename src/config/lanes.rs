@@ -282,14 +282,10 @@ impl LaneSummary {
                 senses.describe()
             ));
         } else if !senses.is_manual() {
-            let unused = senses.unused_by(lane.layout);
-            if !unused.is_empty() {
-                warnings.push(format!(
-                    "{} bound but ignored by layout {:?} (a stray input must not count cars)",
-                    unused.join(", "),
-                    lane.layout.as_str()
-                ));
-            } else if senses.loop_a != senses.loop_b {
+            let mut unused = senses.unused_by(lane.layout);
+            if senses.loop_a != senses.loop_b {
+                // One loop alone cannot tell a vehicle cleared: say that, not "ignored".
+                unused.retain(|r| !r.starts_with("loop_"));
                 let (has, lacks) = if senses.loop_a {
                     ("loop_a", "loop_b")
                 } else {
@@ -297,6 +293,13 @@ impl LaneSummary {
                 };
                 warnings.push(format!(
                     "{has} is bound without {lacks}: the loops are not used"
+                ));
+            }
+            if !unused.is_empty() {
+                warnings.push(format!(
+                    "{} bound but ignored by layout {:?} (a stray input must not count cars)",
+                    unused.join(", "),
+                    lane.layout.as_str()
                 ));
             }
             if !senses.camera && lane.layout != DetectionLayout::CameraOnly {
@@ -595,6 +598,12 @@ mod tests {
         // One loop cannot clear a vehicle: the camera counts.
         let one_loop = io("loop_a = \"di1\"");
         assert_eq!(layout_of(&format!("{CAMERA}{one_loop}")), CameraOnly);
+        let site1 = site("", &format!("{CAMERA}{one_loop}")).unwrap();
+        let summary = LaneSummary::of(site1.lane("in").unwrap(), &site1.devices);
+        assert_eq!(
+            summary.warnings,
+            ["loop_a is bound without loop_b: the loops are not used"]
+        );
         // A lane without devices keeps the default and is listed as manual.
         let site = site("", CAMERA).unwrap();
         let out = site.lane("out").unwrap();
