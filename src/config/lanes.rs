@@ -240,21 +240,20 @@ pub fn validate_layouts(lanes: &[LaneConfig], devices: &[DeviceConfig], out: &mu
                 senses.describe()
             ),
         };
-        if let Some(layout) = lane.layout_set {
-            {
-                let missing = senses.missing_for(layout);
-                if !missing.is_empty() {
-                    out.push(Invalid::new(
-                        format!("lanes[{i}].layout"),
-                        format!(
-                            "lane {:?}: layout {:?} needs {}, which no device of the lane binds; {serve}",
-                            lane.id,
-                            layout.as_str(),
-                            missing.join(", "),
-                        ),
-                    ));
-                }
-            }
+        let Some(layout) = lane.layout_set else {
+            continue;
+        };
+        let missing = senses.missing_for(layout);
+        if !missing.is_empty() {
+            out.push(Invalid::new(
+                format!("lanes[{i}].layout"),
+                format!(
+                    "lane {:?}: layout {:?} needs {}, which no device of the lane binds; {serve}",
+                    lane.id,
+                    layout.as_str(),
+                    missing.join(", "),
+                ),
+            ));
         }
     }
 }
