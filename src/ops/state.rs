@@ -71,7 +71,8 @@ pub struct LaneInfo {
     pub id: String,
     pub direction: Direction,
     pub port_no: String,
-    /// The layout in use (`camera_only`…), or `manual` for a lane without devices.
+    /// The layout in use (`camera_only`…), `manual` for a lane without devices, `none`
+    /// for one whose devices sense no vehicle.
     pub layout: String,
 }
 
@@ -184,6 +185,8 @@ impl OpsState {
                     port_no: l.port_no.clone(),
                     layout: if summary.senses.is_manual() {
                         "manual".to_string()
+                    } else if summary.never_reports() {
+                        "none".to_string()
                     } else {
                         l.layout.as_str().to_string()
                     },
@@ -855,6 +858,45 @@ port_no = "P2"
     }
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+    #[test]
+    fn a_lane_whose_devices_sense_no_vehicle_is_degraded_from_the_start() {
+        let text = r#"
+[platform]
+base_url = "https://citybrain.example"
+app_id = "app-1"
+app_secret = "0123456789abcdef"
+[lot]
+parking_lot_no = "LOT-1"
+total_spaces = 100
+[storage]
+dir = "/tmp"
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "P2"
+[[devices]]
+name = "pay"
+profile = "generic-pay-terminal"
+lane = "exit-1"
+tcp = "127.0.0.1:502"
+roles = { fee_price = "charge" }
+"#;
+        let config = SiteConfig::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        let ops = OpsState::new(&config);
+        let view = ops.view();
+        assert_eq!(view.lanes[0].layout, "none");
+        let problems = view.problems(view.started, &HttpConfig::default(), None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "lane exit-1: will never report a vehicle: its devices (no lane role) sense none"
+            ),
+            "{problems:?}"
+        );
+        let text = crate::ops::http::render(&view, &problems, view.started, false, "");
+        assert!(text.contains("⚠ will never report a vehicle"), "{text}");
+    }
 
     #[test]
     fn a_lane_warning_degrades_health_and_sets_its_gauge_until_cleared() {
