@@ -1,7 +1,7 @@
 //! No silent lanes (real processes): `check` names a layout the devices cannot serve;
 //! a camera-only lane configured without a layout reports its entries through HTTP
 //! push and through MQTT (mosquitto) to `mock-platform`; loops bound to the wrong lane
-//! raise the lane's warning on the status page, `/healthz` and `/metrics`; a push with
+//! raise both lanes' warnings on the status page, `/healthz` and `/metrics`; a push with
 //! a scene and a plate crop reports the scene.
 
 mod driver_common;
@@ -302,7 +302,9 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
     let text = format!(
         "{}[camera_push]\nlisten = \"127.0.0.1:{push_port}\"\n\
          [[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"E1\"\n\
-         [[lanes]]\nid = \"exit-1\"\ndirection = \"exit\"\nport_no = \"X1\"\n{PUSH_CAMERA}{}{}",
+         [[lanes]]\nid = \"exit-1\"\ndirection = \"exit\"\nport_no = \"X1\"\n{PUSH_CAMERA}{}{}\
+         [[devices]]\nname = \"exit-cam\"\nprofile = \"vzenith-legacy-alarminfoplate\"\n\
+         lane = \"exit-1\"\ncamera_id = \"cam2\"\nhttp_push = true\n",
         site_top(dir.path(), &mock.base_url(), http),
         io("entry-io", "exit-1", 1),
         io("exit-io", "entry-1", 2),
@@ -337,14 +339,22 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
         }
     }
 
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // exit-1's loops (really the entry's) passed five vehicles its camera never read;
+    // each is decided once the late-plate window (3 s) has passed.
+    let deadline = Instant::now() + Duration::from_secs(15);
     let healthz = loop {
         match get(http, "/healthz").await {
-            Some((503, body)) => break body,
+            Some((503, body)) if body.contains("lane exit-1") => break body,
             other => assert!(Instant::now() < deadline, "not degraded: {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    assert!(
+        healthz.contains(
+            "lane exit-1: 5 vehicles without a plate read: camera aimed at the wrong lane"
+        ),
+        "{healthz}"
+    );
     assert!(
         healthz.contains("lane entry-1: 5 plate reads without a passage: loops not wired or bound"),
         "{healthz}"
@@ -361,12 +371,17 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
     );
     assert!(card.contains("loops_gate"), "{card}");
     let (_, metrics) = get(http, "/metrics").await.unwrap();
-    assert!(
-        metrics.contains(
-            "parking_bridge_lane_mismatch{lane=\"entry-1\",reason=\"reads_without_passages\"} 1"
-        ),
-        "{metrics}"
-    );
+    for (lane, reason) in [
+        ("entry-1", "reads_without_passages"),
+        ("exit-1", "vehicles_without_reads"),
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                "parking_bridge_lane_mismatch{{lane=\"{lane}\",reason=\"{reason}\"}} 1"
+            )),
+            "{metrics}"
+        );
+    }
     let log = std::fs::read_to_string(dir.path().join("run.log")).unwrap();
     assert!(
         log.contains("lane warning") && log.contains("reads_without_passages"),
