@@ -318,7 +318,7 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
     );
     let _bridge = start_bridge(&config, dir.path());
     let deadline = Instant::now() + Duration::from_secs(30);
-    while get(http, "/healthz").await.map(|(s, _)| s) != Some(200) {
+    while get(http, "/healthz").await != Some((200, "ok\n".to_string())) {
         assert!(Instant::now() < deadline, "never healthy at start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -335,7 +335,11 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
         }
         if i == 3 {
             let (status, body) = get(http, "/healthz").await.unwrap();
-            assert_eq!(status, 200, "four reads are not yet a pattern: {body}");
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "ok\n"),
+                "four reads are not yet a pattern"
+            );
         }
     }
 
@@ -344,7 +348,10 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let healthz = loop {
         match get(http, "/healthz").await {
-            Some((503, body)) if body.contains("lane exit-1") => break body,
+            // Degraded, not failing: the bridge still serves its other lanes.
+            Some((200, body)) if body.starts_with("degraded\n") && body.contains("lane exit-1") => {
+                break body;
+            }
             other => assert!(Instant::now() < deadline, "not degraded: {other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -264,6 +264,9 @@ mod tests {
             }),
             case: PassageCase::Normal,
             tailgate: false,
+            inferred: false,
+            trailer: false,
+            tractor: None,
             snapshot: None,
             snapshot_len: None,
         }
