@@ -12,13 +12,14 @@ use driver_common::Mosquitto;
 use parking_bridge::driver::camera::samples;
 use parking_bridge::plate::PlateColor;
 use parking_bridge::sim::devices::{SimCamera, SimModbus};
-use process_common::{Guard, free_port};
+use process_common::Guard;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use store_common::{APP_ID, BIN, LOT, Mock, Rec, SECRET};
 
-/// The top of a site config reporting to `platform`, status page on `http_port`.
+/// The top of a site config reporting to `platform`, status page on `http_port` (0: any
+/// free port, read back from the log with [`logged_port`]).
 fn site_top(dir: &Path, platform: &str, http_port: u16) -> String {
     format!(
         "[platform]\nbase_url = \"{platform}\"\napp_id = \"{APP_ID}\"\napp_secret = \"{SECRET}\"\n\
@@ -64,6 +65,26 @@ async fn wait_until(dir: &Path, secs: u64, what: &str, mut f: impl FnMut() -> bo
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The port the bridge logged for `what` (`status page, /metrics` or `camera push
+/// receiver`): listeners bind port 0 and say where they listen.
+async fn logged_port(dir: &Path, what: &str) -> u16 {
+    let mut port = 0;
+    wait_until(dir, 30, what, || {
+        let log = std::fs::read_to_string(dir.join("run.log")).unwrap_or_default();
+        port = log
+            .lines()
+            .filter(|l| l.contains(what))
+            .flat_map(str::split_whitespace)
+            .find_map(|w| w.strip_prefix("addr="))
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0);
+        port != 0
+    })
+    .await;
+    port
 }
 
 /// GET `http://127.0.0.1:port/path` → (status, body); `None` while nothing listens.
@@ -165,14 +186,14 @@ fn check_lists_a_camera_only_lane_and_refuses_a_layout_its_camera_cannot_serve()
 async fn camera_only_lane_without_a_layout_reports_pushed_entries_with_the_scene() {
     let dir = tempfile::tempdir().unwrap();
     let mock = Mock::start(&dir.path().join("record.jsonl"), &[]);
-    let (http, push_port) = (free_port(), free_port());
     let text = format!(
-        "{}[camera_push]\nlisten = \"127.0.0.1:{push_port}\"\n\
+        "{}[camera_push]\nlisten = \"127.0.0.1:0\"\n\
          [[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"E1\"\n{PUSH_CAMERA}",
-        site_top(dir.path(), &mock.base_url(), http)
+        site_top(dir.path(), &mock.base_url(), 0)
     );
     let config = write(dir.path(), &text);
     let _bridge = start_bridge(&config, dir.path());
+    let push_port = logged_port(dir.path(), "camera push receiver listening").await;
 
     // A crop-only push (as the issue's installer's camera sent) still reports.
     let body = samples::vzenith_alarm_info_plate("浙A12345", 1, 1, None);
@@ -254,7 +275,7 @@ async fn camera_only_lane_without_a_layout_reports_mqtt_entries() {
         "{}[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"bridge-layout\"\n\
          [[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"E1\"\n\
          [[devices]]\nname = \"entry-cam\"\nprofile = \"vzenith-mqtt\"\nlane = \"entry-1\"\ncamera_id = \"SN-1\"\n",
-        site_top(dir.path(), &mock.base_url(), free_port()),
+        site_top(dir.path(), &mock.base_url(), 0),
         broker.port
     );
     let config = write(dir.path(), &text);
@@ -291,7 +312,6 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
         modbus.set_input(slave, 3, true); // gate closed
     }
     let addr = modbus.serve_tcp("127.0.0.1:0").await.unwrap();
-    let (http, push_port) = (free_port(), free_port());
     let io = |name: &str, lane: &str, slave: u8| {
         format!(
             "[[devices]]\nname = \"{name}\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"{lane}\"\n\
@@ -300,12 +320,12 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
         )
     };
     let text = format!(
-        "{}[camera_push]\nlisten = \"127.0.0.1:{push_port}\"\n\
+        "{}[camera_push]\nlisten = \"127.0.0.1:0\"\n\
          [[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"E1\"\n\
          [[lanes]]\nid = \"exit-1\"\ndirection = \"exit\"\nport_no = \"X1\"\n{PUSH_CAMERA}{}{}\
          [[devices]]\nname = \"exit-cam\"\nprofile = \"vzenith-legacy-alarminfoplate\"\n\
          lane = \"exit-1\"\ncamera_id = \"cam2\"\nhttp_push = true\n",
-        site_top(dir.path(), &mock.base_url(), http),
+        site_top(dir.path(), &mock.base_url(), 0),
         io("entry-io", "exit-1", 1),
         io("exit-io", "entry-1", 2),
     );
@@ -317,6 +337,8 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
         String::from_utf8_lossy(&out.stderr)
     );
     let _bridge = start_bridge(&config, dir.path());
+    let http = logged_port(dir.path(), "status page, /metrics and /healthz listening").await;
+    let push_port = logged_port(dir.path(), "camera push receiver listening").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(http, "/healthz").await != Some((200, "ok\n".to_string())) {
         assert!(Instant::now() < deadline, "never healthy at start");
