@@ -262,7 +262,7 @@ async fn doctor_is_all_green_on_a_working_setup() {
         "✓ platform reachable and heartbeat accepted",
         "✓ system clock synchronised",
         "✓ timezone as configured",
-        "✓ lane entry-1: entry-1 (entry): loops_only, derived from its devices (camera, loop_a, loop_b)",
+        "✓ lane entry-1 (entry): loops_only, derived from its devices (camera, loop_a, loop_b)",
         "all 12 checks passed",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");

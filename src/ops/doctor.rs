@@ -182,8 +182,13 @@ pub fn check_lanes(config: &SiteConfig, now: crate::time::Timestamp) -> Vec<Chec
     let mut out = Vec::new();
     for lane in &config.lanes {
         let summary = LaneSummary::of(lane, &config.devices);
-        let label = format!("lane {}", lane.id);
-        let mut detail = summary.line();
+        let label = format!("lane {} ({})", lane.id, lane.direction.as_str());
+        // `id (direction): layout, …` without the id and direction the label has.
+        let line = summary.line();
+        let mut detail = line
+            .split_once("): ")
+            .map_or(line.as_str(), |(_, rest)| rest)
+            .to_string();
         if let Some(a) = audits.get(&lane.id).filter(|_| journalled) {
             detail.push_str(&format!(
                 "; last hour: {} reads, {} passages",
