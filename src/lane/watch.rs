@@ -7,7 +7,7 @@
 use super::machine::{LaneMachine, Passage};
 use crate::config::SiteConfig;
 use crate::config::lanes::Senses;
-use crate::event::{EventKind, RawEvent};
+use crate::event::{EventKind, GatePosition, RawEvent};
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,8 +62,8 @@ pub struct LaneWatch {
     threshold: u32,
     /// A camera is bound to the lane: vehicles are expected to be read.
     expects_reads: bool,
-    /// Distinct plate texts read since the last passage (a waiting car read again and
-    /// again is one car).
+    /// Distinct plate texts read since the last passage or loop/gate activity (a
+    /// waiting car read again and again is one car).
     texts: BTreeSet<String>,
     /// "No plate" reads since the last passage.
     plateless: u32,
@@ -113,8 +113,19 @@ impl LaneWatch {
 
     /// One of the lane's events. Quick results are left out: their full result follows.
     pub fn on_event(&mut self, kind: &EventKind) -> Vec<Change> {
-        let EventKind::Plate(read) = kind else {
-            return Vec::new();
+        let read = match kind {
+            EventKind::Plate(read) => read,
+            // A vehicle on the lane's loop, or its gate opening: the lane's inputs are
+            // wired and bound here, even if the read car turns away (a full lot).
+            EventKind::Loop { occupied: true, .. }
+            | EventKind::Gate {
+                position: GatePosition::Open,
+            } => {
+                self.texts.clear();
+                self.plateless = 0;
+                return self.settle();
+            }
+            _ => return Vec::new(),
         };
         if read.quick {
             return Vec::new();
@@ -298,6 +309,34 @@ mod tests {
             }]
         );
         assert!(w.warnings().is_empty());
+    }
+
+    #[test]
+    fn loop_or_gate_activity_shows_the_inputs_work_so_turned_away_cars_do_not_raise() {
+        use crate::event::LoopId;
+        let mut w = LaneWatch::new(2, true);
+        w.on_event(&read(Some("浙A1")));
+        // The car reaches loop A and turns away (a full lot): no passage, but the loop
+        // is plainly wired to this lane.
+        w.on_event(&EventKind::Loop {
+            which: LoopId::A,
+            occupied: true,
+        });
+        assert!(w.on_event(&read(Some("浙A2"))).is_empty());
+        // A loop going free or the gate closing is not evidence of a vehicle.
+        w.on_event(&EventKind::Loop {
+            which: LoopId::A,
+            occupied: false,
+        });
+        w.on_event(&EventKind::Gate {
+            position: GatePosition::Closed,
+        });
+        assert_eq!(w.on_event(&read(Some("浙A3")))[0].raised, Some(2));
+        // The gate opening clears the warning.
+        let cleared = w.on_event(&EventKind::Gate {
+            position: GatePosition::Open,
+        });
+        assert_eq!(cleared[0].raised, None);
     }
 
     #[test]
