@@ -31,6 +31,11 @@ pub enum EventKind {
     Plate(PlateRead),
     /// A device link changed: the driver lost or regained the device.
     Link { up: bool },
+    /// The device answers, but not with data the lane can use (Modbus exceptions for
+    /// the reads its roles need, impossible values): `problem` names the read and the
+    /// reason. `None`: its answers are usable again. The lane is as blind to a faulty
+    /// device as to one that is down.
+    Fault { problem: Option<String> },
     /// A lot-wide counter (a guidance system's controller) shows a new count of
     /// occupied or free spaces. Its event has no lane (`lane` is empty).
     Spaces { counted: Counted, value: i64 },

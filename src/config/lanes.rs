@@ -504,7 +504,20 @@ impl LaneConfig {
 
 pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
     let mut seen = HashSet::new();
+    let mut ports: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     for (i, lane) in lanes.iter().enumerate() {
+        // The platform tells lanes apart by port_no alone: two lanes with one port_no
+        // would have their entries and exits mixed up there.
+        if let Some(first) = ports.insert(lane.port_no.as_str(), lane.id.as_str()) {
+            out.push(Invalid::new(
+                format!("lanes[{i}].port_no"),
+                format!(
+                    "port_no {:?} is already lane {first:?}'s: each lane needs its own",
+                    lane.port_no
+                ),
+            ));
+            ports.insert(lane.port_no.as_str(), first);
+        }
         if lane.id.is_empty() {
             out.push(Invalid::new(format!("lanes[{i}].id"), "must not be empty"));
         } else if !seen.insert(lane.id.as_str()) {

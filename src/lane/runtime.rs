@@ -216,6 +216,10 @@ impl LaneRuntime {
                 self.health.set(&event.device, &event.lane, *up, event.at);
                 tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
             }
+            EventKind::Fault { problem } => {
+                self.health
+                    .set_fault(&event.device, &event.lane, problem.clone(), event.at);
+            }
             EventKind::Spaces { counted, value } => {
                 let occupied = counted.occupied(*value, self.lot.total_spaces);
                 tracing::debug!(device = %event.device, value, occupied, "space counter");

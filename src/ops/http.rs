@@ -470,14 +470,19 @@ fn render_devices(
     let mut none = true;
     for (name, state) in devices.iter().filter(|(_, s)| s.lane == lane) {
         none = false;
-        let (class, word) = if state.up {
-            ("ok", "up")
-        } else {
-            ("bad", "down")
+        let state_now = state.state();
+        let class = match state_now {
+            crate::health::LinkState::Up => "ok",
+            crate::health::LinkState::Faulty | crate::health::LinkState::Down => "bad",
+        };
+        // A faulty device says why (the read and the exception) where the installer looks.
+        let why = match (&state.fault, state_now) {
+            (Some(why), crate::health::LinkState::Faulty) => format!(": {}", esc(why)),
+            _ => String::new(),
         };
         let _ = write!(
             h,
-            r#"<span class="device {class}">{} {word} ({})</span> "#,
+            r#"<span class="device {class}">{} {state_now}{why} ({})</span> "#,
             esc(name),
             ago(now, state.since)
         );

@@ -26,7 +26,7 @@ use super::clock::{Jump, Suspicion};
 use super::disk::FsSpace;
 use super::logging::LogPlate;
 use crate::config::{Direction, HttpConfig, SiteConfig};
-use crate::health::{DeviceState, Health};
+use crate::health::{DeviceState, Health, LinkState};
 use crate::time::Timestamp;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::{BTreeMap, VecDeque};
@@ -586,6 +586,9 @@ impl OpsState {
             m.device_up
                 .with_label_values(&[state.lane.as_str(), device.as_str()])
                 .set(i64::from(state.up));
+            m.device_faulty
+                .with_label_values(&[state.lane.as_str(), device.as_str()])
+                .set(i64::from(state.state() == LinkState::Faulty));
         }
         let failing = self
             .view()
@@ -630,7 +633,7 @@ impl StatusView {
         now.0 - self.platform.last_ok.unwrap_or(self.started).0 > limit_ms
     }
 
-    /// Every configured lane has devices, all down past the threshold.
+    /// Every configured lane has devices, all down or faulty past the threshold.
     fn every_lane_blind(&self, now: Timestamp, http: &HttpConfig) -> bool {
         let limit_ms = i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
         !self.lanes.is_empty()
@@ -640,7 +643,8 @@ impl StatusView {
                     .values()
                     .filter(|d| d.lane == lane.id)
                     .peekable();
-                devices.peek().is_some() && devices.all(|d| !d.up && now.0 - d.since.0 > limit_ms)
+                devices.peek().is_some()
+                    && devices.all(|d| d.state() != LinkState::Up && now.0 - d.since.0 > limit_ms)
             })
     }
 
@@ -665,12 +669,17 @@ impl StatusView {
         let device_limit_ms =
             i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
         for (device, state) in &self.devices {
+            let place = if state.lane.is_empty() {
+                "lot".to_string()
+            } else {
+                format!("lane {}", state.lane)
+            };
+            // Faulty is a confirmed misconfiguration (several polls), not a blip a
+            // grace period should hide: degraded at once.
+            if let (LinkState::Faulty, Some(why)) = (state.state(), &state.fault) {
+                out.push(format!("{place}: device {device} faulty: {why}"));
+            }
             if !state.up && now.0 - state.since.0 > device_limit_ms {
-                let place = if state.lane.is_empty() {
-                    "lot".to_string()
-                } else {
-                    format!("lane {}", state.lane)
-                };
                 out.push(format!(
                     "{place}: device {} down for {} s",
                     device,
@@ -735,6 +744,7 @@ struct Metrics {
     occupied: IntGauge,
     total: IntGauge,
     device_up: IntGaugeVec,
+    device_faulty: IntGaugeVec,
     clock_synchronised: IntGauge,
     clock_suspect: IntGauge,
     clock_jumps: IntCounter,
@@ -833,6 +843,17 @@ impl Metrics {
                 &registry,
                 IntGaugeVec::new(
                     opts("parking_bridge_device_up", "1 when the device link is up"),
+                    &["lane", "device"],
+                )
+                .expect("valid metric"),
+            ),
+            device_faulty: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "parking_bridge_device_faulty",
+                        "1 when the device answers but with exceptions or impossible data",
+                    ),
                     &["lane", "device"],
                 )
                 .expect("valid metric"),

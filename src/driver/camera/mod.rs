@@ -213,6 +213,21 @@ pub fn decode(
     }))
 }
 
+/// The camera id a payload names (the first of the profile's `route_by` paths that is
+/// present), as text. `None` for undecodable payloads.
+pub fn route_value(profile: &CameraProfile, payload: &[u8]) -> Option<String> {
+    if profile.route_by.0.is_empty() {
+        return None;
+    }
+    let text = decode_charset(payload, profile.charset).ok()?;
+    let json: Value = serde_json::from_str(&text).ok()?;
+    profile
+        .route_by
+        .0
+        .iter()
+        .find_map(|p| json_path(&json, p).and_then(scalar_text))
+}
+
 /// Per-camera state around the decoder: duplicate suppression, link liveness and
 /// "log once per burst" for bad payloads.
 #[derive(Debug, Clone)]
@@ -377,7 +392,14 @@ pub mod samples {
         trigger_type: u8,
         jpeg: Option<&[u8]>,
     ) -> String {
-        vzenith_alarm_info_plate_images(plate, color_type, trigger_type, None, jpeg)
+        vzenith_alarm_info_plate_full(
+            "a1b2c3d4-e5f60718",
+            plate,
+            color_type,
+            trigger_type,
+            None,
+            jpeg,
+        )
     }
 
     /// [`vzenith_alarm_info_plate`] with the scene (`imageFile`) and the plate crop
@@ -389,11 +411,41 @@ pub mod samples {
         scene: Option<&[u8]>,
         crop: Option<&[u8]>,
     ) -> String {
+        vzenith_alarm_info_plate_full(
+            "a1b2c3d4-e5f60718",
+            plate,
+            color_type,
+            trigger_type,
+            scene,
+            crop,
+        )
+    }
+
+    /// [`vzenith_alarm_info_plate`] from the camera with serial number `serialno`.
+    pub fn vzenith_alarm_info_plate_from(
+        serialno: &str,
+        plate: &str,
+        color_type: u8,
+        trigger_type: u8,
+        jpeg: Option<&[u8]>,
+    ) -> String {
+        vzenith_alarm_info_plate_full(serialno, plate, color_type, trigger_type, None, jpeg)
+    }
+
+    /// The legacy push body with every variable part given.
+    pub fn vzenith_alarm_info_plate_full(
+        serialno: &str,
+        plate: &str,
+        color_type: u8,
+        trigger_type: u8,
+        scene: Option<&[u8]>,
+        crop: Option<&[u8]>,
+    ) -> String {
         let b64 = base64::engine::general_purpose::STANDARD;
         let image = crop.map(|j| b64.encode(j)).unwrap_or_default();
         let scene = scene.map(|j| b64.encode(j)).unwrap_or_default();
         serde_json::json!({"AlarmInfoPlate": {
-            "channel": 0, "deviceName": "IVS", "ipaddr": "192.168.1.100", "serialno": "a1b2c3d4-e5f60718",
+            "channel": 0, "deviceName": "IVS", "ipaddr": "192.168.1.100", "serialno": serialno,
             "result": {"PlateResult": {
                 "license": plate, "colorType": color_type, "colorValue": 0, "confidence": 92,
                 "bright": 0, "carBright": 0, "carColor": 0, "direction": 0,
@@ -684,5 +736,43 @@ mod tests {
         assert_eq!(s.payload_error(Timestamp(10)), None);
         assert_eq!(s.payload_error(Timestamp(20)), None);
         assert_eq!(s.payload_error(Timestamp(10_000)), Some(2));
+    }
+
+    #[test]
+    fn five_second_keep_alives_hold_the_link_for_a_minute_and_silence_drops_it() {
+        let p = profile("vzenith-mqtt");
+        assert_eq!(p.link_timeout_ms, 15_000);
+        assert!(
+            p.topics
+                .heartbeat
+                .0
+                .contains(&"$/device/{id}/message/up/keep_alive".to_string()),
+            "{:?}",
+            p.topics.heartbeat
+        );
+        let mut st = CameraState::new(&p);
+        assert_eq!(st.seen(Timestamp(0)), Some(true), "the recognition");
+        // Keep-alives every 5 s for 60 s, ticks every 500 ms.
+        for ms in (500..=60_000).step_by(500) {
+            if ms % 5_000 == 0 {
+                assert_eq!(st.seen(Timestamp(ms)), None);
+            }
+            assert_eq!(st.tick(Timestamp(ms)), None, "down at {ms} ms");
+        }
+        assert_eq!(st.tick(Timestamp(75_000)), None, "15 s after the last");
+        assert_eq!(st.tick(Timestamp(75_001)), Some(false));
+    }
+
+    #[test]
+    fn a_shared_topic_payload_names_its_camera_by_serialno() {
+        let p = profile("vzenith-legacy-alarminfoplate");
+        let body = samples::vzenith_alarm_info_plate_from("sn-9", "闽A1", 1, 1, None);
+        assert_eq!(route_value(&p, body.as_bytes()).as_deref(), Some("sn-9"));
+        assert_eq!(
+            route_value(&p, br#"{"serialno":"top-level"}"#).as_deref(),
+            Some("top-level")
+        );
+        assert_eq!(route_value(&p, b"not json"), None);
+        assert_eq!(route_value(&profile("hx-mqtt"), body.as_bytes()), None);
     }
 }
