@@ -650,6 +650,15 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
     }
     if problems.is_empty() {
         println!("{}: ok", config.display());
+        // Each lane's layout and where it comes from; warnings do not fail the check
+        // (a lane being commissioned may not have every input wired yet).
+        for lane in &site.lanes {
+            let summary = parking_bridge::config::lanes::LaneSummary::of(lane, &site.devices);
+            println!("lane {}", summary.line());
+            for w in &summary.warnings {
+                println!("warning: lane {}: {w}", summary.id);
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for p in problems {

@@ -262,7 +262,8 @@ async fn doctor_is_all_green_on_a_working_setup() {
         "✓ platform reachable and heartbeat accepted",
         "✓ system clock synchronised",
         "✓ timezone as configured",
-        "all 11 checks passed",
+        "✓ lane entry-1 (entry): loops_only, derived from its devices (camera, loop_a, loop_b)",
+        "all 12 checks passed",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
@@ -304,7 +305,7 @@ async fn doctor_names_silent_slave_and_camera() {
             ("✗ camera cam-1 seen", "camera's MQTT settings"),
         ],
     );
-    assert!(out.contains("3 of 11 checks failed"), "{out}");
+    assert!(out.contains("3 of 12 checks failed"), "{out}");
     platform.abort();
 }
 
@@ -352,7 +353,7 @@ async fn doctor_names_every_fault_of_a_broken_setup() {
             ("✗ timezone as configured", "Asia/Shanghai"),
         ],
     );
-    assert!(out.contains("7 of 8 checks failed"), "{out}");
+    assert!(out.contains("7 of 9 checks failed"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,7 +391,7 @@ async fn doctor_names_a_platform_that_refuses_the_lot_or_is_down() {
     let line = out[at..].lines().take(3).collect::<Vec<_>>().join("\n");
     assert!(line.contains("PARKING_LOT_NOT_EXIST"), "{out}");
     assert!(!line.contains("connection refused"), "{out}");
-    assert!(out.contains("1 of 6 checks failed"), "{out}");
+    assert!(out.contains("1 of 7 checks failed"), "{out}");
 
     platform.abort();
     let (ok, out) = doctor(&config, &path, "Asia/Shanghai").await;

@@ -67,7 +67,13 @@ async fn full_poll_cycle_sends_only_read_function_codes() {
     for dev in ["io", "adam", "gate"] {
         wait_kind(&mut drivers.rx, Duration::from_secs(3), dev, link(true)).await;
     }
-    collect_for(&mut drivers.rx, Duration::from_millis(300)).await;
+    // At least three full cycles (3 devices each), however loaded the machine is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bus.log.lock().unwrap().request_functions.len() < 9
+        && tokio::time::Instant::now() < deadline
+    {
+        collect_for(&mut drivers.rx, Duration::from_millis(100)).await;
+    }
 
     let log = bus.log.lock().unwrap();
     assert!(

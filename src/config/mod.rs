@@ -139,7 +139,7 @@ impl SiteConfig {
     /// Parses and validates config text; `path` is only used in error messages and to
     /// resolve relative paths.
     pub fn from_toml(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {
-        let config: SiteConfig = toml::from_str(text).map_err(|e| {
+        let mut config: SiteConfig = toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
             let line = e.span().map(|s| line_of_offset(text, s.start));
             let mut key = e
@@ -177,6 +177,7 @@ impl SiteConfig {
                 message,
             }])
         })?;
+        lanes::resolve_layouts(&mut config.lanes, &config.devices);
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
@@ -232,6 +233,7 @@ impl SiteConfig {
         }
         self.storage.validate(&mut out);
         lanes::validate_all(&self.lanes, &mut out);
+        lanes::validate_layouts(&self.lanes, &self.devices, &mut out);
         devices::validate_all(self, &mut out);
         self.http.validate(&mut out);
         self.logging.validate(&mut out);

@@ -381,9 +381,14 @@ pub struct CameraFields {
     pub device_time: Option<String>,
     #[serde(default)]
     pub device_time_unit: TimeUnit,
-    /// Base64 image (JPEG) paths tried in order.
+    /// Base64 image (JPEG) paths tried in order: the scene first, the plate crop as a
+    /// fallback (the platform and an operator need the vehicle, not its plate).
     #[serde(default)]
     pub image: Vec<String>,
+    /// Which of those paths hold the plate crop. A crop sent beside the scene is kept
+    /// in the journal only (`crop`); it is reported only when no scene came.
+    #[serde(default)]
+    pub crop: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -578,6 +583,12 @@ fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
     }
     if c.fields.text.is_empty() {
         out.push(Invalid::new("camera.fields.text", "must not be empty"));
+    }
+    if let Some(path) = c.fields.crop.iter().find(|p| !c.fields.image.contains(p)) {
+        out.push(Invalid::new(
+            "camera.fields.crop",
+            format!("{path:?} is not one of the `image` paths (list the crop there too, after the scene)"),
+        ));
     }
     for (code, pnc) in &c.fields.color_map {
         if PlateColor::from_code(pnc).is_none() {

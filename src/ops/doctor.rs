@@ -158,10 +158,112 @@ pub async fn run(
             push(c, &mut out);
         }
     }
+    for c in check_lanes(&config, crate::time::Timestamp::now()) {
+        push(c, &mut out);
+    }
     push(check_platform(&config).await, &mut out);
     push(check_clock_sync(), &mut out);
     push(check_timezone(&config.platform.utc_offset), &mut out);
     out
+}
+
+/// How far back `doctor` looks in the event journal for lanes that read without
+/// passing or pass without reading.
+pub const LANE_AUDIT_WINDOW_MS: i64 = 3_600_000;
+
+/// One line per lane: its layout and where it comes from (a lane whose devices sense
+/// no vehicle fails), then the same checks the running bridge makes (reads without
+/// passages, vehicles without reads) over the last hour of the event journal.
+pub fn check_lanes(config: &SiteConfig, now: crate::time::Timestamp) -> Vec<Check> {
+    use crate::config::lanes::LaneSummary;
+    let since = crate::time::Timestamp(now.0.saturating_sub(LANE_AUDIT_WINDOW_MS));
+    let events = journal_since(&config.storage.dir.join("journal"), since);
+    let journalled = !events.is_empty();
+    let audits = crate::lane::watch::audit(config, events);
+    let mut out = Vec::new();
+    for lane in &config.lanes {
+        let summary = LaneSummary::of(lane, &config.devices);
+        let label = format!("lane {} ({})", lane.id, lane.direction.as_str());
+        // `id (direction): layout, …` without the id and direction the label has.
+        let line = summary.line();
+        let mut detail = line
+            .split_once("): ")
+            .map_or(line.as_str(), |(_, rest)| rest)
+            .to_string();
+        if let Some(a) = audits.get(&lane.id).filter(|_| journalled) {
+            detail.push_str(&format!(
+                "; last hour: {} reads, {} passages",
+                a.reads, a.passages
+            ));
+        }
+        let mut problems: Vec<String> = Vec::new();
+        if summary.never_reports() {
+            problems.extend(summary.warnings.iter().cloned());
+        }
+        if let Some(a) = audits.get(&lane.id) {
+            problems.extend(a.warnings.iter().map(|(m, n)| m.text(*n)));
+        }
+        out.push(if problems.is_empty() {
+            for w in &summary.warnings {
+                detail.push_str(&format!("; note: {w}"));
+            }
+            Check::pass(label, detail)
+        } else {
+            detail.push_str(&format!("; {}", problems.join("; ")));
+            Check::fail(
+                label,
+                detail,
+                "check the `lane` and `roles` of each device against the wiring, and the camera's aim; `parking-bridge check` lists each lane's layout",
+            )
+        });
+    }
+    out
+}
+
+/// The journalled events at or after `since`, oldest first. Files are read newest
+/// first and the reading stops at the first one that starts before `since` (older
+/// rotated files hold older events only), so a full journal is not parsed for an
+/// hour. An unreadable file or line is skipped (the journal is a diagnostic aid).
+fn journal_since(dir: &Path, since: crate::time::Timestamp) -> Vec<crate::event::RawEvent> {
+    let mut files: Vec<(usize, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let n = match name.as_str() {
+                "events.jsonl" => 0,
+                other => other
+                    .strip_prefix("events.")?
+                    .strip_suffix(".jsonl")?
+                    .parse()
+                    .ok()?,
+            };
+            Some((n, e.path()))
+        })
+        .collect();
+    files.sort_by_key(|f| f.0);
+    let mut chunks = Vec::new();
+    for (_, path) in files {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let events: Vec<crate::event::RawEvent> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let reaches_back = events.first().is_some_and(|e| e.at < since);
+        chunks.push(
+            events
+                .into_iter()
+                .filter(|e| e.at >= since)
+                .collect::<Vec<_>>(),
+        );
+        if reaches_back {
+            break;
+        }
+    }
+    chunks.into_iter().rev().flatten().collect()
 }
 
 /// The secret: present, 16 characters (an SM4 key), and not readable by everyone.
@@ -913,6 +1015,73 @@ mod tests {
         })
         .await;
         assert!(!c.ok && c.detail.contains("cannot connect"), "{c}");
+    }
+
+    #[test]
+    fn lanes_check_finds_reads_without_passages_in_the_last_hour_of_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 9\n\
+             [storage]\ndir = \"{}\"\n[mqtt]\nhost = \"h\"\n\
+             [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n\
+             [[lanes]]\nid = \"out\"\ndirection = \"exit\"\nport_no = \"P2\"\n\
+             [[devices]]\nname = \"c\"\nprofile = \"vzenith-mqtt\"\nlane = \"in\"\ncamera_id = \"1\"\n\
+             [[devices]]\nname = \"io\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"in\"\ntcp = \"h:502\"\n\
+             roles = {{ loop_a = \"di1\", loop_b = \"di2\" }}\n",
+            dir.path().display()
+        );
+        let config = SiteConfig::from_toml(&text, Path::new("s.toml")).unwrap();
+        let now = crate::time::Timestamp(1_800_000_000_000);
+        let journal = dir.path().join("journal");
+        std::fs::create_dir_all(&journal).unwrap();
+        let line = |at: i64, plate: &str| {
+            let e = crate::event::RawEvent {
+                lane: "in".into(),
+                device: "c".into(),
+                at: crate::time::Timestamp(at),
+                kind: crate::event::EventKind::Plate(crate::event::PlateRead::text(
+                    plate,
+                    crate::plate::PlateColor::Blue,
+                )),
+            };
+            serde_json::to_string(&e).unwrap()
+        };
+        // Two reads older than the hour (rotated file), four within it: not yet five.
+        let old: Vec<String> = (0..2)
+            .map(|i| line(now.0 - 7_200_000 + i, &format!("浙A0000{i}")))
+            .collect();
+        std::fs::write(journal.join("events.1.jsonl"), old.join("\n")).unwrap();
+        // Files older than one reaching back past the hour are not read at all (this
+        // one is made up to prove it: real older files hold older events only).
+        std::fs::write(
+            journal.join("events.2.jsonl"),
+            line(now.0 - 1000, "浙A99999"),
+        )
+        .unwrap();
+        let recent: Vec<String> = (0..4)
+            .map(|i| line(now.0 - 600_000 + i * 1000, &format!("浙A1000{i}")))
+            .collect();
+        std::fs::write(journal.join("events.jsonl"), recent.join("\n") + "\n").unwrap();
+        let checks = check_lanes(&config, now);
+        assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+        assert!(
+            checks[0].detail.contains("last hour: 4 reads, 0 passages"),
+            "{checks:?}"
+        );
+        assert!(checks[1].detail.contains("manual lane"), "{checks:?}");
+        // A fifth read within the hour.
+        let mut all = recent.clone();
+        all.push(line(now.0 - 1000, "浙A10009"));
+        std::fs::write(journal.join("events.jsonl"), all.join("\n") + "\n").unwrap();
+        let checks = check_lanes(&config, now);
+        assert!(!checks[0].ok);
+        assert!(
+            checks[0]
+                .to_string()
+                .contains("5 plate reads without a passage: loops not wired or bound"),
+            "{}",
+            checks[0]
+        );
     }
 
     #[test]

@@ -403,10 +403,16 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
         };
         let _ = write!(
             h,
-            r#"<div class="card lane" id="lane-{id}"><b>{id}</b> · {dir} · port {port}<div>"#,
+            r#"<div class="card lane" id="lane-{id}"><b>{id}</b> · {dir} · port {port} · <span class="layout">{layout}</span>"#,
             id = esc(&lane.id),
-            port = esc(&lane.port_no)
+            port = esc(&lane.port_no),
+            layout = esc(&lane.layout),
         );
+        // A lane that cannot report, or whose devices and passages disagree, says so.
+        for w in view.lane_warnings.get(&lane.id).into_iter().flatten() {
+            let _ = write!(h, r#"<div class="bad lane-warning">⚠ {}</div>"#, esc(w));
+        }
+        h.push_str("<div>");
         render_devices(&mut h, &view.devices, &lane.id, now);
         h.push_str("</div>");
         let passages = view

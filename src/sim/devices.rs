@@ -275,8 +275,10 @@ impl SimCamera {
         jpeg: Option<&[u8]>,
         quick: bool,
     ) -> Result<(), rumqttc::ClientError> {
-        let body =
-            crate::driver::camera::samples::vzenith_ivs_result(&self.sn, plate, color_type, jpeg);
+        // The snapshot is a camera frame: the scene image, as a real camera sends it.
+        let body = crate::driver::camera::samples::vzenith_ivs_result_images(
+            &self.sn, plate, color_type, jpeg, None,
+        );
         let topic = if quick {
             "quick_ivs_result"
         } else {
