@@ -226,6 +226,15 @@ impl LaneMachine {
         &self.lane
     }
 
+    /// The state's name (`idle`, `under_barrier`, …), for logs and restart gaps.
+    pub fn state_name(&self) -> &'static str {
+        if self.state == State::Idle && self.held.is_some() {
+            "held"
+        } else {
+            self.state.name()
+        }
+    }
+
     /// True when no vehicle is being followed and nothing waits for a timer.
     pub fn is_idle(&self) -> bool {
         self.state == State::Idle && self.held.is_none()
