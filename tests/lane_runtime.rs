@@ -150,7 +150,16 @@ async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
 
     let journal_path = dir.path().join("journal/events.jsonl");
     let text = std::fs::read_to_string(&journal_path).unwrap();
-    assert_eq!(text.lines().count(), sent);
+    // Every event, plus the lane task's marks (start, applied passages, stop).
+    let is_mark = parking_bridge::lane::journal::is_mark;
+    assert_eq!(text.lines().filter(|l| !is_mark(l)).count(), sent);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"mark\":\"applied\""))
+            .count(),
+        2,
+        "{text}"
+    );
     let mut replayed = Vec::new();
     parking_bridge::lane::replay::run(&config, text.as_bytes(), &mut replayed, false).unwrap();
     let replayed = String::from_utf8(replayed).unwrap();
@@ -257,4 +266,134 @@ async fn passages_reach_the_status_page_with_their_snapshots() {
         .find(|p| p.plate.as_deref() == Some("闽B54321"))
         .expect("second vehicle on the page");
     assert!(without.snapshot.is_none());
+}
+
+/// Waits until the journal in `dir` holds `n` event lines (they are written before the
+/// lane logic acts, so this is "the task has seen them").
+async fn journalled(dir: &Path, n: usize) {
+    let path = dir.join("journal/events.jsonl");
+    wait_until("events not journalled", Duration::from_millis(10), || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !parking_bridge::lane::journal::is_mark(l))
+            .count()
+            >= n
+    })
+    .await;
+}
+
+fn start(
+    config: &SiteConfig,
+    store: &Arc<Store>,
+    dir: &Path,
+) -> (mpsc::Sender<RawEvent>, JoinHandle<()>) {
+    let journal = Journal::open(&dir.join("journal")).unwrap();
+    let runtime = LaneRuntime::new(config, store.clone(), Health::new()).with_journal(journal);
+    let (tx, rx) = mpsc::channel(64);
+    (tx, tokio::spawn(runtime.run(rx, None)))
+}
+
+/// One vehicle's events split at `cut` (the first `cut` before a crash or a stop).
+fn split(events: Vec<RawEvent>, cut: usize) -> (Vec<RawEvent>, Vec<RawEvent>) {
+    let mut first = events;
+    let rest = first.split_off(cut);
+    (first, rest)
+}
+
+#[tokio::test]
+async fn a_vehicle_under_the_barrier_when_the_task_dies_is_reported_with_its_plate_after_the_restart()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let t0 = Timestamp::now().0 - 3_300;
+    // Read, on A, under the barrier (A and B): then the process dies.
+    let (before, after) = split(vehicle("in-lg", Some("闽A12345"), t0), 3);
+    let (tx, task) = start(&config, &store, dir.path());
+    for e in before {
+        tx.send(e).await.unwrap();
+    }
+    journalled(dir.path(), 3).await;
+    // SIGKILL: the task vanishes without settling or marking anything.
+    task.abort();
+    let _ = task.await;
+    drop(tx);
+    assert!(store.open_stays().unwrap().is_empty());
+
+    let (tx, task) = start(&config, &store, dir.path());
+    for e in after {
+        tx.send(e).await.unwrap();
+    }
+    wait_until(
+        "no entry after the restart",
+        Duration::from_millis(10),
+        || !store.open_stays().unwrap().is_empty(),
+    )
+    .await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(stays[0].plate_no, "闽A12345");
+    assert_eq!(stays[0].entered_at, Timestamp(t0 + 3300));
+
+    let gaps = parking_bridge::lane::journal::read_gaps(&dir.path().join("journal")).unwrap();
+    let gap = gaps
+        .iter()
+        .find(|g| g.lane == "in-lg")
+        .expect("a gap for in-lg");
+    assert!(!gap.clean_stop, "{gap:?}");
+    assert_eq!(gap.resumed, "under_barrier");
+    assert!(gap.from.0 >= t0 + 1300, "{gap:?}");
+
+    // A third start applies nothing again.
+    let (tx, task) = start(&config, &store, dir.path());
+    finish(tx, task, Duration::from_secs(5)).await;
+    assert_eq!(store.list_stays(false, 10).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stop_and_a_restart_mid_passage_give_the_reports_of_no_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let t0 = Timestamp::now().0 - 3_300;
+    // A vehicle on loop A, not yet read: the bridge is stopped (SIGTERM: the channel
+    // closes), restarted, the read arrives and the vehicle drives through.
+    let events = vehicle("in-lg", None, t0)[..1].to_vec();
+    let (tx, task) = start(&config, &store, dir.path());
+    for e in events {
+        tx.send(e).await.unwrap();
+    }
+    finish(tx, task, Duration::from_secs(5)).await;
+    let journal = std::fs::read_to_string(dir.path().join("journal/events.jsonl")).unwrap();
+    assert!(journal.contains("\"mark\":\"stop\""), "{journal}");
+
+    let (tx, task) = start(&config, &store, dir.path());
+    let rest = vehicle("in-lg", Some("闽B54321"), t0)[1..].to_vec();
+    let mut late = vec![ev(
+        "in-lg",
+        "cam",
+        Timestamp::now().0,
+        EventKind::Plate(PlateRead::text("闽B54321", PlateColor::Blue)),
+    )];
+    late.extend(rest.into_iter().map(|mut e| {
+        e.at = Timestamp(e.at.0 + 3_400);
+        e
+    }));
+    for e in late {
+        tx.send(e).await.unwrap();
+    }
+    journalled(dir.path(), 1 + 1 + 3).await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(
+        stays[0].plate_no, "闽B54321",
+        "the vehicle kept its place across the stop"
+    );
+    let gaps = parking_bridge::lane::journal::read_gaps(&dir.path().join("journal")).unwrap();
+    assert!(
+        gaps.iter()
+            .any(|g| g.lane == "in-lg" && g.clean_stop && g.resumed == "approaching"),
+        "{gaps:?}"
+    );
 }

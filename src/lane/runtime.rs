@@ -286,6 +286,8 @@ impl LaneRuntime {
                 }
             }
         }
+        // Lanes still catching up after the start: their blind interval ends here.
+        self.close_gaps(Timestamp(i64::MAX / 2));
         if self.journal.is_some() {
             // Held vehicles stay held: the next start resumes them from the journal and
             // reports them as if there had been no stop (a late read still attaches).
