@@ -149,6 +149,14 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
                 None => charges.remove(&event.lane),
             };
         }
+        // The lane task runs timers at their deadline, before a later event.
+        run_timers(
+            &mut rebuilt,
+            event.at,
+            &mut applied,
+            &mut candidates,
+            &mut charges,
+        );
         let Some((lane, warmup)) = rebuilt.get_mut(&event.lane) else {
             continue;
         };
@@ -164,14 +172,15 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
             lane.trusted = true;
         }
     }
+    // The previous run ran the timers due before it died.
     if let Some(until) = window.last_life {
-        for (lane, _) in rebuilt.values_mut() {
-            if lane.machine.poll_at().is_some_and(|t| t <= until) {
-                let trusted = lane.trusted;
-                let out = lane.machine.on_timer(until);
-                keep(out, trusted, &mut applied, &mut candidates, &mut charges);
-            }
-        }
+        run_timers(
+            &mut rebuilt,
+            until,
+            &mut applied,
+            &mut candidates,
+            &mut charges,
+        );
     }
     Resumed {
         lanes: rebuilt.into_iter().map(|(id, (l, _))| (id, l)).collect(),
@@ -181,6 +190,31 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
         last_life: window.last_life,
         clean_stop: window.clean_stop,
         bad_lines: window.bad_lines,
+    }
+}
+
+/// Runs every lane's timers due by `until`, earliest first, each at its deadline.
+fn run_timers(
+    lanes: &mut BTreeMap<String, (LaneResume, i64)>,
+    until: Timestamp,
+    applied: &mut Applied,
+    candidates: &mut Vec<Passage>,
+    charges: &mut BTreeMap<String, TerminalCharge>,
+) {
+    loop {
+        let due = lanes
+            .iter()
+            .filter_map(|(id, (l, _))| l.machine.poll_at().map(|t| (t, id)))
+            .filter(|(t, _)| *t <= until)
+            .min()
+            .map(|(t, id)| (t, id.clone()));
+        let Some((t, id)) = due else { return };
+        let Some((lane, _)) = lanes.get_mut(&id) else {
+            return;
+        };
+        let trusted = lane.trusted;
+        let out = lane.machine.on_timer(t);
+        keep(out, trusted, applied, candidates, charges);
     }
 }
 

@@ -551,13 +551,24 @@ impl LaneRuntime {
         self.close_gaps(Timestamp::now());
     }
 
+    /// Runs every timer due by `now`, each at its own deadline, earliest first (after a
+    /// restart, or a busy moment, several may be due at once; their order matters).
     async fn run_timers(&mut self, now: Timestamp) {
         let mut due = Vec::new();
-        for (cfg, machine) in self.lanes.values_mut() {
-            if machine.poll_at().is_some_and(|t| t <= now) {
-                for p in machine.on_timer(now) {
-                    due.push((cfg.clone(), p));
-                }
+        loop {
+            let next = self
+                .lanes
+                .iter()
+                .filter_map(|(id, (_, m))| m.poll_at().map(|t| (t, id)))
+                .filter(|(t, _)| *t <= now)
+                .min()
+                .map(|(t, id)| (t, id.clone()));
+            let Some((t, id)) = next else { break };
+            let Some((cfg, machine)) = self.lanes.get_mut(&id) else {
+                break;
+            };
+            for p in machine.on_timer(t) {
+                due.push((cfg.clone(), p));
             }
         }
         for (cfg, p) in due {
