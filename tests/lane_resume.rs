@@ -297,3 +297,99 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+/// BENCHMARKS.md "Resume at start": what resuming adds to a start — reading the
+/// journal's window and rebuilding the lanes — with a full window (the scenario
+/// site's 8 lanes at peak for the whole 10 minutes: a vehicle every 4 s on every lane,
+/// read, through the loops or the gate, each passage with its `applied` mark), against
+/// an empty journal, in the same run. Median of `RESUME_BENCH_RUNS` (default 15).
+#[test]
+#[ignore = "benchmark: cargo test --release --test lane_resume -- --ignored --nocapture"]
+fn resume_start_up_with_a_full_window_against_an_empty_journal() {
+    use parking_bridge::lane::journal::{Journal, read_window};
+    use std::time::Instant;
+    let runs: usize = std::env::var("RESUME_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let config = site();
+    let full = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let now = Timestamp::now();
+    let t0 = now.0 - resume::WINDOW_MS + 1_000;
+    let mut journal = Journal::open(full.path()).unwrap();
+    journal
+        .mark(&Mark::Start {
+            at: Timestamp(t0 - 1),
+            idle: true,
+        })
+        .unwrap();
+    let mut site_model = Site::new(&config);
+    let (mut events, mut marks) = (0usize, 0usize);
+    let mut vehicle = 0usize;
+    let lanes: Vec<String> = config.lanes.iter().map(|l| l.id.clone()).collect();
+    let mut t = t0;
+    while t < now.0 - 5_000 {
+        for (i, lane) in lanes.iter().enumerate() {
+            let at = t + i as i64 * 400;
+            let plate = format!("闽A{:05}", vehicle % 100_000);
+            vehicle += 1;
+            let ev = |dt: i64, kind: EventKind| RawEvent {
+                lane: lane.clone(),
+                device: format!("{lane}-dev"),
+                at: Timestamp(at + dt),
+                kind,
+            };
+            let lp = |which, occupied| EventKind::Loop { which, occupied };
+            let gate = |position| EventKind::Gate { position };
+            for e in [
+                ev(
+                    0,
+                    EventKind::Plate(PlateRead::text(&plate, PlateColor::Blue)),
+                ),
+                ev(300, lp(LoopId::A, true)),
+                ev(500, gate(GatePosition::Open)),
+                ev(1_000, lp(LoopId::B, true)),
+                ev(1_600, lp(LoopId::A, false)),
+                ev(2_200, lp(LoopId::B, false)),
+                ev(2_800, gate(GatePosition::Closed)),
+            ] {
+                journal.append(&e).unwrap();
+                events += 1;
+                for p in site_model.event(&e) {
+                    journal.mark(&applied_mark(&p, e.at, false)).unwrap();
+                    marks += 1;
+                }
+            }
+        }
+        t += 4_000;
+    }
+    drop(journal);
+    let bytes = std::fs::metadata(full.path().join("events.jsonl"))
+        .unwrap()
+        .len();
+    let since = Timestamp(now.0 - resume::WINDOW_MS);
+    let mut time = |dir: &Path| {
+        let mut ms: Vec<f64> = (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                let window = read_window(dir, since).unwrap();
+                let resumed = resume::rebuild(&config.lanes, &window, since);
+                let took = started.elapsed().as_secs_f64() * 1000.0;
+                assert!(resumed.candidates.is_empty(), "every passage was applied");
+                took
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms[ms.len() / 2]
+    };
+    let empty_ms = time(empty.path());
+    let full_ms = time(full.path());
+    println!(
+        "resume at start, 8 lanes, 10-minute window: full journal ({events} events, {marks} applied marks, \
+         {vehicle} vehicles, {:.1} MB) {full_ms:.2} ms, empty journal {empty_ms:.3} ms (median of {runs}); \
+         added to the lanes' start: {:.2} ms",
+        bytes as f64 / 1e6,
+        full_ms - empty_ms
+    );
+}
