@@ -369,7 +369,7 @@ fn resume_start_up_with_a_full_window_against_an_empty_journal() {
         .unwrap()
         .len();
     let since = Timestamp(now.0 - resume::WINDOW_MS);
-    let mut time = |dir: &Path| {
+    let time = |dir: &Path| {
         let mut ms: Vec<f64> = (0..runs)
             .map(|_| {
                 let started = Instant::now();
