@@ -397,3 +397,78 @@ async fn a_stop_and_a_restart_mid_passage_give_the_reports_of_no_stop() {
         "{gaps:?}"
     );
 }
+
+/// Drops the `applied` marks from the journal in `dir` (if the task wrote them before
+/// it was aborted): a SIGKILL between the passage's commit and its mark.
+fn forget_applied_marks(dir: &Path) {
+    let path = dir.join("journal/events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"mark\":\"applied\""))
+        .collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test]
+async fn a_passage_committed_but_not_marked_before_a_kill_is_not_applied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let t0 = Timestamp::now().0 - 20_000;
+    let (tx, task) = start(&config, &store, dir.path());
+    for e in vehicle("in-lg", Some("闽A12345"), t0) {
+        tx.send(e).await.unwrap();
+    }
+    wait_until("no entry", Duration::from_millis(10), || {
+        !store.open_stays().unwrap().is_empty()
+    })
+    .await;
+    task.abort();
+    let _ = task.await;
+    drop(tx);
+    forget_applied_marks(dir.path());
+
+    let (tx, task) = start(&config, &store, dir.path());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+}
+
+#[tokio::test]
+async fn a_passage_seen_but_not_applied_before_a_kill_is_applied_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let t0 = Timestamp::now().0 - 20_000;
+    // The journal of a run that saw the whole vehicle and died before storing it.
+    let mut journal = Journal::open(&dir.path().join("journal")).unwrap();
+    journal
+        .mark(&parking_bridge::lane::journal::Mark::Start {
+            at: Timestamp(t0 - 1),
+            idle: true,
+        })
+        .unwrap();
+    for e in vehicle("in-lg", Some("闽A12345"), t0) {
+        journal.append(&e).unwrap();
+    }
+    drop(journal);
+
+    let (tx, task) = start(&config, &store, dir.path());
+    wait_until(
+        "the unapplied passage is not applied",
+        Duration::from_millis(10),
+        || !store.open_stays().unwrap().is_empty(),
+    )
+    .await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(stays[0].plate_no, "闽A12345");
+    assert_eq!(stays[0].entered_at, Timestamp(t0 + 3300));
+    let text = std::fs::read_to_string(dir.path().join("journal/events.jsonl")).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"mark\":\"applied\"") && l.contains("\"recovered\":true")),
+        "{text}"
+    );
+}

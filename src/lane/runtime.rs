@@ -372,7 +372,34 @@ impl LaneRuntime {
             );
         }
         self.mark(&Mark::Start { at: now, idle });
-        for p in resumed.candidates {
+        // A SIGKILL between a passage's commit and its `applied` mark (one write later)
+        // leaves a stay that the journal does not know of: the database has the word.
+        let candidates = if resumed.candidates.is_empty() {
+            resumed.candidates
+        } else {
+            let store = self.store.clone();
+            let recent = tokio::task::spawn_blocking(move || store.list_stays(false, 500))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            resumed
+                .candidates
+                .into_iter()
+                .filter(|p| {
+                    let stored = recent.iter().any(|s| {
+                        (s.entry_lane == p.lane && s.entered_at == p.at)
+                            || (s.exit_lane.as_deref() == Some(p.lane.as_str())
+                                && s.exited_at == Some(p.at))
+                    });
+                    if stored {
+                        tracing::info!(lane = %p.lane, at = p.at.0, "passage unmarked in the journal but already in the database; not applied again");
+                    }
+                    !stored
+                })
+                .collect()
+        };
+        for p in candidates {
             if let Some(cfg) = self.lanes.get(&p.lane).map(|(c, _)| c.clone()) {
                 tracing::warn!(lane = %p.lane, at = p.at.0, "passage recovered from the journal: the previous run did not apply it");
                 self.apply(&cfg, p, true).await;
