@@ -239,8 +239,10 @@ impl LaneRuntime {
         self
     }
 
-    /// Runs until the event channel closes (every driver gone: shutdown), then runs the
-    /// timers still pending so that a held passage is not lost.
+    /// Resumes the lanes from the journal, then runs until the event channel closes
+    /// (every driver gone: shutdown). Held passages are left to the next start's resume
+    /// (a `stop` mark says the stop was clean); without a journal they are settled now
+    /// so that none is lost.
     ///
     /// `occupancy` is the optional occupancy-source hook (`lot.occupancy_source =
     /// "external"`): each value received sets the occupied count.
@@ -251,8 +253,8 @@ impl LaneRuntime {
     ) {
         self.resume(Timestamp::now()).await;
         let mut next_expiry = tokio::time::Instant::now();
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Gaps are closed within a second; otherwise only `alive` marks are due.
+        let mut next_housekeeping = tokio::time::Instant::now();
         loop {
             if let Some(alive) = &self.liveness {
                 alive.tick();
@@ -277,7 +279,9 @@ impl LaneRuntime {
                     next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
                     self.expire(Timestamp::now()).await;
                 }
-                _ = housekeeping.tick() => {
+                _ = tokio::time::sleep_until(next_housekeeping) => {
+                    let every = if self.resync.is_empty() { ALIVE_EVERY_MS } else { 1_000 };
+                    next_housekeeping = tokio::time::Instant::now() + Duration::from_millis(every as u64);
                     let now = Timestamp::now();
                     self.close_gaps(now);
                     if self.journal.as_ref().is_some_and(|j| j.alive_due(now, ALIVE_EVERY_MS)) {
