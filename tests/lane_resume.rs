@@ -176,7 +176,7 @@ fn cut_and_resumed(
     let mut site = Site::new(config);
     let mut lines = vec![Line::Mark(Mark::Start {
         at: Timestamp(events[0].at.0 - 1),
-        idle: true,
+        resumed: false,
     })];
     for (i, e) in events[..cut].iter().enumerate() {
         for (t, p) in site.timers(e.at) {
@@ -321,7 +321,7 @@ fn resume_start_up_with_a_full_window_against_an_empty_journal() {
     journal
         .mark(&Mark::Start {
             at: Timestamp(t0 - 1),
-            idle: true,
+            resumed: false,
         })
         .unwrap();
     let mut site_model = Site::new(&config);

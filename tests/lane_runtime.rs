@@ -445,7 +445,7 @@ async fn a_passage_seen_but_not_applied_before_a_kill_is_applied_at_start() {
     journal
         .mark(&parking_bridge::lane::journal::Mark::Start {
             at: Timestamp(t0 - 1),
-            idle: true,
+            resumed: false,
         })
         .unwrap();
     for e in vehicle("in-lg", Some("闽A12345"), t0) {

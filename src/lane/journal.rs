@@ -62,12 +62,12 @@ pub enum Mark {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         recovered: bool,
     },
-    /// The lane task started (after resuming from the journal). `idle`: every lane was
-    /// idle once resumed (nothing before this mark can change what follows it).
+    /// The lane task started. `resumed`: its lanes were rebuilt from the journal;
+    /// otherwise they started empty (nothing before this mark counts for what follows).
     Start {
         at: Timestamp,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        idle: bool,
+        resumed: bool,
     },
     /// The lane task was running (written when nothing else was for a while), so a
     /// crash's blind interval is known to within that period.
@@ -587,7 +587,7 @@ mod tests {
         assert!(is_mark(
             &serde_json::to_string(&Mark::Start {
                 at: Timestamp(1),
-                idle: true
+                resumed: false
             })
             .unwrap()
         ));

@@ -11,10 +11,10 @@
 //! candidate. Replaying from the window's start, a lane may be cut in the middle of a
 //! vehicle, so its first replayed passages are not trusted: a lane's candidates count
 //! only once the replayed lane has been idle at least one warm-up (the longest of its
-//! windows) into the window, or at a `start` mark of a run that began with every lane
-//! idle (the whole window is trusted when it holds the whole journal and begins with
-//! such a mark). A journal without marks (written before this version) never makes
-//! candidates.
+//! windows) into the window, or from a `start` mark of a run that started its lanes
+//! empty (there the replay starts its lanes empty too, exactly as that run did).
+//! A journal without marks (written before this version, whose stop settled held
+//! vehicles) is not resumed at all: the lanes start empty.
 
 use super::journal::{Line, Mark, Window};
 use super::machine::{LaneMachine, Passage};
@@ -58,6 +58,8 @@ pub struct Resumed {
     pub clean_stop: bool,
     /// Journal lines that could not be read.
     pub bad_lines: usize,
+    /// The lanes were rebuilt (false: no marks in the window, the lanes start empty).
+    pub resumed: bool,
 }
 
 impl Resumed {
@@ -103,37 +105,46 @@ fn warmup_ms(cfg: &LaneConfig) -> i64 {
 /// the previous run had already run (due by its last sign of life) are run too.
 pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resumed {
     let mut applied = window.applied();
-    let whole = !window.cut
-        && matches!(
-            window.lines.first(),
-            Some(Line::Mark(Mark::Start { idle: true, .. }))
-        );
+    let fresh = |cfg: &LaneConfig| {
+        (
+            LaneResume {
+                machine: LaneMachine::new(cfg),
+                trusted: false,
+                events: 0,
+            },
+            warmup_ms(cfg),
+        )
+    };
     let mut rebuilt: BTreeMap<String, (LaneResume, i64)> = lanes
         .iter()
-        .map(|cfg| {
-            (
-                cfg.id.clone(),
-                (
-                    LaneResume {
-                        machine: LaneMachine::new(cfg),
-                        trusted: whole,
-                        events: 0,
-                    },
-                    warmup_ms(cfg),
-                ),
-            )
-        })
+        .map(|cfg| (cfg.id.clone(), fresh(cfg)))
         .collect();
     let mut candidates = Vec::new();
     let mut charges = BTreeMap::new();
-    let mut marks_seen = whole;
+    let marked = window.lines.iter().any(|l| matches!(l, Line::Mark(_)));
+    if !marked {
+        return Resumed {
+            lanes: rebuilt.into_iter().map(|(id, (l, _))| (id, l)).collect(),
+            candidates,
+            applied,
+            charges,
+            last_life: window.last_life,
+            clean_stop: window.clean_stop,
+            bad_lines: window.bad_lines,
+            resumed: false,
+        };
+    }
+    let mut marks_seen = false;
     for line in &window.lines {
         let event = match line {
-            // A start with every lane idle: a replayed lane idle here too is in step.
-            Line::Mark(Mark::Start { idle: true, .. }) => {
+            // A run that started its lanes empty: so does the replay, in step with it.
+            Line::Mark(Mark::Start { resumed: false, .. }) => {
                 marks_seen = true;
-                for (lane, _) in rebuilt.values_mut() {
-                    lane.trusted |= lane.machine.is_idle();
+                for cfg in lanes {
+                    let mut lane = fresh(cfg);
+                    lane.0.trusted = true;
+                    lane.0.events = rebuilt.get(&cfg.id).map_or(0, |(l, _)| l.events);
+                    rebuilt.insert(cfg.id.clone(), lane);
                 }
                 continue;
             }
@@ -190,6 +201,7 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
         last_life: window.last_life,
         clean_stop: window.clean_stop,
         bad_lines: window.bad_lines,
+        resumed: true,
     }
 }
 
@@ -249,5 +261,121 @@ pub fn applied_mark(p: &Passage, at: Timestamp, recovered: bool) -> Mark {
         cleared_at: p.cleared_at,
         at,
         recovered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::lanes::{DetectionLayout, Direction};
+    use crate::event::{LoopId, PlateRead};
+    use crate::plate::PlateColor;
+
+    fn lanes() -> Vec<LaneConfig> {
+        vec![LaneConfig::new(
+            "in",
+            Direction::Entry,
+            "E1",
+            DetectionLayout::LoopsGate,
+        )]
+    }
+
+    fn ev(at: i64, kind: EventKind) -> Line {
+        Line::Event(RawEvent {
+            lane: "in".into(),
+            device: "io".into(),
+            at: Timestamp(at),
+            kind,
+        })
+    }
+
+    fn lp(which: LoopId, occupied: bool) -> EventKind {
+        EventKind::Loop { which, occupied }
+    }
+
+    /// A read vehicle from `t`: read, A, A+B, B, clear.
+    fn vehicle(t: i64) -> Vec<Line> {
+        vec![
+            ev(
+                t,
+                EventKind::Plate(PlateRead::text("闽A12345", PlateColor::Blue)),
+            ),
+            ev(t + 300, lp(LoopId::A, true)),
+            ev(t + 900, lp(LoopId::B, true)),
+            ev(t + 1500, lp(LoopId::A, false)),
+            ev(t + 2100, lp(LoopId::B, false)),
+        ]
+    }
+
+    fn window(lines: Vec<Line>) -> Window {
+        let last_life = lines
+            .iter()
+            .map(|l| match l {
+                Line::Event(e) => e.at,
+                Line::Mark(m) => m.at(),
+            })
+            .max();
+        Window {
+            lines,
+            last_life,
+            ..Window::default()
+        }
+    }
+
+    #[test]
+    fn a_journal_without_marks_is_not_resumed() {
+        // Written by an older bridge: its stop may have settled this vehicle already.
+        let mut lines = vehicle(0);
+        lines.truncate(3);
+        let r = rebuild(&lanes(), &window(lines), Timestamp(0));
+        assert!(!r.resumed);
+        assert!(r.lanes["in"].machine.is_idle());
+        assert!(r.candidates.is_empty());
+    }
+
+    #[test]
+    fn a_vehicle_under_the_barrier_is_resumed_and_an_unapplied_passage_is_a_candidate() {
+        let mut lines = vec![Line::Mark(Mark::Start {
+            at: Timestamp(-1),
+            resumed: false,
+        })];
+        lines.extend(vehicle(0));
+        let applied = Mark::Applied {
+            lane: "in".into(),
+            cleared_at: Timestamp(2100),
+            at: Timestamp(2101),
+            recovered: false,
+        };
+        lines.push(Line::Mark(applied));
+        lines.extend(vehicle(10_000)); // cleared, not applied: the run died
+        lines.extend(vehicle(20_000).into_iter().take(3)); // under the barrier
+        let r = rebuild(&lanes(), &window(lines), Timestamp(-60_000));
+        assert!(r.resumed);
+        assert_eq!(r.lanes["in"].machine.state_name(), "under_barrier");
+        let cleared: Vec<i64> = r.candidates.iter().map(|p| p.cleared_at.0).collect();
+        assert_eq!(cleared, vec![12_100]);
+        assert!(r.applied.is_empty(), "the applied mark was matched");
+    }
+
+    #[test]
+    fn a_window_cut_in_the_middle_of_a_vehicle_makes_no_candidate_before_an_idle_moment() {
+        // The window starts after the vehicle's A and B: the replay sees only it leave,
+        // and a later passage before the lane's warm-up is over.
+        let mut lines = vec![Line::Mark(Mark::Alive { at: Timestamp(0) })];
+        lines.extend(vehicle(0).into_iter().skip(3));
+        lines.extend(vehicle(3_000));
+        let mut w = window(lines);
+        w.cut = true;
+        let r = rebuild(&lanes(), &w, Timestamp(0));
+        assert!(r.candidates.is_empty(), "{:?}", r.candidates);
+        // Past the warm-up, an idle lane is trusted: unmarked passages from there on are
+        // candidates.
+        let mut lines = vec![Line::Mark(Mark::Alive { at: Timestamp(0) })];
+        lines.extend(vehicle(0).into_iter().skip(3));
+        lines.extend(vehicle(20_000));
+        lines.extend(vehicle(40_000));
+        let r = rebuild(&lanes(), &window(lines), Timestamp(0));
+        let cleared: Vec<i64> = r.candidates.iter().map(|p| p.cleared_at.0).collect();
+        assert_eq!(cleared, vec![22_100, 42_100]);
     }
 }

@@ -321,7 +321,7 @@ impl LaneRuntime {
                 tracing::warn!(error = %e, "cannot read the event journal; the lanes start empty");
                 self.mark(&Mark::Start {
                     at: now,
-                    idle: true,
+                    resumed: false,
                 });
                 return;
             }
@@ -333,10 +333,8 @@ impl LaneRuntime {
         let configs: Vec<LaneConfig> = self.lanes.values().map(|(c, _)| (**c).clone()).collect();
         let resumed = super::resume::rebuild(&configs, &window, since);
         drop(window);
-        let mut idle = true;
         for (id, lane) in resumed.lanes {
             if let Some((_, machine)) = self.lanes.get_mut(&id) {
-                idle &= lane.machine.is_idle();
                 if !lane.machine.is_idle() {
                     tracing::info!(lane = %id, state = lane.machine.state_name(), events = lane.events, "lane resumed from the journal");
                 }
@@ -375,7 +373,10 @@ impl LaneRuntime {
                 "lanes resumed from the journal"
             );
         }
-        self.mark(&Mark::Start { at: now, idle });
+        self.mark(&Mark::Start {
+            at: now,
+            resumed: resumed.resumed,
+        });
         // A SIGKILL between a passage's commit and its `applied` mark (one write later)
         // leaves a stay that the journal does not know of: the database has the word.
         let candidates = if resumed.candidates.is_empty() {
