@@ -591,3 +591,61 @@ async fn orphaned_stays_trailers_and_inferred_passages_reach_the_store() {
         ["inferred_passage", "orphaned_exit", "trailer_with_tractor"]
     );
 }
+
+#[test]
+fn the_gaps_command_lists_each_restart_gap_with_its_cause_and_outcome() {
+    use parking_bridge::lane::journal::{Gap, Mark};
+    let dir = tempfile::tempdir().unwrap();
+    let config = site(dir.path());
+    let config_path = dir.path().join("site.toml");
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/site.toml"),
+    )
+    .unwrap()
+    .replace(
+        "dir = \"/nonexistent\"",
+        &format!("dir = {:?}", dir.path().display().to_string()),
+    );
+    std::fs::write(&config_path, base).unwrap();
+    let gaps = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
+            .args(["gaps", "--config"])
+            .arg(&config_path)
+            .env_remove("PARKING_BRIDGE_APP_SECRET")
+            .output()
+            .unwrap()
+    };
+    let none = gaps();
+    assert!(none.status.success(), "{none:?}");
+    assert!(String::from_utf8_lossy(&none.stdout).contains("no restart gaps"));
+
+    let mut journal = Journal::open_in_storage(&config.storage).unwrap();
+    journal
+        .mark(&Mark::Gap(Gap {
+            lane: "in-lg".into(),
+            from: Timestamp(1_764_000_000_000),
+            to: Timestamp(1_764_000_001_400),
+            clean_stop: false,
+            resumed: "under_barrier".into(),
+            recovered: 1,
+            unresolved: vec!["2 journal lines unreadable".into()],
+            silent_devices: vec!["in-lg-cam".into()],
+        }))
+        .unwrap();
+    let out = gaps();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("in-lg"))
+        .unwrap_or_else(|| panic!("{text}"));
+    for want in [
+        "1.4",
+        "crash",
+        "under_barrier",
+        "2 journal lines unreadable",
+        "silent: in-lg-cam",
+    ] {
+        assert!(row.contains(want), "{want:?} missing: {row}");
+    }
+}
