@@ -19,7 +19,7 @@
 use super::journal::{Line, Mark, Window};
 use super::machine::{LaneMachine, Passage};
 use crate::config::LaneConfig;
-use crate::event::{EventKind, RawEvent};
+use crate::event::EventKind;
 use crate::lane::fees::TerminalCharge;
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, HashMap};
@@ -248,12 +248,6 @@ fn keep(
     }
 }
 
-/// A raw event as journalled by a lane task, for building windows in tests and
-/// benchmarks.
-pub fn event_line(e: &RawEvent) -> Line {
-    Line::Event(e.clone())
-}
-
 /// An `applied` mark for `p`, as the lane task writes it.
 pub fn applied_mark(p: &Passage, at: Timestamp, recovered: bool) -> Mark {
     Mark::Applied {
@@ -268,7 +262,7 @@ pub fn applied_mark(p: &Passage, at: Timestamp, recovered: bool) -> Mark {
 mod tests {
     use super::*;
     use crate::config::lanes::{DetectionLayout, Direction};
-    use crate::event::{LoopId, PlateRead};
+    use crate::event::{LoopId, PlateRead, RawEvent};
     use crate::plate::PlateColor;
 
     fn lanes() -> Vec<LaneConfig> {
