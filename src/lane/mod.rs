@@ -15,6 +15,7 @@ pub mod replay;
 pub mod resume;
 pub mod runtime;
 pub mod stays;
+pub mod watch;
 
 pub use fees::{Fee, exit_fee};
 pub use machine::{LaneMachine, Passage, PassageCase};

@@ -22,6 +22,7 @@ use super::journal::{Gap, Journal, Mark};
 use super::machine::{LaneMachine, Passage};
 use super::resume::Applied;
 use super::stays::{OpenStay, StayAction, decide, expired};
+use super::watch::{Change, LaneWatch};
 use crate::config::{LaneConfig, SiteConfig};
 use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
@@ -154,6 +155,8 @@ pub struct LaneRuntime {
     /// Lanes still catching up after a restart.
     resync: BTreeMap<String, Resync>,
     started: Timestamp,
+    /// Per lane: reads without passages, vehicles without reads (see [`super::watch`]).
+    watches: BTreeMap<String, LaneWatch>,
 }
 
 impl LaneRuntime {
@@ -194,6 +197,14 @@ impl LaneRuntime {
             already_applied: Applied::new(),
             resync: BTreeMap::new(),
             started: Timestamp::now(),
+            watches: site
+                .lanes
+                .iter()
+                .map(|l| {
+                    let camera = crate::config::lanes::Senses::of(&l.id, &site.devices).camera;
+                    (l.id.clone(), LaneWatch::new(l.mismatch_alarm_after, camera))
+                })
+                .collect(),
         }
     }
 
@@ -521,6 +532,10 @@ impl LaneRuntime {
                 self.health.set(&event.device, &event.lane, *up, event.at);
                 tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
             }
+            EventKind::Fault { problem } => {
+                self.health
+                    .set_fault(&event.device, &event.lane, problem.clone(), event.at);
+            }
             EventKind::Spaces { counted, value } => {
                 let occupied = counted.occupied(*value, self.lot.total_spaces);
                 tracing::debug!(device = %event.device, value, occupied, "space counter");
@@ -577,6 +592,10 @@ impl LaneRuntime {
             }
             None => false,
         };
+        if let Some(watch) = self.watches.get_mut(&event.lane) {
+            let changes = watch.on_event(&event.kind);
+            self.show_watch(&event.lane, changes);
+        }
         for p in passages {
             self.apply(&cfg, p, recovered).await;
         }
@@ -608,6 +627,31 @@ impl LaneRuntime {
             // blind interval may have brought (a late read).
             let recovered = self.resync.contains_key(&p.lane) && p.cleared_at < self.started;
             self.apply(&cfg, p, recovered).await;
+        }
+    }
+
+    /// A lane warning raised or cleared: on the status page, `/healthz` and `/metrics`
+    /// through the ops state (which logs it), or only logged without one.
+    fn show_watch(&self, lane: &str, changes: Vec<Change>) {
+        // A standing warning's count keeps growing: keep its text current (silently).
+        if let (Some(ops), Some(watch)) = (&self.ops, self.watches.get(lane)) {
+            for (m, n) in watch.warnings() {
+                ops.set_lane_warning(lane, m.label(), Some(&m.text(n)));
+            }
+        }
+        for c in changes {
+            let text = c.raised.map(|n| c.mismatch.text(n));
+            match &self.ops {
+                Some(ops) => ops.set_lane_warning(lane, c.mismatch.label(), text.as_deref()),
+                None => match &text {
+                    Some(t) => {
+                        tracing::warn!(lane, reason = c.mismatch.label(), warning = %t, "lane warning")
+                    }
+                    None => {
+                        tracing::info!(lane, reason = c.mismatch.label(), "lane warning cleared")
+                    }
+                },
+            }
         }
     }
 
@@ -645,6 +689,10 @@ impl LaneRuntime {
         PASSAGES
             .with_label_values(&[lane.id.as_str(), case_label(passage)])
             .inc();
+        if let Some(watch) = self.watches.get_mut(&lane.id) {
+            let changes = watch.on_passage(passage);
+            self.show_watch(&lane.id, changes);
+        }
         // The exit lane's terminal charge first (it is forgotten once a vehicle left
         // after it was shown: it cannot be a later vehicle's), then the lot's source.
         let fees: Option<Arc<dyn FeeSource>> = match self.charges.get(&lane.id) {
