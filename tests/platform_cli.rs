@@ -1,6 +1,7 @@
 //! `check` and `platform-test` as real processes against `mock-platform` over loopback.
 
 mod platform_common;
+mod process_common;
 
 use platform_common::*;
 use std::path::{Path, PathBuf};
@@ -201,6 +202,34 @@ fn platform_test_with_wrong_app_id_says_so() {
         text.contains("INVALID_APP_ID") && text.contains("FAILED: wrong app_id"),
         "{text}"
     );
+}
+
+#[test]
+fn platform_test_with_an_unresolvable_host_gives_the_dns_hint() {
+    // `.invalid` never resolves (RFC 2606). Timeouts well above what the resolver may
+    // take (bounded by RES_OPTIONS), so the answer is the DNS failure and only that —
+    // never a timeout standing in for it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        platform_common::site_config(dir.path(), "http://bridge-test.invalid", SECRET, "P001");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("connect_timeout_secs = 1", "connect_timeout_secs = 20")
+        .replace("request_timeout_secs = 2", "request_timeout_secs = 20");
+    std::fs::write(&cfg, text).unwrap();
+    let out = process_common::output_within(
+        std::process::Command::new(platform_common::BIN)
+            .args(["platform-test", "--config"])
+            .arg(&cfg)
+            .env_remove("PARKING_BRIDGE_APP_SECRET")
+            .env("RES_OPTIONS", "timeout:2 attempts:1"),
+        Duration::from_secs(30),
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAILED: DNS"), "{text}");
+    assert!(!text.contains("FAILED: timeout"), "{text}");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! restarts with a record file, fault injection, robustness over HTTP.
 
 mod platform_common;
+mod process_common;
 
 use parking_bridge::config::PlatformConfig;
 use parking_bridge::platform::wire::{EntryRequest, ExitRequest, SnapshotRequest};

@@ -254,7 +254,8 @@ impl OpsState {
             // adding the snapshot if this report has it.
             if let Some(existing) = data.passages.get_mut(lane).and_then(|list| {
                 list.iter_mut()
-                    .find(|p| p.at == at && p.case == case && p.plate.as_deref() == plate)
+                    // "entry · inferred" (the lane) and "entry" (the store) are one passage.
+                    .find(|p| p.at == at && same_case(&p.case, case) && p.plate.as_deref() == plate)
             }) {
                 if existing.snapshot.is_none() && snapshot.is_some() {
                     existing.snapshot = snapshot;
@@ -821,6 +822,12 @@ impl Metrics {
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m
     }
+}
+
+/// Two labels of one passage: the same first word (`entry`, `exit`), whatever the lane
+/// added after it (`entry · inferred`).
+fn same_case(a: &str, b: &str) -> bool {
+    a.split_whitespace().next() == b.split_whitespace().next()
 }
 
 #[cfg(test)]
