@@ -264,7 +264,9 @@ async fn post(mock: &MockProcess, path: &str, business: &Map<String, Value>) -> 
         APP_ID,
         SECRET.as_bytes().try_into().unwrap(),
         &uuid::Uuid::new_v4().to_string(),
-        "2019-10-04 13:36:04",
+        // Now, lot-local: the mock refuses envelopes stamped outside its ±10 min window.
+        &parking_bridge::time::Timestamp::now()
+            .format_local(parking_bridge::time::china_standard_time()),
         serde_json::to_vec(business).unwrap(),
     );
     let resp = reqwest::Client::new()

@@ -343,14 +343,15 @@ pub fn stay_list(
             }
         );
     }
-    let _ = write!(out, "{} stay(s)", stays.len());
     if !missing.is_empty() {
-        let _ = write!(
+        // Before the count line, which scripts read last.
+        let _ = writeln!(
             out,
-            "; {} acknowledged without inner_oder_no",
+            "{} stay(s) acknowledged without inner_oder_no in all",
             missing.len()
         );
     }
+    let _ = write!(out, "{} stay(s)", stays.len());
     Ok(out)
 }
 

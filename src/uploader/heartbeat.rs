@@ -44,6 +44,16 @@ pub struct Heartbeat<D: Deliver> {
     pub retry_after_failure: Duration,
 }
 
+/// How a beat ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beat {
+    Taken,
+    /// The platform answered and did not take it.
+    Refused,
+    /// No usable answer: the platform or the network is down.
+    Unanswered,
+}
+
 /// Default [`Heartbeat::retry_after_failure`].
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -64,7 +74,7 @@ impl<D: Deliver> Heartbeat<D> {
         let lost_after_ms = i64::try_from(self.lost_after.as_millis()).unwrap_or(i64::MAX);
         let retry = self.retry_after_failure.min(self.every);
         let origin = tokio::time::Instant::now();
-        let mut beats: tokio::task::JoinSet<bool> = tokio::task::JoinSet::new();
+        let mut beats: tokio::task::JoinSet<Beat> = tokio::task::JoinSet::new();
         let mut next = origin;
         loop {
             let start_beat = tokio::select! {
@@ -74,7 +84,9 @@ impl<D: Deliver> Heartbeat<D> {
                     true
                 }
                 Some(done) = beats.join_next(), if !beats.is_empty() => {
-                    let ok = done.unwrap_or(false);
+                    // Only a platform that did not answer is asked again soon; one that
+                    // answered "no" hears from us on the period.
+                    let ok = done.map(|b| b != Beat::Unanswered).unwrap_or(false);
                     let now = tokio::time::Instant::now();
                     next = origin + next_after(ok, next - origin, now - origin, retry);
                     false
@@ -89,8 +101,8 @@ impl<D: Deliver> Heartbeat<D> {
         }
     }
 
-    /// One beat: sends it, records the result; true when the platform took it.
-    fn beat(&self, lost_after_ms: i64) -> impl std::future::Future<Output = bool> + Send + 'static {
+    /// One beat: sends it, records the result.
+    fn beat(&self, lost_after_ms: i64) -> impl std::future::Future<Output = Beat> + Send + 'static {
         let now = Timestamp::now();
         let state = status(&self.health, now, lost_after_ms);
         if state == "lost" {
@@ -105,26 +117,31 @@ impl<D: Deliver> Heartbeat<D> {
         let status = self.status.clone();
         let limit = self.every;
         async move {
-            let ok = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
-                Ok(Ok(answer)) if answer.verdict.is_delivered() => true,
-                Ok(Ok(answer)) => {
+            let beat = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
+                Ok(Ok(answer)) if answer.verdict.is_delivered() => Beat::Taken,
+                Ok(Ok(answer)) if answer.verdict.platform_answered() => {
                     tracing::warn!(verdict = ?answer.verdict, "heartbeat refused");
-                    false
+                    Beat::Refused
+                }
+                Ok(Ok(answer)) => {
+                    tracing::warn!(verdict = ?answer.verdict, "heartbeat not taken");
+                    Beat::Unanswered
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "heartbeat not delivered");
-                    false
+                    Beat::Unanswered
                 }
                 Err(_) => {
                     tracing::warn!(timeout_ms = limit.as_millis() as u64, "heartbeat timed out");
-                    false
+                    Beat::Unanswered
                 }
             };
+            let ok = beat == Beat::Taken;
             HEARTBEATS
                 .with_label_values(&[state, if ok { "ok" } else { "failed" }])
                 .inc();
             status.update(|s| s.last_heartbeat = Some((now, state, ok)));
-            ok
+            beat
         }
     }
 }
