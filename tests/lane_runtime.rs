@@ -60,6 +60,19 @@ async fn wait_until(what: &str, every: Duration, mut done: impl FnMut() -> bool)
     }
 }
 
+/// `parking_bridge_lane_passages_total{lane, case}` from the process's registry.
+fn lane_passages(lane: &str, case: &str) -> f64 {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap();
+    let a = format!(r#"parking_bridge_lane_passages_total{{case="{case}",lane="{lane}"}} "#);
+    let b = format!(r#"parking_bridge_lane_passages_total{{lane="{lane}",case="{case}"}} "#);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&a).or_else(|| l.strip_prefix(&b)))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn ev(lane: &str, device: &str, at: i64, kind: EventKind) -> RawEvent {
     RawEvent {
         lane: lane.into(),
@@ -96,6 +109,8 @@ async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
     let journal = Journal::open(&dir.path().join("journal")).unwrap();
     let runtime = LaneRuntime::new(&config, store.clone(), health.clone()).with_journal(journal);
     let (tx, rx) = mpsc::channel(64);
+    let passages = |lane: &str| lane_passages(lane, "normal");
+    let before = (passages("in-lg"), passages("out-lg"));
     let task = tokio::spawn(runtime.run(rx, None));
 
     // Recent times: the task expires stays by the wall clock.
@@ -140,6 +155,11 @@ async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
         matches!(&heads[0].report, Report::Entry(e) if e.out_order_no == stay.out_order_no && e.free_spaces == 4)
     );
     assert_eq!(store.occupancy().unwrap().occupied, 0);
+    // parking_bridge_lane_passages_total, as deltas (the registry is the process's).
+    assert_eq!(
+        (passages("in-lg") - before.0, passages("out-lg") - before.1),
+        (1.0, 1.0)
+    );
 
     let link = health.snapshot();
     assert!(
