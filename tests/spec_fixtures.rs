@@ -532,7 +532,7 @@ fn every_answer_shape_of_the_spec_is_understood() {
         // Plain, and (the spec: the envelope applies to both directions) enveloped.
         let sealed = envelope::seal(APP_ID, key, "m-1", "2019-10-04 13:36:04", bytes.clone());
         for (how, raw) in [("plain", &bytes), ("enveloped", &sealed)] {
-            let answer = response::decode(200, raw, key);
+            let answer = response::decode(200, raw, key, &response::ResultCodes::default());
             let v = &answer.verdict;
             let what = format!("{name} ({how}): {answer:?}");
             match name.as_str() {
