@@ -204,8 +204,9 @@ struct Held {
     deadline: Timestamp,
 }
 
-/// How long after a silent device came back its first facts are read as what happened
-/// during the gap (the resync of a poll or two, with the profile's debounce).
+/// How long after a silent device came back its first facts may arrive and still be read
+/// as what happened during the gap (the resync of a poll, after the profile's debounce).
+/// Only the facts of that first moment are: later ones are seen live.
 pub const RECONCILE_MS: i64 = 3_000;
 
 /// What the lane knew when a device went silent, and what it learnt since.
@@ -215,6 +216,9 @@ struct Blind {
     back_at: Option<Timestamp>,
     /// The gate was seen reaching Closed during the gap or in the facts after it.
     gate_went_down: bool,
+    /// The moment of the first loop or gate facts after the gap (the driver stamps one
+    /// poll's facts with one time): the inputs as they were left by the gap.
+    resync_at: Option<Timestamp>,
 }
 
 /// Counts of blind moments (device gaps with a vehicle in the lane), per outcome.
@@ -444,6 +448,7 @@ impl LaneMachine {
                 self.blind = Some(Blind {
                     back_at: None,
                     gate_went_down: false,
+                    resync_at: None,
                 });
                 // Every vehicle in the lane now has a stretch nobody saw.
                 for v in self.vehicles_mut() {
@@ -523,7 +528,7 @@ impl LaneMachine {
     /// what happened during the gap.
     fn reconciling(&self, now: Timestamp) -> bool {
         self.blind.as_ref().is_some_and(|b| match b.back_at {
-            Some(back) => now.0 - back.0 <= RECONCILE_MS,
+            Some(_) => b.resync_at == Some(now),
             None => true,
         })
     }
@@ -556,6 +561,16 @@ impl LaneMachine {
             Input::LoopA(_) | Input::LoopB(_) if !has_loops => return,
             Input::Gate(_) if !has_gate => return,
             _ => {}
+        }
+        if matches!(input, Input::LoopA(_) | Input::LoopB(_) | Input::Gate(_)) {
+            // The first input facts after a gap are its resync.
+            if let Some(b) = self.blind.as_mut() {
+                if let (Some(back), None) = (b.back_at, b.resync_at) {
+                    if now.0 - back.0 <= RECONCILE_MS {
+                        b.resync_at = Some(now);
+                    }
+                }
+            }
         }
         if let Input::Gate(position) = input {
             self.gate = Some(position);

@@ -1093,6 +1093,20 @@ roles = { fee_price = "charge" }
     }
 
     #[test]
+    fn an_inferred_passage_and_its_stay_from_the_store_are_kept_once() {
+        let ops = OpsState::new(&config());
+        ops.record_passage("entry-1", Some("闽A12345"), "entry · inferred", T0, None);
+        ops.record_passage("entry-1", Some("闽A12345"), "entry", T0, None);
+        ops.record_passage("entry-1", Some("闽A12345"), "exit", T0, None);
+        let view = ops.view();
+        let cases: Vec<&str> = view.passages["entry-1"]
+            .iter()
+            .map(|p| p.case.as_str())
+            .collect();
+        assert_eq!(cases, ["exit", "entry · inferred"]);
+    }
+
+    #[test]
     fn healthy_until_platform_silent_past_threshold_then_healthy_again() {
         let config = config();
         let ops = OpsState::new(&config);
