@@ -15,7 +15,7 @@ async fn pushed_alarm_info_plate_becomes_a_plate_read_and_oversize_is_refused() 
     let config = site_config(
         "",
         "[camera_push]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 65536\n\
-         [[devices]]\nname = \"cam-push\"\nprofile = \"vzenith-legacy-alarminfoplate\"\nlane = \"exit-1\"\ncamera_id = \"gate3\"\nhttp_push = true\n",
+         [[devices]]\nname = \"cam-push\"\nprofile = \"vzenith-legacy-alarminfoplate\"\nlane = \"exit-1\"\ncamera_id = \"gate3\"\nhttp_push = true\nsource = \"127.0.0.1\"\n",
     );
     let profiles = load_profiles(&config).unwrap();
     let (tx, mut rx) = mpsc::channel(16);
@@ -72,7 +72,11 @@ async fn pushed_alarm_info_plate_becomes_a_plate_read_and_oversize_is_refused() 
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        resp.status(),
+        403,
+        "an unknown camera is refused like a stranger"
+    );
     assert!(
         collect_for(&mut rx, Duration::from_millis(200))
             .await

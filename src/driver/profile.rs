@@ -51,6 +51,18 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "hx-mqtt",
         include_str!("../../device-profiles/hx-mqtt.toml"),
     ),
+    (
+        "hikvision-isapi-anpr",
+        include_str!("../../device-profiles/hikvision-isapi-anpr.toml"),
+    ),
+    (
+        "dahua-itc-tollgate",
+        include_str!("../../device-profiles/dahua-itc-tollgate.toml"),
+    ),
+    (
+        "qianyi-alarminfoplate",
+        include_str!("../../device-profiles/qianyi-alarminfoplate.toml"),
+    ),
 ];
 
 /// Where profiles are looked up when the site config names no directory.
@@ -223,6 +235,13 @@ pub struct CameraProfile {
     /// 0 for cameras without keep-alives: their link follows the broker connection.
     #[serde(default = "default_link_timeout_ms")]
     pub link_timeout_ms: u64,
+    /// HTTP push cameras: whose push this is, which decides how a request is unpacked
+    /// (JSON, or Hikvision's multipart/XML) and the only acknowledgement it gets.
+    /// Absent: a Vzenith-style JSON push.
+    #[serde(default)]
+    pub push: Option<crate::driver::camera::push::PushVendor>,
+    /// MQTT topics; push-only profiles leave them out.
+    #[serde(default)]
     pub topics: CameraTopics,
     #[serde(default)]
     pub classify: Classify,
@@ -245,7 +264,7 @@ pub enum Charset {
 }
 
 /// MQTT topic templates; `{id}` is the device's `camera_id`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CameraTopics {
     pub result: String,
@@ -299,6 +318,19 @@ pub struct CameraFields {
     /// Base64 image (JPEG) paths tried in order.
     #[serde(default)]
     pub image: Vec<String>,
+    /// Multipart pushes: names of the picture parts tried in order, after `image`
+    /// (the scene before the plate crop).
+    #[serde(default)]
+    pub image_parts: Vec<String>,
+    /// Colour words some cameras put in front of the plate text ("蓝京A12345"):
+    /// prefix → `pnc_0N`. The prefix is removed; its colour is used when the colour
+    /// field gives none.
+    #[serde(default)]
+    pub color_prefix: BTreeMap<String, String>,
+    /// The camera's own "stored while the server was unreachable" flag (Vzenith
+    /// `isoffline`): 1/true means offline, 0/false means live.
+    #[serde(default)]
+    pub offline: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -315,6 +347,11 @@ pub enum TimeUnit {
     #[default]
     S,
     Ms,
+    /// ISO 8601 / RFC 3339 text (`2024-05-01T08:30:00+08:00`); without an offset, the
+    /// lot's local time.
+    Iso8601,
+    /// `YYYY-MM-DD HH:MM:SS[.fff]` in the lot's local time (Dahua `AccurateTime`).
+    Local,
 }
 
 /// Gate positions an `enum` point may map to.
@@ -464,8 +501,17 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
 }
 
 fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
+    if c.push.is_none() && c.topics.result.is_empty() {
+        out.push(Invalid::new(
+            "camera.topics.result",
+            "an MQTT camera profile needs a result topic (push-only profiles set `push`)",
+        ));
+    }
     for (key, topic) in [
-        ("camera.topics.result", Some(&c.topics.result)),
+        (
+            "camera.topics.result",
+            Some(&c.topics.result).filter(|t| !t.is_empty() || c.push.is_none()),
+        ),
         ("camera.topics.quick", c.topics.quick.as_ref()),
         ("camera.topics.heartbeat", c.topics.heartbeat.as_ref()),
     ] {
@@ -481,7 +527,7 @@ fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
     if c.fields.text.is_empty() {
         out.push(Invalid::new("camera.fields.text", "must not be empty"));
     }
-    for (code, pnc) in &c.fields.color_map {
+    for (code, pnc) in c.fields.color_map.iter().chain(&c.fields.color_prefix) {
         if PlateColor::from_code(pnc).is_none() {
             out.push(Invalid::new(
                 "camera.fields.color_map",
@@ -695,11 +741,20 @@ pub fn check_device(
         )),
         _ => {}
     }
-    if p.camera.is_some() {
+    if let Some(c) = &p.camera {
         if !d.roles.is_empty() {
             out.push(Invalid::new(
                 key("roles"),
                 "cameras have no roles: their plate reads go to the lane",
+            ));
+        }
+        if !d.http_push && c.topics.result.is_empty() && d.topic.is_none() {
+            out.push(Invalid::new(
+                key("http_push"),
+                format!(
+                    "profile {:?} is a push-only profile: set http_push = true",
+                    p.name
+                ),
             ));
         }
         return;

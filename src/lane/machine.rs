@@ -61,6 +61,10 @@ pub struct Passage {
     /// the bytes are absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_len: Option<usize>,
+    /// Made from a recognition the camera stored while it could not reach the bridge
+    /// and pushed later (camera-only lanes): `at` is the camera's time of it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
 }
 
 /// A plate read as the lane keeps it. `text == None` is the camera's "no plate".
@@ -195,6 +199,7 @@ pub struct LaneMachine {
     links_down: BTreeSet<String>,
     /// When the lane's first link went down, until the reset has been done.
     link_reset_due: Option<Timestamp>,
+    stale_late_reads: u64,
 }
 
 impl LaneMachine {
@@ -219,6 +224,7 @@ impl LaneMachine {
             held: None,
             links_down: BTreeSet::new(),
             link_reset_due: None,
+            stale_late_reads: 0,
         }
     }
 
@@ -256,12 +262,55 @@ impl LaneMachine {
                 }
             }
             EventKind::Gate { position } => Input::Gate(*position),
+            EventKind::Plate(p) if p.late => {
+                self.late_read(p, now, &mut out);
+                return out;
+            }
             EventKind::Plate(p) => Input::Plate(Read::from_event(p, event.at)),
             // Counts and charges are the lane task's, not the passage logic's.
             EventKind::Spaces { .. } | EventKind::PayTerminal { .. } => return out,
         };
         self.step(input, now, &mut out);
         out
+    }
+
+    /// Late reads older than the plate window that loop and gate lanes set aside
+    /// (journalled with the event, counted here), since start.
+    pub fn stale_late_reads(&self) -> u64 {
+        self.stale_late_reads
+    }
+
+    /// A recognition the camera stored while it could not reach the bridge, pushed
+    /// now (`late`, made at its `device_time`). It never goes to the vehicle in the
+    /// lane now. Camera-only lanes: it is a passage at its own time (the cameras push
+    /// their backlog in order, so the passages are reported in order). Lanes with
+    /// loops or a gate: inside the plate window it is an ordinary read; older, the
+    /// vehicle it belonged to has been reported unrecognised already, and it is set
+    /// aside: journalled (with the event) and counted.
+    fn late_read(&mut self, p: &PlateRead, now: Timestamp, out: &mut Vec<Passage>) {
+        let made = p.device_time.unwrap_or(now);
+        if self.layout == DetectionLayout::CameraOnly {
+            let r = Read::from_event(p, made);
+            if self.is_repeat_of_last_passage(&r, true) || (r.quick && r.text.is_none()) {
+                return;
+            }
+            let before = out.len();
+            self.emit_read_passage(r, out);
+            for passage in &mut out[before..] {
+                passage.late = true;
+            }
+        } else if now.0 - made.0 <= self.plate_window_ms {
+            self.step(Input::Plate(Read::from_event(p, now)), now, out);
+        } else {
+            self.stale_late_reads += 1;
+            tracing::info!(
+                lane = %self.lane,
+                plate = %p.text.as_deref().map(crate::plate::mask).unwrap_or_default(),
+                made = made.0,
+                age_ms = now.0 - made.0,
+                "late camera read older than the plate window set aside"
+            );
+        }
     }
 
     /// The next moment `on_timer` has something to do.
@@ -686,6 +735,7 @@ impl LaneMachine {
             tailgate: v.follower,
             snapshot: read.as_ref().and_then(|r| r.image.clone()),
             snapshot_len: read.as_ref().and_then(|r| r.image_len),
+            late: false,
         };
         tracing::debug!(
             lane = %self.lane,

@@ -49,6 +49,14 @@ static OCCUPANCY_UPDATES: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+static STALE_LATE_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_lane_late_reads_set_aside_total",
+        "Late camera reads (stored by the camera, pushed later) older than the plate window on lanes with loops or a gate: journalled, not given to any vehicle",
+        &["lane"],
+    )
+});
+
 static TERMINAL_CHARGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     crate::metrics::counter_vec(
         "parking_bridge_pay_terminal_charges_total",
@@ -237,7 +245,14 @@ impl LaneRuntime {
             return;
         };
         let cfg = cfg.clone();
+        let stale_before = machine.stale_late_reads();
         let passages = machine.handle(event, event.at);
+        let stale = machine.stale_late_reads() - stale_before;
+        if stale > 0 {
+            STALE_LATE_READS
+                .with_label_values(&[event.lane.as_str()])
+                .inc_by(stale);
+        }
         for p in passages {
             self.apply(&cfg, p).await;
         }

@@ -303,6 +303,7 @@ mod tests {
             tailgate: false,
             snapshot: None,
             snapshot_len: None,
+            late: false,
         }
     }
 

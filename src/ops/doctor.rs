@@ -377,7 +377,8 @@ pub fn modbus_probes(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<Modb
 /// The topics each camera publishes on (result, quick, heartbeat), by device name.
 pub fn camera_topics(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    for d in &config.devices {
+    // Push cameras do not publish to the broker.
+    for d in config.devices.iter().filter(|d| !d.http_push) {
         let Some(Attachment::Camera { id }) = d.attachment() else {
             continue;
         };

@@ -5,11 +5,19 @@
 //!
 //! Pure: bytes and time in, facts out. Garbage is an error value, never a panic.
 
+pub mod clock;
+pub mod dahua;
+pub mod hikvision;
+pub mod push;
+pub mod qianyi;
+pub mod vzenith;
+
 use crate::driver::profile::{CameraProfile, Charset, TextEncoding, TimeUnit};
 use crate::event::PlateRead;
 use crate::plate::PlateColor;
 use crate::time::Timestamp;
 use base64::Engine;
+use chrono::FixedOffset;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -41,6 +49,36 @@ pub enum PayloadError {
     WrongType(String),
     #[error("field {0} is not valid base64")]
     Base64(String),
+    #[error("multipart body: {0}")]
+    Multipart(String),
+    #[error("XML: {0}")]
+    Xml(String),
+    #[error("no {0} part in the multipart body")]
+    MissingPart(&'static str),
+    #[error("picture {name} is {bytes} bytes, above the {limit}-byte limit")]
+    PictureTooLarge {
+        name: String,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+/// What a decoder needs besides the message: the lot's UTC offset (for cameras that
+/// send local time) and pictures that came as separate multipart parts.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub offset: FixedOffset,
+    /// (part name, bytes)
+    pub parts: &'a [(String, bytes::Bytes)],
+}
+
+impl Default for Context<'_> {
+    fn default() -> Self {
+        Context {
+            offset: crate::time::china_standard_time(),
+            parts: &[],
+        }
+    }
 }
 
 /// Finds `a.b[0].c` in a JSON value.
@@ -61,7 +99,7 @@ pub fn json_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     Some(v)
 }
 
-fn decode_charset(bytes: &[u8], charset: Charset) -> Result<String, PayloadError> {
+pub fn decode_charset(bytes: &[u8], charset: Charset) -> Result<String, PayloadError> {
     match charset {
         Charset::Utf8 => {
             String::from_utf8(bytes.to_vec()).map_err(|_| PayloadError::Charset("UTF-8"))
@@ -95,7 +133,7 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Decodes one message per the profile.
+/// Decodes one message per the profile (MQTT and JSON pushes).
 pub fn decode(
     profile: &CameraProfile,
     kind: TopicKind,
@@ -106,22 +144,67 @@ pub fn decode(
     }
     let text = decode_charset(payload, profile.charset)?;
     let json: Value = serde_json::from_str(&text).map_err(|e| PayloadError::Json(e.to_string()))?;
+    decode_value(profile, kind, &json, &Context::default())
+}
+
+/// A device time per the profile's unit: epoch seconds/ms, ISO 8601, or local text.
+fn device_time(v: &Value, unit: TimeUnit, offset: FixedOffset) -> Option<Timestamp> {
+    let t = match unit {
+        TimeUnit::S | TimeUnit::Ms => {
+            let n = v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())?;
+            if unit == TimeUnit::S {
+                Timestamp(n.saturating_mul(1000))
+            } else {
+                Timestamp(n)
+            }
+        }
+        TimeUnit::Iso8601 => {
+            let text = v.as_str()?.trim();
+            match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(t) => Timestamp(t.timestamp_millis()),
+                Err(_) => parse_local(&text.replace('T', " "), offset)?,
+            }
+        }
+        TimeUnit::Local => parse_local(v.as_str()?.trim(), offset)?,
+    };
+    (t.0 > 0).then_some(t)
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fff]` in `offset`.
+fn parse_local(text: &str, offset: FixedOffset) -> Option<Timestamp> {
+    use chrono::TimeZone;
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    let local = offset.from_local_datetime(&naive).single()?;
+    Some(Timestamp(local.timestamp_millis()))
+}
+
+/// Decodes one message, already parsed into a JSON value (Hikvision's XML is turned
+/// into one by [`hikvision`]), per the profile.
+pub fn decode_value(
+    profile: &CameraProfile,
+    kind: TopicKind,
+    json: &Value,
+    ctx: &Context<'_>,
+) -> Result<Decoded, PayloadError> {
+    if kind == TopicKind::Heartbeat {
+        return Ok(Decoded::Alive);
+    }
     let c = &profile.classify;
     if let Some(p) = &c.present
-        && json_path(&json, p).is_none()
+        && json_path(json, p).is_none()
     {
         return Ok(Decoded::Alive);
     }
     if let (Some(p), Some(eq)) = (&c.path, &c.equals)
-        && json_path(&json, p).and_then(scalar_text).as_deref() != Some(eq.as_str())
+        && json_path(json, p).and_then(scalar_text).as_deref() != Some(eq.as_str())
     {
         return Ok(Decoded::Alive);
     }
     let f = &profile.fields;
     let text_path = join(&f.root, &f.text);
-    let raw_text = match json_path(&json, &text_path) {
+    let raw_text = match json_path(json, &text_path) {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None if json_path(&json, &f.root).is_some() && !f.root.is_empty() => {
+        Some(Value::Null) | None if json_path(json, &f.root).is_some() && !f.root.is_empty() => {
             String::new()
         }
         Some(_) => return Err(PayloadError::WrongType(text_path)),
@@ -136,38 +219,53 @@ pub fn decode(
             decode_charset(&bytes, f.text_charset)?
         }
     };
-    let cleaned: String = plate_text
+    let mut cleaned: String = plate_text
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '\0')
         .collect();
+    // "蓝京A12345": a colour word before a plate (at least 6 more characters).
+    let mut prefix_color = None;
+    if let Some((prefix, pnc)) = f.color_prefix.iter().find(|(p, _)| {
+        cleaned.starts_with(p.as_str()) && cleaned.chars().count() >= p.chars().count() + 6
+    }) {
+        cleaned = cleaned[prefix.len()..].to_string();
+        prefix_color = PlateColor::from_code(pnc);
+    }
     let readable = !cleaned.is_empty() && !f.unreadable.contains(&cleaned);
     let color = f
         .color
         .iter()
-        .find_map(|p| json_path(&json, &join(&f.root, p)).and_then(scalar_text))
+        .find_map(|p| json_path(json, &join(&f.root, p)).and_then(scalar_text))
         .and_then(|code| f.color_map.get(&code))
         .and_then(|pnc| PlateColor::from_code(pnc))
+        .filter(|c| *c != PlateColor::Unknown)
+        .or(prefix_color)
         .unwrap_or_default();
     let confidence = f
         .confidence
         .as_ref()
-        .and_then(|p| json_path(&json, &join(&f.root, p)))
-        .and_then(Value::as_f64)
+        .and_then(|p| json_path(json, &join(&f.root, p)))
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
         .map(|c| c.clamp(0.0, 100.0).round() as u8);
     let device_time = f
         .device_time
         .as_ref()
-        .and_then(|p| json_path(&json, &join(&f.root, p)))
-        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-        .filter(|t| *t > 0)
-        .map(|t| match f.device_time_unit {
-            TimeUnit::S => Timestamp(t.saturating_mul(1000)),
-            TimeUnit::Ms => Timestamp(t),
+        .and_then(|p| json_path(json, &join(&f.root, p)))
+        .and_then(|v| device_time(v, f.device_time_unit, ctx.offset));
+    let offline = f
+        .offline
+        .as_ref()
+        .and_then(|p| json_path(json, &join(&f.root, p)))
+        .and_then(scalar_text)
+        .and_then(|t| match t.trim() {
+            "1" | "true" => Some(true),
+            "0" | "false" => Some(false),
+            _ => None,
         });
     let mut image = None;
     for p in &f.image {
         let path = join(&f.root, p);
-        if let Some(Value::String(s)) = json_path(&json, &path)
+        if let Some(Value::String(s)) = json_path(json, &path)
             && !s.is_empty()
         {
             let bytes = base64::engine::general_purpose::STANDARD
@@ -176,6 +274,14 @@ pub fn decode(
             image = Some(Arc::new(bytes));
             break;
         }
+    }
+    if image.is_none() {
+        image = f.image_parts.iter().find_map(|name| {
+            ctx.parts
+                .iter()
+                .find(|(n, b)| n == name && !b.is_empty())
+                .map(|(_, b)| Arc::new(b.to_vec()))
+        });
     }
     let image_len = image.as_ref().map(|i| i.len());
     Ok(Decoded::Plate(PlateRead {
@@ -186,6 +292,9 @@ pub fn decode(
         quick: kind == TopicKind::Quick,
         image,
         image_len,
+        late: false,
+        clock_skew: false,
+        offline,
     }))
 }
 
@@ -195,12 +304,27 @@ pub fn decode(
 pub struct CameraState {
     dedup_ms: i64,
     link_timeout_ms: i64,
-    recent: Vec<(Option<String>, PlateColor, bool, Timestamp)>,
+    recent: Vec<Seen>,
     last_seen: Option<Timestamp>,
     link_up: Option<bool>,
     last_error_log: Option<Timestamp>,
     suppressed_errors: u64,
 }
+
+/// A read passed on, remembered for duplicate suppression.
+#[derive(Debug, Clone)]
+struct Seen {
+    text: Option<String>,
+    color: PlateColor,
+    quick: bool,
+    arrived: Timestamp,
+    device_time: Option<Timestamp>,
+}
+
+/// How long (and how many) reads carrying the camera's time are remembered to
+/// recognise resends.
+pub const RESEND_MEMORY_MS: i64 = 6 * 3600 * 1000;
+pub const RESEND_MEMORY_READS: usize = 512;
 
 /// How long a burst of bad payloads stays quiet after its first log line.
 pub const ERROR_BURST_MS: i64 = 10_000;
@@ -262,18 +386,37 @@ impl CameraState {
         Some(up)
     }
 
-    /// True when this read repeats one already passed on within the window.
+    /// True when this read repeats one already passed on: the same text, colour and
+    /// quick flag within `dedup_ms`, measured on the camera's clock when the read
+    /// carries its time (so a camera resending a recognition minutes later, until it
+    /// gets its acknowledgement, is still recognised), else on arrival.
     pub fn is_duplicate(&mut self, read: &PlateRead, now: Timestamp) -> bool {
         let window = self.dedup_ms;
-        self.recent
-            .retain(|(_, _, _, at)| now.millis() - at.millis() < window);
-        let dup = self
-            .recent
-            .iter()
-            .any(|(t, c, q, _)| *t == read.text && *c == read.color && *q == read.quick);
+        // Keyed entries live longer: resends come until the camera is acknowledged.
+        self.recent.retain(|r| {
+            let age = now.millis() - r.arrived.millis();
+            age < window || (r.device_time.is_some() && age < RESEND_MEMORY_MS)
+        });
+        if self.recent.len() >= RESEND_MEMORY_READS {
+            self.recent.remove(0);
+        }
+        let dup = self.recent.iter().any(|r| {
+            r.text == read.text
+                && r.color == read.color
+                && r.quick == read.quick
+                && match (r.device_time, read.device_time) {
+                    (Some(a), Some(b)) => (a.millis() - b.millis()).abs() < window,
+                    _ => now.millis() - r.arrived.millis() < window,
+                }
+        });
         if !dup {
-            self.recent
-                .push((read.text.clone(), read.color, read.quick, now));
+            self.recent.push(Seen {
+                text: read.text.clone(),
+                color: read.color,
+                quick: read.quick,
+                arrived: now,
+                device_time: read.device_time,
+            });
         }
         dup
     }
