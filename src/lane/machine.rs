@@ -788,6 +788,72 @@ mod tests {
         ]
     }
 
+    fn late(text: &str, made: i64) -> EventKind {
+        let mut r = PlateRead::text(text, PlateColor::Blue);
+        r.late = true;
+        r.device_time = Some(Timestamp(made));
+        EventKind::Plate(r)
+    }
+
+    #[test]
+    fn late_reads_on_a_camera_only_lane_are_passages_at_their_own_times_in_order() {
+        let mut m = lane(DetectionLayout::CameraOnly);
+        let now = 10_000_000;
+        // A live quick read waits for its full result; the backlog does not disturb it.
+        let mut quick = PlateRead::text("闽A00001", PlateColor::Blue);
+        quick.quick = true;
+        assert!(feed(&mut m, &[(now, EventKind::Plate(quick))]).is_empty());
+        let backlog: Vec<_> = (0..5)
+            .map(|i| {
+                (
+                    now + i,
+                    late(&format!("闽B0000{i}"), now - 3_600_000 + i * 60_000),
+                )
+            })
+            .collect();
+        let out = feed(&mut m, &backlog);
+        assert_eq!(out.len(), 5);
+        for (i, p) in out.iter().enumerate() {
+            assert!(p.late);
+            assert_eq!(p.at, Timestamp(now - 3_600_000 + i as i64 * 60_000));
+            assert_eq!(p.plate.as_ref().unwrap().text, format!("闽B0000{i}"));
+        }
+        let out = m.on_timer(Timestamp(now + 5_000));
+        assert_eq!(out.len(), 1, "the live quick read is reported by its timer");
+        assert!(!out[0].late);
+        assert_eq!(m.stale_late_reads(), 0);
+    }
+
+    #[test]
+    fn an_old_late_read_never_goes_to_the_vehicle_in_a_loop_lane() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        let t = 1_000_000;
+        feed(&mut m, &[(t, lp(LoopId::A, true))]);
+        // A stored read from an hour ago arrives while a car stands on loop A.
+        assert!(feed(&mut m, &[(t + 500, late("闽C12345", t - 3_600_000))]).is_empty());
+        assert_eq!(m.stale_late_reads(), 1);
+        let out = feed(
+            &mut m,
+            &[
+                (t + 1000, lp(LoopId::B, true)),
+                (t + 2000, lp(LoopId::A, false)),
+                (t + 3000, lp(LoopId::B, false)),
+            ],
+        );
+        let out: Vec<_> = out
+            .into_iter()
+            .chain(m.on_timer(Timestamp(t + 10_000)))
+            .collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].case, PassageCase::Unrecognised);
+        // A late read inside the plate window is an ordinary read.
+        feed(&mut m, &[(t + 20_000, lp(LoopId::A, true))]);
+        feed(&mut m, &[(t + 20_500, late("闽D12345", t + 15_000))]);
+        let out = feed(&mut m, &pass_without_read(t + 21_000)[1..]);
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽D12345");
+        assert_eq!(m.stale_late_reads(), 1);
+    }
+
     #[test]
     fn idle_lane_has_no_timer_and_an_unread_vehicle_waits_for_the_late_plate_window() {
         let mut m = lane(DetectionLayout::LoopsGate);

@@ -121,7 +121,6 @@ fn text_of(data: &[u8]) -> Result<String, PayloadError> {
 pub fn xml_to_value(text: &str) -> Result<Value, PayloadError> {
     let mut reader = quick_xml::Reader::from_str(text);
     let config = reader.config_mut();
-    config.trim_text(true);
     config.check_end_names = true;
     let mut stack: Vec<(String, Map<String, Value>, String)> = Vec::new();
     let mut root: Option<Value> = None;
@@ -170,7 +169,7 @@ pub fn xml_to_value(text: &str) -> Result<Value, PayloadError> {
                     return Err(PayloadError::Xml("unbalanced end tag".into()));
                 };
                 let value = if children.is_empty() {
-                    Value::String(text)
+                    Value::String(text.trim().to_string())
                 } else {
                     Value::Object(children)
                 };
@@ -205,5 +204,168 @@ fn insert(map: &mut Map<String, Value>, name: String, value: Value) {
             let first = existing.take();
             *existing = Value::Array(vec![first, value]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::camera::samples;
+    use crate::driver::camera::tests::{plate, profile};
+    use crate::driver::camera::{Context, Decoded, TopicKind, decode_value};
+    use crate::event::PlateRead;
+    use crate::plate::PlateColor;
+    use crate::time::Timestamp;
+
+    const T: &str = "2024-05-01T08:30:00+08:00";
+    const T_MS: i64 = 1_714_523_400_000;
+
+    async fn read(ct: Option<&str>, body: Vec<u8>) -> Result<PlateRead, PayloadError> {
+        let p = profile("hikvision-isapi-anpr");
+        let u = unpack(ct, Bytes::from(body)).await?;
+        let ctx = Context {
+            parts: &u.parts,
+            ..Context::default()
+        };
+        decode_value(&p, TopicKind::Result, &u.json, &ctx).map(plate)
+    }
+
+    #[tokio::test]
+    async fn multipart_alert_gives_plate_colour_time_and_the_scene_picture() {
+        let xml = samples::hikvision_anpr_xml("京A12345", "blue", T);
+        let (ct, body) = samples::hikvision_multipart(&xml, Some(b"scene-jpeg"), Some(b"crop"));
+        let r = read(Some(&ct), body).await.unwrap();
+        assert_eq!(r.text.as_deref(), Some("京A12345"));
+        assert_eq!(r.color, PlateColor::Blue);
+        assert_eq!(r.confidence, Some(96));
+        assert_eq!(r.device_time, Some(Timestamp(T_MS)));
+        assert_eq!(
+            r.image.as_deref().map(Vec::as_slice),
+            Some(&b"scene-jpeg"[..])
+        );
+        // Without the scene, the crop.
+        let (ct, body) = samples::hikvision_multipart(&xml, None, Some(b"crop"));
+        let r = read(Some(&ct), body).await.unwrap();
+        assert_eq!(r.image_len, Some(4));
+    }
+
+    #[tokio::test]
+    async fn plain_xml_without_pictures_is_a_read() {
+        let xml = samples::hikvision_anpr_xml("粤B8888D", "newEnergyGreen", T);
+        let r = read(Some("application/xml"), xml.into_bytes())
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.text.as_deref(), r.color, r.image),
+            (Some("粤B8888D"), PlateColor::Green, None)
+        );
+        let xml = samples::hikvision_anpr_xml("粤BD12345", "newEnergyYellowGreen", T);
+        let r = read(None, xml.into_bytes()).await.unwrap();
+        assert_eq!(r.color, PlateColor::YellowGreen);
+    }
+
+    #[tokio::test]
+    async fn no_plate_texts_and_colour_prefixed_plates() {
+        for text in ["noPlate", "unknown", ""] {
+            let xml = samples::hikvision_anpr_xml(text, "unknown", T);
+            let r = read(None, xml.into_bytes()).await.unwrap();
+            assert_eq!(r.text, None, "{text:?}");
+        }
+        let xml = samples::hikvision_anpr_xml("黄沪C12345", "unknown", T);
+        let r = read(None, xml.into_bytes()).await.unwrap();
+        assert_eq!(
+            (r.text.as_deref(), r.color),
+            (Some("沪C12345"), PlateColor::Yellow)
+        );
+        // The colour field wins over the prefix when it names one.
+        let xml = samples::hikvision_anpr_xml("蓝沪C12345", "yellow", T);
+        let r = read(None, xml.into_bytes()).await.unwrap();
+        assert_eq!(r.color, PlateColor::Yellow);
+    }
+
+    #[tokio::test]
+    async fn other_events_only_keep_the_camera_alive() {
+        let p = profile("hikvision-isapi-anpr");
+        let xml = r#"<EventNotificationAlert version="2.0"><ipAddress>192.168.1.64</ipAddress>
+            <dateTime>2024-05-01T08:30:00+08:00</dateTime><activePostCount>0</activePostCount>
+            <eventType>videoloss</eventType><eventState>inactive</eventState></EventNotificationAlert>"#;
+        let u = unpack(None, Bytes::from(xml)).await.unwrap();
+        assert_eq!(
+            decode_value(&p, TopicKind::Result, &u.json, &Context::default()).unwrap(),
+            Decoded::Alive
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_elements_attributes_and_repeats_are_tolerated() {
+        let xml = samples::hikvision_anpr_xml("京A12345", "blue", T).replace(
+            "<ANPR>",
+            "<ANPR><futureThing a=\"1\"><x>1</x><x>2</x></futureThing><empty/><note>a &amp; b</note>",
+        );
+        let r = read(None, xml.into_bytes()).await.unwrap();
+        assert_eq!(r.text.as_deref(), Some("京A12345"));
+        let v = alert(b"<a><b>1</b><b>2</b><c>x &lt; y</c></a>").unwrap();
+        assert_eq!(v, serde_json::json!({"a": {"b": ["1", "2"], "c": "x < y"}}));
+    }
+
+    #[tokio::test]
+    async fn isapi_json_alerts_read_like_xml() {
+        let json = serde_json::json!({"ipAddress": "192.168.1.64", "dateTime": T, "eventType": "ANPR",
+            "ANPR": {"licensePlate": "京A12345", "plateColor": "blue", "confidenceLevel": 90}});
+        let r = read(Some("application/json"), json.to_string().into_bytes())
+            .await
+            .unwrap();
+        assert_eq!(r.text.as_deref(), Some("京A12345"));
+    }
+
+    #[tokio::test]
+    async fn broken_pushes_are_errors_not_panics() {
+        let xml = samples::hikvision_anpr_xml("京A12345", "blue", T);
+        let (ct, body) = samples::hikvision_multipart(&xml, Some(&[0xFF; 4000]), None);
+        // Truncated multipart (connection cut mid-picture).
+        let cut = body[..body.len() - 1000].to_vec();
+        assert!(matches!(
+            read(Some(&ct), cut).await,
+            Err(PayloadError::Multipart(_))
+        ));
+        // Multipart without an alert part.
+        let (ct2, only_pictures) = samples::hikvision_multipart("", Some(b"x"), None);
+        assert!(read(Some(&ct2), only_pictures).await.is_err());
+        // A boundary-less multipart header.
+        assert!(
+            read(Some("multipart/form-data"), body.clone())
+                .await
+                .is_err()
+        );
+        // Truncated XML.
+        assert!(matches!(
+            read(None, xml.as_bytes()[..xml.len() / 2].to_vec()).await,
+            Err(PayloadError::Xml(_))
+        ));
+        // Mismatched tags.
+        assert!(read(None, b"<a><b></a></b>".to_vec()).await.is_err());
+        // Wrong charset: GBK bytes in a document that says UTF-8.
+        let gbk = encoding_rs::GBK.encode(&xml).0.into_owned();
+        assert!(matches!(
+            read(None, gbk).await,
+            Err(PayloadError::Charset("UTF-8"))
+        ));
+        // … but a GB2312 declaration is honoured.
+        let declared = xml.replace("encoding=\"UTF-8\"", "encoding=\"GB2312\"");
+        let gbk = encoding_rs::GBK.encode(&declared).0.into_owned();
+        assert_eq!(
+            read(None, gbk).await.unwrap().text.as_deref(),
+            Some("京A12345")
+        );
+        // An ANPR alert without a plate element: a bad payload, not a plateless car.
+        let no_plate = xml.replace("<licensePlate>京A12345</licensePlate>", "");
+        assert!(matches!(
+            read(None, no_plate.into_bytes()).await,
+            Err(PayloadError::Missing(_))
+        ));
+        // Deep nesting.
+        let deep = "<a>".repeat(100) + &"</a>".repeat(100);
+        assert!(read(None, deep.into_bytes()).await.is_err());
+        assert!(read(None, b"garbage".to_vec()).await.is_err());
     }
 }

@@ -500,6 +500,143 @@ pub mod samples {
         .to_string()
     }
 
+    /// Hikvision `EventNotificationAlert` for an ANPR event (shape of ISAPI pushes:
+    /// namespace, channel, dateTime with offset, ANPR block, picture names).
+    pub fn hikvision_anpr_xml(plate: &str, color: &str, date_time: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<EventNotificationAlert version="2.0" xmlns="http://www.isapi.org/ver20/XMLSchema">
+<ipAddress>192.168.1.64</ipAddress>
+<portNo>80</portNo>
+<protocol>HTTP</protocol>
+<macAddress>44:19:b6:00:00:01</macAddress>
+<channelID>1</channelID>
+<dateTime>{date_time}</dateTime>
+<activePostCount>1</activePostCount>
+<eventType>ANPR</eventType>
+<eventState>active</eventState>
+<eventDescription>ANPR</eventDescription>
+<channelName>Camera 01</channelName>
+<ANPR>
+<country>CN</country>
+<licensePlate>{plate}</licensePlate>
+<line>1</line>
+<direction>forward</direction>
+<confidenceLevel>96</confidenceLevel>
+<plateType>92TypeCivil</plateType>
+<plateColor>{color}</plateColor>
+<licenseBright>0</licenseBright>
+<dangmark>no</dangmark>
+<twoWheelVehicle>no</twoWheelVehicle>
+<threeWheelVehicle>no</threeWheelVehicle>
+<plateCharBelieve>96,95,97,98,96,99,97</plateCharBelieve>
+<speedLimit>0</speedLimit>
+<illegalInfo><illegalCode>0</illegalCode><illegalName>none</illegalName></illegalInfo>
+<vehicleType>vehicle</vehicleType>
+<detectDir>8</detectDir>
+<pilotsafebelt>unknown</pilotsafebelt>
+<vehicleInfo><index>1</index><colorDepth>2</colorDepth><color>white</color><length>0</length><vehicleLogoRecog>1036</vehicleLogoRecog></vehicleInfo>
+<pictureInfoList>
+<pictureInfo><fileName>detectionPicture.jpg</fileName><type>detectionPicture</type><dataType>0</dataType></pictureInfo>
+<pictureInfo><fileName>licensePlatePicture.jpg</fileName><type>licensePlatePicture</type><dataType>0</dataType></pictureInfo>
+</pictureInfoList>
+</ANPR>
+<UUID>9f3c0a10-0000-1000-8000-4419b6000001</UUID>
+</EventNotificationAlert>
+"#
+        )
+    }
+
+    /// A Hikvision multipart push: the alert part, then the scene and the plate crop.
+    /// Returns (Content-Type header, body).
+    pub fn hikvision_multipart(
+        xml: &str,
+        scene: Option<&[u8]>,
+        crop: Option<&[u8]>,
+    ) -> (String, Vec<u8>) {
+        let boundary = "MIME_boundary_7d3a";
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"anpr.xml\"; filename=\"anpr.xml\"\r\n\
+                 Content-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+                xml.len()
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(xml.as_bytes());
+        for (name, data) in [("detectionPicture", scene), ("licensePlatePicture", crop)] {
+            if let Some(data) = data {
+                body.extend_from_slice(
+                    format!(
+                        "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.jpg\"\r\n\
+                         Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        data.len()
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(data);
+            }
+        }
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), body)
+    }
+
+    /// Dahua ITC `TollgateInfo` push (shape of public integrations, trimmed).
+    pub fn dahua_tollgate(
+        plate: &str,
+        color: &str,
+        accurate_time: &str,
+        scene: Option<&[u8]>,
+    ) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let scene = scene.map(|j| b64.encode(j)).unwrap_or_default();
+        serde_json::json!({"Picture": {
+            "CutoutPic": {"Content": "", "PicName": ""},
+            "NormalPic": {"Content": scene, "PicName": "normal.jpg"},
+            "Plate": {"BoundingBox": [1008, 592, 1208, 648], "Channel": 0, "Confidence": 97,
+                      "IsExist": true, "PlateColor": color, "PlateNumber": plate, "PlateType": "Normal",
+                      "Region": "", "UploadNum": 1},
+            "SnapInfo": {"AccurateTime": accurate_time, "AllowUser": false, "DefenceCode": "",
+                         "DeviceID": "dahua-itc-01", "Direction": "Obverse", "InCarPeopleNum": 0,
+                         "LanNo": 1, "OpenStrobe": false, "SnapTime": accurate_time.get(..19).unwrap_or(accurate_time),
+                         "TriggerSource": "Video"},
+            "Vehicle": {"VehicleBoundingBox": [600, 100, 1600, 1000], "VehicleColor": "White",
+                        "VehicleSeries": "", "VehicleSign": "Unknown", "VehicleType": "Car"}
+        }})
+        .to_string()
+    }
+
+    /// Dahua keep-alive.
+    pub fn dahua_keep_alive(device_id: &str) -> String {
+        serde_json::json!({"Active": "keepAlive", "DeviceID": device_id, "IP": "192.168.1.108"})
+            .to_string()
+    }
+
+    /// QianYi `AlarmInfoPlate`, GBK-encoded as the camera sends it.
+    pub fn qianyi_alarm_info_plate(
+        plate: &str,
+        color_type: u8,
+        sec: i64,
+        offline: bool,
+        jpeg: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let image = jpeg
+            .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
+            .unwrap_or_default();
+        let text = serde_json::json!({"AlarmInfoPlate": {
+            "channel": 0, "deviceName": "QY-LPR", "ipaddr": "192.168.1.100", "serialno": "QY20230001",
+            "result": {"PlateResult": {
+                "license": plate, "colorType": color_type, "confidence": 95, "direction": 0,
+                "isoffline": u8::from(offline), "plateid": 77, "triggerType": 8, "type": 1,
+                "timeStamp": {"Timeval": {"sec": sec, "usec": 0}},
+                "imageFile": image, "imageFragmentFile": ""
+            }}
+        }})
+        .to_string();
+        encoding_rs::GBK.encode(&text).0.into_owned()
+    }
+
     /// HX `plateResult` message (assumed field names, see hx-mqtt.toml).
     pub fn hx_plate_result(cam_id: &str, plate: &str, color_type: u8) -> String {
         serde_json::json!({"camId": cam_id, "plateResult": {
@@ -511,12 +648,12 @@ pub mod samples {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::driver::profile::{BUILTIN, parse_profile};
     use std::path::Path;
 
-    fn profile(name: &str) -> CameraProfile {
+    pub(crate) fn profile(name: &str) -> CameraProfile {
         let text = BUILTIN.iter().find(|(n, _)| *n == name).unwrap().1;
         parse_profile(text, name, Path::new(name))
             .unwrap()
@@ -524,7 +661,7 @@ mod tests {
             .unwrap()
     }
 
-    fn plate(d: Decoded) -> PlateRead {
+    pub(crate) fn plate(d: Decoded) -> PlateRead {
         match d {
             Decoded::Plate(p) => p,
             other => panic!("not a plate: {other:?}"),
