@@ -363,12 +363,7 @@ fn validate_lane_and_roles(
 
 /// A push camera is bound to its fixed address and/or a token, so that nothing else on
 /// the LAN can create entries; the binding keys belong to push cameras only.
-fn validate_push_binding<'a>(
-    d: &'a DeviceConfig,
-    key: &dyn Fn(&str) -> String,
-    sources: &mut HashSet<std::net::IpAddr>,
-    out: &mut Vec<Invalid>,
-) {
+fn validate_push_binding(d: &DeviceConfig, key: &dyn Fn(&str) -> String, out: &mut Vec<Invalid>) {
     if !d.http_push {
         for (field, set) in [("source", d.source.is_some()), ("token", d.token.is_some())] {
             if set {
@@ -392,14 +387,7 @@ fn validate_push_binding<'a>(
                 key("source"),
                 "must be the camera's own address, not 0.0.0.0",
             )),
-            Ok(ip) => {
-                if !sources.insert(ip.to_canonical()) {
-                    out.push(Invalid::new(
-                        key("source"),
-                        format!("{ip} is already another push camera's source"),
-                    ));
-                }
-            }
+            Ok(_) => {}
             Err(_) => out.push(Invalid::new(
                 key("source"),
                 "must be an IP address, e.g. \"192.168.1.64\"",
@@ -492,7 +480,6 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
         }
     }
     let mut names = HashSet::new();
-    let mut push_sources = HashSet::new();
     let mut rtu_slaves = HashSet::new();
     let mut counters = 0;
     for (i, d) in config.devices.iter().enumerate() {
@@ -548,7 +535,7 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "only cameras push over HTTP",
             ));
         }
-        validate_push_binding(d, &key, &mut push_sources, out);
+        validate_push_binding(d, &key, out);
         if d.camera_id.is_none() && d.topic.is_some() {
             out.push(Invalid::new(key("topic"), "only cameras have a topic"));
         }

@@ -5,7 +5,7 @@
 //!
 //! URLs: `/camera/{camera_id}/…` (anything after the id, e.g. `/plate` or Dahua's
 //! `/NotificationInfo/TollgateInfo`), or any other path, matched to the camera by its
-//! `source` address. A token goes in `?token=…` or `/camera/{id}/token/{token}/…`.
+//! `source` address (when no other push camera shares it). A token goes in `?token=…` or `/camera/{id}/token/{token}/…`.
 //!
 //! Safety: every answer comes from [`PushVendor::ack`] or [`Reply::refused`], which
 //! can only acknowledge (never an "open the barrier" body). Who may push: a camera's
@@ -401,7 +401,12 @@ pub async fn spawn(
             token: d.token.clone(),
         });
         if let Some(ip) = source {
-            by_source.insert(ip, cam.clone());
+            // A source shared by several cameras (an NVR pushing for its channels)
+            // cannot say which camera spoke: such pushes must name the camera.
+            by_source
+                .entry(ip)
+                .and_modify(|c: &mut Option<Arc<PushCamera>>| *c = None)
+                .or_insert_with(|| Some(cam.clone()));
         }
         cameras.insert(id.to_string(), cam);
     }
@@ -413,6 +418,10 @@ pub async fn spawn(
         .map_err(|e| DriverError::Setup(e.to_string()))?;
     let offset = crate::time::parse_offset(&config.platform.utc_offset)
         .unwrap_or_else(crate::time::china_standard_time);
+    let by_source = by_source
+        .into_iter()
+        .filter_map(|(ip, c)| Some((ip, c?)))
+        .collect();
     let shared = Arc::new(Shared {
         cameras,
         by_source,
