@@ -669,6 +669,33 @@ mod tests {
     }
 
     #[test]
+    fn push_cameras_must_be_bound_by_address_or_token() {
+        let err = load(
+            "[camera_push]\nlisten = \"0.0.0.0:8089\"\n\
+             [[devices]]\nname = \"a\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"a\"\nhttp_push = true\n\
+             [[devices]]\nname = \"b\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"b\"\nhttp_push = true\nsource = \"cam-1\"\ntoken = \"short\"\n\
+             [[devices]]\nname = \"c\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"c\"\nsource = \"192.168.1.64\"\n\
+             [[devices]]\nname = \"d\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"d\"\nhttp_push = true\nsource = \"192.168.1.64\"\ntoken = \"AbCdEf0123456789-_\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("devices[0].http_push: bind the push camera"),
+            "{err}"
+        );
+        assert!(
+            err.contains("devices[1].source: must be an IP address"),
+            "{err}"
+        );
+        assert!(err.contains("devices[1].token: must be 16 to 128"), "{err}");
+        assert!(
+            err.contains("devices[2].source: only push cameras"),
+            "{err}"
+        );
+        assert!(!err.contains("devices[3]"), "{err}");
+    }
+
+    #[test]
     fn cameras_need_mqtt_and_slaves_are_unique_per_bus() {
         let err = load(
             "[[buses]]\nname = \"b1\"\nport = \"/dev/x\"\nbaud = 300\n\
