@@ -326,7 +326,7 @@ impl LaneRuntime {
             .await;
             match result {
                 Ok(Ok((action, stay_plate))) => {
-                    tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, "passage applied");
+                    tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, late = passage.late, "passage applied");
                     self.show(&action, stay_plate.as_deref());
                     return;
                 }
