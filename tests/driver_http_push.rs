@@ -328,3 +328,40 @@ async fn limits_oversize_pictures_rate_and_slow_clients() {
     let answer = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+#[tokio::test]
+async fn stored_recognitions_are_flagged_late_and_a_clock_in_the_future_is_flagged_skewed() {
+    let (addr, mut rx, _stop) = start(
+        "[camera_push]\nlisten = \"127.0.0.1:0\"\n\
+         [[devices]]\nname = \"hik\"\nprofile = \"hikvision-isapi-anpr\"\nlane = \"entry-1\"\ncamera_id = \"hik1\"\nhttp_push = true\nsource = \"127.0.0.1\"\n",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}/camera/hik1/plate");
+    let now = chrono::Utc::now().with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap());
+    for (plate, at) in [
+        ("京A00001", now - chrono::Duration::hours(2)),
+        ("京A00002", now),
+        ("京A00003", now + chrono::Duration::hours(1)),
+    ] {
+        let xml = samples::hikvision_anpr_xml(plate, "blue", &at.to_rfc3339());
+        let r = http.post(&url).body(xml).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let reads: Vec<_> = collect_for(&mut rx, Duration::from_millis(500))
+        .await
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Plate(p) => Some((p.text.unwrap_or_default(), p.late, p.clock_skew)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reads,
+        vec![
+            ("京A00001".to_string(), true, false),
+            ("京A00002".to_string(), false, false),
+            ("京A00003".to_string(), false, true),
+        ]
+    );
+}
