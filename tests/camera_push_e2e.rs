@@ -5,6 +5,8 @@
 
 #[path = "platform_common/mod.rs"]
 mod platform_common;
+#[path = "process_common/mod.rs"]
+mod process_common;
 
 use chrono::{FixedOffset, Utc};
 use parking_bridge::driver::camera::samples;

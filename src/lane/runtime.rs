@@ -11,6 +11,7 @@ use super::fees::{FeeSource, TerminalCharge, TerminalThen};
 use super::journal::Journal;
 use super::machine::{LaneMachine, Passage};
 use super::stays::{OpenStay, StayAction, decide, expired};
+use super::watch::{Change, LaneWatch};
 use crate::config::{LaneConfig, SiteConfig};
 use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
@@ -82,6 +83,8 @@ pub struct LaneRuntime {
     liveness: Option<crate::ops::Liveness>,
     /// The status page: passages are shown there with their snapshots.
     ops: Option<crate::ops::OpsState>,
+    /// Per lane: reads without passages, vehicles without reads (see [`super::watch`]).
+    watches: BTreeMap<String, LaneWatch>,
 }
 
 impl LaneRuntime {
@@ -106,6 +109,14 @@ impl LaneRuntime {
             charges: BTreeMap::new(),
             liveness: None,
             ops: None,
+            watches: site
+                .lanes
+                .iter()
+                .map(|l| {
+                    let camera = crate::config::lanes::Senses::of(&l.id, &site.devices).camera;
+                    (l.id.clone(), LaneWatch::new(l.mismatch_alarm_after, camera))
+                })
+                .collect(),
         }
     }
 
@@ -213,6 +224,10 @@ impl LaneRuntime {
                 self.health.set(&event.device, &event.lane, *up, event.at);
                 tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
             }
+            EventKind::Fault { problem } => {
+                self.health
+                    .set_fault(&event.device, &event.lane, problem.clone(), event.at);
+            }
             EventKind::Spaces { counted, value } => {
                 let occupied = counted.occupied(*value, self.lot.total_spaces);
                 tracing::debug!(device = %event.device, value, occupied, "space counter");
@@ -253,6 +268,10 @@ impl LaneRuntime {
                 .with_label_values(&[event.lane.as_str()])
                 .inc_by(stale);
         }
+        if let Some(watch) = self.watches.get_mut(&event.lane) {
+            let changes = watch.on_event(&event.kind);
+            self.show_watch(&event.lane, changes);
+        }
         for p in passages {
             self.apply(&cfg, p).await;
         }
@@ -272,6 +291,31 @@ impl LaneRuntime {
         }
     }
 
+    /// A lane warning raised or cleared: on the status page, `/healthz` and `/metrics`
+    /// through the ops state (which logs it), or only logged without one.
+    fn show_watch(&self, lane: &str, changes: Vec<Change>) {
+        // A standing warning's count keeps growing: keep its text current (silently).
+        if let (Some(ops), Some(watch)) = (&self.ops, self.watches.get(lane)) {
+            for (m, n) in watch.warnings() {
+                ops.set_lane_warning(lane, m.label(), Some(&m.text(n)));
+            }
+        }
+        for c in changes {
+            let text = c.raised.map(|n| c.mismatch.text(n));
+            match &self.ops {
+                Some(ops) => ops.set_lane_warning(lane, c.mismatch.label(), text.as_deref()),
+                None => match &text {
+                    Some(t) => {
+                        tracing::warn!(lane, reason = c.mismatch.label(), warning = %t, "lane warning")
+                    }
+                    None => {
+                        tracing::info!(lane, reason = c.mismatch.label(), "lane warning cleared")
+                    }
+                },
+            }
+        }
+    }
+
     fn flush_journal(&mut self) {
         if let Some(journal) = self.journal.as_mut() {
             if let Err(e) = journal.flush() {
@@ -286,6 +330,10 @@ impl LaneRuntime {
         PASSAGES
             .with_label_values(&[lane.id.as_str(), case_label(&passage)])
             .inc();
+        if let Some(watch) = self.watches.get_mut(&lane.id) {
+            let changes = watch.on_passage(&passage);
+            self.show_watch(&lane.id, changes);
+        }
         // The exit lane's terminal charge first (it is forgotten once a vehicle left
         // after it was shown: it cannot be a later vehicle's), then the lot's source.
         let fees: Option<Arc<dyn FeeSource>> = match self.charges.get(&lane.id) {
@@ -314,6 +362,11 @@ impl LaneRuntime {
                 let open = open_stays(&store, &placeholders)?;
                 let action = decide(&p, &lane, &lot, &open, fees.as_deref());
                 apply_action(&store, &action, Timestamp::now())?;
+                if p.inferred {
+                    // A passage partly unseen (device gap): findable by the operator.
+                    let plate = p.plate.as_ref().map(|x| x.text.as_str());
+                    store.record_lane_note(p.at, Some(&p.lane), "inferred_passage", plate, None)?;
+                }
                 // The status page lists an exit under the stay's plate.
                 let stay_plate = match &action {
                     StayAction::Close { out_order_no, .. } => {
@@ -327,7 +380,7 @@ impl LaneRuntime {
             match result {
                 Ok(Ok((action, stay_plate))) => {
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, late = passage.late, "passage applied");
-                    self.show(&action, stay_plate.as_deref());
+                    self.show(&action, stay_plate.as_deref(), passage.inferred);
                     return;
                 }
                 // Only a database error may pass (busy, I/O); a refused value will be
@@ -359,14 +412,22 @@ impl LaneRuntime {
 
     /// Puts the passage, with its snapshot, on the status page. The status feeder lists
     /// every stay from the store too (without images); the page keeps one of each.
-    fn show(&self, action: &StayAction, stay_plate: Option<&str>) {
+    /// An inferred passage (device gap) is shown as such.
+    fn show(&self, action: &StayAction, stay_plate: Option<&str>, inferred: bool) {
         let Some(ops) = &self.ops else { return };
+        let (entry_case, exit_case) = if inferred {
+            ("entry · inferred", "exit · inferred")
+        } else {
+            ("entry", "exit")
+        };
         match action {
-            StayAction::Open { entry } | StayAction::SupersedeThenOpen { entry, .. } => {
+            StayAction::Open { entry }
+            | StayAction::SupersedeThenOpen { entry, .. }
+            | StayAction::CloseOrphanThenOpen { entry, .. } => {
                 ops.record_passage(
                     &entry.lane,
                     Some(&entry.plate_no),
-                    "entry",
+                    entry_case,
                     entry.entered_at,
                     entry.snapshot.clone(),
                 );
@@ -376,7 +437,7 @@ impl LaneRuntime {
                 ops.record_passage(
                     &exit.lane,
                     plate,
-                    "exit",
+                    exit_case,
                     exit.away_time,
                     exit.snapshot.clone(),
                 );
@@ -479,6 +540,41 @@ pub fn apply_action(store: &Store, action: &StayAction, now: Timestamp) -> Resul
             }
             store.open_stay(new_stay(entry), now)?;
         }
+        StayAction::CloseOrphanThenOpen {
+            orphaned,
+            exit,
+            entry,
+        } => {
+            match store.close_stay(orphaned, exit_details(exit), now) {
+                Ok(_) => store.record_lane_note(
+                    exit.away_time,
+                    Some(&exit.lane),
+                    "orphaned_exit",
+                    Some(&entry.plate_no),
+                    Some(orphaned),
+                )?,
+                // Already closed by an earlier attempt of this same action: carry on.
+                Err(StoreError::NotOpen(_)) => {}
+                Err(e) => return Err(e),
+            }
+            store.open_stay(new_stay(entry), now)?;
+        }
+        StayAction::TrailerFolded {
+            lane,
+            plate_no,
+            tractor,
+            at,
+            ..
+        } => {
+            tracing::info!(lane = %lane, plate = %crate::plate::mask(plate_no), tractor = %tractor.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer folded into its tractor's stay");
+            store.record_lane_note(
+                *at,
+                Some(lane),
+                "trailer_with_tractor",
+                Some(plate_no),
+                None,
+            )?;
+        }
         StayAction::Close { out_order_no, exit } => {
             store.close_stay(out_order_no, exit_details(exit), now)?;
         }
@@ -515,6 +611,8 @@ fn action_label(a: &StayAction) -> &'static str {
     match a {
         StayAction::Open { .. } => "open",
         StayAction::SupersedeThenOpen { .. } => "supersede_then_open",
+        StayAction::CloseOrphanThenOpen { .. } => "close_orphan_then_open",
+        StayAction::TrailerFolded { .. } => "trailer_with_tractor",
         StayAction::Close { .. } => "close",
         StayAction::UnmatchedExit { .. } => "unmatched_exit",
         StayAction::SyntheticStay { .. } => "synthetic_stay",
