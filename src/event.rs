@@ -111,6 +111,19 @@ pub struct PlateRead {
     /// Size of the image in bytes, for the journal and logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_len: Option<usize>,
+    /// Made while the camera could not reach the bridge and pushed later:
+    /// `device_time` (the camera's clock, which agreed with ours) is when it was made.
+    /// Lanes never give such a read to the vehicle in the lane now.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
+    /// The camera's clock disagreed with ours beyond the tolerance: the read is timed
+    /// by its arrival, whatever `device_time` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clock_skew: bool,
+    /// What the camera's own "stored offline" flag said (Vzenith `isoffline`), before
+    /// the receiver judged it into `late`. Not journalled.
+    #[serde(skip)]
+    pub offline: Option<bool>,
     /// The plate crop (base64 JPEG) when the camera sent one beside the scene image:
     /// kept in the journal for an operator disputing a read, never reported (the
     /// platform gets the scene). Left out above [`CROP_KEPT_MAX`] base64 characters.
@@ -136,6 +149,9 @@ impl PlateRead {
             quick: false,
             image: None,
             image_len: None,
+            late: false,
+            clock_skew: false,
+            offline: None,
             crop: None,
             crop_len: None,
         }

@@ -133,7 +133,7 @@ fn check(config: &Path) -> std::process::Output {
 }
 
 const PUSH_CAMERA: &str = "[[devices]]\nname = \"entry-cam\"\nprofile = \"vzenith-legacy-alarminfoplate\"\n\
-                           lane = \"entry-1\"\ncamera_id = \"cam1\"\nhttp_push = true\n";
+                           lane = \"entry-1\"\ncamera_id = \"cam1\"\nhttp_push = true\nsource = \"127.0.0.1\"\n";
 
 #[test]
 fn check_lists_a_camera_only_lane_and_refuses_a_layout_its_camera_cannot_serve() {
@@ -324,7 +324,7 @@ async fn loops_bound_to_the_wrong_lane_raise_the_warning_after_five_reads() {
          [[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"E1\"\n\
          [[lanes]]\nid = \"exit-1\"\ndirection = \"exit\"\nport_no = \"X1\"\n{PUSH_CAMERA}{}{}\
          [[devices]]\nname = \"exit-cam\"\nprofile = \"vzenith-legacy-alarminfoplate\"\n\
-         lane = \"exit-1\"\ncamera_id = \"cam2\"\nhttp_push = true\n",
+         lane = \"exit-1\"\ncamera_id = \"cam2\"\nhttp_push = true\nsource = \"127.0.0.1\"\n",
         site_top(dir.path(), &mock.base_url(), 0),
         io("entry-io", "exit-1", 1),
         io("exit-io", "entry-1", 2),

@@ -193,6 +193,15 @@ pub struct DeviceConfig {
     /// The camera POSTs its results to the bridge (`[camera_push]`) instead of MQTT.
     #[serde(default)]
     pub http_push: bool,
+    /// Push cameras: the camera's fixed IP address. Pushes for this camera from any
+    /// other address are refused (403); pushes to a URL without a camera id are
+    /// matched to the camera by it.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Push cameras: a per-camera secret in the push URL (`?token=…` or
+    /// `/camera/{id}/token/{token}`); a push without it is refused (403).
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// One text or a list of texts (`"a"` or `["a", "b"]`): installers write either.
@@ -237,10 +246,61 @@ pub struct CameraPushConfig {
     /// Larger bodies are refused with 413 (cameras embed base64 JPEGs).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// A picture larger than this is dropped; its recognition is kept.
+    #[serde(default = "default_max_picture")]
+    pub max_picture_bytes: usize,
+    /// Pushes each camera may make per second, sustained; above it 429.
+    #[serde(default = "default_rate_per_s")]
+    pub rate_per_s: u32,
+    /// Pushes a camera may make at once above the rate (a backlog after an outage).
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// A client must send its request headers within this time (slow-loris clients
+    /// are cut off), ms.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
+    /// … and its whole body within this time (408 otherwise), ms.
+    #[serde(default = "default_body_timeout_ms")]
+    pub body_timeout_ms: u64,
+    /// At most this many connections at once; more are closed on accept.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A camera's own time is believed while it agrees with ours within this, ms;
+    /// an older one marks a recognition the camera stored while it could not push.
+    #[serde(default = "default_clock_tolerance_ms")]
+    pub clock_tolerance_ms: i64,
+    /// A stored recognition older than this means a camera clock reset, not an
+    /// outage: it is timed by its arrival, flagged, ms (default 7 days).
+    #[serde(default = "default_max_late_ms")]
+    pub max_late_ms: i64,
 }
 
 fn default_max_body() -> usize {
     4 * 1024 * 1024
+}
+fn default_max_picture() -> usize {
+    3 * 1024 * 1024
+}
+fn default_rate_per_s() -> u32 {
+    10
+}
+fn default_burst() -> u32 {
+    100
+}
+fn default_header_timeout_ms() -> u64 {
+    5_000
+}
+fn default_body_timeout_ms() -> u64 {
+    20_000
+}
+fn default_max_connections() -> usize {
+    64
+}
+fn default_clock_tolerance_ms() -> i64 {
+    10_000
+}
+fn default_max_late_ms() -> i64 {
+    7 * 24 * 3600 * 1000
 }
 
 /// How the device is reached, as decided by validation.
@@ -340,6 +400,53 @@ fn validate_lane_and_roles(
         out.push(Invalid::new(
             key("roles"),
             "fee_paid needs fee_price (the charge) on the same device",
+        ));
+    }
+}
+
+/// A push camera is bound to its fixed address and/or a token, so that nothing else on
+/// the LAN can create entries; the binding keys belong to push cameras only.
+fn validate_push_binding(d: &DeviceConfig, key: &dyn Fn(&str) -> String, out: &mut Vec<Invalid>) {
+    if !d.http_push {
+        for (field, set) in [("source", d.source.is_some()), ("token", d.token.is_some())] {
+            if set {
+                out.push(Invalid::new(
+                    key(field),
+                    "only push cameras (http_push = true) have one",
+                ));
+            }
+        }
+        return;
+    }
+    if d.source.is_none() && d.token.is_none() {
+        out.push(Invalid::new(
+            key("http_push"),
+            "bind the push camera: set `source` (its fixed IP address) and/or `token`",
+        ));
+    }
+    if let Some(s) = &d.source {
+        match s.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => out.push(Invalid::new(
+                key("source"),
+                "must be the camera's own address, not 0.0.0.0",
+            )),
+            Ok(_) => {}
+            Err(_) => out.push(Invalid::new(
+                key("source"),
+                "must be an IP address, e.g. \"192.168.1.64\"",
+            )),
+        }
+    }
+    if let Some(t) = &d.token
+        && (t.len() < 16
+            || t.len() > 128
+            || !t
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+    {
+        out.push(Invalid::new(
+            key("token"),
+            "must be 16 to 128 characters of A-Z, a-z, 0-9, '-' and '_'",
         ));
     }
 }
@@ -471,6 +578,7 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "only cameras push over HTTP",
             ));
         }
+        validate_push_binding(d, &key, out);
         if d.camera_id.is_none() && d.topic.is_some() {
             out.push(Invalid::new(key("topic"), "only cameras have a topic"));
         }
@@ -546,6 +654,44 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "must be 1 KiB to 64 MiB",
             ));
         }
+        if p.max_picture_bytes < 1024 {
+            out.push(Invalid::new(
+                "camera_push.max_picture_bytes",
+                "must be at least 1 KiB",
+            ));
+        }
+        if !(1..=1000).contains(&p.rate_per_s) {
+            out.push(Invalid::new("camera_push.rate_per_s", "must be 1 to 1000"));
+        }
+        if !(1..=100_000).contains(&p.burst) {
+            out.push(Invalid::new("camera_push.burst", "must be 1 to 100000"));
+        }
+        for (key, ms) in [
+            ("camera_push.header_timeout_ms", p.header_timeout_ms),
+            ("camera_push.body_timeout_ms", p.body_timeout_ms),
+        ] {
+            if !(100..=300_000).contains(&ms) {
+                out.push(Invalid::new(key, "must be 100 to 300000 ms"));
+            }
+        }
+        if !(1..=10_000).contains(&p.max_connections) {
+            out.push(Invalid::new(
+                "camera_push.max_connections",
+                "must be 1 to 10000",
+            ));
+        }
+        if !(1_000..=3_600_000).contains(&p.clock_tolerance_ms) {
+            out.push(Invalid::new(
+                "camera_push.clock_tolerance_ms",
+                "must be 1000 to 3600000 ms",
+            ));
+        }
+        if p.max_late_ms <= p.clock_tolerance_ms {
+            out.push(Invalid::new(
+                "camera_push.max_late_ms",
+                "must be above clock_tolerance_ms",
+            ));
+        }
     }
     for (i, dir) in config.profile_dirs.iter().enumerate() {
         if dir.is_empty() {
@@ -607,6 +753,33 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("devices[1].name: set exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn push_cameras_must_be_bound_by_address_or_token() {
+        let err = load(
+            "[camera_push]\nlisten = \"0.0.0.0:8089\"\n\
+             [[devices]]\nname = \"a\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"a\"\nhttp_push = true\n\
+             [[devices]]\nname = \"b\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"b\"\nhttp_push = true\nsource = \"cam-1\"\ntoken = \"short\"\n\
+             [[devices]]\nname = \"c\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"c\"\nsource = \"192.168.1.64\"\n\
+             [[devices]]\nname = \"d\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"d\"\nhttp_push = true\nsource = \"192.168.1.64\"\ntoken = \"AbCdEf0123456789-_\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("devices[0].http_push: bind the push camera"),
+            "{err}"
+        );
+        assert!(
+            err.contains("devices[1].source: must be an IP address"),
+            "{err}"
+        );
+        assert!(err.contains("devices[1].token: must be 16 to 128"), "{err}");
+        assert!(
+            err.contains("devices[2].source: only push cameras"),
+            "{err}"
+        );
+        assert!(!err.contains("devices[3]"), "{err}");
     }
 
     #[test]

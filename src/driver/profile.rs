@@ -53,6 +53,18 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "hx-mqtt",
         include_str!("../../device-profiles/hx-mqtt.toml"),
     ),
+    (
+        "hikvision-isapi-anpr",
+        include_str!("../../device-profiles/hikvision-isapi-anpr.toml"),
+    ),
+    (
+        "dahua-itc-tollgate",
+        include_str!("../../device-profiles/dahua-itc-tollgate.toml"),
+    ),
+    (
+        "qianyi-alarminfoplate",
+        include_str!("../../device-profiles/qianyi-alarminfoplate.toml"),
+    ),
 ];
 
 /// Where profiles are looked up when the site config names no directory.
@@ -300,6 +312,13 @@ pub struct CameraProfile {
     /// 0 for cameras without keep-alives: their link follows the broker connection.
     #[serde(default = "default_link_timeout_ms")]
     pub link_timeout_ms: u64,
+    /// HTTP push cameras: whose push this is, which decides how a request is unpacked
+    /// (JSON, or Hikvision's multipart/XML) and the only acknowledgement it gets.
+    /// Absent: a Vzenith-style JSON push.
+    #[serde(default)]
+    pub push: Option<crate::driver::camera::push::PushVendor>,
+    /// MQTT topics; push-only profiles leave them out.
+    #[serde(default)]
     pub topics: CameraTopics,
     #[serde(default)]
     pub classify: Classify,
@@ -327,8 +346,8 @@ pub enum Charset {
 }
 
 /// MQTT topic templates; `{id}` is the device's `camera_id`. Every one can be replaced
-/// per device (`[[devices]] topics`).
-#[derive(Debug, Clone, Deserialize)]
+/// per device (`[[devices]] topics`). Push-only profiles leave them out.
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CameraTopics {
     pub result: String,
@@ -385,6 +404,19 @@ pub struct CameraFields {
     /// fallback (the platform and an operator need the vehicle, not its plate).
     #[serde(default)]
     pub image: Vec<String>,
+    /// Multipart pushes: names of the picture parts tried in order, after `image`
+    /// (the scene before the plate crop).
+    #[serde(default)]
+    pub image_parts: Vec<String>,
+    /// Colour words some cameras put in front of the plate text ("蓝京A12345"):
+    /// prefix → `pnc_0N`. The prefix is removed; its colour is used when the colour
+    /// field gives none.
+    #[serde(default)]
+    pub color_prefix: BTreeMap<String, String>,
+    /// The camera's own "stored while the server was unreachable" flag (Vzenith
+    /// `isoffline`): 1/true means offline, 0/false means live.
+    #[serde(default)]
+    pub offline: Option<String>,
     /// Which of those paths hold the plate crop. A crop sent beside the scene is kept
     /// in the journal only (`crop`); it is reported only when no scene came.
     #[serde(default)]
@@ -405,6 +437,11 @@ pub enum TimeUnit {
     #[default]
     S,
     Ms,
+    /// ISO 8601 / RFC 3339 text (`2024-05-01T08:30:00+08:00`); without an offset, the
+    /// lot's local time.
+    Iso8601,
+    /// `YYYY-MM-DD HH:MM:SS[.fff]` in the lot's local time (Dahua `AccurateTime`).
+    Local,
 }
 
 /// Gate positions an `enum` point may map to.
@@ -563,7 +600,15 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
 }
 
 fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
-    let topics = [("camera.topics.result", &c.topics.result)]
+    if c.push.is_none() && c.topics.result.is_empty() {
+        out.push(Invalid::new(
+            "camera.topics.result",
+            "an MQTT camera profile needs a result topic (push-only profiles set `push`)",
+        ));
+    }
+    let result = Some(&c.topics.result).filter(|t| !t.is_empty() || c.push.is_none());
+    let topics = result
+        .map(|t| ("camera.topics.result", t))
         .into_iter()
         .chain(c.topics.quick.iter().map(|t| ("camera.topics.quick", t)))
         .chain(
@@ -590,7 +635,7 @@ fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
             format!("{path:?} is not one of the `image` paths (list the crop there too, after the scene)"),
         ));
     }
-    for (code, pnc) in &c.fields.color_map {
+    for (code, pnc) in c.fields.color_map.iter().chain(&c.fields.color_prefix) {
         if PlateColor::from_code(pnc).is_none() {
             out.push(Invalid::new(
                 "camera.fields.color_map",
@@ -804,11 +849,20 @@ pub fn check_device(
         )),
         _ => {}
     }
-    if p.camera.is_some() {
+    if let Some(c) = &p.camera {
         if !d.roles.is_empty() {
             out.push(Invalid::new(
                 key("roles"),
                 "cameras have no roles: their plate reads go to the lane",
+            ));
+        }
+        if !d.http_push && c.topics.result.is_empty() && d.topic.is_none() {
+            out.push(Invalid::new(
+                key("http_push"),
+                format!(
+                    "profile {:?} is a push-only profile: set http_push = true",
+                    p.name
+                ),
             ));
         }
         return;

@@ -82,6 +82,10 @@ pub struct Passage {
     /// the bytes are absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub snapshot_len: Option<usize>,
+    /// Made from a recognition the camera stored while it could not reach the bridge
+    /// and pushed later (camera-only lanes): `at` is the camera's time of it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
 }
 
 /// A plate read as the lane keeps it. `text == None` is the camera's "no plate".
@@ -269,6 +273,7 @@ pub struct LaneMachine {
     io_devices: BTreeSet<String>,
     /// When the lane's first link went down, until the reset has been done.
     link_reset_due: Option<Timestamp>,
+    stale_late_reads: u64,
 }
 
 impl LaneMachine {
@@ -299,6 +304,7 @@ impl LaneMachine {
             links_down: BTreeSet::new(),
             io_devices: BTreeSet::new(),
             link_reset_due: None,
+            stale_late_reads: 0,
         }
     }
 
@@ -364,12 +370,55 @@ impl LaneMachine {
                 self.note_io_device(&event.device);
                 Input::Gate(*position)
             }
+            EventKind::Plate(p) if p.late => {
+                self.late_read(p, now, &mut out);
+                return out;
+            }
             EventKind::Plate(p) => Input::Plate(Read::from_event(p, event.at)),
             // Counts and charges are the lane task's, not the passage logic's.
             EventKind::Spaces { .. } | EventKind::PayTerminal { .. } => return out,
         };
         self.step(input, now, &mut out);
         out
+    }
+
+    /// Late reads older than the plate window that loop and gate lanes set aside
+    /// (journalled with the event, counted here), since start.
+    pub fn stale_late_reads(&self) -> u64 {
+        self.stale_late_reads
+    }
+
+    /// A recognition the camera stored while it could not reach the bridge, pushed
+    /// now (`late`, made at its `device_time`). It never goes to the vehicle in the
+    /// lane now. Camera-only lanes: it is a passage at its own time (the cameras push
+    /// their backlog in order, so the passages are reported in order). Lanes with
+    /// loops or a gate: inside the plate window it is an ordinary read; older, the
+    /// vehicle it belonged to has been reported unrecognised already, and it is set
+    /// aside: journalled (with the event) and counted.
+    fn late_read(&mut self, p: &PlateRead, now: Timestamp, out: &mut Vec<Passage>) {
+        let made = p.device_time.unwrap_or(now);
+        if self.layout == DetectionLayout::CameraOnly {
+            let r = Read::from_event(p, made);
+            if self.is_repeat_of_last_passage(&r, true) || (r.quick && r.text.is_none()) {
+                return;
+            }
+            let before = out.len();
+            self.emit_read_passage(r, out);
+            for passage in &mut out[before..] {
+                passage.late = true;
+            }
+        } else if now.0 - made.0 <= self.plate_window_ms {
+            self.step(Input::Plate(Read::from_event(p, now)), now, out);
+        } else {
+            self.stale_late_reads += 1;
+            tracing::info!(
+                lane = %self.lane,
+                plate = %p.text.as_deref().map(crate::plate::mask).unwrap_or_default(),
+                made = made.0,
+                age_ms = now.0 - made.0,
+                "late camera read older than the plate window set aside"
+            );
+        }
     }
 
     /// The next moment `on_timer` has something to do.
@@ -1083,6 +1132,7 @@ impl LaneMachine {
             tractor: trailer.flatten(),
             snapshot: read.as_ref().and_then(|r| r.image.clone()),
             snapshot_len: read.as_ref().and_then(|r| r.image_len),
+            late: false,
         };
         tracing::debug!(
             lane = %self.lane,
@@ -1138,6 +1188,72 @@ mod tests {
             (t + 2000, lp(LoopId::A, false)),
             (t + 3000, lp(LoopId::B, false)),
         ]
+    }
+
+    fn late(text: &str, made: i64) -> EventKind {
+        let mut r = PlateRead::text(text, PlateColor::Blue);
+        r.late = true;
+        r.device_time = Some(Timestamp(made));
+        EventKind::Plate(r)
+    }
+
+    #[test]
+    fn late_reads_on_a_camera_only_lane_are_passages_at_their_own_times_in_order() {
+        let mut m = lane(DetectionLayout::CameraOnly);
+        let now = 10_000_000;
+        // A live quick read waits for its full result; the backlog does not disturb it.
+        let mut quick = PlateRead::text("闽A00001", PlateColor::Blue);
+        quick.quick = true;
+        assert!(feed(&mut m, &[(now, EventKind::Plate(quick))]).is_empty());
+        let backlog: Vec<_> = (0..5)
+            .map(|i| {
+                (
+                    now + i,
+                    late(&format!("闽B0000{i}"), now - 3_600_000 + i * 60_000),
+                )
+            })
+            .collect();
+        let out = feed(&mut m, &backlog);
+        assert_eq!(out.len(), 5);
+        for (i, p) in out.iter().enumerate() {
+            assert!(p.late);
+            assert_eq!(p.at, Timestamp(now - 3_600_000 + i as i64 * 60_000));
+            assert_eq!(p.plate.as_ref().unwrap().text, format!("闽B0000{i}"));
+        }
+        let out = m.on_timer(Timestamp(now + 5_000));
+        assert_eq!(out.len(), 1, "the live quick read is reported by its timer");
+        assert!(!out[0].late);
+        assert_eq!(m.stale_late_reads(), 0);
+    }
+
+    #[test]
+    fn an_old_late_read_never_goes_to_the_vehicle_in_a_loop_lane() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        let t = 1_000_000;
+        feed(&mut m, &[(t, lp(LoopId::A, true))]);
+        // A stored read from an hour ago arrives while a car stands on loop A.
+        assert!(feed(&mut m, &[(t + 500, late("闽C12345", t - 3_600_000))]).is_empty());
+        assert_eq!(m.stale_late_reads(), 1);
+        let out = feed(
+            &mut m,
+            &[
+                (t + 1000, lp(LoopId::B, true)),
+                (t + 2000, lp(LoopId::A, false)),
+                (t + 3000, lp(LoopId::B, false)),
+            ],
+        );
+        let out: Vec<_> = out
+            .into_iter()
+            .chain(m.on_timer(Timestamp(t + 10_000)))
+            .collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].case, PassageCase::Unrecognised);
+        // A late read inside the plate window is an ordinary read.
+        feed(&mut m, &[(t + 20_000, lp(LoopId::A, true))]);
+        feed(&mut m, &[(t + 20_500, late("闽D12345", t + 15_000))]);
+        let out = feed(&mut m, &pass_without_read(t + 21_000)[1..]);
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽D12345");
+        assert_eq!(m.stale_late_reads(), 1);
     }
 
     #[test]

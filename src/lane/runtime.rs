@@ -123,6 +123,14 @@ static OCCUPANCY_UPDATES: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
+static STALE_LATE_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_lane_late_reads_set_aside_total",
+        "Late camera reads (stored by the camera, pushed later) older than the plate window on lanes with loops or a gate: journalled, not given to any vehicle",
+        &["lane"],
+    )
+});
+
 static TERMINAL_CHARGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     crate::metrics::counter_vec(
         "parking_bridge_pay_terminal_charges_total",
@@ -568,6 +576,7 @@ impl LaneRuntime {
             return;
         };
         let cfg = cfg.clone();
+        let stale_before = machine.stale_late_reads();
         let passages = machine.handle(event, event.at);
         // After a restart, the first loop/gate state of each device is its view after
         // the blind interval: a passage it completes happened (partly) unseen.
@@ -592,6 +601,12 @@ impl LaneRuntime {
             }
             None => false,
         };
+        let stale = machine.stale_late_reads() - stale_before;
+        if stale > 0 {
+            STALE_LATE_READS
+                .with_label_values(&[event.lane.as_str()])
+                .inc_by(stale);
+        }
         if let Some(watch) = self.watches.get_mut(&event.lane) {
             let changes = watch.on_event(&event.kind);
             self.show_watch(&event.lane, changes);
@@ -738,7 +753,7 @@ impl LaneRuntime {
             .await;
             match result {
                 Ok(Ok((action, stay_plate))) => {
-                    tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, recovered, "passage applied");
+                    tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, recovered, late = passage.late, "passage applied");
                     self.show(&action, stay_plate.as_deref(), passage.inferred);
                     return;
                 }

@@ -357,6 +357,7 @@ mod tests {
             tractor: None,
             snapshot: None,
             snapshot_len: None,
+            late: false,
         }
     }
 

@@ -280,6 +280,7 @@ mod tests {
             tractor: None,
             snapshot: None,
             snapshot_len: None,
+            late: false,
         }
     }
 

@@ -2,13 +2,15 @@
 //!
 //! In one process, with nothing installed: simulated lane hardware speaking the real
 //! protocols on loopback (Modbus RTU over a pty pair for the first lane, Modbus TCP
-//! for the others, Vzenith-format cameras on an embedded MQTT broker), the bridge
+//! for the others, Vzenith-format cameras on an embedded MQTT broker, except a
+//! Hikvision-style push camera on the second lane and a Dahua-style one, resending
+//! each recognition, on the third), the bridge
 //! itself loaded from a generated site config and the shipped device profiles, and
 //! the mock platform (or a real/test platform given on the command line). At the end
 //! the platform's record is compared with the simulation.
 
 use super::broker;
-use super::devices::{SimCamera, SimModbus};
+use super::devices::{PushStyle, SimCamera, SimModbus, SimPushCamera};
 use super::picture;
 use super::traffic::{self, Action, LaneRef, Plan, TrafficConfig};
 use super::verify::{self, PlatformView};
@@ -149,9 +151,72 @@ struct SimLane {
     modbus: SimModbus,
     /// Where the bridge finds the I/O module: a pty path (RTU) or an address (TCP).
     attach: Attach,
-    camera: Arc<tokio::sync::Mutex<Option<SimCamera>>>,
+    camera: Arc<tokio::sync::Mutex<Option<LaneCamera>>>,
     camera_sn: String,
+    /// Push cameras: their style and the base of their push URL.
+    push: Option<(PushStyle, String)>,
     state: Arc<Mutex<LaneLine>>,
+}
+
+/// The demo's cameras: Vzenith over MQTT, or a vendor pushing over HTTP.
+enum LaneCamera {
+    Mqtt(SimCamera),
+    Push(Arc<SimPushCamera>),
+}
+
+/// Times each push camera repeats a recognition (its acknowledgement "got lost").
+const DAHUA_RESENDS: usize = 2;
+/// Token of the simulated Dahua camera (the Hikvision one is bound by address).
+const DAHUA_TOKEN: &str = "demo-dahua-token-0001";
+
+impl LaneCamera {
+    fn connect(broker: std::net::SocketAddr, sn: &str, push: &Option<(PushStyle, String)>) -> Self {
+        match push {
+            Some((style, base)) => {
+                LaneCamera::Push(Arc::new(SimPushCamera::new(*style, base, DAHUA_RESENDS)))
+            }
+            None => LaneCamera::Mqtt(SimCamera::connect("127.0.0.1", broker.port(), sn)),
+        }
+    }
+
+    async fn keep_alive(&self) {
+        let _ = match self {
+            LaneCamera::Mqtt(c) => c.keep_alive().await.map_err(|e| e.to_string()),
+            LaneCamera::Push(c) => c.keep_alive().await,
+        };
+    }
+
+    async fn plate(
+        &self,
+        text: Option<&str>,
+        color: PlateColor,
+        jpeg: Option<&[u8]>,
+        quick: bool,
+    ) -> Result<(), String> {
+        match self {
+            LaneCamera::Mqtt(c) => c
+                .publish_plate(text.unwrap_or("_无_"), vzenith_color(color), jpeg, quick)
+                .await
+                .map_err(|e| e.to_string()),
+            // Hikvision and Dahua push no preliminary results.
+            LaneCamera::Push(_) if quick => Ok(()),
+            // A camera pushes beside the lane's hardware, not in its way: the request
+            // (a 1920×1080 picture, resends) must not hold up the simulated loops.
+            LaneCamera::Push(c) => {
+                let (c, text, jpeg) = (
+                    c.clone(),
+                    text.unwrap_or("").to_string(),
+                    jpeg.map(<[u8]>::to_vec),
+                );
+                tokio::spawn(async move {
+                    if let Err(e) = c.push_plate(&text, color, jpeg.as_deref()).await {
+                        tracing::warn!(error = %e, "simulated push camera could not push");
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
 }
 
 enum Attach {
@@ -270,6 +335,7 @@ fn render_config(
     broker: std::net::SocketAddr,
     lanes: &[SimLane],
     step_ms: i64,
+    push_port: u16,
 ) -> String {
     // Poll five times per hardware step of the traffic, so debounce and polling see
     // every change with room to spare.
@@ -297,6 +363,11 @@ fn render_config(
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"parking-bridge-demo\"\n\n",
         broker.port()
     ));
+    if lanes.iter().any(|l| l.push.is_some()) {
+        t.push_str(&format!(
+            "# Cameras that push over HTTP (Hikvision/Dahua style).\n[camera_push]\nlisten = \"127.0.0.1:{push_port}\"\n\n"
+        ));
+    }
     for l in lanes {
         if let Attach::Rtu { path, .. } = &l.attach {
             t.push_str(&format!(
@@ -325,8 +396,18 @@ fn render_config(
                 id = l.id
             )),
         }
+        let camera = match &l.push {
+            None => "profile = \"vzenith-mqtt\"".to_string(),
+            Some((PushStyle::Hikvision, _)) => {
+                "profile = \"hikvision-isapi-anpr\"\nhttp_push = true\nsource = \"127.0.0.1\""
+                    .to_string()
+            }
+            Some((PushStyle::Dahua, _)) => format!(
+                "profile = \"dahua-itc-tollgate\"\nhttp_push = true\ntoken = {DAHUA_TOKEN:?}"
+            ),
+        };
         t.push_str(&format!(
-            "[[devices]]\nname = \"{id}-cam\"\nprofile = \"vzenith-mqtt\"\nlane = {id:?}\ncamera_id = {sn:?}\n\n",
+            "[[devices]]\nname = \"{id}-cam\"\n{camera}\nlane = {id:?}\ncamera_id = {sn:?}\n\n",
             id = l.id,
             sn = l.camera_sn
         ));
@@ -351,6 +432,7 @@ async fn start_lanes(
     entries: usize,
     exits: usize,
     broker: std::net::SocketAddr,
+    push_port: u16,
 ) -> Result<Vec<SimLane>, DemoError> {
     let mut lanes = Vec::new();
     let refs = (0..entries)
@@ -377,7 +459,13 @@ async fn start_lanes(
             }
         };
         let camera_sn = format!("DEMO-{}", port_no(lane));
-        let camera = SimCamera::connect("127.0.0.1", broker.port(), &camera_sn);
+        let base = format!("http://127.0.0.1:{push_port}/camera/{camera_sn}");
+        let push = match n {
+            1 => Some((PushStyle::Hikvision, base)),
+            2 => Some((PushStyle::Dahua, format!("{base}/token/{DAHUA_TOKEN}"))),
+            _ => None,
+        };
+        let camera = LaneCamera::connect(broker, &camera_sn, &push);
         let state = LaneLine {
             id: id.clone(),
             direction: if matches!(lane, LaneRef::Entry(_)) {
@@ -385,7 +473,12 @@ async fn start_lanes(
             } else {
                 "exit"
             },
-            transport: if n == 0 { "RTU/pty" } else { "Modbus TCP" },
+            transport: match n {
+                0 => "RTU/pty",
+                1 => "TCP+Hik",
+                2 => "TCP+Dahua",
+                _ => "Modbus TCP",
+            },
             gate: "closed",
             ..LaneLine::default()
         };
@@ -396,6 +489,7 @@ async fn start_lanes(
             attach,
             camera: Arc::new(tokio::sync::Mutex::new(Some(camera))),
             camera_sn,
+            push,
             state: Arc::new(Mutex::new(state)),
         });
     }
@@ -412,7 +506,7 @@ fn spawn_keep_alives(lanes: &[SimLane]) {
             loop {
                 tick.tick().await;
                 if let Some(cam) = camera.lock().await.as_ref() {
-                    let _ = cam.keep_alive().await;
+                    cam.keep_alive().await;
                 }
             }
         });
@@ -461,15 +555,11 @@ async fn apply(
             quick,
             vehicle,
         } => {
-            let plate = text.as_deref().unwrap_or("_无_");
             let jpeg = pictures
                 .get(vehicle % pictures.len().max(1))
                 .map(Vec::as_slice);
             if let Some(cam) = lane.camera.lock().await.as_ref() {
-                if let Err(e) = cam
-                    .publish_plate(plate, vzenith_color(*color), jpeg, *quick)
-                    .await
-                {
+                if let Err(e) = cam.plate(text.as_deref(), *color, jpeg, *quick).await {
                     tracing::warn!(lane = %lane.id, error = %e, "simulated camera could not publish");
                 }
             }
@@ -477,11 +567,7 @@ async fn apply(
         Action::CameraLink { up } => {
             let mut slot = lane.camera.lock().await;
             if *up {
-                *slot = Some(SimCamera::connect(
-                    "127.0.0.1",
-                    broker.port(),
-                    &lane.camera_sn,
-                ));
+                *slot = Some(LaneCamera::connect(broker, &lane.camera_sn, &lane.push));
             } else {
                 // Dropping the camera closes its MQTT connection.
                 *slot = None;
@@ -672,7 +758,12 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
 
     let platform = start_platform(&args, &dir).await?;
     let broker = broker::start()?;
-    let lanes = start_lanes(entries, exits, broker).await?;
+    // The push receiver's port, chosen now so the cameras know their URL.
+    let push_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(DemoError::Device)?
+        .port();
+    let lanes = start_lanes(entries, exits, broker, push_port).await?;
     spawn_keep_alives(&lanes);
     let step_ms = traffic_for(args.speed, entries, exits, args.seed, 1).step_ms;
     let config_path = dir.join("config.toml");
@@ -683,7 +774,7 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     write_private(&dir.join("app_secret"), &platform.secret).map_err(dir_err)?;
     std::fs::write(
         &config_path,
-        render_config(&dir, &args, &platform, broker, &lanes, step_ms),
+        render_config(&dir, &args, &platform, broker, &lanes, step_ms, push_port),
     )
     .map_err(dir_err)?;
     let site = SiteConfig::load(&config_path)?;

@@ -5,11 +5,19 @@
 //!
 //! Pure: bytes and time in, facts out. Garbage is an error value, never a panic.
 
+pub mod clock;
+pub mod dahua;
+pub mod hikvision;
+pub mod push;
+pub mod qianyi;
+pub mod vzenith;
+
 use crate::driver::profile::{CameraProfile, Charset, TextEncoding, TimeUnit};
 use crate::event::PlateRead;
 use crate::plate::PlateColor;
 use crate::time::Timestamp;
 use base64::Engine;
+use chrono::FixedOffset;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -41,6 +49,36 @@ pub enum PayloadError {
     WrongType(String),
     #[error("field {0} is not valid base64")]
     Base64(String),
+    #[error("multipart body: {0}")]
+    Multipart(String),
+    #[error("XML: {0}")]
+    Xml(String),
+    #[error("no {0} part in the multipart body")]
+    MissingPart(&'static str),
+    #[error("picture {name} is {bytes} bytes, above the {limit}-byte limit")]
+    PictureTooLarge {
+        name: String,
+        bytes: usize,
+        limit: usize,
+    },
+}
+
+/// What a decoder needs besides the message: the lot's UTC offset (for cameras that
+/// send local time) and pictures that came as separate multipart parts.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    pub offset: FixedOffset,
+    /// (part name, bytes)
+    pub parts: &'a [(String, bytes::Bytes)],
+}
+
+impl Default for Context<'_> {
+    fn default() -> Self {
+        Context {
+            offset: crate::time::china_standard_time(),
+            parts: &[],
+        }
+    }
 }
 
 /// Finds `a.b[0].c` in a JSON value.
@@ -61,7 +99,7 @@ pub fn json_path<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
     Some(v)
 }
 
-fn decode_charset(bytes: &[u8], charset: Charset) -> Result<String, PayloadError> {
+pub fn decode_charset(bytes: &[u8], charset: Charset) -> Result<String, PayloadError> {
     match charset {
         Charset::Utf8 => {
             String::from_utf8(bytes.to_vec()).map_err(|_| PayloadError::Charset("UTF-8"))
@@ -95,7 +133,7 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Decodes one message per the profile.
+/// Decodes one message per the profile (MQTT and JSON pushes).
 pub fn decode(
     profile: &CameraProfile,
     kind: TopicKind,
@@ -106,22 +144,67 @@ pub fn decode(
     }
     let text = decode_charset(payload, profile.charset)?;
     let json: Value = serde_json::from_str(&text).map_err(|e| PayloadError::Json(e.to_string()))?;
+    decode_value(profile, kind, &json, &Context::default())
+}
+
+/// A device time per the profile's unit: epoch seconds/ms, ISO 8601, or local text.
+fn device_time(v: &Value, unit: TimeUnit, offset: FixedOffset) -> Option<Timestamp> {
+    let t = match unit {
+        TimeUnit::S | TimeUnit::Ms => {
+            let n = v.as_i64().or_else(|| v.as_str()?.trim().parse().ok())?;
+            if unit == TimeUnit::S {
+                Timestamp(n.saturating_mul(1000))
+            } else {
+                Timestamp(n)
+            }
+        }
+        TimeUnit::Iso8601 => {
+            let text = v.as_str()?.trim();
+            match chrono::DateTime::parse_from_rfc3339(text) {
+                Ok(t) => Timestamp(t.timestamp_millis()),
+                Err(_) => parse_local(&text.replace('T', " "), offset)?,
+            }
+        }
+        TimeUnit::Local => parse_local(v.as_str()?.trim(), offset)?,
+    };
+    (t.0 > 0).then_some(t)
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.fff]` in `offset`.
+fn parse_local(text: &str, offset: FixedOffset) -> Option<Timestamp> {
+    use chrono::TimeZone;
+    let naive = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?;
+    let local = offset.from_local_datetime(&naive).single()?;
+    Some(Timestamp(local.timestamp_millis()))
+}
+
+/// Decodes one message, already parsed into a JSON value (Hikvision's XML is turned
+/// into one by [`hikvision`]), per the profile.
+pub fn decode_value(
+    profile: &CameraProfile,
+    kind: TopicKind,
+    json: &Value,
+    ctx: &Context<'_>,
+) -> Result<Decoded, PayloadError> {
+    if kind == TopicKind::Heartbeat {
+        return Ok(Decoded::Alive);
+    }
     let c = &profile.classify;
     if let Some(p) = &c.present
-        && json_path(&json, p).is_none()
+        && json_path(json, p).is_none()
     {
         return Ok(Decoded::Alive);
     }
     if let (Some(p), Some(eq)) = (&c.path, &c.equals)
-        && json_path(&json, p).and_then(scalar_text).as_deref() != Some(eq.as_str())
+        && json_path(json, p).and_then(scalar_text).as_deref() != Some(eq.as_str())
     {
         return Ok(Decoded::Alive);
     }
     let f = &profile.fields;
     let text_path = join(&f.root, &f.text);
-    let raw_text = match json_path(&json, &text_path) {
+    let raw_text = match json_path(json, &text_path) {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None if json_path(&json, &f.root).is_some() && !f.root.is_empty() => {
+        Some(Value::Null) | None if json_path(json, &f.root).is_some() && !f.root.is_empty() => {
             String::new()
         }
         Some(_) => return Err(PayloadError::WrongType(text_path)),
@@ -136,33 +219,48 @@ pub fn decode(
             decode_charset(&bytes, f.text_charset)?
         }
     };
-    let cleaned: String = plate_text
+    let mut cleaned: String = plate_text
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '\0')
         .collect();
+    // "蓝京A12345": a colour word before a plate (at least 6 more characters).
+    let mut prefix_color = None;
+    if let Some((prefix, pnc)) = f.color_prefix.iter().find(|(p, _)| {
+        cleaned.starts_with(p.as_str()) && cleaned.chars().count() >= p.chars().count() + 6
+    }) {
+        cleaned = cleaned[prefix.len()..].to_string();
+        prefix_color = PlateColor::from_code(pnc);
+    }
     let readable = !cleaned.is_empty() && !f.unreadable.contains(&cleaned);
     let color = f
         .color
         .iter()
-        .find_map(|p| json_path(&json, &join(&f.root, p)).and_then(scalar_text))
+        .find_map(|p| json_path(json, &join(&f.root, p)).and_then(scalar_text))
         .and_then(|code| f.color_map.get(&code))
         .and_then(|pnc| PlateColor::from_code(pnc))
+        .filter(|c| *c != PlateColor::Unknown)
+        .or(prefix_color)
         .unwrap_or_default();
     let confidence = f
         .confidence
         .as_ref()
-        .and_then(|p| json_path(&json, &join(&f.root, p)))
-        .and_then(Value::as_f64)
+        .and_then(|p| json_path(json, &join(&f.root, p)))
+        .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok()))
         .map(|c| c.clamp(0.0, 100.0).round() as u8);
     let device_time = f
         .device_time
         .as_ref()
-        .and_then(|p| json_path(&json, &join(&f.root, p)))
-        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()))
-        .filter(|t| *t > 0)
-        .map(|t| match f.device_time_unit {
-            TimeUnit::S => Timestamp(t.saturating_mul(1000)),
-            TimeUnit::Ms => Timestamp(t),
+        .and_then(|p| json_path(json, &join(&f.root, p)))
+        .and_then(|v| device_time(v, f.device_time_unit, ctx.offset));
+    let offline = f
+        .offline
+        .as_ref()
+        .and_then(|p| json_path(json, &join(&f.root, p)))
+        .and_then(scalar_text)
+        .and_then(|t| match t.trim() {
+            "1" | "true" => Some(true),
+            "0" | "false" => Some(false),
+            _ => None,
         });
     // The first image present is reported (the profile lists the scene first); a plate
     // crop that came beside a scene is only kept for the journal.
@@ -170,7 +268,7 @@ pub fn decode(
     let mut crop = None;
     for p in &f.image {
         let path = join(&f.root, p);
-        let Some(Value::String(s)) = json_path(&json, &path) else {
+        let Some(Value::String(s)) = json_path(json, &path) else {
             continue;
         };
         let s = s.trim();
@@ -192,6 +290,14 @@ pub fn decode(
             }
         }
     }
+    if image.is_none() {
+        image = f.image_parts.iter().find_map(|name| {
+            ctx.parts
+                .iter()
+                .find(|(n, b)| n == name && !b.is_empty())
+                .map(|(_, b)| Arc::new(b.to_vec()))
+        });
+    }
     let (crop, crop_len) = match crop {
         Some((len, b64)) => (
             (b64.len() <= crate::event::CROP_KEPT_MAX).then(|| b64.to_string()),
@@ -208,6 +314,9 @@ pub fn decode(
         quick: kind == TopicKind::Quick,
         image,
         image_len,
+        late: false,
+        clock_skew: false,
+        offline,
         crop,
         crop_len,
     }))
@@ -234,12 +343,27 @@ pub fn route_value(profile: &CameraProfile, payload: &[u8]) -> Option<String> {
 pub struct CameraState {
     dedup_ms: i64,
     link_timeout_ms: i64,
-    recent: Vec<(Option<String>, PlateColor, bool, Timestamp)>,
+    recent: Vec<Seen>,
     last_seen: Option<Timestamp>,
     link_up: Option<bool>,
     last_error_log: Option<Timestamp>,
     suppressed_errors: u64,
 }
+
+/// A read passed on, remembered for duplicate suppression.
+#[derive(Debug, Clone)]
+struct Seen {
+    text: Option<String>,
+    color: PlateColor,
+    quick: bool,
+    arrived: Timestamp,
+    device_time: Option<Timestamp>,
+}
+
+/// How long (and how many) reads carrying the camera's time are remembered to
+/// recognise resends.
+pub const RESEND_MEMORY_MS: i64 = 6 * 3600 * 1000;
+pub const RESEND_MEMORY_READS: usize = 512;
 
 /// How long a burst of bad payloads stays quiet after its first log line.
 pub const ERROR_BURST_MS: i64 = 10_000;
@@ -301,18 +425,37 @@ impl CameraState {
         Some(up)
     }
 
-    /// True when this read repeats one already passed on within the window.
+    /// True when this read repeats one already passed on: the same text, colour and
+    /// quick flag within `dedup_ms`, measured on the camera's clock when the read
+    /// carries its time (so a camera resending a recognition minutes later, until it
+    /// gets its acknowledgement, is still recognised), else on arrival.
     pub fn is_duplicate(&mut self, read: &PlateRead, now: Timestamp) -> bool {
         let window = self.dedup_ms;
-        self.recent
-            .retain(|(_, _, _, at)| now.millis() - at.millis() < window);
-        let dup = self
-            .recent
-            .iter()
-            .any(|(t, c, q, _)| *t == read.text && *c == read.color && *q == read.quick);
+        // Keyed entries live longer: resends come until the camera is acknowledged.
+        self.recent.retain(|r| {
+            let age = now.millis() - r.arrived.millis();
+            age < window || (r.device_time.is_some() && age < RESEND_MEMORY_MS)
+        });
+        if self.recent.len() >= RESEND_MEMORY_READS {
+            self.recent.remove(0);
+        }
+        let dup = self.recent.iter().any(|r| {
+            r.text == read.text
+                && r.color == read.color
+                && r.quick == read.quick
+                && match (r.device_time, read.device_time) {
+                    (Some(a), Some(b)) => (a.millis() - b.millis()).abs() < window,
+                    _ => now.millis() - r.arrived.millis() < window,
+                }
+        });
         if !dup {
-            self.recent
-                .push((read.text.clone(), read.color, read.quick, now));
+            self.recent.push(Seen {
+                text: read.text.clone(),
+                color: read.color,
+                quick: read.quick,
+                arrived: now,
+                device_time: read.device_time,
+            });
         }
         dup
     }
@@ -458,6 +601,143 @@ pub mod samples {
         .to_string()
     }
 
+    /// Hikvision `EventNotificationAlert` for an ANPR event (shape of ISAPI pushes:
+    /// namespace, channel, dateTime with offset, ANPR block, picture names).
+    pub fn hikvision_anpr_xml(plate: &str, color: &str, date_time: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<EventNotificationAlert version="2.0" xmlns="http://www.isapi.org/ver20/XMLSchema">
+<ipAddress>192.168.1.64</ipAddress>
+<portNo>80</portNo>
+<protocol>HTTP</protocol>
+<macAddress>44:19:b6:00:00:01</macAddress>
+<channelID>1</channelID>
+<dateTime>{date_time}</dateTime>
+<activePostCount>1</activePostCount>
+<eventType>ANPR</eventType>
+<eventState>active</eventState>
+<eventDescription>ANPR</eventDescription>
+<channelName>Camera 01</channelName>
+<ANPR>
+<country>CN</country>
+<licensePlate>{plate}</licensePlate>
+<line>1</line>
+<direction>forward</direction>
+<confidenceLevel>96</confidenceLevel>
+<plateType>92TypeCivil</plateType>
+<plateColor>{color}</plateColor>
+<licenseBright>0</licenseBright>
+<dangmark>no</dangmark>
+<twoWheelVehicle>no</twoWheelVehicle>
+<threeWheelVehicle>no</threeWheelVehicle>
+<plateCharBelieve>96,95,97,98,96,99,97</plateCharBelieve>
+<speedLimit>0</speedLimit>
+<illegalInfo><illegalCode>0</illegalCode><illegalName>none</illegalName></illegalInfo>
+<vehicleType>vehicle</vehicleType>
+<detectDir>8</detectDir>
+<pilotsafebelt>unknown</pilotsafebelt>
+<vehicleInfo><index>1</index><colorDepth>2</colorDepth><color>white</color><length>0</length><vehicleLogoRecog>1036</vehicleLogoRecog></vehicleInfo>
+<pictureInfoList>
+<pictureInfo><fileName>detectionPicture.jpg</fileName><type>detectionPicture</type><dataType>0</dataType></pictureInfo>
+<pictureInfo><fileName>licensePlatePicture.jpg</fileName><type>licensePlatePicture</type><dataType>0</dataType></pictureInfo>
+</pictureInfoList>
+</ANPR>
+<UUID>9f3c0a10-0000-1000-8000-4419b6000001</UUID>
+</EventNotificationAlert>
+"#
+        )
+    }
+
+    /// A Hikvision multipart push: the alert part, then the scene and the plate crop.
+    /// Returns (Content-Type header, body).
+    pub fn hikvision_multipart(
+        xml: &str,
+        scene: Option<&[u8]>,
+        crop: Option<&[u8]>,
+    ) -> (String, Vec<u8>) {
+        let boundary = "MIME_boundary_7d3a";
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"anpr.xml\"; filename=\"anpr.xml\"\r\n\
+                 Content-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
+                xml.len()
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(xml.as_bytes());
+        for (name, data) in [("detectionPicture", scene), ("licensePlatePicture", crop)] {
+            if let Some(data) = data {
+                body.extend_from_slice(
+                    format!(
+                        "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}.jpg\"\r\n\
+                         Content-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        data.len()
+                    )
+                    .as_bytes(),
+                );
+                body.extend_from_slice(data);
+            }
+        }
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        (format!("multipart/form-data; boundary={boundary}"), body)
+    }
+
+    /// Dahua ITC `TollgateInfo` push (shape of public integrations, trimmed).
+    pub fn dahua_tollgate(
+        plate: &str,
+        color: &str,
+        accurate_time: &str,
+        scene: Option<&[u8]>,
+    ) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let scene = scene.map(|j| b64.encode(j)).unwrap_or_default();
+        serde_json::json!({"Picture": {
+            "CutoutPic": {"Content": "", "PicName": ""},
+            "NormalPic": {"Content": scene, "PicName": "normal.jpg"},
+            "Plate": {"BoundingBox": [1008, 592, 1208, 648], "Channel": 0, "Confidence": 97,
+                      "IsExist": true, "PlateColor": color, "PlateNumber": plate, "PlateType": "Normal",
+                      "Region": "", "UploadNum": 1},
+            "SnapInfo": {"AccurateTime": accurate_time, "AllowUser": false, "DefenceCode": "",
+                         "DeviceID": "dahua-itc-01", "Direction": "Obverse", "InCarPeopleNum": 0,
+                         "LanNo": 1, "OpenStrobe": false, "SnapTime": accurate_time.get(..19).unwrap_or(accurate_time),
+                         "TriggerSource": "Video"},
+            "Vehicle": {"VehicleBoundingBox": [600, 100, 1600, 1000], "VehicleColor": "White",
+                        "VehicleSeries": "", "VehicleSign": "Unknown", "VehicleType": "Car"}
+        }})
+        .to_string()
+    }
+
+    /// Dahua keep-alive.
+    pub fn dahua_keep_alive(device_id: &str) -> String {
+        serde_json::json!({"Active": "keepAlive", "DeviceID": device_id, "IP": "192.168.1.108"})
+            .to_string()
+    }
+
+    /// QianYi `AlarmInfoPlate`, GBK-encoded as the camera sends it.
+    pub fn qianyi_alarm_info_plate(
+        plate: &str,
+        color_type: u8,
+        sec: i64,
+        offline: bool,
+        jpeg: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let image = jpeg
+            .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
+            .unwrap_or_default();
+        let text = serde_json::json!({"AlarmInfoPlate": {
+            "channel": 0, "deviceName": "QY-LPR", "ipaddr": "192.168.1.100", "serialno": "QY20230001",
+            "result": {"PlateResult": {
+                "license": plate, "colorType": color_type, "confidence": 95, "direction": 0,
+                "isoffline": u8::from(offline), "plateid": 77, "triggerType": 8, "type": 1,
+                "timeStamp": {"Timeval": {"sec": sec, "usec": 0}},
+                "imageFile": image, "imageFragmentFile": ""
+            }}
+        }})
+        .to_string();
+        encoding_rs::GBK.encode(&text).0.into_owned()
+    }
+
     /// HX `plateResult` message (assumed field names, see hx-mqtt.toml).
     pub fn hx_plate_result(cam_id: &str, plate: &str, color_type: u8) -> String {
         serde_json::json!({"camId": cam_id, "plateResult": {
@@ -469,12 +749,12 @@ pub mod samples {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::driver::profile::{BUILTIN, parse_profile};
     use std::path::Path;
 
-    fn profile(name: &str) -> CameraProfile {
+    pub(crate) fn profile(name: &str) -> CameraProfile {
         let text = BUILTIN.iter().find(|(n, _)| *n == name).unwrap().1;
         parse_profile(text, name, Path::new(name))
             .unwrap()
@@ -482,7 +762,7 @@ mod tests {
             .unwrap()
     }
 
-    fn plate(d: Decoded) -> PlateRead {
+    pub(crate) fn plate(d: Decoded) -> PlateRead {
         match d {
             Decoded::Plate(p) => p,
             other => panic!("not a plate: {other:?}"),
