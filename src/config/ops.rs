@@ -30,6 +30,23 @@ pub struct HttpConfig {
     /// on a site without any time source (the reports' times are then the PC's guess).
     #[serde(default = "yes")]
     pub require_clock_sync: bool,
+    /// Language of the status page: `auto` (the browser's `Accept-Language`), `en` or
+    /// `zh-CN`. Logs stay in English.
+    #[serde(default)]
+    pub language: PageLanguage,
+}
+
+/// `[http] language`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum PageLanguage {
+    /// Follow the browser's `Accept-Language` (English when it names neither).
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "en")]
+    English,
+    #[serde(rename = "zh-CN", alias = "zh", alias = "zh_CN", alias = "zh-Hans")]
+    Chinese,
 }
 
 fn default_listen() -> String {
@@ -58,6 +75,7 @@ impl Default for HttpConfig {
             device_down_secs: default_device_down_secs(),
             disk_full_percent: default_disk_full_percent(),
             require_clock_sync: true,
+            language: PageLanguage::Auto,
         }
     }
 }

@@ -176,6 +176,8 @@ pub struct KindSummary {
     pub last_error: Option<String>,
     pub acknowledged: u64,
     pub dropped: u64,
+    /// Pending reports held back after a failed attempt (they carry an error).
+    pub held: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -373,7 +375,7 @@ impl Store {
             summary.kinds.insert(kind, KindSummary::default());
         }
         let mut st = conn.prepare_cached(
-            "SELECT kind, state, COUNT(*), MIN(created_at) FROM outbox GROUP BY kind, state",
+            "SELECT kind, state, COUNT(*), MIN(created_at), SUM(last_error IS NOT NULL) FROM outbox GROUP BY kind, state",
         )?;
         let rows = st.query_map([], |r| {
             Ok((
@@ -381,15 +383,17 @@ impl Store {
                 r.get::<_, String>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
             ))
         })?;
         for row in rows {
-            let (kind, state, count, oldest) = row?;
+            let (kind, state, count, oldest, with_error) = row?;
             let k = summary.kinds.entry(kind_of(kind)).or_default();
             let count = u64::try_from(count).unwrap_or(0);
             match state.as_str() {
                 "pending" => {
                     k.pending = count;
+                    k.held = u64::try_from(with_error).unwrap_or(0);
                     k.oldest_pending_age_ms = Some((now.0 - oldest).max(0));
                 }
                 "acked" => k.acknowledged = count,
