@@ -27,13 +27,24 @@ impl Health {
     /// Records a device's link state; a repeat of the current state keeps `since`.
     pub fn set(&self, device: &str, lane: &str, up: bool, at: Timestamp) {
         let mut map = self.lock();
+        // Logged once per change, with how long the link was down when it comes back;
+        // the per-poll detail is the drivers' debug log, the state is in /metrics.
         match map.get_mut(device) {
             Some(s) if s.up == up => {}
             Some(s) => {
+                if up {
+                    let down_secs = (at.0 - s.since.0).max(0) / 1000;
+                    tracing::info!(device, lane, down_secs, "device link up again");
+                } else {
+                    tracing::warn!(device, lane, "device link down");
+                }
                 s.up = up;
                 s.since = at;
             }
             None => {
+                if !up {
+                    tracing::warn!(device, lane, "device link down");
+                }
                 map.insert(
                     device.to_string(),
                     DeviceState {

@@ -6,6 +6,7 @@ use parking_bridge::config::SiteConfig;
 use parking_bridge::ops::logging::{self, LogFormat};
 use parking_bridge::store::operator::{self, EnterArgs, ExitArgs, OperatorError};
 use parking_bridge::time::Timestamp;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -229,7 +230,20 @@ fn main() -> anyhow::Result<ExitCode> {
     } else {
         "info"
     };
-    logging::init(cli.log_format, &logging::initial_filter(default_level))?;
+    let filter = logging::initial_filter(default_level);
+    // The demo's live view owns a terminal: its log lines go to DIR/demo.log there.
+    match &cli.command {
+        Command::Demo(args) if std::io::stdout().is_terminal() => {
+            logging::init_to_file(
+                cli.log_format,
+                &filter,
+                &parking_bridge::sim::demo::log_file(args),
+            )?;
+        }
+        _ => {
+            logging::init(cli.log_format, &filter)?;
+        }
+    }
     match cli.command {
         Command::Demo(args) => demo(args),
         Command::PlatformTest { config } => platform_test(&config),

@@ -44,13 +44,26 @@ impl<D: Deliver> Heartbeat<D> {
         let mut ticks = tokio::time::interval(self.every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let lost_after_ms = i64::try_from(self.lost_after.as_millis()).unwrap_or(i64::MAX);
+        // Warnings once per change: a lost lane and a failing heartbeat are logged when
+        // they begin and end, not on every beat (the counts are in /metrics).
+        let mut lost_before: Vec<String> = Vec::new();
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
         loop {
             ticks.tick().await;
             let now = Timestamp::now();
             let state = status(&self.health, now, lost_after_ms);
-            if state == "lost" {
-                let lanes = self.health.lost_lanes(now, lost_after_ms);
-                tracing::warn!(lanes = ?lanes, "heartbeat says lost: every device of these lanes is unreachable");
+            let lanes = if state == "lost" {
+                self.health.lost_lanes(now, lost_after_ms)
+            } else {
+                Vec::new()
+            };
+            if lanes != lost_before {
+                if lanes.is_empty() {
+                    tracing::info!("heartbeat says normal again");
+                } else {
+                    tracing::warn!(lanes = ?lanes, "heartbeat says lost: every device of these lanes is unreachable");
+                }
+                lost_before = lanes;
             }
             let uplink = Uplink::Heartbeat(HeartbeatRequest {
                 parking_lot_no: self.parking_lot_no.clone(),
@@ -59,25 +72,25 @@ impl<D: Deliver> Heartbeat<D> {
             let deliver = self.deliver.clone();
             let status = self.status.clone();
             let limit = self.every;
+            let failing = failing.clone();
             tokio::spawn(async move {
-                let ok = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
-                    Ok(Ok(answer)) if answer.verdict.is_delivered() => true,
-                    Ok(Ok(answer)) => {
-                        tracing::warn!(verdict = ?answer.verdict, "heartbeat refused");
-                        false
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "heartbeat not delivered");
-                        false
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            timeout_ms = limit.as_millis() as u64,
-                            "heartbeat timed out"
-                        );
-                        false
-                    }
+                let why = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
+                    Ok(Ok(answer)) if answer.verdict.is_delivered() => None,
+                    Ok(Ok(answer)) => Some(format!("heartbeat refused: {:?}", answer.verdict)),
+                    Ok(Err(e)) => Some(format!("heartbeat not delivered: {e}")),
+                    Err(_) => Some(format!(
+                        "heartbeat timed out after {} ms",
+                        limit.as_millis()
+                    )),
                 };
+                let ok = why.is_none();
+                let was_failing = failing.swap(!ok, std::sync::atomic::Ordering::Relaxed);
+                match (&why, was_failing) {
+                    (Some(why), false) => tracing::warn!(error = %why, "heartbeat failing"),
+                    (Some(why), true) => tracing::debug!(error = %why, "heartbeat still failing"),
+                    (None, true) => tracing::info!("heartbeat accepted again"),
+                    (None, false) => {}
+                }
                 HEARTBEATS
                     .with_label_values(&[state, if ok { "ok" } else { "failed" }])
                     .inc();
