@@ -94,6 +94,15 @@ enum Command {
         #[command(subcommand)]
         action: Option<OccupancyCommand>,
     },
+    /// A consistent copy of the state database, safe while `run` runs (SQLite's online
+    /// backup, checked, then renamed into place). Restore: docs/operations.md.
+    Backup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The backup file (default: `[storage] backup_file`).
+        #[arg(long)]
+        to: Option<PathBuf>,
+    },
     /// List serial ports with their /dev/serial/by-id and by-path names, and print the
     /// udev rule line that pins each USB-RS485 adapter to /dev/parking/<name>.
     Ports,
@@ -266,6 +275,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => check(&config),
+        Command::Backup { config, to } => backup(&config, to),
         Command::Doctor {
             config,
             camera_wait,
@@ -398,6 +408,31 @@ fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn backup(config: &Path, to: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use parking_bridge::ops::backup;
+    let site = load(config)?;
+    let Some(to) = to.or_else(|| site.storage.backup_file.clone()) else {
+        eprintln!(
+            "give --to FILE, or set [storage] backup_file in {}",
+            config.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let db = site.storage.dir.join(parking_bridge::store::DB_FILE);
+    let at = Timestamp::now();
+    match backup::backup(&db, &to) {
+        Ok(summary) => {
+            tracing::info!(to = %summary.to.display(), bytes = summary.bytes, pending = summary.pending_reports, "backup written");
+            println!("{}", backup::describe(&summary, at));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("backup failed: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn load(config: &Path) -> anyhow::Result<SiteConfig> {

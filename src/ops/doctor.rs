@@ -160,7 +160,43 @@ pub async fn run(
     push(check_platform(&config).await, &mut out);
     push(check_clock_sync(), &mut out);
     push(check_timezone(&config.platform.utc_offset), &mut out);
+    if let Some(file) = &config.storage.backup_file {
+        push(
+            check_backup(
+                file,
+                Duration::from_secs(config.storage.backup_max_age_hours.saturating_mul(3600)),
+                std::time::SystemTime::now(),
+            ),
+            &mut out,
+        );
+    }
     out
+}
+
+/// The age of the last backup, when `[storage] backup_file` is configured.
+pub fn check_backup(file: &Path, max_age: Duration, now: std::time::SystemTime) -> Check {
+    const LABEL: &str = "recent backup of the state database";
+    let take = format!(
+        "parking-bridge backup --config /etc/parking-bridge/config.toml --to {} (the shipped parking-bridge-backup.timer runs it daily)",
+        file.display()
+    );
+    match super::backup::backup_age(file, now) {
+        None => Check::fail(LABEL, format!("no backup yet at {}", file.display()), take),
+        Some(age) => {
+            let hours = age.as_secs() / 3600;
+            let detail = format!(
+                "{}: {} h {} min old",
+                file.display(),
+                hours,
+                (age.as_secs() % 3600) / 60
+            );
+            if age <= max_age {
+                Check::pass(LABEL, detail)
+            } else {
+                Check::fail(LABEL, detail, take)
+            }
+        }
+    }
 }
 
 /// The secret: present, 16 characters (an SM4 key), and not readable by everyone.

@@ -6,11 +6,13 @@
 //! - [`clock`]: wall-clock jump and NTP-sync detection;
 //! - [`notify`]: systemd `READY=1` and liveness-gated watchdog pings;
 //! - [`doctor`]: the installer's checklist (`parking-bridge doctor`);
+//! - [`backup`]: a consistent copy of the state database while `run` runs;
 //! - [`history`], [`charts`]: the day of figures the status page draws, and its SVG;
 //! - [`i18n`]: Simplified Chinese and English for what operators read (logs stay English).
 //!
 //! `run` calls [`start`] once, inside the runtime, after building its [`OpsState`].
 
+pub mod backup;
 pub mod charts;
 pub mod clock;
 pub mod disk;
