@@ -12,6 +12,9 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)  # cargo-deb: Depends from shared libraries
 command -v openssl >/dev/null || need+=(openssl)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool: the shipped alert rules
+# A CJK font, so the status page's screenshots show plates' province characters.
+{ command -v fc-list >/dev/null && [ -n "$(fc-list :lang=zh family 2>/dev/null)" ]; } || need+=(fonts-noto-cjk fontconfig)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test prerequisites: ${need[*]}"
   sudo_cmd=""
