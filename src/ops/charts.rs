@@ -196,7 +196,12 @@ pub fn passages_per_hour(
             h - 5.0,
             esc(&label),
         );
-        lx += 24.0 + label.chars().count() as f64 * 6.5;
+        // CJK characters are about twice as wide as Latin ones at this size.
+        let width: f64 = label
+            .chars()
+            .map(|c| if c.is_ascii() { 6.5 } else { 11.5 })
+            .sum();
+        lx += 24.0 + width;
     }
     s.push_str("</svg>");
     s
