@@ -333,16 +333,31 @@ fn platform_test(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcome = rt.block_on(commission::platform_test(
-        &site,
-        &client,
-        &mut std::io::stdout(),
-    ));
+    let lang = parking_bridge::ops::i18n::Lang::from_env();
+    let mut shown = Vec::new();
+    let outcome = rt.block_on(commission::platform_test(&site, &client, &mut shown));
+    print!(
+        "{}",
+        translate_verdict_lines(&String::from_utf8_lossy(&shown), lang)
+    );
     Ok(if outcome.accepted() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// platform-test's `OK:`/`FAILED:` line in the installer's language (LANG); what was
+/// sent and received stays verbatim.
+fn translate_verdict_lines(text: &str, lang: parking_bridge::ops::i18n::Lang) -> String {
+    text.lines()
+        .map(|line| match line.strip_prefix("FAILED: ") {
+            Some(hint) if lang != parking_bridge::ops::i18n::Lang::En => {
+                format!("{}: {}\n", lang.tr("FAILED"), lang.tr_text(hint))
+            }
+            _ => format!("{}\n", lang.tr_text(line)),
+        })
+        .collect()
 }
 
 fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
@@ -539,10 +554,24 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let lang = parking_bridge::ops::i18n::Lang::from_env();
+    // The explanation for an installer reading Chinese; the error lines stay exact
+    // (file:line: key: message) so that editors and scripts can jump to them.
+    let explain = || {
+        if lang != parking_bridge::ops::i18n::Lang::En {
+            eprintln!(
+                "{}",
+                lang.tr(
+                    "Fix each line above (file:line: key: what is wrong), then run check again."
+                )
+            );
+        }
+    };
     let site = match SiteConfig::from_toml(&text, config) {
         Ok(site) => site,
         Err(e) => {
             eprintln!("{e}");
+            explain();
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -574,12 +603,13 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     if problems.is_empty() {
-        println!("{}: ok", config.display());
+        println!("{}", lang.tr_text(&format!("{}: ok", config.display())));
         return Ok(ExitCode::SUCCESS);
     }
     for p in problems {
         eprintln!("{p}");
     }
+    explain();
     Ok(ExitCode::FAILURE)
 }
 

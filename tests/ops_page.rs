@@ -414,3 +414,76 @@ fn backup_during_traffic_restores_and_run_delivers_what_was_pending() {
     );
     drop(mock);
 }
+
+fn cli_in(lang: &str, args: &[&str]) -> (String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("LANG", lang)
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env("PARKING_BRIDGE_APP_SECRET", SECRET)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn doctor_check_and_platform_test_speak_the_installers_language() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on the platform port: refused at once.
+    let config = write_config(dir.path(), &dir.path().join("state"), free_port(), 0);
+    let backup = dir.path().join("backups/state.db");
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "[[lanes]]",
+        &format!(
+            "backup_file = {:?}\n[[lanes]]",
+            backup.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(&config, &text).unwrap();
+    let config = config.to_str().unwrap();
+
+    let (zh, _) = cli_in(
+        "zh_CN.UTF-8",
+        &["doctor", "--config", config, "--camera-wait", "1"],
+    );
+    assert!(zh.contains("✓ 配置文件有效"), "{zh}");
+    assert!(zh.contains("✗ 状态数据库有近期备份"), "no backup yet: {zh}");
+    assert!(zh.contains("提示: 运行 parking-bridge backup"), "{zh}");
+    assert!(zh.contains("项未通过"), "{zh}");
+    std::fs::create_dir_all(backup.parent().unwrap()).unwrap();
+    std::fs::write(&backup, b"a backup").unwrap();
+    let (en, _) = cli_in(
+        "C.UTF-8",
+        &["doctor", "--config", config, "--camera-wait", "1"],
+    );
+    assert!(en.contains("✓ recent backup of the state database"), "{en}");
+    assert!(en.contains("0 h 0 min old"), "{en}");
+    assert!(en.contains("checks failed"), "the platform is away: {en}");
+
+    let (zh, _) = cli_in("zh_CN.UTF-8", &["platform-test", "--config", config]);
+    assert!(zh.contains("失败: 连接被拒绝"), "{zh}");
+    let (en, _) = cli_in("en_US.UTF-8", &["platform-test", "--config", config]);
+    assert!(en.contains("FAILED: refused"), "{en}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("disk_full_percent = 100", "disk_full_percent = 0"),
+    )
+    .unwrap();
+    let (_, zh) = cli_in("zh_CN.UTF-8", &["check", "--config", bad.to_str().unwrap()]);
+    assert!(
+        zh.contains("http.disk_full_percent"),
+        "the exact line stays: {zh}"
+    );
+    assert!(zh.contains("请逐条修改"), "{zh}");
+    let (out, _) = cli_in("zh_CN.UTF-8", &["check", "--config", config]);
+    assert!(out.contains("配置有效"), "{out}");
+}

@@ -72,6 +72,27 @@ impl fmt::Display for Check {
     }
 }
 
+impl Check {
+    /// The line in `lang`: what was checked and the hint are translated; what was
+    /// found (paths, errors, figures) stays as the system said it.
+    pub fn render(&self, lang: super::i18n::Lang) -> String {
+        let mark = if self.ok { "✓" } else { "✗" };
+        let mut out = format!("{mark} {}", lang.tr_text(&self.label));
+        if !self.detail.is_empty() {
+            out.push_str(": ");
+            out.push_str(&self.detail);
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!(
+                "\n    {}: {}",
+                lang.tr("hint"),
+                lang.tr_text(hint)
+            ));
+        }
+        out
+    }
+}
+
 /// Runs the checklist, printing each line as it completes, and returns the process
 /// exit status (0: all ✓). Builds its own runtime so `main` stays a plain dispatcher.
 pub fn main(config_path: &Path, camera_wait: Duration) -> std::process::ExitCode {
@@ -85,13 +106,23 @@ pub fn main(config_path: &Path, camera_wait: Duration) -> std::process::ExitCode
             return std::process::ExitCode::FAILURE;
         }
     };
-    let checks = runtime.block_on(run(config_path, camera_wait, |c| println!("{c}")));
+    // The installer's language (LANG); English by default.
+    let lang = super::i18n::Lang::from_env();
+    let checks = runtime.block_on(run(config_path, camera_wait, |c| {
+        println!("{}", c.render(lang))
+    }));
     let failed = checks.iter().filter(|c| !c.ok).count();
     if failed == 0 {
-        println!("all {} checks passed", checks.len());
+        println!(
+            "{}",
+            lang.tr_text(&format!("all {} checks passed", checks.len()))
+        );
         std::process::ExitCode::SUCCESS
     } else {
-        println!("{failed} of {} checks failed", checks.len());
+        println!(
+            "{}",
+            lang.tr_text(&format!("{failed} of {} checks failed", checks.len()))
+        );
         std::process::ExitCode::FAILURE
     }
 }
