@@ -42,8 +42,12 @@ fn full_day(ops: &OpsState, now: Timestamp) {
         for d in 0..DEVICES_PER_LANE {
             let name = format!("dev-{lane}-{d}");
             for flap in 0..20i64 {
-                ops.health()
-                    .set(&name, &id, flap % 2 == 0, now.plus_millis(-3_600_000 + flap * 170_000));
+                ops.health().set(
+                    &name,
+                    &id,
+                    flap % 2 == 0,
+                    now.plus_millis(-3_600_000 + flap * 170_000),
+                );
                 // The feeder's once-a-second look follows each change.
                 ops.set_occupancy_at(400, 800, now.plus_millis(-3_600_000 + flap * 170_000));
             }
@@ -91,7 +95,10 @@ fn main() {
     println!("status page, median of {runs} renders (Lang::Zh)");
     println!("| state | view copy | whole page (view + charts + HTML) | page size |");
     println!("|---|---|---|---|");
-    println!("| just started (baseline) | {v0:.2?} | {p0:.2?} | {} KB |", s0 / 1024);
+    println!(
+        "| just started (baseline) | {v0:.2?} | {p0:.2?} | {} KB |",
+        s0 / 1024
+    );
     println!(
         "| full day: {LANES} lanes × {PASSAGES_PER_LANE} passages, 1 440 occupancy samples, {} devices × 20 link changes | {v1:.2?} | {p1:.2?} | {} KB |",
         LANES * DEVICES_PER_LANE,

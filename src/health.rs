@@ -90,6 +90,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_device_down_is_logged_when_it_goes_down_and_when_it_comes_back() {
+        use crate::ops::logging::{Style, build, tests::Captured};
+        let out = Captured::default();
+        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
+        let h = Health::new();
+        tracing::subscriber::with_default(sub, || {
+            h.set("cam-1", "entry-1", true, Timestamp(0));
+            for i in 0..100 {
+                // Every poll reports the same state.
+                h.set("cam-1", "entry-1", false, Timestamp(1_000 + i * 100));
+            }
+            h.set("cam-1", "entry-1", true, Timestamp(91_000));
+        });
+        let log = out.text();
+        assert_eq!(log.matches("device link down").count(), 1, "{log}");
+        assert_eq!(log.matches("device link up again").count(), 1, "{log}");
+        assert!(log.contains(r#""down_secs":90"#), "{log}");
+    }
+
+    #[test]
     fn lane_is_lost_only_when_all_its_devices_are_down_past_threshold() {
         let h = Health::new();
         h.set("io-1", "entry-1", true, Timestamp(0));

@@ -106,8 +106,9 @@ pub fn occupancy(
         s,
         r##"<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="{points}"/>"##
     );
-    // Invisible markers carry each sample inside the window for readers and tooltips.
-    for &(t, v) in samples.iter().filter(|(t, _)| t.0 > start) {
+    // Markers with tooltips for the last hour's samples (a day of them would make the
+    // page, refreshed every 5 s, several hundred KB); the line carries the rest.
+    for &(t, v) in samples.iter().filter(|(t, _)| t.0 > now.0 - HOUR_MS) {
         let _ = write!(
             s,
             r#"<circle class="sample" cx="{:.1}" cy="{:.1}" r="2" data-at="{}" data-occupied="{v}"><title>{} {v}</title></circle>"#,
@@ -329,7 +330,11 @@ mod tests {
         ];
         let svg = occupancy(&samples, 100, NOW, offset, Lang::En);
         assert_eq!(attr_values(&svg, "data-last"), vec!["41"]);
-        assert_eq!(attr_values(&svg, "data-occupied"), vec!["40", "41"]);
+        assert_eq!(
+            attr_values(&svg, "data-occupied"),
+            vec!["41"],
+            "the last hour's"
+        );
         assert!(svg.contains("<polyline"));
         let empty = occupancy(&[], 100, NOW, offset, Lang::Zh);
         assert!(empty.contains("暂无数据"), "{empty}");
