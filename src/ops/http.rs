@@ -372,7 +372,7 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
             t("Degraded")
         );
         for p in problems {
-            let _ = write!(h, "<li>{}</li>", esc(p));
+            let _ = write!(h, "<li>{}</li>", esc(&lang.tr_text(p)));
         }
         h.push_str("</ul></div>");
     }
@@ -754,6 +754,67 @@ mod tests {
         assert!(!html.contains("<b>闽"), "{html}");
         let html = render(&view, &[], Timestamp(1_700_000_001_000), false, "");
         assert!(html.contains("&lt;b&gt;闽A12345"), "{html}");
+    }
+
+    #[test]
+    fn language_comes_from_the_address_then_the_config_then_the_browser() {
+        let zh = Some("zh-CN,zh;q=0.9");
+        assert_eq!(page_language(None, PageLanguage::Auto, zh), Lang::Zh);
+        assert_eq!(
+            page_language(None, PageLanguage::Auto, Some("en")),
+            Lang::En
+        );
+        assert_eq!(page_language(None, PageLanguage::Auto, None), Lang::En);
+        assert_eq!(page_language(None, PageLanguage::English, zh), Lang::En);
+        assert_eq!(page_language(None, PageLanguage::Chinese, None), Lang::Zh);
+        assert_eq!(
+            page_language(Some("token=x&lang=en"), PageLanguage::Chinese, zh),
+            Lang::En
+        );
+        assert_eq!(
+            page_language(Some("lang=zh-CN"), PageLanguage::Auto, None),
+            Lang::Zh
+        );
+    }
+
+    #[test]
+    fn chinese_page_translates_words_and_reasons_but_keeps_plates_and_names() {
+        let config = crate::ops::state::tests::config();
+        let ops = OpsState::new(&config);
+        let now = ops.view().started;
+        ops.record_passage("entry-1", Some("闽A12345"), "entry", now, None);
+        ops.health()
+            .set("cam-1", "entry-1", false, now.plus_millis(-120_000));
+        let view = ops.view();
+        let problems = view.problems(now, &config.http, None);
+        let html = render_in(Lang::Zh, &view, &problems, now, true, "?token=t");
+        assert!(html.contains(r#"<html lang="zh-CN">"#), "{html}");
+        assert!(
+            html.contains("车道 entry-1:设备 cam-1 已离线 120 秒"),
+            "{html}"
+        );
+        assert!(html.contains("闽A1***5") && html.contains("入口"), "{html}");
+        assert!(
+            html.contains(r#"data-device="cam-1""#),
+            "a link strip: {html}"
+        );
+        assert!(html.contains("Noto Sans CJK SC"), "CJK font stack: {html}");
+        assert!(
+            html.contains(r#"href="?token=t&lang=en""#),
+            "token kept: {html}"
+        );
+        // Refreshed in place by the script; a plain reload only without script.
+        assert!(html.contains("document.body.replaceWith"), "{html}");
+        assert!(
+            html.contains(r#"<noscript><meta http-equiv="refresh" content="5"></noscript>"#),
+            "{html}"
+        );
+        let en = render_in(Lang::En, &view, &problems, now, true, "");
+        assert!(
+            en.contains("lane entry-1: device cam-1 down for 120 s"),
+            "{en}"
+        );
+        assert!(en.contains(r#"href="?lang=zh-CN""#), "{en}");
     }
 
     #[test]

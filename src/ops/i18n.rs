@@ -196,6 +196,33 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("no backup yet at {}", "{} 尚无备份"),
     ("{}: {} h {} min old", "{}:已有 {} 小时 {} 分钟"),
+    // Status page: the reasons of a degraded bridge (also /healthz, which stays English).
+    (
+        "platform unreachable: no successful answer for {} s, last result {}",
+        "平台无法连接:已 {} 秒没有成功应答,最近结果 {}",
+    ),
+    (
+        "platform unreachable: no successful answer since start ({} s), last result {}",
+        "平台无法连接:启动以来没有成功应答({} 秒),最近结果 {}",
+    ),
+    ("lot: device {} down for {} s", "车场:设备 {} 已离线 {} 秒"),
+    (
+        "lane {}: device {} down for {} s",
+        "车道 {}:设备 {} 已离线 {} 秒",
+    ),
+    (
+        "storage budget {}% used ({} of {} bytes)",
+        "存储配额已用 {}%({} / {} 字节)",
+    ),
+    (
+        "disk holding the storage dir {}% full",
+        "存储目录所在磁盘已用 {}%",
+    ),
+    (
+        "wall clock jumped by {} ms recently",
+        "系统时钟最近跳变了 {} 毫秒",
+    ),
+    ("system clock not synchronised (NTP)", "系统时钟未同步(NTP)"),
     // platform-test hints.
     (
         "lot not registered: the platform does not know lot.parking_lot_no {}; check the value or ask the platform operator to register the lot",
