@@ -487,3 +487,41 @@ fn doctor_check_and_platform_test_speak_the_installers_language() {
     let (out, _) = cli_in("zh_CN.UTF-8", &["check", "--config", config]);
     assert!(out.contains("配置有效"), "{out}");
 }
+
+/// The demo on a terminal (util-linux `script` gives it a pty): the live view shows the
+/// status page's address, and log lines go to DIR/demo.log instead of the screen.
+#[test]
+fn demo_on_a_terminal_logs_to_its_file_and_shows_the_status_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{BIN} demo --vehicles 2 --speed 8 --no-images --drain-timeout-secs 30 --dir {}",
+        dir.path().display()
+    );
+    let typescript = dir.path().join("typescript");
+    let child = Command::new("script")
+        .args(["-q", "-e", "-c", &command])
+        .arg(&typescript)
+        .env("RUST_LOG", "info")
+        .env_remove("PARKING_BRIDGE_APP_SECRET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) is installed");
+    let mut guard = Guard(child);
+    guard.wait_at_most(Duration::from_secs(150), "the demo did not finish in time");
+    let screen = std::fs::read_to_string(&typescript).unwrap_or_default();
+    assert!(screen.contains("status page http://127.0.0.1:"), "{screen}");
+    assert!(screen.contains("demo.log"), "{screen}");
+    assert!(
+        !screen.contains(" INFO ") && !screen.contains("parking-bridge started"),
+        "log lines stay off the live view: {screen}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default();
+    assert!(log.contains("parking-bridge started"), "{log}");
+    assert!(
+        log.contains("status page, /metrics and /healthz listening"),
+        "{log}"
+    );
+    assert!(!log.contains("\u{1b}["), "no colours in the file: {log}");
+}
