@@ -557,6 +557,18 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
     let lang = parking_bridge::ops::i18n::Lang::from_env();
     // The explanation for an installer reading Chinese; the error lines stay exact
     // (file:line: key: message) so that editors and scripts can jump to them.
+    // Under a Chinese LANG each error line is followed by its message in Chinese.
+    let show = |text: &str| {
+        for line in text.lines() {
+            eprintln!("{line}");
+            if let Some(message) = line.splitn(3, ": ").nth(2) {
+                let translated = lang.tr_text(message);
+                if translated != message {
+                    eprintln!("    → {translated}");
+                }
+            }
+        }
+    };
     let explain = || {
         if lang != parking_bridge::ops::i18n::Lang::En {
             eprintln!(
@@ -570,7 +582,7 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
     let site = match SiteConfig::from_toml(&text, config) {
         Ok(site) => site,
         Err(e) => {
-            eprintln!("{e}");
+            show(&e.to_string());
             explain();
             return Ok(ExitCode::FAILURE);
         }
@@ -607,7 +619,7 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for p in problems {
-        eprintln!("{p}");
+        show(&p.to_string());
     }
     explain();
     Ok(ExitCode::FAILURE)

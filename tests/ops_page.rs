@@ -484,6 +484,7 @@ fn doctor_check_and_platform_test_speak_the_installers_language() {
         "the exact line stays: {zh}"
     );
     assert!(zh.contains("请逐条修改"), "{zh}");
+    assert!(zh.contains("    → 必须在 1 到 100 之间"), "{zh}");
     let (out, _) = cli_in("zh_CN.UTF-8", &["check", "--config", config]);
     assert!(out.contains("配置有效"), "{out}");
 }

@@ -196,6 +196,40 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("no backup yet at {}", "{} 尚无备份"),
     ("{}: {} h {} min old", "{}:已有 {} 小时 {} 分钟"),
+    // check: the commonest messages of config errors (the exact English line stays).
+    ("must not be empty", "不能为空"),
+    ("must be at least {}", "必须至少为 {}"),
+    ("must be between {} and {} fen", "必须在 {} 到 {} 分之间"),
+    ("must be between {} and {}", "必须在 {} 到 {} 之间"),
+    ("must not be negative", "不能为负数"),
+    ("must be {} to {} characters", "必须为 {} 到 {} 个字符"),
+    (
+        "unknown field `{}`, expected one of {}",
+        "未知配置项 `{}`,可用的有:{}",
+    ),
+    (
+        "unknown field `{}`, there are no fields",
+        "未知配置项 `{}`,此处没有配置项",
+    ),
+    ("missing field `{}`", "缺少必填配置项 `{}`"),
+    (
+        "invalid type: {}, expected {}",
+        "类型错误:给出的是 {},应为 {}",
+    ),
+    ("unknown variant `{}`, expected {}", "无效取值 `{}`,应为 {}"),
+    ("duplicate key `{}`", "重复的配置项 `{}`"),
+    (
+        "expected an address like \"127.0.0.1:9108\"",
+        "应为 \"127.0.0.1:9108\" 这样的地址",
+    ),
+    (
+        "a non-loopback address needs `token` set in [http] (the status page shows plates and snapshots)",
+        "非本机地址需要在 [http] 中设置 `token`(状态页会显示车牌和抓拍)",
+    ),
+    (
+        "must be a file outside the storage dir (ideally on another disk)",
+        "必须是存储目录之外的文件(最好在另一块磁盘上)",
+    ),
     // Status page: the reasons of a degraded bridge (also /healthz, which stays English).
     (
         "platform unreachable: no successful answer for {} s, last result {}",
