@@ -167,6 +167,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn page_language_accepts_auto_en_and_chinese_spellings_only() {
+        let parse = |v: &str| toml::from_str::<HttpConfig>(&format!("language = {v:?}"));
+        assert_eq!(parse("auto").unwrap().language, PageLanguage::Auto);
+        assert_eq!(parse("en").unwrap().language, PageLanguage::English);
+        for zh in ["zh-CN", "zh", "zh_CN", "zh-Hans"] {
+            assert_eq!(parse(zh).unwrap().language, PageLanguage::Chinese, "{zh}");
+        }
+        let e = parse("fr").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `fr`"), "{e}");
+        assert_eq!(HttpConfig::default().language, PageLanguage::Auto);
+    }
+
+    #[test]
     fn non_loopback_listen_needs_a_token() {
         let mut http = HttpConfig {
             listen: "0.0.0.0:9108".into(),

@@ -129,6 +129,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn backup_file_must_lie_outside_the_storage_dir() {
+        let parse = |extra: &str| -> Vec<String> {
+            let s: StorageConfig =
+                toml::from_str(&format!("dir = \"/var/lib/pb\"\n{extra}")).unwrap();
+            let mut out = Vec::new();
+            s.validate(&mut out);
+            out.into_iter().map(|i| i.key.to_string()).collect()
+        };
+        assert!(parse("backup_file = \"/var/backups/pb/state.db\"").is_empty());
+        assert_eq!(
+            parse("backup_file = \"/var/lib/pb/copy.db\""),
+            vec!["storage.backup_file"]
+        );
+        assert_eq!(
+            parse("backup_max_age_hours = 0"),
+            vec!["storage.backup_max_age_hours"]
+        );
+    }
+
+    #[test]
     fn defaults_apply_when_only_dir_is_given() {
         let s: StorageConfig = toml::from_str("dir = \"/var/lib/pb\"").unwrap();
         assert_eq!(s.retention_days, 30);
