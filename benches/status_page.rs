@@ -9,6 +9,7 @@ use parking_bridge::config::SiteConfig;
 use parking_bridge::ops::OpsState;
 use parking_bridge::ops::http::render_in;
 use parking_bridge::ops::i18n::Lang;
+use parking_bridge::ops::state::HealthLevel;
 use parking_bridge::time::Timestamp;
 use std::time::{Duration, Instant};
 
@@ -72,7 +73,7 @@ fn measure(ops: &OpsState, now: Timestamp, runs: usize) -> (Duration, Duration, 
         let view = ops.view();
         view_times.push(t.elapsed());
         let t = Instant::now();
-        let html = render_in(Lang::Zh, &ops.view(), &[], now, true, "");
+        let html = render_in(Lang::Zh, &ops.view(), &[], HealthLevel::Ok, now, true, "");
         page_times.push(t.elapsed());
         size = html.len();
         std::hint::black_box(html);

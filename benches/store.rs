@@ -4,6 +4,8 @@
 //! Prints: durable enqueue rate (one commit per stay, and grouped), database bytes per
 //! stay without images, and the drain rate of a backlog to `mock-platform` on loopback.
 
+#[path = "../tests/process_common/mod.rs"]
+mod process_common;
 #[path = "../tests/store_common/mod.rs"]
 mod store_common;
 

@@ -12,6 +12,9 @@ command -v sqlite3 >/dev/null || need+=(sqlite3)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v dpkg-shlibdeps >/dev/null || need+=(dpkg-dev)  # cargo-deb: Depends from shared libraries
 command -v openssl >/dev/null || need+=(openssl)
+# Tests run the bridge with TZ=Asia/Shanghai (the platform's local time); without
+# the zone database glibc silently falls back to UTC and those tests would lie.
+[ -e /usr/share/zoneinfo/Asia/Shanghai ] || need+=(tzdata)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool: the shipped alert rules
 # A CJK font, so the status page's screenshots show plates' province characters.
 { command -v fc-list >/dev/null && [ -n "$(fc-list :lang=zh family 2>/dev/null)" ]; } || need+=(fonts-noto-cjk fontconfig)
@@ -33,4 +36,10 @@ cargo build --release --locked --bin parking-bridge
 command -v cargo-deb >/dev/null || cargo install cargo-deb --locked --version 3.8.0
 cargo deb --no-build --locked
 bash scripts/check-deb.sh "$(ls -t target/debian/parking-bridge_*.deb | head -n 1)"
-cargo test --locked
+# The test runner: each test in its own process, a hung one killed and failed after
+# the slow timeout in .config/nextest.toml (so CI never stalls), no retries.
+# Installing it takes a few minutes on 2 cores, once; prefer a packaged binary.
+command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+cargo nextest run --locked --no-tests=fail
+# nextest does not run doctests.
+cargo test --doc --locked

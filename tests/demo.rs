@@ -103,8 +103,11 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
         &[
             "--vehicles",
             &vehicles.to_string(),
+            // Normal speed (200 ms between hardware changes): at double speed a
+            // loaded 2-core CI machine can miss a change and the record is no
+            // longer exact.
             "--speed",
-            "2",
+            "1",
             "--seed",
             "7",
             "--lanes",
@@ -116,7 +119,7 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
     .spawn()
     .unwrap();
     let mut guard = Guard(out);
-    let status = guard.wait_at_most(Duration::from_secs(150), "demo did not finish in time");
+    let status = guard.wait_at_most(Duration::from_secs(240), "demo did not finish in time");
     let mut stdout = String::new();
     if let Some(mut o) = guard.0.stdout.take() {
         use std::io::Read;
@@ -126,7 +129,7 @@ fn demo_with_a_fixed_seed_leaves_an_exact_record_on_an_external_platform() {
 
     // What the simulation drove: the same seed gives the same vehicles.
     let plan = parking_bridge::sim::traffic::plan(&parking_bridge::sim::demo::traffic_for(
-        2.0, 2, 1, 7, vehicles,
+        1.0, 2, 1, 7, vehicles,
     ));
     let expected: Vec<_> = plan.vehicles.iter().filter(|v| v.case.enters()).collect();
     let acc = read_record(&record);
@@ -205,12 +208,13 @@ fn open_stays_and_pending(config: &Path) -> String {
 
 /// What `parking-bridge COMMAND --config CONFIG` (an operator command) prints.
 fn cli_stdout(command: &str, config: &Path) -> String {
-    let out = Command::new(BIN)
-        .args(command.split(' '))
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
+    let out = process_common::output_within(
+        Command::new(BIN)
+            .args(command.split(' '))
+            .arg("--config")
+            .arg(config),
+        Duration::from_secs(30),
+    );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
@@ -276,5 +280,5 @@ fn interrupted_endless_demo_keeps_what_was_pending_and_a_restart_delivers_it() {
         std::thread::sleep(Duration::from_millis(300));
     }
     interrupt(&guard);
-    let _ = guard.0.wait();
+    guard.wait_at_most(Duration::from_secs(20), "demo did not stop on SIGINT");
 }

@@ -1,26 +1,31 @@
 //! The device-related commands of the real binary.
 
+mod process_common;
+
+use process_common::output_within;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_parking-bridge");
 
 /// `parking-bridge check --config PATH` run from `cwd`, with the app secret in the
 /// environment so that only the config file itself can fail the check.
 fn check(path: &Path, cwd: &Path) -> Output {
-    Command::new(BIN)
-        .arg("check")
-        .arg("--config")
-        .arg(path)
-        .current_dir(cwd)
-        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
-        .output()
-        .unwrap()
+    output_within(
+        Command::new(BIN)
+            .arg("check")
+            .arg("--config")
+            .arg(path)
+            .current_dir(cwd)
+            .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef"),
+        Duration::from_secs(30),
+    )
 }
 
 #[test]
 fn ports_command_lists_ports_or_says_there_are_none() {
-    let out = Command::new(BIN).arg("ports").output().unwrap();
+    let out = output_within(Command::new(BIN).arg("ports"), Duration::from_secs(30));
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(

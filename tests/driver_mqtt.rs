@@ -43,13 +43,45 @@ fn plate(ev: &RawEvent) -> Option<&parking_bridge::event::PlateRead> {
 async fn start(port: u16, client_id: &str) -> (mpsc::Receiver<RawEvent>, watch::Sender<bool>) {
     let config = cameras(port, client_id);
     let profiles = load_profiles(&config).unwrap();
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::channel(64);
     let (stop, shutdown) = watch::channel(false);
     let drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
     assert_eq!(drivers.names(), vec!["mqtt"]);
-    // Let the subscription land before publishing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let probe = publisher(port, &format!("{client_id}-probe"));
+    until_subscribed(&mut rx, "cam-vz", &probe, "265e1040-85e01fb7").await;
     (rx, stop)
+}
+
+/// Waits until the bridge's subscription has landed: keep-alives for `camera_id` are
+/// published every 100 ms until the driver reports `device`'s link up (the first
+/// message it receives does that). All topics are subscribed in one packet, so one
+/// delivered topic means all are. A condition, not a fixed sleep: fast when idle,
+/// still right on a loaded machine. Consumes the events seen until then.
+async fn until_subscribed(
+    rx: &mut mpsc::Receiver<RawEvent>,
+    device: &str,
+    client: &AsyncClient,
+    camera_id: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let topic = format!("device/{camera_id}/message/up/keep_alive");
+    loop {
+        let body = format!(r#"{{"sn":"{camera_id}","name":"keep_alive","timestamp":1}}"#);
+        client
+            .publish(&topic, QoS::AtMostOnce, false, body.into_bytes())
+            .await
+            .unwrap();
+        let until = tokio::time::Instant::now() + Duration::from_millis(100);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, rx.recv()).await {
+            if ev.device == device && matches!(ev.kind, EventKind::Link { up: true }) {
+                return;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bridge's MQTT subscription never delivered a keep-alive for {device}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -57,6 +89,8 @@ async fn every_camera_profile_sample_is_decoded_from_a_real_broker() {
     let broker = Mosquitto::start();
     let (mut rx, _stop) = start(broker.port, "bridge-decode").await;
     let within = Duration::from_secs(5);
+    let reads = |cam: &str| metrics::PLATE_READS.with_label_values(&[cam]).get();
+    let reads_before = (reads("cam-vz"), reads("cam-legacy"), reads("cam-hx"));
 
     let cam = SimCamera::connect("127.0.0.1", broker.port, "265e1040-85e01fb7");
     cam.publish_plate("闽A12345", 1, Some(&[0xFF, 0xD8, 0xFF, 0xD9]), true)
@@ -125,6 +159,11 @@ async fn every_camera_profile_sample_is_decoded_from_a_real_broker() {
         (p.text.as_deref(), p.color, ev.lane.as_str()),
         (Some("沪C88888"), PlateColor::Green, "exit-1")
     );
+    // parking_bridge_camera_reads_total, as deltas: quick + full (the repeat dropped
+    // after counting or not, at least two), one, one.
+    assert!(reads("cam-vz") - reads_before.0 >= 2);
+    assert_eq!(reads("cam-legacy") - reads_before.1, 1);
+    assert_eq!(reads("cam-hx") - reads_before.2, 1);
 }
 
 #[tokio::test]
@@ -161,15 +200,9 @@ async fn camera_garbage_is_counted_and_the_driver_keeps_decoding() {
 async fn broker_loss_reports_cameras_down_and_reconnects() {
     let mut broker = Mosquitto::start();
     let port = broker.port;
+    // Returns once cam-vz's link is up (its keep-alives arrive).
     let (mut rx, _stop) = start(port, "bridge-reconnect").await;
     let cam = SimCamera::connect("127.0.0.1", port, "265e1040-85e01fb7");
-    cam.keep_alive().await.unwrap();
-    wait_for(
-        &mut rx,
-        Duration::from_secs(5),
-        is_kind("cam-vz", EventKind::Link { up: true }),
-    )
-    .await;
     drop(broker);
     wait_for(
         &mut rx,
@@ -210,16 +243,17 @@ async fn credentials_are_used_and_a_refused_login_yields_no_reads() {
             let (tx, rx) = mpsc::channel(16);
             let (stop, shutdown) = watch::channel(false);
             spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(500)).await;
             (rx, stop)
         }
     };
-    let (mut good, _s1) = run("s3cret", "bridge-good").await;
-    let (mut bad, _s2) = run("wrong", "bridge-bad").await;
     let mut o = MqttOptions::new("cam-auth", "127.0.0.1", broker.port);
     o.set_credentials("bridge", "s3cret");
     let (client, mut ev) = AsyncClient::new(o, 16);
     tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+    let (mut good, _s1) = run("s3cret", "bridge-good").await;
+    until_subscribed(&mut good, "cam-vz", &client, "sn-auth").await;
+    // The refused client never subscribes; nothing to wait for.
+    let (mut bad, _s2) = run("wrong", "bridge-bad").await;
     let body = samples::vzenith_ivs_result("sn-auth", "鲁B12345", 1, None);
     client
         .publish(

@@ -20,6 +20,13 @@ async fn tcp_gateway_and_barrier_controller_report_facts_with_reads_only() {
              roles = {{ gate_status = \"status\", gate_fault = \"motor_fault\" }}\n"
         ),
     );
+    // Deltas: the registry is the process's.
+    let polls = || {
+        parking_bridge::driver::metrics::POLLS
+            .with_label_values(&["gw"])
+            .get()
+    };
+    let polls_before = polls();
     let mut drivers = spawn_drivers(&config).await;
     assert_eq!(
         drivers.set.names(),
@@ -45,6 +52,10 @@ async fn tcp_gateway_and_barrier_controller_report_facts_with_reads_only() {
         "{codes:?}"
     );
     assert!(sim.forbidden_requests().is_empty());
+    assert!(
+        polls() > polls_before,
+        "parking_bridge_modbus_polls_total moved"
+    );
 }
 
 #[tokio::test]
@@ -64,4 +75,77 @@ async fn tcp_device_that_goes_away_is_reported_down_then_up() {
     wait_kind(rx, Duration::from_secs(3), "gw", link(false)).await;
     sim.set_answering(1, true);
     wait_kind(rx, Duration::from_secs(8), "gw", link(true)).await;
+}
+
+/// A Modbus TCP "gateway" in front of `sim`: forwards every connection it accepts on
+/// `listen` to `backend`. Aborting the returned task set takes it away completely
+/// (listener and live connections closed), as a gateway that reboots does.
+async fn gateway(
+    listen: std::net::SocketAddr,
+    backend: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (std::net::SocketAddr, tokio::task::JoinSet<()>) {
+    let listener = tokio::net::TcpListener::bind(listen).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    let conns = std::sync::Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new()));
+    let held = conns.clone();
+    set.spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.lock().await.spawn(async move {
+                if let Ok(mut device) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut device).await;
+                }
+            });
+        }
+    });
+    // The connections die with the set: this task owns them and is aborted with it.
+    set.spawn(async move {
+        let _keep = conns;
+        std::future::pending::<()>().await;
+    });
+    (addr, set)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_gateway_that_goes_away_and_comes_back_is_reconnected() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sim = sim_with(&[1]);
+    let backend = sim.serve_tcp("127.0.0.1:0").await.unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let (addr, mut gw) = gateway("127.0.0.1:0".parse().unwrap(), backend, accepted.clone()).await;
+    let config = site_config(
+        "",
+        &format!(
+            "[[devices]]\nname = \"gw\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"entry-1\"\ntcp = \"{addr}\"\npoll_ms = 50\nroles = {{ loop_a = \"di1\" }}\n"
+        ),
+    );
+    let mut drivers = spawn_drivers(&config).await;
+    let rx = &mut drivers.rx;
+    wait_kind(rx, Duration::from_secs(3), "gw", link(true)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // The gateway goes away: its listener and the open connection are closed.
+    gw.abort_all();
+    while gw.join_next().await.is_some() {}
+    wait_kind(rx, Duration::from_secs(5), "gw", link(false)).await;
+    // The loop changes while it is away.
+    sim.set_input(1, 0, true);
+
+    // Back on the same address: the driver connects again by itself and reports.
+    let (again, _gw) = gateway(addr, backend, accepted.clone()).await;
+    assert_eq!(again, addr);
+    wait_kind(rx, Duration::from_secs(10), "gw", link(true)).await;
+    wait_kind(
+        rx,
+        Duration::from_secs(3),
+        "gw",
+        loop_state(LoopId::A, true),
+    )
+    .await;
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 2,
+        "a new connection was made"
+    );
 }

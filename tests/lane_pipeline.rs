@@ -4,6 +4,7 @@
 //! pair and a turn-away, is reported exactly right; then the latency from loop B's
 //! release to the entry accepted by the platform is measured (printed; `--nocapture`).
 
+mod process_common;
 mod store_common;
 
 use parking_bridge::config::SiteConfig;

@@ -191,6 +191,17 @@ async fn metrics_parse_strictly_and_move_when_state_changes() {
     ops.record_platform_answer(false, None, Timestamp::now());
     ops.health()
         .set("cam-1", "entry-1", false, Timestamp::now());
+    ops.alarm("platform refuses the lot", Timestamp::now());
+    ops.set_disk(4096, 1 << 30);
+    let jump = parking_bridge::ops::clock::Jump {
+        at: Timestamp::now(),
+        delta_ms: 90_000,
+    };
+    ops.set_clock(
+        Some(false),
+        Some(parking_bridge::ops::clock::Suspicion::Jumped(jump)),
+        Some(jump),
+    );
 
     let (_, after) = get(&url).await;
     let after = parse_prometheus(&after);
@@ -215,6 +226,29 @@ async fn metrics_parse_strictly_and_move_when_state_changes() {
         0.0
     );
     assert!(after["parking_bridge_platform_last_success_timestamp_seconds{}"] > 1.7e9);
+    assert_eq!(
+        after["parking_bridge_alarms_total{}"]
+            - before
+                .get("parking_bridge_alarms_total{}")
+                .copied()
+                .unwrap_or(0.0),
+        1.0
+    );
+    assert_eq!(after["parking_bridge_storage_used_bytes{}"], 4096.0);
+    assert_eq!(
+        after["parking_bridge_storage_budget_bytes{}"],
+        f64::from(1u32 << 30)
+    );
+    assert_eq!(after["parking_bridge_clock_synchronized{}"], 0.0);
+    assert_eq!(after["parking_bridge_clock_suspect{}"], 1.0);
+    assert_eq!(
+        after["parking_bridge_clock_jumps_total{}"]
+            - before
+                .get("parking_bridge_clock_jumps_total{}")
+                .copied()
+                .unwrap_or(0.0),
+        1.0
+    );
     server.abort();
 }
 
@@ -233,7 +267,7 @@ async fn healthz_turns_503_when_platform_down_and_back_to_200() {
     let (status, body) = get(&url).await;
     assert_eq!(status, 503, "{body}");
     assert!(
-        body.starts_with("degraded\n") && body.contains("platform unreachable"),
+        body.starts_with("failing\n") && body.contains("platform unreachable"),
         "{body}"
     );
     let (_, metrics) = get(&format!("http://{addr}/metrics")).await;
@@ -324,4 +358,23 @@ async fn status_page_in_chromium_shows_passage_masked_occupancy_and_outbox() {
         .unwrap();
     assert_eq!(bytes.as_ref(), jpeg.as_slice());
     server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_plates_puts_whole_plates_on_the_status_page_and_masks_by_default() {
+    for (extra, shown, hidden) in [
+        ("show_plates = true", "闽A12345", "闽A1***5"),
+        ("", "闽A1***5", "闽A12345"),
+    ] {
+        let (_dir, ops, addr, server) = start(extra).await;
+        ops.record_passage("entry-1", Some("闽A12345"), "entry", Timestamp::now(), None);
+        let (status, page) = get(&format!("http://{addr}/")).await;
+        assert_eq!(status, 200);
+        assert!(
+            page.contains(&format!(r#"<td class="plate">{shown}</td>"#)),
+            "[http] {extra:?}: {page}"
+        );
+        assert!(!page.contains(hidden), "[http] {extra:?}: {page}");
+        server.abort();
+    }
 }

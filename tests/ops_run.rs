@@ -8,7 +8,7 @@ mod platform_common;
 mod process_common;
 
 use platform_common::MockProcess;
-use process_common::{Guard, dump_dom, free_port};
+use process_common::{Guard, dump_dom, output_within, wait_until};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -23,6 +23,7 @@ fn mock_platform(port: u16) -> MockProcess {
     MockProcess::start_on(port, APP_ID, SECRET, &["--parking-lot-no", "LOT-OPS"])
 }
 
+/// The config; `http_port` 0 lets the bridge pick its port (read back from its log).
 fn write_config(dir: &Path, platform_port: u16, http_port: u16, level: &str) -> PathBuf {
     let text = format!(
         r#"
@@ -82,21 +83,61 @@ fn http_get(url: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
-    let end = Instant::now() + deadline;
-    while !ok() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(100));
+/// The sum of every sample of each metric family (labels summed over).
+fn metric_families(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let name = series.split('{').next().unwrap_or(series).to_string();
+        let value: f64 = value.parse().unwrap_or(f64::NAN);
+        *out.entry(name).or_insert(0.0) += value;
     }
+    out
+}
+
+/// The families `/metrics` declares (`# TYPE name kind`).
+fn exposed_families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Every `parking_bridge_*` name docs/operations.md mentions; `…_timeouts_total`
+/// style abbreviations stand for the modbus family they follow.
+fn documented_metrics() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
+    let mut names: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '…'))
+        .filter_map(|w| {
+            if let Some(rest) = w.strip_prefix("…_") {
+                Some(format!("parking_bridge_modbus_{rest}"))
+            } else {
+                w.starts_with("parking_bridge_").then(|| w.to_string())
+            }
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 #[test]
 fn run_reports_ready_health_passages_and_reloads_log_level() {
     let dir = tempfile::tempdir().unwrap();
-    let platform_port = free_port();
-    let http_port = free_port();
-    let config = write_config(dir.path(), platform_port, http_port, "info");
-    let mut platform = Some(mock_platform(platform_port));
+    // Ports bound by the processes that use them (port 0), then read back: nothing
+    // else can take them in between. The platform comes back on its port later.
+    let mut platform = Some(mock_platform(0));
+    let platform_port = platform.as_ref().unwrap().port;
+    let config = write_config(dir.path(), platform_port, 0, "info");
 
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -125,26 +166,47 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
     assert!(String::from_utf8_lossy(&buf[..len]).contains("READY=1"));
     eprintln!("ready after {:?}", started.elapsed());
 
+    let mut http_addr = String::new();
+    wait_until("the status page listens", Duration::from_secs(20), || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let Some(line) = log.lines().find(|l| l.contains("status page, /metrics")) else {
+            return false;
+        };
+        http_addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_default()
+            .to_string();
+        true
+    });
+    let http_port: u16 = http_addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {http_addr:?}"));
     let base = format!("http://127.0.0.1:{http_port}");
     wait_until("healthz is 200", Duration::from_secs(20), || {
         http_get(&format!("{base}/healthz")).is_some_and(|(s, _)| s == 200)
     });
 
+    // Counters before the passage: what moves is compared as deltas.
+    let before = metric_families(&http_get(&format!("{base}/metrics")).unwrap().1);
+
     // A passage through the operator command, while run is running.
-    let out = Command::new(BIN)
-        .args(["stay", "enter", "--config"])
-        .arg(&config)
-        .args([
-            "--plate",
-            "闽A12345",
-            "--color",
-            "pnc_02",
-            "--lane",
-            "entry-1",
-        ])
-        .env("PARKING_BRIDGE_APP_SECRET", SECRET)
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(BIN)
+            .args(["stay", "enter", "--config"])
+            .arg(&config)
+            .args([
+                "--plate",
+                "闽A12345",
+                "--color",
+                "pnc_02",
+                "--lane",
+                "entry-1",
+            ])
+            .env("PARKING_BRIDGE_APP_SECRET", SECRET),
+        Duration::from_secs(30),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -159,6 +221,62 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
         http_get(&format!("{base}/metrics"))
             .is_some_and(|(_, m)| m.contains("parking_bridge_occupied_spaces 1"))
     });
+    wait_until("the entry is delivered", Duration::from_secs(20), || {
+        let m = metric_families(&http_get(&format!("{base}/metrics")).unwrap().1);
+        m.get("parking_bridge_outbox_finished_total")
+            > before.get("parking_bridge_outbox_finished_total")
+    });
+    let after = metric_families(&http_get(&format!("{base}/metrics")).unwrap().1);
+    // Every documented metric that this run exercises has moved.
+    for family in [
+        "parking_bridge_passages_total",
+        "parking_bridge_uploads_total",
+        "parking_bridge_outbox_finished_total",
+        "parking_bridge_heartbeats_total",
+        "parking_bridge_platform_answers_total",
+        "parking_bridge_platform_last_success_timestamp_seconds",
+        "parking_bridge_heartbeat_last_success_timestamp_seconds",
+        "parking_bridge_occupied_spaces",
+    ] {
+        assert!(
+            after.get(family).copied().unwrap_or(0.0) > before.get(family).copied().unwrap_or(0.0),
+            "{family} did not move: {:?} -> {:?}",
+            before.get(family),
+            after.get(family)
+        );
+    }
+    for (family, want) in [
+        ("parking_bridge_total_spaces", 80.0),
+        ("parking_bridge_platform_up", 1.0),
+        ("parking_bridge_healthy", 1.0),
+        ("parking_bridge_build_info", 1.0),
+        ("parking_bridge_outbox_depth", 0.0),
+    ] {
+        assert_eq!(after.get(family), Some(&want), "{family}");
+    }
+    assert!(
+        after
+            .get("parking_bridge_storage_budget_bytes")
+            .is_some_and(|b| *b > 0.0)
+    );
+    // Everything exposed is documented.
+    let documented = documented_metrics();
+    let exposed = exposed_families(&http_get(&format!("{base}/metrics")).unwrap().1);
+    let undocumented: Vec<_> = exposed
+        .iter()
+        .filter(|f| {
+            !documented
+                .iter()
+                .any(|d| d == *f || f.starts_with(&format!("{d}_")))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "exposed but not in docs/operations.md: {undocumented:?}"
+    );
+    // (Not the converse: per-device and per-lane counters appear with their first
+    // sample, and this site has no devices; driver_* and lane_feeds assert those.)
+
     let dom = dump_dom(&format!("{base}/"));
     assert!(dom.contains(r#"<td class="plate">闽A1***5</td>"#), "{dom}");
     assert!(!dom.contains("闽A12345"), "{dom}");
@@ -176,7 +294,16 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
         http_get(&format!("{base}/healthz")).is_some_and(|(s, _)| s == 200)
     });
 
-    // SIGHUP re-reads [logging] level.
+    // SIGHUP re-reads [logging] level. At info, the per-request debug line is absent;
+    // after the reload it must appear (heartbeats go out every second): the level
+    // really changed, not just the message about it.
+    let debug_line = "platform answered";
+    assert!(
+        !std::fs::read_to_string(&log_path)
+            .unwrap()
+            .contains(debug_line),
+        "debug lines before the reload"
+    );
     write_config(dir.path(), platform_port, http_port, "debug");
     // SAFETY: sending a signal to our own child process by its pid.
     let rc = unsafe { libc::kill(run.0.id() as i32, libc::SIGHUP) };
@@ -185,6 +312,14 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
         std::fs::read_to_string(&log_path)
             .unwrap_or_default()
             .contains("SIGHUP: log settings reloaded")
+    });
+    wait_until("debug lines appear", Duration::from_secs(15), || {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let reloaded = log
+            .find("SIGHUP: log settings reloaded")
+            .unwrap_or(usize::MAX);
+        log.get(reloaded..)
+            .is_some_and(|after| after.contains(debug_line))
     });
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(log.contains("level=debug"), "{log}");

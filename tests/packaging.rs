@@ -2,8 +2,12 @@
 //! the systemd unit passes `systemd-analyze verify` (pointed at the built binary, since
 //! /usr/bin/parking-bridge does not exist on a build machine).
 
+mod process_common;
+
+use process_common::output_within;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -11,13 +15,14 @@ fn repo(path: &str) -> std::path::PathBuf {
 
 #[test]
 fn example_config_passes_check() {
-    let out = Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
-        .args(["check", "--config"])
-        .arg(repo("packaging/config.toml"))
-        // The installer writes the secret file at commissioning; `check` wants a secret.
-        .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef")
-        .output()
-        .unwrap();
+    let out = output_within(
+        Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
+            .args(["check", "--config"])
+            .arg(repo("packaging/config.toml"))
+            // The installer writes the secret file at commissioning; `check` wants a secret.
+            .env("PARKING_BRIDGE_APP_SECRET", "0123456789abcdef"),
+        Duration::from_secs(30),
+    );
     assert!(
         out.status.success(),
         "packaging/config.toml must stay valid:\n{}{}",
@@ -59,11 +64,10 @@ fn unit_passes_systemd_analyze_verify() {
         ),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .expect("systemd-analyze is installed (package systemd)");
+    let out = output_within(
+        Command::new("systemd-analyze").arg("verify").arg(&copy),
+        Duration::from_secs(60),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -79,11 +83,10 @@ fn unit_passes_systemd_analyze_verify() {
 #[test]
 fn maintainer_scripts_are_valid_shell_and_create_the_user_in_dialout() {
     for script in ["packaging/postinst", "packaging/postrm"] {
-        let out = Command::new("sh")
-            .arg("-n")
-            .arg(repo(script))
-            .output()
-            .unwrap();
+        let out = output_within(
+            Command::new("sh").arg("-n").arg(repo(script)),
+            Duration::from_secs(30),
+        );
         assert!(
             out.status.success(),
             "{script}: {}",

@@ -1,6 +1,7 @@
 //! `check` and `platform-test` as real processes against `mock-platform` over loopback.
 
 mod platform_common;
+mod process_common;
 
 use platform_common::*;
 use std::path::{Path, PathBuf};
@@ -201,4 +202,88 @@ fn platform_test_with_wrong_app_id_says_so() {
         text.contains("INVALID_APP_ID") && text.contains("FAILED: wrong app_id"),
         "{text}"
     );
+}
+
+#[test]
+fn platform_test_with_an_unresolvable_host_gives_the_dns_hint() {
+    // `.invalid` never resolves (RFC 2606). Timeouts well above what the resolver may
+    // take (bounded by RES_OPTIONS), so the answer is the DNS failure and only that —
+    // never a timeout standing in for it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg =
+        platform_common::site_config(dir.path(), "http://bridge-test.invalid", SECRET, "P001");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("connect_timeout_secs = 1", "connect_timeout_secs = 20")
+        .replace("request_timeout_secs = 2", "request_timeout_secs = 20");
+    std::fs::write(&cfg, text).unwrap();
+    let out = process_common::output_within(
+        std::process::Command::new(platform_common::BIN)
+            .args(["platform-test", "--config"])
+            .arg(&cfg)
+            .env_remove("PARKING_BRIDGE_APP_SECRET")
+            .env("RES_OPTIONS", "timeout:2 attempts:1"),
+        Duration::from_secs(30),
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("FAILED: DNS"), "{text}");
+    assert!(!text.contains("FAILED: timeout"), "{text}");
+}
+
+#[test]
+fn platform_test_shows_the_raw_answer_and_an_unknown_code_taught_through_the_site_config() {
+    let mock = MockProcess::start(&[
+        "--refuse-code",
+        "INVALID_SIGN",
+        "--for",
+        "/barrier/heartbeat",
+    ]);
+    let (_dir, cfg) = site(&mock.base_url(), SECRET, "P001");
+    // Not in the table: decided by success:false, a refusal of this report.
+    let text = platform_test_fails(&cfg, Duration::from_secs(20));
+    assert!(text.contains("raw answer:"), "{text}");
+    assert!(text.contains(r#""result_code":"INVALID_SIGN""#), "{text}");
+    assert!(text.contains("verdict:       refused"), "{text}");
+    assert!(text.contains(r#"is not in the table"#), "{text}");
+    assert!(
+        text.contains("[platform.result_codes]"),
+        "how to teach it: {text}"
+    );
+    // Taught, case-insensitively: a configuration fault.
+    edit_config(
+        &cfg,
+        "\n[lot]",
+        "\n[platform.result_codes]\n\"invalid_sign\" = \"config_fault\"\n\n[lot]",
+    );
+    assert!(check(&cfg).status.success());
+    let text = platform_test_fails(&cfg, Duration::from_secs(20));
+    assert!(text.contains("verdict:       config_fault"), "{text}");
+    assert!(
+        text.contains(r#"result_code "INVALID_SIGN" maps to config_fault"#),
+        "{text}"
+    );
+    // A verdict that does not exist is refused by `check` with file, line and key.
+    edit_config(&cfg, "\"config_fault\"", "\"maybe\"");
+    let out = check(&cfg);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("platform.result_codes") && err.contains("config_fault"),
+        "{err}"
+    );
+}
+
+#[test]
+fn platform_test_with_an_enveloped_answer_prints_it_decrypted() {
+    let mock = MockProcess::start(&["--envelope-answers"]);
+    let (_dir, cfg) = site(&mock.base_url(), SECRET, "P001");
+    let (out, text) = platform_test(&cfg, Duration::from_secs(20));
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(r#"answer JSON:   {"result_code":"success""#),
+        "decrypted: {text}"
+    );
+    assert!(text.contains("verdict:       delivered"), "{text}");
 }

@@ -1,6 +1,9 @@
 //! TLS with verification always on: a platform whose certificate comes from a private
 //! CA is refused (with the TLS hint) until that CA is configured as `ca_file`.
-//! Certificates are made with the `openssl` command; the test is skipped without it.
+//! Certificates are made with the `openssl` command (scripts/test-all.sh installs it);
+//! without it the test fails rather than passing silently.
+
+mod process_common;
 
 use parking_bridge::config::PlatformConfig;
 use parking_bridge::platform::{ClientError, PlatformClient, Secret, Uplink, Verdict};
@@ -13,15 +16,19 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn openssl(dir: &Path, args: &[&str]) -> bool {
-    Command::new("openssl")
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    let out = process_common::output_within(
+        Command::new("openssl").current_dir(dir).args(args),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
 }
 
-/// A CA and a leaf for 127.0.0.1 signed by it; false when openssl is unavailable.
+/// A CA and a leaf for 127.0.0.1 signed by it (the test fails when openssl fails).
 fn make_certs(dir: &Path) -> bool {
     std::fs::write(
         dir.join("leaf.ext"),
@@ -140,10 +147,7 @@ fn client(port: u16, ca_file: Option<&Path>) -> PlatformClient {
 #[tokio::test]
 async fn private_ca_is_refused_until_configured_as_ca_file() {
     let dir = tempfile::tempdir().unwrap();
-    if !make_certs(dir.path()) {
-        eprintln!("openssl unavailable: skipped");
-        return;
-    }
+    assert!(make_certs(dir.path()), "openssl made the certificates");
     let port = serve_tls(dir.path()).await;
     let hb = Uplink::heartbeat("P001", true);
 

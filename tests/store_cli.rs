@@ -1,5 +1,6 @@
 //! Operator commands and start-up refusals as real processes.
 
+mod process_common;
 mod store_common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! `run` and `mock-platform` as real processes over loopback: outages, unknown orders,
 //! injected 5xx, heartbeats behind a backlog.
 
+mod process_common;
 mod store_common;
 
 use parking_bridge::config::SiteConfig;
@@ -78,6 +79,11 @@ fn unknown_order_is_recovered_by_sending_the_entry_again() {
     let o = enter(&cfg, "粤B12345");
     wait_until(20, "entry at the first platform", || {
         accepted_counts(&first.records()).contains_key(&("parking".into(), o.clone()))
+    });
+    // And recorded as delivered by the bridge (not only received by the platform):
+    // killed before that, the bridge would rightly send the entry again first.
+    wait_until(20, "the bridge recorded the delivery", || {
+        stdout(&cli(&["outbox", "--config", cfg.to_str().unwrap()])).contains("pending total 0,")
     });
     bridge.kill();
     drop(first);
@@ -166,7 +172,14 @@ fn heartbeats_keep_pace_behind_a_ten_thousand_report_backlog() {
     }
     drop(store);
     let bridge = Bridge::start(&cfg, &dir.path().join("run.log"));
-    std::thread::sleep(std::time::Duration::from_millis(6_500));
+    // Until six heartbeats arrived (a condition, not a fixed sleep).
+    wait_until(30, "six heartbeats behind the backlog", || {
+        mock.records()
+            .iter()
+            .filter(|r| r.kind() == "heartbeat")
+            .count()
+            >= 6
+    });
     bridge.kill();
     let recs = mock.records();
     let beats: Vec<i64> = recs
@@ -181,9 +194,11 @@ fn heartbeats_keep_pace_behind_a_ten_thousand_report_backlog() {
     );
     assert!(beats.len() >= 5, "{} heartbeats", beats.len());
     for pair in beats.windows(2) {
-        // One second apart; the slack covers the mock's 20 ms latency and scheduling.
+        // One second apart. Starved by the backlog they would be many seconds apart
+        // (it takes minutes to drain); up to two intervals is scheduling noise on a
+        // loaded 2-core machine, not starvation.
         assert!(
-            pair[1] - pair[0] <= 1_250,
+            pair[1] - pair[0] <= 2_000,
             "heartbeats {} ms apart",
             pair[1] - pair[0]
         );

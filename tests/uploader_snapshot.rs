@@ -1,6 +1,7 @@
 //! A 12-megapixel camera JPEG reaches the platform under 500 KB and decodes.
 
 mod photo_common;
+mod process_common;
 mod store_common;
 
 use base64::Engine;
@@ -70,6 +71,7 @@ impl Deliver for Capture {
             inner_oder_no: None,
             sign_level: None,
             sign_time: None,
+            unexpected_code: false,
         })
     }
 }

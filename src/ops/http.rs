@@ -13,7 +13,7 @@
 use super::charts;
 use super::disk::fs_space;
 use super::i18n::Lang;
-use super::state::{OpsState, Passage, StatusView};
+use super::state::{HealthLevel, OpsState, Passage, StatusView};
 use crate::config::PageLanguage;
 use crate::time::Timestamp;
 use axum::Router;
@@ -154,17 +154,20 @@ fn problems_now(ops: &OpsState) -> (StatusView, Vec<String>) {
     (view, problems)
 }
 
+/// `ok` and `degraded` answer 200 (a working bridge stays in service), `failing` 503;
+/// the reasons follow the level, one per line.
 async fn healthz(State(ops): State<OpsState>) -> Response {
-    let (_, problems) = problems_now(&ops);
-    if problems.is_empty() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        let mut body = String::from("degraded\n");
-        for p in &problems {
-            let _ = writeln!(body, "{p}");
-        }
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    let (view, problems) = problems_now(&ops);
+    let level = view.level(Timestamp::now(), ops.http_config(), &problems);
+    let mut body = format!("{}\n", level.as_str());
+    for p in &problems {
+        let _ = writeln!(body, "{p}");
     }
+    let status = match level {
+        HealthLevel::Failing => StatusCode::SERVICE_UNAVAILABLE,
+        HealthLevel::Ok | HealthLevel::Degraded => StatusCode::OK,
+    };
+    (status, body).into_response()
 }
 
 async fn metrics(State(ops): State<OpsState>) -> Response {
@@ -225,11 +228,14 @@ async fn status_page(State(ops): State<OpsState>, request: Request) -> Html<Stri
             .and_then(|v| v.to_str().ok()),
     );
     let (view, problems) = problems_now(&ops);
+    let now = Timestamp::now();
+    let level = view.level(now, ops.http_config(), &problems);
     Html(render_in(
         lang,
         &view,
         &problems,
-        Timestamp::now(),
+        level,
+        now,
         !ops.http_config().show_plates,
         token_query.as_deref().unwrap_or(""),
     ))
@@ -270,7 +276,24 @@ pub fn render(
     mask: bool,
     token_query: &str,
 ) -> String {
-    render_in(Lang::En, view, problems, now, mask, token_query)
+    let level = if problems.is_empty() {
+        HealthLevel::Ok
+    } else {
+        HealthLevel::Degraded
+    };
+    render_with_level(view, problems, level, now, mask, token_query)
+}
+
+/// [`render`] with the health level `/healthz` would answer.
+pub fn render_with_level(
+    view: &StatusView,
+    problems: &[String],
+    level: HealthLevel,
+    now: Timestamp,
+    mask: bool,
+    token_query: &str,
+) -> String {
+    render_in(Lang::En, view, problems, level, now, mask, token_query)
 }
 
 /// The page's language: `?lang=` in the address, else `[http] language`, else the
@@ -315,6 +338,7 @@ pub fn render_in(
     lang: Lang,
     view: &StatusView,
     problems: &[String],
+    level: HealthLevel,
     now: Timestamp,
     mask: bool,
     token_query: &str,
@@ -368,8 +392,13 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
     } else {
         let _ = write!(
             h,
-            r#"<div class="card bad" id="health">{}<ul>"#,
-            t("Degraded")
+            r#"<div class="card bad" id="health" data-level="{}">{}<ul>"#,
+            level.as_str(),
+            if level == HealthLevel::Failing {
+                t("Failing")
+            } else {
+                t("Degraded")
+            }
         );
         for p in problems {
             let _ = write!(h, "<li>{}</li>", esc(&lang.tr_text(p)));
@@ -407,7 +436,7 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
             let held_text = if held > 0 {
                 format!(
                     r#", <b id="held" class="warn">{held} {}</b>"#,
-                    t("held after a failure")
+                    t("held after refusals")
                 )
             } else {
                 String::new()
@@ -641,9 +670,13 @@ fn render_passage(
     );
 }
 
-/// Reports waiting per kind, with how many are held after a failure and why.
+/// Reports waiting per kind, with how many are held after refusals and why.
 fn render_outbox_kinds(h: &mut String, view: &StatusView, lang: Lang) {
-    if view.outbox_kinds.iter().all(|k| k.pending == 0) {
+    if view
+        .outbox_kinds
+        .iter()
+        .all(|k| k.pending == 0 && k.held == 0)
+    {
         return;
     }
     let t = |s: &'static str| lang.tr(s);
@@ -653,11 +686,15 @@ fn render_outbox_kinds(h: &mut String, view: &StatusView, lang: Lang) {
         t("Reports waiting, by kind"),
         t("kind"),
         t("pending"),
-        t("held after a failure"),
+        t("held after refusals"),
         t("oldest"),
         t("last error"),
     );
-    for k in view.outbox_kinds.iter().filter(|k| k.pending > 0) {
+    for k in view
+        .outbox_kinds
+        .iter()
+        .filter(|k| k.pending > 0 || k.held > 0)
+    {
         let _ = write!(
             h,
             r#"<tr data-kind="{}" data-pending="{}" data-held="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
@@ -787,7 +824,15 @@ mod tests {
             .set("cam-1", "entry-1", false, now.plus_millis(-120_000));
         let view = ops.view();
         let problems = view.problems(now, &config.http, None);
-        let html = render_in(Lang::Zh, &view, &problems, now, true, "?token=t");
+        let html = render_in(
+            Lang::Zh,
+            &view,
+            &problems,
+            HealthLevel::Degraded,
+            now,
+            true,
+            "?token=t",
+        );
         assert!(html.contains(r#"<html lang="zh-CN">"#), "{html}");
         assert!(
             html.contains("车道 entry-1:设备 cam-1 已离线 120 秒"),
@@ -809,7 +854,15 @@ mod tests {
             html.contains(r#"<noscript><meta http-equiv="refresh" content="5"></noscript>"#),
             "{html}"
         );
-        let en = render_in(Lang::En, &view, &problems, now, true, "");
+        let en = render_in(
+            Lang::En,
+            &view,
+            &problems,
+            HealthLevel::Degraded,
+            now,
+            true,
+            "",
+        );
         assert!(
             en.contains("lane entry-1: device cam-1 down for 120 s"),
             "{en}"

@@ -18,7 +18,9 @@ mod schema;
 mod stays;
 
 pub use order_no::{SequenceState, allocate as allocate_order_no, format as format_order_no};
-pub use outbox::{KindSummary, OutboxItem, OutboxSummary, Outcome, StoredImage};
+pub use outbox::{
+    HeldReport, KindSummary, OutboxItem, OutboxSummary, Outcome, Refusal, StoredImage,
+};
 pub use stays::{
     ClosedStay, ExitDetails, LocalClose, NewStay, Occupancy, OpenedStay, Stay, StayState,
 };
@@ -29,6 +31,7 @@ use crate::time::{Timestamp, china_standard_time};
 use chrono::FixedOffset;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -108,6 +111,21 @@ pub struct Store {
     options: StoreOptions,
     /// Woken after every commit that queues reports, so the uploader sends at once.
     notify: Arc<Notify>,
+    /// `PRAGMA synchronous` as read inside the last committed write transaction
+    /// (-1: none yet). Read back, not remembered from what was asked, so a test can
+    /// prove which writes were durable ([`Store::durability`]).
+    last_write_synchronous: AtomicI64,
+}
+
+/// The connection's durability settings as SQLite reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `wal` when the database is in WAL mode.
+    pub journal_mode: String,
+    /// `PRAGMA synchronous` now: 2 = FULL, 1 = NORMAL.
+    pub synchronous: i64,
+    /// The level the last committed write ran under; `None` before the first.
+    pub last_write_synchronous: Option<i64>,
 }
 
 impl Store {
@@ -218,6 +236,7 @@ impl Store {
             total_spaces: total,
             options,
             notify: Arc::new(Notify::new()),
+            last_write_synchronous: AtomicI64::new(-1),
         })
     }
 
@@ -240,6 +259,27 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// WAL and `synchronous` read back from the connection, and the level the last
+    /// write committed under (tests prove every stay write is durable with it).
+    pub fn durability(&self) -> Result<Durability, StoreError> {
+        let conn = self.lock();
+        let journal_mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        let last = self.last_write_synchronous.load(Ordering::Relaxed);
+        Ok(Durability {
+            journal_mode,
+            synchronous,
+            last_write_synchronous: (last >= 0).then_some(last),
+        })
+    }
+
+    /// Notes the `synchronous` level the open transaction `tx` runs under.
+    fn note_synchronous(&self, tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        let level: i64 = tx.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        self.last_write_synchronous.store(level, Ordering::Relaxed);
+        Ok(())
     }
 
     pub fn lot_no(&self) -> &str {
@@ -269,6 +309,7 @@ impl Store {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
+        self.note_synchronous(&tx)?;
         tx.commit()?;
         Ok(value)
     }
@@ -287,6 +328,7 @@ impl Store {
         let result: Result<T, StoreError> = (|| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let value = f(&tx)?;
+            self.note_synchronous(&tx)?;
             tx.commit()?;
             Ok(value)
         })();

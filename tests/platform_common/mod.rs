@@ -118,32 +118,17 @@ port_no = "E1"
     path
 }
 
-/// Runs the CLI with a deadline.
+/// Runs the CLI with a deadline (output drained while it runs, so a chatty command
+/// cannot block on a full pipe; killed and failed after `deadline`).
 pub fn run_cli(args: &[&str], deadline: Duration) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("PARKING_BRIDGE_APP_SECRET")
-        // Loopback tests must not go through a proxy from the environment.
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn parking-bridge");
-    let started = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{args:?} did not finish within {deadline:?}: {}",
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::process_common::output_within(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("PARKING_BRIDGE_APP_SECRET")
+            // Loopback tests must not go through a proxy from the environment.
+            .env("NO_PROXY", "127.0.0.1,localhost"),
+        deadline,
+    )
 }
 
 pub fn stdout(o: &Output) -> String {

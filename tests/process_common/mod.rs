@@ -3,7 +3,9 @@
 //! Chromium renders it.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A helper process killed when the test ends, however it ends, so a failing test
@@ -31,7 +33,98 @@ impl Drop for Guard {
     }
 }
 
-/// A loopback port nobody listens on right now: bound, noted, released.
+/// `cmd.output()` with a deadline: stdout and stderr are drained on their own threads
+/// (so a chatty child cannot block on a full pipe), the child is killed and the test
+/// fails with what it printed so far if it has not exited within `limit`. Use this,
+/// never a bare `output()`, so one hung process cannot stall the suite.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let into = Arc::clone(&seen);
+        let reader = std::thread::spawn(move || {
+            let Some(mut pipe) = pipe else { return };
+            let mut chunk = [0u8; 8192];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                into.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&chunk[..n]);
+            }
+        });
+        (reader, seen)
+    };
+    let (out_reader, out) = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let (err_reader, err) = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let taken = |seen: &Arc<Mutex<Vec<u8>>>| {
+        std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()))
+    };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            // Not joined: a grandchild may still hold the pipes open.
+            panic!(
+                "{cmd:?} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&taken(&out)),
+                String::from_utf8_lossy(&taken(&err))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // The child has exited, so its ends of the pipes are closed; wait (boundedly) for
+    // the readers to see end-of-file.
+    let drained = Instant::now();
+    while !(out_reader.is_finished() && err_reader.is_finished()) {
+        assert!(
+            drained.elapsed() < Duration::from_secs(10),
+            "{cmd:?} exited but something it started still holds its output open"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Output {
+        status,
+        stdout: taken(&out),
+        stderr: taken(&err),
+    }
+}
+
+/// Polls `ok` every 20 ms until it is true; fails the test naming `what` after
+/// `deadline`. Waiting on the condition itself, not on a fixed sleep, keeps a test
+/// both fast on an idle machine and green on a loaded one.
+pub fn wait_until(what: &str, deadline: Duration, mut ok: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    while !ok() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback port nobody listens on right now: bound, noted, released. Racy (another
+/// process may take it before the caller binds it): only for a port that must stay
+/// closed, or for a child that cannot be given port 0; prefer binding port 0 in the
+/// process that uses the port and reading it back.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -243,26 +243,15 @@ impl Drop for Bridge {
     }
 }
 
-/// Runs the CLI with a deadline.
+/// Runs the CLI with a 30 s deadline (output drained while it runs; killed and
+/// failed when late).
 pub fn cli(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env_remove("PARKING_BRIDGE_APP_SECRET")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn parking-bridge");
-    let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("{args:?} did not finish within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    crate::process_common::output_within(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("PARKING_BRIDGE_APP_SECRET"),
+        Duration::from_secs(30),
+    )
 }
 
 pub fn stdout(o: &Output) -> String {
