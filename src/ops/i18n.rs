@@ -257,6 +257,11 @@ const TEMPLATES: &[(&str, &str)] = &[
         "系统时钟最近跳变了 {} 毫秒",
     ),
     ("system clock not synchronised (NTP)", "系统时钟未同步(NTP)"),
+    (
+        "{} report(s) held after repeated refusals by the platform (parking-bridge outbox held)",
+        "{} 条上报多次被平台拒绝,已暂停待人工处理(parking-bridge outbox held)",
+    ),
+    ("state database unusable: {}", "状态数据库无法使用:{}"),
     // platform-test hints.
     (
         "lot not registered: the platform does not know lot.parking_lot_no {}; check the value or ask the platform operator to register the lot",
