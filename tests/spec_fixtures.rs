@@ -570,10 +570,13 @@ fn every_answer_shape_of_the_spec_is_understood() {
                 "snapshot.error.json" => {
                     // `success:false` with an `error`: not delivered, and the
                     // platform's words reach the operator.
-                    assert!(!v.is_delivered(), "{what}");
+                    // Refused (spec digest, revised order, rule 3): this report.
+                    assert!(matches!(v, Verdict::Refused { .. }), "{what}");
                     assert!(format!("{answer:?}").contains("event 缺失"), "{what}");
                 }
-                "heartbeat.bare_false.json" => assert!(!v.is_delivered(), "{what}"),
+                "heartbeat.bare_false.json" => {
+                    assert!(matches!(v, Verdict::Refused { .. }), "{what}")
+                }
                 other => panic!("answer fixture {other} has no expectation here"),
             }
         }
