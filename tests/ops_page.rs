@@ -224,6 +224,26 @@ fn status_page_charts_carry_the_passages_made_in_both_languages() {
         assert_eq!(lane_counts(&dom, "exit-1"), (2, 2), "{lang}");
         assert!(dom.contains("<svg id=\"chart-occupancy\""), "{lang}");
     }
+    // The page refreshes itself in place (body swapped, scroll kept), and the swapped
+    // body carries the charts: let Chromium run the page's timers for 12 s of
+    // virtual time.
+    enter(&config, "浙F60006");
+    wait_until(
+        "the sixth entry is counted",
+        Duration::from_secs(30),
+        || {
+            http_get(&format!("{base}/metrics"), None).is_some_and(|(_, m)| {
+                m.contains(r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 6"#)
+            })
+        },
+    );
+    let dom = dump_dom_after(&format!("{base}/?lang=zh-CN"), 12_000);
+    assert!(
+        dom.contains("data-refreshes=\""),
+        "refreshed in place: {dom}"
+    );
+    assert_eq!(lane_counts(&dom, "entry-1"), (6, 6), "{dom}");
+
     let shot = dir.path().join("page-zh.png");
     screenshot(&format!("{base}/?lang=zh-CN"), &shot, (900, 1400));
     let png = image::open(&shot).unwrap().to_rgb8();
@@ -231,6 +251,34 @@ fn status_page_charts_carry_the_passages_made_in_both_languages() {
     // Kept for judging by eye next to the test binary's output.
     let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page-zh.png");
     let _ = std::fs::copy(&shot, keep);
+}
+
+/// `chromium --dump-dom` after the page ran its timers for `virtual_ms`.
+fn dump_dom_after(url: &str, virtual_ms: u32) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--virtual-time-budget={virtual_ms}"),
+            "--dump-dom",
+            url,
+        ])
+        .stdout(out.reopen().unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromium is installed (scripts/test-all.sh installs it)");
+    let mut child = Guard(child);
+    child.wait_at_most(Duration::from_secs(90), "chromium did not finish in 90 s");
+    std::fs::read_to_string(out.path()).unwrap()
 }
 
 /// `chromium --screenshot` of `url` at `size`.

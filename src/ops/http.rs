@@ -324,11 +324,14 @@ pub const FONT_STACK: &str = r#"system-ui,-apple-system,"Segoe UI","Noto Sans CJ
 
 /// Refreshes the page's body in place (so the scroll position stays), every
 /// [`REFRESH_SECS`]; without script, `<noscript>` falls back to a plain reload.
+/// The body counts its refreshes in `data-refreshes` (for tests and the curious).
 const REFRESH_SCRIPT: &str = r#"<script>
+var pbRefreshes=0;
 setInterval(function(){
   fetch(location.href,{cache:"no-store"}).then(function(r){return r.ok?r.text():null}).then(function(t){
     if(!t)return;var d=new DOMParser().parseFromString(t,"text/html");
     var y=window.scrollY;document.body.replaceWith(d.body);window.scrollTo(0,y);
+    document.body.setAttribute("data-refreshes",++pbRefreshes);
   }).catch(function(){});
 },REFRESH_MS);
 </script>"#;
