@@ -530,11 +530,17 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
         };
         let _ = write!(
             h,
-            r#"<div class="card lane" id="lane-{id}"><b>{id}</b> · {dir} · {port_word} {port}<div>"#,
+            r#"<div class="card lane" id="lane-{id}"><b>{id}</b> · {dir} · {port_word} {port} · <span class="layout">{layout}</span>"#,
             id = esc(&lane.id),
             port_word = t("port"),
-            port = esc(&lane.port_no)
+            port = esc(&lane.port_no),
+            layout = esc(&lane.layout),
         );
+        // A lane that cannot report, or whose devices and passages disagree, says so.
+        for w in view.lane_warnings.get(&lane.id).into_iter().flatten() {
+            let _ = write!(h, r#"<div class="bad lane-warning">⚠ {}</div>"#, esc(w));
+        }
+        h.push_str("<div>");
         render_devices(&mut h, view, &lane.id, now, lang);
         h.push_str("</div>");
         let passages = view
@@ -610,14 +616,20 @@ fn render_devices(h: &mut String, view: &StatusView, lane: &str, now: Timestamp,
     let mut none = true;
     for (name, state) in view.devices.iter().filter(|(_, s)| s.lane == lane) {
         none = false;
-        let (class, word) = if state.up {
-            ("ok", lang.tr("up"))
-        } else {
-            ("bad", lang.tr("down"))
+        let state_now = state.state();
+        let class = match state_now {
+            crate::health::LinkState::Up => "ok",
+            crate::health::LinkState::Faulty | crate::health::LinkState::Down => "bad",
         };
+        // A faulty device says why (the read and the exception) where the installer looks.
+        let why = match (&state.fault, state_now) {
+            (Some(why), crate::health::LinkState::Faulty) => format!(": {}", esc(why)),
+            _ => String::new(),
+        };
+        let word = lang.tr(state_now.as_str());
         let _ = write!(
             h,
-            r#"<div class="device-row"><span class="device {class}">{} {word} ({})</span>"#,
+            r#"<div class="device-row"><span class="device {class}">{} {word}{why} ({})</span>"#,
             esc(name),
             ago(lang, now, state.since)
         );

@@ -320,6 +320,7 @@ const TABLE: &[(&str, &str)] = &[
     ("no device reported yet", "尚无设备上报"),
     ("up", "在线"),
     ("down", "离线"),
+    ("faulty", "故障"),
     ("Lot", "车场"),
     ("space counter", "车位计数器"),
     ("Recent alarms", "最近告警"),
