@@ -233,7 +233,7 @@ pub async fn run_bus<L, F, Fut>(
                     device.schedule_probe(outcome, now_ts);
                     if let Some(link_fact) = link_fact {
                         if let EventKind::Link { up } = link_fact {
-                            tracing::debug!(device = %device.name, bus = %spec.name, up, "device link changed");
+                            tracing::warn!(device = %device.name, bus = %spec.name, up, "device link changed");
                         }
                         events.insert(0, link_fact);
                     }
@@ -342,7 +342,7 @@ async fn lose_transport(spec: &mut BusSpec, tx: &mpsc::Sender<RawEvent>) -> bool
     let now = Timestamp::now();
     for d in &mut spec.devices {
         if let Some(kind) = d.health.transport_lost() {
-            tracing::debug!(device = %d.name, bus = %spec.name, up = false, "device link changed");
+            tracing::warn!(device = %d.name, bus = %spec.name, up = false, "device link changed");
             let ev = RawEvent {
                 lane: d.lane.clone(),
                 device: d.name.clone(),

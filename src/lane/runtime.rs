@@ -214,7 +214,7 @@ impl LaneRuntime {
         match &event.kind {
             EventKind::Link { up } => {
                 self.health.set(&event.device, &event.lane, *up, event.at);
-                // Health logs the change once (and its duration when the link is back).
+                // The driver warned at the change; Health logs the return with its duration.
                 tracing::debug!(lane = %event.lane, device = %event.device, up, "device link");
             }
             EventKind::Fault { problem } => {
