@@ -107,6 +107,16 @@ enum Command {
         #[arg(long)]
         to: Option<PathBuf>,
     },
+    /// Blind intervals across restarts (crash, watchdog restart, power cut, stop), per
+    /// lane: from the previous run's last sign of life to the lane's devices reporting
+    /// again, and what was recovered or could not be. Oldest first, times lot-local.
+    Gaps {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print each gap as its JSON line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List serial ports with their /dev/serial/by-id and by-path names, and print the
     /// udev rule line that pins each USB-RS485 adapter to /dev/parking/<name>.
     Ports,
@@ -353,6 +363,7 @@ fn main() -> anyhow::Result<ExitCode> {
         }
         Command::Check { config } => check(&config),
         Command::Backup { config, to } => backup(&config, to),
+        Command::Gaps { config, json } => gaps(&config, json),
         Command::Doctor {
             config,
             camera_wait,
@@ -389,6 +400,48 @@ fn main() -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+fn gaps(config: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    use parking_bridge::lane::journal;
+    let site = load(config)?;
+    let dir = journal::journal_dir(&site.storage.dir);
+    let gaps = journal::read_gaps(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let offset = site.platform.offset();
+    if json {
+        for g in &gaps {
+            println!("{}", serde_json::to_string(g)?);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if gaps.is_empty() {
+        println!("no restart gaps recorded in {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<12} {:<19} {:>8}  {:<5} {:<14} {:>9}  notes",
+        "lane", "blind from", "seconds", "cause", "resumed", "recovered"
+    );
+    for g in &gaps {
+        let mut notes = g.unresolved.join("; ");
+        if !g.silent_devices.is_empty() {
+            if !notes.is_empty() {
+                notes.push_str("; ");
+            }
+            notes.push_str(&format!("silent: {}", g.silent_devices.join(", ")));
+        }
+        println!(
+            "{:<12} {:<19} {:>8.1}  {:<5} {:<14} {:>9}  {}",
+            g.lane,
+            g.from.format_local(offset),
+            (g.to.0 - g.from.0).max(0) as f64 / 1000.0,
+            if g.clean_stop { "stop" } else { "crash" },
+            g.resumed,
+            g.recovered,
+            notes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn platform_test(config: &std::path::Path) -> anyhow::Result<ExitCode> {

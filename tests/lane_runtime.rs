@@ -170,7 +170,16 @@ async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
 
     let journal_path = dir.path().join("journal/events.jsonl");
     let text = std::fs::read_to_string(&journal_path).unwrap();
-    assert_eq!(text.lines().count(), sent);
+    // Every event, plus the lane task's marks (start, applied passages, stop).
+    let is_mark = parking_bridge::lane::journal::is_mark;
+    assert_eq!(text.lines().filter(|l| !is_mark(l)).count(), sent);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("\"mark\":\"applied\""))
+            .count(),
+        2,
+        "{text}"
+    );
     let mut replayed = Vec::new();
     parking_bridge::lane::replay::run(&config, text.as_bytes(), &mut replayed, false).unwrap();
     let replayed = String::from_utf8(replayed).unwrap();
@@ -279,6 +288,211 @@ async fn passages_reach_the_status_page_with_their_snapshots() {
     assert!(without.snapshot.is_none());
 }
 
+/// Waits until the journal in `dir` holds `n` event lines (they are written before the
+/// lane logic acts, so this is "the task has seen them").
+async fn journalled(dir: &Path, n: usize) {
+    let path = dir.join("journal/events.jsonl");
+    wait_until("events not journalled", Duration::from_millis(10), || {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !parking_bridge::lane::journal::is_mark(l))
+            .count()
+            >= n
+    })
+    .await;
+}
+
+fn start(
+    config: &SiteConfig,
+    store: &Arc<Store>,
+    dir: &Path,
+) -> (mpsc::Sender<RawEvent>, JoinHandle<()>) {
+    let journal = Journal::open(&dir.join("journal")).unwrap();
+    let runtime = LaneRuntime::new(config, store.clone(), Health::new()).with_journal(journal);
+    let (tx, rx) = mpsc::channel(64);
+    (tx, tokio::spawn(runtime.run(rx, None)))
+}
+
+/// One vehicle's events split at `cut` (the first `cut` before a crash or a stop).
+fn split(events: Vec<RawEvent>, cut: usize) -> (Vec<RawEvent>, Vec<RawEvent>) {
+    let mut first = events;
+    let rest = first.split_off(cut);
+    (first, rest)
+}
+
+#[tokio::test]
+async fn a_vehicle_under_the_barrier_when_the_task_dies_is_reported_with_its_plate_after_the_restart()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let t0 = Timestamp::now().0 - 3_300;
+    // Read, on A, under the barrier (A and B): then the process dies.
+    let (before, after) = split(vehicle("in-lg", Some("闽A12345"), t0), 3);
+    let (tx, task) = start(&config, &store, dir.path());
+    for e in before {
+        tx.send(e).await.unwrap();
+    }
+    journalled(dir.path(), 3).await;
+    // SIGKILL: the task vanishes without settling or marking anything.
+    task.abort();
+    let _ = task.await;
+    drop(tx);
+    assert!(store.open_stays().unwrap().is_empty());
+
+    let (tx, task) = start(&config, &store, dir.path());
+    for e in after {
+        tx.send(e).await.unwrap();
+    }
+    wait_until(
+        "no entry after the restart",
+        Duration::from_millis(10),
+        || !store.open_stays().unwrap().is_empty(),
+    )
+    .await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(stays[0].plate_no, "闽A12345");
+    assert_eq!(stays[0].entered_at, Timestamp(t0 + 3300));
+
+    let gaps = parking_bridge::lane::journal::read_gaps(&dir.path().join("journal")).unwrap();
+    let gap = gaps
+        .iter()
+        .find(|g| g.lane == "in-lg")
+        .expect("a gap for in-lg");
+    assert!(!gap.clean_stop, "{gap:?}");
+    assert_eq!(gap.resumed, "under_barrier");
+    assert!(gap.from.0 >= t0 + 1300, "{gap:?}");
+
+    // A third start applies nothing again.
+    let (tx, task) = start(&config, &store, dir.path());
+    finish(tx, task, Duration::from_secs(5)).await;
+    assert_eq!(store.list_stays(false, 10).unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stop_and_a_restart_mid_passage_give_the_reports_of_no_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let t0 = Timestamp::now().0 - 3_300;
+    // A vehicle on loop A, not yet read: the bridge is stopped (SIGTERM: the channel
+    // closes), restarted, the read arrives and the vehicle drives through.
+    let events = vehicle("in-lg", None, t0)[..1].to_vec();
+    let (tx, task) = start(&config, &store, dir.path());
+    for e in events {
+        tx.send(e).await.unwrap();
+    }
+    finish(tx, task, Duration::from_secs(5)).await;
+    let journal = std::fs::read_to_string(dir.path().join("journal/events.jsonl")).unwrap();
+    assert!(journal.contains("\"mark\":\"stop\""), "{journal}");
+
+    let (tx, task) = start(&config, &store, dir.path());
+    let rest = vehicle("in-lg", Some("闽B54321"), t0)[1..].to_vec();
+    let mut late = vec![ev(
+        "in-lg",
+        "cam",
+        Timestamp::now().0,
+        EventKind::Plate(PlateRead::text("闽B54321", PlateColor::Blue)),
+    )];
+    late.extend(rest.into_iter().map(|mut e| {
+        e.at = Timestamp(e.at.0 + 3_400);
+        e
+    }));
+    for e in late {
+        tx.send(e).await.unwrap();
+    }
+    journalled(dir.path(), 1 + 1 + 3).await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(
+        stays[0].plate_no, "闽B54321",
+        "the vehicle kept its place across the stop"
+    );
+    let gaps = parking_bridge::lane::journal::read_gaps(&dir.path().join("journal")).unwrap();
+    assert!(
+        gaps.iter()
+            .any(|g| g.lane == "in-lg" && g.clean_stop && g.resumed == "approaching"),
+        "{gaps:?}"
+    );
+}
+
+/// Drops the `applied` marks from the journal in `dir` (if the task wrote them before
+/// it was aborted): a SIGKILL between the passage's commit and its mark.
+fn forget_applied_marks(dir: &Path) {
+    let path = dir.join("journal/events.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"mark\":\"applied\""))
+        .collect();
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+}
+
+#[tokio::test]
+async fn a_passage_committed_but_not_marked_before_a_kill_is_not_applied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let t0 = Timestamp::now().0 - 20_000;
+    let (tx, task) = start(&config, &store, dir.path());
+    for e in vehicle("in-lg", Some("闽A12345"), t0) {
+        tx.send(e).await.unwrap();
+    }
+    wait_until("no entry", Duration::from_millis(10), || {
+        !store.open_stays().unwrap().is_empty()
+    })
+    .await;
+    task.abort();
+    let _ = task.await;
+    drop(tx);
+    forget_applied_marks(dir.path());
+
+    let (tx, task) = start(&config, &store, dir.path());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+}
+
+#[tokio::test]
+async fn a_passage_seen_but_not_applied_before_a_kill_is_applied_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let t0 = Timestamp::now().0 - 20_000;
+    // The journal of a run that saw the whole vehicle and died before storing it.
+    let mut journal = Journal::open(&dir.path().join("journal")).unwrap();
+    journal
+        .mark(&parking_bridge::lane::journal::Mark::Start {
+            at: Timestamp(t0 - 1),
+            resumed: false,
+        })
+        .unwrap();
+    for e in vehicle("in-lg", Some("闽A12345"), t0) {
+        journal.append(&e).unwrap();
+    }
+    drop(journal);
+
+    let (tx, task) = start(&config, &store, dir.path());
+    wait_until(
+        "the unapplied passage is not applied",
+        Duration::from_millis(10),
+        || !store.open_stays().unwrap().is_empty(),
+    )
+    .await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    let stays = store.list_stays(false, 10).unwrap();
+    assert_eq!(stays.len(), 1, "{stays:?}");
+    assert_eq!(stays[0].plate_no, "闽A12345");
+    assert_eq!(stays[0].entered_at, Timestamp(t0 + 3300));
+    let text = std::fs::read_to_string(dir.path().join("journal/events.jsonl")).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"mark\":\"applied\"") && l.contains("\"recovered\":true")),
+        "{text}"
+    );
+}
+
 /// Issue 18 in the real store: a re-entering plate's orphaned stay gets an exit report
 /// (price 0, one second before the new entry) and a lane-journal note; a trailer behind
 /// its tractor is noted, not a stay; a vehicle hidden by a device gap is entered once,
@@ -376,4 +590,62 @@ async fn orphaned_stays_trailers_and_inferred_passages_reach_the_store() {
         notes,
         ["inferred_passage", "orphaned_exit", "trailer_with_tractor"]
     );
+}
+
+#[test]
+fn the_gaps_command_lists_each_restart_gap_with_its_cause_and_outcome() {
+    use parking_bridge::lane::journal::{Gap, Mark};
+    let dir = tempfile::tempdir().unwrap();
+    let config = site(dir.path());
+    let config_path = dir.path().join("site.toml");
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scenarios/site.toml"),
+    )
+    .unwrap()
+    .replace(
+        "dir = \"/nonexistent\"",
+        &format!("dir = {:?}", dir.path().display().to_string()),
+    );
+    std::fs::write(&config_path, base).unwrap();
+    let gaps = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
+            .args(["gaps", "--config"])
+            .arg(&config_path)
+            .env_remove("PARKING_BRIDGE_APP_SECRET")
+            .output()
+            .unwrap()
+    };
+    let none = gaps();
+    assert!(none.status.success(), "{none:?}");
+    assert!(String::from_utf8_lossy(&none.stdout).contains("no restart gaps"));
+
+    let mut journal = Journal::open_in_storage(&config.storage).unwrap();
+    journal
+        .mark(&Mark::Gap(Gap {
+            lane: "in-lg".into(),
+            from: Timestamp(1_764_000_000_000),
+            to: Timestamp(1_764_000_001_400),
+            clean_stop: false,
+            resumed: "under_barrier".into(),
+            recovered: 1,
+            unresolved: vec!["2 journal lines unreadable".into()],
+            silent_devices: vec!["in-lg-cam".into()],
+        }))
+        .unwrap();
+    let out = gaps();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("in-lg"))
+        .unwrap_or_else(|| panic!("{text}"));
+    for want in [
+        "1.4",
+        "crash",
+        "under_barrier",
+        "2 journal lines unreadable",
+        "silent: in-lg-cam",
+    ] {
+        assert!(row.contains(want), "{want:?} missing: {row}");
+    }
 }

@@ -302,6 +302,15 @@ impl LaneMachine {
         &self.lane
     }
 
+    /// The state's name (`idle`, `under_barrier`, …), for logs and restart gaps.
+    pub fn state_name(&self) -> &'static str {
+        if self.state == State::Idle && self.held.is_some() {
+            "held"
+        } else {
+            self.state.name()
+        }
+    }
+
     /// Device gaps with a vehicle in the lane, by outcome (for metrics and the status page).
     pub fn blind_counts(&self) -> BlindCounts {
         self.blind_counts

@@ -12,6 +12,7 @@ pub mod matching;
 pub mod model;
 pub mod plate_format;
 pub mod replay;
+pub mod resume;
 pub mod runtime;
 pub mod stays;
 pub mod watch;

@@ -5,7 +5,8 @@
 //! Deterministic: events are taken in file order; before each event every lane's timers
 //! due by its time run, earliest first (ties by lane id); after the last event every
 //! remaining timer runs. Time never goes backwards (`now = max(now, event.at)`).
-//! Blank lines and lines starting with `#` are skipped, so scenarios can carry comments.
+//! Blank lines and lines starting with `#` are skipped, so scenarios can carry comments;
+//! so are a journal's marks (`{"mark":…}`).
 
 use super::machine::LaneMachine;
 use super::model::{MemoryLot, Outcome};
@@ -146,7 +147,8 @@ pub fn run(
     for (i, line) in events.lines().enumerate() {
         let line = line?;
         let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        // Marks are the lane task's notes in a journal (applied, start, gap…), not events.
+        if trimmed.is_empty() || trimmed.starts_with('#') || super::journal::is_mark(trimmed) {
             continue;
         }
         let event: RawEvent =

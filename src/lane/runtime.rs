@@ -6,10 +6,21 @@
 //!
 //! Time: an event is handled at its own `at` (so the service and `replay` agree);
 //! timers run at the wall clock.
+//!
+//! Crashes and restarts: every event is in the journal before a machine sees it, and
+//! every applied passage leaves an `applied` mark. At start the task rebuilds its
+//! machines from the journal ([`super::resume`]), applies what the previous run left
+//! unapplied, and follows each lane's devices until they have all reported again: a
+//! passage those first reports complete (a vehicle that cleared in the blind
+//! interval) is flagged `recovered`, and each lane's blind interval is recorded
+//! ([`super::journal::Gap`]: journal, `gaps.jsonl`, `/metrics`, the status page's
+//! alarms). A stop leaves held vehicles to the next start instead of settling them,
+//! so a stop and a restart give the same reports as no stop.
 
 use super::fees::{FeeSource, TerminalCharge, TerminalThen};
-use super::journal::Journal;
+use super::journal::{Gap, Journal, Mark};
 use super::machine::{LaneMachine, Passage};
+use super::resume::Applied;
 use super::stays::{OpenStay, StayAction, decide, expired};
 use super::watch::{Change, LaneWatch};
 use crate::config::{LaneConfig, SiteConfig};
@@ -17,8 +28,8 @@ use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
 use crate::store::{ExitDetails, LocalClose, NewStay, Store, StoreError};
 use crate::time::Timestamp;
-use prometheus::{IntCounter, IntCounterVec};
-use std::collections::{BTreeMap, HashSet};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -27,6 +38,68 @@ use tokio::sync::mpsc;
 const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 /// Attempts at applying one passage before it is given up (logged as an error).
 const STORE_ATTEMPTS: u32 = 5;
+/// An `alive` mark is journalled when nothing else was for this long, so a crash's
+/// blind interval is known to within it.
+const ALIVE_EVERY_MS: i64 = 10_000;
+/// After a restart, a lane whose devices have all reported something, but not all a
+/// loop or gate state (a camera reports only plates), is seeing again after this long.
+const RESYNC_SETTLE_MS: i64 = 5_000;
+/// A device silent this long after a restart is left out of the lane's gap (listed as
+/// silent); the lane's link-down logic deals with it.
+const RESYNC_LIMIT_MS: i64 = 30_000;
+
+static GAPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_lane_restart_gaps_total",
+        "Blind intervals across a restart (crash or stop), by lane",
+        &["lane"],
+    )
+});
+
+static LAST_GAP: LazyLock<GaugeVec> = LazyLock::new(|| {
+    crate::metrics::float_gauge_vec(
+        "parking_bridge_lane_last_gap_seconds",
+        "The last restart's blind interval, by lane: the previous run's last sign of life to the lane's devices reporting again",
+        &["lane"],
+    )
+});
+
+static RECOVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_lane_recovered_passages_total",
+        "Passages reported from the journal after a restart, or completed in a restart's blind interval, by lane",
+        &["lane"],
+    )
+});
+
+static UNRESOLVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_lane_unresolved_total",
+        "Vehicles a restart could not account for (followed at the restart, gone without a passage), by lane",
+        &["lane"],
+    )
+});
+
+/// One lane after a restart, until its devices have all reported again.
+#[derive(Debug)]
+struct Resync {
+    /// The previous run's last sign of life.
+    from: Timestamp,
+    clean_stop: bool,
+    /// The lane's state when resumed.
+    resumed: &'static str,
+    /// Devices of the lane not heard from yet; those not yet heard a loop/gate state from.
+    unheard: BTreeSet<String>,
+    no_state_yet: BTreeSet<String>,
+    /// Loop/gate facts already reported since the start, by device: the first one of
+    /// each is the device's view after the blind interval.
+    reported: BTreeSet<(String, &'static str)>,
+    /// When the last device was first heard from.
+    seeing_since: Timestamp,
+    recovered: u32,
+    passages: u32,
+    notes: Vec<String>,
+}
 
 static PASSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     crate::metrics::counter_vec(
@@ -75,6 +148,13 @@ pub struct LaneRuntime {
     liveness: Option<crate::ops::Liveness>,
     /// The status page: passages are shown there with their snapshots.
     ops: Option<crate::ops::OpsState>,
+    /// Devices of each lane (for knowing when a lane sees again after a restart).
+    lane_devices: BTreeMap<String, BTreeSet<String>>,
+    /// Passages applied before the restart that the rebuilt machines may produce again.
+    already_applied: Applied,
+    /// Lanes still catching up after a restart.
+    resync: BTreeMap<String, Resync>,
+    started: Timestamp,
     /// Per lane: reads without passages, vehicles without reads (see [`super::watch`]).
     watches: BTreeMap<String, LaneWatch>,
 }
@@ -101,6 +181,22 @@ impl LaneRuntime {
             charges: BTreeMap::new(),
             liveness: None,
             ops: None,
+            lane_devices: site
+                .lanes
+                .iter()
+                .map(|l| {
+                    let devices = site
+                        .devices
+                        .iter()
+                        .filter(|d| d.lane == l.id)
+                        .map(|d| d.name.clone())
+                        .collect();
+                    (l.id.clone(), devices)
+                })
+                .collect(),
+            already_applied: Applied::new(),
+            resync: BTreeMap::new(),
+            started: Timestamp::now(),
             watches: site
                 .lanes
                 .iter()
@@ -154,8 +250,10 @@ impl LaneRuntime {
         self
     }
 
-    /// Runs until the event channel closes (every driver gone: shutdown), then runs the
-    /// timers still pending so that a held passage is not lost.
+    /// Resumes the lanes from the journal, then runs until the event channel closes
+    /// (every driver gone: shutdown). Held passages are left to the next start's resume
+    /// (a `stop` mark says the stop was clean); without a journal they are settled now
+    /// so that none is lost.
     ///
     /// `occupancy` is the optional occupancy-source hook (`lot.occupancy_source =
     /// "external"`): each value received sets the occupied count.
@@ -164,7 +262,10 @@ impl LaneRuntime {
         mut events: mpsc::Receiver<RawEvent>,
         mut occupancy: Option<mpsc::Receiver<i64>>,
     ) {
+        self.resume(Timestamp::now()).await;
         let mut next_expiry = tokio::time::Instant::now();
+        // Gaps are closed within a second; otherwise only `alive` marks are due.
+        let mut next_housekeeping = tokio::time::Instant::now();
         loop {
             if let Some(alive) = &self.liveness {
                 alive.tick();
@@ -176,12 +277,7 @@ impl LaneRuntime {
             let expiry_due = tokio::time::sleep_until(next_expiry);
             tokio::select! {
                 event = events.recv() => match event {
-                    Some(event) => {
-                        self.on_event(&event).await;
-                        if events.is_empty() {
-                            self.flush_journal();
-                        }
-                    }
+                    Some(event) => self.on_event(&event).await,
                     None => break,
                 },
                 Some(n) = async { match occupancy.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
@@ -194,11 +290,226 @@ impl LaneRuntime {
                     next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
                     self.expire(Timestamp::now()).await;
                 }
+                _ = tokio::time::sleep_until(next_housekeeping) => {
+                    let every = if self.resync.is_empty() { ALIVE_EVERY_MS } else { 1_000 };
+                    next_housekeeping = tokio::time::Instant::now() + Duration::from_millis(every as u64);
+                    let now = Timestamp::now();
+                    self.close_gaps(now);
+                    if self.journal.as_ref().is_some_and(|j| j.alive_due(now, ALIVE_EVERY_MS)) {
+                        self.mark(&Mark::Alive { at: now });
+                    }
+                }
             }
         }
-        self.flush_journal();
-        // Shutdown: held vehicles are complete passages; report them now rather than lose them.
-        self.run_timers(Timestamp(i64::MAX)).await;
+        // Lanes still catching up after the start: their blind interval ends here.
+        self.close_gaps(Timestamp(i64::MAX / 2));
+        if self.journal.is_some() {
+            // Held vehicles stay held: the next start resumes them from the journal and
+            // reports them as if there had been no stop (a late read still attaches).
+            self.mark(&Mark::Stop {
+                at: Timestamp::now(),
+            });
+        } else {
+            // No journal to resume from: report held vehicles now rather than lose them.
+            self.run_timers(Timestamp(i64::MAX)).await;
+        }
+    }
+
+    /// Rebuilds the lanes from the journal, applies what the previous run left
+    /// unapplied, and starts following each lane's devices until they report again.
+    async fn resume(&mut self, now: Timestamp) {
+        self.started = now;
+        let Some(journal) = &self.journal else { return };
+        let dir = journal.dir().to_path_buf();
+        let since = now.plus_millis(-super::resume::WINDOW_MS);
+        let window = match tokio::task::spawn_blocking(move || {
+            super::journal::read_window(&dir, since)
+        })
+        .await
+        {
+            Ok(Ok(w)) => w,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the event journal; the lanes start empty");
+                self.mark(&Mark::Start {
+                    at: now,
+                    resumed: false,
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "journal read task failed; the lanes start empty");
+                return;
+            }
+        };
+        let configs: Vec<LaneConfig> = self.lanes.values().map(|(c, _)| (**c).clone()).collect();
+        let resumed = super::resume::rebuild(&configs, &window, since);
+        drop(window);
+        for (id, lane) in resumed.lanes {
+            if let Some((_, machine)) = self.lanes.get_mut(&id) {
+                if !lane.machine.is_idle() {
+                    tracing::info!(lane = %id, state = lane.machine.state_name(), events = lane.events, "lane resumed from the journal");
+                }
+                *machine = lane.machine;
+            }
+        }
+        self.charges.extend(resumed.charges);
+        self.already_applied = resumed.applied;
+        if let Some(from) = resumed.last_life {
+            for (id, (_, machine)) in &self.lanes {
+                let devices = self.lane_devices.get(id).cloned().unwrap_or_default();
+                let mut notes = Vec::new();
+                if resumed.bad_lines > 0 {
+                    notes.push(format!("{} journal lines unreadable", resumed.bad_lines));
+                }
+                self.resync.insert(
+                    id.clone(),
+                    Resync {
+                        from,
+                        clean_stop: resumed.clean_stop,
+                        resumed: machine.state_name(),
+                        no_state_yet: devices.clone(),
+                        unheard: devices,
+                        reported: BTreeSet::new(),
+                        seeing_since: now,
+                        recovered: 0,
+                        passages: 0,
+                        notes,
+                    },
+                );
+            }
+            tracing::info!(
+                blind_from = from.0,
+                clean_stop = resumed.clean_stop,
+                unapplied = resumed.candidates.len(),
+                "lanes resumed from the journal"
+            );
+        }
+        self.mark(&Mark::Start {
+            at: now,
+            resumed: resumed.resumed,
+        });
+        // A SIGKILL between a passage's commit and its `applied` mark (one write later)
+        // leaves a stay that the journal does not know of: the database has the word.
+        let candidates = if resumed.candidates.is_empty() {
+            resumed.candidates
+        } else {
+            let store = self.store.clone();
+            let recent = tokio::task::spawn_blocking(move || store.list_stays(false, 500))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            resumed
+                .candidates
+                .into_iter()
+                .filter(|p| {
+                    let stored = recent.iter().any(|s| {
+                        (s.entry_lane == p.lane && s.entered_at == p.at)
+                            || (s.exit_lane.as_deref() == Some(p.lane.as_str())
+                                && s.exited_at == Some(p.at))
+                    });
+                    if stored {
+                        tracing::info!(lane = %p.lane, at = p.at.0, "passage unmarked in the journal but already in the database; not applied again");
+                    }
+                    !stored
+                })
+                .collect()
+        };
+        for p in candidates {
+            if let Some(cfg) = self.lanes.get(&p.lane).map(|(c, _)| c.clone()) {
+                tracing::warn!(lane = %p.lane, at = p.at.0, "passage recovered from the journal: the previous run did not apply it");
+                self.apply(&cfg, p, true).await;
+            }
+        }
+    }
+
+    /// Closes the blind interval of every lane whose devices have all reported again
+    /// (or that waited long enough), recording it.
+    fn close_gaps(&mut self, now: Timestamp) {
+        let since_start = now.0 - self.started.0;
+        let done: Vec<String> = self
+            .resync
+            .iter()
+            .filter(|(_, r)| {
+                (r.unheard.is_empty()
+                    && (r.no_state_yet.is_empty() || since_start >= RESYNC_SETTLE_MS))
+                    || since_start >= RESYNC_LIMIT_MS
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            let Some(mut r) = self.resync.remove(&id) else {
+                continue;
+            };
+            let idle_now = self.lanes.get(&id).is_some_and(|(_, m)| m.is_idle());
+            let mut unresolved = 0;
+            if r.resumed != "idle" && r.passages == 0 && idle_now {
+                unresolved += 1;
+                r.notes.push(format!(
+                    "the vehicle followed at the restart ({}) left without a passage: it turned away, or passed in the blind interval",
+                    r.resumed
+                ));
+            }
+            let to = if r.unheard.is_empty() {
+                r.seeing_since
+            } else {
+                now
+            };
+            let gap = Gap {
+                lane: id.clone(),
+                from: r.from,
+                to,
+                clean_stop: r.clean_stop,
+                resumed: r.resumed.to_string(),
+                recovered: r.recovered,
+                unresolved: r.notes,
+                silent_devices: r.unheard.into_iter().collect(),
+            };
+            let seconds = (gap.to.0 - gap.from.0).max(0) as f64 / 1000.0;
+            GAPS.with_label_values(&[id.as_str()]).inc();
+            LAST_GAP.with_label_values(&[id.as_str()]).set(seconds);
+            UNRESOLVED
+                .with_label_values(&[id.as_str()])
+                .inc_by(unresolved);
+            tracing::warn!(
+                lane = %id,
+                blind_from = gap.from.0,
+                blind_to = gap.to.0,
+                blind_secs = seconds,
+                clean_stop = gap.clean_stop,
+                resumed = %gap.resumed,
+                recovered = gap.recovered,
+                unresolved = gap.unresolved.len(),
+                silent = gap.silent_devices.len(),
+                "restart gap"
+            );
+            if let Some(ops) = &self.ops {
+                let mut text = format!(
+                    "lane {id}: blind {seconds:.1} s across a {} (resumed {}, {} recovered)",
+                    if gap.clean_stop { "restart" } else { "crash" },
+                    gap.resumed,
+                    gap.recovered
+                );
+                for note in &gap.unresolved {
+                    text.push_str("; ");
+                    text.push_str(note);
+                }
+                if !gap.silent_devices.is_empty() {
+                    text.push_str(&format!("; silent: {}", gap.silent_devices.join(", ")));
+                }
+                ops.alarm(&text, now);
+            }
+            self.mark(&Mark::Gap(gap));
+        }
+    }
+
+    /// Journals a mark (a failure is logged: the journal must not stop the lanes).
+    fn mark(&mut self, mark: &Mark) {
+        if let Some(journal) = self.journal.as_mut() {
+            if let Err(e) = journal.mark(mark) {
+                tracing::warn!(error = %e, "event journal mark failed");
+            }
+        }
     }
 
     fn next_timer(&self) -> Option<Timestamp> {
@@ -209,6 +520,11 @@ impl LaneRuntime {
         if let Some(journal) = self.journal.as_mut() {
             if let Err(e) = journal.append(event) {
                 tracing::warn!(error = %e, "event journal append failed");
+            }
+        }
+        if let Some(r) = self.resync.get_mut(&event.lane) {
+            if r.unheard.remove(&event.device) {
+                r.seeing_since = r.seeing_since.max(event.at);
             }
         }
         match &event.kind {
@@ -254,26 +570,64 @@ impl LaneRuntime {
         };
         let cfg = cfg.clone();
         let passages = machine.handle(event, event.at);
+        // After a restart, the first loop/gate state of each device is its view after
+        // the blind interval: a passage it completes happened (partly) unseen.
+        let recovered = match self.resync.get_mut(&event.lane) {
+            Some(r) => {
+                let fact = match &event.kind {
+                    EventKind::Loop { which, .. } => Some(match which {
+                        crate::event::LoopId::A => "loop_a",
+                        crate::event::LoopId::B => "loop_b",
+                    }),
+                    EventKind::Gate { .. } => Some("gate"),
+                    EventKind::Plate(_) => Some("plate"),
+                    _ => None,
+                };
+                match fact {
+                    Some(f) => {
+                        r.no_state_yet.remove(&event.device);
+                        r.reported.insert((event.device.clone(), f)) && f != "plate"
+                    }
+                    None => false,
+                }
+            }
+            None => false,
+        };
         if let Some(watch) = self.watches.get_mut(&event.lane) {
             let changes = watch.on_event(&event.kind);
             self.show_watch(&event.lane, changes);
         }
         for p in passages {
-            self.apply(&cfg, p).await;
+            self.apply(&cfg, p, recovered).await;
         }
+        self.close_gaps(Timestamp::now());
     }
 
+    /// Runs every timer due by `now`, each at its own deadline, earliest first (after a
+    /// restart, or a busy moment, several may be due at once; their order matters).
     async fn run_timers(&mut self, now: Timestamp) {
         let mut due = Vec::new();
-        for (cfg, machine) in self.lanes.values_mut() {
-            if machine.poll_at().is_some_and(|t| t <= now) {
-                for p in machine.on_timer(now) {
-                    due.push((cfg.clone(), p));
-                }
+        loop {
+            let next = self
+                .lanes
+                .iter()
+                .filter_map(|(id, (_, m))| m.poll_at().map(|t| (t, id)))
+                .filter(|(t, _)| *t <= now)
+                .min()
+                .map(|(t, id)| (t, id.clone()));
+            let Some((t, id)) = next else { break };
+            let Some((cfg, machine)) = self.lanes.get_mut(&id) else {
+                break;
+            };
+            for p in machine.on_timer(t) {
+                due.push((cfg.clone(), p));
             }
         }
         for (cfg, p) in due {
-            self.apply(&cfg, p).await;
+            // Its deadline passed while the bridge was down: decided without what the
+            // blind interval may have brought (a late read).
+            let recovered = self.resync.contains_key(&p.lane) && p.cleared_at < self.started;
+            self.apply(&cfg, p, recovered).await;
         }
     }
 
@@ -302,22 +656,42 @@ impl LaneRuntime {
         }
     }
 
-    fn flush_journal(&mut self) {
-        if let Some(journal) = self.journal.as_mut() {
-            if let Err(e) = journal.flush() {
-                tracing::warn!(error = %e, "event journal flush failed");
-            }
-        }
-    }
-
     /// Plans and applies one passage, retrying the database a few times (each attempt
     /// is one transaction, so a retry never half-applies).
-    async fn apply(&mut self, lane: &Arc<LaneConfig>, passage: Passage) {
+    ///
+    /// A passage the previous run applied already (the rebuilt machines produce it
+    /// again) is skipped; every other one leaves an `applied` mark in the journal once
+    /// done with, so that the next start does not apply it again. `recovered`: it was
+    /// recovered across a restart (logged, counted, shown on the gap).
+    async fn apply(&mut self, lane: &Arc<LaneConfig>, passage: Passage, recovered: bool) {
+        if !self.already_applied.is_empty()
+            && super::resume::take_applied(&mut self.already_applied, &passage)
+        {
+            tracing::debug!(lane = %passage.lane, at = passage.at.0, "passage applied before the restart; not again");
+            return;
+        }
+        if let Some(r) = self.resync.get_mut(&passage.lane) {
+            r.passages += 1;
+            r.recovered += u32::from(recovered);
+        }
+        if recovered {
+            RECOVERED.with_label_values(&[lane.id.as_str()]).inc();
+        }
+        self.apply_once(lane, &passage, recovered).await;
+        self.mark(&Mark::Applied {
+            lane: passage.lane.clone(),
+            cleared_at: passage.cleared_at,
+            at: Timestamp::now(),
+            recovered,
+        });
+    }
+
+    async fn apply_once(&mut self, lane: &Arc<LaneConfig>, passage: &Passage, recovered: bool) {
         PASSAGES
-            .with_label_values(&[lane.id.as_str(), case_label(&passage)])
+            .with_label_values(&[lane.id.as_str(), case_label(passage)])
             .inc();
         if let Some(watch) = self.watches.get_mut(&lane.id) {
-            let changes = watch.on_passage(&passage);
+            let changes = watch.on_passage(passage);
             self.show_watch(&lane.id, changes);
         }
         // The exit lane's terminal charge first (it is forgotten once a vehicle left
@@ -365,7 +739,7 @@ impl LaneRuntime {
             .await;
             match result {
                 Ok(Ok((action, stay_plate))) => {
-                    tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, "passage applied");
+                    tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, recovered, "passage applied");
                     self.show(&action, stay_plate.as_deref(), passage.inferred);
                     return;
                 }
