@@ -14,7 +14,11 @@ for path in \
   ./etc/udev/rules.d/99-parking-bridge.rules \
   ./usr/share/parking-bridge/device-profiles/README.md \
   ./usr/share/doc/parking-bridge/operations.md \
-  ./usr/share/doc/parking-bridge/README.md; do
+  ./usr/share/doc/parking-bridge/README.md \
+  ./usr/share/parking-bridge/monitoring/parking-bridge-rules.yml \
+  ./usr/share/parking-bridge/monitoring/grafana-dashboard.json \
+  ./usr/lib/systemd/system/parking-bridge-backup.service \
+  ./usr/lib/systemd/system/parking-bridge-backup.timer; do
   grep -q " ${path}\$" <<<"$contents" || fail "missing $path"
 done
 for profile in device-profiles/*.toml; do
@@ -42,4 +46,13 @@ PARKING_BRIDGE_APP_SECRET=0123456789abcdef "$bin" check --config "$tmp/root/etc/
 sed "s#/usr/bin/parking-bridge#$bin#" "$tmp/root/usr/lib/systemd/system/parking-bridge.service" >"$tmp/parking-bridge.service"
 warnings=$(systemd-analyze verify "$tmp/parking-bridge.service" 2>&1) || fail "systemd-analyze verify: $warnings"
 [ -z "$warnings" ] || fail "systemd-analyze verify warns: $warnings"
+sed "s#/usr/bin/parking-bridge#$bin#" "$tmp/root/usr/lib/systemd/system/parking-bridge-backup.service" >"$tmp/parking-bridge-backup.service"
+cp "$tmp/root/usr/lib/systemd/system/parking-bridge-backup.timer" "$tmp/"
+warnings=$(systemd-analyze verify "$tmp/parking-bridge-backup.service" "$tmp/parking-bridge-backup.timer" 2>&1) \
+  || fail "systemd-analyze verify (backup units): $warnings"
+[ -z "$warnings" ] || fail "systemd-analyze verify warns (backup units): $warnings"
+if command -v promtool >/dev/null; then
+  promtool check rules "$tmp/root/usr/share/parking-bridge/monitoring/parking-bridge-rules.yml" >/dev/null \
+    || fail "shipped alert rules do not pass promtool"
+fi
 echo "check-deb: $deb ok ($(grep -c '' <<<"$contents") entries)"

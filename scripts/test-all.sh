@@ -15,6 +15,9 @@ command -v openssl >/dev/null || need+=(openssl)
 # Tests run the bridge with TZ=Asia/Shanghai (the platform's local time); without
 # the zone database glibc silently falls back to UTC and those tests would lie.
 [ -e /usr/share/zoneinfo/Asia/Shanghai ] || need+=(tzdata)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool: the shipped alert rules
+# A CJK font, so the status page's screenshots show plates' province characters.
+{ command -v fc-list >/dev/null && [ -n "$(fc-list :lang=zh family 2>/dev/null)" ]; } || need+=(fonts-noto-cjk fontconfig)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing test prerequisites: ${need[*]}"
   sudo_cmd=""

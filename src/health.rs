@@ -93,8 +93,32 @@ impl Health {
                 since: at,
             });
         let before = entry.state();
+        let before_since = entry.since;
         change(entry);
-        if entry.state() != before {
+        let after = entry.state();
+        if after != before {
+            // Once per change: the driver warns when a device goes down or faulty (with
+            // the bus, the read, the exception); here its return, with how long it was
+            // out. The state is in /metrics.
+            match after {
+                LinkState::Up => {
+                    let out_secs = (at.0 - before_since.0).max(0) / 1000;
+                    tracing::info!(
+                        device,
+                        lane,
+                        was = before.as_str(),
+                        out_secs,
+                        "device usable again"
+                    );
+                }
+                LinkState::Down => tracing::debug!(device, lane, "device link down"),
+                LinkState::Faulty => tracing::debug!(
+                    device,
+                    lane,
+                    fault = entry.fault.as_deref().unwrap_or(""),
+                    "device faulty"
+                ),
+            }
             entry.since = at;
         }
     }
@@ -130,6 +154,26 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_back_is_logged_once_with_how_long_it_was_out() {
+        use crate::ops::logging::{Style, build, tests::Captured};
+        let out = Captured::default();
+        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
+        let h = Health::new();
+        tracing::subscriber::with_default(sub, || {
+            h.set("cam-1", "entry-1", true, Timestamp(0));
+            for i in 0..100 {
+                // Every poll reports the same state.
+                h.set("cam-1", "entry-1", false, Timestamp(1_000 + i * 100));
+            }
+            h.set("cam-1", "entry-1", true, Timestamp(91_000));
+        });
+        let log = out.text();
+        assert!(!log.contains("WARN"), "the driver warned already: {log}");
+        assert_eq!(log.matches("device usable again").count(), 1, "{log}");
+        assert!(log.contains(r#""out_secs":90"#), "{log}");
+    }
 
     #[test]
     fn lane_is_lost_only_when_all_its_devices_are_down_past_threshold() {

@@ -6,6 +6,7 @@ use parking_bridge::config::SiteConfig;
 use parking_bridge::ops::logging::{self, LogFormat};
 use parking_bridge::store::operator::{self, EnterArgs, ExitArgs, OperatorError};
 use parking_bridge::time::Timestamp;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -96,6 +97,15 @@ enum Command {
         config: PathBuf,
         #[command(subcommand)]
         action: Option<OccupancyCommand>,
+    },
+    /// A consistent copy of the state database, safe while `run` runs (SQLite's online
+    /// backup, checked, then renamed into place). Restore: docs/operations.md.
+    Backup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The backup file (default: `[storage] backup_file`).
+        #[arg(long)]
+        to: Option<PathBuf>,
     },
     /// Blind intervals across restarts (crash, watchdog restart, power cut, stop), per
     /// lane: from the previous run's last sign of life to the lane's devices reporting
@@ -301,7 +311,20 @@ fn main() -> anyhow::Result<ExitCode> {
     } else {
         "info"
     };
-    logging::init(cli.log_format, &logging::initial_filter(default_level))?;
+    let filter = logging::initial_filter(default_level);
+    // The demo's live view owns a terminal: its log lines go to DIR/demo.log there.
+    match &cli.command {
+        Command::Demo(args) if std::io::stdout().is_terminal() => {
+            logging::init_to_file(
+                cli.log_format,
+                &filter,
+                &parking_bridge::sim::demo::log_file(args),
+            )?;
+        }
+        _ => {
+            logging::init(cli.log_format, &filter)?;
+        }
+    }
     match cli.command {
         Command::Demo(args) => demo(args),
         Command::PlatformTest { config } => platform_test(&config),
@@ -339,6 +362,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => check(&config),
+        Command::Backup { config, to } => backup(&config, to),
         Command::Gaps { config, json } => gaps(&config, json),
         Command::Doctor {
             config,
@@ -439,16 +463,31 @@ fn platform_test(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcome = rt.block_on(commission::platform_test(
-        &site,
-        &client,
-        &mut std::io::stdout(),
-    ));
+    let lang = parking_bridge::ops::i18n::Lang::from_env();
+    let mut shown = Vec::new();
+    let outcome = rt.block_on(commission::platform_test(&site, &client, &mut shown));
+    print!(
+        "{}",
+        translate_verdict_lines(&String::from_utf8_lossy(&shown), lang)
+    );
     Ok(if outcome.accepted() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// platform-test's `OK:`/`FAILED:` line in the installer's language (LANG); what was
+/// sent and received stays verbatim.
+fn translate_verdict_lines(text: &str, lang: parking_bridge::ops::i18n::Lang) -> String {
+    text.lines()
+        .map(|line| match line.strip_prefix("FAILED: ") {
+            Some(hint) if lang != parking_bridge::ops::i18n::Lang::En => {
+                format!("{}: {}\n", lang.tr("FAILED"), lang.tr_text(hint))
+            }
+            _ => format!("{}\n", lang.tr_text(line)),
+        })
+        .collect()
 }
 
 fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
@@ -550,6 +589,31 @@ fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn backup(config: &Path, to: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use parking_bridge::ops::backup;
+    let site = load(config)?;
+    let Some(to) = to.or_else(|| site.storage.backup_file.clone()) else {
+        eprintln!(
+            "give --to FILE, or set [storage] backup_file in {}",
+            config.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let db = site.storage.dir.join(parking_bridge::store::DB_FILE);
+    let at = Timestamp::now();
+    match backup::backup(&db, &to) {
+        Ok(summary) => {
+            tracing::info!(to = %summary.to.display(), bytes = summary.bytes, pending = summary.pending_reports, "backup written");
+            println!("{}", backup::describe(&summary, at));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("backup failed: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn load(config: &Path) -> anyhow::Result<SiteConfig> {
@@ -656,10 +720,36 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    let lang = parking_bridge::ops::i18n::Lang::from_env();
+    // The explanation for an installer reading Chinese; the error lines stay exact
+    // (file:line: key: message) so that editors and scripts can jump to them.
+    // Under a Chinese LANG each error line is followed by its message in Chinese.
+    let show = |text: &str| {
+        for line in text.lines() {
+            eprintln!("{line}");
+            if let Some(message) = line.splitn(3, ": ").nth(2) {
+                let translated = lang.tr_text(message);
+                if translated != message {
+                    eprintln!("    → {translated}");
+                }
+            }
+        }
+    };
+    let explain = || {
+        if lang != parking_bridge::ops::i18n::Lang::En {
+            eprintln!(
+                "{}",
+                lang.tr(
+                    "Fix each line above (file:line: key: what is wrong), then run check again."
+                )
+            );
+        }
+    };
     let site = match SiteConfig::from_toml(&text, config) {
         Ok(site) => site,
         Err(e) => {
-            eprintln!("{e}");
+            show(&e.to_string());
+            explain();
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -702,7 +792,7 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {w}");
     }
     if problems.is_empty() {
-        println!("{}: ok", config.display());
+        println!("{}", lang.tr_text(&format!("{}: ok", config.display())));
         // Each lane's layout and where it comes from; warnings do not fail the check
         // (a lane being commissioned may not have every input wired yet).
         for lane in &site.lanes {
@@ -715,8 +805,9 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for p in problems {
-        eprintln!("{p}");
+        show(&p.to_string());
     }
+    explain();
     Ok(ExitCode::FAILURE)
 }
 

@@ -232,6 +232,12 @@ impl Bridge {
         })
     }
 
+    /// Where the status page, `/metrics` and `/healthz` listen (`None`: disabled or
+    /// not started).
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ops.as_ref().and_then(|(_, tasks)| tasks.http_addr)
+    }
+
     /// The state database (sync: use it from `spawn_blocking`).
     pub fn store(&self) -> Arc<Store> {
         self.pipeline.store.clone()

@@ -21,7 +21,7 @@ pub use devices::{
 };
 pub use lanes::{Direction, LaneConfig};
 pub use lot::LotConfig;
-pub use ops::{HttpConfig, LoggingConfig};
+pub use ops::{HttpConfig, LoggingConfig, PageLanguage};
 pub use platform::{PlatformConfig, Secret, SecretError};
 pub use storage::StorageConfig;
 

@@ -30,6 +30,23 @@ pub struct HttpConfig {
     /// on a site without any time source (the reports' times are then the PC's guess).
     #[serde(default = "yes")]
     pub require_clock_sync: bool,
+    /// Language of the status page: `auto` (the browser's `Accept-Language`), `en` or
+    /// `zh-CN`. Logs stay in English.
+    #[serde(default)]
+    pub language: PageLanguage,
+}
+
+/// `[http] language`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum PageLanguage {
+    /// Follow the browser's `Accept-Language` (English when it names neither).
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    #[serde(rename = "en")]
+    English,
+    #[serde(rename = "zh-CN", alias = "zh", alias = "zh_CN", alias = "zh-Hans")]
+    Chinese,
 }
 
 fn default_listen() -> String {
@@ -58,6 +75,7 @@ impl Default for HttpConfig {
             device_down_secs: default_device_down_secs(),
             disk_full_percent: default_disk_full_percent(),
             require_clock_sync: true,
+            language: PageLanguage::Auto,
         }
     }
 }
@@ -147,6 +165,19 @@ impl LoggingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_language_accepts_auto_en_and_chinese_spellings_only() {
+        let parse = |v: &str| toml::from_str::<HttpConfig>(&format!("language = {v:?}"));
+        assert_eq!(parse("auto").unwrap().language, PageLanguage::Auto);
+        assert_eq!(parse("en").unwrap().language, PageLanguage::English);
+        for zh in ["zh-CN", "zh", "zh_CN", "zh-Hans"] {
+            assert_eq!(parse(zh).unwrap().language, PageLanguage::Chinese, "{zh}");
+        }
+        let e = parse("fr").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `fr`"), "{e}");
+        assert_eq!(HttpConfig::default().language, PageLanguage::Auto);
+    }
 
     #[test]
     fn non_loopback_listen_needs_a_token() {

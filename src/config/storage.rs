@@ -36,6 +36,17 @@ pub struct StorageConfig {
     /// for longer than this.
     #[serde(default = "default_lane_lost_after_secs")]
     pub lane_lost_after_secs: u64,
+    /// Where `parking-bridge backup` writes (the default of its `--to`), e.g. from the
+    /// shipped daily timer; `doctor` reports this file's age.
+    #[serde(default)]
+    pub backup_file: Option<PathBuf>,
+    /// `doctor` fails when the backup is older than this.
+    #[serde(default = "default_backup_max_age_hours")]
+    pub backup_max_age_hours: u64,
+}
+
+fn default_backup_max_age_hours() -> u64 {
+    26
 }
 
 fn default_retention_days() -> u32 {
@@ -64,6 +75,8 @@ impl StorageConfig {
             snapshot_mode: SnapshotMode::default(),
             max_in_flight: default_max_in_flight(),
             lane_lost_after_secs: default_lane_lost_after_secs(),
+            backup_file: None,
+            backup_max_age_hours: default_backup_max_age_hours(),
         }
     }
 
@@ -92,12 +105,48 @@ impl StorageConfig {
                 "must be at least 1",
             ));
         }
+        if self
+            .backup_file
+            .as_ref()
+            .is_some_and(|f| f.as_os_str().is_empty() || f.starts_with(&self.dir))
+        {
+            out.push(Invalid::new(
+                "storage.backup_file",
+                "must be a file outside the storage dir (ideally on another disk)",
+            ));
+        }
+        if self.backup_max_age_hours == 0 {
+            out.push(Invalid::new(
+                "storage.backup_max_age_hours",
+                "must be at least 1",
+            ));
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backup_file_must_lie_outside_the_storage_dir() {
+        let parse = |extra: &str| -> Vec<String> {
+            let s: StorageConfig =
+                toml::from_str(&format!("dir = \"/var/lib/pb\"\n{extra}")).unwrap();
+            let mut out = Vec::new();
+            s.validate(&mut out);
+            out.into_iter().map(|i| i.key.to_string()).collect()
+        };
+        assert!(parse("backup_file = \"/var/backups/pb/state.db\"").is_empty());
+        assert_eq!(
+            parse("backup_file = \"/var/lib/pb/copy.db\""),
+            vec!["storage.backup_file"]
+        );
+        assert_eq!(
+            parse("backup_max_age_hours = 0"),
+            vec!["storage.backup_max_age_hours"]
+        );
+    }
 
     #[test]
     fn defaults_apply_when_only_dir_is_given() {

@@ -538,7 +538,8 @@ impl LaneRuntime {
         match &event.kind {
             EventKind::Link { up } => {
                 self.health.set(&event.device, &event.lane, *up, event.at);
-                tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
+                // The driver warned at the change; Health logs the return with its duration.
+                tracing::debug!(lane = %event.lane, device = %event.device, up, "device link");
             }
             EventKind::Fault { problem } => {
                 self.health

@@ -73,6 +73,27 @@ impl fmt::Display for Check {
     }
 }
 
+impl Check {
+    /// The line in `lang`: what was checked and the hint are translated; what was
+    /// found (paths, errors, figures) stays as the system said it.
+    pub fn render(&self, lang: super::i18n::Lang) -> String {
+        let mark = if self.ok { "✓" } else { "✗" };
+        let mut out = format!("{mark} {}", lang.tr_text(&self.label));
+        if !self.detail.is_empty() {
+            out.push_str(": ");
+            out.push_str(&self.detail);
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!(
+                "\n    {}: {}",
+                lang.tr("hint"),
+                lang.tr_text(hint)
+            ));
+        }
+        out
+    }
+}
+
 /// Runs the checklist, printing each line as it completes, and returns the process
 /// exit status (0: all ✓). Builds its own runtime so `main` stays a plain dispatcher.
 pub fn main(config_path: &Path, camera_wait: Duration) -> std::process::ExitCode {
@@ -86,13 +107,23 @@ pub fn main(config_path: &Path, camera_wait: Duration) -> std::process::ExitCode
             return std::process::ExitCode::FAILURE;
         }
     };
-    let checks = runtime.block_on(run(config_path, camera_wait, |c| println!("{c}")));
+    // The installer's language (LANG); English by default.
+    let lang = super::i18n::Lang::from_env();
+    let checks = runtime.block_on(run(config_path, camera_wait, |c| {
+        println!("{}", c.render(lang))
+    }));
     let failed = checks.iter().filter(|c| !c.ok).count();
     if failed == 0 {
-        println!("all {} checks passed", checks.len());
+        println!(
+            "{}",
+            lang.tr_text(&format!("all {} checks passed", checks.len()))
+        );
         std::process::ExitCode::SUCCESS
     } else {
-        println!("{failed} of {} checks failed", checks.len());
+        println!(
+            "{}",
+            lang.tr_text(&format!("{failed} of {} checks failed", checks.len()))
+        );
         std::process::ExitCode::FAILURE
     }
 }
@@ -164,7 +195,43 @@ pub async fn run(
     push(check_platform(&config).await, &mut out);
     push(check_clock_sync(), &mut out);
     push(check_timezone(&config.platform.utc_offset), &mut out);
+    if let Some(file) = &config.storage.backup_file {
+        push(
+            check_backup(
+                file,
+                Duration::from_secs(config.storage.backup_max_age_hours.saturating_mul(3600)),
+                std::time::SystemTime::now(),
+            ),
+            &mut out,
+        );
+    }
     out
+}
+
+/// The age of the last backup, when `[storage] backup_file` is configured.
+pub fn check_backup(file: &Path, max_age: Duration, now: std::time::SystemTime) -> Check {
+    const LABEL: &str = "recent backup of the state database";
+    let take = format!(
+        "parking-bridge backup --config /etc/parking-bridge/config.toml --to {} (the shipped parking-bridge-backup.timer runs it daily)",
+        file.display()
+    );
+    match super::backup::backup_age(file, now) {
+        None => Check::fail(LABEL, format!("no backup yet at {}", file.display()), take),
+        Some(age) => {
+            let hours = age.as_secs() / 3600;
+            let detail = format!(
+                "{}: {} h {} min old",
+                file.display(),
+                hours,
+                (age.as_secs() % 3600) / 60
+            );
+            if age <= max_age {
+                Check::pass(LABEL, detail)
+            } else {
+                Check::fail(LABEL, detail, take)
+            }
+        }
+    }
 }
 
 /// How far back `doctor` looks in the event journal for lanes that read without

@@ -99,6 +99,7 @@ async fn feed(
                     .max()
                     .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
                 ops.set_outbox(summary.pending(), oldest);
+                ops.set_outbox_kinds(outbox_kinds(&summary));
                 ops.set_held(summary.held());
                 ops.set_store_error(None);
                 ops.set_occupancy(occupancy.occupied, occupancy.total);
@@ -132,6 +133,29 @@ async fn feed(
             Err(e) => tracing::warn!(error = %e, "status feeder task failed"),
         }
     }
+}
+
+/// The outbox per kind of report, in the words of the status page.
+fn outbox_kinds(summary: &crate::store::OutboxSummary) -> Vec<super::state::OutboxKind> {
+    use crate::report::ReportKind;
+    summary
+        .kinds
+        .iter()
+        .map(|(kind, k)| super::state::OutboxKind {
+            kind: match kind {
+                ReportKind::Entry => "entry report",
+                ReportKind::EntrySnapshot => "entry snapshot",
+                ReportKind::Exit => "exit report",
+                ReportKind::ExitSnapshot => "exit snapshot",
+            },
+            pending: k.pending,
+            held: k.held,
+            oldest_age: k
+                .oldest_pending_age_ms
+                .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            last_error: k.last_error.clone(),
+        })
+        .collect()
 }
 
 /// Translates changes of the uploader's status into platform answers and alarms.

@@ -10,8 +10,11 @@
 //! `?token=TOKEN` (a phone's browser cannot send headers; the page keeps the query in
 //! its links and refresh).
 
+use super::charts;
 use super::disk::fs_space;
+use super::i18n::Lang;
 use super::state::{HealthLevel, OpsState, Passage, StatusView};
+use crate::config::PageLanguage;
 use crate::time::Timestamp;
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -216,10 +219,19 @@ async fn status_page(State(ops): State<OpsState>, request: Request) -> Html<Stri
         .query()
         .and_then(query_token)
         .map(|t| format!("?token={}", percent_encode(&t)));
+    let lang = page_language(
+        request.uri().query(),
+        ops.http_config().language,
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let (view, problems) = problems_now(&ops);
     let now = Timestamp::now();
     let level = view.level(now, ops.http_config(), &problems);
-    Html(render_with_level(
+    Html(render_in(
+        lang,
         &view,
         &problems,
         level,
@@ -241,7 +253,7 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -256,16 +268,7 @@ fn esc(text: &str) -> String {
     out
 }
 
-fn ago(now: Timestamp, then: Timestamp) -> String {
-    let s = (now.0 - then.0).max(0) / 1000;
-    match s {
-        0..60 => format!("{s} s ago"),
-        60..3600 => format!("{} min ago", s / 60),
-        _ => format!("{} h {} min ago", s / 3600, (s % 3600) / 60),
-    }
-}
-
-/// The status page. Pure: everything comes from `view`.
+/// The status page in English. Pure: everything comes from `view`.
 pub fn render(
     view: &StatusView,
     problems: &[String],
@@ -290,16 +293,70 @@ pub fn render_with_level(
     mask: bool,
     token_query: &str,
 ) -> String {
+    render_in(Lang::En, view, problems, level, now, mask, token_query)
+}
+
+/// The page's language: `?lang=` in the address, else `[http] language`, else the
+/// browser's `Accept-Language`, else English.
+pub fn page_language(
+    query: Option<&str>,
+    configured: PageLanguage,
+    accept_language: Option<&str>,
+) -> Lang {
+    let asked = query.and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("lang="))
+            .and_then(|v| Lang::parse(&percent_decode(v)))
+    });
+    asked
+        .or(match configured {
+            PageLanguage::English => Some(Lang::En),
+            PageLanguage::Chinese => Some(Lang::Zh),
+            PageLanguage::Auto => None,
+        })
+        .or_else(|| accept_language.and_then(Lang::from_accept_language))
+        .unwrap_or(Lang::En)
+}
+
+/// Fonts that carry the province characters of plates where they exist (Noto/Source
+/// Han on Linux, YaHei on Windows, PingFang on a phone), before the generic families.
+pub const FONT_STACK: &str = r#"system-ui,-apple-system,"Segoe UI","Noto Sans CJK SC","Noto Sans SC","Source Han Sans SC","WenQuanYi Micro Hei","Microsoft YaHei","PingFang SC","Hiragino Sans GB","Droid Sans Fallback",sans-serif"#;
+
+/// Refreshes the page's body in place (so the scroll position stays), every
+/// [`REFRESH_SECS`]; without script, `<noscript>` falls back to a plain reload.
+/// The body counts its refreshes in `data-refreshes` (for tests and the curious).
+const REFRESH_SCRIPT: &str = r#"<script>
+var pbRefreshes=0;
+setInterval(function(){
+  fetch(location.href,{cache:"no-store"}).then(function(r){return r.ok?r.text():null}).then(function(t){
+    if(!t)return;var d=new DOMParser().parseFromString(t,"text/html");
+    var y=window.scrollY;document.body.replaceWith(d.body);window.scrollTo(0,y);
+    document.body.setAttribute("data-refreshes",++pbRefreshes);
+  }).catch(function(){});
+},REFRESH_MS);
+</script>"#;
+
+/// The status page in `lang`. Pure: everything comes from `view`.
+pub fn render_in(
+    lang: Lang,
+    view: &StatusView,
+    problems: &[String],
+    level: HealthLevel,
+    now: Timestamp,
+    mask: bool,
+    token_query: &str,
+) -> String {
+    let t = |s: &'static str| lang.tr(s);
     let time = |t: Timestamp| t.format_local(view.offset);
-    let mut h = String::with_capacity(8 * 1024);
+    let mut h = String::with_capacity(32 * 1024);
     let _ = write!(
         h,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
+        r#"<!doctype html><html lang="{tag}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="refresh" content="{REFRESH_SECS}">
+<noscript><meta http-equiv="refresh" content="{REFRESH_SECS}"></noscript>
 <title>parking-bridge {lot}</title>
 <style>
-body{{font-family:system-ui,sans-serif;margin:0.5em;max-width:60em;line-height:1.35}}
+body{{font-family:{FONT_STACK};margin:0.5em;max-width:60em;line-height:1.35}}
 h1{{font-size:1.3em;margin:0.2em 0}} h2{{font-size:1.1em;margin:0.8em 0 0.3em}}
 .ok{{color:#176c2c}} .bad{{color:#b00020;font-weight:bold}} .warn{{color:#a15c00}}
 .card{{border:1px solid #ccc;border-radius:6px;padding:0.5em;margin:0.4em 0}}
@@ -307,32 +364,47 @@ table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:0.2e
 img.snap{{max-width:100%;width:16em;display:block}}
 td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
 .kv span{{display:inline-block;min-width:9em}}
-</style></head><body>
-<h1>parking-bridge · lot {lot}</h1>
-<div>{now_local} · version {version} · up since {started}</div>
+svg.chart{{width:100%;height:auto;display:block}} svg .axis{{font-size:11px;fill:#555;font-family:{FONT_STACK}}}
+svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
+.gallery{{display:flex;flex-wrap:wrap;gap:0.5em}} .gallery figure{{margin:0}} .gallery figcaption{{font-size:0.9em}}
+.plate{{font-family:{FONT_STACK};font-weight:600}}
+</style>
+{script}
+</head><body>
+<h1>parking-bridge · {lot_word} {lot}</h1>
+<div>{now_local} · {version_word} {version} · {up_since} {started}</div>
 "#,
+        tag = lang.tag(),
         lot = esc(&view.lot_no),
+        lot_word = t("lot"),
         now_local = time(now),
+        version_word = t("version"),
         version = env!("CARGO_PKG_VERSION"),
+        up_since = t("up since"),
         started = time(view.started),
+        script = REFRESH_SCRIPT.replace("REFRESH_MS", &(REFRESH_SECS * 1000).to_string()),
     );
 
     // Overall health first: what a technician needs at a glance.
     if problems.is_empty() {
-        h.push_str(r#"<div class="card ok" id="health">Healthy</div>"#);
+        let _ = write!(
+            h,
+            r#"<div class="card ok" id="health">{}</div>"#,
+            t("Healthy")
+        );
     } else {
         let _ = write!(
             h,
             r#"<div class="card bad" id="health" data-level="{}">{}<ul>"#,
             level.as_str(),
             if level == HealthLevel::Failing {
-                "Failing"
+                t("Failing")
             } else {
-                "Degraded"
+                t("Degraded")
             }
         );
         for p in problems {
-            let _ = write!(h, "<li>{}</li>", esc(p));
+            let _ = write!(h, "<li>{}</li>", esc(&lang.tr_text(p)));
         }
         h.push_str("</ul></div>");
     }
@@ -342,69 +414,125 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
         Some((occupied, total)) => {
             let _ = write!(
                 h,
-                r#"<div><span>Occupancy</span><b id="occupancy">{occupied} / {total}</b> ({} free)</div>"#,
-                total - occupied
+                r#"<div><span>{}</span><b id="occupancy">{occupied} / {total}</b> ({} {})</div>"#,
+                t("Occupancy"),
+                total - occupied,
+                t("free"),
             );
         }
-        None => h.push_str(r#"<div><span>Occupancy</span><b id="occupancy">unknown</b></div>"#),
+        None => {
+            let _ = write!(
+                h,
+                r#"<div><span>{}</span><b id="occupancy">{}</b></div>"#,
+                t("Occupancy"),
+                t("unknown")
+            );
+        }
     }
     match view.outbox_depth {
         Some(depth) => {
             let oldest = view
                 .outbox_oldest_age
-                .map(|a| format!(", oldest {} s", a.as_secs()))
+                .map(|a| format!(", {} {} s", t("oldest"), a.as_secs()))
                 .unwrap_or_default();
+            let held: u64 = view.outbox_kinds.iter().map(|k| k.held).sum();
+            let held_text = if held > 0 {
+                format!(
+                    r#", <b id="held" class="warn">{held} {}</b>"#,
+                    t("held after refusals")
+                )
+            } else {
+                String::new()
+            };
             let _ = write!(
                 h,
-                r#"<div><span>Outbox</span><b id="outbox">{depth} waiting</b>{oldest}</div>"#
+                r#"<div><span>{}</span><b id="outbox">{depth} {}</b>{oldest}{held_text}</div>"#,
+                t("Outbox"),
+                t("waiting"),
             );
         }
-        None => h.push_str(r#"<div><span>Outbox</span><b id="outbox">unknown</b></div>"#),
+        None => {
+            let _ = write!(
+                h,
+                r#"<div><span>{}</span><b id="outbox">{}</b></div>"#,
+                t("Outbox"),
+                t("unknown")
+            );
+        }
     }
     let p = &view.platform;
     let (class, text) = match p.last_answer_ok {
-        Some(true) => ("ok", "reachable".to_string()),
+        Some(true) => ("ok", t("reachable").to_string()),
         Some(false) => (
             "bad",
-            format!("failing ({} in a row)", p.consecutive_failures),
+            format!(
+                "{} ({} {})",
+                t("failing"),
+                p.consecutive_failures,
+                t("in a row")
+            ),
         ),
-        None => ("warn", "no contact yet".to_string()),
+        None => ("warn", t("no contact yet").to_string()),
     };
     let _ = write!(
         h,
-        r#"<div><span>Platform</span><b id="platform" class="{class}">{text}</b>"#
+        r#"<div><span>{}</span><b id="platform" class="{class}">{text}</b>"#,
+        t("Platform")
     );
     if let Some(code) = &p.last_code {
-        let _ = write!(h, " · last result {}", esc(code));
+        let _ = write!(h, " · {} {}", t("last result"), esc(code));
     }
     if let Some(ok) = p.last_ok {
-        let _ = write!(h, " · last success {}", ago(now, ok));
+        let _ = write!(h, " · {} {}", t("last success"), ago(lang, now, ok));
     }
     if let Some(hb) = p.last_heartbeat_ok {
-        let _ = write!(h, " · heartbeat {}", ago(now, hb));
+        let _ = write!(h, " · {} {}", t("heartbeat"), ago(lang, now, hb));
     }
     h.push_str("</div>");
     let clock = match (&view.clock.suspicion, view.clock.synchronised) {
         (Some(s), _) => format!(
-            r#"<b id="clock" class="bad">suspect: {}</b>"#,
+            r#"<b id="clock" class="bad">{}: {}</b>"#,
+            t("suspect"),
             esc(&s.to_string())
         ),
-        (None, Some(true)) => r#"<b id="clock" class="ok">synchronised</b>"#.to_string(),
-        (None, Some(false)) => r#"<b id="clock" class="bad">not synchronised</b>"#.to_string(),
-        (None, None) => r#"<b id="clock" class="warn">unknown</b>"#.to_string(),
+        (None, Some(true)) => format!(r#"<b id="clock" class="ok">{}</b>"#, t("synchronised")),
+        (None, Some(false)) => {
+            format!(r#"<b id="clock" class="bad">{}</b>"#, t("not synchronised"))
+        }
+        (None, None) => format!(r#"<b id="clock" class="warn">{}</b>"#, t("unknown")),
     };
-    let _ = write!(h, "<div><span>Clock</span>{clock}</div></div>");
+    let _ = write!(h, "<div><span>{}</span>{clock}</div></div>", t("Clock"));
 
-    h.push_str("<h2>Lanes</h2>");
+    // The pictures of the day.
+    let total = view.occupancy.map(|o| o.1).unwrap_or(0);
+    let _ = write!(
+        h,
+        r#"<h2>{}</h2><div class="card">{}</div>"#,
+        t("Occupancy, last 24 h"),
+        charts::occupancy(&view.occupancy_history, total, now, view.offset, lang)
+    );
+    let lanes = charts::lanes_with_times(
+        view.lanes.iter().map(|l| l.id.clone()),
+        view.passage_times.clone(),
+    );
+    let _ = write!(
+        h,
+        r#"<h2>{}</h2><div class="card">{}</div>"#,
+        t("Passages per hour, last 24 h"),
+        charts::passages_per_hour(&lanes, now, view.offset, lang)
+    );
+
+    let _ = write!(h, "<h2>{}</h2>", t("Lanes"));
     for lane in &view.lanes {
         let dir = match lane.direction {
-            crate::config::Direction::Entry => "entry",
-            crate::config::Direction::Exit => "exit",
+            crate::config::Direction::Entry => t("entry"),
+            crate::config::Direction::Exit => t("exit"),
         };
         let _ = write!(
             h,
-            r#"<div class="card lane" id="lane-{id}"><b>{id}</b> · {dir} · port {port} · <span class="layout">{layout}</span>"#,
+            r#"<div class="card lane" id="lane-{id}"><b>{id}</b> · {dir} · {port_word} {port} · <span class="layout">{layout}</span>"#,
             id = esc(&lane.id),
+            port_word = t("port"),
             port = esc(&lane.port_no),
             layout = esc(&lane.layout),
         );
@@ -413,7 +541,7 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
             let _ = write!(h, r#"<div class="bad lane-warning">⚠ {}</div>"#, esc(w));
         }
         h.push_str("<div>");
-        render_devices(&mut h, &view.devices, &lane.id, now);
+        render_devices(&mut h, view, &lane.id, now, lang);
         h.push_str("</div>");
         let passages = view
             .passages
@@ -421,11 +549,18 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
             .map(Vec::as_slice)
             .unwrap_or(&[]);
         if passages.is_empty() {
-            h.push_str("<div>no passage yet</div>");
+            let _ = write!(h, "<div>{}</div>", t("no passage yet"));
         } else {
-            h.push_str("<table><tr><th>time</th><th>plate</th><th>case</th><th>snapshot</th></tr>");
+            let _ = write!(
+                h,
+                "<table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+                t("time"),
+                t("plate"),
+                t("case"),
+                t("snapshot")
+            );
             for passage in passages {
-                render_passage(&mut h, passage, mask, token_query, &time);
+                render_passage(&mut h, passage, mask, token_query, &time, lang);
             }
             h.push_str("</table>");
         }
@@ -433,14 +568,22 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
     }
 
     if view.devices.values().any(|s| s.lane.is_empty()) {
-        h.push_str(r#"<div class="card lane" id="lot-devices"><b>Lot</b> · space counter<div>"#);
-        render_devices(&mut h, &view.devices, "", now);
+        let _ = write!(
+            h,
+            r#"<div class="card lane" id="lot-devices"><b>{}</b> · {}<div>"#,
+            t("Lot"),
+            t("space counter")
+        );
+        render_devices(&mut h, view, "", now, lang);
         h.push_str("</div></div>");
     }
 
-    h.push_str("<h2>Recent alarms</h2>");
+    render_outbox_kinds(&mut h, view, lang);
+    render_gallery(&mut h, view, mask, token_query, &time, lang);
+
+    let _ = write!(h, "<h2>{}</h2>", t("Recent alarms"));
     if view.alarms.is_empty() {
-        h.push_str(r#"<div id="alarms">none</div>"#);
+        let _ = write!(h, r#"<div id="alarms">{}</div>"#, t("none"));
     } else {
         h.push_str(r#"<table id="alarms">"#);
         for a in &view.alarms {
@@ -453,22 +596,25 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
         }
         h.push_str("</table>");
     }
+    let sep = if token_query.is_empty() { "?" } else { "&" };
     let _ = write!(
         h,
-        "<p><small>Refreshes every {REFRESH_SECS} s.</small></p></body></html>"
+        r#"<p><small>{} {REFRESH_SECS} s · {}: <a href="{token_query}{sep}lang=en" hreflang="en">English</a> · <a href="{token_query}{sep}lang=zh-CN" hreflang="zh-CN">中文</a></small></p></body></html>"#,
+        t("Refreshes every"),
+        t("Language"),
     );
     h
 }
 
-/// The link state of the devices serving `lane` (`""`: the lot-wide ones).
-fn render_devices(
-    h: &mut String,
-    devices: &std::collections::BTreeMap<String, crate::health::DeviceState>,
-    lane: &str,
-    now: Timestamp,
-) {
+fn ago(lang: Lang, now: Timestamp, then: Timestamp) -> String {
+    lang.ago((now.0 - then.0).max(0) / 1000)
+}
+
+/// The link state of the devices serving `lane` (`""`: the lot-wide ones), each with
+/// its last hour as a strip.
+fn render_devices(h: &mut String, view: &StatusView, lane: &str, now: Timestamp, lang: Lang) {
     let mut none = true;
-    for (name, state) in devices.iter().filter(|(_, s)| s.lane == lane) {
+    for (name, state) in view.devices.iter().filter(|(_, s)| s.lane == lane) {
         none = false;
         let state_now = state.state();
         let class = match state_now {
@@ -480,15 +626,23 @@ fn render_devices(
             (Some(why), crate::health::LinkState::Faulty) => format!(": {}", esc(why)),
             _ => String::new(),
         };
+        let word = lang.tr(state_now.as_str());
         let _ = write!(
             h,
-            r#"<span class="device {class}">{} {state_now}{why} ({})</span> "#,
+            r#"<div class="device-row"><span class="device {class}">{} {word}{why} ({})</span>"#,
             esc(name),
-            ago(now, state.since)
+            ago(lang, now, state.since)
         );
+        let changes = view
+            .link_history
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        h.push_str(&charts::link_strip(name, changes, now, view.offset, lang));
+        h.push_str("</div>");
     }
     if none {
-        h.push_str("no device reported yet");
+        h.push_str(lang.tr("no device reported yet"));
     }
 }
 
@@ -498,30 +652,120 @@ fn render_passage(
     mask: bool,
     token_query: &str,
     time: &dyn Fn(Timestamp) -> String,
+    lang: Lang,
 ) {
     let plate = match &p.plate {
         Some(plate) => esc(&super::logging::plate_text(plate, mask)),
-        None => "(no plate)".to_string(),
+        None => lang.tr("(no plate)").to_string(),
     };
     let flag = if p.clock_suspect {
-        r#"<small class="bad">clock suspect</small>"#
+        format!(r#"<small class="bad">{}</small>"#, lang.tr("clock suspect"))
     } else {
-        ""
+        String::new()
     };
     let snap = match (&p.snapshot, p.snapshot_len) {
         (Some(_), _) => format!(
-            r#"<img class="snap" alt="snapshot" src="/snapshot/{}{token_query}">"#,
+            r#"<img class="snap" alt="{}" src="/snapshot/{}{token_query}">"#,
+            lang.tr("snapshot"),
             p.id
         ),
-        (None, Some(len)) => format!("{} KB, not kept", len / 1024),
+        (None, Some(len)) => format!("{} KB, {}", len / 1024, lang.tr("not kept")),
         (None, None) => "—".to_string(),
+    };
+    let case = match p.case.as_str() {
+        "entry" => lang.tr("entry").to_string(),
+        "exit" => lang.tr("exit").to_string(),
+        "no_plate" => lang.tr("no_plate").to_string(),
+        other => esc(other),
     };
     let _ = write!(
         h,
-        r#"<tr class="passage"><td class="when">{}{flag}</td><td class="plate">{plate}</td><td>{}</td><td>{snap}</td></tr>"#,
+        r#"<tr class="passage"><td class="when">{}{flag}</td><td class="plate">{plate}</td><td>{case}</td><td>{snap}</td></tr>"#,
         time(p.at).get(5..).unwrap_or_default(),
-        esc(&p.case)
     );
+}
+
+/// Reports waiting per kind, with how many are held after refusals and why.
+fn render_outbox_kinds(h: &mut String, view: &StatusView, lang: Lang) {
+    if view
+        .outbox_kinds
+        .iter()
+        .all(|k| k.pending == 0 && k.held == 0)
+    {
+        return;
+    }
+    let t = |s: &'static str| lang.tr(s);
+    let _ = write!(
+        h,
+        r#"<h2>{}</h2><table id="outbox-kinds"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>"#,
+        t("Reports waiting, by kind"),
+        t("kind"),
+        t("pending"),
+        t("held after refusals"),
+        t("oldest"),
+        t("last error"),
+    );
+    for k in view
+        .outbox_kinds
+        .iter()
+        .filter(|k| k.pending > 0 || k.held > 0)
+    {
+        let _ = write!(
+            h,
+            r#"<tr data-kind="{}" data-pending="{}" data-held="{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(k.kind),
+            k.pending,
+            k.held,
+            t(k.kind),
+            k.pending,
+            k.held,
+            k.oldest_age
+                .map(|a| format!("{} s", a.as_secs()))
+                .unwrap_or_default(),
+            esc(k.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// The snapshots still kept, newest first across lanes.
+fn render_gallery(
+    h: &mut String,
+    view: &StatusView,
+    mask: bool,
+    token_query: &str,
+    time: &dyn Fn(Timestamp) -> String,
+    lang: Lang,
+) {
+    let mut kept: Vec<&Passage> = view
+        .passages
+        .values()
+        .flatten()
+        .filter(|p| p.snapshot.is_some())
+        .collect();
+    kept.sort_by_key(|p| std::cmp::Reverse(p.at));
+    let _ = write!(
+        h,
+        r#"<h2>{}</h2><div class="gallery" id="snapshots">"#,
+        lang.tr("Last snapshots")
+    );
+    if kept.is_empty() {
+        h.push_str(lang.tr("no snapshot yet"));
+    }
+    for p in kept {
+        let plate = match &p.plate {
+            Some(plate) => esc(&super::logging::plate_text(plate, mask)),
+            None => lang.tr("(no plate)").to_string(),
+        };
+        let _ = write!(
+            h,
+            r#"<figure><img class="snap" alt="{plate}" src="/snapshot/{}{token_query}"><figcaption><span class="plate">{plate}</span> · {} · {}</figcaption></figure>"#,
+            p.id,
+            esc(&p.lane),
+            time(p.at).get(11..).unwrap_or_default(),
+        );
+    }
+    h.push_str("</div>");
 }
 
 #[cfg(test)]
@@ -562,6 +806,83 @@ mod tests {
         assert!(!html.contains("<b>闽"), "{html}");
         let html = render(&view, &[], Timestamp(1_700_000_001_000), false, "");
         assert!(html.contains("&lt;b&gt;闽A12345"), "{html}");
+    }
+
+    #[test]
+    fn language_comes_from_the_address_then_the_config_then_the_browser() {
+        let zh = Some("zh-CN,zh;q=0.9");
+        assert_eq!(page_language(None, PageLanguage::Auto, zh), Lang::Zh);
+        assert_eq!(
+            page_language(None, PageLanguage::Auto, Some("en")),
+            Lang::En
+        );
+        assert_eq!(page_language(None, PageLanguage::Auto, None), Lang::En);
+        assert_eq!(page_language(None, PageLanguage::English, zh), Lang::En);
+        assert_eq!(page_language(None, PageLanguage::Chinese, None), Lang::Zh);
+        assert_eq!(
+            page_language(Some("token=x&lang=en"), PageLanguage::Chinese, zh),
+            Lang::En
+        );
+        assert_eq!(
+            page_language(Some("lang=zh-CN"), PageLanguage::Auto, None),
+            Lang::Zh
+        );
+    }
+
+    #[test]
+    fn chinese_page_translates_words_and_reasons_but_keeps_plates_and_names() {
+        let config = crate::ops::state::tests::config();
+        let ops = OpsState::new(&config);
+        let now = ops.view().started;
+        ops.record_passage("entry-1", Some("闽A12345"), "entry", now, None);
+        ops.health()
+            .set("cam-1", "entry-1", false, now.plus_millis(-120_000));
+        let view = ops.view();
+        let problems = view.problems(now, &config.http, None);
+        let html = render_in(
+            Lang::Zh,
+            &view,
+            &problems,
+            HealthLevel::Degraded,
+            now,
+            true,
+            "?token=t",
+        );
+        assert!(html.contains(r#"<html lang="zh-CN">"#), "{html}");
+        assert!(
+            html.contains("车道 entry-1:设备 cam-1 已离线 120 秒"),
+            "{html}"
+        );
+        assert!(html.contains("闽A1***5") && html.contains("入口"), "{html}");
+        assert!(
+            html.contains(r#"data-device="cam-1""#),
+            "a link strip: {html}"
+        );
+        assert!(html.contains("Noto Sans CJK SC"), "CJK font stack: {html}");
+        assert!(
+            html.contains(r#"href="?token=t&lang=en""#),
+            "token kept: {html}"
+        );
+        // Refreshed in place by the script; a plain reload only without script.
+        assert!(html.contains("document.body.replaceWith"), "{html}");
+        assert!(
+            html.contains(r#"<noscript><meta http-equiv="refresh" content="5"></noscript>"#),
+            "{html}"
+        );
+        let en = render_in(
+            Lang::En,
+            &view,
+            &problems,
+            HealthLevel::Degraded,
+            now,
+            true,
+            "",
+        );
+        assert!(
+            en.contains("lane entry-1: device cam-1 down for 120 s"),
+            "{en}"
+        );
+        assert!(en.contains(r#"href="?lang=zh-CN""#), "{en}");
     }
 
     #[test]

@@ -30,6 +30,11 @@ pub enum LoggingError {
     Reload(String),
     #[error("cannot install the SIGHUP handler: {0}")]
     Signal(std::io::Error),
+    #[error("cannot write the log file {path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `--log-format`.
@@ -174,6 +179,40 @@ where
 }
 
 static CONTROL: OnceLock<LogControl> = OnceLock::new();
+
+/// Installs the process-wide subscriber appending to the file `path` (created with
+/// its directory), plain text without colours: the demo's live view owns the terminal.
+pub fn init_to_file(
+    format: LogFormat,
+    filter: &str,
+    path: &Path,
+) -> Result<LogControl, LoggingError> {
+    let open = || {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    };
+    let file = open().map_err(|source| LoggingError::File {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let style = match format {
+        LogFormat::Json => Style::Json,
+        LogFormat::Text => Style::Text {
+            ansi: false,
+            timestamps: true,
+        },
+    };
+    let (subscriber, control) = build(style, filter, std::sync::Mutex::new(file))?;
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|_| LoggingError::AlreadyInitialised)?;
+    let _ = CONTROL.set(control.clone());
+    Ok(control)
+}
 
 /// Installs the process-wide subscriber on stderr. Called once by `main`.
 pub fn init(format: LogFormat, filter: &str) -> Result<LogControl, LoggingError> {

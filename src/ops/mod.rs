@@ -5,15 +5,22 @@
 //! - [`logging`]: tracing set-up, SIGHUP level reload, plate masking for log fields;
 //! - [`clock`]: wall-clock jump and NTP-sync detection;
 //! - [`notify`]: systemd `READY=1` and liveness-gated watchdog pings;
-//! - [`doctor`]: the installer's checklist (`parking-bridge doctor`).
+//! - [`doctor`]: the installer's checklist (`parking-bridge doctor`);
+//! - [`backup`]: a consistent copy of the state database while `run` runs;
+//! - [`history`], [`charts`]: the day of figures the status page draws, and its SVG;
+//! - [`i18n`]: Simplified Chinese and English for what operators read (logs stay English).
 //!
 //! `run` calls [`start`] once, inside the runtime, after building its [`OpsState`].
 
+pub mod backup;
+pub mod charts;
 pub mod clock;
 pub mod disk;
 pub mod doctor;
 pub mod feed;
+pub mod history;
 pub mod http;
+pub mod i18n;
 pub mod logging;
 pub mod notify;
 pub mod state;
@@ -137,15 +144,19 @@ pub async fn watch_clock(ops: OpsState, every: Duration) {
                 wall,
             );
         }
+        // Where sync is required, losing it makes the clock suspect and `set_clock`
+        // logs that once; elsewhere the change is only worth a note.
         if synchronised != was_synchronised {
-            match synchronised {
-                Some(false) => {
-                    tracing::warn!("system clock not synchronised (NTP): report times may be wrong")
+            if !ops.http_config().require_clock_sync {
+                match synchronised {
+                    Some(false) => tracing::info!(
+                        "system clock not synchronised (NTP); not required on this site"
+                    ),
+                    Some(true) if was_synchronised.is_some() => {
+                        tracing::info!("system clock synchronised again")
+                    }
+                    _ => {}
                 }
-                Some(true) if was_synchronised.is_some() => {
-                    tracing::info!("system clock synchronised again")
-                }
-                _ => {}
             }
             was_synchronised = synchronised;
         }

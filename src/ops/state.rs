@@ -12,6 +12,7 @@
 //! | uploader | [`OpsState::record_platform_answer`]`(ok, code, at)` | any platform answer or transport failure (`ok` = reached and understood; `code` = `result_code`, `None` when unreachable) |
 //! | uploader | [`OpsState::record_heartbeat`]`(ok, at)` | a heartbeat was (not) accepted |
 //! | store / uploader | [`OpsState::set_outbox`]`(depth, oldest_age)` | after each delivery round |
+//! | feeder | [`OpsState::set_outbox_kinds`]`(kinds)` | pending and held reports per kind (the page's table), every second |
 //! | store | [`OpsState::set_disk`]`(used_bytes, budget_bytes)` | after writing/pruning stored data |
 //! | anyone | [`OpsState::alarm`]`(text, at)` | something an operator must act on (also logged at WARN) |
 //! | lanes | [`OpsState::set_lane_warning`]`(lane, key, text)` | a lane's devices and its passages disagree (reads without passages…), or no longer do |
@@ -24,6 +25,7 @@
 
 use super::clock::{Jump, Suspicion};
 use super::disk::FsSpace;
+use super::history::{History, LinkChange};
 use super::logging::LogPlate;
 use crate::config::{Direction, HttpConfig, SiteConfig};
 use crate::health::{DeviceState, Health, LinkState};
@@ -108,6 +110,8 @@ pub struct PlatformLink {
     pub last_answer_ok: Option<bool>,
     pub consecutive_failures: u64,
     pub last_heartbeat_ok: Option<Timestamp>,
+    /// When the current outage began (first failure after a success or the start).
+    pub outage_since: Option<Timestamp>,
 }
 
 /// The clock as last assessed by the clock watch.
@@ -116,6 +120,20 @@ pub struct ClockView {
     pub synchronised: Option<bool>,
     pub suspicion: Option<Suspicion>,
     pub last_jump: Option<Jump>,
+    /// When the current suspicion began.
+    pub suspect_since: Option<Timestamp>,
+}
+
+/// One kind of report in the outbox, for the status page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxKind {
+    /// `entry report`, `entry snapshot`, `exit report`, `exit snapshot`.
+    pub kind: &'static str,
+    pub pending: u64,
+    /// Held after repeated refusals, waiting for an operator (`outbox held`).
+    pub held: u64,
+    pub oldest_age: Option<Duration>,
+    pub last_error: Option<String>,
 }
 
 #[derive(Default)]
@@ -128,6 +146,8 @@ struct Data {
     occupancy: Option<(i64, i64)>,
     disk: Option<(u64, u64)>,
     clock: ClockView,
+    history: History,
+    outbox_kinds: Vec<OutboxKind>,
     /// Per lane, per warning key: what the operator must fix (see `set_lane_warning`).
     lane_warnings: BTreeMap<String, BTreeMap<String, String>>,
     held: Option<u64>,
@@ -173,6 +193,14 @@ pub struct StatusView {
     pub occupancy: Option<(i64, i64)>,
     pub disk: Option<(u64, u64)>,
     pub clock: ClockView,
+    /// Occupancy over the last day (see [`History::occupancy`]).
+    pub occupancy_history: Vec<(Timestamp, i64)>,
+    /// Passage times per lane over the last day, oldest first.
+    pub passage_times: BTreeMap<String, Vec<Timestamp>>,
+    /// Link changes per device over the last hour (and the state before it).
+    pub link_history: BTreeMap<String, Vec<LinkChange>>,
+    /// Per kind, when the feeder has read them.
+    pub outbox_kinds: Vec<OutboxKind>,
     /// Per lane id: the lane's standing warnings (it cannot report, or its devices and
     /// passages disagree). Each is also a reason for `/healthz` to be degraded.
     pub lane_warnings: BTreeMap<String, Vec<String>>,
@@ -316,6 +344,7 @@ impl OpsState {
                 snapshot_len,
                 clock_suspect,
             };
+            data.history.record_passage(lane, at);
             let list = data.passages.entry(lane.to_string()).or_default();
             list.push_front(passage);
             list.truncate(PASSAGES_PER_LANE);
@@ -329,11 +358,12 @@ impl OpsState {
             .with_label_values(&[lane, case])
             .inc();
         let plate_field = plate.unwrap_or("-");
+        // The suspect clock was logged once when it became suspect (set_clock); each
+        // passage only counts, so a day of traffic does not repeat the warning.
         if clock_suspect {
-            tracing::warn!(lane, plate = %LogPlate(plate_field), case, at = at.0, clock_suspect, "passage recorded while the clock is suspect");
-        } else {
-            tracing::debug!(lane, plate = %LogPlate(plate_field), case, at = at.0, snapshot_len, "passage");
+            self.inner.metrics.passages_clock_suspect.inc();
         }
+        tracing::debug!(lane, plate = %LogPlate(plate_field), case, at = at.0, snapshot_len, clock_suspect, "passage");
         clock_suspect
     }
 
@@ -342,10 +372,17 @@ impl OpsState {
     pub fn record_platform_answer(&self, ok: bool, code: Option<&str>, at: Timestamp) {
         let label = code.unwrap_or(if ok { "ok" } else { "unreachable" });
         let was_ok;
+        let outage_began;
         {
             let mut data = self.data();
             let p = &mut data.platform;
             was_ok = p.last_answer_ok;
+            outage_began = p.outage_since;
+            p.outage_since = match (ok, p.outage_since) {
+                (true, _) => None,
+                (false, Some(since)) => Some(since),
+                (false, None) => Some(at),
+            };
             p.last_answer_ok = Some(ok);
             p.last_code = Some(label.to_string());
             if ok {
@@ -366,7 +403,10 @@ impl OpsState {
             (Some(true) | None, false) => {
                 tracing::warn!(code = label, "platform not reachable or refusing")
             }
-            (Some(false), true) => tracing::info!(code = label, "platform reachable again"),
+            (Some(false), true) => {
+                let down_secs = outage_began.map(|t| (at.0 - t.0).max(0) / 1000);
+                tracing::info!(code = label, down_secs, "platform reachable again")
+            }
             _ => {}
         }
     }
@@ -428,6 +468,11 @@ impl OpsState {
             .set(oldest_age.map(|d| d.as_secs_f64()).unwrap_or(0.0));
     }
 
+    /// The outbox per kind of report (the feeder's read of the store).
+    pub fn set_outbox_kinds(&self, kinds: Vec<OutboxKind>) {
+        self.data().outbox_kinds = kinds;
+    }
+
     /// Reports held after refusals (an operator must look: `outbox held`).
     pub fn set_held(&self, held: u64) {
         self.data().held = Some(held);
@@ -439,7 +484,22 @@ impl OpsState {
     }
 
     pub fn set_occupancy(&self, occupied: i64, total: i64) {
-        self.data().occupancy = Some((occupied, total));
+        self.set_occupancy_at(occupied, total, Timestamp::now());
+    }
+
+    /// [`set_occupancy`](Self::set_occupancy) at a given time (the chart's x).
+    pub fn set_occupancy_at(&self, occupied: i64, total: i64, at: Timestamp) {
+        // The feeder calls this every second: also the moment to follow the links, so
+        // the strips are right even when nobody looks at the page for an hour.
+        let devices = self.inner.health.snapshot();
+        {
+            let mut data = self.data();
+            data.occupancy = Some((occupied, total));
+            data.history.record_occupancy(at, occupied);
+            for (device, state) in &devices {
+                data.history.record_link(device, state.up, state.since);
+            }
+        }
         let m = &self.inner.metrics;
         m.occupied.set(occupied);
         m.total.set(total);
@@ -462,6 +522,18 @@ impl OpsState {
         suspicion: Option<Suspicion>,
         new_jump: Option<Jump>,
     ) {
+        self.set_clock_at(synchronised, suspicion, new_jump, Timestamp::now());
+    }
+
+    /// [`set_clock`](Self::set_clock) at a given time. Logs once when the clock
+    /// becomes suspect and once when it is trusted again (with how long it was not).
+    pub fn set_clock_at(
+        &self,
+        synchronised: Option<bool>,
+        suspicion: Option<Suspicion>,
+        new_jump: Option<Jump>,
+        at: Timestamp,
+    ) {
         let m = &self.inner.metrics;
         m.clock_synchronised
             .set(i64::from(synchronised.unwrap_or(true)));
@@ -470,6 +542,23 @@ impl OpsState {
             m.clock_jumps.inc();
         }
         let mut data = self.data();
+        match (&data.clock.suspicion, &suspicion, data.clock.suspect_since) {
+            (None, Some(why), _) => {
+                tracing::warn!(reason = %why, "clock suspect: report times are flagged until it is trusted again");
+                data.clock.suspect_since = Some(at);
+            }
+            (Some(before), Some(why), _)
+                if std::mem::discriminant(before) != std::mem::discriminant(why) =>
+            {
+                tracing::warn!(reason = %why, "clock still suspect, for another reason");
+            }
+            (Some(_), None, since) => {
+                let suspect_secs = since.map(|t| (at.0 - t.0).max(0) / 1000);
+                tracing::info!(suspect_secs, "clock trusted again");
+                data.clock.suspect_since = None;
+            }
+            _ => {}
+        }
         data.clock.synchronised = synchronised;
         data.clock.suspicion = suspicion;
         if new_jump.is_some() {
@@ -548,7 +637,12 @@ impl OpsState {
     /// A consistent copy for rendering.
     pub fn view(&self) -> StatusView {
         let devices = self.inner.health.snapshot();
-        let data = self.data();
+        let mut data = self.data();
+        // The link history follows the shared device map; `since` is the exact time of
+        // each change (a blip shorter than two looks is missed, the counters are not).
+        for (device, state) in &devices {
+            data.history.record_link(device, state.up, state.since);
+        }
         StatusView {
             lot_no: self.inner.lot_no.clone(),
             offset: self.inner.offset,
@@ -567,6 +661,10 @@ impl OpsState {
             occupancy: data.occupancy,
             disk: data.disk,
             clock: data.clock.clone(),
+            occupancy_history: data.history.occupancy(),
+            passage_times: data.history.passages(),
+            link_history: data.history.links(),
+            outbox_kinds: data.outbox_kinds.clone(),
             lane_warnings: data
                 .lane_warnings
                 .iter()
@@ -753,6 +851,7 @@ struct Metrics {
     lane_mismatch: IntGaugeVec,
     disk_used: IntGauge,
     disk_budget: IntGauge,
+    passages_clock_suspect: IntCounter,
 }
 
 impl Metrics {
@@ -916,6 +1015,14 @@ impl Metrics {
                 IntGauge::new(
                     "parking_bridge_storage_budget_bytes",
                     "Bytes stored data may use",
+                )
+                .expect("valid metric"),
+            ),
+            passages_clock_suspect: reg(
+                &registry,
+                IntCounter::new(
+                    "parking_bridge_passages_clock_suspect_total",
+                    "Passages recorded while the clock was suspect (their reports are flagged)",
                 )
                 .expect("valid metric"),
             ),
@@ -1214,10 +1321,10 @@ roles = { fee_price = "charge" }
             at: T0,
             delta_ms: 3_600_000,
         };
-        ops.set_clock(Some(true), Some(Suspicion::Jumped(jump)), Some(jump));
         let out = Captured::default();
-        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
+        let (sub, _) = build(Style::Json, "debug", out.clone()).unwrap();
         let flagged = tracing::subscriber::with_default(sub, || {
+            ops.set_clock(Some(true), Some(Suspicion::Jumped(jump)), Some(jump));
             ops.record_passage(
                 "entry-1",
                 Some("闽A12345"),
@@ -1229,11 +1336,97 @@ roles = { fee_price = "charge" }
         assert!(flagged);
         assert!(ops.view().passages["entry-1"][0].clock_suspect);
         let log = out.text();
-        assert!(log.contains("clock is suspect"), "{log}");
+        assert!(log.contains("clock suspect"), "{log}");
+        assert!(log.contains(r#""clock_suspect":true"#), "{log}");
         assert!(
             log.contains("闽A1***5") && !log.contains("闽A12345"),
             "plate masked: {log}"
         );
+    }
+
+    #[test]
+    fn unsynchronised_clock_warns_once_for_a_hundred_passages_and_once_when_it_ends() {
+        let ops = OpsState::new(&config());
+        let out = Captured::default();
+        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
+        tracing::subscriber::with_default(sub, || {
+            for i in 0..100 {
+                // The clock watch samples between passages, as in `run`.
+                ops.set_clock_at(
+                    Some(false),
+                    Some(Suspicion::Unsynchronised),
+                    None,
+                    T0.plus_millis(i * 5_000),
+                );
+                let lane = if i % 2 == 0 { "entry-1" } else { "exit-1" };
+                let plate = format!("闽A{:05}", i / 2);
+                assert!(ops.record_passage(
+                    lane,
+                    Some(&plate),
+                    if i % 2 == 0 { "entry" } else { "exit" },
+                    T0.plus_millis(i * 5_000 + 1),
+                    None
+                ));
+            }
+            ops.set_clock_at(Some(true), None, None, T0.plus_millis(600_000));
+            ops.set_clock_at(Some(true), None, None, T0.plus_millis(605_000));
+        });
+        let log = out.text();
+        let warnings = log
+            .lines()
+            .filter(|l| l.contains(r#""level":"WARN""#))
+            .count();
+        assert_eq!(warnings, 1, "{log}");
+        assert_eq!(log.matches("clock suspect").count(), 1, "{log}");
+        assert_eq!(log.matches("clock trusted again").count(), 1, "{log}");
+        assert!(log.contains(r#""suspect_secs":600"#), "{log}");
+        let t = prometheus::TextEncoder::new()
+            .encode_to_string(&ops.registry().gather())
+            .unwrap();
+        assert!(
+            t.contains("parking_bridge_passages_clock_suspect_total 100"),
+            "the count stays in /metrics: {t}"
+        );
+    }
+
+    #[test]
+    fn platform_outage_logs_its_start_and_its_end_with_duration() {
+        let ops = OpsState::new(&config());
+        let out = Captured::default();
+        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
+        tracing::subscriber::with_default(sub, || {
+            ops.record_platform_answer(true, Some("SUCCESS"), T0);
+            for i in 1..=50 {
+                ops.record_platform_answer(false, None, T0.plus_millis(i * 1_000));
+            }
+            ops.record_platform_answer(true, Some("SUCCESS"), T0.plus_millis(91_000));
+        });
+        let log = out.text();
+        assert_eq!(log.matches("platform not reachable").count(), 1, "{log}");
+        assert_eq!(log.matches("platform reachable again").count(), 1, "{log}");
+        assert!(log.contains(r#""down_secs":90"#), "{log}");
+    }
+
+    #[test]
+    fn view_carries_the_day_for_the_charts() {
+        let ops = OpsState::new(&config());
+        let now = Timestamp::now();
+        for i in 0..3 {
+            ops.record_passage(
+                "entry-1",
+                Some("闽A12345"),
+                "entry",
+                now.plus_millis(i),
+                None,
+            );
+        }
+        ops.set_occupancy_at(3, 100, now);
+        ops.health()
+            .set("cam-1", "entry-1", true, now.plus_millis(-1000));
+        let view = ops.view();
+        assert_eq!(view.passage_times["entry-1"].len(), 3);
+        assert_eq!(view.occupancy_history.last().map(|s| s.1), Some(3));
+        assert_eq!(view.link_history["cam-1"].len(), 1);
     }
 
     #[test]

@@ -79,6 +79,10 @@ pub struct DemoArgs {
     /// pictures is the most expensive thing the bridge does).
     #[arg(long)]
     pub no_images: bool,
+    /// Where the status page (and /metrics, /healthz) of the demo bridge listens; port 0
+    /// picks a free one. Empty: none.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub status_listen: String,
     /// Give up waiting for the platform to acknowledge everything after this long.
     #[arg(long, default_value_t = 120)]
     pub drain_timeout_secs: u64,
@@ -358,7 +362,10 @@ fn render_config(
         "[storage]\ndir = {:?}\n\n",
         dir.join("state").display().to_string()
     ));
-    t.push_str("[http]\nlisten = \"\"   # the demo runs without the status endpoint\n\n");
+    t.push_str(&format!(
+        "[http]\n# The status page, /metrics and /healthz; port 0 picks a free port (the demo\n# prints the address).\nlisten = {:?}\n# The simulated PC's clock is whatever this machine's is.\nrequire_clock_sync = false\n\n",
+        args.status_listen
+    ));
     t.push_str(&format!(
         "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"parking-bridge-demo\"\n\n",
         broker.port()
@@ -722,6 +729,8 @@ async fn screen(
         accepted_entries: view.entries.len(),
         accepted_exits: view.exits.len(),
         platform_note,
+        status_url: bridge.http_addr().map(|a| format!("http://{a}/")),
+        log_file: None,
     }
 }
 
@@ -736,16 +745,26 @@ fn show(screen: &Screen, tty: bool) {
     let _ = out.flush();
 }
 
+/// Where the demo's files go: `--dir`, or a new temporary directory per process.
+pub fn demo_dir(args: &DemoArgs) -> PathBuf {
+    match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("parking-bridge-demo-{}", std::process::id())),
+    }
+}
+
+/// Where the demo's log lines go while its live view owns the terminal.
+pub fn log_file(args: &DemoArgs) -> PathBuf {
+    demo_dir(args).join("demo.log")
+}
+
 /// Runs the demo to the end (or Ctrl-C) and reports how it went.
 pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     let (entries, exits) = parse_lanes(&args.lanes)?;
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         return Err(DemoError::Speed);
     }
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("parking-bridge-demo-{}", std::process::id())),
-    };
+    let dir = demo_dir(&args);
     std::fs::create_dir_all(&dir).map_err(|source| DemoError::Dir {
         path: dir.clone(),
         source,
@@ -793,6 +812,12 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             .collect::<Result<Vec<_>, _>>()
     });
     let bridge = Bridge::start(site).await?;
+    if let Some(addr) = bridge.http_addr() {
+        println!("status page: http://{addr}/");
+    }
+    if tty {
+        println!("log: {}", dir.join("demo.log").display());
+    }
     let pictures = pictures
         .await
         .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
@@ -812,7 +837,11 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             total,
             platform.record.as_deref(),
         );
-        show(&now.await, tty);
+        let mut now = now.await;
+        if tty {
+            now.log_file = Some(dir.join("demo.log").display().to_string());
+        }
+        show(&now, tty);
     };
 
     // The traffic, as one plan or (for --vehicles 0) batch after batch until Ctrl-C.

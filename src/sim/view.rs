@@ -32,6 +32,10 @@ pub struct Screen {
     pub accepted_entries: usize,
     pub accepted_exits: usize,
     pub platform_note: String,
+    /// The bridge's status page (`http://…/`), when it serves one.
+    pub status_url: Option<String>,
+    /// Where log lines go while this view owns the terminal.
+    pub log_file: Option<String>,
 }
 
 fn onoff(b: bool) -> &'static str {
@@ -50,6 +54,15 @@ impl Screen {
             "parking-bridge demo — simulated lot  {progress}  {:.1} s\n\n",
             self.elapsed_s
         ));
+        if let Some(url) = &self.status_url {
+            out.push_str(&format!("status page {url}\n"));
+        }
+        if let Some(log) = &self.log_file {
+            out.push_str(&format!("log         {log}\n"));
+        }
+        if self.status_url.is_some() || self.log_file.is_some() {
+            out.push('\n');
+        }
         out.push_str("lane        dir    link       A  B  gate     passages\n");
         for l in &self.lanes {
             out.push_str(&format!(
@@ -160,6 +173,21 @@ mod tests {
         assert!(!text.contains("闽A12345"), "{text}");
         assert!(text.contains("3/30 vehicles"), "{text}");
         assert!(text.contains("occupancy 2/100 (free 98)"), "{text}");
+        assert!(!text.contains("status page"), "{text}");
+        let with_page = Screen {
+            status_url: Some("http://127.0.0.1:4321/".into()),
+            log_file: Some("/tmp/d/demo.log".into()),
+            ..s
+        }
+        .render();
+        assert!(
+            with_page.contains("status page http://127.0.0.1:4321/"),
+            "{with_page}"
+        );
+        assert!(
+            with_page.contains("log         /tmp/d/demo.log"),
+            "{with_page}"
+        );
     }
 
     #[test]

@@ -67,6 +67,14 @@ pub fn next_after(ok: bool, scheduled: Duration, now: Duration, retry: Duration)
     }
 }
 
+/// What the last beats said, so that a lost lane and a failing heartbeat are logged
+/// when they begin and end.
+#[derive(Default)]
+struct Episodes {
+    lost: std::sync::Mutex<Vec<String>>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
 impl<D: Deliver> Heartbeat<D> {
     /// Beats until dropped. Each beat runs on its own with a timeout of one period, so
     /// a slow platform never delays the next one (at most two are in flight).
@@ -76,6 +84,9 @@ impl<D: Deliver> Heartbeat<D> {
         let origin = tokio::time::Instant::now();
         let mut beats: tokio::task::JoinSet<Beat> = tokio::task::JoinSet::new();
         let mut next = origin;
+        // Warnings once per change: a lost lane and a failing heartbeat are logged when
+        // they begin and end, not on every beat (the counts are in /metrics).
+        let episodes = Arc::new(Episodes::default());
         loop {
             let start_beat = tokio::select! {
                 _ = tokio::time::sleep_until(next) => true,
@@ -93,7 +104,7 @@ impl<D: Deliver> Heartbeat<D> {
                 }
             };
             if start_beat && beats.len() < 2 {
-                beats.spawn(self.beat(lost_after_ms));
+                beats.spawn(self.beat(lost_after_ms, episodes.clone()));
                 next = tokio::time::Instant::now() + self.every;
             } else if start_beat {
                 next = tokio::time::Instant::now() + retry;
@@ -102,12 +113,28 @@ impl<D: Deliver> Heartbeat<D> {
     }
 
     /// One beat: sends it, records the result.
-    fn beat(&self, lost_after_ms: i64) -> impl std::future::Future<Output = Beat> + Send + 'static {
+    fn beat(
+        &self,
+        lost_after_ms: i64,
+        episodes: Arc<Episodes>,
+    ) -> impl std::future::Future<Output = Beat> + Send + 'static {
         let now = Timestamp::now();
         let state = status(&self.health, now, lost_after_ms);
-        if state == "lost" {
-            let lanes = self.health.lost_lanes(now, lost_after_ms);
-            tracing::warn!(lanes = ?lanes, "heartbeat says lost: every device of these lanes is unreachable");
+        let lanes = if state == "lost" {
+            self.health.lost_lanes(now, lost_after_ms)
+        } else {
+            Vec::new()
+        };
+        {
+            let mut before = episodes.lost.lock().unwrap_or_else(|e| e.into_inner());
+            if *before != lanes {
+                if lanes.is_empty() {
+                    tracing::info!("heartbeat says normal again");
+                } else {
+                    tracing::warn!(lanes = ?lanes, "heartbeat says lost: every device of these lanes is unreachable");
+                }
+                *before = lanes;
+            }
         }
         let uplink = Uplink::Heartbeat(HeartbeatRequest {
             parking_lot_no: self.parking_lot_no.clone(),
@@ -117,26 +144,39 @@ impl<D: Deliver> Heartbeat<D> {
         let status = self.status.clone();
         let limit = self.every;
         async move {
-            let beat = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
-                Ok(Ok(answer)) if answer.verdict.is_delivered() => Beat::Taken,
-                Ok(Ok(answer)) if answer.verdict.platform_answered() => {
-                    tracing::warn!(verdict = ?answer.verdict, "heartbeat refused");
-                    Beat::Refused
-                }
-                Ok(Ok(answer)) => {
-                    tracing::warn!(verdict = ?answer.verdict, "heartbeat not taken");
-                    Beat::Unanswered
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "heartbeat not delivered");
-                    Beat::Unanswered
-                }
-                Err(_) => {
-                    tracing::warn!(timeout_ms = limit.as_millis() as u64, "heartbeat timed out");
-                    Beat::Unanswered
-                }
+            let (beat, why) = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
+                Ok(Ok(answer)) if answer.verdict.is_delivered() => (Beat::Taken, None),
+                Ok(Ok(answer)) if answer.verdict.platform_answered() => (
+                    Beat::Refused,
+                    Some(format!("heartbeat refused: {:?}", answer.verdict)),
+                ),
+                Ok(Ok(answer)) => (
+                    Beat::Unanswered,
+                    Some(format!("heartbeat not taken: {:?}", answer.verdict)),
+                ),
+                Ok(Err(e)) => (
+                    Beat::Unanswered,
+                    Some(format!("heartbeat not delivered: {e}")),
+                ),
+                Err(_) => (
+                    Beat::Unanswered,
+                    Some(format!(
+                        "heartbeat timed out after {} ms",
+                        limit.as_millis()
+                    )),
+                ),
             };
             let ok = beat == Beat::Taken;
+            // Warnings once per change: the start and the end of a failing spell.
+            let was_failing = episodes
+                .failing
+                .swap(!ok, std::sync::atomic::Ordering::Relaxed);
+            match (&why, was_failing) {
+                (Some(why), false) => tracing::warn!(error = %why, "heartbeat failing"),
+                (Some(why), true) => tracing::debug!(error = %why, "heartbeat still failing"),
+                (None, true) => tracing::info!("heartbeat accepted again"),
+                (None, false) => {}
+            }
             HEARTBEATS
                 .with_label_values(&[state, if ok { "ok" } else { "failed" }])
                 .inc();

@@ -614,7 +614,14 @@ impl<D: Deliver> Uploader<D> {
                     tracing::error!(out_order_no = %item.out_order_no, kind, error = %alarm, "ALARM: the platform refuses this report; fix the configuration (data is kept and retried slowly)");
                 } else {
                     UPLOADS.with_label_values(&[kind, "retry"]).inc();
-                    tracing::warn!(out_order_no = %item.out_order_no, kind, attempts = item.attempts + 1, code = ?code, error = %error, retry_at = due_at.0, "delivery failed; will retry");
+                    // During an outage every report fails the same way: the first
+                    // failure warns (and the status page logs the outage's start and
+                    // end); the rest are detail, counted in uploads_total.
+                    if self.status.get().consecutive_failures == 0 {
+                        tracing::warn!(out_order_no = %item.out_order_no, kind, attempts = item.attempts + 1, code = ?code, error = %error, retry_at = due_at.0, "delivery failed; will retry");
+                    } else {
+                        tracing::debug!(out_order_no = %item.out_order_no, kind, attempts = item.attempts + 1, code = ?code, error = %error, retry_at = due_at.0, "delivery failed; will retry");
+                    }
                 }
             }
             crate::store::Outcome::Refused {
