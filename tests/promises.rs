@@ -1,7 +1,7 @@
 //! Promises of the README and docs/operations.md that no other test held the bridge
 //! to, each through the real binary: `[platform] proxy` and `[platform.paths]` on a
 //! real request, `stay exit --price/--should-pay/--paid` reaching the platform,
-//! `--log-format json` through `run`, and `[storage] retention_days` pruning inside
+//! `--log-format json` through `run`, `[storage] retention_days` pruning inside
 //! `run`, and an unknown lot raising the platform alarm metric.
 
 mod platform_common;
