@@ -81,10 +81,14 @@ enum Command {
         #[command(subcommand)]
         action: StayCommand,
     },
-    /// Reports waiting for the platform: pending count, oldest age, last error per kind.
+    /// Reports waiting for the platform: pending count, oldest age, last error per kind;
+    /// `held` lists the reports the platform refused too often, `retry` and `drop` act
+    /// on them.
     Outbox {
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<OutboxCommand>,
     },
     /// Show the occupied/free spaces, or correct them after a recount (`occupancy set N`).
     Occupancy {
@@ -142,6 +146,40 @@ struct MockPlatformArgs {
     /// Wrap answers in the SM4 envelope instead of plain JSON.
     #[arg(long)]
     envelope_answers: bool,
+    /// Shape of refusals: result_code ({"success":false,"result_code":…}), error
+    /// ({"success":false,"error":…}) or bare ({"success":false}), as in the spec.
+    #[arg(long, default_value = "result_code")]
+    refusal_shape: String,
+    /// Code for an exit or snapshot of an unknown stay (ORDER_NOT_EXIST or
+    /// OUT_ORDER_NO_NOT_EXIST).
+    #[arg(long, default_value = "ORDER_NOT_EXIST")]
+    not_exist_code: String,
+    /// Answer every result code in lower case.
+    #[arg(long)]
+    lowercase_codes: bool,
+    /// Refuse the snapshots of this plate's stays (repeatable).
+    #[arg(long = "refuse-snapshots-of")]
+    refuse_snapshots_of: Vec<String>,
+    /// Refuse every report of this plate (repeatable).
+    #[arg(long = "refuse-plate")]
+    refuse_plate: Vec<String>,
+    /// Refuse every request at the path given with --for, with this code.
+    #[arg(long, requires = "for_path")]
+    refuse_code: Option<String>,
+    /// The path --refuse-code applies to, e.g. /barrier/uploadSnapshot.
+    #[arg(long = "for", requires = "refuse_code")]
+    for_path: Option<String>,
+    /// Refuse requests whose envelope timestamp is further than this from the mock's
+    /// clock (0: accept any).
+    #[arg(long, default_value_t = 600)]
+    timestamp_window_secs: u64,
+    /// Accept a message_id seen before (default: refused as a replay).
+    #[arg(long)]
+    allow_replayed_message_ids: bool,
+    /// Refuse every report of this many stays in a hundred (0–100), always the same
+    /// stays (a stable hash of out_order_no).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
+    refuse_percent: u8,
 }
 
 #[derive(Subcommand)]
@@ -216,6 +254,30 @@ enum StayCommand {
 }
 
 #[derive(Subcommand)]
+enum OutboxCommand {
+    /// Reports held after repeated refusals: out_order_no, kind, plate (masked), first
+    /// and last refusal, the platform's words.
+    Held,
+    /// Send held reports again (after fixing the cause), with a fresh refusal budget.
+    Retry {
+        /// The stay whose held reports go again.
+        #[arg(required_unless_present = "all_held", conflicts_with = "all_held")]
+        out_order_no: Option<String>,
+        /// Every held report.
+        #[arg(long)]
+        all_held: bool,
+    },
+    /// Give up on a stay's held reports; they stay in the database as dropped, with the
+    /// reason. Dropping a held entry drops the rest of its stay too.
+    Drop {
+        out_order_no: String,
+        /// Why (kept with the dropped reports).
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum OccupancyCommand {
     /// Set the number of occupied spaces.
     Set { occupied: i64 },
@@ -235,9 +297,24 @@ fn main() -> anyhow::Result<ExitCode> {
         Command::PlatformTest { config } => platform_test(&config),
         Command::Run { config } => run(&config),
         Command::Stay { action } => stay(action),
-        Command::Outbox { config } => {
+        Command::Outbox { config, action } => {
+            let Some(config) = config else {
+                eprintln!("refused: outbox needs --config FILE");
+                return Ok(ExitCode::from(2));
+            };
             let site = load(&config)?;
-            operator_output(operator::outbox(&site, Timestamp::now()))
+            let now = Timestamp::now();
+            operator_output(match action {
+                None => operator::outbox(&site, now),
+                Some(OutboxCommand::Held) => operator::outbox_held(&site),
+                Some(OutboxCommand::Retry { out_order_no, .. }) => {
+                    operator::outbox_retry(&site, out_order_no.as_deref(), now)
+                }
+                Some(OutboxCommand::Drop {
+                    out_order_no,
+                    reason,
+                }) => operator::outbox_drop(&site, &out_order_no, &reason, now),
+            })
         }
         Command::Occupancy { config, action } => {
             let site = load(&config)?;
@@ -323,7 +400,9 @@ fn platform_test(config: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
     use parking_bridge::platform::Secret;
-    use parking_bridge::platform::mock::{Faults, Mock, MockConfig, serve};
+    use parking_bridge::platform::mock::{
+        Faults, Mock, MockBehaviour, MockConfig, RefusalShape, RefuseRule, serve,
+    };
     use std::io::Write;
     use std::time::Duration;
     // Logging is set up once in main (global --log-format).
@@ -358,12 +437,46 @@ fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
         outage,
         a.seed,
     );
+    let Some(refusal_shape) = RefusalShape::parse(&a.refusal_shape) else {
+        anyhow::bail!("--refusal-shape must be result_code, error or bare");
+    };
+    let mut rules: Vec<RefuseRule> = a
+        .refuse_snapshots_of
+        .iter()
+        .map(|plate| RefuseRule {
+            path: Some(parking_bridge::platform::wire::SNAPSHOT_PATH.to_string()),
+            plate: Some(plate.clone()),
+            code: None,
+        })
+        .collect();
+    rules.extend(a.refuse_plate.iter().map(|plate| RefuseRule {
+        plate: Some(plate.clone()),
+        ..RefuseRule::default()
+    }));
+    if let (Some(code), Some(path)) = (a.refuse_code, a.for_path) {
+        rules.push(RefuseRule {
+            path: Some(path),
+            plate: None,
+            code: Some(code),
+        });
+    }
+    let behaviour = MockBehaviour {
+        refusal_shape,
+        not_exist_code: a.not_exist_code,
+        lowercase_codes: a.lowercase_codes,
+        rules,
+        timestamp_window: (a.timestamp_window_secs > 0)
+            .then(|| Duration::from_secs(a.timestamp_window_secs)),
+        refuse_replayed_message_ids: !a.allow_replayed_message_ids,
+        refuse_percent: a.refuse_percent,
+    };
     let cfg = MockConfig {
         app_id: a.app_id,
         secret,
         lots: a.parking_lot_no,
         offset,
         envelope_answers: a.envelope_answers,
+        behaviour,
     };
     let mock = std::sync::Arc::new(Mock::new(cfg, faults, a.record)?);
     let rt = tokio::runtime::Builder::new_multi_thread()

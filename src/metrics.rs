@@ -7,7 +7,7 @@
 //! Registration fails only when the name is taken; the metric still counts then.
 
 use prometheus::core::Collector;
-use prometheus::{GaugeVec, IntCounter, IntCounterVec, Opts};
+use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts};
 
 fn registered<C: Collector + Clone + 'static>(metric: C) -> C {
     let _ = prometheus::register(Box::new(metric.clone()));
@@ -22,6 +22,10 @@ pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     registered(
         IntCounterVec::new(Opts::new(name, help), labels).expect("constant metric definition"),
     )
+}
+
+pub fn gauge(name: &str, help: &str) -> IntGauge {
+    registered(IntGauge::new(name, help).expect("constant metric definition"))
 }
 
 pub fn float_gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {

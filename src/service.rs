@@ -123,6 +123,10 @@ impl Pipeline {
             self.config.platform.offset(),
         );
         s.max_in_flight = self.config.storage.max_in_flight;
+        s.backoff.refused_tries = self.config.platform.refused_tries.max(1);
+        s.backoff.refused_first_ms = i64::try_from(self.config.platform.refused_first_retry_secs)
+            .unwrap_or(86_400)
+            .saturating_mul(1000);
         s
     }
 
@@ -147,6 +151,7 @@ impl Pipeline {
             health: self.health.clone(),
             lost_after: Duration::from_secs(self.config.storage.lane_lost_after_secs),
             status: self.delivery.clone(),
+            retry_after_failure: crate::uploader::heartbeat::RETRY_AFTER_FAILURE,
         };
         tokio::spawn(beat.run())
     }

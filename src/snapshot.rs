@@ -1,9 +1,10 @@
 //! Snapshot images for the platform: any JPEG or PNG in, a JPEG small enough for the
 //! `snapshot` field out.
 //!
-//! The platform takes images "under 500 KB" as base64. **Decision:** the limit applies
-//! to the base64 text, so the JPEG itself must stay under 375 000 bytes
-//! ([`MAX_JPEG_BYTES`]). Quality is lowered first; only when the lowest acceptable
+//! The platform takes images "less than 500K" as base64. **Decision:** the limit applies
+//! to the base64 text, which must be shorter than 500 000 characters, so the JPEG itself
+//! is at most 374 997 bytes ([`MAX_JPEG_BYTES`]: 124 999 groups of 3 bytes, 499 996
+//! characters). Quality is lowered first; only when the lowest acceptable
 //! quality still does not fit is the image downscaled, and not below
 //! [`MIN_WIDTH`] pixels wide (plates must stay legible) unless even that is too big.
 //!
@@ -15,8 +16,9 @@ use image::codecs::jpeg::JpegEncoder;
 use image::{GenericImageView, ImageFormat, RgbImage};
 use std::io::Cursor;
 
-/// Largest JPEG whose base64 form stays under 500 000 characters.
-pub const MAX_JPEG_BYTES: usize = 374_999;
+/// Largest JPEG whose base64 form stays under 500 000 characters (374 998 or 374 999
+/// bytes would need exactly 500 000).
+pub const MAX_JPEG_BYTES: usize = 374_997;
 /// Narrowest image the re-encoder makes unless even that does not fit.
 pub const MIN_WIDTH: u32 = 1280;
 /// Qualities tried at full size, best first.

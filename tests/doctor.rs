@@ -45,6 +45,7 @@ async fn mock_platform() -> (u16, tokio::task::JoinHandle<()>) {
         lots: vec!["LOT-1".into()],
         offset: parking_bridge::time::china_standard_time(),
         envelope_answers: false,
+        behaviour: Default::default(),
     };
     let mock = Arc::new(Mock::new(cfg, Faults::none(), None).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

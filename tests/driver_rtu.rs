@@ -156,6 +156,9 @@ async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
     let timeouts_before = metrics::TIMEOUTS.with_label_values(&["io-1"]).get();
     sim.set_answering(1, false);
     wait_kind(rx, Duration::from_secs(3), "io-1", link(false)).await;
+    // A slave that just went silent gets one early probe after 1 s (the next after 2 s
+    // more): measure between them.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     let before = sim.request_count(2);
     tokio::time::sleep(window).await;
     let degraded_rate = rate(before, sim.request_count(2), window);
@@ -177,8 +180,34 @@ async fn silent_slave_is_isolated_without_slowing_the_other_slave() {
     );
 
     sim.set_answering(1, true);
-    // Isolation is 5 s in the profile; the slave is probed again after it.
+    // Isolation is 5 s in the profile; the slave is probed again within it.
     wait_kind(rx, Duration::from_secs(7), "io-1", link(true)).await;
+}
+
+#[tokio::test]
+async fn a_slave_silent_for_a_second_is_probed_early_and_back_long_before_its_isolation_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = rtu_bus(dir.path(), &[1]);
+    let sim = &bus.sim;
+    let config = bus_config(
+        &bus.pty.a,
+        "[[devices]]\nname = \"io-1\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 50\nroles = { loop_a = \"di1\" }\n",
+    );
+    let mut drivers = spawn_drivers(&config).await;
+    let rx = &mut drivers.rx;
+    wait_kind(rx, Duration::from_secs(3), "io-1", link(true)).await;
+    sim.set_answering(1, false);
+    wait_kind(rx, Duration::from_secs(3), "io-1", link(false)).await;
+    let down = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sim.set_answering(1, true);
+    // The profile isolates for 5 s; the early probe comes after 1 s.
+    wait_kind(rx, Duration::from_secs(3), "io-1", link(true)).await;
+    assert!(
+        down.elapsed() < Duration::from_millis(2_000),
+        "link back after {:?}",
+        down.elapsed()
+    );
 }
 
 #[tokio::test]

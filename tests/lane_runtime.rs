@@ -278,3 +278,102 @@ async fn passages_reach_the_status_page_with_their_snapshots() {
         .expect("second vehicle on the page");
     assert!(without.snapshot.is_none());
 }
+
+/// Issue 18 in the real store: a re-entering plate's orphaned stay gets an exit report
+/// (price 0, one second before the new entry) and a lane-journal note; a trailer behind
+/// its tractor is noted, not a stay; a vehicle hidden by a device gap is entered once,
+/// noted as inferred.
+#[tokio::test]
+async fn orphaned_stays_trailers_and_inferred_passages_reach_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
+    let (tx, rx) = mpsc::channel(64);
+    let task = tokio::spawn(runtime.run(rx, None));
+    let lp = |which, occupied| EventKind::Loop { which, occupied };
+    let gate = |position| EventKind::Gate { position };
+    let read = |p: &str| EventKind::Plate(PlateRead::text(p, PlateColor::Blue));
+    use parking_bridge::event::GatePosition::{Closed, Open};
+
+    let t0 = Timestamp::now().0 - 6_000_000;
+    let mut events = vehicle("in-lg", Some("闽A12345"), t0);
+    events.extend(vehicle("in-lg", Some("闽A12345"), t0 + 3_600_000));
+    let t = t0 + 3_700_000;
+    for (dt, device, kind) in [
+        // Tractor and trailer.
+        (0, "cam", read("闽A55555")),
+        (300, "io", lp(LoopId::A, true)),
+        (600, "io", gate(Open)),
+        (1_300, "io", lp(LoopId::B, true)),
+        (2_300, "io", lp(LoopId::A, false)),
+        (2_600, "io", lp(LoopId::A, true)),
+        (2_700, "cam", read("闽A6789挂")),
+        (3_300, "io", lp(LoopId::B, false)),
+        (3_500, "io", lp(LoopId::B, true)),
+        (4_300, "io", lp(LoopId::A, false)),
+        (5_300, "io", lp(LoopId::B, false)),
+        (6_000, "io", gate(Closed)),
+        // A read car on A when the I/O module goes silent for a second.
+        (20_000, "cam", read("闽A77777")),
+        (20_300, "io", lp(LoopId::A, true)),
+        (20_600, "io", gate(Open)),
+        (21_000, "io", EventKind::Link { up: false }),
+        (22_000, "io", EventKind::Link { up: true }),
+        (22_000, "io", lp(LoopId::A, false)),
+        (22_000, "io", gate(Closed)),
+    ] {
+        events.push(ev("in-lg", device, t + dt, kind));
+    }
+    for e in events {
+        tx.send(e).await.unwrap();
+    }
+    finish(tx, task, Duration::from_secs(10)).await;
+
+    let stays = store.list_stays(false, 10).unwrap();
+    let plates: Vec<(&str, StayState)> = stays
+        .iter()
+        .map(|s| (s.plate_no.as_str(), s.state))
+        .collect();
+    assert_eq!(stays.len(), 4, "{plates:?}");
+    let orphan = stays
+        .iter()
+        .find(|s| s.plate_no == "闽A12345" && s.state == StayState::Closed)
+        .unwrap_or_else(|| panic!("{plates:?}"));
+    assert_eq!(orphan.exited_at, Some(Timestamp(t0 + 3_603_300 - 1_000)));
+    assert_eq!(orphan.price, Some(0));
+    for p in ["闽A12345", "闽A55555", "闽A77777"] {
+        assert!(
+            stays
+                .iter()
+                .any(|s| s.plate_no == p && s.state == StayState::Open),
+            "{p}: {plates:?}"
+        );
+    }
+    assert!(!stays.iter().any(|s| s.plate_no.ends_with('挂')));
+    assert_eq!(store.occupancy().unwrap().occupied, 3);
+
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let exits: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE out_order_no = ?1 AND kind = 2",
+            [&orphan.out_order_no],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        exits, 1,
+        "the orphaned stay's exit is queued for the platform"
+    );
+    let mut notes: Vec<String> = conn
+        .prepare("SELECT what FROM lane_journal ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    notes.sort();
+    assert_eq!(
+        notes,
+        ["inferred_passage", "orphaned_exit", "trailer_with_tractor"]
+    );
+}

@@ -267,7 +267,7 @@ async fn healthz_turns_503_when_platform_down_and_back_to_200() {
     let (status, body) = get(&url).await;
     assert_eq!(status, 503, "{body}");
     assert!(
-        body.starts_with("degraded\n") && body.contains("platform unreachable"),
+        body.starts_with("failing\n") && body.contains("platform unreachable"),
         "{body}"
     );
     let (_, metrics) = get(&format!("http://{addr}/metrics")).await;

@@ -231,3 +231,59 @@ fn platform_test_with_an_unresolvable_host_gives_the_dns_hint() {
     assert!(text.contains("FAILED: DNS"), "{text}");
     assert!(!text.contains("FAILED: timeout"), "{text}");
 }
+
+#[test]
+fn platform_test_shows_the_raw_answer_and_an_unknown_code_taught_through_the_site_config() {
+    let mock = MockProcess::start(&[
+        "--refuse-code",
+        "INVALID_SIGN",
+        "--for",
+        "/barrier/heartbeat",
+    ]);
+    let (_dir, cfg) = site(&mock.base_url(), SECRET, "P001");
+    // Not in the table: decided by success:false, a refusal of this report.
+    let text = platform_test_fails(&cfg, Duration::from_secs(20));
+    assert!(text.contains("raw answer:"), "{text}");
+    assert!(text.contains(r#""result_code":"INVALID_SIGN""#), "{text}");
+    assert!(text.contains("verdict:       refused"), "{text}");
+    assert!(text.contains(r#"is not in the table"#), "{text}");
+    assert!(
+        text.contains("[platform.result_codes]"),
+        "how to teach it: {text}"
+    );
+    // Taught, case-insensitively: a configuration fault.
+    edit_config(
+        &cfg,
+        "\n[lot]",
+        "\n[platform.result_codes]\n\"invalid_sign\" = \"config_fault\"\n\n[lot]",
+    );
+    assert!(check(&cfg).status.success());
+    let text = platform_test_fails(&cfg, Duration::from_secs(20));
+    assert!(text.contains("verdict:       config_fault"), "{text}");
+    assert!(
+        text.contains(r#"result_code "INVALID_SIGN" maps to config_fault"#),
+        "{text}"
+    );
+    // A verdict that does not exist is refused by `check` with file, line and key.
+    edit_config(&cfg, "\"config_fault\"", "\"maybe\"");
+    let out = check(&cfg);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("platform.result_codes") && err.contains("config_fault"),
+        "{err}"
+    );
+}
+
+#[test]
+fn platform_test_with_an_enveloped_answer_prints_it_decrypted() {
+    let mock = MockProcess::start(&["--envelope-answers"]);
+    let (_dir, cfg) = site(&mock.base_url(), SECRET, "P001");
+    let (out, text) = platform_test(&cfg, Duration::from_secs(20));
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(r#"answer JSON:   {"result_code":"success""#),
+        "decrypted: {text}"
+    );
+    assert!(text.contains("verdict:       delivered"), "{text}");
+}

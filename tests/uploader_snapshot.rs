@@ -71,6 +71,7 @@ impl Deliver for Capture {
             inner_oder_no: None,
             sign_level: None,
             sign_time: None,
+            unexpected_code: false,
         })
     }
 }

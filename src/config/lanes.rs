@@ -98,6 +98,18 @@ pub struct LaneConfig {
     /// A device link down for this long resets the lane, dropping half-seen vehicles.
     #[serde(default = "default_link_down_reset_ms")]
     pub link_down_reset_ms: i64,
+    /// Short vehicles: how long a vehicle that left loop A without reaching loop B (with
+    /// the gate open or opening, or a read waiting) is still expected on B before it
+    /// counts as a turn-away. Absent: derived from `loop_gap_m` and `min_speed_kmh`,
+    /// else 2000 ms.
+    #[serde(default)]
+    pub short_vehicle_window_ms: Option<i64>,
+    /// Free distance between loop A's far edge and loop B's near edge, in metres.
+    #[serde(default)]
+    pub loop_gap_m: Option<f64>,
+    /// The slowest a vehicle crosses the loop gap (km/h), for the derived window.
+    #[serde(default = "default_min_speed_kmh")]
+    pub min_speed_kmh: f64,
 }
 
 fn default_placeholder_plate() -> String {
@@ -118,6 +130,13 @@ fn default_late_plate_window_ms() -> i64 {
 fn default_link_down_reset_ms() -> i64 {
     10_000
 }
+fn default_min_speed_kmh() -> f64 {
+    // Creeping up to a barrier that is still rising.
+    2.0
+}
+/// The short-vehicle window when neither it nor the loop gap is configured: a small
+/// car crossing about a metre between the loops at walking pace.
+pub const DEFAULT_SHORT_VEHICLE_WINDOW_MS: i64 = 2_000;
 
 impl LaneConfig {
     /// A lane with every optional field at its default (tests, benches).
@@ -136,6 +155,26 @@ impl LaneConfig {
             double_read_window_ms: default_double_read_window_ms(),
             late_plate_window_ms: default_late_plate_window_ms(),
             link_down_reset_ms: default_link_down_reset_ms(),
+            short_vehicle_window_ms: None,
+            loop_gap_m: None,
+            min_speed_kmh: default_min_speed_kmh(),
+        }
+    }
+
+    /// The short-vehicle window in effect: the configured one, else the loop gap
+    /// crossed at the minimum speed (rounded up to 100 ms), else 2000 ms.
+    pub fn short_vehicle_window(&self) -> i64 {
+        if let Some(ms) = self.short_vehicle_window_ms {
+            return ms;
+        }
+        match self.loop_gap_m {
+            Some(gap) if self.min_speed_kmh > 0.0 && gap.is_finite() && gap >= 0.0 => {
+                // metres / (km/h) = 3.6 s; the small margin keeps 2700.0000001 at 2700.
+                let ms = gap * 3_600.0 / self.min_speed_kmh;
+                // Validation bounds the gap and speed, so this fits easily.
+                (((ms - 1e-6) / 100.0).ceil() * 100.0).clamp(0.0, 600_000.0) as i64
+            }
+            _ => DEFAULT_SHORT_VEHICLE_WINDOW_MS,
         }
     }
 }
@@ -180,6 +219,10 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
             ("double_read_window_ms", lane.double_read_window_ms),
             ("late_plate_window_ms", lane.late_plate_window_ms),
             ("link_down_reset_ms", lane.link_down_reset_ms),
+            (
+                "short_vehicle_window_ms",
+                lane.short_vehicle_window_ms.unwrap_or(0),
+            ),
         ];
         for (key, ms) in windows {
             if !(0..=3_600_000).contains(&ms) {
@@ -188,6 +231,24 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
                     "must be between 0 and 3600000 ms",
                 ));
             }
+        }
+        if lane.loop_gap_m.is_some_and(|g| !(0.0..=20.0).contains(&g)) {
+            out.push(Invalid::new(
+                format!("lanes[{i}].loop_gap_m"),
+                "must be between 0 and 20 metres",
+            ));
+        }
+        if !(0.5..=30.0).contains(&lane.min_speed_kmh) {
+            out.push(Invalid::new(
+                format!("lanes[{i}].min_speed_kmh"),
+                "must be between 0.5 and 30 km/h",
+            ));
+        }
+        if lane.short_vehicle_window() > 60_000 {
+            out.push(Invalid::new(
+                format!("lanes[{i}].short_vehicle_window_ms"),
+                "must be at most 60000 ms (a vehicle between the loops for longer has turned away)",
+            ));
         }
     }
 }
@@ -231,6 +292,37 @@ mod tests {
             [
                 "lanes[0].placeholder_plate",
                 "lanes[0].late_plate_window_ms"
+            ]
+        );
+    }
+
+    #[test]
+    fn short_vehicle_window_is_configured_or_derived_from_the_loop_gap() {
+        let mut lane = LaneConfig::new("a", Direction::Entry, "P", DetectionLayout::LoopsGate);
+        assert_eq!(lane.short_vehicle_window(), 2_000);
+        // 1.5 m at 2 km/h (0.556 m/s) = 2.7 s.
+        lane.loop_gap_m = Some(1.5);
+        assert_eq!(lane.short_vehicle_window(), 2_700);
+        lane.min_speed_kmh = 5.0;
+        assert_eq!(lane.short_vehicle_window(), 1_100);
+        lane.short_vehicle_window_ms = Some(800);
+        assert_eq!(lane.short_vehicle_window(), 800);
+        let parsed: LaneConfig =
+            toml::from_str("id = \"a\"\ndirection = \"entry\"\nport_no = \"P\"\nloop_gap_m = 0.9")
+                .unwrap();
+        assert_eq!(parsed.short_vehicle_window(), 1_700);
+        let mut out = Vec::new();
+        lane.loop_gap_m = Some(40.0);
+        lane.min_speed_kmh = 0.0;
+        lane.short_vehicle_window_ms = Some(90_000);
+        validate_all(&[lane], &mut out);
+        let keys: Vec<&str> = out.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "lanes[0].loop_gap_m",
+                "lanes[0].min_speed_kmh",
+                "lanes[0].short_vehicle_window_ms"
             ]
         );
     }

@@ -27,6 +27,12 @@ pub struct LotConfig {
     /// What an exit that matches no open stay becomes.
     #[serde(default)]
     pub unmatched_exit: UnmatchedExit,
+    /// Whether a trailer (`…挂`) read behind its tractor gets a stay of its own.
+    #[serde(default)]
+    pub trailers: Trailers,
+    /// What happens to the open stay of a plate that enters again (its exit was missed).
+    #[serde(default)]
+    pub reentry: Reentry,
     /// Open stays older than this are closed locally as expired (0 = never).
     #[serde(default = "default_stay_max_age_hours")]
     pub stay_max_age_hours: i64,
@@ -112,6 +118,31 @@ pub enum UnmatchedExit {
     ReportSynthetic,
 }
 
+/// Lot rule for a drawbar trailer (`…挂` plate) read behind its tractor in one passage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Trailers {
+    /// Folded into the tractor's stay: no stay, report or space of its own (default:
+    /// a car park counts vehicles, and a trailer is parked with its tractor).
+    #[default]
+    WithTractor,
+    /// A stay of its own, like any vehicle (freight yards that track trailers).
+    OwnStay,
+}
+
+/// Lot rule for a plate entering while its previous stay is still open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Reentry {
+    /// Report an exit for the old stay at the new entry's time minus one second, price
+    /// 0, flagged `orphaned` in the lane journal (default: the platform must not hold
+    /// an open stay for ever).
+    #[default]
+    CloseWithExit,
+    /// Close the old stay locally only (superseded); the platform keeps it open.
+    LeaveOpen,
+}
+
 /// Where the occupied count comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -135,6 +166,8 @@ impl LotConfig {
             white_list: Vec::new(),
             monthly_cards: Vec::new(),
             unmatched_exit: UnmatchedExit::default(),
+            trailers: Trailers::default(),
+            reentry: Reentry::default(),
             stay_max_age_hours: default_stay_max_age_hours(),
             occupancy_source: OccupancySource::default(),
             occupancy_mqtt: None,
@@ -243,6 +276,22 @@ mod tests {
             vec![CarType::Special, CarType::White, CarType::Parkcard]
         );
         assert_eq!(lot.unmatched_exit, UnmatchedExit::RecordLocally);
+        assert_eq!(lot.trailers, Trailers::WithTractor);
+        assert_eq!(lot.reentry, Reentry::CloseWithExit);
+        let lot: LotConfig = toml::from_str(
+            "parking_lot_no = \"P\"\ntotal_spaces = 10\ntrailers = \"own_stay\"\nreentry = \"leave_open\"",
+        )
+        .unwrap();
+        assert_eq!(
+            (lot.trailers, lot.reentry),
+            (Trailers::OwnStay, Reentry::LeaveOpen)
+        );
+        assert!(
+            toml::from_str::<LotConfig>(
+                "parking_lot_no = \"P\"\ntotal_spaces = 10\ntrailers = \"towed\""
+            )
+            .is_err()
+        );
         assert_eq!(lot.occupancy_source, OccupancySource::Passages);
         assert_eq!(lot.stay_max_age_hours, 744);
     }

@@ -2,6 +2,7 @@
 
 use super::Invalid;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,18 @@ pub struct PlatformConfig {
     /// Path overrides, for platforms that deviate from the spec.
     #[serde(default)]
     pub paths: PathsConfig,
+    /// What the real platform's result codes mean, taught by the installer: code
+    /// (exact, case-insensitive) → `delivered`, `duplicate`, `needs_entry`, `refused`,
+    /// `config_fault` or `retry`. Wins over the spec's built-in codes.
+    #[serde(default)]
+    pub result_codes: BTreeMap<String, String>,
+    /// A refused report is sent this many times in all, then held for an operator.
+    #[serde(default = "default_refused_tries")]
+    pub refused_tries: u32,
+    /// Delay before the second try of a refused report; it doubles with every refusal
+    /// (default 240 s: 5 tries span about an hour).
+    #[serde(default = "default_refused_first_retry_secs")]
+    pub refused_first_retry_secs: u64,
 }
 
 /// The four uplink paths, appended to `base_url`.
@@ -84,6 +97,14 @@ fn default_snapshot_path() -> String {
 }
 fn default_heartbeat_path() -> String {
     crate::platform::wire::HEARTBEAT_PATH.to_string()
+}
+
+fn default_refused_tries() -> u32 {
+    5
+}
+
+fn default_refused_first_retry_secs() -> u64 {
+    240
 }
 
 fn default_utc_offset() -> String {
@@ -273,6 +294,46 @@ impl PlatformConfig {
                 ));
             }
         }
+        for (code, verdict) in &self.result_codes {
+            if code.trim().is_empty() {
+                out.push(Invalid::new(
+                    "platform.result_codes",
+                    "a result code must not be empty",
+                ));
+            }
+            if crate::platform::response::CodeVerdict::parse(verdict).is_none() {
+                out.push(Invalid::new(
+                    "platform.result_codes",
+                    format!(
+                        "{code:?} = {verdict:?}: the verdict must be one of {}",
+                        crate::platform::response::CodeVerdict::NAMES
+                    ),
+                ));
+            }
+        }
+        if self.refused_tries == 0 || self.refused_tries > 100 {
+            out.push(Invalid::new(
+                "platform.refused_tries",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.refused_first_retry_secs == 0 || self.refused_first_retry_secs > 86_400 {
+            out.push(Invalid::new(
+                "platform.refused_first_retry_secs",
+                "must be between 1 and 86400 seconds",
+            ));
+        }
+    }
+
+    /// The site's result-code mappings, parsed (`validate()` names unknown verdicts;
+    /// should one get here anyway, it is left out).
+    pub fn result_code_verdicts(&self) -> BTreeMap<String, crate::platform::response::CodeVerdict> {
+        self.result_codes
+            .iter()
+            .filter_map(|(code, v)| {
+                crate::platform::response::CodeVerdict::parse(v).map(|v| (code.clone(), v))
+            })
+            .collect()
     }
 
     /// The lot's local offset. `validate()` has rejected unparsable values; should one

@@ -1,6 +1,12 @@
 //! The task that owns one Modbus bus (a serial port, or one TCP endpoint) and polls
 //! its slaves in turn: honours each device's period and the bus's inter-frame
 //! silence, skips isolated slaves, reopens the transport with backoff.
+//!
+//! Isolation is for slaves that keep failing: a slave that was answering and goes
+//! silent (a loose connector, a gateway hiccup) is probed again after 1 s, then 2 s,
+//! 4 s… up to the profile's `isolate_ms`, so a one-second gap blinds the lane for about
+//! two seconds, not the whole isolation, while a dead slave costs the bus one extra
+//! timeout every few seconds at most (see [`probe_delay_ms`]).
 
 use crate::driver::modbus::{
     DeviceLogic, PollOutcome, ReadRequest, SlaveHealth, Value, decode, plan,
@@ -27,6 +33,10 @@ pub struct PolledDevice {
     period: Duration,
     timeout: Duration,
     next_due: Instant,
+    /// An isolated slave is probed at this time, before its isolation ends.
+    probe_at: Option<Timestamp>,
+    /// Probes of this isolation that went unanswered (reset by any answer).
+    failed_probes: u32,
 }
 
 impl PolledDevice {
@@ -43,12 +53,35 @@ impl PolledDevice {
             period: Duration::from_millis(config.poll_ms.unwrap_or(profile.poll_ms)),
             timeout: Duration::from_millis(profile.timeout_ms),
             next_due: Instant::now(),
+            probe_at: None,
+            failed_probes: 0,
+        }
+    }
+
+    /// After a poll: a slave isolated by this poll gets an early probe, sooner the
+    /// fewer probes it has failed since it last answered.
+    fn schedule_probe(&mut self, outcome: PollOutcome, now: Timestamp) {
+        if outcome != PollOutcome::NoAnswer {
+            self.probe_at = None;
+            self.failed_probes = 0;
+            return;
+        }
+        if let Some(until) = self.health.isolated_until().filter(|u| *u > now) {
+            let delay = probe_delay_ms(self.failed_probes, until.millis() - now.millis());
+            self.probe_at = Some(now.plus_millis(delay));
+            if self.probe_at.is_some_and(|p| p < until) {
+                self.failed_probes = self.failed_probes.saturating_add(1);
+            }
         }
     }
 
     /// When this device should next be polled, isolation included.
     fn due(&self, now_ts: Timestamp, now: Instant) -> Instant {
-        match self.health.isolated_until() {
+        let isolated = match (self.health.isolated_until(), self.probe_at) {
+            (Some(until), Some(probe)) => Some(until.min(probe)),
+            (until, _) => until,
+        };
+        match isolated {
             Some(until) if until > now_ts => {
                 let wait = Duration::from_millis((until.millis() - now_ts.millis()).max(0) as u64);
                 self.next_due.max(now + wait)
@@ -67,6 +100,17 @@ pub struct BusSpec {
     /// The serial device path, checked after silent polls: when the name now points
     /// elsewhere (adapter re-enumerated, pty recreated) the port is reopened.
     pub port_path: Option<PathBuf>,
+}
+
+/// The first early probe of a slave that has just been isolated.
+const FIRST_PROBE_MS: i64 = 1_000;
+
+/// How long after its isolation a slave is probed, when `failed_probes` probes of this
+/// isolation went unanswered: 1 s, doubling per failed probe, never past the
+/// isolation itself (`isolation_ms`). Pure.
+pub fn probe_delay_ms(failed_probes: u32, isolation_ms: i64) -> i64 {
+    let delay = FIRST_PROBE_MS.saturating_mul(1_i64 << failed_probes.min(20));
+    delay.min(isolation_ms.max(0))
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -154,7 +198,9 @@ pub async fn run_bus<L, F, Fut>(
                 Ok((outcome, facts)) => {
                     let now_ts = Timestamp::now();
                     let mut events = facts;
-                    if let Some(link_fact) = device.health.record(outcome, now_ts) {
+                    let link_fact = device.health.record(outcome, now_ts);
+                    device.schedule_probe(outcome, now_ts);
+                    if let Some(link_fact) = link_fact {
                         if let EventKind::Link { up } = link_fact {
                             tracing::warn!(device = %device.name, bus = %spec.name, up, "device link changed");
                         }
@@ -264,5 +310,19 @@ async fn wait_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> 
     tokio::select! {
         _ = tokio::time::sleep(d) => *shutdown.borrow(),
         r = shutdown.changed() => r.is_err() || *shutdown.borrow(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slave_that_just_went_silent_is_probed_soon_and_one_that_keeps_failing_backs_off_to_the_isolation()
+     {
+        let delays: Vec<i64> = (0..6).map(|n| probe_delay_ms(n, 5_000)).collect();
+        assert_eq!(delays, [1_000, 2_000, 4_000, 5_000, 5_000, 5_000]);
+        assert_eq!(probe_delay_ms(u32::MAX, 5_000), 5_000);
+        assert_eq!(probe_delay_ms(0, 100), 100, "never past the isolation");
     }
 }

@@ -13,7 +13,17 @@ use crate::plate::PlateColor;
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+
+/// Device gaps with a vehicle in the lane, by outcome (what [`LaneMachine::blind_counts`]
+/// counts, for `/metrics`).
+static BLIND_MOMENTS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_lane_blind_moments_total",
+        "Vehicles in a lane while one of its devices was silent, by outcome (inferred, undecided, reset)",
+        &["lane", "outcome"],
+    )
+});
 
 /// What kind of passage it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -54,6 +64,17 @@ pub struct Passage {
     /// It followed another vehicle through the same gate opening.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tailgate: bool,
+    /// Part of the passage happened while a device of the lane was silent: the lane
+    /// inferred it from the inputs before and after the gap (see `docs/lane-logic.md`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
+    /// A drawbar trailer (`…挂` plate) right behind its tractor in the same gate
+    /// opening; the lot rule `trailers` decides whether it gets a stay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trailer: bool,
+    /// The plate of the tractor a trailer followed, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tractor: Option<String>,
     /// Snapshot image bytes of the read used (never serialised).
     #[serde(skip)]
     pub snapshot: Option<Arc<Vec<u8>>>,
@@ -96,6 +117,8 @@ struct Vehicle {
     read: Option<Read>,
     /// It entered the lane behind another vehicle in the same gate opening.
     follower: bool,
+    /// It was in the lane while a device of the lane was silent.
+    blind: bool,
 }
 
 impl Vehicle {
@@ -129,6 +152,16 @@ enum State {
     /// B became occupied with no vehicle coming from A (wrong-way traffic, a pedestrian,
     /// a stale loop after reset): ignored until both loops are free.
     WrongWay,
+    /// A vehicle left A without reaching B while the gate was open or opening (or with a
+    /// read waiting): a vehicle shorter than the gap between the loops. It is expected on
+    /// B until `since + short_vehicle_window`; a follower may arrive on A meanwhile.
+    /// `blind`: armed by the inputs that came back after a device gap.
+    Armed {
+        leader: Vehicle,
+        follower: Option<Vehicle>,
+        since: Timestamp,
+        blind: bool,
+    },
     /// Gate-only lanes: the gate is open for a vehicle.
     GateOpen(Vehicle),
     /// Camera-only lanes: a quick result waiting for its full result.
@@ -142,6 +175,7 @@ impl State {
             State::Approaching(_) => "approaching",
             State::UnderBarrier(_) => "under_barrier",
             State::Leaving { .. } => "leaving",
+            State::Armed { .. } => "armed",
             State::WrongWay => "wrong_way",
             State::GateOpen(_) => "gate_open",
             State::QuickRead(_) => "quick_read",
@@ -158,6 +192,8 @@ enum Input {
     Plate(Read),
     /// The quick-read deadline passed.
     QuickTimeout,
+    /// The short-vehicle window of an armed vehicle passed.
+    ArmedTimeout,
 }
 
 /// A cleared vehicle without a plate, waiting for a late read.
@@ -166,6 +202,30 @@ struct Held {
     vehicle: Vehicle,
     cleared_at: Timestamp,
     deadline: Timestamp,
+}
+
+/// How long after a silent device came back its first facts are read as what happened
+/// during the gap (the resync of a poll or two, with the profile's debounce).
+pub const RECONCILE_MS: i64 = 3_000;
+
+/// What the lane knew when a device went silent, and what it learnt since.
+#[derive(Debug, Clone, PartialEq)]
+struct Blind {
+    /// When every link was back (`None` while one is still down).
+    back_at: Option<Timestamp>,
+    /// The gate was seen reaching Closed during the gap or in the facts after it.
+    gate_went_down: bool,
+}
+
+/// Counts of blind moments (device gaps with a vehicle in the lane), per outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BlindCounts {
+    /// A passage was inferred from the evidence around the gap.
+    pub inferred: u64,
+    /// The evidence could not tell: the vehicle was taken as turned away (today's rule).
+    pub undecided: u64,
+    /// The gap outlasted `link_down_reset_ms`: the lane was reset.
+    pub reset: u64,
 }
 
 /// The lane machine of one lane.
@@ -180,8 +240,16 @@ pub struct LaneMachine {
     double_read_window_ms: i64,
     late_plate_window_ms: i64,
     link_down_reset_ms: i64,
+    short_vehicle_window_ms: i64,
 
     state: State,
+    /// The gate's last known position (loops + gate lanes; `None` until reported).
+    gate: Option<GatePosition>,
+    /// The last device gap and its evidence, kept until the next gap.
+    blind: Option<Blind>,
+    blind_counts: BlindCounts,
+    /// The plate of the vehicle that cleared last (`None`: it had none), for trailers.
+    last_cleared_plate: Option<String>,
     loop_a: bool,
     loop_b: bool,
     /// A read that arrived with no vehicle to take it.
@@ -193,6 +261,8 @@ pub struct LaneMachine {
     gate_closed_since_clear: bool,
     held: Option<Held>,
     links_down: BTreeSet<String>,
+    /// Devices that reported loops or the gate: only their silence blinds the lane.
+    io_devices: BTreeSet<String>,
     /// When the lane's first link went down, until the reset has been done.
     link_reset_due: Option<Timestamp>,
 }
@@ -209,7 +279,12 @@ impl LaneMachine {
             double_read_window_ms: cfg.double_read_window_ms,
             late_plate_window_ms: cfg.late_plate_window_ms,
             link_down_reset_ms: cfg.link_down_reset_ms,
+            short_vehicle_window_ms: cfg.short_vehicle_window(),
             state: State::Idle,
+            gate: None,
+            blind: None,
+            blind_counts: BlindCounts::default(),
+            last_cleared_plate: None,
             loop_a: false,
             loop_b: false,
             pending: None,
@@ -218,12 +293,18 @@ impl LaneMachine {
             gate_closed_since_clear: true,
             held: None,
             links_down: BTreeSet::new(),
+            io_devices: BTreeSet::new(),
             link_reset_due: None,
         }
     }
 
     pub fn lane(&self) -> &str {
         &self.lane
+    }
+
+    /// Device gaps with a vehicle in the lane, by outcome (for metrics and the status page).
+    pub fn blind_counts(&self) -> BlindCounts {
+        self.blind_counts
     }
 
     /// True when no vehicle is being followed and nothing waits for a timer.
@@ -241,6 +322,7 @@ impl LaneMachine {
                 return out;
             }
             EventKind::Loop { which, occupied } => {
+                self.note_io_device(&event.device);
                 let known = match which {
                     LoopId::A => &mut self.loop_a,
                     LoopId::B => &mut self.loop_b,
@@ -255,7 +337,10 @@ impl LaneMachine {
                     LoopId::B => Input::LoopB(*occupied),
                 }
             }
-            EventKind::Gate { position } => Input::Gate(*position),
+            EventKind::Gate { position } => {
+                self.note_io_device(&event.device);
+                Input::Gate(*position)
+            }
             EventKind::Plate(p) => Input::Plate(Read::from_event(p, event.at)),
             // Counts and charges are the lane task's, not the passage logic's.
             EventKind::Spaces { .. } | EventKind::PayTerminal { .. } => return out,
@@ -266,13 +351,14 @@ impl LaneMachine {
 
     /// The next moment `on_timer` has something to do.
     pub fn poll_at(&self) -> Option<Timestamp> {
-        let quick = match &self.state {
+        let state_due = match &self.state {
             State::QuickRead(r) => Some(r.at.plus_millis(self.double_read_window_ms)),
+            State::Armed { since, .. } => Some(since.plus_millis(self.short_vehicle_window_ms)),
             _ => None,
         };
         [
             self.held.as_ref().map(|h| h.deadline),
-            quick,
+            state_due,
             self.link_reset_due
                 .map(|t| t.plus_millis(self.link_down_reset_ms)),
         ]
@@ -292,6 +378,11 @@ impl LaneMachine {
                 self.step(Input::QuickTimeout, now, &mut out);
             }
         }
+        if let State::Armed { since, .. } = &self.state {
+            if since.plus_millis(self.short_vehicle_window_ms) <= now {
+                self.step(Input::ArmedTimeout, now, &mut out);
+            }
+        }
         if let Some(since) = self.link_reset_due {
             if since.plus_millis(self.link_down_reset_ms) <= now {
                 self.link_reset_due = None;
@@ -301,8 +392,10 @@ impl LaneMachine {
                 self.loop_a = false;
                 self.loop_b = false;
                 if self.state != State::Idle {
+                    self.count_blind("reset");
                     tracing::warn!(lane = %self.lane, state = self.state.name(), "link down: lane reset, half-seen vehicle dropped");
                 }
+                self.blind = None;
                 self.set_state(State::Idle, now, "link_down_reset");
             }
         }
@@ -311,16 +404,124 @@ impl LaneMachine {
 
     fn link(&mut self, device: &str, up: bool, now: Timestamp) {
         if up {
-            self.links_down.remove(device);
-            if self.links_down.is_empty() {
-                // Back before the reset: a short glitch, the lane carries on.
+            let was_down = self.links_down.remove(device);
+            if was_down && self.links_down.is_empty() {
+                // Back before the reset: the lane reconciles. The facts that follow are
+                // the inputs after the gap; `RECONCILE_MS` reads them against what the
+                // lane knew before it (see `Blind`).
                 self.link_reset_due = None;
+                if let Some(b) = self.blind.as_mut().filter(|b| b.back_at.is_none()) {
+                    b.back_at = Some(now);
+                }
             }
         } else {
             if self.links_down.is_empty() {
                 self.link_reset_due = Some(now);
             }
+            // A camera going silent hides no loop or gate change; an I/O device (or one
+            // not yet known either way) does.
+            let hides_inputs = self.io_devices.is_empty() || self.io_devices.contains(device);
+            if hides_inputs && self.blind.as_ref().is_none_or(|b| b.back_at.is_some()) {
+                self.blind = Some(Blind {
+                    back_at: None,
+                    gate_went_down: false,
+                });
+                // Every vehicle in the lane now has a stretch nobody saw.
+                for v in self.vehicles_mut() {
+                    v.blind = true;
+                }
+            }
             self.links_down.insert(device.to_string());
+        }
+    }
+
+    fn count_blind(&mut self, outcome: &'static str) {
+        match outcome {
+            "inferred" => self.blind_counts.inferred += 1,
+            "undecided" => self.blind_counts.undecided += 1,
+            _ => self.blind_counts.reset += 1,
+        }
+        BLIND_MOMENTS
+            .with_label_values(&[self.lane.as_str(), outcome])
+            .inc();
+    }
+
+    /// The gate is known open or moving on a loops + gate lane.
+    fn gate_is_open(&self) -> bool {
+        self.layout == DetectionLayout::LoopsGate
+            && matches!(self.gate, Some(GatePosition::Open | GatePosition::Moving))
+    }
+
+    /// An armed vehicle that will not reach B (window over, gate down, or the next
+    /// vehicle on A). After a device gap the evidence decides: the gate going down or a
+    /// read vehicle gone means it passed unseen (inferred); without either, today's rule
+    /// (turned away), counted as undecided.
+    fn resolve_armed(
+        &mut self,
+        leader: Vehicle,
+        since: Timestamp,
+        blind: bool,
+        gate_down: bool,
+        out: &mut Vec<Passage>,
+    ) {
+        let gate_down = gate_down || self.blind.as_ref().is_some_and(|b| b.gate_went_down);
+        if blind && (gate_down || leader.read.is_some()) {
+            self.count_blind("inferred");
+            tracing::info!(lane = %self.lane, gate_down, read = leader.read.is_some(), "blind moment: passage inferred");
+            self.clear_at(leader, since, true, out);
+        } else {
+            if blind {
+                self.count_blind("undecided");
+                tracing::warn!(lane = %self.lane, "blind moment: cannot tell whether the vehicle passed; taken as turned away");
+            }
+            tracing::debug!(lane = %self.lane, "turn-away: loop A released, B not reached");
+        }
+    }
+
+    fn note_io_device(&mut self, device: &str) {
+        if !self.io_devices.contains(device) {
+            self.io_devices.insert(device.to_string());
+        }
+    }
+
+    /// The vehicles the lane is following.
+    fn vehicles_mut(&mut self) -> Vec<&mut Vehicle> {
+        match &mut self.state {
+            State::Approaching(v) | State::UnderBarrier(v) | State::GateOpen(v) => vec![v],
+            State::Leaving { leader, follower }
+            | State::Armed {
+                leader, follower, ..
+            } => {
+                let mut all = vec![leader];
+                all.extend(follower.as_mut());
+                all
+            }
+            State::Idle | State::WrongWay | State::QuickRead(_) => Vec::new(),
+        }
+    }
+
+    /// A device was silent and its facts since it came back are still being read as
+    /// what happened during the gap.
+    fn reconciling(&self, now: Timestamp) -> bool {
+        self.blind.as_ref().is_some_and(|b| match b.back_at {
+            Some(back) => now.0 - back.0 <= RECONCILE_MS,
+            None => true,
+        })
+    }
+
+    /// Whether a vehicle that left A without reaching B may still be on its way to B
+    /// (short vehicle): the gate is open or opening (or unknown), a read waits, lanes
+    /// without gate inputs always, and after a device gap whatever the gate said.
+    fn may_be_between_loops(&self, v: &Vehicle, now: Timestamp) -> bool {
+        match self.layout {
+            DetectionLayout::LoopsOnly => true,
+            DetectionLayout::LoopsGate => {
+                !matches!(self.gate, Some(GatePosition::Closed | GatePosition::Fault))
+                    || v.read.is_some()
+                    || self.pending.is_some()
+                    || (v.blind && self.reconciling(now))
+            }
+            DetectionLayout::GateOnly | DetectionLayout::CameraOnly => false,
         }
     }
 
@@ -337,8 +538,15 @@ impl LaneMachine {
             Input::Gate(_) if !has_gate => return,
             _ => {}
         }
-        if let Input::Gate(GatePosition::Closed) = input {
-            self.gate_closed_since_clear = true;
+        if let Input::Gate(position) = input {
+            self.gate = Some(position);
+            if position == GatePosition::Closed {
+                self.gate_closed_since_clear = true;
+                let reconciling = self.reconciling(now);
+                if let Some(b) = self.blind.as_mut().filter(|_| reconciling) {
+                    b.gate_went_down = true;
+                }
+            }
         }
         let state = std::mem::replace(&mut self.state, State::Idle);
         let next = match (state, input) {
@@ -423,6 +631,26 @@ impl LaneMachine {
                     follower: None,
                 }
             }
+            (
+                State::Armed {
+                    mut leader,
+                    mut follower,
+                    since,
+                    blind,
+                },
+                Input::Plate(r),
+            ) => {
+                match follower.as_mut() {
+                    Some(f) => self.offer(r, &mut [&mut leader, f], out),
+                    None => self.offer(r, &mut [&mut leader], out),
+                }
+                State::Armed {
+                    leader,
+                    follower,
+                    since,
+                    blind,
+                }
+            }
             (state, Input::Plate(r)) => {
                 self.offer(r, &mut [], out);
                 state
@@ -431,10 +659,97 @@ impl LaneMachine {
             // --- loops (loops_gate, loops_only) ---
             // A vehicle arrives on the arming loop.
             (State::Idle, Input::LoopA(true)) => State::Approaching(self.arrive(now, false)),
+            // A released without B while the vehicle may still be between the loops (a
+            // car shorter than the loop gap, the gate open for it): armed, expecting B.
+            (State::Approaching(v), Input::LoopA(false))
+                if self.short_vehicle_window_ms > 0 && self.may_be_between_loops(&v, now) =>
+            {
+                let blind = v.blind && self.reconciling(now);
+                State::Armed {
+                    leader: v,
+                    follower: None,
+                    since: now,
+                    blind,
+                }
+            }
             // It turned away before the barrier (A released without B): nothing to report.
             (State::Approaching(_), Input::LoopA(false)) => {
                 tracing::debug!(lane = %self.lane, "turn-away: loop A released without B");
                 State::Idle
+            }
+            // The armed vehicle reached B: it is past the barrier line (A is free).
+            (
+                State::Armed {
+                    leader, follower, ..
+                },
+                Input::LoopB(true),
+            ) => State::Leaving { leader, follower },
+            // A occupied again while armed, the gate not open (or not known): the armed
+            // vehicle backed off and this is the next one, as in a queue behind a
+            // turn-away. (A short car waiting at a closed barrier with another right
+            // behind it is lost here: documented.)
+            (
+                State::Armed {
+                    leader,
+                    follower: None,
+                    since,
+                    blind,
+                },
+                Input::LoopA(true),
+            ) if !self.gate_is_open() => {
+                self.resolve_armed(leader, since, blind, false, out);
+                State::Approaching(self.arrive(now, false))
+            }
+            // A occupied again while armed with the gate open: the next vehicle through
+            // this opening (or the armed one backing up; it then leaves A again like a
+            // follower turning away).
+            (
+                State::Armed {
+                    leader,
+                    follower: None,
+                    since,
+                    blind,
+                },
+                Input::LoopA(true),
+            ) => State::Armed {
+                leader,
+                follower: Some(self.arrive(now, true)),
+                since,
+                blind,
+            },
+            (
+                State::Armed {
+                    leader,
+                    follower: Some(_),
+                    since,
+                    blind,
+                },
+                Input::LoopA(false),
+            ) => State::Armed {
+                leader,
+                follower: None,
+                since,
+                blind,
+            },
+            // The gate came down, or the window passed, with B never reached. After a
+            // device gap this is the evidence: the gate going down or a read vehicle gone
+            // means it passed unseen (inferred); without either, today's rule (turned
+            // away), counted as undecided.
+            (
+                State::Armed {
+                    leader,
+                    follower,
+                    since,
+                    blind,
+                },
+                input @ (Input::Gate(GatePosition::Closed) | Input::ArmedTimeout),
+            ) => {
+                let gate_down = input == Input::Gate(GatePosition::Closed);
+                self.resolve_armed(leader, since, blind, gate_down, out);
+                match follower {
+                    Some(f) => State::Approaching(f),
+                    None => State::Idle,
+                }
             }
             // It reached the barrier.
             (State::Approaching(v), Input::LoopB(true)) => State::UnderBarrier(v),
@@ -532,6 +847,7 @@ impl LaneMachine {
         Vehicle {
             read,
             follower: in_lane_follower || same_opening,
+            blind: false,
         }
     }
 
@@ -594,14 +910,42 @@ impl LaneMachine {
                 return;
             }
         }
+        // A trailer's plate while its (plated) tractor is in the lane or has just left:
+        // a trailer that did not re-trigger the loops is part of its tractor's passage.
+        // Never the next vehicle's read.
+        if r.text.as_deref().is_some_and(is_trailer_plate)
+            && (vehicles.iter().any(|v| v.has_plate())
+                || self
+                    .last_clear
+                    .is_some_and(|t| r.at.0 - t.0 <= self.tailgate_window_ms))
+        {
+            tracing::debug!(lane = %self.lane, plate = %r.text.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer read taken as part of its tractor's passage");
+            return;
+        }
         // …or the next vehicle's read, arrived early.
         self.pending = Some(r);
     }
 
-    /// A vehicle cleared the barrier.
+    /// A vehicle cleared the barrier. It is inferred when it was in the lane during a
+    /// device gap and cleared on the facts that came back after it.
     fn clear(&mut self, v: Vehicle, now: Timestamp, out: &mut Vec<Passage>) {
+        let inferred = v.blind
+            && self.blind.as_ref().is_some_and(|b| b.back_at.is_some())
+            && self.reconciling(now);
+        if inferred {
+            self.count_blind("inferred");
+            tracing::info!(lane = %self.lane, "blind moment: passage completed by the inputs after the gap (inferred)");
+        }
+        self.clear_at(v, now, inferred, out);
+    }
+
+    fn clear_at(&mut self, mut v: Vehicle, now: Timestamp, inferred: bool, out: &mut Vec<Passage>) {
         self.last_clear = Some(now);
         self.gate_closed_since_clear = false;
+        // Inferred is a property of the passage: the flag travels with the vehicle.
+        v.blind = inferred;
+        let plate = v.plate_text().map(str::to_string);
+        let tractor = std::mem::replace(&mut self.last_cleared_plate, plate);
         match &v.read {
             Some(r) if r.text.is_some() => {
                 let case = if v.follower {
@@ -609,7 +953,10 @@ impl LaneMachine {
                 } else {
                     PassageCase::Normal
                 };
-                self.emit(v, now, case, out);
+                let trailer = v.follower
+                    && v.plate_text().is_some_and(is_trailer_plate)
+                    && !tractor.as_deref().is_some_and(is_trailer_plate);
+                self.emit_with(v, now, case, trailer.then_some(tractor), out);
             }
             // The camera said "no plate": nothing better will come.
             Some(_) => self.emit(v, now, PassageCase::Unrecognised, out),
@@ -643,6 +990,7 @@ impl LaneMachine {
             Vehicle {
                 read: Some(r),
                 follower: false,
+                blind: false,
             },
             at,
             case,
@@ -655,6 +1003,18 @@ impl LaneMachine {
         v: Vehicle,
         cleared_at: Timestamp,
         case: PassageCase,
+        out: &mut Vec<Passage>,
+    ) {
+        self.emit_with(v, cleared_at, case, None, out);
+    }
+
+    /// `trailer`: `Some(tractor plate)` for a trailer behind its tractor.
+    fn emit_with(
+        &mut self,
+        v: Vehicle,
+        cleared_at: Timestamp,
+        case: PassageCase,
+        trailer: Option<Option<String>>,
         out: &mut Vec<Passage>,
     ) {
         let read = v
@@ -684,6 +1044,9 @@ impl LaneMachine {
             },
             plate,
             tailgate: v.follower,
+            inferred: v.blind,
+            trailer: trailer.is_some(),
+            tractor: trailer.flatten(),
             snapshot: read.as_ref().and_then(|r| r.image.clone()),
             snapshot_len: read.as_ref().and_then(|r| r.image_len),
         };
@@ -699,6 +1062,11 @@ impl LaneMachine {
         }
         out.push(passage);
     }
+}
+
+/// A drawbar trailer's plate (GA 36: `…挂`).
+fn is_trailer_plate(text: &str) -> bool {
+    text.ends_with('挂')
 }
 
 #[cfg(test)]
@@ -812,6 +1180,221 @@ mod tests {
         assert!(m.is_idle());
         // Loops were assumed free: the stale release is ignored, nothing half-made appears.
         assert!(feed(&mut m, &[(20_000, lp(LoopId::A, false))]).is_empty());
+    }
+
+    fn gate(position: GatePosition) -> EventKind {
+        EventKind::Gate { position }
+    }
+
+    fn read(text: &str) -> EventKind {
+        EventKind::Plate(PlateRead::text(text, PlateColor::Blue))
+    }
+
+    #[test]
+    fn a_vehicle_shorter_than_the_loop_gap_is_armed_until_b_or_the_window_ends() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut m,
+            &[
+                (0, gate(GatePosition::Closed)),
+                (100, read("闽A1234D")),
+                (200, lp(LoopId::A, true)),
+                (300, gate(GatePosition::Open)),
+                (500, lp(LoopId::A, false)),
+            ],
+        );
+        assert_eq!(m.poll_at(), Some(Timestamp(2_500)), "armed for 2 s");
+        let out = feed(
+            &mut m,
+            &[(2_400, lp(LoopId::B, true)), (2_900, lp(LoopId::B, false))],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].case, out[0].at, out[0].inferred),
+            (PassageCase::Normal, Timestamp(2_900), false)
+        );
+        // Gate closed and no read: A released without B is a turn-away at once.
+        feed(
+            &mut m,
+            &[
+                (3_000, gate(GatePosition::Closed)),
+                (20_000, lp(LoopId::A, true)),
+                (20_500, lp(LoopId::A, false)),
+            ],
+        );
+        assert!(m.is_idle());
+        // Gate open, B never reached: nothing after the window, and B later is not ours.
+        feed(
+            &mut m,
+            &[
+                (30_000, lp(LoopId::A, true)),
+                (30_100, gate(GatePosition::Open)),
+                (30_500, lp(LoopId::A, false)),
+            ],
+        );
+        assert!(m.on_timer(Timestamp(32_500)).is_empty());
+        assert!(m.is_idle());
+        let out = feed(
+            &mut m,
+            &[
+                (33_000, lp(LoopId::B, true)),
+                (33_500, lp(LoopId::B, false)),
+            ],
+        );
+        assert!(out.is_empty() && m.on_timer(Timestamp(40_000)).is_empty());
+    }
+
+    #[test]
+    fn the_short_vehicle_window_follows_the_lane_config() {
+        let mut cfg = LaneConfig::new("l", Direction::Entry, "P", DetectionLayout::LoopsOnly);
+        cfg.loop_gap_m = Some(2.0);
+        let mut m = LaneMachine::new(&cfg);
+        feed(
+            &mut m,
+            &[(0, lp(LoopId::A, true)), (100, lp(LoopId::A, false))],
+        );
+        // 2 m at 2 km/h = 3.6 s; loops-only lanes arm whatever the gate.
+        assert_eq!(m.poll_at(), Some(Timestamp(3_700)));
+        cfg.short_vehicle_window_ms = Some(0);
+        let mut m = LaneMachine::new(&cfg);
+        feed(
+            &mut m,
+            &[(0, lp(LoopId::A, true)), (100, lp(LoopId::A, false))],
+        );
+        assert!(
+            m.is_idle(),
+            "a zero window turns away at once (the old rule)"
+        );
+    }
+
+    #[test]
+    fn a_vehicle_behind_a_device_gap_is_inferred_from_the_evidence_or_counted_undecided() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        // Read car on A, gate open; 1 s gap; after it A is free and the gate closed.
+        let out = feed(
+            &mut m,
+            &[
+                (0, read("闽A12345")),
+                (100, gate(GatePosition::Closed)),
+                (200, lp(LoopId::A, true)),
+                (300, gate(GatePosition::Open)),
+                (1_000, EventKind::Link { up: false }),
+                (2_000, EventKind::Link { up: true }),
+                (2_000, lp(LoopId::A, false)),
+                (2_000, gate(GatePosition::Closed)),
+            ],
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].inferred);
+        assert_eq!(m.blind_counts().inferred, 1);
+        // Unread car on A, gate closed; after the gap A is free, nothing else: undecided.
+        let out = feed(
+            &mut m,
+            &[
+                (10_000, lp(LoopId::A, true)),
+                (11_000, EventKind::Link { up: false }),
+                (12_000, EventKind::Link { up: true }),
+                (12_000, lp(LoopId::A, false)),
+            ],
+        );
+        assert!(out.is_empty());
+        assert!(m.on_timer(Timestamp(20_000)).is_empty());
+        assert_eq!(
+            m.blind_counts(),
+            BlindCounts {
+                inferred: 1,
+                undecided: 1,
+                reset: 0
+            }
+        );
+        // A vehicle seen live long after the gap is not flagged.
+        let out = feed(&mut m, &pass_without_read(30_000));
+        assert!(out.is_empty());
+        let out = m.on_timer(Timestamp(40_000));
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].inferred);
+    }
+
+    #[test]
+    fn a_silent_camera_does_not_blind_the_loops() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        let cam = |at: i64, up: bool| RawEvent {
+            lane: "l".into(),
+            device: "cam".into(),
+            at: Timestamp(at),
+            kind: EventKind::Link { up },
+        };
+        feed(
+            &mut m,
+            &[(0, gate(GatePosition::Closed)), (100, lp(LoopId::A, true))],
+        );
+        m.handle(&cam(200, false), Timestamp(200));
+        m.handle(&cam(1_200, true), Timestamp(1_200));
+        let mut out = feed(
+            &mut m,
+            &[
+                (1_300, lp(LoopId::B, true)),
+                (1_400, lp(LoopId::A, false)),
+                (1_500, lp(LoopId::B, false)),
+            ],
+        );
+        out.extend(m.on_timer(Timestamp(10_000)));
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].inferred, "the loops saw it all");
+        assert_eq!(m.blind_counts(), BlindCounts::default());
+    }
+
+    #[test]
+    fn a_trailer_read_behind_its_tractor_is_marked_and_never_pending_for_the_next_car() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        let out = feed(
+            &mut m,
+            &[
+                (0, read("闽A12345")),
+                (100, lp(LoopId::A, true)),
+                (200, gate(GatePosition::Open)),
+                (1_000, lp(LoopId::B, true)),
+                (2_000, lp(LoopId::A, false)),
+                (2_300, lp(LoopId::A, true)),
+                (2_400, read("闽A6789挂")),
+                (3_000, lp(LoopId::B, false)),
+                (3_200, lp(LoopId::B, true)),
+                (4_000, lp(LoopId::A, false)),
+                (5_000, lp(LoopId::B, false)),
+            ],
+        );
+        assert_eq!(out.len(), 2);
+        assert!(!out[0].trailer);
+        assert!(out[1].trailer && out[1].tailgate);
+        assert_eq!(out[1].tractor.as_deref(), Some("闽A12345"));
+        // A trailer that does not re-trigger the loops: its read arrives with the
+        // tractor in the lane and must not stick to the next car.
+        let out = feed(
+            &mut m,
+            &[
+                (5_100, gate(GatePosition::Closed)),
+                (20_000, read("闽B11111")),
+                (20_100, lp(LoopId::A, true)),
+                (20_200, gate(GatePosition::Open)),
+                (21_000, lp(LoopId::B, true)),
+                (21_500, read("闽B2222挂")),
+                (22_000, lp(LoopId::A, false)),
+                (23_000, lp(LoopId::B, false)),
+                (23_100, gate(GatePosition::Closed)),
+                (25_000, lp(LoopId::A, true)),
+                (25_100, gate(GatePosition::Open)),
+                (26_000, lp(LoopId::B, true)),
+                (26_500, lp(LoopId::A, false)),
+                (27_000, lp(LoopId::B, false)),
+            ],
+        );
+        let mut all = out;
+        all.extend(m.on_timer(Timestamp(40_000)));
+        let plates: Vec<Option<&str>> = all
+            .iter()
+            .map(|p| p.plate.as_ref().map(|p| p.text.as_str()))
+            .collect();
+        assert_eq!(plates, [Some("闽B11111"), None]);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! it; the runtime applies the same actions to the real store.
 //!
 //! Occupancy: an entry (or count-only entry) adds one, an exit (matched, unmatched or
-//! count-only) and an expired stay remove one, a superseded stay is replaced by its new
-//! one (no change). `occupied` is kept within `0..=total` (as the state database keeps
+//! count-only) and an expired stay remove one, a superseded or orphaned stay is replaced
+//! by its new one (no change), a trailer folded into its tractor's stay changes nothing. `occupied` is kept within `0..=total` (as the state database keeps
 //! it) and `free = total − occupied`, so free spaces always lie within `0..=total`.
 
 use super::stays::{NewEntry, OpenStay, StayAction, expired};
@@ -63,6 +63,22 @@ pub enum LocalEvent {
         direction: Direction,
         at: Timestamp,
         free_spaces: i64,
+    },
+    /// The stay's exit was missed (its plate entered again): an exit was reported for
+    /// it at `away_time`, price 0.
+    Orphaned {
+        out_order_no: String,
+        plate_no: String,
+        away_time: Timestamp,
+    },
+    /// A trailer behind its tractor, part of the tractor's stay.
+    TrailerWithTractor {
+        lane: String,
+        direction: Direction,
+        plate_no: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tractor: Option<String>,
+        at: Timestamp,
     },
 }
 
@@ -161,6 +177,36 @@ impl MemoryLot {
                 }
                 self.open_stay(entry, out);
             }
+            StayAction::CloseOrphanThenOpen {
+                orphaned,
+                exit,
+                entry,
+            } => {
+                if let Some(i) = self.open.iter().position(|s| s.out_order_no == orphaned) {
+                    let stay = self.open.remove(i);
+                    self.add(-1);
+                    self.exit_reports(&stay, &exit, out);
+                    out.push(Outcome::Local(LocalEvent::Orphaned {
+                        out_order_no: stay.out_order_no,
+                        plate_no: stay.plate_no,
+                        away_time: exit.away_time,
+                    }));
+                }
+                self.open_stay(entry, out);
+            }
+            StayAction::TrailerFolded {
+                lane,
+                direction,
+                plate_no,
+                tractor,
+                at,
+            } => out.push(Outcome::Local(LocalEvent::TrailerWithTractor {
+                lane,
+                direction,
+                plate_no,
+                tractor,
+                at,
+            })),
             StayAction::Close { out_order_no, exit } => {
                 let Some(i) = self
                     .open

@@ -299,6 +299,11 @@ impl LaneRuntime {
                 let open = open_stays(&store, &placeholders)?;
                 let action = decide(&p, &lane, &lot, &open, fees.as_deref());
                 apply_action(&store, &action, Timestamp::now())?;
+                if p.inferred {
+                    // A passage partly unseen (device gap): findable by the operator.
+                    let plate = p.plate.as_ref().map(|x| x.text.as_str());
+                    store.record_lane_note(p.at, Some(&p.lane), "inferred_passage", plate, None)?;
+                }
                 // The status page lists an exit under the stay's plate.
                 let stay_plate = match &action {
                     StayAction::Close { out_order_no, .. } => {
@@ -312,7 +317,7 @@ impl LaneRuntime {
             match result {
                 Ok(Ok((action, stay_plate))) => {
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, "passage applied");
-                    self.show(&action, stay_plate.as_deref());
+                    self.show(&action, stay_plate.as_deref(), passage.inferred);
                     return;
                 }
                 // Only a database error may pass (busy, I/O); a refused value will be
@@ -344,14 +349,22 @@ impl LaneRuntime {
 
     /// Puts the passage, with its snapshot, on the status page. The status feeder lists
     /// every stay from the store too (without images); the page keeps one of each.
-    fn show(&self, action: &StayAction, stay_plate: Option<&str>) {
+    /// An inferred passage (device gap) is shown as such.
+    fn show(&self, action: &StayAction, stay_plate: Option<&str>, inferred: bool) {
         let Some(ops) = &self.ops else { return };
+        let (entry_case, exit_case) = if inferred {
+            ("entry · inferred", "exit · inferred")
+        } else {
+            ("entry", "exit")
+        };
         match action {
-            StayAction::Open { entry } | StayAction::SupersedeThenOpen { entry, .. } => {
+            StayAction::Open { entry }
+            | StayAction::SupersedeThenOpen { entry, .. }
+            | StayAction::CloseOrphanThenOpen { entry, .. } => {
                 ops.record_passage(
                     &entry.lane,
                     Some(&entry.plate_no),
-                    "entry",
+                    entry_case,
                     entry.entered_at,
                     entry.snapshot.clone(),
                 );
@@ -361,7 +374,7 @@ impl LaneRuntime {
                 ops.record_passage(
                     &exit.lane,
                     plate,
-                    "exit",
+                    exit_case,
                     exit.away_time,
                     exit.snapshot.clone(),
                 );
@@ -464,6 +477,41 @@ pub fn apply_action(store: &Store, action: &StayAction, now: Timestamp) -> Resul
             }
             store.open_stay(new_stay(entry), now)?;
         }
+        StayAction::CloseOrphanThenOpen {
+            orphaned,
+            exit,
+            entry,
+        } => {
+            match store.close_stay(orphaned, exit_details(exit), now) {
+                Ok(_) => store.record_lane_note(
+                    exit.away_time,
+                    Some(&exit.lane),
+                    "orphaned_exit",
+                    Some(&entry.plate_no),
+                    Some(orphaned),
+                )?,
+                // Already closed by an earlier attempt of this same action: carry on.
+                Err(StoreError::NotOpen(_)) => {}
+                Err(e) => return Err(e),
+            }
+            store.open_stay(new_stay(entry), now)?;
+        }
+        StayAction::TrailerFolded {
+            lane,
+            plate_no,
+            tractor,
+            at,
+            ..
+        } => {
+            tracing::info!(lane = %lane, plate = %crate::plate::mask(plate_no), tractor = %tractor.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer folded into its tractor's stay");
+            store.record_lane_note(
+                *at,
+                Some(lane),
+                "trailer_with_tractor",
+                Some(plate_no),
+                None,
+            )?;
+        }
         StayAction::Close { out_order_no, exit } => {
             store.close_stay(out_order_no, exit_details(exit), now)?;
         }
@@ -500,6 +548,8 @@ fn action_label(a: &StayAction) -> &'static str {
     match a {
         StayAction::Open { .. } => "open",
         StayAction::SupersedeThenOpen { .. } => "supersede_then_open",
+        StayAction::CloseOrphanThenOpen { .. } => "close_orphan_then_open",
+        StayAction::TrailerFolded { .. } => "trailer_with_tractor",
         StayAction::Close { .. } => "close",
         StayAction::UnmatchedExit { .. } => "unmatched_exit",
         StayAction::SyntheticStay { .. } => "synthetic_stay",

@@ -3,8 +3,12 @@
 //! [`StayAction`] to the state database; replay applies it to an in-memory model.
 //!
 //! Rules (see `docs/lane-logic.md`):
-//! - entry with a plate → open a stay; if that plate already has an open stay, the old
-//!   one is closed locally as superseded first;
+//! - entry with a plate → open a stay; if that plate already has an open stay (its exit
+//!   was missed), the old one is first closed with an `orphaned` exit report at the new
+//!   entry's time minus one second, price 0 (`lot.reentry = "close_with_exit"`, default),
+//!   or closed locally as superseded (`"leave_open"`: the platform keeps it open);
+//! - a trailer (`…挂`) behind its tractor in one gate opening → folded into the
+//!   tractor's stay (`lot.trailers = "with_tractor"`, default) or a vehicle of its own;
 //! - entry without a plate → a placeholder stay (`无牌车`, `pnc_01`) or count-only, per
 //!   the lane's `unreadable_plate`; placeholder stays never supersede each other;
 //! - exit with a plate → close the matching stay (exact, else the single one-misread
@@ -18,7 +22,7 @@ use super::machine::Passage;
 use super::matching::{MatchKind, match_exit};
 use super::plate_format::{car_type_of, effective_color};
 use crate::config::lanes::{Direction, LaneConfig, UnreadablePlate};
-use crate::config::lot::{LotConfig, UnmatchedExit};
+use crate::config::lot::{LotConfig, Reentry, Trailers, UnmatchedExit};
 use crate::plate::{CarType, PlateColor};
 use crate::time::Timestamp;
 use serde::Serialize;
@@ -77,10 +81,26 @@ pub enum StayAction {
         entry: NewEntry,
     },
     /// The plate already had an open stay: close it locally (not on the platform), then
-    /// open the new one.
+    /// open the new one (`lot.reentry = "leave_open"`).
     SupersedeThenOpen {
         superseded: String,
         entry: NewEntry,
+    },
+    /// The plate already had an open stay (its exit was missed): report an exit for it,
+    /// flagged orphaned, then open the new one (`lot.reentry = "close_with_exit"`).
+    CloseOrphanThenOpen {
+        orphaned: String,
+        exit: ExitPlan,
+        entry: NewEntry,
+    },
+    /// A trailer behind its tractor (`lot.trailers = "with_tractor"`): part of the
+    /// tractor's stay; no report, no space.
+    TrailerFolded {
+        lane: String,
+        direction: Direction,
+        plate_no: String,
+        tractor: Option<String>,
+        at: Timestamp,
     },
     Close {
         out_order_no: String,
@@ -114,6 +134,15 @@ pub fn decide(
     fees: Option<&dyn FeeSource>,
 ) -> StayAction {
     let plate = passage.plate.as_ref();
+    if let Some(p) = plate.filter(|_| passage.trailer && lot.trailers == Trailers::WithTractor) {
+        return StayAction::TrailerFolded {
+            lane: lane.id.clone(),
+            direction: lane.direction,
+            plate_no: p.text.clone(),
+            tractor: passage.tractor.clone(),
+            at: passage.at,
+        };
+    }
     if plate.is_none() && lane.unreadable_plate == UnreadablePlate::CountOnly {
         return StayAction::CountOnly {
             lane: lane.id.clone(),
@@ -130,12 +159,17 @@ pub fn decide(
                         .find(|s| !s.placeholder && s.plate_no == entry.plate_no)
                 })
                 .flatten();
-            match previous {
-                Some(old) => StayAction::SupersedeThenOpen {
+            match (previous, lot.reentry) {
+                (Some(old), Reentry::LeaveOpen) => StayAction::SupersedeThenOpen {
                     superseded: old.out_order_no.clone(),
                     entry,
                 },
-                None => StayAction::Open { entry },
+                (Some(old), Reentry::CloseWithExit) => StayAction::CloseOrphanThenOpen {
+                    orphaned: old.out_order_no.clone(),
+                    exit: orphan_exit(old, &entry),
+                    entry,
+                },
+                (None, _) => StayAction::Open { entry },
             }
         }
         Direction::Exit => {
@@ -229,6 +263,23 @@ fn new_entry(passage: &Passage, lane: &LaneConfig, lot: &LotConfig) -> NewEntry 
     }
 }
 
+/// The exit of a stay whose plate entered again: it left unseen, at the latest just
+/// before the new entry (one second before it, never before its own entry). Nothing is
+/// known of a fee: price 0. Reported through the lane that saw the plate again.
+fn orphan_exit(old: &OpenStay, entry: &NewEntry) -> ExitPlan {
+    ExitPlan {
+        lane: entry.lane.clone(),
+        port_no: entry.port_no.clone(),
+        away_time: Timestamp(entry.entered_at.0 - 1_000).max(old.entered_at),
+        fee: Fee::default(),
+        operator: entry.operator.clone(),
+        exit_plate: None,
+        matched: None,
+        snapshot: None,
+        snapshot_len: None,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn exit_plan(
     passage: &Passage,
@@ -301,6 +352,9 @@ mod tests {
                 PassageCase::Unrecognised
             },
             tailgate: false,
+            inferred: false,
+            trailer: false,
+            tractor: None,
             snapshot: None,
             snapshot_len: None,
         }
@@ -338,8 +392,62 @@ mod tests {
     }
 
     #[test]
-    fn same_plate_entering_again_supersedes_the_open_stay() {
+    fn same_plate_entering_again_closes_the_orphaned_stay_with_an_exit_by_default() {
         let lot = LotConfig::new("L", 10);
+        let open = [stay("S1", "闽A12345", 0, false)];
+        let a = decide(
+            &passage(Direction::Entry, Some("闽A12345"), 3_600_000),
+            &lane(Direction::Entry),
+            &lot,
+            &open,
+            None,
+        );
+        let StayAction::CloseOrphanThenOpen {
+            orphaned,
+            exit,
+            entry,
+        } = a
+        else {
+            panic!("{a:?}")
+        };
+        assert_eq!(orphaned, "S1");
+        assert_eq!(exit.away_time, Timestamp(3_599_000));
+        assert_eq!(exit.fee, Fee::default());
+        assert_eq!(entry.entered_at, Timestamp(3_600_000));
+        // Re-entering within a second of the old entry: the exit is never before it.
+        let a = decide(
+            &passage(Direction::Entry, Some("闽A12345"), 500),
+            &lane(Direction::Entry),
+            &lot,
+            &open,
+            None,
+        );
+        assert!(
+            matches!(a, StayAction::CloseOrphanThenOpen { ref exit, .. } if exit.away_time == Timestamp(0)),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn trailer_behind_its_tractor_is_folded_or_gets_its_own_stay_per_lot_rule() {
+        let mut lot = LotConfig::new("L", 10);
+        let mut p = passage(Direction::Entry, Some("闽A1234挂"), 5);
+        p.trailer = true;
+        p.tractor = Some("闽A12345".into());
+        let a = decide(&p, &lane(Direction::Entry), &lot, &[], None);
+        assert!(
+            matches!(a, StayAction::TrailerFolded { ref plate_no, tractor: Some(ref t), .. } if plate_no == "闽A1234挂" && t == "闽A12345"),
+            "{a:?}"
+        );
+        lot.trailers = Trailers::OwnStay;
+        let a = decide(&p, &lane(Direction::Entry), &lot, &[], None);
+        assert!(matches!(a, StayAction::Open { .. }), "{a:?}");
+    }
+
+    #[test]
+    fn same_plate_entering_again_supersedes_the_open_stay_when_left_open() {
+        let mut lot = LotConfig::new("L", 10);
+        lot.reentry = Reentry::LeaveOpen;
         let open = [stay("S1", "闽A12345", 0, false)];
         let a = decide(
             &passage(Direction::Entry, Some("闽A12345"), 5),

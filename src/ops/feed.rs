@@ -99,6 +99,8 @@ async fn feed(
                     .max()
                     .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
                 ops.set_outbox(summary.pending(), oldest);
+                ops.set_held(summary.held());
+                ops.set_store_error(None);
                 ops.set_occupancy(occupancy.occupied, occupancy.total);
                 ops.set_disk(
                     u64::try_from(summary.image_bytes).unwrap_or(0),
@@ -123,7 +125,10 @@ async fn feed(
                     }
                 }
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "status feeder cannot read the store"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "status feeder cannot read the store");
+                ops.set_store_error(Some(e.to_string()));
+            }
             Err(e) => tracing::warn!(error = %e, "status feeder task failed"),
         }
     }

@@ -11,7 +11,7 @@
 //! its links and refresh).
 
 use super::disk::fs_space;
-use super::state::{OpsState, Passage, StatusView};
+use super::state::{HealthLevel, OpsState, Passage, StatusView};
 use crate::time::Timestamp;
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -151,17 +151,20 @@ fn problems_now(ops: &OpsState) -> (StatusView, Vec<String>) {
     (view, problems)
 }
 
+/// `ok` and `degraded` answer 200 (a working bridge stays in service), `failing` 503;
+/// the reasons follow the level, one per line.
 async fn healthz(State(ops): State<OpsState>) -> Response {
-    let (_, problems) = problems_now(&ops);
-    if problems.is_empty() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        let mut body = String::from("degraded\n");
-        for p in &problems {
-            let _ = writeln!(body, "{p}");
-        }
-        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    let (view, problems) = problems_now(&ops);
+    let level = view.level(Timestamp::now(), ops.http_config(), &problems);
+    let mut body = format!("{}\n", level.as_str());
+    for p in &problems {
+        let _ = writeln!(body, "{p}");
     }
+    let status = match level {
+        HealthLevel::Failing => StatusCode::SERVICE_UNAVAILABLE,
+        HealthLevel::Ok | HealthLevel::Degraded => StatusCode::OK,
+    };
+    (status, body).into_response()
 }
 
 async fn metrics(State(ops): State<OpsState>) -> Response {
@@ -214,10 +217,13 @@ async fn status_page(State(ops): State<OpsState>, request: Request) -> Html<Stri
         .and_then(query_token)
         .map(|t| format!("?token={}", percent_encode(&t)));
     let (view, problems) = problems_now(&ops);
-    Html(render(
+    let now = Timestamp::now();
+    let level = view.level(now, ops.http_config(), &problems);
+    Html(render_with_level(
         &view,
         &problems,
-        Timestamp::now(),
+        level,
+        now,
         !ops.http_config().show_plates,
         token_query.as_deref().unwrap_or(""),
     ))
@@ -267,6 +273,23 @@ pub fn render(
     mask: bool,
     token_query: &str,
 ) -> String {
+    let level = if problems.is_empty() {
+        HealthLevel::Ok
+    } else {
+        HealthLevel::Degraded
+    };
+    render_with_level(view, problems, level, now, mask, token_query)
+}
+
+/// [`render`] with the health level `/healthz` would answer.
+pub fn render_with_level(
+    view: &StatusView,
+    problems: &[String],
+    level: HealthLevel,
+    now: Timestamp,
+    mask: bool,
+    token_query: &str,
+) -> String {
     let time = |t: Timestamp| t.format_local(view.offset);
     let mut h = String::with_capacity(8 * 1024);
     let _ = write!(
@@ -298,7 +321,16 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
     if problems.is_empty() {
         h.push_str(r#"<div class="card ok" id="health">Healthy</div>"#);
     } else {
-        h.push_str(r#"<div class="card bad" id="health">Degraded<ul>"#);
+        let _ = write!(
+            h,
+            r#"<div class="card bad" id="health" data-level="{}">{}<ul>"#,
+            level.as_str(),
+            if level == HealthLevel::Failing {
+                "Failing"
+            } else {
+                "Degraded"
+            }
+        );
         for p in problems {
             let _ = write!(h, "<li>{}</li>", esc(p));
         }

@@ -124,6 +124,28 @@ struct Data {
     occupancy: Option<(i64, i64)>,
     disk: Option<(u64, u64)>,
     clock: ClockView,
+    held: Option<u64>,
+    store_error: Option<String>,
+}
+
+/// How `/healthz` sums the bridge up: `ok` and `degraded` answer 200 (with the reasons),
+/// `failing` answers 503 — only what takes the bridge out of service: the platform
+/// unreachable past the threshold, the state database unusable, every lane blind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthLevel {
+    Ok,
+    Degraded,
+    Failing,
+}
+
+impl HealthLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthLevel::Ok => "ok",
+            HealthLevel::Degraded => "degraded",
+            HealthLevel::Failing => "failing",
+        }
+    }
 }
 
 /// A consistent copy of everything the status page and `/healthz` show.
@@ -145,6 +167,10 @@ pub struct StatusView {
     pub occupancy: Option<(i64, i64)>,
     pub disk: Option<(u64, u64)>,
     pub clock: ClockView,
+    /// Reports held after refusals, as last read from the store.
+    pub held: Option<u64>,
+    /// Why the state database could not be read, while it cannot.
+    pub store_error: Option<String>,
 }
 
 impl OpsState {
@@ -228,7 +254,8 @@ impl OpsState {
             // adding the snapshot if this report has it.
             if let Some(existing) = data.passages.get_mut(lane).and_then(|list| {
                 list.iter_mut()
-                    .find(|p| p.at == at && p.case == case && p.plate.as_deref() == plate)
+                    // "entry · inferred" (the lane) and "entry" (the store) are one passage.
+                    .find(|p| p.at == at && same_case(&p.case, case) && p.plate.as_deref() == plate)
             }) {
                 if existing.snapshot.is_none() && snapshot.is_some() {
                     existing.snapshot = snapshot;
@@ -333,6 +360,16 @@ impl OpsState {
         m.outbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
         m.outbox_oldest_age
             .set(oldest_age.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+    }
+
+    /// Reports held after refusals (an operator must look: `outbox held`).
+    pub fn set_held(&self, held: u64) {
+        self.data().held = Some(held);
+    }
+
+    /// The state database failed to answer (`Some`), or answers again (`None`).
+    pub fn set_store_error(&self, error: Option<String>) {
+        self.data().store_error = error;
     }
 
     pub fn set_occupancy(&self, occupied: i64, total: i64) {
@@ -464,6 +501,8 @@ impl OpsState {
             occupancy: data.occupancy,
             disk: data.disk,
             clock: data.clock.clone(),
+            held: data.held,
+            store_error: data.store_error.clone(),
         }
     }
 
@@ -476,7 +515,11 @@ impl OpsState {
                 .with_label_values(&[state.lane.as_str(), device.as_str()])
                 .set(i64::from(state.up));
         }
-        m.healthy.set(i64::from(problems.is_empty()));
+        let failing = self
+            .view()
+            .level(Timestamp::now(), &self.inner.http, problems)
+            == HealthLevel::Failing;
+        m.healthy.set(i64::from(!failing));
     }
 }
 
@@ -495,6 +538,40 @@ impl Liveness {
 }
 
 impl StatusView {
+    /// The level for `problems` (from [`problems`](Self::problems) at the same `now`).
+    /// Pure.
+    pub fn level(&self, now: Timestamp, http: &HttpConfig, problems: &[String]) -> HealthLevel {
+        if self.platform_unreachable(now, http)
+            || self.store_error.is_some()
+            || self.every_lane_blind(now, http)
+        {
+            HealthLevel::Failing
+        } else if problems.is_empty() {
+            HealthLevel::Ok
+        } else {
+            HealthLevel::Degraded
+        }
+    }
+
+    fn platform_unreachable(&self, now: Timestamp, http: &HttpConfig) -> bool {
+        let limit_ms = i64::try_from(http.platform_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
+        now.0 - self.platform.last_ok.unwrap_or(self.started).0 > limit_ms
+    }
+
+    /// Every configured lane has devices, all down past the threshold.
+    fn every_lane_blind(&self, now: Timestamp, http: &HttpConfig) -> bool {
+        let limit_ms = i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
+        !self.lanes.is_empty()
+            && self.lanes.iter().all(|lane| {
+                let mut devices = self
+                    .devices
+                    .values()
+                    .filter(|d| d.lane == lane.id)
+                    .peekable();
+                devices.peek().is_some() && devices.all(|d| !d.up && now.0 - d.since.0 > limit_ms)
+            })
+    }
+
     /// Why the bridge is degraded at `now`, empty when healthy. `fs` is the file system
     /// holding the storage dir, when it could be read. Pure.
     pub fn problems(&self, now: Timestamp, http: &HttpConfig, fs: Option<FsSpace>) -> Vec<String> {
@@ -552,6 +629,16 @@ impl StatusView {
         }
         if let Some(Suspicion::Jumped(j)) = &self.clock.suspicion {
             out.push(format!("wall clock jumped by {:+} ms recently", j.delta_ms));
+        }
+        if let Some(n) = self.held
+            && n > 0
+        {
+            out.push(format!(
+                "{n} report(s) held after repeated refusals by the platform (parking-bridge outbox held)"
+            ));
+        }
+        if let Some(e) = &self.store_error {
+            out.push(format!("state database unusable: {e}"));
         }
         out
     }
@@ -737,6 +824,12 @@ impl Metrics {
     }
 }
 
+/// Two labels of one passage: the same first word (`entry`, `exit`), whatever the lane
+/// added after it (`entry · inferred`).
+fn same_case(a: &str, b: &str) -> bool {
+    a.split_whitespace().next() == b.split_whitespace().next()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -841,6 +934,46 @@ port_no = "P2"
             ops.view()
                 .problems(start.plus_millis(303_000), &http, None)
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn clock_held_reports_and_one_device_down_degrade_but_only_outages_fail() {
+        let config = config();
+        let ops = OpsState::new(&config);
+        let http = config.http.clone();
+        let now = ops.view().started;
+        let level = |ops: &OpsState, now| {
+            let v = ops.view();
+            v.level(now, &http, &v.problems(now, &http, None))
+        };
+        ops.record_platform_answer(true, Some("SUCCESS"), now);
+        assert_eq!(level(&ops, now), HealthLevel::Ok);
+        ops.set_clock(Some(false), Some(Suspicion::Unsynchronised), None);
+        assert_eq!(level(&ops, now), HealthLevel::Degraded);
+        ops.set_held(2);
+        assert!(
+            ops.view()
+                .problems(now, &http, None)
+                .iter()
+                .any(|p| p.contains("2 report(s) held"))
+        );
+        ops.health()
+            .set("cam-1", "entry-1", false, now.plus_millis(-120_000));
+        assert_eq!(level(&ops, now), HealthLevel::Degraded, "one lane blind");
+        ops.health()
+            .set("cam-2", "exit-1", false, now.plus_millis(-120_000));
+        assert_eq!(level(&ops, now), HealthLevel::Failing, "every lane blind");
+        ops.health().set("cam-2", "exit-1", true, now);
+        assert_eq!(level(&ops, now), HealthLevel::Degraded);
+        ops.set_store_error(Some("disk I/O error".into()));
+        assert_eq!(level(&ops, now), HealthLevel::Failing);
+        ops.set_store_error(None);
+        let later = now.plus_millis(i64::try_from(http.platform_down_secs).unwrap() * 1000 + 1_000);
+        assert_eq!(
+            level(&ops, later),
+            HealthLevel::Failing,
+            "platform unreachable"
         );
     }
 

@@ -2,7 +2,7 @@
 //! reqwest with rustls (no OpenSSL); TLS verification always on.
 
 use super::envelope;
-use super::response::{self, Answer, MAX_ANSWER_BYTES};
+use super::response::{self, Answer, MAX_ANSWER_BYTES, ResultCodes};
 use super::wire::{Uplink, UplinkKind, WireError};
 use crate::config::PlatformConfig;
 use crate::config::platform::{PathsConfig, Secret};
@@ -151,6 +151,18 @@ pub struct PlatformClient {
     secret: Secret,
     offset: FixedOffset,
     device_no: Option<String>,
+    /// Result codes and their verdicts: the spec's and the site's.
+    codes: ResultCodes,
+}
+
+/// An answer as it arrived, for `platform-test`.
+#[derive(Debug, Clone)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// The answer's business JSON (decrypted when it came enveloped), when it is JSON.
+    pub json: Option<String>,
+    /// The body as received (cut at [`MAX_ANSWER_BYTES`]).
+    pub body: Vec<u8>,
 }
 
 impl PlatformClient {
@@ -188,6 +200,7 @@ impl PlatformClient {
             secret,
             offset: cfg.offset(),
             device_no: cfg.device_no.clone(),
+            codes: ResultCodes::with_site(&cfg.result_code_verdicts()),
         })
     }
 
@@ -239,8 +252,18 @@ impl PlatformClient {
         })
     }
 
+    /// The result-code table answers are classified with.
+    pub fn result_codes(&self) -> &ResultCodes {
+        &self.codes
+    }
+
     /// POSTs a prepared request and decodes the answer.
     pub async fn post(&self, prepared: &Prepared) -> Result<Answer, ClientError> {
+        self.post_raw(prepared).await.map(|(answer, _)| answer)
+    }
+
+    /// [`post`](Self::post), also returning the answer as it arrived.
+    pub async fn post_raw(&self, prepared: &Prepared) -> Result<(Answer, RawAnswer), ClientError> {
         let url = &prepared.url;
         let mut resp = self
             .http
@@ -267,9 +290,10 @@ impl PlatformClient {
                 break;
             }
         }
-        let answer = response::decode(status, &body, self.secret.as_bytes());
+        let (answer, json) =
+            response::decode_fields(status, &body, self.secret.as_bytes(), &self.codes);
         tracing::debug!(url = %url, message_id = %prepared.message_id, status, verdict = ?answer.verdict, "platform answered");
-        Ok(answer)
+        Ok((answer, RawAnswer { status, json, body }))
     }
 
     /// Encrypts, POSTs, decodes and classifies. Each call uses a fresh `message_id`.

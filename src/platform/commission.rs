@@ -2,9 +2,9 @@
 //! full (secret masked), with the decoded answer and a plain-language hint when it
 //! fails.
 
-use super::client::{ClientError, PlatformClient, Prepared};
+use super::client::{ClientError, PlatformClient, Prepared, RawAnswer};
 use super::envelope;
-use super::response::{Answer, Verdict, codes};
+use super::response::{Answer, ResultCodes, Verdict, codes};
 use super::wire::Uplink;
 use crate::config::SiteConfig;
 use crate::time::Timestamp;
@@ -35,37 +35,72 @@ impl Outcome {
     }
 }
 
-/// The hint for an answer that is not an acceptance.
+/// The hint for an answer that is not an acceptance. The codes named here are only
+/// guesses at what a code means, for the installer; verdicts come from the spec and
+/// `[platform.result_codes]`.
 pub fn answer_hint(a: &Answer, site: &SiteConfig) -> String {
+    let hint = guess_hint(a, site);
+    if matches!(a.verdict, Verdict::Refused { .. }) && !hint.contains("[platform.result_codes]") {
+        // The code decided nothing (success:false did): say how to teach it.
+        return format!(
+            "{hint}; if the code means a configuration problem, teach it in the site config: \
+[platform.result_codes] \"CODE\" = \"config_fault\""
+        );
+    }
+    hint
+}
+
+fn guess_hint(a: &Answer, site: &SiteConfig) -> String {
     let code = match &a.verdict {
-        Verdict::ConfigFault { code, .. } => code.as_str(),
-        _ => a.result_code.as_deref().unwrap_or(""),
-    };
-    match code {
-        codes::PARKING_LOT_NOT_EXIST => format!(
+        Verdict::ConfigFault { code, .. } => code.clone(),
+        _ => a.result_code.clone().unwrap_or_default(),
+    }
+    .to_ascii_uppercase();
+    let lot = || {
+        format!(
             "lot not registered: the platform does not know lot.parking_lot_no {:?}; check the value or ask the platform operator to register the lot",
             site.lot.parking_lot_no
-        ),
-        codes::INVALID_APP_ID | "APP_ID_NOT_EXIST" | "HTTP_401" | "HTTP_403" => format!(
-            "wrong app_id: the platform does not accept platform.app_id {:?}; copy it again from the platform's registration",
+        )
+    };
+    if code == codes::PARKING_LOT_NOT_EXIST {
+        return lot();
+    }
+    if code == "HTTP_401" || code == "HTTP_403" || (code.contains("APP") && code.contains("ID")) {
+        return format!(
+            "wrong app_id? the platform does not accept platform.app_id {:?}; copy it again from the platform's registration",
             site.platform.app_id
-        ),
-        codes::DECRYPT_FAILED | "DECRYPT_ERROR" | codes::INVALID_BASE64 | codes::INVALID_JSON | "SIGN_ERROR"
-        | "AUTH_FAILED" => "wrong key: the platform could not decrypt the request; check the 16-character app secret \
+        );
+    }
+    if ["DECRYPT", "SIGN", "AUTH", "KEY", "SECRET", "BASE64"]
+        .iter()
+        .any(|w| code.contains(w))
+    {
+        return "wrong key? the platform could not decrypt the request; check the 16-character app secret \
 (platform.app_secret_file, platform.app_secret or PARKING_BRIDGE_APP_SECRET)"
-            .to_string(),
-        "HTTP_404" | "HTTP_405" => {
-            "wrong URL: nothing answers at this path; check platform.base_url (and platform.paths)".to_string()
-        }
-        codes::INVALID_PARAMETER | "PARAM_ERROR" | "ILLEGAL_PARAMETER" => {
-            "the platform refused a field of the heartbeat (see its message above); check lot.parking_lot_no".to_string()
-        }
-        _ => match &a.verdict {
-            Verdict::Retry { why } => format!(
-                "the platform answered but did not accept ({why}); it may be busy or down, try again in a minute"
-            ),
-            _ => "the platform answered unexpectedly; see its message above".to_string(),
-        },
+            .to_string();
+    }
+    if code == "HTTP_404" || code == "HTTP_405" {
+        return "wrong URL: nothing answers at this path; check platform.base_url (and platform.paths)"
+            .to_string();
+    }
+    let teach = "if this code means something else, teach it in the site config: \
+[platform.result_codes] \"CODE\" = \"config_fault\" (or retry, refused, delivered)";
+    match &a.verdict {
+        Verdict::Retry { why } => format!(
+            "no usable answer ({why}): the platform or the network may be busy or down; try again in a minute"
+        ),
+        Verdict::ConfigFault { .. } => format!(
+            "the platform rejects this bridge's settings (code {code}); check app_id, the secret and lot.parking_lot_no with the platform operator"
+        ),
+        Verdict::Refused { .. } => format!(
+            "the platform answered and refused the heartbeat (code {}): read its message above; {teach}",
+            if code.is_empty() {
+                "none"
+            } else {
+                code.as_str()
+            }
+        ),
+        _ => format!("the platform answered unexpectedly; see its message above; {teach}"),
     }
 }
 
@@ -79,17 +114,23 @@ pub async fn platform_test(
     let _ = writeln!(out, "platform-test: sending one heartbeat");
     let prepared = match client.prepare(&uplink, Timestamp::now()) {
         Ok(p) => p,
-        Err(e) => return report(site, out, Outcome::Failed(e)),
+        Err(e) => return report(site, client.result_codes(), out, Outcome::Failed(e)),
     };
     print_sent(out, client, &uplink, &prepared);
     let started = std::time::Instant::now();
-    let outcome = match client.post(&prepared).await {
-        Ok(answer) if answer.verdict == Verdict::Done => Outcome::Accepted(answer),
-        Ok(answer) => Outcome::Refused(answer),
+    let outcome = match client.post_raw(&prepared).await {
+        Ok((answer, raw)) => {
+            print_raw(out, &raw);
+            if answer.verdict.is_delivered() {
+                Outcome::Accepted(answer)
+            } else {
+                Outcome::Refused(answer)
+            }
+        }
         Err(e) => Outcome::Failed(e),
     };
     let _ = writeln!(out, "  took:          {} ms", started.elapsed().as_millis());
-    report(site, out, outcome)
+    report(site, client.result_codes(), out, outcome)
 }
 
 fn print_sent(out: &mut dyn Write, client: &PlatformClient, uplink: &Uplink, p: &Prepared) {
@@ -116,7 +157,28 @@ fn print_sent(out: &mut dyn Write, client: &PlatformClient, uplink: &Uplink, p: 
     }
 }
 
-fn report(site: &SiteConfig, out: &mut dyn Write, outcome: Outcome) -> Outcome {
+/// The answer as it arrived: HTTP status, and the JSON (decrypted when enveloped) or
+/// the first bytes of whatever came instead.
+fn print_raw(out: &mut dyn Write, raw: &RawAnswer) {
+    let _ = writeln!(out, "raw answer:");
+    let _ = writeln!(out, "  HTTP status:   {}", raw.status);
+    match &raw.json {
+        Some(json) => {
+            let _ = writeln!(out, "  answer JSON:   {json}");
+        }
+        None => {
+            let shown = String::from_utf8_lossy(&raw.body[..raw.body.len().min(400)]).into_owned();
+            let _ = writeln!(out, "  answer body:   {shown:?} (not JSON)");
+        }
+    }
+}
+
+fn report(
+    site: &SiteConfig,
+    table: &ResultCodes,
+    out: &mut dyn Write,
+    outcome: Outcome,
+) -> Outcome {
     let _ = writeln!(out, "answer:");
     match &outcome {
         Outcome::Accepted(a) | Outcome::Refused(a) => {
@@ -130,7 +192,20 @@ fn report(site: &SiteConfig, out: &mut dyn Write, outcome: Outcome) -> Outcome {
                 "  result_msg:    {}",
                 a.result_msg.as_deref().unwrap_or("(none)")
             );
-            let _ = writeln!(out, "  verdict:       {:?}", a.verdict);
+            let rule = match a.result_code.as_deref() {
+                Some(code) => match table.lookup(code) {
+                    Some(v) => format!("result_code {code:?} maps to {}", v.name()),
+                    None => format!("result_code {code:?} is not in the table: decided by success"),
+                },
+                None => "no result_code: decided by success".to_string(),
+            };
+            let _ = writeln!(out, "  verdict:       {} ({rule})", a.verdict.name());
+            if a.unexpected_code {
+                let _ = writeln!(
+                    out,
+                    "  note:          success:true with an unknown result_code: counted as delivered"
+                );
+            }
         }
         Outcome::Failed(e) => {
             let _ = writeln!(out, "  no answer:     {e}");

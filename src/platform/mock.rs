@@ -21,6 +21,23 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Codes the mock answers with that the spec does not name. **Decision:** the real
+/// platform's codes for these cases are unknown; the bridge does not know these names
+/// either (they read as refusals unless a site maps them), which is the point: the mock
+/// behaves like a platform with undocumented codes.
+pub mod mock_codes {
+    pub const INVALID_APP_ID: &str = "INVALID_APP_ID";
+    pub const DECRYPT_FAILED: &str = "DECRYPT_FAILED";
+    pub const INVALID_PARAMETER: &str = "INVALID_PARAMETER";
+    pub const INVALID_JSON: &str = "INVALID_JSON";
+    pub const INVALID_BASE64: &str = "INVALID_BASE64";
+    pub const INVALID_TIMESTAMP: &str = "INVALID_TIMESTAMP";
+    pub const DUPLICATE_MESSAGE_ID: &str = "DUPLICATE_MESSAGE_ID";
+    /// What the mock answers with when injecting `success:true` + error code.
+    pub const SYSTEM_BUSY: &str = "SYSTEM_BUSY";
+    pub const REFUSED_BY_RULE: &str = "REFUSED_BY_RULE";
+}
+
 /// Who the mock is.
 #[derive(Debug, Clone)]
 pub struct MockConfig {
@@ -32,6 +49,85 @@ pub struct MockConfig {
     pub offset: FixedOffset,
     /// Answer with an envelope instead of plain JSON (the spec allows both).
     pub envelope_answers: bool,
+    /// How the mock answers where the real platform may differ.
+    pub behaviour: MockBehaviour,
+}
+
+/// The shape of a refusal: the spec's examples show all three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefusalShape {
+    /// `{"success":false,"result_code":CODE,"result_msg":TEXT}`
+    #[default]
+    ResultCode,
+    /// `{"success":false,"error":TEXT}`
+    Error,
+    /// `{"success":false}`
+    Bare,
+}
+
+impl RefusalShape {
+    pub fn parse(text: &str) -> Option<RefusalShape> {
+        match text {
+            "result_code" | "result-code" => Some(RefusalShape::ResultCode),
+            "error" => Some(RefusalShape::Error),
+            "bare" => Some(RefusalShape::Bare),
+            _ => None,
+        }
+    }
+}
+
+/// Refuses single reports: those at `path` (any when `None`) whose stay's plate is
+/// `plate` (any when `None`), with `code` (the shape decides when `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RefuseRule {
+    pub path: Option<String>,
+    pub plate: Option<String>,
+    pub code: Option<String>,
+}
+
+/// Where the mock can behave like real platforms do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockBehaviour {
+    pub refusal_shape: RefusalShape,
+    /// The code for an exit or snapshot of an unknown stay (`ORDER_NOT_EXIST` or
+    /// `OUT_ORDER_NO_NOT_EXIST`, both in the spec).
+    pub not_exist_code: String,
+    /// Answer every code in lower case (`out_order_no_duplication`).
+    pub lowercase_codes: bool,
+    pub rules: Vec<RefuseRule>,
+    /// Requests whose envelope `timestamp` is further than this from the mock's clock
+    /// are refused; `None` accepts any time.
+    pub timestamp_window: Option<Duration>,
+    /// A `message_id` seen before is refused (replay protection).
+    pub refuse_replayed_message_ids: bool,
+    /// Refuse this many stays in a hundred, always the same ones (chosen by a stable
+    /// hash of the `out_order_no`): every report of them, every time.
+    pub refuse_percent: u8,
+}
+
+/// Whether the stay `out_order_no` is among the `percent` refused ones: FNV-1a of the
+/// text, modulo 100. Stable across runs and processes.
+pub fn refused_by_percent(out_order_no: &str, percent: u8) -> bool {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in out_order_no.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h % 100 < u64::from(percent)
+}
+
+impl Default for MockBehaviour {
+    fn default() -> Self {
+        MockBehaviour {
+            refusal_shape: RefusalShape::ResultCode,
+            not_exist_code: codes::ORDER_NOT_EXIST.to_string(),
+            lowercase_codes: false,
+            rules: Vec::new(),
+            timestamp_window: Some(Duration::from_secs(600)),
+            refuse_replayed_message_ids: true,
+            refuse_percent: 0,
+        }
+    }
 }
 
 /// One stay the mock knows.
@@ -39,6 +135,7 @@ pub struct MockConfig {
 pub struct Order {
     pub inner_oder_no: String,
     pub exited: bool,
+    pub plate_no: String,
 }
 
 /// What the mock remembers: every accepted stay and counters.
@@ -50,6 +147,8 @@ pub struct MockState {
     pub snapshots: u64,
     pub heartbeats: u64,
     next_seq: u64,
+    /// Every `message_id` processed (replay protection).
+    message_ids: std::collections::HashSet<String>,
 }
 
 /// A fault the HTTP layer decided to inject into this request.
@@ -62,7 +161,8 @@ pub enum Fault {
     Fail,
     /// Close the connection without an answer.
     Drop,
-    /// `success: true` with an error code (the original's habit).
+    /// Handled normally, but a success is answered `success: true` with an
+    /// undocumented code (the original's habit), which the bridge must count as delivered.
     ErrorCode,
 }
 
@@ -137,6 +237,11 @@ impl MockState {
     }
 
     fn apply_record(&mut self, r: &Record) {
+        if let Some(m) = &r.message_id
+            && !matches!(r.result_code.as_str(), "DROPPED" | "HTTP_500" | "HTTP_503")
+        {
+            self.message_ids.insert(m.clone());
+        }
         if !r.accepted {
             return;
         }
@@ -153,11 +258,18 @@ impl MockState {
                     .inner_oder_no
                     .clone()
                     .unwrap_or_else(|| format!("R{:06}", self.next_seq));
+                let plate_no = r
+                    .body
+                    .get("plate_no")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 self.orders.insert(
                     o,
                     Order {
                         inner_oder_no: inner,
                         exited: false,
+                        plate_no,
                     },
                 );
             }
@@ -192,6 +304,19 @@ pub fn handle(
     now: Timestamp,
     fault: Fault,
 ) -> Handled {
+    handle_typed(state, cfg, path, Some("application/json"), body, now, fault)
+}
+
+/// [`handle`] with the request's `Content-Type`, which must be JSON.
+pub fn handle_typed(
+    state: &mut MockState,
+    cfg: &MockConfig,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+    now: Timestamp,
+    fault: Fault,
+) -> Handled {
     let mut record = Record {
         at: now,
         path: path.to_string(),
@@ -203,20 +328,53 @@ pub fn handle(
         inner_oder_no: None,
         body: Value::Null,
     };
-    let answer = process(state, cfg, path, body, now, fault, &mut record);
+    let json_body = content_type.is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    let answer = if json_body {
+        process(state, cfg, path, body, now, fault, &mut record)
+    } else {
+        Outcome::Http {
+            status: 415,
+            code: "HTTP_415",
+            message: format!(
+                "Content-Type {:?} is not application/json",
+                content_type.unwrap_or("(none)")
+            ),
+        }
+    };
     let reply = match answer {
         Outcome::Answer(mut fields) => {
+            let success = fields.get("success").and_then(Value::as_bool) == Some(true);
             record.result_code = fields
                 .get("result_code")
                 .and_then(Value::as_str)
-                .unwrap_or("")
+                .unwrap_or(if success { "" } else { "-" })
                 .to_string();
-            record.accepted = record.result_code == codes::SUCCESS;
+            record.accepted = success && record.result_code.eq_ignore_ascii_case(codes::SUCCESS);
+            if fault == Fault::ErrorCode
+                && record.accepted
+                && let Some(obj) = fields.as_object_mut()
+            {
+                // `success: true` with an undocumented code (the original's habit): the
+                // request was taken all the same.
+                obj.insert("result_code".into(), json!(mock_codes::SYSTEM_BUSY));
+                obj.insert("result_msg".into(), json!("system busy (injected)"));
+                record.result_code = mock_codes::SYSTEM_BUSY.to_string();
+            }
             if !record.accepted {
                 record.message = fields
                     .get("result_msg")
+                    .or_else(|| fields.get("error"))
                     .and_then(Value::as_str)
                     .map(str::to_string);
+            }
+            if cfg.behaviour.lowercase_codes
+                && let Some(Value::String(code)) = fields.get_mut("result_code")
+            {
+                *code = code.to_lowercase();
             }
             record.inner_oder_no = fields
                 .get("inner_oder_no")
@@ -272,8 +430,15 @@ enum Outcome {
     Drop,
 }
 
-fn refuse(code: &str, message: impl Into<String>) -> Outcome {
-    Outcome::Answer(json!({"success": false, "result_code": code, "result_msg": message.into()}))
+/// A refusal in the configured shape.
+fn refuse_as(shape: RefusalShape, code: &str, message: impl Into<String>) -> Outcome {
+    Outcome::Answer(match shape {
+        RefusalShape::ResultCode => {
+            json!({"success": false, "result_code": code, "result_msg": message.into()})
+        }
+        RefusalShape::Error => json!({"success": false, "error": message.into()}),
+        RefusalShape::Bare => json!({"success": false}),
+    })
 }
 
 fn process(
@@ -285,6 +450,8 @@ fn process(
     fault: Fault,
     record: &mut Record,
 ) -> Outcome {
+    let b = &cfg.behaviour;
+    let refuse = |code: &str, message: String| refuse_as(b.refusal_shape, code, message);
     let Some(kind) = UplinkKind::from_path(path) else {
         return Outcome::Http {
             status: 404,
@@ -295,7 +462,12 @@ fn process(
     // Decode as far as possible first, so that even a faulted request is recorded.
     let env = match envelope::parse(body) {
         Ok(env) => env,
-        Err(e) => return refuse(codes::INVALID_JSON, format!("body is not an envelope: {e}")),
+        Err(e) => {
+            return refuse(
+                mock_codes::INVALID_JSON,
+                format!("body is not an envelope: {e}"),
+            );
+        }
     };
     record.app_id = Some(env.app_id.clone());
     record.message_id = Some(env.message_id.clone());
@@ -322,42 +494,60 @@ fn process(
             };
         }
         Fault::Drop => return Outcome::Drop,
-        Fault::ErrorCode => {
-            return Outcome::Answer(
-                json!({"success": true, "result_code": codes::SYSTEM_BUSY, "result_msg": "system busy (injected)"}),
-            );
-        }
+        // Handled normally; the answer's code is replaced afterwards (see `handle`).
+        Fault::ErrorCode => {}
     }
 
     if let Err(e) = check_envelope_fields(&env) {
-        return refuse(codes::INVALID_PARAMETER, e);
+        return refuse(mock_codes::INVALID_PARAMETER, e);
+    }
+    if let Some(window) = b.timestamp_window {
+        let sent = Timestamp::parse_local(&env.timestamp, cfg.offset);
+        let skew_ms = sent.map(|t| (t.0 - now.0).abs()).unwrap_or(i64::MAX);
+        if skew_ms > i64::try_from(window.as_millis()).unwrap_or(i64::MAX) {
+            return refuse(
+                mock_codes::INVALID_TIMESTAMP,
+                format!(
+                    "timestamp {:?} is {} s away from the platform's clock (allowed {} s)",
+                    env.timestamp,
+                    skew_ms / 1000,
+                    window.as_secs()
+                ),
+            );
+        }
+    }
+    if b.refuse_replayed_message_ids && !state.message_ids.insert(env.message_id.clone()) {
+        return refuse(
+            mock_codes::DUPLICATE_MESSAGE_ID,
+            format!("message_id {:?} was used before (replay)", env.message_id),
+        );
     }
     if env.app_id != cfg.app_id {
         return refuse(
-            codes::INVALID_APP_ID,
+            mock_codes::INVALID_APP_ID,
             format!("app_id {:?} is not registered", env.app_id),
         );
     }
     let uplink = match uplink {
         Err(EnvelopeError::Base64) => {
             return refuse(
-                codes::INVALID_BASE64,
-                "encrypted_data is not standard base64",
+                mock_codes::INVALID_BASE64,
+                "encrypted_data is not standard base64".into(),
             );
         }
         Err(e) => {
             return refuse(
-                codes::DECRYPT_FAILED,
+                mock_codes::DECRYPT_FAILED,
                 format!("cannot decrypt encrypted_data ({e}): wrong app_secret?"),
             );
         }
         Ok(Err(wire::WireError::Json { message })) => {
             return refuse(
-                codes::INVALID_JSON,
+                mock_codes::INVALID_JSON,
                 format!("decrypted data is not a JSON object: {message}"),
             );
         }
-        Ok(Err(e)) => return refuse(codes::INVALID_PARAMETER, e.to_string()),
+        Ok(Err(e)) => return refuse(mock_codes::INVALID_PARAMETER, e.to_string()),
         Ok(Ok(u)) => u,
     };
     let lot = match &uplink {
@@ -385,9 +575,48 @@ fn process(
     };
     let not_exist = || {
         Outcome::Answer(
-            json!({"success": true, "result_code": codes::ORDER_NOT_EXIST, "result_msg": "订单不存在"}),
+            json!({"success": true, "result_code": b.not_exist_code, "result_msg": "订单不存在"}),
         )
     };
+    // Refusals of single reports by rule (the stay's plate from its entry).
+    let (out_order_no, plate) = match &uplink {
+        Uplink::Entry(e) => (Some(&e.out_order_no), Some(e.plate_no.clone())),
+        Uplink::Exit(x) => (Some(&x.out_order_no), Some(x.plate_no.clone())),
+        Uplink::Snapshot(s) => (
+            Some(&s.out_order_no),
+            state
+                .orders
+                .get(&s.out_order_no)
+                .map(|o| o.plate_no.clone()),
+        ),
+        Uplink::Heartbeat(_) => (None, None),
+    };
+    if b.refuse_percent > 0
+        && let Some(o) = out_order_no
+        && refused_by_percent(o, b.refuse_percent)
+    {
+        return refuse(
+            mock_codes::REFUSED_BY_RULE,
+            format!("refused by --refuse-percent for {o}"),
+        );
+    }
+    for rule in &b.rules {
+        let path_ok = rule.path.as_deref().is_none_or(|p| p == path);
+        let plate_ok = rule
+            .plate
+            .as_deref()
+            .is_none_or(|p| plate.as_deref() == Some(p));
+        if path_ok && plate_ok {
+            let code = rule.code.as_deref().unwrap_or(mock_codes::REFUSED_BY_RULE);
+            return refuse(
+                code,
+                format!(
+                    "refused by rule ({code}) for {}",
+                    out_order_no.map(String::as_str).unwrap_or(path)
+                ),
+            );
+        }
+    }
     match uplink {
         Uplink::Entry(e) => {
             if state.orders.contains_key(&e.out_order_no) {
@@ -401,6 +630,7 @@ fn process(
                 Order {
                     inner_oder_no: inner.clone(),
                     exited: false,
+                    plate_no: e.plate_no,
                 },
             );
             state.entries += 1;
@@ -598,6 +828,16 @@ impl Mock {
     /// Handles one request (state locked), writes its record line; returns the reply and
     /// the latency to add.
     pub fn call(&self, path: &str, body: &[u8]) -> (Reply, Duration) {
+        self.call_typed(path, Some("application/json"), body)
+    }
+
+    /// [`call`](Self::call) with the request's `Content-Type`.
+    pub fn call_typed(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> (Reply, Duration) {
         let (fault, latency) = {
             let mut f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
             (f.decide(self.started.elapsed()), f.latency)
@@ -605,7 +845,15 @@ impl Mock {
         // The state lock is held until the record line is written, so the file's order
         // is the order in which the state changed (replay depends on it).
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let handled = handle(&mut state, &self.cfg, path, body, Timestamp::now(), fault);
+        let handled = handle_typed(
+            &mut state,
+            &self.cfg,
+            path,
+            content_type,
+            body,
+            Timestamp::now(),
+            fault,
+        );
         let r = &handled.record;
         tracing::info!(
             path = %r.path, message_id = r.message_id.as_deref().unwrap_or(""), result_code = %r.result_code,
@@ -640,10 +888,14 @@ struct Dropped;
 async fn route(
     axum::extract::State(mock): axum::extract::State<Arc<Mock>>,
     uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let (reply, latency) = mock.call(uri.path(), &body);
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let (reply, latency) = mock.call_typed(uri.path(), content_type, &body);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -731,6 +983,7 @@ mod tests {
             lots: vec!["P001".into()],
             offset: crate::time::china_standard_time(),
             envelope_answers: false,
+            behaviour: MockBehaviour::default(),
         }
     }
 
@@ -774,10 +1027,12 @@ mod tests {
     }
 
     fn sealed_with(app_id: &str, key: &str, json: Vec<u8>) -> Vec<u8> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!("m-{}", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         envelope::seal(
             app_id,
             Secret::new(key).unwrap().as_bytes(),
-            "m-1",
+            &id,
             "2019-10-04 13:36:04",
             json,
         )
@@ -797,7 +1052,13 @@ mod tests {
     fn verdict(h: &Handled) -> Verdict {
         match &h.reply {
             Reply::Http { status, body } => {
-                response::decode(*status, body, Secret::new(KEY).unwrap().as_bytes()).verdict
+                response::decode(
+                    *status,
+                    body,
+                    Secret::new(KEY).unwrap().as_bytes(),
+                    &response::ResultCodes::default(),
+                )
+                .verdict
             }
             Reply::Drop => panic!("dropped"),
         }
@@ -850,20 +1111,21 @@ mod tests {
         let mut s = MockState::default();
         let hb = Uplink::heartbeat("P001", true);
         let cases: Vec<(Vec<u8>, &str)> = vec![
-            (sealed_with("other", KEY, hb.to_json()), codes::INVALID_APP_ID),
-            (sealed_with("ae145d83e56cb332", "0000000000000000", hb.to_json()), codes::DECRYPT_FAILED),
+            (sealed_with("other", KEY, hb.to_json()), mock_codes::INVALID_APP_ID),
+            (sealed_with("ae145d83e56cb332", "0000000000000000", hb.to_json()), mock_codes::DECRYPT_FAILED),
             (
                 br#"{"app_id":"ae145d83e56cb332","message_id":"m","encrypted_data":"!!","timestamp":"2019-10-04 13:36:04"}"#
                     .to_vec(),
-                codes::INVALID_BASE64,
+                mock_codes::INVALID_BASE64,
             ),
-            (b"not json".to_vec(), codes::INVALID_JSON),
-            (sealed_with("ae145d83e56cb332", KEY, b"[not an object]".to_vec()), codes::INVALID_JSON),
+            (b"not json".to_vec(), mock_codes::INVALID_JSON),
+            (sealed_with("ae145d83e56cb332", KEY, b"[not an object]".to_vec()), mock_codes::INVALID_JSON),
         ];
         for (body, code) in cases {
             let h = heartbeat(&mut s, &body);
             assert_eq!(h.record.result_code, code);
-            assert!(matches!(verdict(&h), Verdict::ConfigFault { .. }), "{code}");
+            // Codes the spec does not name read as refusals unless the site maps them.
+            assert!(matches!(verdict(&h), Verdict::Refused { .. }), "{code}");
         }
     }
 
@@ -875,7 +1137,7 @@ mod tests {
         };
         e.free_spaces = 200;
         let h = send(&mut s, &Uplink::Entry(e));
-        assert_eq!(h.record.result_code, codes::INVALID_PARAMETER);
+        assert_eq!(h.record.result_code, mock_codes::INVALID_PARAMETER);
         assert!(
             h.record.message.as_deref().unwrap().contains("free_spaces"),
             "{:?}",
@@ -936,17 +1198,26 @@ mod tests {
             (Fault::Fail, "HTTP_500"),
             (Fault::Outage, "HTTP_503"),
             (Fault::Drop, "DROPPED"),
-            (Fault::ErrorCode, codes::SYSTEM_BUSY),
         ] {
             let h = handle(&mut s, &cfg(), "/barrier/parking", &body, NOW, fault);
             assert_eq!(h.record.result_code, code);
             assert!(!h.record.accepted);
             assert_eq!(h.record.body["out_order_no"], "o4", "recorded decrypted");
-            if fault == Fault::ErrorCode {
-                assert!(matches!(verdict(&h), Verdict::Retry { .. }));
-            }
         }
         assert!(s.orders.is_empty());
+        // success:true with an undocumented code: taken, and delivered for the bridge.
+        let h = handle(
+            &mut s,
+            &cfg(),
+            "/barrier/parking",
+            &body,
+            NOW,
+            Fault::ErrorCode,
+        );
+        assert_eq!(h.record.result_code, mock_codes::SYSTEM_BUSY);
+        assert!(h.record.accepted);
+        assert_eq!(verdict(&h), Verdict::Done);
+        assert_eq!(s.orders.len(), 1);
     }
 
     #[test]
@@ -1008,6 +1279,197 @@ mod tests {
         assert!((2_700..3_300).contains(&fails), "{counts:?}");
         assert!((800..1_200).contains(&counts["Drop"]), "{counts:?}");
         assert_eq!(Faults::none().decide(Duration::ZERO), Fault::None);
+    }
+
+    fn with(b: MockBehaviour) -> MockConfig {
+        MockConfig {
+            behaviour: b,
+            ..cfg()
+        }
+    }
+
+    fn send_cfg(state: &mut MockState, c: &MockConfig, u: &Uplink) -> Handled {
+        let body = sealed_with("ae145d83e56cb332", KEY, u.to_json());
+        handle(state, c, u.path(), &body, NOW, Fault::None)
+    }
+
+    fn answer_json(h: &Handled) -> Value {
+        match &h.reply {
+            Reply::Http { body, .. } => serde_json::from_slice(body).unwrap(),
+            Reply::Drop => panic!("dropped"),
+        }
+    }
+
+    #[test]
+    fn refusals_come_in_the_specs_three_shapes() {
+        for (shape, want) in [
+            (
+                RefusalShape::ResultCode,
+                json!({"success": false, "result_code": "REFUSED_BY_RULE"}),
+            ),
+            (RefusalShape::Error, json!({"success": false})),
+            (RefusalShape::Bare, json!({"success": false})),
+        ] {
+            let c = with(MockBehaviour {
+                refusal_shape: shape,
+                rules: vec![RefuseRule::default()],
+                ..MockBehaviour::default()
+            });
+            let h = send_cfg(&mut MockState::default(), &c, &entry("s1"));
+            let a = answer_json(&h);
+            assert_eq!(a["success"], want["success"], "{shape:?}");
+            assert_eq!(a.get("result_code"), want.get("result_code"), "{shape:?}");
+            assert_eq!(
+                a.get("error").is_some(),
+                shape == RefusalShape::Error,
+                "{shape:?}"
+            );
+            assert!(!h.record.accepted);
+            assert!(matches!(verdict(&h), Verdict::Refused { .. }), "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn rules_refuse_single_reports_by_plate_and_path() {
+        let c = with(MockBehaviour {
+            rules: vec![
+                RefuseRule {
+                    path: Some(wire::SNAPSHOT_PATH.into()),
+                    plate: Some("闽A12345".into()),
+                    code: None,
+                },
+                RefuseRule {
+                    path: Some(wire::EXIT_PATH.into()),
+                    plate: None,
+                    code: Some("BAD_PORT".into()),
+                },
+            ],
+            ..MockBehaviour::default()
+        });
+        let mut s = MockState::default();
+        assert_eq!(verdict(&send_cfg(&mut s, &c, &entry("r1"))), Verdict::Done);
+        let snap = Uplink::Snapshot(SnapshotRequest {
+            out_order_no: "r1".into(),
+            event: "parking".into(),
+            snapshot: "/9j/4AAQSkZJRg==".into(),
+        });
+        let h = send_cfg(&mut s, &c, &snap);
+        assert_eq!(h.record.result_code, mock_codes::REFUSED_BY_RULE);
+        let h = send_cfg(&mut s, &c, &exit("r1"));
+        assert_eq!(
+            verdict(&h),
+            Verdict::Refused {
+                code: Some("BAD_PORT".into()),
+                message: "refused by rule (BAD_PORT) for r1".into()
+            }
+        );
+        assert!(!s.orders["r1"].exited);
+    }
+
+    #[test]
+    fn refuse_percent_picks_the_same_stays_every_time() {
+        let picked: Vec<bool> = (0..10_000)
+            .map(|i| refused_by_percent(&format!("P{i:08}"), 1))
+            .collect();
+        let n = picked.iter().filter(|p| **p).count();
+        assert!((60..=140).contains(&n), "{n} of 10 000 at 1 %");
+        assert!(!refused_by_percent("P00000001", 0));
+        let c = with(MockBehaviour {
+            refuse_percent: 100,
+            ..MockBehaviour::default()
+        });
+        assert!(matches!(
+            verdict(&send_cfg(&mut MockState::default(), &c, &entry("x"))),
+            Verdict::Refused { .. }
+        ));
+    }
+
+    #[test]
+    fn not_exist_code_and_lower_case_variants() {
+        let c = with(MockBehaviour {
+            not_exist_code: codes::OUT_ORDER_NO_NOT_EXIST.into(),
+            lowercase_codes: true,
+            ..MockBehaviour::default()
+        });
+        let mut s = MockState::default();
+        let h = send_cfg(&mut s, &c, &exit("u1"));
+        assert_eq!(answer_json(&h)["result_code"], "out_order_no_not_exist");
+        assert_eq!(verdict(&h), Verdict::NeedsEntryFirst);
+        send_cfg(&mut s, &c, &entry("u1"));
+        let h = send_cfg(&mut s, &c, &entry("u1"));
+        assert_eq!(answer_json(&h)["result_code"], "out_order_no_duplication");
+        assert_eq!(verdict(&h), Verdict::AlreadyDone);
+    }
+
+    #[test]
+    fn stale_timestamps_replayed_message_ids_and_wrong_content_type_are_refused() {
+        let mut s = MockState::default();
+        let hb = Uplink::heartbeat("P001", true).to_json();
+        let body = sealed_with("ae145d83e56cb332", KEY, hb.clone());
+        let late = NOW.plus_millis(601_000);
+        let h = handle(
+            &mut s,
+            &cfg(),
+            "/barrier/heartbeat",
+            &body,
+            late,
+            Fault::None,
+        );
+        assert_eq!(h.record.result_code, mock_codes::INVALID_TIMESTAMP);
+        let h = handle(
+            &mut s,
+            &cfg(),
+            "/barrier/heartbeat",
+            &body,
+            NOW.plus_millis(599_000),
+            Fault::None,
+        );
+        assert!(h.record.accepted);
+        let h = handle(
+            &mut s,
+            &cfg(),
+            "/barrier/heartbeat",
+            &body,
+            NOW,
+            Fault::None,
+        );
+        assert_eq!(h.record.result_code, mock_codes::DUPLICATE_MESSAGE_ID);
+        let fresh = sealed_with("ae145d83e56cb332", KEY, hb);
+        let h = handle_typed(
+            &mut s,
+            &cfg(),
+            "/barrier/heartbeat",
+            Some("text/plain"),
+            &fresh,
+            NOW,
+            Fault::None,
+        );
+        assert!(matches!(h.reply, Reply::Http { status: 415, .. }));
+        let h = handle_typed(
+            &mut s,
+            &cfg(),
+            "/barrier/heartbeat",
+            Some("Application/JSON; charset=utf-8"),
+            &fresh,
+            NOW,
+            Fault::None,
+        );
+        assert!(h.record.accepted);
+    }
+
+    #[test]
+    fn a_snapshot_of_500_000_base64_characters_is_refused() {
+        let mut s = MockState::default();
+        send(&mut s, &entry("b1"));
+        let mut snap = SnapshotRequest {
+            out_order_no: "b1".into(),
+            event: "parking".into(),
+            snapshot: "A".repeat(500_000),
+        };
+        let h = send(&mut s, &Uplink::Snapshot(snap.clone()));
+        assert_eq!(h.record.result_code, mock_codes::INVALID_PARAMETER);
+        snap.snapshot = "A".repeat(499_996);
+        assert!(send(&mut s, &Uplink::Snapshot(snap)).record.accepted);
     }
 
     proptest::proptest! {

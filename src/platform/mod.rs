@@ -9,8 +9,9 @@
 //!   `config::platform::PathsConfig`;
 //! - times in lot-local time, default UTC+8: `PlatformConfig::offset`;
 //! - answers plain JSON or an envelope: [`response::decode`];
-//! - success only when `success` is true and `result_code` absent or `success`, every
-//!   code mapped to a verdict: [`response::classify`], [`response::codes`];
+//! - the revised classification order (a known code decides, else `success:true` is
+//!   delivered, else refused; no answer → retry) and the site's own codes:
+//!   [`response::ResultCodes`], [`response::codes`];
 //! - `device_no` only when configured: `PlatformClient::prepare`.
 
 pub mod client;

@@ -12,8 +12,9 @@ pub const EXIT_PATH: &str = "/barrier/away";
 pub const SNAPSHOT_PATH: &str = "/barrier/uploadSnapshot";
 pub const HEARTBEAT_PATH: &str = "/barrier/heartbeat";
 
-/// Snapshots must be under 500 KB (of base64 text).
-pub const MAX_SNAPSHOT_LEN: usize = 500 * 1024;
+/// Snapshots must be *less than* 500K (spec): the base64 text is strictly shorter than
+/// this many characters. **Decision:** K = 1000, the stricter reading.
+pub const MAX_SNAPSHOT_LEN: usize = 500_000;
 /// `int` fields of width 8.
 pub const MAX_INT8: i64 = 99_999_999;
 
@@ -608,7 +609,7 @@ fn snapshot(field: &str, value: &str) -> Result<(), WireError> {
         return Err(WireError::Format {
             field: field.to_string(),
             message: format!(
-                "{} bytes of base64; must be under {} (500 KB)",
+                "{} characters of base64; must be fewer than {} (the spec's <500K)",
                 value.len(),
                 MAX_SNAPSHOT_LEN
             ),
@@ -911,8 +912,15 @@ mod tests {
         let mut s = snap();
         s.snapshot = "A".repeat(MAX_SNAPSHOT_LEN);
         assert_eq!(field_of(Uplink::Snapshot(s.clone())), "snapshot");
+        assert_eq!(MAX_SNAPSHOT_LEN, 500_000);
         s.snapshot = "A".repeat(MAX_SNAPSHOT_LEN - 4);
         Uplink::Snapshot(s.clone()).validate().unwrap();
+        // The largest JPEG the re-encoder may produce fits, one byte more would not.
+        s.snapshot = snapshot_base64(&vec![7u8; crate::snapshot::MAX_JPEG_BYTES]);
+        Uplink::Snapshot(s.clone()).validate().unwrap();
+        s.snapshot = snapshot_base64(&vec![7u8; crate::snapshot::MAX_JPEG_BYTES + 1]);
+        assert_eq!(s.snapshot.len(), MAX_SNAPSHOT_LEN);
+        assert_eq!(field_of(Uplink::Snapshot(s.clone())), "snapshot");
         s.snapshot = "not base64!".into();
         assert_eq!(field_of(Uplink::Snapshot(s)), "snapshot");
         let mut e = entry();

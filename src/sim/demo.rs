@@ -238,6 +238,7 @@ async fn start_platform(args: &DemoArgs, dir: &Path) -> Result<PlatformTarget, D
         lots: vec![args.parking_lot_no.clone()],
         offset: crate::time::china_standard_time(),
         envelope_answers: false,
+        behaviour: Default::default(),
     };
     let mock = Mock::new(cfg, Faults::none(), Some(record.clone()))
         .map_err(|e| DemoError::Mock(e.to_string()))?;

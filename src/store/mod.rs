@@ -18,7 +18,9 @@ mod schema;
 mod stays;
 
 pub use order_no::{SequenceState, allocate as allocate_order_no, format as format_order_no};
-pub use outbox::{KindSummary, OutboxItem, OutboxSummary, Outcome, StoredImage};
+pub use outbox::{
+    HeldReport, KindSummary, OutboxItem, OutboxSummary, Outcome, Refusal, StoredImage,
+};
 pub use stays::{
     ClosedStay, ExitDetails, LocalClose, NewStay, Occupancy, OpenedStay, Stay, StayState,
 };

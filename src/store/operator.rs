@@ -1,4 +1,4 @@
-//! Operator commands: `stay enter|exit|list`, `outbox`, `occupancy`. What a booth
+//! Operator commands: `stay enter|exit|list`, `outbox [held|retry|drop]`, `occupancy`. What a booth
 //! operator uses when a camera misses a car, so every input is checked and refused
 //! with a message that says what to type instead. They write through the same
 //! transactions as the lanes; a running service picks the reports up within a second.
@@ -316,6 +316,8 @@ pub fn stay_list(
     let store = Store::open_site(site)?;
     let off = offset(site);
     let stays = store.list_stays(open_only, limit)?;
+    let missing: std::collections::HashSet<String> =
+        store.acked_without_inner_order()?.into_iter().collect();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -334,10 +336,21 @@ pub fn stay_list(
             s.exited_at
                 .map(|t| t.format_local(off))
                 .unwrap_or_else(|| "-".into()),
-            s.inner_oder_no.as_deref().unwrap_or("-")
+            match (&s.inner_oder_no, missing.contains(&s.out_order_no)) {
+                (Some(inner), _) => inner.as_str(),
+                (None, true) => "MISSING (entry acknowledged without one)",
+                (None, false) => "-",
+            }
         );
     }
     let _ = write!(out, "{} stay(s)", stays.len());
+    if !missing.is_empty() {
+        let _ = write!(
+            out,
+            "; {} acknowledged without inner_oder_no",
+            missing.len()
+        );
+    }
     Ok(out)
 }
 
@@ -357,8 +370,8 @@ pub fn outbox(site: &SiteConfig, now: Timestamp) -> Result<String, OperatorError
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<15} {:>8} {:>10} {:>8} {:>8}  last error",
-        "kind", "pending", "oldest", "acked", "dropped"
+        "{:<15} {:>8} {:>10} {:>8} {:>8} {:>6}  last error",
+        "kind", "pending", "oldest", "acked", "dropped", "held"
     );
     for kind in [
         ReportKind::Entry,
@@ -369,7 +382,7 @@ pub fn outbox(site: &SiteConfig, now: Timestamp) -> Result<String, OperatorError
         let k = sum.kinds.get(&kind).cloned().unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<15} {:>8} {:>10} {:>8} {:>8}  {}",
+            "{:<15} {:>8} {:>10} {:>8} {:>8} {:>6}  {}",
             kind.as_str(),
             k.pending,
             k.oldest_pending_age_ms
@@ -377,6 +390,7 @@ pub fn outbox(site: &SiteConfig, now: Timestamp) -> Result<String, OperatorError
                 .unwrap_or_else(|| "-".into()),
             k.acknowledged,
             k.dropped,
+            k.held,
             k.last_error.as_deref().unwrap_or("-")
         );
     }
@@ -386,7 +400,134 @@ pub fn outbox(site: &SiteConfig, now: Timestamp) -> Result<String, OperatorError
         sum.pending(),
         sum.image_bytes
     );
+    if sum.held() > 0 {
+        let _ = write!(
+            out,
+            "\n{} report(s) HELD after repeated refusals: see `parking-bridge outbox held`",
+            sum.held()
+        );
+    }
+    let missing = store.acked_without_inner_order()?;
+    if !missing.is_empty() {
+        let _ = write!(
+            out,
+            "\n{} stay(s) acknowledged without inner_oder_no (see `stay list`)",
+            missing.len()
+        );
+    }
     Ok(out)
+}
+
+/// `outbox held`: reports the platform refused too often, with its words.
+pub fn outbox_held(site: &SiteConfig) -> Result<String, OperatorError> {
+    let store = Store::open_site(site)?;
+    let off = offset(site);
+    let held = store.held_reports()?;
+    let mut out = String::new();
+    if held.is_empty() {
+        let _ = write!(out, "no held reports");
+        return Ok(out);
+    }
+    let _ = writeln!(
+        out,
+        "{:<44} {:<15} {:<12} {:>8} {:<19} {:<19} platform's answer",
+        "out_order_no", "kind", "plate", "refusals", "first refused", "last refused"
+    );
+    let time = |t: Option<Timestamp>| t.map(|t| t.format_local(off)).unwrap_or_else(|| "-".into());
+    for h in &held {
+        let words = match (&h.refusal_code, &h.refusal_message) {
+            (Some(c), Some(m)) => format!("{c}: {m}"),
+            (Some(c), None) => c.clone(),
+            (None, Some(m)) => format!("(no code) {m}"),
+            (None, None) => "(no code, no message)".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<44} {:<15} {:<12} {:>8} {:<19} {:<19} {}",
+            h.out_order_no,
+            h.kind.as_str(),
+            h.plate_no
+                .as_deref()
+                .map(crate::plate::mask)
+                .unwrap_or_else(|| "-".into()),
+            h.refusals,
+            time(h.first_refused_at),
+            time(h.last_refused_at),
+            words
+        );
+        if h.waiting > 0 {
+            let _ = writeln!(
+                out,
+                "    {} later report(s) of this stay wait for it (the platform could not match them)",
+                h.waiting
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "{} held; after fixing the cause: `outbox retry OUT_ORDER_NO` or `outbox retry --all-held`; \
+         to give up on one: `outbox drop OUT_ORDER_NO --reason TEXT`",
+        held.len()
+    );
+    Ok(out)
+}
+
+/// `outbox retry OUT_ORDER_NO | --all-held`: held reports go again, with a fresh
+/// refusal budget.
+pub fn outbox_retry(
+    site: &SiteConfig,
+    out_order_no: Option<&str>,
+    now: Timestamp,
+) -> Result<String, OperatorError> {
+    let store = Store::open_site(site)?;
+    let target = out_order_no.map(str::trim);
+    if let Some(o) = target {
+        let (pending, held) = store.unfinished_of(o)?;
+        if held == 0 {
+            return refuse(format!(
+                "{o} has no held report ({pending} pending); `parking-bridge outbox held` lists the held ones"
+            ));
+        }
+    }
+    let n = store.retry_held(target, now)?;
+    tracing::info!(
+        out_order_no = target.unwrap_or("all"),
+        reports = n,
+        "operator: held reports sent again"
+    );
+    Ok(format!(
+        "{n} held report(s) queued again; the running bridge sends them within a second"
+    ))
+}
+
+/// `outbox drop OUT_ORDER_NO --reason TEXT`: gives up on a stay's held reports. They
+/// stay in the database as dropped, with the reason.
+pub fn outbox_drop(
+    site: &SiteConfig,
+    out_order_no: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Result<String, OperatorError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return refuse("--reason must say why (it is kept with the dropped reports)");
+    }
+    let o = out_order_no.trim();
+    let store = Store::open_site(site)?;
+    let (pending, held) = store.unfinished_of(o)?;
+    if held == 0 {
+        return refuse(format!(
+            "{o} has no held report ({pending} pending); only held reports can be dropped"
+        ));
+    }
+    let kinds = store.drop_held(o, reason, now)?;
+    let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    tracing::warn!(out_order_no = o, kinds = ?names, reason, "operator: reports dropped");
+    Ok(format!(
+        "dropped {} report(s) of {o}: {} (kept in the database with the reason)",
+        kinds.len(),
+        names.join(", ")
+    ))
 }
 
 /// `occupancy [set N]`.
@@ -612,5 +753,94 @@ port_no = "X1"
         let mut a = enter_args("闽A12345");
         a.snapshot = Some(file);
         assert!(refused(stay_enter(&site, a, Timestamp::now())).contains("not a JPEG or PNG"));
+    }
+
+    /// Holds every unfinished report of `o` as the uploader would after refusals.
+    fn hold_all(site: &SiteConfig, o: &str) {
+        let store = Store::open_site(site).unwrap();
+        let items = store
+            .due_reports(Timestamp::now(), 100, false, &Default::default())
+            .unwrap();
+        let outcomes: Vec<_> = items
+            .iter()
+            .filter(|i| i.out_order_no == o)
+            .map(|i| crate::store::Outcome::Held {
+                id: i.id,
+                refusal: crate::store::Refusal {
+                    code: Some("BAD_FIELD".into()),
+                    message: "port_no 未登记".into(),
+                },
+            })
+            .collect();
+        assert!(!outcomes.is_empty());
+        store.record_outcomes(&outcomes, Timestamp::now()).unwrap();
+    }
+
+    #[test]
+    fn held_reports_are_listed_retried_and_dropped_and_it_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site(dir.path());
+        let now = Timestamp::now();
+        let o = stay_enter(&site, enter_args("闽A12345"), now).unwrap();
+        hold_all(&site, &o);
+        let list = outbox_held(&site).unwrap();
+        assert!(list.contains(&o), "{list}");
+        assert!(list.contains("BAD_FIELD: port_no 未登记"), "{list}");
+        assert!(!list.contains("闽A12345"), "plate masked: {list}");
+        assert!(outbox(&site, now).unwrap().contains("1 report(s) HELD"));
+        // The exit recorded later waits behind the held entry.
+        stay_exit(
+            &site,
+            ExitArgs {
+                plate: "闽A12345".into(),
+                lane: "exit-1".into(),
+                ..ExitArgs::default()
+            },
+            now,
+        )
+        .unwrap();
+        assert!(outbox_held(&site).unwrap().contains("1 later report(s)"));
+        let store = Store::open_site(&site).unwrap();
+        assert!(
+            store
+                .due_reports(now, 10, false, &Default::default())
+                .unwrap()
+                .is_empty()
+        );
+        drop(store);
+
+        assert!(refused(outbox_retry(&site, Some("NOPE"), now)).contains("no held report"));
+        assert!(
+            outbox_retry(&site, Some(&o), now)
+                .unwrap()
+                .starts_with("1 held")
+        );
+        let store = Store::open_site(&site).unwrap();
+        let due = store
+            .due_reports(now, 10, false, &Default::default())
+            .unwrap();
+        assert_eq!(
+            (due.len(), due[0].kind, due[0].refusals),
+            (1, ReportKind::Entry, 0)
+        );
+        drop(store);
+
+        hold_all(&site, &o);
+        assert!(refused(outbox_drop(&site, &o, "  ", now)).contains("--reason"));
+        let done = outbox_drop(&site, &o, "wrong plate typed", now).unwrap();
+        assert!(done.contains("dropped 2 report(s)"), "{done}");
+        assert!(done.contains("entry, exit"), "{done}");
+        assert_eq!(outbox_held(&site).unwrap(), "no held reports");
+        let store = Store::open_site(&site).unwrap();
+        let reason: String = store
+            .lock()
+            .query_row(
+                "SELECT drop_reason FROM outbox WHERE out_order_no = ?1 AND kind = 2",
+                [&o],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(reason, "wrong plate typed");
+        assert_eq!(store.pending_count().unwrap(), 0);
     }
 }

@@ -1,10 +1,17 @@
 //! The outbox: reports waiting for the platform, their images, what the uploader
 //! learnt, the image budget and pruning.
 //!
-//! A row is `pending` until the platform acknowledges it (`acked`) or it can never be
-//! sent (`dropped`: only snapshots whose image was lost). Within one stay the rows go
-//! strictly in order entry → entry snapshot → exit → exit snapshot: only the first
-//! pending row of a stay (its *head*) is ever handed out.
+//! A row is `pending` until the platform acknowledges it (`acked`), it can never be
+//! sent (`dropped`: a snapshot whose image was lost, or an operator's `outbox drop`),
+//! or the platform refused it `refused_tries` times (`held`: kept with the platform's
+//! words, not sent again until an operator's `outbox retry`).
+//!
+//! Within one stay the rows go in order entry → entry snapshot → exit → exit snapshot:
+//! only the first pending row of a stay (its *head*) is handed out, with two
+//! exceptions so that a refusal never blocks what does not depend on it: a snapshot
+//! being retried after a refusal (or held) does not hold back the rows after it, and a
+//! held entry (exit) holds back the rest of its stay (its exit snapshot) — the platform
+//! could not match them.
 
 use super::{Store, StoreError};
 use crate::report::{EntryReport, Report, ReportKind};
@@ -36,6 +43,13 @@ static IMAGES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     crate::metrics::counter(
         "parking_bridge_images_dropped_total",
         "Pending snapshot images dropped because the disk budget was reached",
+    )
+});
+
+static WITHOUT_INNER: LazyLock<IntCounter> = LazyLock::new(|| {
+    crate::metrics::counter(
+        "parking_bridge_entries_without_inner_order_total",
+        "Entries the platform acknowledged without an inner_oder_no",
     )
 });
 
@@ -99,7 +113,7 @@ pub(super) fn enforce_image_budget(
         if matches!(kind, ReportKind::EntrySnapshot | ReportKind::ExitSnapshot) {
             tx.execute(
                 "UPDATE outbox SET state = 'dropped', finished_at = ?2, last_error = 'image dropped: disk budget reached' \
-                 WHERE id = ?1 AND state = 'pending'",
+                 WHERE id = ?1 AND state IN ('pending', 'held')",
                 params![id, now.0],
             )?;
         }
@@ -126,6 +140,8 @@ pub struct OutboxItem {
     pub report: Report,
     /// Attempts so far (0 = never sent).
     pub attempts: u32,
+    /// Refusals so far.
+    pub refusals: u32,
     /// Size of the attached image, if there is one.
     pub image_bytes: Option<i64>,
     /// Whether that image is already re-encoded for the platform.
@@ -164,6 +180,47 @@ pub enum Outcome {
     },
     /// Can never be sent (a snapshot whose image cannot be decoded).
     Dropped { id: i64, reason: String },
+    /// The platform refused this report; try again at `due_at`.
+    Refused {
+        id: i64,
+        due_at: Timestamp,
+        refusal: Refusal,
+    },
+    /// Refused too often: kept, not sent again until an operator says so.
+    Held { id: i64, refusal: Refusal },
+}
+
+/// The platform's words when it refused a report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{code}: {}", self.message),
+            None => write!(f, "(no code): {}", self.message),
+        }
+    }
+}
+
+/// A held report, as `outbox held` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldReport {
+    pub id: i64,
+    pub out_order_no: String,
+    pub kind: ReportKind,
+    /// The stay's plate, unmasked (callers mask it for display).
+    pub plate_no: Option<String>,
+    pub refusals: u32,
+    pub first_refused_at: Option<Timestamp>,
+    pub last_refused_at: Option<Timestamp>,
+    pub refusal_code: Option<String>,
+    pub refusal_message: Option<String>,
+    /// Reports of the same stay that wait for this one (a held entry's exit…).
+    pub waiting: u64,
 }
 
 /// Per-kind state of the outbox.
@@ -176,6 +233,8 @@ pub struct KindSummary {
     pub last_error: Option<String>,
     pub acknowledged: u64,
     pub dropped: u64,
+    /// Refused too often and waiting for an operator.
+    pub held: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -188,6 +247,10 @@ pub struct OutboxSummary {
 impl OutboxSummary {
     pub fn pending(&self) -> u64 {
         self.kinds.values().map(|k| k.pending).sum()
+    }
+
+    pub fn held(&self) -> u64 {
+        self.kinds.values().map(|k| k.held).sum()
     }
 }
 
@@ -213,11 +276,14 @@ impl Store {
         let conn = self.lock();
         let order = if newest_first { "DESC" } else { "ASC" };
         let mut st = conn.prepare_cached(&format!(
-            "SELECT o.id, o.out_order_no, o.kind, o.body, o.attempts, i.bytes, i.encoded \
+            "SELECT o.id, o.out_order_no, o.kind, o.body, o.attempts, i.bytes, i.encoded, o.refusals \
              FROM outbox o LEFT JOIN images i ON i.outbox_id = o.id \
              WHERE o.state = 'pending' AND (o.due_at <= ?1 OR o.due_at > ?1 + 3600000) \
                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.out_order_no = o.out_order_no \
-                               AND (p.kind < o.kind OR (p.kind = o.kind AND p.id < o.id))) \
+                               AND (p.kind < o.kind OR (p.kind = o.kind AND p.id < o.id)) \
+                               AND NOT (p.kind IN (1, 3) AND p.refusals > 0)) \
+               AND NOT EXISTS (SELECT 1 FROM outbox h WHERE h.state = 'held' AND h.out_order_no = o.out_order_no \
+                               AND h.kind IN (0, 2) AND h.kind < o.kind) \
              ORDER BY o.id {order} LIMIT ?2"
         ))?;
         let want = i64::try_from(limit + busy.len()).unwrap_or(i64::MAX);
@@ -230,11 +296,12 @@ impl Store {
                 r.get::<_, i64>(4)?,
                 r.get::<_, Option<i64>>(5)?,
                 r.get::<_, Option<i64>>(6)?,
+                r.get::<_, i64>(7)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, out_order_no, kind, body, attempts, image_bytes, encoded) = row?;
+            let (id, out_order_no, kind, body, attempts, image_bytes, encoded, refusals) = row?;
             if busy.contains(&out_order_no) {
                 continue;
             }
@@ -246,6 +313,7 @@ impl Store {
                 kind: kind_of(kind),
                 report,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                refusals: u32::try_from(refusals).unwrap_or(u32::MAX),
                 image_bytes,
                 image_encoded: encoded == Some(1),
             });
@@ -307,11 +375,15 @@ impl Store {
     pub fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         let cutoff = now.0.saturating_sub(self.options.retention_ms);
         self.write(|tx| {
-            let rows = tx.execute("DELETE FROM outbox WHERE state <> 'pending' AND finished_at < ?1", [cutoff])?;
+            // Held rows have no finished_at: they stay until an operator decides.
+            let rows = tx.execute(
+                "DELETE FROM outbox WHERE state NOT IN ('pending', 'held') AND finished_at < ?1",
+                [cutoff],
+            )?;
             tx.execute("DELETE FROM images WHERE outbox_id NOT IN (SELECT id FROM outbox)", [])?;
             tx.execute(
                 "DELETE FROM stays WHERE state <> 'open' AND closed_at < ?1 AND NOT EXISTS \
-                 (SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.out_order_no = stays.out_order_no)",
+                 (SELECT 1 FROM outbox p WHERE p.state IN ('pending', 'held') AND p.out_order_no = stays.out_order_no)",
                 [cutoff],
             )?;
             tx.execute("DELETE FROM lane_journal WHERE at < ?1", [cutoff])?;
@@ -393,6 +465,7 @@ impl Store {
                     k.oldest_pending_age_ms = Some((now.0 - oldest).max(0));
                 }
                 "acked" => k.acknowledged = count,
+                "held" => k.held = count,
                 _ => k.dropped = count,
             }
         }
@@ -411,6 +484,130 @@ impl Store {
                 r.get(0)
             })?;
         Ok(summary)
+    }
+}
+
+impl Store {
+    /// Held reports, oldest first.
+    pub fn held_reports(&self) -> Result<Vec<HeldReport>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(
+            "SELECT o.id, o.out_order_no, o.kind, s.plate_no, o.refusals, o.first_refused_at, o.last_refused_at, \
+             o.refusal_code, o.refusal_message, \
+             (SELECT COUNT(*) FROM outbox w WHERE w.state = 'pending' AND w.out_order_no = o.out_order_no \
+              AND o.kind IN (0, 2) AND w.kind > o.kind) \
+             FROM outbox o LEFT JOIN stays s ON s.out_order_no = o.out_order_no \
+             WHERE o.state = 'held' ORDER BY o.id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(HeldReport {
+                id: r.get(0)?,
+                out_order_no: r.get(1)?,
+                kind: kind_of(r.get(2)?),
+                plate_no: r.get(3)?,
+                refusals: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+                first_refused_at: r.get::<_, Option<i64>>(5)?.map(Timestamp),
+                last_refused_at: r.get::<_, Option<i64>>(6)?.map(Timestamp),
+                refusal_code: r.get(7)?,
+                refusal_message: r.get(8)?,
+                waiting: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Reports held now (cheap: the held index only).
+    pub fn held_count(&self) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE state = 'held'")?
+            .query_row([], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Makes held reports pending again, due at `now`, with a fresh refusal budget:
+    /// those of one stay, or all (`None`). Returns how many.
+    pub fn retry_held(
+        &self,
+        out_order_no: Option<&str>,
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE outbox SET state = 'pending', due_at = ?2, refusals = 0, \
+                 last_error = 'retry requested by an operator' \
+                 WHERE state = 'held' AND (?1 IS NULL OR out_order_no = ?1)",
+                params![out_order_no, now.0],
+            )?;
+            Ok(n)
+        })
+    }
+
+    /// Drops the held reports of a stay, keeping them in the database as `dropped`
+    /// with the operator's reason. When the entry is among them, the rest of the stay
+    /// (which the platform could never match) is dropped too. Returns the kinds dropped.
+    pub fn drop_held(
+        &self,
+        out_order_no: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Vec<ReportKind>, StoreError> {
+        self.write(|tx| {
+            let mut dropped: Vec<(i64, i64)> = tx
+                .prepare(
+                    "UPDATE outbox SET state = 'dropped', finished_at = ?2, drop_reason = ?3, \
+                     last_error = 'dropped by an operator: ' || ?3 \
+                     WHERE state = 'held' AND out_order_no = ?1 RETURNING id, kind",
+                )?
+                .query_map(params![out_order_no, now.0, reason], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            if dropped.iter().any(|(_, kind)| *kind == 0) {
+                let rest: Vec<(i64, i64)> = tx
+                    .prepare(
+                        "UPDATE outbox SET state = 'dropped', finished_at = ?2, drop_reason = ?3, \
+                         last_error = 'its entry was dropped by an operator: ' || ?3 \
+                         WHERE state IN ('pending', 'held') AND out_order_no = ?1 RETURNING id, kind",
+                    )?
+                    .query_map(params![out_order_no, now.0, reason], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                dropped.extend(rest);
+            }
+            for (id, kind) in &dropped {
+                tx.prepare_cached("DELETE FROM images WHERE outbox_id = ?1")?
+                    .execute([id])?;
+                ROWS_FINISHED
+                    .with_label_values(&[kind_of(*kind).as_str(), "dropped"])
+                    .inc();
+            }
+            dropped.sort_by_key(|(id, kind)| (*kind, *id));
+            Ok(dropped.into_iter().map(|(_, kind)| kind_of(kind)).collect())
+        })
+    }
+
+    /// Unfinished (pending or held) reports of a stay, by state.
+    pub fn unfinished_of(&self, out_order_no: &str) -> Result<(u64, u64), StoreError> {
+        let conn = self.lock();
+        let (pending, held): (i64, i64) = conn.query_row(
+            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'held'), 0) \
+             FROM outbox WHERE out_order_no = ?1",
+            [out_order_no],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((
+            u64::try_from(pending).unwrap_or(0),
+            u64::try_from(held).unwrap_or(0),
+        ))
+    }
+
+    /// Stays whose entry the platform acknowledged without an `inner_oder_no`.
+    pub fn acked_without_inner_order(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(
+            "SELECT out_order_no FROM stays WHERE entry_acked_at IS NOT NULL AND inner_oder_no IS NULL \
+             ORDER BY entered_at",
+        )?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 }
 
@@ -439,6 +636,22 @@ fn record_one(tx: &Transaction<'_>, outcome: &Outcome, now: Timestamp) -> Result
             ROWS_FINISHED
                 .with_label_values(&[kind_of(kind).as_str(), "acked"])
                 .inc();
+            if kind_of(kind) == ReportKind::Entry {
+                let known: Option<Option<String>> = tx
+                    .prepare_cached(
+                        "UPDATE stays SET entry_acked_at = COALESCE(entry_acked_at, ?2) WHERE out_order_no = ?1 \
+                         RETURNING inner_oder_no",
+                    )?
+                    .query_row(params![out_order_no, now.0], |r| r.get(0))
+                    .optional()?;
+                if inner_oder_no.is_none() && matches!(known, Some(None)) {
+                    WITHOUT_INNER.inc();
+                    tracing::warn!(
+                        out_order_no = %out_order_no,
+                        "entry acknowledged without inner_oder_no (the platform's order number); `stay list` shows it as missing"
+                    );
+                }
+            }
             if inner_oder_no.is_some() || sign_level.is_some() || sign_time.is_some() {
                 // The entry's answer is authoritative; an exit's only fills gaps.
                 let sql = if kind_of(kind) == ReportKind::Entry {
@@ -473,6 +686,49 @@ fn record_one(tx: &Transaction<'_>, outcome: &Outcome, now: Timestamp) -> Result
                 .optional()?;
             if let Some(out_order_no) = out_order_no {
                 requeue_entry(tx, &out_order_no, now)?;
+            }
+        }
+        Outcome::Refused {
+            id,
+            due_at,
+            refusal,
+        } => {
+            tx.prepare_cached(
+                "UPDATE outbox SET due_at = ?2, last_error = ?3, attempts = attempts + 1, last_attempt_at = ?4, \
+                 refusals = refusals + 1, first_refused_at = COALESCE(first_refused_at, ?4), last_refused_at = ?4, \
+                 refusal_code = ?5, refusal_message = ?6 WHERE id = ?1 AND state = 'pending'",
+            )?
+            .execute(params![
+                id,
+                due_at.0,
+                format!("refused: {refusal}"),
+                now.0,
+                refusal.code,
+                refusal.message
+            ])?;
+        }
+        Outcome::Held { id, refusal } => {
+            let kind: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'held', last_error = ?2, attempts = attempts + 1, last_attempt_at = ?3, \
+                     refusals = refusals + 1, first_refused_at = COALESCE(first_refused_at, ?3), last_refused_at = ?3, \
+                     refusal_code = ?4, refusal_message = ?5 WHERE id = ?1 AND state = 'pending' RETURNING kind",
+                )?
+                .query_row(
+                    params![
+                        id,
+                        format!("held after refusals: {refusal}"),
+                        now.0,
+                        refusal.code,
+                        refusal.message
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(kind) = kind {
+                ROWS_FINISHED
+                    .with_label_values(&[kind_of(kind).as_str(), "held"])
+                    .inc();
             }
         }
         Outcome::Dropped { id, reason } => {
@@ -511,6 +767,16 @@ fn requeue_entry(
         .optional()?;
     match entry {
         Some((_, state)) if state == "pending" => {}
+        // A held entry waits for an operator; a dropped one was dropped by an operator
+        // (with the rest of its stay). Neither is revived behind their back.
+        Some((_, state)) if state == "held" || state == "dropped" => {
+            tracing::warn!(
+                out_order_no,
+                entry_state = %state,
+                "platform did not know the stay, and its entry is {state}: nothing is re-sent automatically"
+            );
+            return Ok(());
+        }
         Some((id, _)) => {
             tx.execute(
                 "UPDATE outbox SET state = 'pending', due_at = ?2, finished_at = NULL, result_code = NULL, \

@@ -101,6 +101,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX lane_journal_by_at ON lane_journal (at);
     "#,
+    // 2: refused reports (bounded retries, then `held` for an operator), operator
+    // drops with their reason, and whether a stay's entry was acknowledged.
+    r#"
+    -- refusals of this row by the platform (success:false), and when
+    ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN first_refused_at INTEGER;
+    ALTER TABLE outbox ADD COLUMN last_refused_at INTEGER;
+    -- the platform's words at the last refusal
+    ALTER TABLE outbox ADD COLUMN refusal_code TEXT;
+    ALTER TABLE outbox ADD COLUMN refusal_message TEXT;
+    -- why an operator dropped the row (`outbox drop --reason`)
+    ALTER TABLE outbox ADD COLUMN drop_reason TEXT;
+    CREATE INDEX outbox_held_by_stay ON outbox (out_order_no, kind) WHERE state = 'held';
+    -- when the platform acknowledged the stay's entry (with or without inner_oder_no)
+    ALTER TABLE stays ADD COLUMN entry_acked_at INTEGER;
+    "#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -290,6 +290,85 @@ fn entry_answer_fields_are_kept_on_the_stay() {
 }
 
 #[test]
+fn an_entry_acknowledged_without_inner_order_is_counted_and_a_known_one_never_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let o = open(&s, "A1");
+    let entry = first_due(&s, T0);
+    // The first answer was lost; the re-send is answered as a duplicate without one.
+    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    assert_eq!(s.acked_without_inner_order().unwrap(), vec![o.clone()]);
+    // A later answer (the exit's) that carries it fills the gap.
+    s.close_stay(&o, exit(None), T0).unwrap();
+    let exit_row = first_due(&s, T0);
+    s.record_outcomes(
+        &[Outcome::Delivered {
+            id: exit_row.id,
+            result_code: None,
+            inner_oder_no: Some("INNER-1".into()),
+            sign_level: None,
+            sign_time: None,
+        }],
+        T0,
+    )
+    .unwrap();
+    assert!(s.acked_without_inner_order().unwrap().is_empty());
+    // The entry re-sent later and answered without one does not erase it.
+    let o2 = open(&s, "B2");
+    let e2 = first_due(&s, T0);
+    s.record_outcomes(
+        &[Outcome::Delivered {
+            id: e2.id,
+            result_code: None,
+            inner_oder_no: Some("INNER-2".into()),
+            sign_level: None,
+            sign_time: None,
+        }],
+        T0,
+    )
+    .unwrap();
+    s.close_stay(&o2, exit(None), T0).unwrap();
+    s.lock()
+        .execute("UPDATE outbox SET state = 'pending' WHERE id = ?1", [e2.id])
+        .unwrap();
+    s.record_outcomes(&[delivered(e2.id)], T0).unwrap();
+    assert_eq!(
+        s.stay(&o2).unwrap().unwrap().inner_oder_no.as_deref(),
+        Some("INNER-2")
+    );
+}
+
+#[test]
+fn held_rows_survive_pruning_and_a_held_snapshot_keeps_its_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 10);
+    let o = s
+        .open_stay(new_stay("A1", Some(vec![1, 2, 3])), T0)
+        .unwrap()
+        .out_order_no;
+    let entry = first_due(&s, T0);
+    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    let snap = first_due(&s, T0);
+    assert_eq!(snap.kind, ReportKind::EntrySnapshot);
+    let refusal = Refusal {
+        code: None,
+        message: "event 缺失".into(),
+    };
+    s.record_outcomes(
+        &[Outcome::Held {
+            id: snap.id,
+            refusal,
+        }],
+        T0,
+    )
+    .unwrap();
+    s.prune(T0.plus_millis(400 * 86_400_000)).unwrap();
+    assert_eq!(s.held_count().unwrap(), 1);
+    assert!(s.image(snap.id).unwrap().is_some());
+    assert_eq!(s.held_reports().unwrap()[0].out_order_no, o);
+}
+
+#[test]
 fn inline_mode_attaches_the_image_to_the_entry() {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions {

@@ -1,6 +1,11 @@
 //! The heartbeat: its own task, every `heartbeat_secs`, never behind the backlog (it
 //! does not go through the outbox). Says `lost` while some lane's devices have all been
 //! unreachable for longer than the threshold, else `alive`.
+//!
+//! After a failed beat the next one goes `retry_after_failure` later (not a whole
+//! period), and the uploader's first answer after failures triggers one at once, so the
+//! platform sees the lot alive again right after it comes back; then the period
+//! resumes.
 
 use super::{Deliver, StatusHandle};
 use crate::health::Health;
@@ -35,54 +40,91 @@ pub struct Heartbeat<D: Deliver> {
     pub health: Health,
     pub lost_after: Duration,
     pub status: StatusHandle,
+    /// Delay before the next beat after a failed one (capped at `every`).
+    pub retry_after_failure: Duration,
+}
+
+/// Default [`Heartbeat::retry_after_failure`].
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
+/// When the next beat goes, measured from any fixed origin: on the period after a
+/// beat the platform took, at most `retry` after one it did not. Pure.
+pub fn next_after(ok: bool, scheduled: Duration, now: Duration, retry: Duration) -> Duration {
+    if ok {
+        scheduled
+    } else {
+        scheduled.min(now + retry)
+    }
 }
 
 impl<D: Deliver> Heartbeat<D> {
     /// Beats until dropped. Each beat runs on its own with a timeout of one period, so
-    /// a slow platform never delays the next one.
+    /// a slow platform never delays the next one (at most two are in flight).
     pub async fn run(self) {
-        let mut ticks = tokio::time::interval(self.every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let lost_after_ms = i64::try_from(self.lost_after.as_millis()).unwrap_or(i64::MAX);
+        let retry = self.retry_after_failure.min(self.every);
+        let origin = tokio::time::Instant::now();
+        let mut beats: tokio::task::JoinSet<bool> = tokio::task::JoinSet::new();
+        let mut next = origin;
         loop {
-            ticks.tick().await;
-            let now = Timestamp::now();
-            let state = status(&self.health, now, lost_after_ms);
-            if state == "lost" {
-                let lanes = self.health.lost_lanes(now, lost_after_ms);
-                tracing::warn!(lanes = ?lanes, "heartbeat says lost: every device of these lanes is unreachable");
+            let start_beat = tokio::select! {
+                _ = tokio::time::sleep_until(next) => true,
+                _ = self.status.wait_platform_back() => {
+                    tracing::info!("platform answers again: heartbeat now");
+                    true
+                }
+                Some(done) = beats.join_next(), if !beats.is_empty() => {
+                    let ok = done.unwrap_or(false);
+                    let now = tokio::time::Instant::now();
+                    next = origin + next_after(ok, next - origin, now - origin, retry);
+                    false
+                }
+            };
+            if start_beat && beats.len() < 2 {
+                beats.spawn(self.beat(lost_after_ms));
+                next = tokio::time::Instant::now() + self.every;
+            } else if start_beat {
+                next = tokio::time::Instant::now() + retry;
             }
-            let uplink = Uplink::Heartbeat(HeartbeatRequest {
-                parking_lot_no: self.parking_lot_no.clone(),
-                status: state.into(),
-            });
-            let deliver = self.deliver.clone();
-            let status = self.status.clone();
-            let limit = self.every;
-            tokio::spawn(async move {
-                let ok = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
-                    Ok(Ok(answer)) if answer.verdict.is_delivered() => true,
-                    Ok(Ok(answer)) => {
-                        tracing::warn!(verdict = ?answer.verdict, "heartbeat refused");
-                        false
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "heartbeat not delivered");
-                        false
-                    }
-                    Err(_) => {
-                        tracing::warn!(
-                            timeout_ms = limit.as_millis() as u64,
-                            "heartbeat timed out"
-                        );
-                        false
-                    }
-                };
-                HEARTBEATS
-                    .with_label_values(&[state, if ok { "ok" } else { "failed" }])
-                    .inc();
-                status.update(|s| s.last_heartbeat = Some((now, state, ok)));
-            });
+        }
+    }
+
+    /// One beat: sends it, records the result; true when the platform took it.
+    fn beat(&self, lost_after_ms: i64) -> impl std::future::Future<Output = bool> + Send + 'static {
+        let now = Timestamp::now();
+        let state = status(&self.health, now, lost_after_ms);
+        if state == "lost" {
+            let lanes = self.health.lost_lanes(now, lost_after_ms);
+            tracing::warn!(lanes = ?lanes, "heartbeat says lost: every device of these lanes is unreachable");
+        }
+        let uplink = Uplink::Heartbeat(HeartbeatRequest {
+            parking_lot_no: self.parking_lot_no.clone(),
+            status: state.into(),
+        });
+        let deliver = self.deliver.clone();
+        let status = self.status.clone();
+        let limit = self.every;
+        async move {
+            let ok = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
+                Ok(Ok(answer)) if answer.verdict.is_delivered() => true,
+                Ok(Ok(answer)) => {
+                    tracing::warn!(verdict = ?answer.verdict, "heartbeat refused");
+                    false
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "heartbeat not delivered");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!(timeout_ms = limit.as_millis() as u64, "heartbeat timed out");
+                    false
+                }
+            };
+            HEARTBEATS
+                .with_label_values(&[state, if ok { "ok" } else { "failed" }])
+                .inc();
+            status.update(|s| s.last_heartbeat = Some((now, state, ok)));
+            ok
         }
     }
 }
@@ -100,5 +142,16 @@ mod tests {
         assert_eq!(status(&h, Timestamp(121_000), 120_000), "lost");
         h.set("cam-1", "entry-1", true, Timestamp(122_000));
         assert_eq!(status(&h, Timestamp(123_000), 120_000), "alive");
+    }
+
+    #[test]
+    fn a_failed_beat_is_repeated_soon_a_good_one_keeps_the_period() {
+        let s = |secs| Duration::from_secs(secs);
+        assert_eq!(next_after(true, s(30), s(1), s(1)), s(30));
+        assert_eq!(next_after(false, s(30), s(1), s(1)), s(2));
+        assert_eq!(
+            next_after(false, s(30), s(29) + Duration::from_millis(500), s(1)),
+            s(30)
+        );
     }
 }

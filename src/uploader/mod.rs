@@ -10,6 +10,19 @@
 //! Most slots take the oldest due reports (a backlog drains in order); every
 //! `LIVE_EVERY`-th takes the newest, so live reports are not stuck behind hours of
 //! backlog.
+//!
+//! **The platform's last view is the lot's truth.** The platform takes the
+//! `total_spaces`/`free_spaces` of the latest report as the lot's count, whatever stay
+//! it belongs to. So every entry and exit carries the lot's count *at send time* (read
+//! once per dispatch round), not the count of its own moment; and an entry/exit is not
+//! sent while another one carrying a different count is still in flight, so the last
+//! report the platform accepts always carries the newest count — whatever the order of
+//! delivery, outages, restarts or concurrency. A change without a report (an operator's
+//! `occupancy set`) reaches the platform with the next report.
+//!
+//! A refusal (`success:false`) concerns one report: it is retried `refused_tries`
+//! times with a doubling delay, then held for an operator; it never pauses the others.
+//! The first answer after failures wakes the heartbeat ([`StatusHandle::platform_back`]).
 
 pub mod heartbeat;
 pub mod policy;
@@ -22,7 +35,7 @@ use crate::time::Timestamp;
 use base64::Engine;
 use chrono::FixedOffset;
 use policy::{Backoff, Decision, Throttle};
-use prometheus::{IntCounter, IntCounterVec};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -49,6 +62,24 @@ static UPLOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["kind", "result"],
     )
 });
+
+static HELD: LazyLock<IntGauge> = LazyLock::new(|| {
+    crate::metrics::gauge(
+        "parking_bridge_reports_held",
+        "Reports the platform refused too often, held for an operator (outbox held)",
+    )
+});
+
+static UNEXPECTED_CODES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_unexpected_result_codes_total",
+        "success:true answers with a result_code no rule knows (counted as delivered)",
+        &["code"],
+    )
+});
+
+/// Codes already logged as unexpected (one line per code per process).
+static UNEXPECTED_SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
 
 static ALARMS: LazyLock<IntCounter> = LazyLock::new(|| {
     crate::metrics::counter(
@@ -97,9 +128,20 @@ pub struct DeliveryStatus {
 
 /// Shared, cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct StatusHandle(Arc<Mutex<DeliveryStatus>>);
+pub struct StatusHandle(Arc<Mutex<DeliveryStatus>>, Arc<Notify>);
 
 impl StatusHandle {
+    /// The platform answered again after failures: wakes the heartbeat.
+    pub fn platform_back(&self) {
+        self.1.notify_one();
+    }
+
+    /// Resolves at the next [`platform_back`](Self::platform_back) (or at once if one
+    /// came since the last wait).
+    pub async fn wait_platform_back(&self) {
+        self.1.notified().await;
+    }
+
     pub fn get(&self) -> DeliveryStatus {
         self.lock().clone()
     }
@@ -121,6 +163,48 @@ const KEEP_FREE_PAGES: u64 = 2560;
 const RECLAIM_PAGES: u64 = 2048;
 /// Reports fetched per look at the outbox.
 const BATCH: usize = 32;
+
+/// Whether `item` may go now, given the lot's count `now` and the counts carried by the
+/// entries/exits in flight: an entry/exit waits while one with another count is in
+/// flight, so that the platform cannot accept an older count after a newer one. Pure.
+pub fn may_dispatch(
+    kind: ReportKind,
+    now: Option<(i64, i64)>,
+    in_flight: &HashMap<tokio::task::Id, (i64, i64)>,
+) -> bool {
+    if !matches!(kind, ReportKind::Entry | ReportKind::Exit) {
+        return true;
+    }
+    match now {
+        Some(count) => in_flight.values().all(|c| *c == count),
+        // Count unknown (store unreadable): keep the report's own count, one at a time.
+        None => in_flight.is_empty(),
+    }
+}
+
+/// Stamps the lot's count `(total, free)` on an entry or exit.
+fn stamp_count(report: &mut crate::report::Report, (total, free): (i64, i64)) {
+    match report {
+        crate::report::Report::Entry(e) => {
+            e.total_spaces = total;
+            e.free_spaces = free;
+        }
+        crate::report::Report::Exit(x) => {
+            x.total_spaces = total;
+            x.free_spaces = free;
+        }
+        crate::report::Report::Snapshot { .. } => {}
+    }
+}
+
+/// The count an entry or exit carries.
+fn count_of(report: &crate::report::Report) -> Option<(i64, i64)> {
+    match report {
+        crate::report::Report::Entry(e) => Some((e.total_spaces, e.free_spaces)),
+        crate::report::Report::Exit(x) => Some((x.total_spaces, x.free_spaces)),
+        crate::report::Report::Snapshot { .. } => None,
+    }
+}
 
 /// The result of one attempt, before it is classified.
 enum Attempt {
@@ -183,6 +267,8 @@ impl<D: Deliver> Uploader<D> {
         let mut in_flight: JoinSet<Finished> = JoinSet::new();
         let mut busy: HashSet<String> = HashSet::new();
         let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
+        // The lot's count carried by each entry/exit in flight.
+        let mut counts: HashMap<tokio::task::Id, (i64, i64)> = HashMap::new();
         let mut unrecorded = Unrecorded::default();
         let mut recording: Option<JoinHandle<Vec<String>>> = None;
         let mut queue: VecDeque<OutboxItem> = VecDeque::new();
@@ -205,11 +291,28 @@ impl<D: Deliver> Uploader<D> {
                 self.reclaim().await;
             }
             if throttle.may_send(now) {
+                // Read once per round: every entry/exit of the round carries this count.
+                let mut lot_count: Option<Option<(i64, i64)>> = None;
                 while in_flight.len() < throttle.in_flight_limit(&self.settings.backoff, max) {
                     let live = dispatched % LIVE_EVERY == LIVE_EVERY - 1;
-                    let Some(item) = self.next_item(&mut queue, &busy, now, live).await else {
+                    let Some(mut item) = self.next_item(&mut queue, &busy, now, live).await else {
                         break;
                     };
+                    if matches!(item.kind, ReportKind::Entry | ReportKind::Exit) {
+                        let count = match lot_count {
+                            Some(c) => c,
+                            None => *lot_count.insert(self.lot_count().await),
+                        };
+                        if !may_dispatch(item.kind, count, &counts) {
+                            // Sent once the reports with the older count are answered.
+                            queue.push_front(item);
+                            break;
+                        }
+                        if let Some(c) = count {
+                            stamp_count(&mut item.report, c);
+                        }
+                    }
+                    let carried = count_of(&item.report);
                     dispatched += 1;
                     busy.insert(item.out_order_no.clone());
                     let stay = item.out_order_no.clone();
@@ -221,6 +324,9 @@ impl<D: Deliver> Uploader<D> {
                         self.settings.offset,
                     ));
                     tasks.insert(handle.id(), stay);
+                    if let Some(c) = carried {
+                        counts.insert(handle.id(), c);
+                    }
                 }
             }
             let wait = match throttle.paused_until {
@@ -234,6 +340,13 @@ impl<D: Deliver> Uploader<D> {
                     let mut done = vec![joined];
                     while let Some(more) = in_flight.try_join_next_with_id() {
                         done.push(more);
+                    }
+                    for joined in &done {
+                        let id = match joined {
+                            Ok((id, _)) => *id,
+                            Err(e) => e.id(),
+                        };
+                        counts.remove(&id);
                     }
                     self.classify(done, &mut tasks, &mut throttle, &mut unrecorded);
                 }
@@ -262,6 +375,22 @@ impl<D: Deliver> Uploader<D> {
             // commits group themselves under load while sending goes on.
             if recording.is_none() && !unrecorded.stays.is_empty() {
                 recording = Some(self.spawn_record(std::mem::take(&mut unrecorded)));
+            }
+        }
+    }
+
+    /// The lot's `(total, free)` now; `None` when the store cannot say.
+    async fn lot_count(&self) -> Option<(i64, i64)> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.occupancy()).await {
+            Ok(Ok(o)) => Some((o.total, o.free.clamp(0, o.total.max(0)))),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the lot's count; reports keep their own");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "count read task failed");
+                None
             }
         }
     }
@@ -355,6 +484,7 @@ impl<D: Deliver> Uploader<D> {
                         item.id,
                         item.kind,
                         item.attempts,
+                        item.refusals,
                         &result,
                         &self.settings.backoff,
                         now,
@@ -375,6 +505,7 @@ impl<D: Deliver> Uploader<D> {
                         },
                         platform_trouble: false,
                         alarm: None,
+                        answered: false,
                     }
                 }
                 Attempt::Local(error) => {
@@ -388,9 +519,14 @@ impl<D: Deliver> Uploader<D> {
                         },
                         platform_trouble: false,
                         alarm: None,
+                        answered: false,
                     }
                 }
             };
+            if decision.answered && throttle.consecutive_failures > 0 {
+                // The platform answers again: a heartbeat now, not at the next period.
+                self.status.platform_back();
+            }
             let mut outcome = decision.outcome.clone();
             if let Some(until) = throttle.note(&decision, &self.settings.backoff, now, unit)
                 && let crate::store::Outcome::Retry { due_at, .. } = &mut outcome
@@ -412,8 +548,21 @@ impl<D: Deliver> Uploader<D> {
         tokio::spawn(async move {
             let Unrecorded { outcomes, stays } = unrecorded;
             let now = Timestamp::now();
-            match tokio::task::spawn_blocking(move || store.record_outcomes(&outcomes, now)).await {
-                Ok(Ok(())) => {}
+            let held = outcomes
+                .iter()
+                .any(|o| matches!(o, crate::store::Outcome::Held { .. }));
+            match tokio::task::spawn_blocking(move || {
+                store.record_outcomes(&outcomes, now)?;
+                if held {
+                    store.held_count().map(Some)
+                } else {
+                    Ok(None)
+                }
+            })
+            .await
+            {
+                Ok(Ok(Some(n))) => HELD.set(i64::try_from(n).unwrap_or(i64::MAX)),
+                Ok(Ok(None)) => {}
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "cannot record delivery results; those reports will be sent again")
                 }
@@ -453,7 +602,46 @@ impl<D: Deliver> Uploader<D> {
                     tracing::warn!(out_order_no = %item.out_order_no, kind, attempts = item.attempts + 1, code = ?code, error = %error, retry_at = due_at.0, "delivery failed; will retry");
                 }
             }
+            crate::store::Outcome::Refused {
+                refusal, due_at, ..
+            } => {
+                UPLOADS.with_label_values(&[kind, "refused"]).inc();
+                tracing::warn!(
+                    out_order_no = %item.out_order_no, kind, refusals = item.refusals + 1,
+                    code = refusal.code.as_deref().unwrap_or("-"), message = %refusal.message,
+                    retry_at = due_at.0, "the platform refused this report; will try again later"
+                );
+            }
+            crate::store::Outcome::Held { refusal, .. } => {
+                UPLOADS.with_label_values(&[kind, "held"]).inc();
+                let waits = match item.kind {
+                    ReportKind::Entry => "its exit and snapshots wait for it",
+                    ReportKind::Exit => "its exit snapshot waits for it",
+                    _ => "nothing waits for it",
+                };
+                tracing::warn!(
+                    out_order_no = %item.out_order_no, kind, refusals = item.refusals + 1,
+                    code = refusal.code.as_deref().unwrap_or("-"), message = %refusal.message,
+                    "report HELD after repeated refusals: not sent again until `parking-bridge outbox retry` or `outbox drop`; {waits}"
+                );
+            }
             crate::store::Outcome::Dropped { .. } => {}
+        }
+        if let Ok(a) = result
+            && a.unexpected_code
+        {
+            let code = a.result_code.clone().unwrap_or_default();
+            UNEXPECTED_CODES.with_label_values(&[code.as_str()]).inc();
+            let first = UNEXPECTED_SEEN
+                .lock()
+                .map(|mut seen| seen.insert(code.clone()))
+                .unwrap_or(false);
+            if first {
+                tracing::warn!(
+                    code = %code, message = a.result_msg.as_deref().unwrap_or(""),
+                    "success:true with an unknown result_code: counted as delivered (logged once per code; map it in [platform.result_codes] if it means something else)"
+                );
+            }
         }
     }
 
@@ -472,6 +660,11 @@ impl<D: Deliver> Uploader<D> {
     /// Shrinks the database file after a backlog of images was delivered: up to
     /// `RECLAIM_PAGES` free pages per call beyond a reserve of `KEEP_FREE_PAGES`.
     async fn reclaim(&self) {
+        let s = self.store.clone();
+        // Operators retry and drop held reports from another process: refresh here.
+        if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || s.held_count()).await {
+            HELD.set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || {
             store.reclaim_free_pages(KEEP_FREE_PAGES, RECLAIM_PAGES)

@@ -18,6 +18,10 @@ pub struct Backoff {
     /// Consecutive failures (across stays) after which the platform counts as down and
     /// everything waits, instead of trying each queued report in turn.
     pub trouble_after: u32,
+    /// Tries of a refused report before it is held for an operator.
+    pub refused_tries: u32,
+    /// Delay after the first refusal, ms; doubles with each refusal.
+    pub refused_first_ms: i64,
 }
 
 impl Default for Backoff {
@@ -27,6 +31,8 @@ impl Default for Backoff {
             cap_ms: 60_000,
             alarm_ms: 300_000,
             trouble_after: 3,
+            refused_tries: 5,
+            refused_first_ms: 240_000,
         }
     }
 }
@@ -41,7 +47,21 @@ impl Backoff {
         let unit = unit.clamp(0.0, 1.0);
         full / 2 + ((full / 2) as f64 * unit) as i64
     }
+
+    /// Delay after the `refusals`-th refusal of a report: doubling from
+    /// `refused_first_ms`, never more than [`MAX_REFUSED_DELAY_MS`].
+    pub fn refused_delay_ms(&self, refusals: u32) -> i64 {
+        let exp = refusals.saturating_sub(1).min(30);
+        self.refused_first_ms
+            .max(1)
+            .saturating_mul(1i64 << exp)
+            .min(MAX_REFUSED_DELAY_MS)
+    }
 }
+
+/// The outbox treats a due time more than an hour ahead as a clock that went back, so
+/// no retry is scheduled further out than this.
+pub const MAX_REFUSED_DELAY_MS: i64 = 3_540_000;
 
 /// What the uploader learns from one attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +71,8 @@ pub struct Decision {
     pub platform_trouble: bool,
     /// A configuration fault an operator must fix (error log, metric, status).
     pub alarm: Option<String>,
+    /// The platform answered (delivered, refused, a fault it named): it is reachable.
+    pub answered: bool,
 }
 
 /// Longest platform-wide pause (the alarm pause is one minute).
@@ -100,7 +122,7 @@ impl Throttle {
             return Some(until);
         }
         if !d.platform_trouble {
-            if matches!(d.outcome, Outcome::Delivered { .. }) {
+            if d.answered {
                 self.consecutive_failures = 0;
                 self.pauses = 0;
             }
@@ -123,11 +145,14 @@ impl Throttle {
     }
 }
 
-/// Classifies one attempt. `failures_before` counts earlier failed attempts of the row.
+/// Classifies one attempt. `failures_before` counts earlier failed attempts of the row,
+/// `refusals_before` its earlier refusals.
+#[allow(clippy::too_many_arguments)]
 pub fn decide(
     id: i64,
     kind: ReportKind,
     failures_before: u32,
+    refusals_before: u32,
     result: &Result<Answer, ClientError>,
     policy: &Backoff,
     now: Timestamp,
@@ -138,40 +163,38 @@ pub fn decide(
         due_at: now.plus_millis(policy.delay_ms(failures_before + 1, unit)),
         error,
     };
+    let answered = |outcome: Outcome| Decision {
+        outcome,
+        platform_trouble: false,
+        alarm: None,
+        answered: true,
+    };
     match result {
         Ok(answer) => match &answer.verdict {
-            Verdict::Done | Verdict::AlreadyDone => Decision {
-                outcome: Outcome::Delivered {
-                    id,
-                    result_code: answer.result_code.clone(),
-                    inner_oder_no: answer.inner_oder_no.clone(),
-                    sign_level: answer.sign_level.clone(),
-                    sign_time: answer.sign_time.clone(),
-                },
-                platform_trouble: false,
-                alarm: None,
-            },
-            Verdict::NeedsEntryFirst if kind != ReportKind::Entry => Decision {
-                outcome: Outcome::NeedsEntryFirst {
+            Verdict::Done | Verdict::AlreadyDone => answered(Outcome::Delivered {
+                id,
+                result_code: answer.result_code.clone(),
+                inner_oder_no: answer.inner_oder_no.clone(),
+                sign_level: answer.sign_level.clone(),
+                sign_time: answer.sign_time.clone(),
+            }),
+            Verdict::NeedsEntryFirst if kind != ReportKind::Entry => {
+                answered(Outcome::NeedsEntryFirst {
                     id,
                     due_at: now.plus_millis(policy.delay_ms(failures_before + 1, unit)),
                     error: answer
                         .result_code
                         .clone()
                         .unwrap_or_else(|| "ORDER_NOT_EXIST".into()),
-                },
-                platform_trouble: false,
-                alarm: None,
-            },
-            Verdict::NeedsEntryFirst => Decision {
+                })
+            }
+            Verdict::NeedsEntryFirst => {
                 // An entry cannot need itself first: the platform is confused; retry.
-                outcome: retry_later(format!(
+                answered(retry_later(format!(
                     "entry answered {}",
                     answer.result_code.as_deref().unwrap_or("?")
-                )),
-                platform_trouble: false,
-                alarm: None,
-            },
+                )))
+            }
             Verdict::ConfigFault { code, message } => {
                 let error = format!("{code}: {message}");
                 Decision {
@@ -182,18 +205,37 @@ pub fn decide(
                     },
                     platform_trouble: false,
                     alarm: Some(error),
+                    answered: true,
+                }
+            }
+            Verdict::Refused { code, message } => {
+                let refusals = refusals_before.saturating_add(1);
+                let refusal = crate::store::Refusal {
+                    code: code.clone(),
+                    message: message.clone(),
+                };
+                if refusals >= policy.refused_tries.max(1) {
+                    answered(Outcome::Held { id, refusal })
+                } else {
+                    answered(Outcome::Refused {
+                        id,
+                        due_at: now.plus_millis(policy.refused_delay_ms(refusals)),
+                        refusal,
+                    })
                 }
             }
             Verdict::Retry { why } => Decision {
                 outcome: retry_later(why.clone()),
                 platform_trouble: true,
                 alarm: None,
+                answered: false,
             },
         },
         Err(e) if e.is_retriable() => Decision {
             outcome: retry_later(e.to_string()),
             platform_trouble: true,
             alarm: None,
+            answered: false,
         },
         Err(e) => {
             let error = format!("{e} ({})", e.hint());
@@ -205,6 +247,7 @@ pub fn decide(
                 },
                 platform_trouble: false,
                 alarm: Some(error),
+                answered: false,
             }
         }
     }
@@ -224,6 +267,7 @@ mod tests {
             inner_oder_no: Some("I1".into()),
             sign_level: None,
             sign_time: None,
+            unexpected_code: false,
         })
     }
 
@@ -233,6 +277,7 @@ mod tests {
         decide(
             id,
             kind,
+            0,
             0,
             &answer(verdict),
             &Backoff::default(),
@@ -300,8 +345,26 @@ mod tests {
             url: "http://x".into(),
             detail: "refused".into(),
         });
-        let first = decide(1, ReportKind::Exit, 0, &err, &Backoff::default(), NOW, 0.0);
-        let fifth = decide(1, ReportKind::Exit, 4, &err, &Backoff::default(), NOW, 0.0);
+        let first = decide(
+            1,
+            ReportKind::Exit,
+            0,
+            0,
+            &err,
+            &Backoff::default(),
+            NOW,
+            0.0,
+        );
+        let fifth = decide(
+            1,
+            ReportKind::Exit,
+            4,
+            0,
+            &err,
+            &Backoff::default(),
+            NOW,
+            0.0,
+        );
         assert!(first.platform_trouble);
         let due = |d: &Decision| match d.outcome {
             Outcome::Retry { due_at, .. } => due_at.0 - NOW.0,
@@ -347,6 +410,7 @@ mod tests {
             2,
             ReportKind::Entry,
             0,
+            0,
             &answer(Verdict::Done),
             &b,
             until,
@@ -355,6 +419,89 @@ mod tests {
         t.note(&ok, &b, until, 0.0);
         assert_eq!(t.consecutive_failures, 0);
         assert_eq!(t.pauses, 0);
+        assert_eq!(t.in_flight_limit(&b, 4), 4);
+    }
+
+    fn refused(code: Option<&str>) -> Result<Answer, ClientError> {
+        answer(Verdict::Refused {
+            code: code.map(str::to_string),
+            message: "event 缺失".into(),
+        })
+    }
+
+    #[test]
+    fn a_refusal_is_retried_with_growing_delay_then_held() {
+        let b = Backoff::default();
+        let mut dues = Vec::new();
+        for before in 0..4 {
+            let d = decide(
+                3,
+                ReportKind::EntrySnapshot,
+                9,
+                before,
+                &refused(None),
+                &b,
+                NOW,
+                0.5,
+            );
+            assert!(!d.platform_trouble, "a refusal is not platform trouble");
+            assert!(d.answered);
+            assert_eq!(d.alarm, None);
+            match d.outcome {
+                Outcome::Refused {
+                    id: 3,
+                    due_at,
+                    refusal,
+                } => {
+                    assert_eq!(refusal.code, None);
+                    assert_eq!(refusal.message, "event 缺失");
+                    dues.push(due_at.0 - NOW.0);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(dues, vec![240_000, 480_000, 960_000, 1_920_000]);
+        assert!(
+            dues.iter().sum::<i64>() <= 3_600_000,
+            "5 tries in about an hour"
+        );
+        let d = decide(
+            3,
+            ReportKind::EntrySnapshot,
+            9,
+            4,
+            &refused(Some("X")),
+            &b,
+            NOW,
+            0.5,
+        );
+        match d.outcome {
+            Outcome::Held { id: 3, refusal } => assert_eq!(refusal.code.as_deref(), Some("X")),
+            other => panic!("{other:?}"),
+        }
+        assert!(b.refused_delay_ms(40) <= MAX_REFUSED_DELAY_MS);
+    }
+
+    #[test]
+    fn refusals_never_pause_the_platform_and_end_a_trouble_streak() {
+        let b = Backoff::default();
+        let mut t = Throttle::default();
+        let fail = decide_answer(
+            1,
+            ReportKind::Entry,
+            Verdict::Retry {
+                why: "HTTP 503".into(),
+            },
+            0.0,
+        );
+        t.note(&fail, &b, NOW, 0.0);
+        t.note(&fail, &b, NOW, 0.0);
+        for _ in 0..100 {
+            let d = decide(2, ReportKind::Entry, 0, 0, &refused(None), &b, NOW, 0.0);
+            assert_eq!(t.note(&d, &b, NOW, 0.0), None);
+        }
+        assert_eq!(t.consecutive_failures, 0);
+        assert!(t.may_send(NOW));
         assert_eq!(t.in_flight_limit(&b, 4), 4);
     }
 }

@@ -66,6 +66,22 @@ fn ok(verdict: Verdict) -> Result<Answer, ClientError> {
         inner_oder_no: Some("INNER".into()),
         sign_level: None,
         sign_time: None,
+        unexpected_code: false,
+    })
+}
+
+fn refused() -> Result<Answer, ClientError> {
+    Ok(Answer {
+        verdict: Verdict::Refused {
+            code: None,
+            message: "event 缺失".into(),
+        },
+        result_code: None,
+        result_msg: Some("event 缺失".into()),
+        inner_oder_no: None,
+        sign_level: None,
+        sign_time: None,
+        unexpected_code: false,
     })
 }
 
@@ -123,6 +139,8 @@ fn fast_settings() -> UploaderSettings {
         cap_ms: 200,
         alarm_ms: 300,
         trouble_after: 3,
+        refused_tries: 3,
+        refused_first_ms: 30,
     };
     s.poll = Duration::from_millis(20);
     s
@@ -363,6 +381,7 @@ async fn heartbeats_keep_their_pace_during_a_slow_backlog() {
         health: crate::health::Health::new(),
         lost_after: Duration::from_secs(120),
         status: StatusHandle::default(),
+        retry_after_failure: crate::uploader::heartbeat::RETRY_AFTER_FAILURE,
     };
     let started = std::time::Instant::now();
     let beats = tokio::spawn(beat.run());
@@ -417,4 +436,271 @@ async fn inline_mode_sends_the_image_inside_the_entry() {
         .decode(sent)
         .unwrap();
     assert_eq!(jpeg, tiny_jpeg(), "a small JPEG goes as it is");
+}
+
+/// Waits until `cond` holds (checked every 10 ms), failing after `secs`.
+async fn until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_entry_snapshot_does_not_delay_the_exit_and_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let o = enter(&s, "R1", Some(tiny_jpeg()));
+    leave(&s, &o, Some(tiny_jpeg()));
+    let fake = Fake::new(
+        0,
+        Box::new(|u, _| match u {
+            Uplink::Snapshot(x) if x.event == "parking" => refused(),
+            _ => ok(Verdict::Done),
+        }),
+    );
+    let task = start(&s, &fake, fast_settings());
+    until(20, "held", || s.held_count().unwrap() == 1).await;
+    until_drained(&s, 20).await;
+    task.abort();
+    let seq = sequence_of(&fake.log(), &o);
+    let exit = seq.iter().position(|l| l == "exit").unwrap();
+    let first_snapshot = seq.iter().position(|l| l == "snapshot_parking").unwrap();
+    let last_snapshot = seq.iter().rposition(|l| l == "snapshot_parking").unwrap();
+    assert!(first_snapshot < exit, "{seq:?}");
+    assert!(
+        exit < last_snapshot,
+        "the exit did not wait for the refused snapshot's retries: {seq:?}"
+    );
+    assert_eq!(
+        seq.iter().filter(|l| *l == "snapshot_parking").count(),
+        3,
+        "refused_tries"
+    );
+    assert!(seq.contains(&"snapshot_away".to_string()));
+    let held = s.held_reports().unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].kind, ReportKind::EntrySnapshot);
+    assert_eq!(held[0].refusals, 3);
+    assert_eq!(held[0].refusal_code, None);
+    assert_eq!(held[0].refusal_message.as_deref(), Some("event 缺失"));
+    assert!(held[0].first_refused_at <= held[0].last_refused_at);
+    assert_eq!(held[0].waiting, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_entry_blocks_only_its_own_exit_until_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let bad = enter(&s, "BAD1", None);
+    leave(&s, &bad, None);
+    let good: Vec<String> = (0..5).map(|i| enter(&s, &format!("G{i}"), None)).collect();
+    for o in &good {
+        leave(&s, o, None);
+    }
+    let accept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let accept2 = accept.clone();
+    let bad2 = bad.clone();
+    let fake = Fake::new(
+        0,
+        Box::new(move |u, _| {
+            if u.out_order_no() == Some(bad2.as_str())
+                && !accept2.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                refused()
+            } else {
+                ok(Verdict::Done)
+            }
+        }),
+    );
+    let task = start(&s, &fake, fast_settings());
+    until(20, "entry held", || s.held_count().unwrap() == 1).await;
+    until(20, "others delivered", || {
+        good.iter()
+            .all(|o| sequence_of(&fake.log(), o) == ["entry", "exit"])
+    })
+    .await;
+    // The exit waits behind its held entry and says so.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sequence_of(&fake.log(), &bad), ["entry", "entry", "entry"]);
+    let held = s.held_reports().unwrap();
+    assert_eq!((held[0].kind, held[0].waiting), (ReportKind::Entry, 1));
+    // The operator fixed the cause: retry sends the entry, then the exit.
+    accept.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(s.retry_held(Some(&bad), Timestamp::now()).unwrap(), 1);
+    until_drained(&s, 20).await;
+    task.abort();
+    assert_eq!(
+        sequence_of(&fake.log(), &bad),
+        ["entry", "entry", "entry", "entry", "exit"]
+    );
+    assert_eq!(s.held_count().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_refused_report_does_not_pause_the_uploader_for_100_other_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let bad = enter(&s, "BAD2", None);
+    let others: Vec<String> = (0..100)
+        .map(|i| enter(&s, &format!("O{i}"), None))
+        .collect();
+    let bad2 = bad.clone();
+    let fake = Fake::new(
+        1,
+        Box::new(move |u, _| {
+            if u.out_order_no() == Some(bad2.as_str()) {
+                refused()
+            } else {
+                ok(Verdict::Done)
+            }
+        }),
+    );
+    let mut settings = fast_settings();
+    // Refusals far apart: if they paused anything, the others would wait for seconds.
+    settings.backoff.refused_first_ms = 60_000;
+    let status = StatusHandle::default();
+    let task = tokio::spawn(Uploader::new(s.clone(), fake.clone(), settings, status.clone()).run());
+    let started = std::time::Instant::now();
+    until(10, "100 others delivered", || {
+        others
+            .iter()
+            .all(|o| sequence_of(&fake.log(), o).len() == 1)
+    })
+    .await;
+    task.abort();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sequence_of(&fake.log(), &bad),
+        ["entry"],
+        "refused once, retried later"
+    );
+    assert_eq!(status.get().consecutive_failures, 0);
+    until(5, "recorded", || {
+        s.outbox_summary(Timestamp::now()).unwrap().pending() == 1
+    })
+    .await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_accepted_report_carries_the_lots_count_at_send_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    // A backlog built through an outage: each row holds the count of its own moment.
+    let stays: Vec<String> = (0..30).map(|i| enter(&s, &format!("N{i}"), None)).collect();
+    for o in stays.iter().take(20) {
+        leave(&s, o, None);
+    }
+    let accepted = Arc::new(StdMutex::new(Vec::new()));
+    let accepted2 = accepted.clone();
+    let fake = Fake::new(
+        3,
+        Box::new(move |u, n| {
+            if n % 7 == 3 {
+                return Err(ClientError::Refused {
+                    url: "http://x".into(),
+                    detail: "flaky".into(),
+                });
+            }
+            match u {
+                Uplink::Entry(e) => accepted2.lock().unwrap().push(e.free_spaces),
+                Uplink::Exit(x) => accepted2.lock().unwrap().push(x.free_spaces),
+                _ => {}
+            }
+            ok(Verdict::Done)
+        }),
+    );
+    let task = start(&s, &fake, fast_settings());
+    // Live traffic while the backlog drains.
+    let late: Vec<String> = (0..5).map(|i| enter(&s, &format!("L{i}"), None)).collect();
+    leave(&s, &late[0], None);
+    until_drained(&s, 30).await;
+    task.abort();
+    let free = s.occupancy().unwrap().free;
+    assert_eq!(free, 1000 - 14);
+    let accepted = accepted.lock().unwrap();
+    assert_eq!(accepted.len(), 56);
+    assert_eq!(*accepted.last().unwrap(), free, "{accepted:?}");
+}
+
+#[test]
+fn entries_and_exits_with_another_count_wait_for_those_in_flight() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let id = rt.block_on(async { tokio::spawn(async {}).id() });
+    let mut in_flight = HashMap::new();
+    assert!(may_dispatch(ReportKind::Entry, Some((10, 5)), &in_flight));
+    in_flight.insert(id, (10, 5));
+    assert!(may_dispatch(ReportKind::Exit, Some((10, 5)), &in_flight));
+    assert!(!may_dispatch(ReportKind::Exit, Some((10, 6)), &in_flight));
+    assert!(may_dispatch(
+        ReportKind::EntrySnapshot,
+        Some((10, 6)),
+        &in_flight
+    ));
+    assert!(!may_dispatch(ReportKind::Entry, None, &in_flight));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_follows_right_after_the_platform_answers_again() {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let down2 = down.clone();
+    let fake = Fake::new(
+        0,
+        Box::new(move |_, _| {
+            if down2.load(std::sync::atomic::Ordering::SeqCst) {
+                Err(ClientError::Refused {
+                    url: "http://x".into(),
+                    detail: "down".into(),
+                })
+            } else {
+                ok(Verdict::Done)
+            }
+        }),
+    );
+    let status = StatusHandle::default();
+    let beat = Heartbeat {
+        deliver: fake.clone(),
+        parking_lot_no: "P1".into(),
+        every: Duration::from_secs(30),
+        health: crate::health::Health::new(),
+        lost_after: Duration::from_secs(120),
+        status: status.clone(),
+        retry_after_failure: Duration::from_millis(300),
+    };
+    let task = tokio::spawn(beat.run());
+    let beats = || {
+        fake.log()
+            .iter()
+            .filter(|(l, _)| l == "heartbeat_alive")
+            .count()
+    };
+    until(5, "first beat", || beats() >= 1).await;
+    until(5, "failed beats repeated", || beats() >= 3).await;
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let back = std::time::Instant::now();
+    until(5, "beat after return", || {
+        status.get().last_heartbeat.is_some_and(|(_, _, ok)| ok)
+    })
+    .await;
+    assert!(
+        back.elapsed() < Duration::from_millis(1_000),
+        "{:?}",
+        back.elapsed()
+    );
+    // Then the period: no more beats for a while.
+    let n = beats();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(beats(), n, "back on the 30 s period");
+    // The uploader's first answer after failures triggers one at once.
+    status.platform_back();
+    until(2, "beat on platform_back", || beats() == n + 1).await;
+    task.abort();
 }
