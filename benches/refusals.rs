@@ -10,6 +10,8 @@
 //! - `1% default tries`: `--refuse-percent 1`, the default 5 tries 4 min apart; drained
 //!   = every report delivered except the refused ones, which wait for their next try.
 
+#[path = "../tests/process_common/mod.rs"]
+mod process_common;
 #[path = "../tests/store_common/mod.rs"]
 mod store_common;
 
