@@ -264,7 +264,8 @@ async fn post(mock: &MockProcess, path: &str, business: &Map<String, Value>) -> 
         APP_ID,
         SECRET.as_bytes().try_into().unwrap(),
         &uuid::Uuid::new_v4().to_string(),
-        "2019-10-04 13:36:04",
+        // The envelope's call time is checked against the platform's clock.
+        &Timestamp::now().format_local(chrono::FixedOffset::east_opt(8 * 3600).unwrap()),
         serde_json::to_vec(business).unwrap(),
     );
     let resp = reqwest::Client::new()
