@@ -188,12 +188,25 @@ async fn fifty_mixed_vehicles_reach_the_platform_exactly_right_and_fast() {
         .map(|x| x.body["free_spaces"].as_i64().unwrap())
         .min()
         .unwrap();
-    assert_eq!(
-        last_exit_free,
-        100 - 29 + 1,
-        "free spaces after the first exit"
+    // Counts are filled in at send time (the platform takes the latest report's as the
+    // lot's), so which exit carries the fewest free spaces depends on when each was
+    // sent: never fewer than after all 29 entries and the first exit.
+    assert!(
+        last_exit_free > 100 - 29,
+        "free spaces after the first exit: {last_exit_free}"
     );
     assert_eq!(pipeline.store.occupancy().unwrap().occupied, 9);
+    // The last report the platform accepted carries the lot's count as it is now.
+    let latest = recs
+        .iter()
+        .filter(|r| r.accepted && matches!(r.kind(), "parking" | "away"))
+        .max_by_key(|r| r.at)
+        .unwrap();
+    assert_eq!(
+        latest.body["free_spaces"].as_i64(),
+        Some(100 - 9),
+        "{latest:?}"
+    );
 
     // Latency: loop B released (event handed to the lane task) → entry accepted by the
     // platform (the mock's own clock), vehicle by vehicle in real time.
