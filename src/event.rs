@@ -31,6 +31,11 @@ pub enum EventKind {
     Plate(PlateRead),
     /// A device link changed: the driver lost or regained the device.
     Link { up: bool },
+    /// The device answers, but not with data the lane can use (Modbus exceptions for
+    /// the reads its roles need, impossible values): `problem` names the read and the
+    /// reason. `None`: its answers are usable again. The lane is as blind to a faulty
+    /// device as to one that is down.
+    Fault { problem: Option<String> },
     /// A lot-wide counter (a guidance system's controller) shows a new count of
     /// occupied or free spaces. Its event has no lane (`lane` is empty).
     Spaces { counted: Counted, value: i64 },
@@ -106,7 +111,19 @@ pub struct PlateRead {
     /// Size of the image in bytes, for the journal and logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_len: Option<usize>,
+    /// The plate crop (base64 JPEG) when the camera sent one beside the scene image:
+    /// kept in the journal for an operator disputing a read, never reported (the
+    /// platform gets the scene). Left out above [`CROP_KEPT_MAX`] base64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop: Option<String>,
+    /// Size of that crop in bytes (also when too large to keep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_len: Option<usize>,
 }
+
+/// Largest plate crop kept in the journal, in base64 characters (a crop is a few KB;
+/// anything larger is not a crop and would bloat every journal line).
+pub const CROP_KEPT_MAX: usize = 64 * 1024;
 
 impl PlateRead {
     /// A read with text and colour only (tests, scenarios).
@@ -119,6 +136,8 @@ impl PlateRead {
             quick: false,
             image: None,
             image_len: None,
+            crop: None,
+            crop_len: None,
         }
     }
 }

@@ -1,5 +1,9 @@
 //! Device health shared between the lane layer (which learns of link changes) and
 //! the heartbeat / status page (which report it). One small map behind a mutex.
+//!
+//! A device is `up` (answers with data), `faulty` (answers, but with Modbus
+//! exceptions or impossible values for what the lane needs) or `down` (no answer).
+//! Down wins over faulty: a device that stopped answering says nothing about its data.
 
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
@@ -8,9 +12,46 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceState {
     pub lane: String,
+    /// The link: the device answers.
     pub up: bool,
-    /// When the link last changed.
+    /// Why its answers are unusable (the read and the exception or value), while they are.
+    pub fault: Option<String>,
+    /// When [`state`](Self::state) last changed.
     pub since: Timestamp,
+}
+
+/// The three states an operator sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LinkState {
+    Up,
+    Faulty,
+    Down,
+}
+
+impl LinkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Up => "up",
+            LinkState::Faulty => "faulty",
+            LinkState::Down => "down",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl DeviceState {
+    pub fn state(&self) -> LinkState {
+        match (self.up, &self.fault) {
+            (false, _) => LinkState::Down,
+            (true, Some(_)) => LinkState::Faulty,
+            (true, None) => LinkState::Up,
+        }
+    }
 }
 
 /// Link state of every configured device, by device name.
@@ -26,23 +67,35 @@ impl Health {
 
     /// Records a device's link state; a repeat of the current state keeps `since`.
     pub fn set(&self, device: &str, lane: &str, up: bool, at: Timestamp) {
+        self.update(device, lane, at, |s| s.up = up);
+    }
+
+    /// Records that a device's answers are unusable (`Some(why)`) or usable again.
+    /// A device first heard of through a fault is taken to answer (it sent exceptions).
+    pub fn set_fault(&self, device: &str, lane: &str, fault: Option<String>, at: Timestamp) {
+        self.update(device, lane, at, |s| s.fault = fault);
+    }
+
+    fn update(
+        &self,
+        device: &str,
+        lane: &str,
+        at: Timestamp,
+        change: impl FnOnce(&mut DeviceState),
+    ) {
         let mut map = self.lock();
-        match map.get_mut(device) {
-            Some(s) if s.up == up => {}
-            Some(s) => {
-                s.up = up;
-                s.since = at;
-            }
-            None => {
-                map.insert(
-                    device.to_string(),
-                    DeviceState {
-                        lane: lane.to_string(),
-                        up,
-                        since: at,
-                    },
-                );
-            }
+        let entry = map
+            .entry(device.to_string())
+            .or_insert_with(|| DeviceState {
+                lane: lane.to_string(),
+                up: true,
+                fault: None,
+                since: at,
+            });
+        let before = entry.state();
+        change(entry);
+        if entry.state() != before {
+            entry.since = at;
         }
     }
 
@@ -50,14 +103,14 @@ impl Health {
         self.lock().clone()
     }
 
-    /// Lanes that have at least one device and all of whose devices have been down for
-    /// longer than `threshold_ms` at `now`.
+    /// Lanes that have at least one device and all of whose devices have been down or
+    /// faulty for longer than `threshold_ms` at `now`.
     pub fn lost_lanes(&self, now: Timestamp, threshold_ms: i64) -> Vec<String> {
         let map = self.lock();
         let mut lanes: BTreeMap<&str, bool> = BTreeMap::new();
         // A lot-wide device (space counter, no lane) going down loses no lane.
         for s in map.values().filter(|s| !s.lane.is_empty()) {
-            let lost = !s.up && now.0 - s.since.0 > threshold_ms;
+            let lost = s.state() != LinkState::Up && now.0 - s.since.0 > threshold_ms;
             let entry = lanes.entry(s.lane.as_str()).or_insert(true);
             *entry &= lost;
         }
@@ -109,5 +162,32 @@ mod tests {
             h.lost_lanes(Timestamp(13_000), 10_000),
             vec!["entry-1".to_string()]
         );
+    }
+
+    #[test]
+    fn a_faulty_device_blinds_its_lane_like_a_down_one() {
+        let h = Health::new();
+        h.set("io-1", "entry-1", true, Timestamp(0));
+        h.set("cam-1", "entry-1", false, Timestamp(0));
+        h.set_fault(
+            "io-1",
+            "entry-1",
+            Some("exception 2".into()),
+            Timestamp(1_000),
+        );
+        let s = &h.snapshot()["io-1"];
+        assert_eq!((s.state(), s.since), (LinkState::Faulty, Timestamp(1_000)));
+        assert!(h.lost_lanes(Timestamp(5_000), 10_000).is_empty());
+        assert_eq!(h.lost_lanes(Timestamp(11_001), 10_000), vec!["entry-1"]);
+        // Down wins over faulty, and the change restarts `since`.
+        h.set("io-1", "entry-1", false, Timestamp(12_000));
+        let s = &h.snapshot()["io-1"];
+        assert_eq!((s.state(), s.since), (LinkState::Down, Timestamp(12_000)));
+        // Back up, still faulty until the fault clears.
+        h.set("io-1", "entry-1", true, Timestamp(13_000));
+        assert_eq!(h.snapshot()["io-1"].state(), LinkState::Faulty);
+        h.set_fault("io-1", "entry-1", None, Timestamp(14_000));
+        assert_eq!(h.snapshot()["io-1"].state(), LinkState::Up);
+        assert!(h.lost_lanes(Timestamp(30_000), 10_000).is_empty());
     }
 }

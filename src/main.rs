@@ -626,8 +626,15 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
         }
         Err(e) => problems.push(locate(e.key(), e.to_string())),
     }
+    let mut warnings = Vec::new();
     match load_profiles(&site) {
-        Ok(_) => {}
+        Ok(lib) => {
+            warnings.extend(
+                parking_bridge::driver::profile::plan_warnings(&site, &lib)
+                    .into_iter()
+                    .map(|w| locate(&w.key, w.message)),
+            );
+        }
         // Device-vs-profile problems are keys of the site config: locate them.
         Err(ProfileError::Devices(found)) => {
             problems.extend(found.into_iter().map(|p| locate(&p.key, p.message)))
@@ -637,8 +644,21 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
+    // Warnings: what will not stop the bridge, but will blind a lane.
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
     if problems.is_empty() {
         println!("{}: ok", config.display());
+        // Each lane's layout and where it comes from; warnings do not fail the check
+        // (a lane being commissioned may not have every input wired yet).
+        for lane in &site.lanes {
+            let summary = parking_bridge::config::lanes::LaneSummary::of(lane, &site.devices);
+            println!("lane {}", summary.line());
+            for w in &summary.warnings {
+                println!("warning: lane {}: {w}", summary.id);
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
     for p in problems {

@@ -110,6 +110,29 @@ impl fmt::Display for CarType {
     }
 }
 
+/// Whether log lines mask plates (`[logging] mask_plates`, on until told otherwise).
+/// Here, in the leaf module, so that every layer's log lines (drivers included) follow
+/// the one setting.
+static MASK_IN_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Sets whether log lines mask plates.
+pub fn set_log_masking(mask: bool) {
+    MASK_IN_LOGS.store(mask, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn log_masking() -> bool {
+    MASK_IN_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A plate as a log line shows it: masked unless masking is off.
+pub fn for_log(plate: &str) -> std::borrow::Cow<'_, str> {
+    if log_masking() {
+        std::borrow::Cow::Owned(mask(plate))
+    } else {
+        std::borrow::Cow::Borrowed(plate)
+    }
+}
+
 /// A plate for logs: `闽A12345` → `闽A1***5`. Plates are personal data, so logs carry
 /// this form unless the operator turns masking off.
 pub fn mask(plate: &str) -> String {
@@ -154,5 +177,6 @@ mod tests {
         assert_eq!(mask("闽A12345"), "闽A1***5");
         assert_eq!(mask("粤BD12345"), "粤BD***5");
         assert_eq!(mask("AB"), "**");
+        assert_eq!(for_log("闽A12345"), "闽A1***5", "masked by default");
     }
 }

@@ -262,7 +262,8 @@ async fn doctor_is_all_green_on_a_working_setup() {
         "✓ platform reachable and heartbeat accepted",
         "✓ system clock synchronised",
         "✓ timezone as configured",
-        "all 11 checks passed",
+        "✓ lane entry-1 (entry): loops_only, derived from its devices (camera, loop_a, loop_b)",
+        "all 12 checks passed",
     ] {
         assert!(out.contains(line), "missing {line:?} in:\n{out}");
     }
@@ -304,7 +305,7 @@ async fn doctor_names_silent_slave_and_camera() {
             ("✗ camera cam-1 seen", "camera's MQTT settings"),
         ],
     );
-    assert!(out.contains("3 of 11 checks failed"), "{out}");
+    assert!(out.contains("3 of 12 checks failed"), "{out}");
     platform.abort();
 }
 
@@ -352,7 +353,7 @@ async fn doctor_names_every_fault_of_a_broken_setup() {
             ("✗ timezone as configured", "Asia/Shanghai"),
         ],
     );
-    assert!(out.contains("7 of 8 checks failed"), "{out}");
+    assert!(out.contains("7 of 9 checks failed"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -390,7 +391,7 @@ async fn doctor_names_a_platform_that_refuses_the_lot_or_is_down() {
     let line = out[at..].lines().take(3).collect::<Vec<_>>().join("\n");
     assert!(line.contains("PARKING_LOT_NOT_EXIST"), "{out}");
     assert!(!line.contains("connection refused"), "{out}");
-    assert!(out.contains("1 of 6 checks failed"), "{out}");
+    assert!(out.contains("1 of 7 checks failed"), "{out}");
 
     platform.abort();
     let (ok, out) = doctor(&config, &path, "Asia/Shanghai").await;
@@ -399,4 +400,54 @@ async fn doctor_names_a_platform_that_refuses_the_lot_or_is_down() {
         .find("✗ platform reachable and heartbeat accepted")
         .unwrap_or_else(|| panic!("{out}"));
     assert!(out[at..].contains("refused"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_points_a_slave_answers_with_exception_02() {
+    let dir = tempfile::tempdir().unwrap();
+    let (platform_port, platform) = mock_platform().await;
+    let broker = Mosquitto::start();
+    let pty = pty(dir.path());
+    // RTU: a 4-input module where the 8-input Waveshare profile is configured.
+    let rtu = SimModbus::new();
+    rtu.add_slave(3);
+    rtu.limit_inputs(3, 4);
+    let _rtu_server = rtu.serve_rtu(open_device_end(&pty.b));
+    // TCP: an 8-input module behind a gateway, with the 16-input gateway profile.
+    let tcp = SimModbus::new();
+    tcp.add_slave(1);
+    tcp.limit_inputs(1, 8);
+    let tcp_addr = tcp.serve_tcp("127.0.0.1:0").await.unwrap();
+    let config = full_config(
+        dir.path(),
+        SECRET,
+        platform_port,
+        &pty.a,
+        broker.port,
+        &tcp_addr.to_string(),
+    );
+    let (ok, out) = doctor_synced(dir.path(), &config).await;
+    assert!(!ok, "doctor must fail:\n{out}");
+    for (device, read, points) in [
+        (
+            "✗ modbus device io-rtu (slave 3) answers",
+            "exception 02 (illegal data address",
+            "failing point(s): di5, di6, di7, di8",
+        ),
+        (
+            "✗ modbus device io-tcp (slave 1) answers",
+            "reading function 2 address 0 count 16",
+            "failing point(s): di9, di10, di11, di12, di13, di14, di15, di16",
+        ),
+    ] {
+        let at = out
+            .find(device)
+            .unwrap_or_else(|| panic!("missing {device:?}:\n{out}"));
+        let line = out[at..].lines().next().unwrap();
+        assert!(
+            line.contains(read) && line.contains(points),
+            "{device}: expected {read:?} and {points:?}:\n{out}"
+        );
+    }
+    platform.abort();
 }

@@ -89,3 +89,42 @@ fn readme_device_example_is_a_valid_site_config() {
             .unwrap_or_else(|e| panic!("{e}"));
     parking_bridge::driver::load_profiles(&config).unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn check_warns_when_a_profile_reads_past_the_models_documented_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir(&profiles).unwrap();
+    // A copy of the Waveshare profile that reads a ninth input the module does not have.
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/device-profiles/waveshare-modbus-rtu-io-8ch.toml"
+    ))
+    .unwrap();
+    std::fs::write(
+        profiles.join("waveshare-modbus-rtu-io-8ch.toml"),
+        format!("{shipped}\n[[modbus.points]]\nname = \"di9\"\nfunction = 2\naddress = 8\ntype = \"bit\"\n"),
+    )
+    .unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "profile_dirs = [{:?}]\n[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\napp_secret = \"0123456789abcdef\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
+             [storage]\ndir = \"/tmp\"\n[[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n\
+             [[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\ntcp = \"gw:502\"\nslave = 3\n\
+             roles = {{ loop_a = \"di1\" }}\n",
+            profiles.display().to_string()
+        ),
+    )
+    .unwrap();
+    let out = check(&path, dir.path());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "a warning, not an error: {err}");
+    assert!(
+        err.contains("warning: ")
+            && err.contains("devices[0].profile")
+            && err.contains("addresses 0–8, but the Modbus RTU IO 8CH has 8"),
+        "{err}"
+    );
+}

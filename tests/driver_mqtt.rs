@@ -269,3 +269,192 @@ async fn credentials_are_used_and_a_refused_login_yields_no_reads() {
     let seen = collect_for(&mut bad, Duration::from_millis(500)).await;
     assert!(seen.iter().all(|e| plate(e).is_none()), "{seen:?}");
 }
+
+/// Spawns the drivers of a camera-only site config; waits for the subscriptions.
+async fn start_with(
+    config: parking_bridge::config::SiteConfig,
+) -> (mpsc::Receiver<RawEvent>, watch::Sender<bool>) {
+    let profiles = load_profiles(&config).unwrap();
+    let (tx, rx) = mpsc::channel(256);
+    let (stop, shutdown) = watch::channel(false);
+    spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (rx, stop)
+}
+
+#[tokio::test]
+async fn dollar_keep_alives_keep_a_quiet_vzenith_camera_up_past_many_link_timeouts() {
+    // The Vzenith v1.1.x keep-alive form only, after one recognition. The link timeout
+    // is shortened to 1 s so 5 s of keep-alives span as many timeouts as 75 s would at
+    // the profile's 15 s. `cam-old-form` listens only on the form without `$/` (what the
+    // profile used to subscribe): it must go down, proving the timeout runs.
+    let broker = Mosquitto::start();
+    let config = site_config(
+        "",
+        &format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"bridge-keepalive\"\n\
+             [[devices]]\nname = \"cam-vz\"\nprofile = \"vzenith-mqtt\"\nlane = \"entry-1\"\ncamera_id = \"sn-ka\"\nlink_timeout_ms = 1000\n\
+             [[devices]]\nname = \"cam-old-form\"\nprofile = \"vzenith-mqtt\"\nlane = \"exit-1\"\ncamera_id = \"sn-old\"\nlink_timeout_ms = 1000\n\
+             topics = {{ heartbeat = \"device/{{id}}/message/up/keep_alive\" }}\n",
+            broker.port
+        ),
+    );
+    let (mut rx, _stop) = start_with(config).await;
+    let cam = SimCamera::connect("127.0.0.1", broker.port, "sn-ka");
+    let old = SimCamera::connect("127.0.0.1", broker.port, "sn-old");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cam.publish_plate("闽D12345", 1, None, false).await.unwrap();
+    old.publish_plate("闽D54321", 1, None, false).await.unwrap();
+    for device in ["cam-vz", "cam-old-form"] {
+        wait_for(&mut rx, Duration::from_secs(5), |e| {
+            e.device == device && plate(e).is_some()
+        })
+        .await;
+    }
+    let client = publisher(broker.port, "keepalive-pub");
+    let beats = async {
+        for _ in 0..20 {
+            for sn in ["sn-ka", "sn-old"] {
+                let body = format!(r#"{{"sn":"{sn}","name":"keep_alive"}}"#);
+                client
+                    .publish(
+                        format!("$/device/{sn}/message/up/keep_alive"),
+                        QoS::AtLeastOnce,
+                        false,
+                        body.into_bytes(),
+                    )
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+    let (_, seen) = tokio::join!(beats, collect_for(&mut rx, Duration::from_millis(5_000)));
+    assert!(
+        !seen
+            .iter()
+            .any(is_kind("cam-vz", EventKind::Link { up: false })),
+        "link went down despite keep-alives: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(is_kind("cam-old-form", EventKind::Link { up: false })),
+        "the old topic form misses the keep-alives: {seen:?}"
+    );
+    // Keep-alives stop: now the timeout takes the link down.
+    wait_for(
+        &mut rx,
+        Duration::from_secs(3),
+        is_kind("cam-vz", EventKind::Link { up: false }),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn three_legacy_cameras_share_the_push_topic_and_each_read_lands_on_its_lane() {
+    let broker = Mosquitto::start();
+    let mut devices = format!(
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"bridge-shared\"\n\
+         [[lanes]]\nid = \"entry-2\"\ndirection = \"entry\"\nport_no = \"P3\"\n",
+        broker.port
+    );
+    for (name, lane, sn) in [
+        ("cam-a", "entry-1", "sn-aaaa-0001"),
+        ("cam-b", "exit-1", "sn-bbbb-0002"),
+        ("cam-c", "entry-2", "sn-cccc-0003"),
+    ] {
+        devices.push_str(&format!(
+            "[[devices]]\nname = \"{name}\"\nprofile = \"vzenith-legacy-alarminfoplate\"\nlane = \"{lane}\"\ncamera_id = \"{sn}\"\n"
+        ));
+    }
+    let (mut rx, _stop) = start_with(site_config("", &devices)).await;
+    let client = publisher(broker.port, "legacy-pub");
+    let push = |sn: &str, plate: &str| {
+        samples::vzenith_alarm_info_plate_from(sn, plate, 1, 1, None).into_bytes()
+    };
+    let before = metrics::UNROUTED
+        .with_label_values(&["/device/push/result"])
+        .get();
+    for (sn, text) in [
+        ("sn-cccc-0003", "闽C00003"),
+        ("sn-unknown-9", "闽X99999"),
+        ("sn-aaaa-0001", "闽A00001"),
+        ("sn-bbbb-0002", "闽B00002"),
+    ] {
+        client
+            .publish(
+                "/device/push/result",
+                QoS::AtLeastOnce,
+                false,
+                push(sn, text),
+            )
+            .await
+            .unwrap();
+    }
+    let mut landed = std::collections::BTreeMap::new();
+    while landed.len() < 3 {
+        let (ev, _) = wait_for(&mut rx, Duration::from_secs(5), |e| plate(e).is_some()).await;
+        let text = plate(&ev).unwrap().text.clone().unwrap();
+        landed.insert(text, (ev.device.clone(), ev.lane.clone()));
+    }
+    let pairs = |d: &str, l: &str| (d.to_string(), l.to_string());
+    assert_eq!(landed["闽A00001"], pairs("cam-a", "entry-1"));
+    assert_eq!(landed["闽B00002"], pairs("cam-b", "exit-1"));
+    assert_eq!(landed["闽C00003"], pairs("cam-c", "entry-2"));
+    let late = collect_for(&mut rx, Duration::from_millis(300)).await;
+    assert!(late.iter().all(|e| plate(e).is_none()), "{late:?}");
+    assert_eq!(
+        metrics::UNROUTED
+            .with_label_values(&["/device/push/result"])
+            .get()
+            - before,
+        1,
+        "the unknown serial is counted, not given to a lane"
+    );
+}
+
+/// Log output captured in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn mask_plates_false_unmasks_the_drivers_plate_read_lines() {
+    // The current-thread runtime runs the driver task on this thread, so the
+    // thread's default subscriber sees its log lines.
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let broker = Mosquitto::start();
+    let (mut rx, _stop) = start(broker.port, "bridge-mask").await;
+    let cam = SimCamera::connect("127.0.0.1", broker.port, "265e1040-85e01fb7");
+    parking_bridge::plate::set_log_masking(false);
+    cam.publish_plate("闽A12345", 1, None, false).await.unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), |e| plate(e).is_some()).await;
+    parking_bridge::plate::set_log_masking(true);
+    cam.publish_plate("闽B67890", 1, None, false).await.unwrap();
+    wait_for(&mut rx, Duration::from_secs(5), |e| plate(e).is_some()).await;
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        text.contains("plate=闽A12345"),
+        "unmasked when told:\n{text}"
+    );
+    assert!(
+        text.contains("plate=闽B6***0") && !text.contains("闽B67890"),
+        "masked by default:\n{text}"
+    );
+}

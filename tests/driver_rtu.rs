@@ -67,7 +67,13 @@ async fn full_poll_cycle_sends_only_read_function_codes() {
     for dev in ["io", "adam", "gate"] {
         wait_kind(&mut drivers.rx, Duration::from_secs(3), dev, link(true)).await;
     }
-    collect_for(&mut drivers.rx, Duration::from_millis(300)).await;
+    // At least three full cycles (3 devices each), however loaded the machine is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bus.log.lock().unwrap().request_functions.len() < 9
+        && tokio::time::Instant::now() < deadline
+    {
+        collect_for(&mut drivers.rx, Duration::from_millis(100)).await;
+    }
 
     let log = bus.log.lock().unwrap();
     assert!(
@@ -258,4 +264,38 @@ async fn one_percent_corrupted_frames_are_counted_and_never_become_events() {
         crc >= 1,
         "{crc} CRC errors counted for {corrupted} corrupted frames"
     );
+}
+
+#[tokio::test]
+async fn rtu_slave_answering_every_read_with_exception_02_is_faulty_within_three_polls() {
+    // The 16-input ADAM-4051 profile on an 8-input module: exception 02 on every poll.
+    let dir = tempfile::tempdir().unwrap();
+    let bus = rtu_bus(dir.path(), &[1]);
+    bus.sim.limit_inputs(1, 8);
+    let config = bus_config(
+        &bus.pty.a,
+        "[[devices]]\nname = \"adam\"\nprofile = \"advantech-adam-4051\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 300\nroles = { loop_a = \"di0\", loop_b = \"di9\" }\n",
+    );
+    let mut drivers = spawn_drivers(&config).await;
+    let (ev, before) = wait_for(&mut drivers.rx, Duration::from_secs(3), |e| {
+        faulty_problem(e).is_some()
+    })
+    .await;
+    let polls = bus.sim.request_count(1);
+    assert!(polls <= 3, "faulty only after {polls} polls");
+    let problem = faulty_problem(&ev).unwrap();
+    assert!(
+        problem.contains("exception 02") && problem.contains("function 1 address 0 count 16"),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("di0, di9"),
+        "names the bound points: {problem}"
+    );
+    // It answers, so the link is up (not down): the state is faulty, not down.
+    assert!(
+        before.iter().any(|e| e.kind == link(true)),
+        "link up: {before:?}"
+    );
+    assert!(before.iter().all(|e| e.kind != link(false)), "{before:?}");
 }

@@ -3,7 +3,7 @@
 mod driver_common;
 
 use driver_common::*;
-use parking_bridge::event::{GatePosition, LoopId};
+use parking_bridge::event::{EventKind, GatePosition, LoopId};
 use std::time::Duration;
 
 #[tokio::test]
@@ -148,4 +148,63 @@ async fn tcp_gateway_that_goes_away_and_comes_back_is_reconnected() {
         accepted.load(Ordering::SeqCst) >= 2,
         "a new connection was made"
     );
+}
+
+#[tokio::test]
+async fn slave_answering_every_read_with_exception_02_is_faulty_within_three_polls() {
+    // An 8-input module behind a gateway, polled with the 16-input gateway profile:
+    // every read is answered with exception 02 (illegal data address).
+    let sim = sim_with(&[1]);
+    sim.limit_inputs(1, 8);
+    let addr = sim.serve_tcp("127.0.0.1:0").await.unwrap();
+    let config = site_config(
+        "",
+        &format!(
+            "[[devices]]\nname = \"gw\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"entry-1\"\ntcp = \"{addr}\"\npoll_ms = 300\nroles = {{ loop_a = \"di1\" }}\n"
+        ),
+    );
+    let mut drivers = spawn_drivers(&config).await;
+    let (ev, before) = wait_for(&mut drivers.rx, Duration::from_secs(3), |e| {
+        faulty_problem(e).is_some()
+    })
+    .await;
+    // Read at once: the next poll is 300 ms away.
+    let polls = sim.request_count(1);
+    assert!(polls <= 3, "faulty only after {polls} polls");
+    let problem = faulty_problem(&ev).unwrap();
+    assert!(
+        problem.contains("exception 02 (illegal data address")
+            && problem.contains("function 2 address 0 count 16")
+            && problem.contains("di1"),
+        "{problem}"
+    );
+    assert!(
+        before
+            .iter()
+            .all(|e| !matches!(e.kind, EventKind::Loop { .. })),
+        "no data from a faulty slave: {before:?}"
+    );
+    // Once per change: no repeat while it stays faulty.
+    let later = collect_for(&mut drivers.rx, Duration::from_millis(700)).await;
+    assert!(
+        later.iter().all(|e| faulty_problem(e).is_none()),
+        "{later:?}"
+    );
+    // The module swapped for a 16-input one: usable again, and its data flows.
+    sim.limit_inputs(1, 64);
+    sim.set_input(1, 0, true);
+    wait_kind(
+        &mut drivers.rx,
+        Duration::from_secs(3),
+        "gw",
+        EventKind::Fault { problem: None },
+    )
+    .await;
+    wait_kind(
+        &mut drivers.rx,
+        Duration::from_secs(3),
+        "gw",
+        loop_state(LoopId::A, true),
+    )
+    .await;
 }

@@ -170,18 +170,61 @@ pub struct DeviceConfig {
     /// Replaces the profile's recognition topic (cameras configured with a custom topic).
     #[serde(default)]
     pub topic: Option<String>,
+    /// Replaces any of the profile's topics for this camera:
+    /// `topics = { result = "…", quick = "…", heartbeat = ["…", "…"] }`.
+    #[serde(default)]
+    pub topics: Option<TopicOverrides>,
+    /// Overrides the camera profile's `link_timeout_ms` (0: no keep-alives).
+    #[serde(default)]
+    pub link_timeout_ms: Option<u64>,
     /// Lane role → the profile's point name, e.g. `roles = { loop_a = "di1" }`.
     #[serde(default)]
     pub roles: BTreeMap<Role, String>,
     /// Overrides the profile's poll period, ms.
     #[serde(default)]
     pub poll_ms: Option<u64>,
-    /// Overrides the profile's debounce, ms.
+    /// Overrides the profile's debounce, ms (confirmed by `1 + ceil(debounce_ms /
+    /// poll_ms)` equal reads in a row).
     #[serde(default)]
     pub debounce_ms: Option<u64>,
+    /// Overrides the profile's debounce as equal consecutive reads (1: none).
+    #[serde(default)]
+    pub debounce_reads: Option<u32>,
     /// The camera POSTs its results to the bridge (`[camera_push]`) instead of MQTT.
     #[serde(default)]
     pub http_push: bool,
+}
+
+/// One text or a list of texts (`"a"` or `["a", "b"]`): installers write either.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringList(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(StringList(match Form::deserialize(d)? {
+            Form::One(s) => vec![s],
+            Form::Many(v) => v,
+        }))
+    }
+}
+
+/// A camera's own topics, each replacing the profile's (`{id}` is filled in too).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicOverrides {
+    #[serde(default)]
+    pub result: Option<String>,
+    #[serde(default)]
+    pub quick: Option<String>,
+    /// Keep-alive topics (one or a list); `keep_alive` is accepted as the key too.
+    #[serde(default, alias = "keep_alive")]
+    pub heartbeat: Option<StringList>,
 }
 
 /// `[camera_push]`: the HTTP listener for cameras that push recognitions
@@ -431,12 +474,47 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
         if d.camera_id.is_none() && d.topic.is_some() {
             out.push(Invalid::new(key("topic"), "only cameras have a topic"));
         }
-        if let Some(t) = &d.topic
-            && (t.is_empty() || t.contains(['+', '#']))
-        {
+        if d.camera_id.is_none() && d.topics.is_some() {
+            out.push(Invalid::new(key("topics"), "only cameras have topics"));
+        }
+        if d.topic.is_some() && d.topics.as_ref().is_some_and(|t| t.result.is_some()) {
             out.push(Invalid::new(
                 key("topic"),
-                "must be a concrete topic without wildcards",
+                "set the result topic once: `topic` or `topics.result`",
+            ));
+        }
+        let overrides = d.topics.clone().unwrap_or_default();
+        let mut given: Vec<(String, &String)> = Vec::new();
+        given.extend(d.topic.iter().map(|t| (key("topic"), t)));
+        given.extend(overrides.result.iter().map(|t| (key("topics.result"), t)));
+        given.extend(overrides.quick.iter().map(|t| (key("topics.quick"), t)));
+        given.extend(
+            overrides
+                .heartbeat
+                .iter()
+                .flat_map(|l| l.0.iter())
+                .map(|t| (key("topics.heartbeat"), t)),
+        );
+        for (k, t) in given {
+            if t.is_empty() || t.contains(['+', '#']) {
+                out.push(Invalid::new(
+                    k,
+                    "must be a concrete topic without wildcards",
+                ));
+            }
+        }
+        if d.camera_id.is_none() && d.link_timeout_ms.is_some() {
+            out.push(Invalid::new(
+                key("link_timeout_ms"),
+                "only cameras have a link timeout (Modbus devices: the profile's retries)",
+            ));
+        }
+        if d.link_timeout_ms
+            .is_some_and(|t| t != 0 && !(1_000..=600_000).contains(&t))
+        {
+            out.push(Invalid::new(
+                key("link_timeout_ms"),
+                "must be 0 (no keep-alives) or 1000 to 600000",
             ));
         }
         if d.poll_ms.is_some_and(|p| !(10..=60_000).contains(&p)) {
@@ -444,6 +522,15 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
         }
         if d.debounce_ms.is_some_and(|p| p > 10_000) {
             out.push(Invalid::new(key("debounce_ms"), "must be at most 10000"));
+        }
+        if d.debounce_reads.is_some_and(|n| !(1..=100).contains(&n)) {
+            out.push(Invalid::new(key("debounce_reads"), "must be 1 to 100"));
+        }
+        if d.debounce_ms.is_some() && d.debounce_reads.is_some() {
+            out.push(Invalid::new(
+                key("debounce_reads"),
+                "give the debounce once: debounce_ms (time) or debounce_reads (reads)",
+            ));
         }
     }
     if let Some(p) = &config.camera_push {

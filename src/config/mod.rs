@@ -16,7 +16,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use devices::{
-    Attachment, BusConfig, CameraPushConfig, DeviceConfig, MqttConfig, Parity, Role,
+    Attachment, BusConfig, CameraPushConfig, DeviceConfig, MqttConfig, Parity, Role, StringList,
+    TopicOverrides,
 };
 pub use lanes::{Direction, LaneConfig};
 pub use lot::LotConfig;
@@ -50,6 +51,21 @@ pub struct SiteConfig {
     #[serde(default)]
     pub logging: LoggingConfig,
 }
+
+/// The keys of [`SiteConfig`] itself, written above the first `[table]`.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "platform",
+    "lot",
+    "storage",
+    "lanes",
+    "mqtt",
+    "buses",
+    "devices",
+    "profile_dirs",
+    "camera_push",
+    "http",
+    "logging",
+];
 
 /// One problem found by `validate()`: the dotted key path (`lanes[1].port_no`) and what
 /// is wrong with it.
@@ -123,13 +139,26 @@ impl SiteConfig {
     /// Parses and validates config text; `path` is only used in error messages and to
     /// resolve relative paths.
     pub fn from_toml(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {
-        let config: SiteConfig = toml::from_str(text).map_err(|e| {
+        let mut config: SiteConfig = toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
             let line = e.span().map(|s| line_of_offset(text, s.start));
             let mut key = e
                 .span()
                 .and_then(|s| key_at_offset(text, s.start))
                 .unwrap_or_default();
+            // A top-level key written below a [table] header belongs to that table in
+            // TOML: say so, rather than leave "unknown field" to puzzle the installer.
+            let misplaced = message
+                .strip_prefix("unknown field `")
+                .and_then(|m| m.split('`').next())
+                .filter(|field| TOP_LEVEL_KEYS.contains(field) && key.contains('.'))
+                .map(str::to_string);
+            let message = match misplaced {
+                Some(field) => format!(
+                    "`{field}` is a top-level key, but TOML puts every key below a [table] header into that table: move it above the first [table]"
+                ),
+                None => message,
+            };
             // "missing field `x`": the span is the enclosing table; name the field too.
             if let Some(field) = message
                 .strip_prefix("missing field `")
@@ -148,6 +177,7 @@ impl SiteConfig {
                 message,
             }])
         })?;
+        lanes::resolve_layouts(&mut config.lanes, &config.devices);
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
@@ -203,6 +233,7 @@ impl SiteConfig {
         }
         self.storage.validate(&mut out);
         lanes::validate_all(&self.lanes, &mut out);
+        lanes::validate_layouts(&self.lanes, &self.devices, &mut out);
         devices::validate_all(self, &mut out);
         self.http.validate(&mut out);
         self.logging.validate(&mut out);
@@ -373,6 +404,35 @@ port_no = "X1"
             )),
             "{e}"
         );
+    }
+
+    #[test]
+    fn top_level_key_below_a_table_is_an_error_naming_its_line() {
+        let text = VALID.replace(
+            "[storage]\ndir = \"/var/lib/parking-bridge\"\n",
+            "[storage]\ndir = \"/var/lib/parking-bridge\"\nprofile_dirs = [\"/etc/pb/profiles\"]\n",
+        );
+        let e = &errors(&text)[0];
+        assert_eq!(e.key, "storage.profile_dirs");
+        assert_eq!(e.line, Some(line_of(&text, "profile_dirs")));
+        assert!(
+            e.message.contains("top-level key") && e.message.contains("above the first [table]"),
+            "{e}"
+        );
+        // Above the first table it is read.
+        let text = format!("profile_dirs = [\"/etc/pb/profiles\"]\n{VALID}");
+        let c = SiteConfig::from_toml(&text, Path::new("x.toml")).unwrap();
+        assert_eq!(c.profile_dirs, vec!["/etc/pb/profiles".to_string()]);
+    }
+
+    #[test]
+    fn two_lanes_with_one_port_no_are_an_error() {
+        let text = VALID.replace("port_no = \"X1\"", "port_no = \"E1\"");
+        let e = &errors(&text)[0];
+        assert_eq!(e.key, "lanes[1].port_no");
+        let second = text.rfind("port_no = \"E1\"").unwrap();
+        assert_eq!(e.line, Some(line_of_offset(&text, second)));
+        assert!(e.message.contains("already lane \"entry-1\"'s"), "{e}");
     }
 
     #[test]

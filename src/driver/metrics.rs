@@ -55,6 +55,13 @@ pub static PAYLOAD_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["device"],
     )
 });
+pub static UNROUTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    crate::metrics::counter_vec(
+        "parking_bridge_camera_unrouted_total",
+        "Messages on a topic shared by several cameras that named none of them",
+        &["topic"],
+    )
+});
 pub static PLATE_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     crate::metrics::counter_vec(
         "parking_bridge_camera_reads_total",

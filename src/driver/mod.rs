@@ -121,7 +121,7 @@ fn cameras_of<'a>(
         let Some(Attachment::Camera { id }) = d.attachment() else {
             continue;
         };
-        let profile = profiles
+        let mut profile = profiles
             .get(&d.profile)
             .and_then(|p| p.camera.clone())
             .ok_or_else(|| {
@@ -130,6 +130,9 @@ fn cameras_of<'a>(
                     d.name, d.profile
                 ))
             })?;
+        if let Some(t) = d.link_timeout_ms {
+            profile.link_timeout_ms = t;
+        }
         out.push((d, id, profile));
     }
     Ok(out)

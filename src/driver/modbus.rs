@@ -182,20 +182,33 @@ fn decode_point(p: &Point, data: &ReadData, offset: usize) -> Option<Value> {
     })
 }
 
+/// Equal consecutive reads that confirm a change, for a debounce given as time: the
+/// first read that sees the change, plus enough further polls to cover `debounce_ms`.
+/// A change therefore comes out `ceil(debounce_ms / poll_ms)` polls after the first read
+/// that saw it: at most one poll period more than `debounce_ms`, whatever the jitter of
+/// the reads (counting reads, not comparing their timestamps, is what makes that hold).
+pub fn reads_for(debounce_ms: u64, poll_ms: u64) -> u32 {
+    let extra = debounce_ms.div_ceil(poll_ms.max(1));
+    u32::try_from(extra)
+        .unwrap_or(u32::MAX - 1)
+        .saturating_add(1)
+}
+
 /// Debounce and edge detection for one input: a new value becomes the stable value
-/// once it has been seen continuously for `debounce_ms`; only changes of the stable
-/// value come out. The first stable value also comes out (the lane learns the state).
+/// once it has been read `reads` times in a row; only changes of the stable value come
+/// out. The first stable value also comes out (the lane learns the state).
 #[derive(Debug, Clone)]
 pub struct Debounce<T> {
-    debounce_ms: i64,
+    reads: u32,
     stable: Option<T>,
-    pending: Option<(T, Timestamp)>,
+    pending: Option<(T, u32)>,
 }
 
 impl<T: Copy + PartialEq> Debounce<T> {
-    pub fn new(debounce_ms: u64) -> Self {
+    /// `reads`: equal consecutive reads that confirm a change (0 is taken as 1).
+    pub fn new(reads: u32) -> Self {
         Debounce {
-            debounce_ms: debounce_ms.min(i64::MAX as u64) as i64,
+            reads: reads.max(1),
             stable: None,
             pending: None,
         }
@@ -205,24 +218,22 @@ impl<T: Copy + PartialEq> Debounce<T> {
         self.stable
     }
 
-    /// Feeds one sample; returns the new stable value when it changes.
-    pub fn update(&mut self, raw: T, now: Timestamp) -> Option<T> {
+    /// Feeds one read; returns the new stable value when it changes.
+    pub fn update(&mut self, raw: T) -> Option<T> {
         if self.stable == Some(raw) {
             self.pending = None;
             return None;
         }
-        let since = match self.pending {
-            Some((v, since)) if v == raw => since,
-            _ => {
-                self.pending = Some((raw, now));
-                now
-            }
+        let seen = match self.pending {
+            Some((v, n)) if v == raw => n.saturating_add(1),
+            _ => 1,
         };
-        if now.millis().saturating_sub(since.millis()) >= self.debounce_ms {
+        if seen >= self.reads {
             self.stable = Some(raw);
             self.pending = None;
             Some(raw)
         } else {
+            self.pending = Some((raw, seen));
             None
         }
     }
@@ -238,6 +249,149 @@ pub enum PollOutcome {
     /// The device answered with a Modbus exception: it is alive, the profile or
     /// wiring is wrong. Counts as alive for the link.
     Exception,
+}
+
+/// What a Modbus exception code means (application protocol §7), for logs and doctor.
+pub fn exception_meaning(code: u8) -> &'static str {
+    match code {
+        1 => "illegal function: the device does not support this read function",
+        2 => {
+            "illegal data address: the device has no such input or register (the profile reads past what the model has?)"
+        }
+        3 => "illegal data value: the device refuses this quantity",
+        4 => "slave device failure",
+        5 => "acknowledge: the device is busy with a long operation",
+        6 => "slave device busy",
+        8 => "memory parity error",
+        10 => "gateway path unavailable: the gateway has no route to this unit id",
+        11 => "gateway target failed to respond: nothing answers behind the gateway",
+        _ => "unknown exception code",
+    }
+}
+
+/// Gateway exceptions (10, 11) say the slave behind the gateway is absent: for the
+/// link that is no answer, not a misconfigured but living device.
+pub fn exception_is_no_answer(code: u8) -> bool {
+    matches!(code, 10 | 11)
+}
+
+/// Why one answered poll gave the lane no usable data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    /// A read that carries bound points was answered with an exception.
+    Exception {
+        code: u8,
+        request: ReadRequest,
+        /// The bound points that read carries.
+        points: Vec<String>,
+    },
+    /// A value that cannot be true (a counter that ran backwards).
+    Impossible { point: String, detail: String },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Exception {
+                code,
+                request,
+                points,
+            } => write!(
+                f,
+                "exception {code:02} ({}) reading function {} address {} count {} (points {})",
+                exception_meaning(*code),
+                request.function.code(),
+                request.address,
+                request.count,
+                points.join(", ")
+            ),
+            Problem::Impossible { point, detail } => write!(f, "point {point}: {detail}"),
+        }
+    }
+}
+
+/// The bound points a request carries, by name.
+pub fn points_in(points: &[Point], bound: &[usize], req: &ReadRequest) -> Vec<String> {
+    bound
+        .iter()
+        .filter_map(|i| points.get(*i))
+        .filter(|p| {
+            Function::from_code(p.function) == Some(req.function)
+                && req.address <= p.address
+                && u32::from(p.address) + u32::from(p.kind.width()) <= req.end()
+        })
+        .map(|p| p.name.clone())
+        .collect()
+}
+
+/// Values of `monotonic` points lower than the last value seen: impossible data (a
+/// wrong word or byte order shows up this way). Updates `last`.
+pub fn impossible(
+    points: &[Point],
+    values: &Values,
+    last: &mut BTreeMap<usize, f64>,
+) -> Option<Problem> {
+    let mut found = None;
+    for (i, v) in values {
+        let (Some(p), Value::Number(n)) = (points.get(*i), v) else {
+            continue;
+        };
+        if !p.monotonic {
+            continue;
+        }
+        if let Some(before) = last.insert(*i, *n)
+            && *n < before
+            && found.is_none()
+        {
+            found = Some(Problem::Impossible {
+                point: p.name.clone(),
+                detail: format!("counter ran backwards from {before} to {n} (word or byte order?)"),
+            });
+        }
+    }
+    found
+}
+
+/// Polls in a row with a problem before a device is `faulty`: one excepted read can be
+/// a busy slave, two in a row is the profile or wiring.
+pub const FAULTY_AFTER_POLLS: u32 = 2;
+
+/// Whether a device's answers are usable. Faulty after [`FAULTY_AFTER_POLLS`] polls in
+/// a row with an exception for a bound read, at once on an impossible value; usable
+/// again after the first clean poll. Returns a fact only on a change.
+#[derive(Debug, Clone, Default)]
+pub struct FaultWatch {
+    in_a_row: u32,
+    faulty: Option<String>,
+}
+
+impl FaultWatch {
+    pub fn record(&mut self, problem: Option<&Problem>) -> Option<EventKind> {
+        let Some(problem) = problem else {
+            self.in_a_row = 0;
+            return self
+                .faulty
+                .take()
+                .map(|_| EventKind::Fault { problem: None });
+        };
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        let conclusive = matches!(problem, Problem::Impossible { .. });
+        if self.in_a_row < FAULTY_AFTER_POLLS && !conclusive {
+            return None;
+        }
+        let text = problem.to_string();
+        if self.faulty.as_deref() == Some(text.as_str()) {
+            return None;
+        }
+        self.faulty = Some(text.clone());
+        Some(EventKind::Fault {
+            problem: Some(text),
+        })
+    }
+
+    pub fn faulty(&self) -> Option<&str> {
+        self.faulty.as_deref()
+    }
 }
 
 /// Link state with retries and isolation for one slave.
@@ -331,7 +485,8 @@ pub struct DeviceLogic {
 impl DeviceLogic {
     /// `roles` maps roles to point names; unknown names are skipped (validation
     /// rejects them before a driver is built).
-    pub fn new(profile: &ModbusProfile, roles: &BTreeMap<Role, String>, debounce_ms: u64) -> Self {
+    /// `reads`: equal consecutive reads that confirm a change ([`Debounce`]).
+    pub fn new(profile: &ModbusProfile, roles: &BTreeMap<Role, String>, reads: u32) -> Self {
         let bindings: Vec<(Role, usize)> = roles
             .iter()
             .filter_map(|(role, name)| {
@@ -341,43 +496,48 @@ impl DeviceLogic {
         let inputs = bindings
             .iter()
             .filter(|(r, _)| *r != Role::GateStatus && !r.is_numeric())
-            .map(|(r, _)| (*r, Debounce::new(debounce_ms)))
+            .map(|(r, _)| (*r, Debounce::new(reads)))
             .collect();
         let numbers = bindings
             .iter()
             .filter(|(r, _)| r.is_numeric())
-            .map(|(r, _)| (*r, Debounce::new(debounce_ms)))
+            .map(|(r, _)| (*r, Debounce::new(reads)))
             .collect();
         DeviceLogic {
             bindings,
             inputs,
-            status: Debounce::new(debounce_ms),
+            status: Debounce::new(reads),
             gate_reported: None,
             numbers,
             charge_reported: None,
         }
     }
 
+    /// Indexes (in the profile) of the points the roles bind.
+    pub fn bound_points(&self) -> Vec<usize> {
+        self.bindings.iter().map(|(_, i)| *i).collect()
+    }
+
     /// Feeds one poll's values; returns the facts that changed.
-    pub fn on_values(&mut self, values: &Values, now: Timestamp) -> Vec<EventKind> {
+    pub fn on_values(&mut self, values: &Values) -> Vec<EventKind> {
         let mut out = Vec::new();
         let mut gate_inputs_changed = false;
         let mut charge_changed = false;
         for (role, index) in &self.bindings {
             match (role, values.get(index)) {
                 (Role::GateStatus, Some(Value::Position(pos))) => {
-                    gate_inputs_changed |= self.status.update(*pos, now).is_some();
+                    gate_inputs_changed |= self.status.update(*pos).is_some();
                 }
                 (Role::GateStatus, Some(Value::Unmapped(_))) => {
                     // A status the profile does not name: treat as fault, debounced.
-                    gate_inputs_changed |= self.status.update(GatePosition::Fault, now).is_some();
+                    gate_inputs_changed |= self.status.update(GatePosition::Fault).is_some();
                 }
                 (_, Some(Value::Number(n))) => {
                     let Some(deb) = self.numbers.get_mut(role) else {
                         continue;
                     };
                     // Counts and fen are whole; a scaled reading is rounded.
-                    let Some(v) = deb.update(n.round() as i64, now) else {
+                    let Some(v) = deb.update(n.round() as i64) else {
                         continue;
                     };
                     let counted = match role {
@@ -394,7 +554,7 @@ impl DeviceLogic {
                     let Some(deb) = self.inputs.get_mut(role) else {
                         continue;
                     };
-                    if let Some(v) = deb.update(*b, now) {
+                    if let Some(v) = deb.update(*b) {
                         match role {
                             Role::LoopA => out.push(EventKind::Loop {
                                 which: LoopId::A,
@@ -571,22 +731,44 @@ mod tests {
 
     #[test]
     fn short_pulse_is_debounced_away() {
-        let mut d = Debounce::new(100);
-        assert_eq!(d.update(false, t(0)), None);
-        assert_eq!(d.update(false, t(100)), Some(false));
-        assert_eq!(d.update(true, t(200)), None);
-        assert_eq!(d.update(false, t(250)), None, "a 50 ms blip is not an edge");
-        assert_eq!(d.update(false, t(400)), None);
-        assert_eq!(d.update(true, t(500)), None);
-        assert_eq!(d.update(true, t(600)), Some(true));
-        assert_eq!(d.update(true, t(700)), None, "no repeated edges");
+        let mut d = Debounce::new(2);
+        assert_eq!(d.update(false), None);
+        assert_eq!(d.update(false), Some(false));
+        assert_eq!(d.update(true), None);
+        assert_eq!(d.update(false), None, "a 50 ms blip is not an edge");
+        assert_eq!(d.update(false), None);
+        assert_eq!(d.update(true), None);
+        assert_eq!(d.update(true), Some(true));
+        assert_eq!(d.update(true), None, "no repeated edges");
+    }
+
+    #[test]
+    fn a_time_debounce_costs_at_most_one_poll_more_than_it_says() {
+        // debounce = poll: the first read that sees the change and one more.
+        assert_eq!(reads_for(100, 100), 2);
+        assert_eq!(reads_for(0, 100), 1);
+        assert_eq!(reads_for(150, 100), 3, "150 ms needs two more polls");
+        assert_eq!(reads_for(100, 30), 5);
+        for (debounce, poll) in [(100u64, 100u64), (150, 100), (100, 30), (40, 50), (0, 10)] {
+            let extra_ms = u64::from(reads_for(debounce, poll) - 1) * poll;
+            assert!(
+                extra_ms >= debounce && extra_ms < debounce + poll,
+                "{debounce}/{poll}: {extra_ms}"
+            );
+        }
+        // Jitter in the reads' timing does not matter: two equal reads confirm.
+        let mut d = Debounce::new(reads_for(100, 100));
+        assert_eq!(d.update(false), None);
+        assert_eq!(d.update(false), Some(false));
+        assert_eq!(d.update(true), None);
+        assert_eq!(d.update(true), Some(true));
     }
 
     #[test]
     fn zero_debounce_reports_at_once() {
-        let mut d = Debounce::new(0);
-        assert_eq!(d.update(true, t(0)), Some(true));
-        assert_eq!(d.update(false, t(1)), Some(false));
+        let mut d = Debounce::new(1);
+        assert_eq!(d.update(true), Some(true));
+        assert_eq!(d.update(false), Some(false));
     }
 
     fn roles(pairs: &[(Role, &str)]) -> BTreeMap<Role, String> {
@@ -596,14 +778,11 @@ mod tests {
     #[test]
     fn loop_edges_become_loop_facts() {
         let p = profile("waveshare-modbus-rtu-io-8ch");
-        let mut logic = DeviceLogic::new(
-            &p,
-            &roles(&[(Role::LoopA, "di1"), (Role::LoopB, "di2")]),
-            100,
-        );
+        let mut logic =
+            DeviceLogic::new(&p, &roles(&[(Role::LoopA, "di1"), (Role::LoopB, "di2")]), 2);
         let vals = |a: bool, b: bool| Values::from([(0, Value::Bool(a)), (1, Value::Bool(b))]);
-        assert!(logic.on_values(&vals(false, false), t(0)).is_empty());
-        let first = logic.on_values(&vals(false, false), t(100));
+        assert!(logic.on_values(&vals(false, false)).is_empty());
+        let first = logic.on_values(&vals(false, false));
         assert_eq!(
             first,
             vec![
@@ -617,9 +796,9 @@ mod tests {
                 }
             ]
         );
-        assert!(logic.on_values(&vals(true, false), t(200)).is_empty());
+        assert!(logic.on_values(&vals(true, false)).is_empty());
         assert_eq!(
-            logic.on_values(&vals(true, false), t(300)),
+            logic.on_values(&vals(true, false)),
             vec![EventKind::Loop {
                 which: LoopId::A,
                 occupied: true
@@ -633,29 +812,29 @@ mod tests {
         let mut logic = DeviceLogic::new(
             &p,
             &roles(&[(Role::GateOpen, "di3"), (Role::GateClosed, "di4")]),
-            0,
+            1,
         );
         let vals = |o: bool, c: bool| Values::from([(2, Value::Bool(o)), (3, Value::Bool(c))]);
         assert_eq!(
-            logic.on_values(&vals(false, true), t(0)),
+            logic.on_values(&vals(false, true)),
             vec![EventKind::Gate {
                 position: GatePosition::Closed
             }]
         );
         assert_eq!(
-            logic.on_values(&vals(false, false), t(1)),
+            logic.on_values(&vals(false, false)),
             vec![EventKind::Gate {
                 position: GatePosition::Moving
             }]
         );
         assert_eq!(
-            logic.on_values(&vals(true, false), t(2)),
+            logic.on_values(&vals(true, false)),
             vec![EventKind::Gate {
                 position: GatePosition::Open
             }]
         );
         assert_eq!(
-            logic.on_values(&vals(true, true), t(3)),
+            logic.on_values(&vals(true, true)),
             vec![EventKind::Gate {
                 position: GatePosition::Fault
             }]
@@ -665,30 +844,30 @@ mod tests {
     #[test]
     fn space_counter_reports_stable_counts_only() {
         let p = profile("generic-guidance-counter");
-        let mut logic = DeviceLogic::new(&p, &roles(&[(Role::FreeCount, "free")]), 100);
+        let mut logic = DeviceLogic::new(&p, &roles(&[(Role::FreeCount, "free")]), 2);
         // Point 1 is "free"; point 0 ("occupied") is not bound and never comes out.
         let v = |occupied: f64, free: f64| {
             Values::from([(0, Value::Number(occupied)), (1, Value::Number(free))])
         };
-        assert!(logic.on_values(&v(1.0, 12.0), t(0)).is_empty());
+        assert!(logic.on_values(&v(1.0, 12.0)).is_empty());
         let free = |value| EventKind::Spaces {
             counted: Counted::Free,
             value,
         };
-        assert_eq!(logic.on_values(&v(2.0, 12.0), t(100)), vec![free(12)]);
+        assert_eq!(logic.on_values(&v(2.0, 12.0)), vec![free(12)]);
         // A value held for less than the debounce does not come out.
-        assert!(logic.on_values(&v(3.0, 11.0), t(150)).is_empty());
-        assert!(logic.on_values(&v(3.0, 12.0), t(200)).is_empty());
-        assert!(logic.on_values(&v(3.0, 12.0), t(400)).is_empty());
-        assert!(logic.on_values(&v(3.0, 10.0), t(500)).is_empty());
-        assert_eq!(logic.on_values(&v(3.0, 10.0), t(600)), vec![free(10)]);
+        assert!(logic.on_values(&v(3.0, 11.0)).is_empty());
+        assert!(logic.on_values(&v(3.0, 12.0)).is_empty());
+        assert!(logic.on_values(&v(3.0, 12.0)).is_empty());
+        assert!(logic.on_values(&v(3.0, 10.0)).is_empty());
+        assert_eq!(logic.on_values(&v(3.0, 10.0)), vec![free(10)]);
     }
 
     #[test]
     fn pay_terminal_reports_each_new_charge_once() {
         let p = profile("generic-pay-terminal");
         let bound = roles(&[(Role::FeePrice, "charge"), (Role::FeePaid, "paid")]);
-        let mut logic = DeviceLogic::new(&p, &bound, 0);
+        let mut logic = DeviceLogic::new(&p, &bound, 1);
         let v = |charge: f64, paid: f64| {
             Values::from([(0, Value::Number(charge)), (1, Value::Number(paid))])
         };
@@ -696,26 +875,23 @@ mod tests {
             price,
             paid: Some(paid),
         };
-        assert_eq!(logic.on_values(&v(0.0, 0.0), t(0)), vec![charge(0, 0)]);
+        assert_eq!(logic.on_values(&v(0.0, 0.0)), vec![charge(0, 0)]);
+        assert_eq!(logic.on_values(&v(1200.0, 0.0)), vec![charge(1200, 0)]);
+        assert!(logic.on_values(&v(1200.0, 0.0)).is_empty());
         assert_eq!(
-            logic.on_values(&v(1200.0, 0.0), t(1)),
-            vec![charge(1200, 0)]
-        );
-        assert!(logic.on_values(&v(1200.0, 0.0), t(2)).is_empty());
-        assert_eq!(
-            logic.on_values(&v(1200.0, 1000.0), t(3)),
+            logic.on_values(&v(1200.0, 1000.0)),
             vec![charge(1200, 1000)]
         );
         // A failed read of the paid register: nothing is made up.
         assert!(
             logic
-                .on_values(&Values::from([(0, Value::Number(1200.0))]), t(4))
+                .on_values(&Values::from([(0, Value::Number(1200.0))]))
                 .is_empty()
         );
         // Without a paid point the charge alone comes out.
-        let mut alone = DeviceLogic::new(&p, &roles(&[(Role::FeePrice, "charge")]), 0);
+        let mut alone = DeviceLogic::new(&p, &roles(&[(Role::FeePrice, "charge")]), 1);
         assert_eq!(
-            alone.on_values(&v(800.4, 0.0), t(0)),
+            alone.on_values(&v(800.4, 0.0)),
             vec![EventKind::PayTerminal {
                 price: 800,
                 paid: None
@@ -726,21 +902,21 @@ mod tests {
     #[test]
     fn status_word_gives_gate_positions_and_unknown_values_are_faults() {
         let p = profile("generic-barrier-holding-status");
-        let mut logic = DeviceLogic::new(&p, &roles(&[(Role::GateStatus, "status")]), 0);
+        let mut logic = DeviceLogic::new(&p, &roles(&[(Role::GateStatus, "status")]), 1);
         let v = |x: Value| Values::from([(0, x)]);
         assert_eq!(
-            logic.on_values(&v(Value::Position(GatePosition::Closed)), t(0)),
+            logic.on_values(&v(Value::Position(GatePosition::Closed))),
             vec![EventKind::Gate {
                 position: GatePosition::Closed
             }]
         );
         assert!(
             logic
-                .on_values(&v(Value::Position(GatePosition::Closed)), t(1))
+                .on_values(&v(Value::Position(GatePosition::Closed)))
                 .is_empty()
         );
         assert_eq!(
-            logic.on_values(&v(Value::Unmapped(99)), t(2)),
+            logic.on_values(&v(Value::Unmapped(99))),
             vec![EventKind::Gate {
                 position: GatePosition::Fault
             }]
@@ -862,5 +1038,80 @@ mod tests {
         let v = decode(&p.points, &reqs, &[Some(ReadData::Bits(bits))]);
         assert_eq!(v[&1], Value::Bool(true));
         assert_eq!(p.points[1].name, "di2");
+    }
+
+    #[test]
+    fn exceptions_on_bound_reads_make_the_device_faulty_on_the_second_poll() {
+        let p = profile("generic-modbus-tcp-di-gateway");
+        let reqs = plan(&p.points);
+        let points = points_in(&p.points, &[0, 1], &reqs[0]);
+        assert_eq!(points, vec!["di1", "di2"]);
+        let problem = Problem::Exception {
+            code: 2,
+            request: reqs[0],
+            points,
+        };
+        let text = problem.to_string();
+        assert!(
+            text.contains("exception 02 (illegal data address")
+                && text.contains("function 2 address 0 count 16")
+                && text.contains("points di1, di2"),
+            "{text}"
+        );
+        let mut w = FaultWatch::default();
+        assert_eq!(
+            w.record(Some(&problem)),
+            None,
+            "one exception may be a busy slave"
+        );
+        assert_eq!(
+            w.record(Some(&problem)),
+            Some(EventKind::Fault {
+                problem: Some(text.clone())
+            })
+        );
+        assert_eq!(w.record(Some(&problem)), None, "once per change");
+        assert_eq!(w.faulty(), Some(text.as_str()));
+        assert_eq!(w.record(None), Some(EventKind::Fault { problem: None }));
+        assert_eq!(w.record(None), None);
+        assert_eq!(w.record(Some(&problem)), None, "the count starts again");
+    }
+
+    #[test]
+    fn a_counter_running_backwards_is_impossible_data_at_once() {
+        let mut p = profile("generic-barrier-holding-status");
+        let counter = p
+            .points
+            .iter()
+            .position(|x| x.kind == PointKind::U32)
+            .unwrap();
+        p.points[counter].monotonic = true;
+        let mut last = BTreeMap::new();
+        let v = |n: f64| Values::from([(counter, Value::Number(n))]);
+        assert_eq!(impossible(&p.points, &v(100.0), &mut last), None);
+        assert_eq!(impossible(&p.points, &v(101.0), &mut last), None);
+        let problem = impossible(&p.points, &v(7.0), &mut last).expect("backwards");
+        assert!(
+            problem.to_string().contains("ran backwards from 101 to 7"),
+            "{problem}"
+        );
+        let mut w = FaultWatch::default();
+        assert!(matches!(
+            w.record(Some(&problem)),
+            Some(EventKind::Fault { problem: Some(_) })
+        ));
+        assert_eq!(
+            impossible(&p.points, &v(8.0), &mut last),
+            None,
+            "counting on from the new value"
+        );
+    }
+
+    #[test]
+    fn gateway_exceptions_mean_no_answer_and_every_code_has_a_meaning() {
+        assert!(exception_is_no_answer(11) && exception_is_no_answer(10));
+        assert!(!exception_is_no_answer(2));
+        assert!(exception_meaning(2).contains("illegal data address"));
+        assert!(exception_meaning(99).contains("unknown"));
     }
 }

@@ -4,8 +4,8 @@
 //! Subscribe only: the client handle never leaves this module and nothing here
 //! publishes, so no command can reach a camera.
 
-use crate::config::{MqttConfig, SiteConfig};
-use crate::driver::camera::{CameraState, Decoded, TopicKind, decode};
+use crate::config::{DeviceConfig, MqttConfig, SiteConfig};
+use crate::driver::camera::{CameraState, Decoded, TopicKind, decode, route_value};
 use crate::driver::profile::{CameraProfile, ProfileLibrary};
 use crate::driver::{DriverError, metrics};
 use crate::event::{EventKind, RawEvent};
@@ -18,6 +18,8 @@ use tokio::sync::{mpsc, watch};
 /// One camera as the MQTT task sees it.
 struct Camera {
     name: String,
+    /// The device's `camera_id`: what a shared topic's payload names it by.
+    id: String,
     lane: String,
     profile: CameraProfile,
     state: CameraState,
@@ -26,26 +28,62 @@ struct Camera {
 /// Largest message accepted from the broker (cameras embed JPEGs as base64).
 pub const MAX_PACKET_BYTES: usize = 8 * 1024 * 1024;
 
-/// The concrete topics of one camera device.
+/// The concrete topics of one camera device: the profile's, each replaced by the
+/// device's own when it has one (`topic`, `topics`), `{id}` filled in. No duplicates.
 pub fn camera_topics(
     profile: &CameraProfile,
     id: &str,
-    result_override: Option<&str>,
+    device: &DeviceConfig,
 ) -> Vec<(String, TopicKind)> {
     let fill = |t: &str| t.replace("{id}", id);
-    let mut out = vec![(
-        result_override
-            .map(str::to_string)
-            .unwrap_or_else(|| fill(&profile.topics.result)),
-        TopicKind::Result,
-    )];
-    if let Some(q) = &profile.topics.quick {
-        out.push((fill(q), TopicKind::Quick));
+    let own = device.topics.clone().unwrap_or_default();
+    let result = device
+        .topic
+        .clone()
+        .or(own.result)
+        .unwrap_or_else(|| profile.topics.result.clone());
+    let mut out = vec![(fill(&result), TopicKind::Result)];
+    if let Some(q) = own.quick.or_else(|| profile.topics.quick.clone()) {
+        out.push((fill(&q), TopicKind::Quick));
     }
-    if let Some(h) = &profile.topics.heartbeat {
-        out.push((fill(h), TopicKind::Heartbeat));
+    let heartbeats = own
+        .heartbeat
+        .map(|l| l.0)
+        .unwrap_or_else(|| profile.topics.heartbeat.0.clone());
+    for h in heartbeats {
+        out.push((fill(&h), TopicKind::Heartbeat));
     }
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|(t, _)| seen.insert(t.clone()));
     out
+}
+
+/// Topic → the cameras listening on it. Several cameras may share a topic when each
+/// one's profile says where a payload names its sender (`route_by`).
+type Routes = HashMap<String, Vec<(usize, TopicKind)>>;
+
+/// Which camera a message on a shared topic is from: the one whose `camera_id` the
+/// payload names. `None` when it names none of them (or nothing).
+fn route(
+    cameras: &[Camera],
+    candidates: &[(usize, TopicKind)],
+    payload: &[u8],
+) -> Result<(usize, TopicKind), Option<String>> {
+    if let [only] = candidates {
+        return Ok(*only);
+    }
+    let mut named = None;
+    for (index, kind) in candidates {
+        let Some(cam) = cameras.get(*index) else {
+            continue;
+        };
+        let value = route_value(&cam.profile, payload);
+        if value.as_deref() == Some(cam.id.as_str()) {
+            return Ok((*index, *kind));
+        }
+        named = named.or(value);
+    }
+    Err(named)
 }
 
 pub fn options(m: &MqttConfig) -> Result<MqttOptions, DriverError> {
@@ -82,22 +120,29 @@ pub fn spawn(
     tx: mpsc::Sender<RawEvent>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, DriverError> {
-    let mut cameras = Vec::new();
-    let mut routes: HashMap<String, (usize, TopicKind)> = HashMap::new();
+    let mut cameras: Vec<Camera> = Vec::new();
+    let mut routes: Routes = HashMap::new();
     for (d, id, profile) in super::cameras_of(config, profiles, false)? {
-        for (topic, kind) in camera_topics(&profile, id, d.topic.as_deref()) {
-            if routes
-                .insert(topic.clone(), (cameras.len(), kind))
-                .is_some()
+        for (topic, kind) in camera_topics(&profile, id, d) {
+            let sharing = routes.entry(topic.clone()).or_default();
+            let routable = |i: usize| {
+                cameras
+                    .get(i)
+                    .is_some_and(|c: &Camera| !c.profile.route_by.0.is_empty())
+            };
+            if !sharing.is_empty()
+                && (profile.route_by.0.is_empty() || !sharing.iter().all(|(i, _)| routable(*i)))
             {
                 return Err(DriverError::Setup(format!(
-                    "device {}: topic {topic} is used by another camera",
+                    "device {}: topic {topic} is used by another camera, and a payload on it does not say which camera sent it (only profiles with `route_by`, e.g. vzenith-legacy-alarminfoplate, share a topic)",
                     d.name
                 )));
             }
+            sharing.push((cameras.len(), kind));
         }
         cameras.push(Camera {
             name: d.name.clone(),
+            id: id.to_string(),
             lane: d.lane.clone(),
             state: CameraState::new(&profile),
             profile,
@@ -116,7 +161,7 @@ pub fn spawn(
 async fn run(
     opts: MqttOptions,
     mut cameras: Vec<Camera>,
-    routes: HashMap<String, (usize, TopicKind)>,
+    routes: Routes,
     tx: mpsc::Sender<RawEvent>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -125,6 +170,8 @@ async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut connected = false;
     let mut backoff = Duration::from_millis(200);
+    // Unroutable messages on shared topics: logged once per burst per topic.
+    let mut unrouted: HashMap<String, (Timestamp, u64)> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -163,7 +210,24 @@ async fn run(
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let topic = p.topic.as_str();
-                    let Some((index, kind)) = routes.get(topic).copied() else { continue };
+                    let Some(candidates) = routes.get(topic) else { continue };
+                    let (index, kind) = match route(&cameras, candidates, &p.payload) {
+                        Ok(found) => found,
+                        Err(named) => {
+                            let now = Timestamp::now();
+                            let (last, suppressed) = unrouted.entry(topic.to_string()).or_insert((Timestamp(0), 0));
+                            if now.millis() - last.millis() >= crate::driver::camera::ERROR_BURST_MS {
+                                let ids: Vec<&str> = candidates.iter().filter_map(|(i, _)| cameras.get(*i)).map(|c| c.id.as_str()).collect();
+                                tracing::warn!(topic, serialno = named.as_deref().unwrap_or("(none)"), configured = %ids.join(", "), suppressed = *suppressed, "message on a shared camera topic names no configured camera_id; dropped");
+                                *last = now;
+                                *suppressed = 0;
+                            } else {
+                                *suppressed += 1;
+                            }
+                            metrics::UNROUTED.with_label_values(&[topic]).inc();
+                            continue;
+                        }
+                    };
                     let Some(cam) = cameras.get_mut(index) else { continue };
                     if !handle_message(cam, kind, &p.payload, &tx).await {
                         return;
@@ -217,7 +281,7 @@ async fn handle_message(
             metrics::PLATE_READS.with_label_values(&[&cam.name]).inc();
             tracing::info!(
                 device = %cam.name,
-                plate = %read.text.as_deref().map(crate::plate::mask).unwrap_or_else(|| "(none)".into()),
+                plate = %read.text.as_deref().map(crate::plate::for_log).unwrap_or_else(|| "(none)".into()),
                 color = %read.color,
                 quick = read.quick,
                 "plate read"

@@ -9,7 +9,8 @@
 //! timeout every few seconds at most (see [`probe_delay_ms`]).
 
 use crate::driver::modbus::{
-    DeviceLogic, PollOutcome, ReadRequest, SlaveHealth, Value, decode, plan,
+    DeviceLogic, FaultWatch, PollOutcome, Problem, ReadRequest, SlaveHealth, Value, decode,
+    exception_is_no_answer, impossible, plan, points_in, reads_for,
 };
 use crate::driver::profile::{ModbusProfile, Point, PointKind};
 use crate::driver::{LinkError, ModbusLink, metrics};
@@ -29,7 +30,12 @@ pub struct PolledDevice {
     points: Vec<Point>,
     requests: Vec<ReadRequest>,
     logic: DeviceLogic,
+    /// Indexes of the points the roles bind: an exception reading one blinds the lane.
+    bound: Vec<usize>,
     health: SlaveHealth,
+    fault: FaultWatch,
+    /// Last value of each monotonic counter point.
+    counters: std::collections::BTreeMap<usize, f64>,
     period: Duration,
     timeout: Duration,
     next_due: Instant,
@@ -41,16 +47,28 @@ pub struct PolledDevice {
 
 impl PolledDevice {
     pub fn new(config: &crate::config::DeviceConfig, profile: &ModbusProfile) -> Self {
-        let debounce = config.debounce_ms.unwrap_or(profile.debounce_ms);
+        let poll_ms = config.poll_ms.unwrap_or(profile.poll_ms);
+        // The device's own setting wins over the profile's; reads over time within each.
+        let reads = match (config.debounce_reads, config.debounce_ms) {
+            (Some(n), _) => n,
+            (None, Some(ms)) => reads_for(ms, poll_ms),
+            (None, None) => profile
+                .debounce_reads
+                .unwrap_or_else(|| reads_for(profile.debounce_ms, poll_ms)),
+        };
+        let logic = DeviceLogic::new(profile, &config.roles, reads);
         PolledDevice {
             name: config.name.clone(),
             lane: config.lane.clone(),
             slave: config.slave.unwrap_or(profile.default_slave),
             points: profile.points.clone(),
             requests: plan(&profile.points),
-            logic: DeviceLogic::new(profile, &config.roles, debounce),
+            bound: logic.bound_points(),
+            logic,
             health: SlaveHealth::new(profile.retries, profile.isolate_ms),
-            period: Duration::from_millis(config.poll_ms.unwrap_or(profile.poll_ms)),
+            fault: FaultWatch::default(),
+            counters: Default::default(),
+            period: Duration::from_millis(poll_ms),
             timeout: Duration::from_millis(profile.timeout_ms),
             next_due: Instant::now(),
             probe_at: None,
@@ -195,9 +213,22 @@ pub async fn run_bus<L, F, Fut>(
             device.next_due = (device.next_due + device.period).max(Instant::now());
             let mut port_gone = false;
             match result {
-                Ok((outcome, facts)) => {
+                Ok((outcome, facts, problem)) => {
                     let now_ts = Timestamp::now();
                     let mut events = facts;
+                    if outcome != PollOutcome::NoAnswer
+                        && let Some(fault_fact) = device.fault.record(problem.as_ref())
+                    {
+                        match &fault_fact {
+                            EventKind::Fault { problem: Some(p) } => {
+                                tracing::warn!(device = %device.name, bus = %spec.name, slave = device.slave, problem = %p, "device faulty: it answers, but the lane gets no usable data");
+                            }
+                            _ => {
+                                tracing::warn!(device = %device.name, bus = %spec.name, slave = device.slave, "device answers usable data again");
+                            }
+                        }
+                        events.insert(0, fault_fact);
+                    }
                     let link_fact = device.health.record(outcome, now_ts);
                     device.schedule_probe(outcome, now_ts);
                     if let Some(link_fact) = link_fact {
@@ -240,6 +271,10 @@ pub async fn run_bus<L, F, Fut>(
     }
 }
 
+/// One poll's result: how it went, the facts, and why the lane got no usable data
+/// (the first problem found), if so.
+type Polled = (PollOutcome, Vec<EventKind>, Option<Problem>);
+
 /// Polls one device: every planned request, with the bus silence between them.
 /// `Err` only for a transport failure.
 async fn poll_device<L: ModbusLink>(
@@ -247,25 +282,40 @@ async fn poll_device<L: ModbusLink>(
     link: &mut L,
     inter_frame: Duration,
     bus: &str,
-) -> Result<(PollOutcome, Vec<EventKind>), LinkError> {
+) -> Result<Polled, LinkError> {
     metrics::POLLS.with_label_values(&[&device.name]).inc();
     let mut answers = Vec::with_capacity(device.requests.len());
     let mut outcome = PollOutcome::Answered;
+    let mut problem = None;
     for req in &device.requests {
         let result = link.read(device.slave, req, device.timeout).await;
         tokio::time::sleep(inter_frame).await;
         match result {
             Ok(data) => answers.push(Some(data)),
+            Err(LinkError::Exception(code)) if exception_is_no_answer(code) => {
+                // The gateway answered for a slave that did not.
+                metrics::TIMEOUTS.with_label_values(&[&device.name]).inc();
+                tracing::debug!(device = %device.name, bus, code, "gateway reports no answer from the slave");
+                return Ok((PollOutcome::NoAnswer, Vec::new(), None));
+            }
             Err(LinkError::Exception(code)) => {
                 metrics::EXCEPTIONS.with_label_values(&[&device.name]).inc();
-                tracing::debug!(device = %device.name, bus, code, function = req.function.code(), address = req.address, "modbus exception");
+                tracing::debug!(device = %device.name, bus, code, function = req.function.code(), address = req.address, count = req.count, "modbus exception");
                 outcome = PollOutcome::Exception;
                 answers.push(None);
+                let points = points_in(&device.points, &device.bound, req);
+                if problem.is_none() && !points.is_empty() {
+                    problem = Some(Problem::Exception {
+                        code,
+                        request: *req,
+                        points,
+                    });
+                }
             }
             Err(LinkError::Timeout | LinkError::Corrupt) => {
                 metrics::TIMEOUTS.with_label_values(&[&device.name]).inc();
                 // The rest of this poll would only time out too.
-                return Ok((PollOutcome::NoAnswer, Vec::new()));
+                return Ok((PollOutcome::NoAnswer, Vec::new(), None));
             }
             Err(e @ LinkError::Transport(_)) => return Err(e),
         }
@@ -280,8 +330,11 @@ async fn poll_device<L: ModbusLink>(
                 .set(*n);
         }
     }
-    let facts = device.logic.on_values(&values, Timestamp::now());
-    Ok((outcome, facts))
+    if problem.is_none() {
+        problem = impossible(&device.points, &values, &mut device.counters);
+    }
+    let facts = device.logic.on_values(&values);
+    Ok((outcome, facts, problem))
 }
 
 /// Marks every device on the bus down. Returns false when the receiver is gone.

@@ -6,7 +6,9 @@
 //! The shipped profiles are compiled into the binary too, so a bridge started from
 //! any directory finds them; a file of the same name in a profile directory wins.
 
-use crate::config::{Attachment, Invalid, Located, Role, SiteConfig, line_of_offset, locate_key};
+use crate::config::{
+    Attachment, Invalid, Located, Role, SiteConfig, StringList, line_of_offset, locate_key,
+};
 use crate::plate::PlateColor;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -98,12 +100,83 @@ pub struct ModbusProfile {
     /// How long an unanswering slave is left out of the poll cycle.
     #[serde(default = "default_isolate_ms")]
     pub isolate_ms: u64,
+    /// A change must hold this long: confirmed by `1 + ceil(debounce_ms / poll_ms)`
+    /// equal reads in a row, so it comes out at most one poll period later than that.
     #[serde(default = "default_debounce_ms")]
     pub debounce_ms: u64,
+    /// Instead of `debounce_ms`: equal consecutive reads that confirm a change
+    /// (1 = the first read that sees it).
+    #[serde(default)]
+    pub debounce_reads: Option<u32>,
     /// Silence the device needs between frames, ms (on top of the 3.5-character time).
     #[serde(default)]
     pub inter_frame_delay_ms: u64,
+    /// How many of each the model has, from its documentation: `check` warns when the
+    /// read plan goes past them (the device would answer exception 02).
+    #[serde(default)]
+    pub size: Option<ModelSize>,
     pub points: Vec<Point>,
+}
+
+/// A model's documented number of coils, inputs and registers (addresses 0 … n−1).
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSize {
+    #[serde(default)]
+    pub coils: Option<u32>,
+    #[serde(default)]
+    pub discrete_inputs: Option<u32>,
+    #[serde(default)]
+    pub holding_registers: Option<u32>,
+    #[serde(default)]
+    pub input_registers: Option<u32>,
+}
+
+impl ModelSize {
+    /// The documented count for a read function, when the documentation gives one.
+    pub fn of(&self, function: crate::driver::modbus::Function) -> Option<u32> {
+        use crate::driver::modbus::Function::*;
+        match function {
+            ReadCoils => self.coils,
+            ReadDiscreteInputs => self.discrete_inputs,
+            ReadHoldingRegisters => self.holding_registers,
+            ReadInputRegisters => self.input_registers,
+        }
+    }
+}
+
+/// Reads in a profile's plan that go past the model's documented size, as warnings for
+/// every device using it (`devices[i].profile`). Pure.
+pub fn plan_warnings(config: &SiteConfig, lib: &ProfileLibrary) -> Vec<Invalid> {
+    let mut out = Vec::new();
+    for (i, d) in config.devices.iter().enumerate() {
+        let Some(p) = lib.get(&d.profile) else {
+            continue;
+        };
+        let Some((m, size)) = p.modbus.as_ref().and_then(|m| Some((m, m.size?))) else {
+            continue;
+        };
+        for req in crate::driver::modbus::plan(&m.points) {
+            let Some(n) = size.of(req.function) else {
+                continue;
+            };
+            let end = u32::from(req.address) + u32::from(req.count);
+            if end > n {
+                out.push(Invalid::new(
+                    format!("devices[{i}].profile"),
+                    format!(
+                        "profile {:?} reads function {} addresses {}–{}, but the {} has {n} (documented): the device will answer exception 02 and show faulty",
+                        p.name,
+                        req.function.code(),
+                        req.address,
+                        end - 1,
+                        p.model
+                    ),
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn one() -> u8 {
@@ -154,6 +227,10 @@ pub struct Point {
     pub word_order: WordOrder,
     #[serde(default = "unit_scale")]
     pub scale: f64,
+    /// A counter that only counts up (barrier cycles): a lower value than the last one
+    /// read is impossible and makes the device `faulty`.
+    #[serde(default)]
+    pub monotonic: bool,
     #[serde(default)]
     pub description: String,
 }
@@ -226,6 +303,11 @@ pub struct CameraProfile {
     pub topics: CameraTopics,
     #[serde(default)]
     pub classify: Classify,
+    /// Where a payload names the camera that sent it (`serialno`): paths tried in
+    /// order. Cameras sharing one result topic are told apart by it (its value is the
+    /// device's `camera_id`).
+    #[serde(default)]
+    pub route_by: StringList,
     pub fields: CameraFields,
 }
 
@@ -244,15 +326,18 @@ pub enum Charset {
     Gbk,
 }
 
-/// MQTT topic templates; `{id}` is the device's `camera_id`.
+/// MQTT topic templates; `{id}` is the device's `camera_id`. Every one can be replaced
+/// per device (`[[devices]] topics`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraTopics {
     pub result: String,
     #[serde(default)]
     pub quick: Option<String>,
-    #[serde(default)]
-    pub heartbeat: Option<String>,
+    /// Keep-alive topics: one or a list (vendors publish keep-alives under more than
+    /// one topic form); `keep_alive` is accepted as the key too.
+    #[serde(default, alias = "keep_alive")]
+    pub heartbeat: StringList,
 }
 
 /// How to tell a recognition from other messages on the result topic.
@@ -296,9 +381,14 @@ pub struct CameraFields {
     pub device_time: Option<String>,
     #[serde(default)]
     pub device_time_unit: TimeUnit,
-    /// Base64 image (JPEG) paths tried in order.
+    /// Base64 image (JPEG) paths tried in order: the scene first, the plate crop as a
+    /// fallback (the platform and an operator need the vehicle, not its plate).
     #[serde(default)]
     pub image: Vec<String>,
+    /// Which of those paths hold the plate crop. A crop sent beside the scene is kept
+    /// in the journal only (`crop`); it is reported only when no scene came.
+    #[serde(default)]
+    pub crop: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -377,6 +467,9 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
     if m.debounce_ms > 10_000 {
         out.push(Invalid::new("modbus.debounce_ms", "must be at most 10000"));
     }
+    if m.debounce_reads.is_some_and(|n| !(1..=100).contains(&n)) {
+        out.push(Invalid::new("modbus.debounce_reads", "must be 1 to 100"));
+    }
     if m.inter_frame_delay_ms > 1000 {
         out.push(Invalid::new(
             "modbus.inter_frame_delay_ms",
@@ -442,6 +535,12 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
                 "only `word_bit` points have a bit",
             ));
         }
+        if p.monotonic && !p.kind.is_number() {
+            out.push(Invalid::new(
+                key("monotonic"),
+                "only number points (u16, i16, u32) can be monotonic counters",
+            ));
+        }
         if p.invert && !p.kind.is_boolean() {
             out.push(Invalid::new(
                 key("invert"),
@@ -464,14 +563,18 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
 }
 
 fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
-    for (key, topic) in [
-        ("camera.topics.result", Some(&c.topics.result)),
-        ("camera.topics.quick", c.topics.quick.as_ref()),
-        ("camera.topics.heartbeat", c.topics.heartbeat.as_ref()),
-    ] {
-        if let Some(t) = topic
-            && (t.is_empty() || t.contains(['+', '#']))
-        {
+    let topics = [("camera.topics.result", &c.topics.result)]
+        .into_iter()
+        .chain(c.topics.quick.iter().map(|t| ("camera.topics.quick", t)))
+        .chain(
+            c.topics
+                .heartbeat
+                .0
+                .iter()
+                .map(|t| ("camera.topics.heartbeat", t)),
+        );
+    for (key, t) in topics {
+        if t.is_empty() || t.contains(['+', '#']) {
             out.push(Invalid::new(
                 key,
                 "must be a topic template without wildcards (use {id})",
@@ -480,6 +583,12 @@ fn validate_camera(c: &CameraProfile, out: &mut Vec<Invalid>) {
     }
     if c.fields.text.is_empty() {
         out.push(Invalid::new("camera.fields.text", "must not be empty"));
+    }
+    if let Some(path) = c.fields.crop.iter().find(|p| !c.fields.image.contains(p)) {
+        out.push(Invalid::new(
+            "camera.fields.crop",
+            format!("{path:?} is not one of the `image` paths (list the crop there too, after the scene)"),
+        ));
     }
     for (code, pnc) in &c.fields.color_map {
         if PlateColor::from_code(pnc).is_none() {
@@ -831,7 +940,6 @@ mod tests {
         );
         let err = load_profiles(&c).unwrap_err().to_string();
         for expected in [
-            "devices[0].tcp: profile \"waveshare-modbus-rtu-io-8ch\" is not usable over Modbus TCP",
             "devices[0].roles.loop_a: profile \"waveshare-modbus-rtu-io-8ch\" has no point \"di9\"",
             "devices[0].roles.gate_status: point \"di1\" must be an enum point",
             "devices[1].camera_id: profile \"waveshare-modbus-rtu-io-8ch\" is not a camera profile",
@@ -842,6 +950,54 @@ mod tests {
         ] {
             assert!(err.contains(expected), "missing {expected:?} in\n{err}");
         }
+    }
+
+    #[test]
+    fn a_profile_is_used_only_over_its_transports() {
+        let c = site(
+            "[[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\ntcp = \"gw:502\"\nslave = 3\nroles = { loop_a = \"di1\" }\n",
+        );
+        // The Waveshare module behind a TCP gateway: fine.
+        let lib = load_profiles(&c).unwrap();
+        let mut p = lib.get("waveshare-modbus-rtu-io-8ch").unwrap().clone();
+        p.modbus.as_mut().unwrap().transports = vec![Transport::Rtu];
+        let mut out = Vec::new();
+        check_device(0, &c.devices[0], &p, &mut out);
+        assert_eq!(
+            out,
+            vec![Invalid::new(
+                "devices[0].tcp",
+                "profile \"waveshare-modbus-rtu-io-8ch\" is not usable over Modbus TCP"
+            )]
+        );
+    }
+
+    #[test]
+    fn a_read_plan_past_the_documented_size_is_a_warning() {
+        let c = site(
+            "[[devices]]\nname = \"io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"in\"\nbus = \"b\"\nroles = { loop_a = \"di1\" }\n",
+        );
+        let mut lib = load_profiles(&c).unwrap();
+        assert!(
+            plan_warnings(&c, &lib).is_empty(),
+            "the shipped profile fits"
+        );
+        let mut p = lib.get("waveshare-modbus-rtu-io-8ch").unwrap().clone();
+        let m = p.modbus.as_mut().unwrap();
+        let mut extra = m.points[7].clone();
+        extra.name = "di9".into();
+        extra.address = 8;
+        m.points.push(extra);
+        lib.insert(p, "test".into());
+        let w = plan_warnings(&c, &lib);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].key, "devices[0].profile");
+        assert!(
+            w[0].message
+                .contains("addresses 0–8, but the Modbus RTU IO 8CH has 8"),
+            "{}",
+            w[0].message
+        );
     }
 
     #[test]

@@ -321,6 +321,16 @@ impl LaneMachine {
                 self.link(&event.device, *up, now);
                 return out;
             }
+            // A faulty device gives the lane no data, like one that is down; it is
+            // tracked under its own key so a link change does not clear the fault.
+            // Only Modbus (I/O) devices report faults: it hides loop and gate changes.
+            EventKind::Fault { problem } => {
+                let key = format!("{} (faulty)", event.device);
+                self.note_io_device(&event.device);
+                self.note_io_device(&key);
+                self.link(&key, problem.is_none(), now);
+                return out;
+            }
             EventKind::Loop { which, occupied } => {
                 self.note_io_device(&event.device);
                 let known = match which {

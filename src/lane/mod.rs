@@ -14,6 +14,7 @@ pub mod plate_format;
 pub mod replay;
 pub mod runtime;
 pub mod stays;
+pub mod watch;
 
 pub use fees::{Fee, exit_fee};
 pub use machine::{LaneMachine, Passage, PassageCase};

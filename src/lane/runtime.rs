@@ -11,6 +11,7 @@ use super::fees::{FeeSource, TerminalCharge, TerminalThen};
 use super::journal::Journal;
 use super::machine::{LaneMachine, Passage};
 use super::stays::{OpenStay, StayAction, decide, expired};
+use super::watch::{Change, LaneWatch};
 use crate::config::{LaneConfig, SiteConfig};
 use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
@@ -74,6 +75,8 @@ pub struct LaneRuntime {
     liveness: Option<crate::ops::Liveness>,
     /// The status page: passages are shown there with their snapshots.
     ops: Option<crate::ops::OpsState>,
+    /// Per lane: reads without passages, vehicles without reads (see [`super::watch`]).
+    watches: BTreeMap<String, LaneWatch>,
 }
 
 impl LaneRuntime {
@@ -98,6 +101,14 @@ impl LaneRuntime {
             charges: BTreeMap::new(),
             liveness: None,
             ops: None,
+            watches: site
+                .lanes
+                .iter()
+                .map(|l| {
+                    let camera = crate::config::lanes::Senses::of(&l.id, &site.devices).camera;
+                    (l.id.clone(), LaneWatch::new(l.mismatch_alarm_after, camera))
+                })
+                .collect(),
         }
     }
 
@@ -205,6 +216,10 @@ impl LaneRuntime {
                 self.health.set(&event.device, &event.lane, *up, event.at);
                 tracing::info!(lane = %event.lane, device = %event.device, up, "device link");
             }
+            EventKind::Fault { problem } => {
+                self.health
+                    .set_fault(&event.device, &event.lane, problem.clone(), event.at);
+            }
             EventKind::Spaces { counted, value } => {
                 let occupied = counted.occupied(*value, self.lot.total_spaces);
                 tracing::debug!(device = %event.device, value, occupied, "space counter");
@@ -238,6 +253,10 @@ impl LaneRuntime {
         };
         let cfg = cfg.clone();
         let passages = machine.handle(event, event.at);
+        if let Some(watch) = self.watches.get_mut(&event.lane) {
+            let changes = watch.on_event(&event.kind);
+            self.show_watch(&event.lane, changes);
+        }
         for p in passages {
             self.apply(&cfg, p).await;
         }
@@ -257,6 +276,31 @@ impl LaneRuntime {
         }
     }
 
+    /// A lane warning raised or cleared: on the status page, `/healthz` and `/metrics`
+    /// through the ops state (which logs it), or only logged without one.
+    fn show_watch(&self, lane: &str, changes: Vec<Change>) {
+        // A standing warning's count keeps growing: keep its text current (silently).
+        if let (Some(ops), Some(watch)) = (&self.ops, self.watches.get(lane)) {
+            for (m, n) in watch.warnings() {
+                ops.set_lane_warning(lane, m.label(), Some(&m.text(n)));
+            }
+        }
+        for c in changes {
+            let text = c.raised.map(|n| c.mismatch.text(n));
+            match &self.ops {
+                Some(ops) => ops.set_lane_warning(lane, c.mismatch.label(), text.as_deref()),
+                None => match &text {
+                    Some(t) => {
+                        tracing::warn!(lane, reason = c.mismatch.label(), warning = %t, "lane warning")
+                    }
+                    None => {
+                        tracing::info!(lane, reason = c.mismatch.label(), "lane warning cleared")
+                    }
+                },
+            }
+        }
+    }
+
     fn flush_journal(&mut self) {
         if let Some(journal) = self.journal.as_mut() {
             if let Err(e) = journal.flush() {
@@ -271,6 +315,10 @@ impl LaneRuntime {
         PASSAGES
             .with_label_values(&[lane.id.as_str(), case_label(&passage)])
             .inc();
+        if let Some(watch) = self.watches.get_mut(&lane.id) {
+            let changes = watch.on_passage(&passage);
+            self.show_watch(&lane.id, changes);
+        }
         // The exit lane's terminal charge first (it is forgotten once a vehicle left
         // after it was shown: it cannot be a later vehicle's), then the lot's source.
         let fees: Option<Arc<dyn FeeSource>> = match self.charges.get(&lane.id) {

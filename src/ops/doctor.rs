@@ -10,6 +10,7 @@
 use super::disk::fs_space;
 use crate::config::{Attachment, BusConfig, MqttConfig, SiteConfig};
 use crate::driver::ProfileLibrary;
+use crate::driver::modbus::{Function, ReadRequest, plan};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -157,10 +158,112 @@ pub async fn run(
             push(c, &mut out);
         }
     }
+    for c in check_lanes(&config, crate::time::Timestamp::now()) {
+        push(c, &mut out);
+    }
     push(check_platform(&config).await, &mut out);
     push(check_clock_sync(), &mut out);
     push(check_timezone(&config.platform.utc_offset), &mut out);
     out
+}
+
+/// How far back `doctor` looks in the event journal for lanes that read without
+/// passing or pass without reading.
+pub const LANE_AUDIT_WINDOW_MS: i64 = 3_600_000;
+
+/// One line per lane: its layout and where it comes from (a lane whose devices sense
+/// no vehicle fails), then the same checks the running bridge makes (reads without
+/// passages, vehicles without reads) over the last hour of the event journal.
+pub fn check_lanes(config: &SiteConfig, now: crate::time::Timestamp) -> Vec<Check> {
+    use crate::config::lanes::LaneSummary;
+    let since = crate::time::Timestamp(now.0.saturating_sub(LANE_AUDIT_WINDOW_MS));
+    let events = journal_since(&config.storage.dir.join("journal"), since);
+    let journalled = !events.is_empty();
+    let audits = crate::lane::watch::audit(config, events);
+    let mut out = Vec::new();
+    for lane in &config.lanes {
+        let summary = LaneSummary::of(lane, &config.devices);
+        let label = format!("lane {} ({})", lane.id, lane.direction.as_str());
+        // `id (direction): layout, …` without the id and direction the label has.
+        let line = summary.line();
+        let mut detail = line
+            .split_once("): ")
+            .map_or(line.as_str(), |(_, rest)| rest)
+            .to_string();
+        if let Some(a) = audits.get(&lane.id).filter(|_| journalled) {
+            detail.push_str(&format!(
+                "; last hour: {} reads, {} passages",
+                a.reads, a.passages
+            ));
+        }
+        let mut problems: Vec<String> = Vec::new();
+        if summary.never_reports() {
+            problems.extend(summary.warnings.iter().cloned());
+        }
+        if let Some(a) = audits.get(&lane.id) {
+            problems.extend(a.warnings.iter().map(|(m, n)| m.text(*n)));
+        }
+        out.push(if problems.is_empty() {
+            for w in &summary.warnings {
+                detail.push_str(&format!("; note: {w}"));
+            }
+            Check::pass(label, detail)
+        } else {
+            detail.push_str(&format!("; {}", problems.join("; ")));
+            Check::fail(
+                label,
+                detail,
+                "check the `lane` and `roles` of each device against the wiring, and the camera's aim; `parking-bridge check` lists each lane's layout",
+            )
+        });
+    }
+    out
+}
+
+/// The journalled events at or after `since`, oldest first. Files are read newest
+/// first and the reading stops at the first one that starts before `since` (older
+/// rotated files hold older events only), so a full journal is not parsed for an
+/// hour. An unreadable file or line is skipped (the journal is a diagnostic aid).
+fn journal_since(dir: &Path, since: crate::time::Timestamp) -> Vec<crate::event::RawEvent> {
+    let mut files: Vec<(usize, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let n = match name.as_str() {
+                "events.jsonl" => 0,
+                other => other
+                    .strip_prefix("events.")?
+                    .strip_suffix(".jsonl")?
+                    .parse()
+                    .ok()?,
+            };
+            Some((n, e.path()))
+        })
+        .collect();
+    files.sort_by_key(|f| f.0);
+    let mut chunks = Vec::new();
+    for (_, path) in files {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let events: Vec<crate::event::RawEvent> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let reaches_back = events.first().is_some_and(|e| e.at < since);
+        chunks.push(
+            events
+                .into_iter()
+                .filter(|e| e.at >= since)
+                .collect::<Vec<_>>(),
+        );
+        if reaches_back {
+            break;
+        }
+    }
+    chunks.into_iter().rev().flatten().collect()
 }
 
 /// The secret: present, 16 characters (an SM4 key), and not readable by everyone.
@@ -304,15 +407,6 @@ pub fn check_serial_port(bus: &BusConfig) -> Check {
     }
 }
 
-/// Which Modbus read a probe makes: function codes 1–4 only, by construction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeRead {
-    Coils,
-    DiscreteInputs,
-    HoldingRegisters,
-    InputRegisters,
-}
-
 #[derive(Debug, Clone)]
 pub enum ModbusTarget {
     Rtu {
@@ -324,34 +418,33 @@ pub enum ModbusTarget {
     },
 }
 
-/// One read that proves a slave answers.
+/// A profile point as the probe sees it.
+#[derive(Debug, Clone)]
+pub struct ProbePoint {
+    pub name: String,
+    pub request: ReadRequest,
+    /// Bound to a lane role on this device.
+    pub bound: bool,
+}
+
+/// What proves a slave gives the lane what it needs: the reads the running bridge
+/// makes (the profile's read plan, function codes 1–4 only by construction), and every
+/// point, to name the ones a failed read is about.
 #[derive(Debug, Clone)]
 pub struct ModbusProbe {
     pub device: String,
     pub target: ModbusTarget,
     pub slave: u8,
-    pub read: ProbeRead,
-    pub address: u16,
+    pub reads: Vec<ReadRequest>,
+    pub points: Vec<ProbePoint>,
 }
 
-/// One probe per Modbus device: its profile's first point (a read the bridge makes
-/// anyway).
+/// One probe per Modbus device.
 pub fn modbus_probes(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<ModbusProbe> {
     let mut out = Vec::new();
     for d in &config.devices {
         let Some(modbus) = profiles.get(&d.profile).and_then(|p| p.modbus.as_ref()) else {
             continue;
-        };
-        let Some(point) = modbus.points.first() else {
-            continue;
-        };
-        let read = match point.function {
-            1 => ProbeRead::Coils,
-            2 => ProbeRead::DiscreteInputs,
-            3 => ProbeRead::HoldingRegisters,
-            4 => ProbeRead::InputRegisters,
-            // Profiles cannot hold other codes (validated when loaded).
-            _ => continue,
         };
         let target = match d.attachment() {
             Some(Attachment::Rtu { bus }) => match config.buses.iter().find(|b| b.name == bus) {
@@ -363,90 +456,78 @@ pub fn modbus_probes(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<Modb
             },
             _ => continue,
         };
+        let points = modbus
+            .points
+            .iter()
+            .filter_map(|p| {
+                Some(ProbePoint {
+                    name: p.name.clone(),
+                    request: ReadRequest {
+                        function: Function::from_code(p.function)?,
+                        address: p.address,
+                        count: p.kind.width(),
+                    },
+                    bound: d.roles.values().any(|n| n == &p.name),
+                })
+            })
+            .collect();
         out.push(ModbusProbe {
             device: d.name.clone(),
             target,
             slave: d.slave.unwrap_or(modbus.default_slave),
-            read,
-            address: point.address,
+            reads: plan(&modbus.points),
+            points,
         });
     }
     out
 }
+/// What doctor waits for from one camera.
+#[derive(Debug, Clone)]
+pub struct CameraWatch {
+    pub device: String,
+    /// Result, quick and keep-alive topics.
+    pub topics: Vec<String>,
+    /// The device's `camera_id` and its profile, to tell cameras sharing a topic apart.
+    pub id: String,
+    pub profile: Option<crate::driver::profile::CameraProfile>,
+}
 
 /// The topics each camera publishes on (result, quick, heartbeat), by device name.
-pub fn camera_topics(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<(String, Vec<String>)> {
+pub fn camera_topics(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<CameraWatch> {
     let mut out = Vec::new();
     for d in &config.devices {
+        if d.http_push {
+            continue;
+        }
         let Some(Attachment::Camera { id }) = d.attachment() else {
             continue;
         };
         let Some(camera) = profiles.get(&d.profile).and_then(|p| p.camera.as_ref()) else {
             continue;
         };
-        let topics = crate::driver::mqtt::camera_topics(camera, id, d.topic.as_deref())
+        let topics = crate::driver::mqtt::camera_topics(camera, id, d)
             .into_iter()
             .map(|(t, _)| t)
             .collect();
-        out.push((d.name.clone(), topics));
+        out.push(CameraWatch {
+            device: d.name.clone(),
+            topics,
+            id: id.to_string(),
+            profile: Some(camera.clone()),
+        });
     }
     out
 }
 
-/// Reads one item from the slave.
+/// Makes every read the bridge will make for the device, through the bridge's own
+/// Modbus code; when one is answered with an exception, reads each point it carries
+/// alone to name the ones that fail.
 pub async fn check_modbus(probe: &ModbusProbe) -> Check {
-    use tokio_modbus::client::Reader;
+    use crate::driver::LinkError;
     let label = format!(
         "modbus device {} (slave {}) answers",
         probe.device, probe.slave
     );
-    let slave = tokio_modbus::Slave(probe.slave);
-    let connect = async {
-        match &probe.target {
-            ModbusTarget::Tcp { address } => {
-                let addr = tokio::net::lookup_host(address.as_str())
-                    .await?
-                    .next()
-                    .ok_or_else(|| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            "address resolves to nothing",
-                        )
-                    })?;
-                tokio_modbus::client::tcp::connect_slave(addr, slave).await
-            }
-            ModbusTarget::Rtu { bus } => {
-                let stream = crate::driver::rtu::open_serial(bus)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                Ok(tokio_modbus::client::rtu::attach_slave(stream, slave))
-            }
-        }
-    };
-    let read = async {
-        let mut ctx = connect.await.map_err(|e| format!("cannot connect: {e}"))?;
-        let a = probe.address;
-        let answer = match probe.read {
-            ProbeRead::Coils => ctx.read_coils(a, 1).await.map(|r| r.map(|_| ())),
-            ProbeRead::DiscreteInputs => {
-                ctx.read_discrete_inputs(a, 1).await.map(|r| r.map(|_| ()))
-            }
-            ProbeRead::HoldingRegisters => ctx
-                .read_holding_registers(a, 1)
-                .await
-                .map(|r| r.map(|_| ())),
-            ProbeRead::InputRegisters => {
-                ctx.read_input_registers(a, 1).await.map(|r| r.map(|_| ()))
-            }
-        };
-        match answer {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(exception)) => Err(format!(
-                "device exception {exception:?} reading {:?} {a}",
-                probe.read
-            )),
-            Err(e) => Err(format!("no valid answer: {e}")),
-        }
-    };
     let (target, hint) = match &probe.target {
         ModbusTarget::Tcp { address } => (
             address.clone(),
@@ -457,29 +538,129 @@ pub async fn check_modbus(probe: &ModbusProbe) -> Check {
             "check wiring (A/B swapped?), termination, baud rate/parity and the slave address set on the device",
         ),
     };
-    match tokio::time::timeout(MODBUS_TIMEOUT, read).await {
-        Ok(Ok(())) => Check::pass(
+    let mut link: Box<dyn ProbeLink> = match &probe.target {
+        ModbusTarget::Tcp { address } => {
+            match crate::driver::tcp::TcpLink::connect(address, MODBUS_TIMEOUT).await {
+                Ok(l) => Box::new(l),
+                Err(e) => {
+                    return Check::fail(label, format!("{target}: cannot connect: {e}"), hint);
+                }
+            }
+        }
+        ModbusTarget::Rtu { bus } => match crate::driver::rtu::open_serial(bus) {
+            Ok(s) => Box::new(crate::driver::rtu::RtuLink::new(s)),
+            Err(e) => return Check::fail(label, format!("{target}: cannot open: {e}"), hint),
+        },
+    };
+    // RS-485 devices need the bus silent between frames, as the poller keeps it.
+    let gap = match &probe.target {
+        ModbusTarget::Rtu { bus } => crate::driver::rtu::silent_interval(bus.baud),
+        ModbusTarget::Tcp { .. } => Duration::ZERO,
+    };
+    let mut failures: Vec<String> = Vec::new();
+    for req in &probe.reads {
+        let answer = link.read_boxed(probe.slave, req).await;
+        tokio::time::sleep(gap).await;
+        match answer {
+            Ok(()) => {}
+            Err(LinkError::Exception(code)) => {
+                // Narrow it down: which of the points this read carries fail alone?
+                let mut failing = Vec::new();
+                for p in probe.points.iter().filter(|p| within(&p.request, req)) {
+                    let alone = link.read_boxed(probe.slave, &p.request).await;
+                    tokio::time::sleep(gap).await;
+                    if let Err(LinkError::Exception(_)) = alone {
+                        failing.push(if p.bound {
+                            format!("{} (bound)", p.name)
+                        } else {
+                            p.name.clone()
+                        });
+                    }
+                }
+                let which = if failing.is_empty() {
+                    "each point answers alone: the device cannot read them in one request (the model has fewer points than the profile?)".to_string()
+                } else {
+                    format!("failing point(s): {}", failing.join(", "))
+                };
+                failures.push(format!(
+                    "exception {code:02} ({}) reading function {} address {} count {}; {which}",
+                    crate::driver::modbus::exception_meaning(code),
+                    req.function.code(),
+                    req.address,
+                    req.count
+                ));
+            }
+            Err(LinkError::Timeout) => {
+                return Check::fail(
+                    label,
+                    format!(
+                        "{target}: no answer within {} ms",
+                        MODBUS_TIMEOUT.as_millis()
+                    ),
+                    hint,
+                );
+            }
+            Err(e) => return Check::fail(label, format!("{target}: no valid answer: {e}"), hint),
+        }
+    }
+    if failures.is_empty() {
+        let bound: Vec<&str> = probe
+            .points
+            .iter()
+            .filter(|p| p.bound)
+            .map(|p| p.name.as_str())
+            .collect();
+        Check::pass(
             label,
-            format!("{target}: {:?} {} read", probe.read, probe.address),
-        ),
-        Ok(Err(e)) if e.starts_with("device exception") => Check::fail(
+            format!(
+                "{target}: {} read(s) as the bridge makes them, bound points {} answered",
+                probe.reads.len(),
+                bound.join(", ")
+            ),
+        )
+    } else {
+        Check::fail(
             label,
-            format!("{target}: {e}"),
-            "the device answers but not at that address: check its profile",
-        ),
-        Ok(Err(e)) => Check::fail(label, format!("{target}: {e}"), hint),
-        Err(_) => Check::fail(
-            label,
-            format!("{target}: no answer within {} s", MODBUS_TIMEOUT.as_secs()),
-            hint,
-        ),
+            format!("{target}: {}", failures.join("\n    ")),
+            "the device answers but not to these reads: pick the profile for this model (its point count), or a copy with only the points it has",
+        )
+    }
+}
+
+fn within(point: &ReadRequest, req: &ReadRequest) -> bool {
+    point.function == req.function
+        && req.address <= point.address
+        && u32::from(point.address) + u32::from(point.count)
+            <= u32::from(req.address) + u32::from(req.count)
+}
+
+/// The bridge's read-only Modbus links behind one object, for the checklist.
+trait ProbeLink: Send {
+    fn read_boxed<'a>(
+        &'a mut self,
+        slave: u8,
+        req: &'a ReadRequest,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), crate::driver::LinkError>> + Send + 'a>,
+    >;
+}
+
+impl<L: crate::driver::ModbusLink> ProbeLink for L {
+    fn read_boxed<'a>(
+        &'a mut self,
+        slave: u8,
+        req: &'a ReadRequest,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<(), crate::driver::LinkError>> + Send + 'a>,
+    > {
+        Box::pin(async move { self.read(slave, req, MODBUS_TIMEOUT).await.map(|_| ()) })
     }
 }
 
 /// The broker accepts a connection; each camera publishes within `camera_wait`.
 pub async fn check_mqtt(
     mqtt: &MqttConfig,
-    cameras: &[(String, Vec<String>)],
+    cameras: &[CameraWatch],
     camera_wait: Duration,
 ) -> Vec<Check> {
     use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -515,8 +696,12 @@ pub async fn check_mqtt(
         }
     }
     let mut out = vec![Check::pass(label, "connected")];
-    let mut pending: Vec<(String, Vec<String>)> = cameras.to_vec();
-    for topic in pending.iter().flat_map(|(_, topics)| topics) {
+    let mut pending: Vec<CameraWatch> = cameras.to_vec();
+    let mut subscribed = std::collections::HashSet::new();
+    for topic in pending.iter().flat_map(|c| &c.topics) {
+        if !subscribed.insert(topic.clone()) {
+            continue;
+        }
         if let Err(e) = client.subscribe(topic.as_str(), QoS::AtMostOnce).await {
             out.push(Check::fail(
                 format!("subscribe {topic}"),
@@ -529,11 +714,20 @@ pub async fn check_mqtt(
         while !pending.is_empty() {
             match events.poll().await {
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let seen = pending.iter().position(|(_, filters)| {
-                        filters.iter().any(|f| topic_matches(f, &p.topic))
+                    // On a topic several cameras share, the payload names the sender.
+                    let sharing = cameras
+                        .iter()
+                        .filter(|c| c.topics.iter().any(|f| topic_matches(f, &p.topic)))
+                        .count();
+                    let seen = pending.iter().position(|c| {
+                        c.topics.iter().any(|f| topic_matches(f, &p.topic))
+                            && (sharing < 2
+                                || c.profile.as_ref().and_then(|pr| {
+                                    crate::driver::camera::route_value(pr, &p.payload)
+                                }) == Some(c.id.clone()))
                     });
                     if let Some(i) = seen {
-                        let (device, _) = pending.remove(i);
+                        let device = pending.remove(i).device;
                         out.push(Check::pass(
                             format!("camera {device} seen"),
                             format!("published on {}", p.topic),
@@ -546,7 +740,7 @@ pub async fn check_mqtt(
         }
     })
     .await;
-    for (device, topics) in pending {
+    for CameraWatch { device, topics, .. } in pending {
         out.push(Check::fail(
             format!("camera {device} seen"),
             format!("nothing on {} within {} s", topics.join(", "), camera_wait.as_secs()),
@@ -777,19 +971,36 @@ mod tests {
             };
             let _ = server.serve(&on_connected, |_| {}).await;
         });
-        let probe = |read, address| ModbusProbe {
+        let probe = |function, address| ModbusProbe {
             device: "io-1".into(),
             target: ModbusTarget::Tcp {
                 address: addr.to_string(),
             },
             slave: 1,
-            read,
-            address,
+            reads: vec![ReadRequest {
+                function,
+                address,
+                count: 1,
+            }],
+            points: vec![ProbePoint {
+                name: "status".into(),
+                request: ReadRequest {
+                    function,
+                    address,
+                    count: 1,
+                },
+                bound: true,
+            }],
         };
-        let ok = check_modbus(&probe(ProbeRead::HoldingRegisters, 0)).await;
+        let ok = check_modbus(&probe(Function::ReadHoldingRegisters, 0)).await;
         assert!(ok.ok, "{ok}");
-        let bad = check_modbus(&probe(ProbeRead::InputRegisters, 9)).await;
-        assert!(!bad.ok && bad.detail.contains("exception"), "{bad}");
+        let bad = check_modbus(&probe(Function::ReadInputRegisters, 9)).await;
+        assert!(
+            !bad.ok
+                && bad.detail.contains("exception 02 (illegal data address")
+                && bad.detail.contains("failing point(s): status (bound)"),
+            "{bad}"
+        );
         serve.abort();
         let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -800,10 +1011,77 @@ mod tests {
             target: ModbusTarget::Tcp {
                 address: dead.to_string(),
             },
-            ..probe(ProbeRead::Coils, 0)
+            ..probe(Function::ReadCoils, 0)
         })
         .await;
         assert!(!c.ok && c.detail.contains("cannot connect"), "{c}");
+    }
+
+    #[test]
+    fn lanes_check_finds_reads_without_passages_in_the_last_hour_of_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 9\n\
+             [storage]\ndir = \"{}\"\n[mqtt]\nhost = \"h\"\n\
+             [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n\
+             [[lanes]]\nid = \"out\"\ndirection = \"exit\"\nport_no = \"P2\"\n\
+             [[devices]]\nname = \"c\"\nprofile = \"vzenith-mqtt\"\nlane = \"in\"\ncamera_id = \"1\"\n\
+             [[devices]]\nname = \"io\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"in\"\ntcp = \"h:502\"\n\
+             roles = {{ loop_a = \"di1\", loop_b = \"di2\" }}\n",
+            dir.path().display()
+        );
+        let config = SiteConfig::from_toml(&text, Path::new("s.toml")).unwrap();
+        let now = crate::time::Timestamp(1_800_000_000_000);
+        let journal = dir.path().join("journal");
+        std::fs::create_dir_all(&journal).unwrap();
+        let line = |at: i64, plate: &str| {
+            let e = crate::event::RawEvent {
+                lane: "in".into(),
+                device: "c".into(),
+                at: crate::time::Timestamp(at),
+                kind: crate::event::EventKind::Plate(crate::event::PlateRead::text(
+                    plate,
+                    crate::plate::PlateColor::Blue,
+                )),
+            };
+            serde_json::to_string(&e).unwrap()
+        };
+        // Two reads older than the hour (rotated file), four within it: not yet five.
+        let old: Vec<String> = (0..2)
+            .map(|i| line(now.0 - 7_200_000 + i, &format!("浙A0000{i}")))
+            .collect();
+        std::fs::write(journal.join("events.1.jsonl"), old.join("\n")).unwrap();
+        // Files older than one reaching back past the hour are not read at all (this
+        // one is made up to prove it: real older files hold older events only).
+        std::fs::write(
+            journal.join("events.2.jsonl"),
+            line(now.0 - 1000, "浙A99999"),
+        )
+        .unwrap();
+        let recent: Vec<String> = (0..4)
+            .map(|i| line(now.0 - 600_000 + i * 1000, &format!("浙A1000{i}")))
+            .collect();
+        std::fs::write(journal.join("events.jsonl"), recent.join("\n") + "\n").unwrap();
+        let checks = check_lanes(&config, now);
+        assert!(checks.iter().all(|c| c.ok), "{checks:?}");
+        assert!(
+            checks[0].detail.contains("last hour: 4 reads, 0 passages"),
+            "{checks:?}"
+        );
+        assert!(checks[1].detail.contains("manual lane"), "{checks:?}");
+        // A fifth read within the hour.
+        let mut all = recent.clone();
+        all.push(line(now.0 - 1000, "浙A10009"));
+        std::fs::write(journal.join("events.jsonl"), all.join("\n") + "\n").unwrap();
+        let checks = check_lanes(&config, now);
+        assert!(!checks[0].ok);
+        assert!(
+            checks[0]
+                .to_string()
+                .contains("5 plate reads without a passage: loops not wired or bound"),
+            "{}",
+            checks[0]
+        );
     }
 
     #[test]

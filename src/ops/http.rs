@@ -403,10 +403,16 @@ td.plate,td.when{{white-space:nowrap}} small.bad{{display:block}}
         };
         let _ = write!(
             h,
-            r#"<div class="card lane" id="lane-{id}"><b>{id}</b> · {dir} · port {port}<div>"#,
+            r#"<div class="card lane" id="lane-{id}"><b>{id}</b> · {dir} · port {port} · <span class="layout">{layout}</span>"#,
             id = esc(&lane.id),
-            port = esc(&lane.port_no)
+            port = esc(&lane.port_no),
+            layout = esc(&lane.layout),
         );
+        // A lane that cannot report, or whose devices and passages disagree, says so.
+        for w in view.lane_warnings.get(&lane.id).into_iter().flatten() {
+            let _ = write!(h, r#"<div class="bad lane-warning">⚠ {}</div>"#, esc(w));
+        }
+        h.push_str("<div>");
         render_devices(&mut h, &view.devices, &lane.id, now);
         h.push_str("</div>");
         let passages = view
@@ -464,14 +470,19 @@ fn render_devices(
     let mut none = true;
     for (name, state) in devices.iter().filter(|(_, s)| s.lane == lane) {
         none = false;
-        let (class, word) = if state.up {
-            ("ok", "up")
-        } else {
-            ("bad", "down")
+        let state_now = state.state();
+        let class = match state_now {
+            crate::health::LinkState::Up => "ok",
+            crate::health::LinkState::Faulty | crate::health::LinkState::Down => "bad",
+        };
+        // A faulty device says why (the read and the exception) where the installer looks.
+        let why = match (&state.fault, state_now) {
+            (Some(why), crate::health::LinkState::Faulty) => format!(": {}", esc(why)),
+            _ => String::new(),
         };
         let _ = write!(
             h,
-            r#"<span class="device {class}">{} {word} ({})</span> "#,
+            r#"<span class="device {class}">{} {state_now}{why} ({})</span> "#,
             esc(name),
             ago(now, state.since)
         );

@@ -16,7 +16,6 @@ use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
@@ -76,15 +75,14 @@ impl Style {
     }
 }
 
-static MASK_PLATES: AtomicBool = AtomicBool::new(true);
-
-/// `[logging] mask_plates`; masking is on until told otherwise.
+/// `[logging] mask_plates`; masking is on until told otherwise. The flag lives in
+/// [`plate`] so the drivers' log lines follow it too.
 pub fn set_mask_plates(mask: bool) {
-    MASK_PLATES.store(mask, Ordering::Relaxed);
+    plate::set_log_masking(mask);
 }
 
 pub fn mask_plates() -> bool {
-    MASK_PLATES.load(Ordering::Relaxed)
+    plate::log_masking()
 }
 
 /// A plate as a log field: `tracing::info!(plate = %LogPlate(&text), ...)` writes

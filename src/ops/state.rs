@@ -14,6 +14,7 @@
 //! | store / uploader | [`OpsState::set_outbox`]`(depth, oldest_age)` | after each delivery round |
 //! | store | [`OpsState::set_disk`]`(used_bytes, budget_bytes)` | after writing/pruning stored data |
 //! | anyone | [`OpsState::alarm`]`(text, at)` | something an operator must act on (also logged at WARN) |
+//! | lanes | [`OpsState::set_lane_warning`]`(lane, key, text)` | a lane's devices and its passages disagree (reads without passages…), or no longer do |
 //! | uploader, lane tasks | [`OpsState::liveness`]`(name, max_silence)` → [`Liveness::tick`] | on every loop turn; a task silent for longer than `max_silence` stops the systemd watchdog pings |
 //! | `run` | [`OpsState::mark_ready`] | the pipeline is up (first poll done): sends `READY=1` |
 //!
@@ -25,7 +26,7 @@ use super::clock::{Jump, Suspicion};
 use super::disk::FsSpace;
 use super::logging::LogPlate;
 use crate::config::{Direction, HttpConfig, SiteConfig};
-use crate::health::{DeviceState, Health};
+use crate::health::{DeviceState, Health, LinkState};
 use crate::time::Timestamp;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::{BTreeMap, VecDeque};
@@ -70,6 +71,9 @@ pub struct LaneInfo {
     pub id: String,
     pub direction: Direction,
     pub port_no: String,
+    /// The layout in use (`camera_only`…), `manual` for a lane without devices, `none`
+    /// for one whose devices sense no vehicle.
+    pub layout: String,
 }
 
 /// One passage as recorded for the operator.
@@ -124,6 +128,8 @@ struct Data {
     occupancy: Option<(i64, i64)>,
     disk: Option<(u64, u64)>,
     clock: ClockView,
+    /// Per lane, per warning key: what the operator must fix (see `set_lane_warning`).
+    lane_warnings: BTreeMap<String, BTreeMap<String, String>>,
     held: Option<u64>,
     store_error: Option<String>,
 }
@@ -167,6 +173,9 @@ pub struct StatusView {
     pub occupancy: Option<(i64, i64)>,
     pub disk: Option<(u64, u64)>,
     pub clock: ClockView,
+    /// Per lane id: the lane's standing warnings (it cannot report, or its devices and
+    /// passages disagree). Each is also a reason for `/healthz` to be degraded.
+    pub lane_warnings: BTreeMap<String, Vec<String>>,
     /// Reports held after refusals, as last read from the store.
     pub held: Option<u64>,
     /// Why the state database could not be read, while it cannot.
@@ -180,17 +189,46 @@ impl OpsState {
 
     /// With a [`Health`] map made elsewhere (the lanes and heartbeat share it).
     pub fn with_health(config: &SiteConfig, health: Health) -> Self {
+        let mut lane_warnings: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         let lanes = config
             .lanes
             .iter()
-            .map(|l| LaneInfo {
-                id: l.id.clone(),
-                direction: l.direction,
-                port_no: l.port_no.clone(),
+            .map(|l| {
+                let summary = crate::config::lanes::LaneSummary::of(l, &config.devices);
+                for w in &summary.warnings {
+                    tracing::warn!(lane = %l.id, warning = %w, "lane configuration");
+                }
+                if summary.never_reports() {
+                    let text = summary.warnings.first().cloned().unwrap_or_default();
+                    lane_warnings
+                        .entry(l.id.clone())
+                        .or_default()
+                        .insert("never_reports".to_string(), text);
+                }
+                LaneInfo {
+                    id: l.id.clone(),
+                    direction: l.direction,
+                    port_no: l.port_no.clone(),
+                    layout: if summary.senses.is_manual() {
+                        "manual".to_string()
+                    } else if summary.never_reports() {
+                        "none".to_string()
+                    } else {
+                        l.layout.as_str().to_string()
+                    },
+                }
             })
             .collect();
         let metrics = Metrics::new();
         metrics.total.set(config.lot.total_spaces);
+        for (lane, warnings) in &lane_warnings {
+            for key in warnings.keys() {
+                metrics
+                    .lane_mismatch
+                    .with_label_values(&[lane.as_str(), key.as_str()])
+                    .set(1);
+            }
+        }
         let (ready, _) = tokio::sync::watch::channel(false);
         OpsState {
             inner: Arc::new(Inner {
@@ -203,7 +241,10 @@ impl OpsState {
                 started: Timestamp::now(),
                 mono_base: Instant::now(),
                 health,
-                data: Mutex::new(Data::default()),
+                data: Mutex::new(Data {
+                    lane_warnings,
+                    ..Data::default()
+                }),
                 metrics,
                 liveness: Mutex::new(Vec::new()),
                 ready,
@@ -351,6 +392,31 @@ impl OpsState {
             text: text.to_string(),
         });
         data.alarms.truncate(ALARMS_KEPT);
+    }
+
+    /// A lane's standing warning `key` (e.g. `reads_without_passages`) is `text`, or
+    /// gone (`None`). Shown on the lane's card and as a `/healthz` reason while it
+    /// stands; `parking_bridge_lane_mismatch{lane, reason}` is 1 meanwhile. Logged at
+    /// WARN when raised and INFO when cleared.
+    pub fn set_lane_warning(&self, lane: &str, key: &str, text: Option<&str>) {
+        let changed = {
+            let mut data = self.data();
+            let lane_map = data.lane_warnings.entry(lane.to_string()).or_default();
+            match text {
+                Some(t) => lane_map.insert(key.to_string(), t.to_string()).is_none(),
+                None => lane_map.remove(key).is_some(),
+            }
+        };
+        self.inner
+            .metrics
+            .lane_mismatch
+            .with_label_values(&[lane, key])
+            .set(i64::from(text.is_some()));
+        match (changed, text) {
+            (true, Some(t)) => tracing::warn!(lane, reason = key, warning = t, "lane warning"),
+            (true, None) => tracing::info!(lane, reason = key, "lane warning cleared"),
+            _ => {}
+        }
     }
 
     /// Reports waiting for delivery and the age of the oldest.
@@ -501,6 +567,12 @@ impl OpsState {
             occupancy: data.occupancy,
             disk: data.disk,
             clock: data.clock.clone(),
+            lane_warnings: data
+                .lane_warnings
+                .iter()
+                .filter(|(_, w)| !w.is_empty())
+                .map(|(lane, w)| (lane.clone(), w.values().cloned().collect()))
+                .collect(),
             held: data.held,
             store_error: data.store_error.clone(),
         }
@@ -514,6 +586,9 @@ impl OpsState {
             m.device_up
                 .with_label_values(&[state.lane.as_str(), device.as_str()])
                 .set(i64::from(state.up));
+            m.device_faulty
+                .with_label_values(&[state.lane.as_str(), device.as_str()])
+                .set(i64::from(state.state() == LinkState::Faulty));
         }
         let failing = self
             .view()
@@ -558,7 +633,7 @@ impl StatusView {
         now.0 - self.platform.last_ok.unwrap_or(self.started).0 > limit_ms
     }
 
-    /// Every configured lane has devices, all down past the threshold.
+    /// Every configured lane has devices, all down or faulty past the threshold.
     fn every_lane_blind(&self, now: Timestamp, http: &HttpConfig) -> bool {
         let limit_ms = i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
         !self.lanes.is_empty()
@@ -568,7 +643,8 @@ impl StatusView {
                     .values()
                     .filter(|d| d.lane == lane.id)
                     .peekable();
-                devices.peek().is_some() && devices.all(|d| !d.up && now.0 - d.since.0 > limit_ms)
+                devices.peek().is_some()
+                    && devices.all(|d| d.state() != LinkState::Up && now.0 - d.since.0 > limit_ms)
             })
     }
 
@@ -593,12 +669,17 @@ impl StatusView {
         let device_limit_ms =
             i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
         for (device, state) in &self.devices {
+            let place = if state.lane.is_empty() {
+                "lot".to_string()
+            } else {
+                format!("lane {}", state.lane)
+            };
+            // Faulty is a confirmed misconfiguration (several polls), not a blip a
+            // grace period should hide: degraded at once.
+            if let (LinkState::Faulty, Some(why)) = (state.state(), &state.fault) {
+                out.push(format!("{place}: device {device} faulty: {why}"));
+            }
             if !state.up && now.0 - state.since.0 > device_limit_ms {
-                let place = if state.lane.is_empty() {
-                    "lot".to_string()
-                } else {
-                    format!("lane {}", state.lane)
-                };
                 out.push(format!(
                     "{place}: device {} down for {} s",
                     device,
@@ -630,6 +711,11 @@ impl StatusView {
         if let Some(Suspicion::Jumped(j)) = &self.clock.suspicion {
             out.push(format!("wall clock jumped by {:+} ms recently", j.delta_ms));
         }
+        for (lane, warnings) in &self.lane_warnings {
+            for w in warnings {
+                out.push(format!("lane {lane}: {w}"));
+            }
+        }
         if let Some(n) = self.held
             && n > 0
         {
@@ -658,11 +744,13 @@ struct Metrics {
     occupied: IntGauge,
     total: IntGauge,
     device_up: IntGaugeVec,
+    device_faulty: IntGaugeVec,
     clock_synchronised: IntGauge,
     clock_suspect: IntGauge,
     clock_jumps: IntCounter,
     alarms: IntCounter,
     healthy: IntGauge,
+    lane_mismatch: IntGaugeVec,
     disk_used: IntGauge,
     disk_budget: IntGauge,
 }
@@ -759,6 +847,17 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            device_faulty: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "parking_bridge_device_faulty",
+                        "1 when the device answers but with exceptions or impossible data",
+                    ),
+                    &["lane", "device"],
+                )
+                .expect("valid metric"),
+            ),
             clock_synchronised: reg(
                 &registry,
                 IntGauge::new(
@@ -792,6 +891,17 @@ impl Metrics {
                 &registry,
                 IntGauge::new("parking_bridge_healthy", "1 when /healthz would answer 200")
                     .expect("valid metric"),
+            ),
+            lane_mismatch: reg(
+                &registry,
+                IntGaugeVec::new(
+                    opts(
+                        "parking_bridge_lane_mismatch",
+                        "1 while a lane's devices and passages disagree (reason: reads_without_passages, vehicles_without_reads, never_reports)",
+                    ),
+                    &["lane", "reason"],
+                )
+                .expect("valid metric"),
             ),
             disk_used: reg(
                 &registry,
@@ -862,6 +972,77 @@ port_no = "P2"
     }
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+    #[test]
+    fn a_lane_whose_devices_sense_no_vehicle_is_degraded_from_the_start() {
+        let text = r#"
+[platform]
+base_url = "https://citybrain.example"
+app_id = "app-1"
+app_secret = "0123456789abcdef"
+[lot]
+parking_lot_no = "LOT-1"
+total_spaces = 100
+[storage]
+dir = "/tmp"
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "P2"
+[[devices]]
+name = "pay"
+profile = "generic-pay-terminal"
+lane = "exit-1"
+tcp = "127.0.0.1:502"
+roles = { fee_price = "charge" }
+"#;
+        let config = SiteConfig::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        let ops = OpsState::new(&config);
+        let view = ops.view();
+        assert_eq!(view.lanes[0].layout, "none");
+        let problems = view.problems(view.started, &HttpConfig::default(), None);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].starts_with(
+                "lane exit-1: will never report a vehicle: its devices (no lane role) sense none"
+            ),
+            "{problems:?}"
+        );
+        let text = crate::ops::http::render(&view, &problems, view.started, false, "");
+        assert!(text.contains("⚠ will never report a vehicle"), "{text}");
+    }
+
+    #[test]
+    fn a_lane_warning_degrades_health_and_sets_its_gauge_until_cleared() {
+        let ops = OpsState::new(&config());
+        let http = HttpConfig::default();
+        assert_eq!(ops.view().lanes[0].layout, "manual");
+        ops.set_lane_warning(
+            "entry-1",
+            "reads_without_passages",
+            Some("5 plate reads without a passage"),
+        );
+        let view = ops.view();
+        assert_eq!(
+            view.lane_warnings["entry-1"],
+            ["5 plate reads without a passage"]
+        );
+        let problems = view.problems(view.started, &http, None);
+        assert_eq!(problems, ["lane entry-1: 5 plate reads without a passage"]);
+        let gauge = |ops: &OpsState| {
+            ops.registry()
+                .gather()
+                .iter()
+                .find(|f| f.name() == "parking_bridge_lane_mismatch")
+                .map(|f| f.get_metric()[0].get_gauge().get_value())
+        };
+        assert_eq!(gauge(&ops), Some(1.0));
+        ops.set_lane_warning("entry-1", "reads_without_passages", None);
+        let view = ops.view();
+        assert!(view.lane_warnings.is_empty());
+        assert!(view.problems(view.started, &http, None).is_empty());
+        assert_eq!(gauge(&ops), Some(0.0));
+    }
 
     #[test]
     fn passages_keep_newest_first_with_bounded_snapshots() {

@@ -196,7 +196,8 @@ pub struct Record {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner_oder_no: Option<String>,
-    /// The decrypted business JSON, `snapshot` replaced by `{"snapshot_bytes": N}`;
+    /// The decrypted business JSON, `snapshot` replaced by `{"snapshot_bytes": N}` (plus
+    /// `width` and `height` when it is a decodable image);
     /// null when it could not be decrypted.
     #[serde(default)]
     pub body: Value,
@@ -699,12 +700,32 @@ fn recordable_body(plain: &[u8]) -> Value {
             if let Some(Value::String(s)) = v.get("snapshot") {
                 let pad = s.bytes().rev().take_while(|b| *b == b'=').count();
                 let bytes = (s.len() / 4 * 3).saturating_sub(pad);
-                v["snapshot"] = json!({ "snapshot_bytes": bytes });
+                let mut shown = json!({ "snapshot_bytes": bytes });
+                // What the picture shows at a glance: a scene is camera-sized, a plate
+                // crop a few hundred pixels wide.
+                if let Some((w, h)) = image_dimensions(s) {
+                    shown["width"] = json!(w);
+                    shown["height"] = json!(h);
+                }
+                v["snapshot"] = shown;
             }
             v
         }
         Err(_) => json!({ "unparsable_bytes": plain.len() }),
     }
+}
+
+/// Width and height of a base64 image, from its header; `None` when it is not one.
+fn image_dimensions(b64: &str) -> Option<(u32, u32)> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
 }
 
 /// Fault injection settings and their seeded dice.

@@ -94,6 +94,15 @@ impl SimModbus {
         }
     }
 
+    /// Gives a slave `n` discrete inputs and coils (an 8-input module: 8): reads past
+    /// them are answered with exception 02 (illegal data address). New ones are off.
+    pub fn limit_inputs(&self, slave: u8, n: usize) {
+        let mut s = self.lock();
+        let d = s.slaves.entry(slave).or_default();
+        d.inputs.resize(n, false);
+        d.coils.resize(n, false);
+    }
+
     /// Sets holding register `address` (function 3).
     pub fn set_holding(&self, slave: u8, address: u16, value: u16) {
         let mut s = self.lock();
@@ -266,8 +275,10 @@ impl SimCamera {
         jpeg: Option<&[u8]>,
         quick: bool,
     ) -> Result<(), rumqttc::ClientError> {
-        let body =
-            crate::driver::camera::samples::vzenith_ivs_result(&self.sn, plate, color_type, jpeg);
+        // The snapshot is a camera frame: the scene image, as a real camera sends it.
+        let body = crate::driver::camera::samples::vzenith_ivs_result_images(
+            &self.sn, plate, color_type, jpeg, None,
+        );
         let topic = if quick {
             "quick_ivs_result"
         } else {

@@ -392,3 +392,11 @@ where
     });
     log
 }
+
+/// The problem text of a `Fault` event that says the device became faulty.
+pub fn faulty_problem(ev: &RawEvent) -> Option<&str> {
+    match &ev.kind {
+        EventKind::Fault { problem: Some(p) } => Some(p),
+        _ => None,
+    }
+}

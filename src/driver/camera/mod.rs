@@ -164,19 +164,41 @@ pub fn decode(
             TimeUnit::S => Timestamp(t.saturating_mul(1000)),
             TimeUnit::Ms => Timestamp(t),
         });
+    // The first image present is reported (the profile lists the scene first); a plate
+    // crop that came beside a scene is only kept for the journal.
     let mut image = None;
+    let mut crop = None;
     for p in &f.image {
         let path = join(&f.root, p);
-        if let Some(Value::String(s)) = json_path(&json, &path)
-            && !s.is_empty()
-        {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s.trim())
-                .map_err(|_| PayloadError::Base64(path))?;
-            image = Some(Arc::new(bytes));
-            break;
+        let Some(Value::String(s)) = json_path(&json, &path) else {
+            continue;
+        };
+        let s = s.trim();
+        if s.is_empty() {
+            continue;
+        }
+        let is_crop = f.crop.contains(p);
+        let decoded = base64::engine::general_purpose::STANDARD.decode(s);
+        if image.is_none() {
+            image = Some(Arc::new(decoded.map_err(|_| PayloadError::Base64(path))?));
+            if is_crop {
+                break;
+            }
+        } else if is_crop {
+            // A broken crop beside a good scene costs nothing worth refusing the read.
+            if let Ok(bytes) = decoded {
+                crop = Some((bytes.len(), s));
+                break;
+            }
         }
     }
+    let (crop, crop_len) = match crop {
+        Some((len, b64)) => (
+            (b64.len() <= crate::event::CROP_KEPT_MAX).then(|| b64.to_string()),
+            Some(len),
+        ),
+        None => (None, None),
+    };
     let image_len = image.as_ref().map(|i| i.len());
     Ok(Decoded::Plate(PlateRead {
         text: readable.then_some(cleaned),
@@ -186,7 +208,24 @@ pub fn decode(
         quick: kind == TopicKind::Quick,
         image,
         image_len,
+        crop,
+        crop_len,
     }))
+}
+
+/// The camera id a payload names (the first of the profile's `route_by` paths that is
+/// present), as text. `None` for undecodable payloads.
+pub fn route_value(profile: &CameraProfile, payload: &[u8]) -> Option<String> {
+    if profile.route_by.0.is_empty() {
+        return None;
+    }
+    let text = decode_charset(payload, profile.charset).ok()?;
+    let json: Value = serde_json::from_str(&text).ok()?;
+    profile
+        .route_by
+        .0
+        .iter()
+        .find_map(|p| json_path(&json, p).and_then(scalar_text))
 }
 
 /// Per-camera state around the decoder: duplicate suppression, link liveness and
@@ -305,9 +344,22 @@ pub mod samples {
         color_type: u8,
         jpeg: Option<&[u8]>,
     ) -> String {
+        vzenith_ivs_result_images(sn, plate, color_type, None, jpeg)
+    }
+
+    /// [`vzenith_ivs_result`] with the scene (`imageFile`) and the plate crop
+    /// (`imageFragmentFile`) each present or empty, as the camera's settings decide.
+    pub fn vzenith_ivs_result_images(
+        sn: &str,
+        plate: &str,
+        color_type: u8,
+        scene: Option<&[u8]>,
+        crop: Option<&[u8]>,
+    ) -> String {
         let b64 = base64::engine::general_purpose::STANDARD;
         let license = b64.encode(plate.as_bytes());
-        let image = jpeg.map(|j| b64.encode(j)).unwrap_or_default();
+        let image = crop.map(|j| b64.encode(j)).unwrap_or_default();
+        let scene = scene.map(|j| b64.encode(j)).unwrap_or_default();
         serde_json::json!({
             "id": "iUA4fO7yCGrHZO2C", "bv": 12378, "sn": sn, "name": "ivs_result",
             "version": "1.0", "timestamp": 1_621_926_595,
@@ -318,7 +370,7 @@ pub mod samples {
                     "plates": [{"color": color_type, "license": "", "plate_width": 304, "type": 14,
                                 "pos": {"bottom": 422, "left": 432, "right": 634, "top": 322}}],
                     "colorType": color_type, "colorValue": 0, "confidence": 100, "direction": 0,
-                    "imageFragmentFile": image,
+                    "imageFragmentFile": image, "imageFile": scene,
                     "is_fake_plate": 0, "isoffline": 0,
                     "license": license, "license_ext_type": 0,
                     "location": {"RECT": {"bottom": 555, "left": 954, "right": 1109, "top": 502}},
@@ -340,18 +392,67 @@ pub mod samples {
         trigger_type: u8,
         jpeg: Option<&[u8]>,
     ) -> String {
-        let image = jpeg
-            .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
-            .unwrap_or_default();
+        vzenith_alarm_info_plate_full(
+            "a1b2c3d4-e5f60718",
+            plate,
+            color_type,
+            trigger_type,
+            None,
+            jpeg,
+        )
+    }
+
+    /// [`vzenith_alarm_info_plate`] with the scene (`imageFile`) and the plate crop
+    /// (`imageFragmentFile`) each present or empty.
+    pub fn vzenith_alarm_info_plate_images(
+        plate: &str,
+        color_type: u8,
+        trigger_type: u8,
+        scene: Option<&[u8]>,
+        crop: Option<&[u8]>,
+    ) -> String {
+        vzenith_alarm_info_plate_full(
+            "a1b2c3d4-e5f60718",
+            plate,
+            color_type,
+            trigger_type,
+            scene,
+            crop,
+        )
+    }
+
+    /// [`vzenith_alarm_info_plate`] from the camera with serial number `serialno`.
+    pub fn vzenith_alarm_info_plate_from(
+        serialno: &str,
+        plate: &str,
+        color_type: u8,
+        trigger_type: u8,
+        jpeg: Option<&[u8]>,
+    ) -> String {
+        vzenith_alarm_info_plate_full(serialno, plate, color_type, trigger_type, None, jpeg)
+    }
+
+    /// The legacy push body with every variable part given.
+    pub fn vzenith_alarm_info_plate_full(
+        serialno: &str,
+        plate: &str,
+        color_type: u8,
+        trigger_type: u8,
+        scene: Option<&[u8]>,
+        crop: Option<&[u8]>,
+    ) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let image = crop.map(|j| b64.encode(j)).unwrap_or_default();
+        let scene = scene.map(|j| b64.encode(j)).unwrap_or_default();
         serde_json::json!({"AlarmInfoPlate": {
-            "channel": 0, "deviceName": "IVS", "ipaddr": "192.168.1.100", "serialno": "a1b2c3d4-e5f60718",
+            "channel": 0, "deviceName": "IVS", "ipaddr": "192.168.1.100", "serialno": serialno,
             "result": {"PlateResult": {
                 "license": plate, "colorType": color_type, "colorValue": 0, "confidence": 92,
                 "bright": 0, "carBright": 0, "carColor": 0, "direction": 0,
                 "location": {"RECT": {"left": 954, "top": 502, "right": 1109, "bottom": 555}},
                 "plateid": 1201, "timeUsed": 120, "triggerType": trigger_type, "type": 1,
                 "timeStamp": {"Timeval": {"sec": 1_628_670_619u64, "usec": 0}},
-                "imageFragmentFile": image, "imageFile": ""
+                "imageFragmentFile": image, "imageFile": scene
             }}
         }})
         .to_string()
@@ -453,6 +554,77 @@ mod tests {
             assert_eq!(r.color, color, "colorType {code}");
             assert_eq!(r.image_len, Some(4));
         }
+    }
+
+    #[test]
+    fn vzenith_scene_is_reported_and_the_crop_beside_it_only_kept_for_the_journal() {
+        let scene = [0xFF, 0xD8, 1, 2, 3, 0xFF, 0xD9];
+        let crop = [0xFF, 0xD8, 9, 0xFF, 0xD9];
+        for (name, body) in [
+            (
+                "vzenith-mqtt",
+                samples::vzenith_ivs_result_images("sn1", "闽A12345", 1, Some(&scene), Some(&crop)),
+            ),
+            (
+                "vzenith-legacy-alarminfoplate",
+                samples::vzenith_alarm_info_plate_images(
+                    "闽A12345",
+                    1,
+                    1,
+                    Some(&scene),
+                    Some(&crop),
+                ),
+            ),
+        ] {
+            let r = plate(decode(&profile(name), TopicKind::Result, body.as_bytes()).unwrap());
+            assert_eq!(
+                r.image.as_deref().map(|v| v.as_slice()),
+                Some(&scene[..]),
+                "{name}"
+            );
+            assert_eq!(r.image_len, Some(scene.len()));
+            assert_eq!(r.crop_len, Some(crop.len()));
+            assert_eq!(
+                r.crop.as_deref(),
+                Some(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(crop)
+                        .as_str()
+                )
+            );
+            // The journal line keeps the crop and the sizes, never the scene's bytes.
+            let line = serde_json::to_string(&r).unwrap();
+            assert!(
+                line.contains("\"crop\":") && line.contains("\"image_len\":7"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn vzenith_crop_alone_is_reported_as_the_fallback_and_newer_field_names_work() {
+        let crop = [0xFF, 0xD8, 9, 0xFF, 0xD9];
+        let body = samples::vzenith_ivs_result_images("sn1", "闽A12345", 1, None, Some(&crop));
+        let r =
+            plate(decode(&profile("vzenith-mqtt"), TopicKind::Result, body.as_bytes()).unwrap());
+        assert_eq!(r.image.as_deref().map(|v| v.as_slice()), Some(&crop[..]));
+        assert_eq!((r.crop, r.crop_len), (None, None));
+        // Firmware naming the images full_image_content / small_image_content.
+        let body = body
+            .replace("\"imageFile\"", "\"full_image_content\"")
+            .replace("\"imageFragmentFile\"", "\"small_image_content\"");
+        let r =
+            plate(decode(&profile("vzenith-mqtt"), TopicKind::Result, body.as_bytes()).unwrap());
+        assert_eq!(r.image_len, Some(crop.len()));
+        let scene = [0xFF, 0xD8, 7, 7, 0xFF, 0xD9];
+        let both =
+            samples::vzenith_ivs_result_images("sn1", "闽A12345", 1, Some(&scene), Some(&crop))
+                .replace("\"imageFile\"", "\"full_image_content\"")
+                .replace("\"imageFragmentFile\"", "\"small_image_content\"");
+        let r =
+            plate(decode(&profile("vzenith-mqtt"), TopicKind::Result, both.as_bytes()).unwrap());
+        assert_eq!(r.image_len, Some(scene.len()));
+        assert_eq!(r.crop_len, Some(crop.len()));
     }
 
     #[test]
@@ -564,5 +736,43 @@ mod tests {
         assert_eq!(s.payload_error(Timestamp(10)), None);
         assert_eq!(s.payload_error(Timestamp(20)), None);
         assert_eq!(s.payload_error(Timestamp(10_000)), Some(2));
+    }
+
+    #[test]
+    fn five_second_keep_alives_hold_the_link_for_a_minute_and_silence_drops_it() {
+        let p = profile("vzenith-mqtt");
+        assert_eq!(p.link_timeout_ms, 15_000);
+        assert!(
+            p.topics
+                .heartbeat
+                .0
+                .contains(&"$/device/{id}/message/up/keep_alive".to_string()),
+            "{:?}",
+            p.topics.heartbeat
+        );
+        let mut st = CameraState::new(&p);
+        assert_eq!(st.seen(Timestamp(0)), Some(true), "the recognition");
+        // Keep-alives every 5 s for 60 s, ticks every 500 ms.
+        for ms in (500..=60_000).step_by(500) {
+            if ms % 5_000 == 0 {
+                assert_eq!(st.seen(Timestamp(ms)), None);
+            }
+            assert_eq!(st.tick(Timestamp(ms)), None, "down at {ms} ms");
+        }
+        assert_eq!(st.tick(Timestamp(75_000)), None, "15 s after the last");
+        assert_eq!(st.tick(Timestamp(75_001)), Some(false));
+    }
+
+    #[test]
+    fn a_shared_topic_payload_names_its_camera_by_serialno() {
+        let p = profile("vzenith-legacy-alarminfoplate");
+        let body = samples::vzenith_alarm_info_plate_from("sn-9", "闽A1", 1, 1, None);
+        assert_eq!(route_value(&p, body.as_bytes()).as_deref(), Some("sn-9"));
+        assert_eq!(
+            route_value(&p, br#"{"serialno":"top-level"}"#).as_deref(),
+            Some("top-level")
+        );
+        assert_eq!(route_value(&p, b"not json"), None);
+        assert_eq!(route_value(&profile("hx-mqtt"), body.as_bytes()), None);
     }
 }
