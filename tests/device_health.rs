@@ -17,7 +17,7 @@ fn config(storage: &Path, http_port: u16, modbus: &str) -> SiteConfig {
         storage,
         http_port,
         &format!(
-            "[[devices]]\nname = \"io-gw\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"entry-1\"\ntcp = \"{modbus}\"\npoll_ms = 100\nroles = {{ loop_a = \"di1\" }}\n"
+            "[[devices]]\nname = \"io-gw\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"entry-1\"\ntcp = \"{modbus}\"\npoll_ms = 100\nroles = {{ loop_a = \"di1\", loop_b = \"di2\" }}\n"
         ),
     )
 }
@@ -115,7 +115,7 @@ async fn healthz_names_an_rtu_slave_that_answers_only_exceptions() {
     let port = process_common::free_port();
     let device = format!(
         "[[buses]]\nname = \"bus1\"\nport = \"{}\"\nbaud = 115200\n\
-         [[devices]]\nname = \"adam\"\nprofile = \"advantech-adam-4051\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 100\nroles = {{ loop_a = \"di0\" }}\n",
+         [[devices]]\nname = \"adam\"\nprofile = \"advantech-adam-4051\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 100\nroles = {{ loop_a = \"di0\", loop_b = \"di1\" }}\n",
         bus.pty.a.display()
     );
     let bridge = Bridge::start(site(&dir.path().join("state"), port, &device))

@@ -295,9 +295,19 @@ impl<D: Deliver> Uploader<D> {
                 let mut lot_count: Option<Option<(i64, i64)>> = None;
                 while in_flight.len() < throttle.in_flight_limit(&self.settings.backoff, max) {
                     let live = dispatched % LIVE_EVERY == LIVE_EVERY - 1;
-                    let Some(mut item) = self.next_item(&mut queue, &busy, now, live).await else {
+                    let mut fetched = false;
+                    let Some(mut item) = self
+                        .next_item(&mut queue, &busy, now, live, &mut fetched)
+                        .await
+                    else {
                         break;
                     };
+                    if fetched {
+                        // Rows fetched after the count was read may be newer than it (an
+                        // exit committed in between): read it again, or the last report
+                        // could carry a count from before its own change.
+                        lot_count = None;
+                    }
                     if matches!(item.kind, ReportKind::Entry | ReportKind::Exit) {
                         let count = match lot_count {
                             Some(c) => c,
@@ -402,7 +412,11 @@ impl<D: Deliver> Uploader<D> {
         busy: &HashSet<String>,
         now: Timestamp,
         live: bool,
+        fetched: &mut bool,
     ) -> Option<OutboxItem> {
+        if live {
+            *fetched = true;
+        }
         if live && let Some(item) = self.fetch(now, 1, true, busy).await.pop() {
             queue.retain(|q| q.out_order_no != item.out_order_no);
             return Some(item);
@@ -413,6 +427,7 @@ impl<D: Deliver> Uploader<D> {
                     return Some(item);
                 }
             }
+            *fetched = true;
             let fresh = self.fetch(now, BATCH, false, busy).await;
             if fresh.is_empty() {
                 return None;
