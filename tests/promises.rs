@@ -1,8 +1,8 @@
 //! Promises of the README and docs/operations.md that no other test held the bridge
 //! to, each through the real binary: `[platform] proxy` and `[platform.paths]` on a
 //! real request, `stay exit --price/--should-pay/--paid` reaching the platform,
-//! `--log-format json` through `run`, and `[storage] retention_days` pruning inside
-//! `run`.
+//! `--log-format json` through `run`, `[storage] retention_days` pruning inside
+//! `run`, and an unknown lot raising the platform alarm metric.
 
 mod platform_common;
 mod process_common;
@@ -326,4 +326,91 @@ fn run_prunes_delivered_stays_past_retention_days_and_keeps_recent_ones() {
         .map(|s| s.plate_no)
         .collect();
     assert_eq!(plates, ["闽A00002"], "the recent stay is kept");
+}
+
+/// The status-page address `run` logged (it binds port 0 itself).
+fn logged_http_addr(log: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text.lines().find(|l| l.contains("status page, /metrics"))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .map(str::to_string)
+}
+
+/// The sum over the samples of metric family `name` in a Prometheus text page.
+fn family_sum(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| series.split('{').next() == Some(name))
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+fn get(addr: &str, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).ok()?;
+    raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+#[test]
+fn a_platform_that_does_not_know_the_lot_raises_the_platform_alarm_for_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // The platform knows only LOT-A; the site reports as LOT-P.
+    let mock = platform_common::MockProcess::start(&["--parking-lot-no", "LOT-A"]);
+    let config = config_with(
+        dir.path(),
+        &format!("base_url = \"{}\"\nheartbeat_secs = 1", mock.base_url()),
+    );
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[http]\nlisten = \"127.0.0.1:0\"\nrequire_clock_sync = false\ndisk_full_percent = 100\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let log = dir.path().join("run.log");
+    let _run = Guard(
+        Command::new(platform_common::BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env_remove("PARKING_BRIDGE_APP_SECRET")
+            .env_remove("JOURNAL_STREAM")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut addr = String::new();
+    wait_until("the status page listens", Duration::from_secs(30), || {
+        logged_http_addr(&log).map(|a| addr = a).is_some()
+    });
+    // A report (heartbeats do not raise it): a car entering, by the operator command.
+    let out = platform_common::run_cli(
+        &[
+            "stay",
+            "enter",
+            "--config",
+            config.to_str().unwrap(),
+            "--plate",
+            "闽A12345",
+            "--color",
+            "pnc_02",
+            "--lane",
+            "entry-1",
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", platform_common::stderr(&out));
+    wait_until(
+        "parking_bridge_platform_alarms_total moves",
+        Duration::from_secs(30),
+        || {
+            get(&addr, "/metrics")
+                .is_some_and(|m| family_sum(&m, "parking_bridge_platform_alarms_total") >= 1.0)
+        },
+    );
 }
