@@ -172,6 +172,12 @@ async fn run(
     let mut backoff = Duration::from_millis(200);
     // Unroutable messages on shared topics: logged once per burst per topic.
     let mut unrouted: HashMap<String, (Timestamp, u64)> = HashMap::new();
+    // Some brokers (rumqttd, the demo's) close the connection when a filter begins
+    // with `$` (Vzenith's `$/device/…` keep-alives). A connection closed before the
+    // subscription was acknowledged drops those filters from then on, said once, so
+    // the other topics keep working.
+    let mut dollar_filters = routes.keys().any(|t| t.starts_with('$'));
+    let mut awaiting_suback = false;
     loop {
         tokio::select! {
             _ = shutdown.changed() => {
@@ -195,9 +201,13 @@ async fn run(
                     tracing::info!(broker = %broker, session_present = ack.session_present, "mqtt connected");
                     // Subscribe again even with a kept session: cheap, and correct after
                     // a broker restart that lost the session.
-                    let filters = routes.keys().map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
-                    if let Err(e) = client.try_subscribe_many(filters) {
-                        tracing::warn!(error = %e, "mqtt subscribe failed");
+                    let filters = routes
+                        .keys()
+                        .filter(|t| dollar_filters || !t.starts_with('$'))
+                        .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                    match client.try_subscribe_many(filters) {
+                        Ok(()) => awaiting_suback = true,
+                        Err(e) => tracing::warn!(error = %e, "mqtt subscribe failed"),
                     }
                     let now = Timestamp::now();
                     for cam in &mut cameras {
@@ -233,8 +243,25 @@ async fn run(
                         return;
                     }
                 }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    awaiting_suback = false;
+                    let refused = ack
+                        .return_codes
+                        .iter()
+                        .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        .count();
+                    if refused > 0 {
+                        tracing::warn!(broker = %broker, refused, "the broker refused some camera topic subscriptions; check its ACL");
+                    }
+                }
                 Ok(_) => {}
                 Err(e) => {
+                    if awaiting_suback && dollar_filters {
+                        dollar_filters = false;
+                        let dropped: Vec<&str> = routes.keys().filter(|t| t.starts_with('$')).map(String::as_str).collect();
+                        tracing::warn!(broker = %broker, topics = ?dropped, "the broker closed the connection on subscribing; topics beginning with '$' are no longer subscribed (keep-alives on them are not received; set the camera's topics to a form the broker accepts)");
+                    }
+                    awaiting_suback = false;
                     if connected {
                         tracing::warn!(broker = %broker, error = %e, "mqtt connection lost; reconnecting");
                     }
