@@ -16,6 +16,7 @@ pub mod report;
 pub mod service;
 pub mod sim;
 pub mod snapshot;
+pub mod spec;
 pub mod store;
 pub mod time;
 pub mod uploader;

@@ -5,7 +5,7 @@
 use super::Invalid;
 use crate::plate::CarType;
 // Lot figures and fees go into the platform's 8-digit `int` fields.
-use crate::platform::wire::MAX_INT8;
+use crate::spec::MAX_INT8;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]

@@ -87,16 +87,16 @@ impl Default for PathsConfig {
 }
 
 fn default_entry_path() -> String {
-    crate::platform::wire::ENTRY_PATH.to_string()
+    crate::spec::ENTRY_PATH.to_string()
 }
 fn default_exit_path() -> String {
-    crate::platform::wire::EXIT_PATH.to_string()
+    crate::spec::EXIT_PATH.to_string()
 }
 fn default_snapshot_path() -> String {
-    crate::platform::wire::SNAPSHOT_PATH.to_string()
+    crate::spec::SNAPSHOT_PATH.to_string()
 }
 fn default_heartbeat_path() -> String {
-    crate::platform::wire::HEARTBEAT_PATH.to_string()
+    crate::spec::HEARTBEAT_PATH.to_string()
 }
 
 fn default_refused_tries() -> u32 {
@@ -301,12 +301,12 @@ impl PlatformConfig {
                     "a result code must not be empty",
                 ));
             }
-            if crate::platform::response::CodeVerdict::parse(verdict).is_none() {
+            if crate::spec::CodeVerdict::parse(verdict).is_none() {
                 out.push(Invalid::new(
                     "platform.result_codes",
                     format!(
                         "{code:?} = {verdict:?}: the verdict must be one of {}",
-                        crate::platform::response::CodeVerdict::NAMES
+                        crate::spec::CodeVerdict::NAMES
                     ),
                 ));
             }
@@ -327,12 +327,10 @@ impl PlatformConfig {
 
     /// The site's result-code mappings, parsed (`validate()` names unknown verdicts;
     /// should one get here anyway, it is left out).
-    pub fn result_code_verdicts(&self) -> BTreeMap<String, crate::platform::response::CodeVerdict> {
+    pub fn result_code_verdicts(&self) -> BTreeMap<String, crate::spec::CodeVerdict> {
         self.result_codes
             .iter()
-            .filter_map(|(code, v)| {
-                crate::platform::response::CodeVerdict::parse(v).map(|v| (code.clone(), v))
-            })
+            .filter_map(|(code, v)| crate::spec::CodeVerdict::parse(v).map(|v| (code.clone(), v)))
             .collect()
     }
 

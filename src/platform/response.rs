@@ -92,62 +92,26 @@ pub mod codes {
     pub const PARKING_LOT_NOT_EXIST: &str = "PARKING_LOT_NOT_EXIST";
 }
 
-/// The verdict a result code maps to (the values of `[platform.result_codes]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum CodeVerdict {
-    Delivered,
-    Duplicate,
-    NeedsEntry,
-    Refused,
-    ConfigFault,
-    Retry,
-}
+pub use crate::spec::CodeVerdict;
 
-impl CodeVerdict {
-    pub const NAMES: &'static str =
-        "delivered, duplicate, needs_entry, refused, config_fault, retry";
-
-    pub fn parse(text: &str) -> Option<CodeVerdict> {
-        Some(match text.trim().to_ascii_lowercase().as_str() {
-            "delivered" | "success" => CodeVerdict::Delivered,
-            "duplicate" | "already_delivered" => CodeVerdict::Duplicate,
-            "needs_entry" | "needs_entry_first" => CodeVerdict::NeedsEntry,
-            "refused" => CodeVerdict::Refused,
-            "config_fault" => CodeVerdict::ConfigFault,
-            "retry" => CodeVerdict::Retry,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            CodeVerdict::Delivered => "delivered",
-            CodeVerdict::Duplicate => "duplicate",
-            CodeVerdict::NeedsEntry => "needs_entry",
-            CodeVerdict::Refused => "refused",
-            CodeVerdict::ConfigFault => "config_fault",
-            CodeVerdict::Retry => "retry",
-        }
-    }
-
-    fn verdict(self, code: &str, message: Option<&str>) -> Verdict {
-        let message = message.unwrap_or_default().to_string();
-        match self {
-            CodeVerdict::Delivered => Verdict::Done,
-            CodeVerdict::Duplicate => Verdict::AlreadyDone,
-            CodeVerdict::NeedsEntry => Verdict::NeedsEntryFirst,
-            CodeVerdict::Refused => Verdict::Refused {
-                code: Some(code.to_string()),
-                message,
-            },
-            CodeVerdict::ConfigFault => Verdict::ConfigFault {
-                code: code.to_string(),
-                message,
-            },
-            CodeVerdict::Retry => Verdict::Retry {
-                why: format!("{code}: {message}"),
-            },
-        }
+/// What a mapped result code means for the report that was sent.
+fn code_verdict(v: CodeVerdict, code: &str, message: Option<&str>) -> Verdict {
+    let message = message.unwrap_or_default().to_string();
+    match v {
+        CodeVerdict::Delivered => Verdict::Done,
+        CodeVerdict::Duplicate => Verdict::AlreadyDone,
+        CodeVerdict::NeedsEntry => Verdict::NeedsEntryFirst,
+        CodeVerdict::Refused => Verdict::Refused {
+            code: Some(code.to_string()),
+            message,
+        },
+        CodeVerdict::ConfigFault => Verdict::ConfigFault {
+            code: code.to_string(),
+            message,
+        },
+        CodeVerdict::Retry => Verdict::Retry {
+            why: format!("{code}: {message}"),
+        },
     }
 }
 
@@ -208,7 +172,7 @@ impl ResultCodes {
                     message: message.unwrap_or("success:false").to_string(),
                 };
             }
-            return v.verdict(code, message);
+            return code_verdict(v, code, message);
         }
         if success {
             return Verdict::Done;

@@ -6,17 +6,9 @@ use crate::report::{Report, SnapshotEvent};
 use chrono::FixedOffset;
 use serde::{Deserialize, Serialize};
 
-pub const ENTRY_PATH: &str = "/barrier/parking";
-pub const EXIT_PATH: &str = "/barrier/away";
-/// The original writes `//barrier/uploadSnapshot`; spec decision: one slash.
-pub const SNAPSHOT_PATH: &str = "/barrier/uploadSnapshot";
-pub const HEARTBEAT_PATH: &str = "/barrier/heartbeat";
-
-/// Snapshots must be *less than* 500K (spec): the base64 text is strictly shorter than
-/// this many characters. **Decision:** K = 1000, the stricter reading.
-pub const MAX_SNAPSHOT_LEN: usize = 500_000;
-/// `int` fields of width 8.
-pub const MAX_INT8: i64 = 99_999_999;
+pub use crate::spec::{
+    ENTRY_PATH, EXIT_PATH, HEARTBEAT_PATH, MAX_INT8, MAX_SNAPSHOT_LEN, SNAPSHOT_PATH,
+};
 
 /// §3.2.1 vehicle entry, `POST /barrier/parking`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
