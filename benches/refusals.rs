@@ -10,73 +10,23 @@
 //! - `1% default tries`: `--refuse-percent 1`, the default 5 tries 4 min apart; drained
 //!   = every report delivered except the refused ones, which wait for their next try.
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
 #[path = "../tests/process_common/mod.rs"]
 mod process_common;
 #[path = "../tests/store_common/mod.rs"]
 mod store_common;
 
+use bench_common::{env_usize, lot, median, start_mock};
+use parking_bridge::config::PlatformConfig;
 use parking_bridge::config::platform::Secret;
-use parking_bridge::config::{LotConfig, PlatformConfig};
 use parking_bridge::platform::PlatformClient;
 use parking_bridge::store::Store;
 use parking_bridge::time::Timestamp;
 use parking_bridge::uploader::{StatusHandle, Uploader, UploaderSettings};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store_common::{SECRET, new_stay};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn lot() -> LotConfig {
-    LotConfig::new("P350100000001", 1_000_000)
-}
-
-struct MockGuard(std::process::Child);
-
-impl Drop for MockGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_mock(refuse_percent: u8) -> (MockGuard, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
-        .args([
-            "mock-platform",
-            "--listen",
-            "127.0.0.1:0",
-            "--app-id",
-            "bench",
-            "--app-secret",
-            SECRET,
-            "--refuse-percent",
-            &refuse_percent.to_string(),
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mock-platform");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-    (MockGuard(child), port)
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Setting {
@@ -107,7 +57,7 @@ fn drain(n: usize, setting: Setting) -> (f64, f64, u64, usize) {
         .iter()
         .filter(|o| parking_bridge::platform::mock::refused_by_percent(o, percent))
         .count();
-    let (_mock, port) = start_mock(percent);
+    let (_mock, port) = start_mock(&["--refuse-percent", &percent.to_string()]);
     let cfg: PlatformConfig = toml::from_str(&format!(
         "base_url = \"http://127.0.0.1:{port}\"\napp_id = \"bench\"\nrequest_timeout_secs = 5\nconnect_timeout_secs = 2\n"
     ))

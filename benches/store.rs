@@ -4,39 +4,24 @@
 //! Prints: durable enqueue rate (one commit per stay, and grouped), database bytes per
 //! stay without images, and the drain rate of a backlog to `mock-platform` on loopback.
 
+#[path = "bench_common/mod.rs"]
+mod bench_common;
 #[path = "../tests/process_common/mod.rs"]
 mod process_common;
 #[path = "../tests/store_common/mod.rs"]
 mod store_common;
 
+use bench_common::{env_usize, lot, median, start_mock};
+use parking_bridge::config::PlatformConfig;
 use parking_bridge::config::platform::Secret;
-use parking_bridge::config::{LotConfig, PlatformConfig};
 use parking_bridge::platform::PlatformClient;
 use parking_bridge::store::{ExitDetails, NewStay, Store};
 use parking_bridge::time::Timestamp;
 use parking_bridge::uploader::{StatusHandle, Uploader, UploaderSettings};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store_common::{SECRET, exit_details, new_stay};
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn lot() -> LotConfig {
-    LotConfig::new("P350100000001", 1_000_000)
-}
 
 fn stay(i: usize) -> NewStay {
     new_stay(format!("闽A{i:05}"), None)
@@ -126,38 +111,6 @@ fn bytes_per_stay(n: usize) -> (f64, f64) {
     )
 }
 
-struct MockGuard(std::process::Child);
-
-impl Drop for MockGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_mock() -> (MockGuard, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_parking-bridge"))
-        .args([
-            "mock-platform",
-            "--listen",
-            "127.0.0.1:0",
-            "--app-id",
-            "bench",
-            "--app-secret",
-            SECRET,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn mock-platform");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().parse().unwrap();
-    (MockGuard(child), port)
-}
-
 /// Fills `n` entry reports, then times the uploader draining them to the mock.
 fn drain(n: usize, in_flight: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +123,7 @@ fn drain(n: usize, in_flight: usize) -> f64 {
             )
             .unwrap();
     }
-    let (_mock, port) = start_mock();
+    let (_mock, port) = start_mock(&[]);
     let cfg: PlatformConfig = toml::from_str(&format!(
         "base_url = \"http://127.0.0.1:{port}\"\napp_id = \"bench\"\nrequest_timeout_secs = 5\nconnect_timeout_secs = 2\n"
     ))
