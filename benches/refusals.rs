@@ -17,16 +17,12 @@ mod process_common;
 #[path = "../tests/store_common/mod.rs"]
 mod store_common;
 
-use bench_common::{env_usize, lot, median, start_mock};
-use parking_bridge::config::PlatformConfig;
-use parking_bridge::config::platform::Secret;
-use parking_bridge::platform::PlatformClient;
+use bench_common::{client, env_usize, lot, median, settings, start_mock, time_drain};
 use parking_bridge::store::Store;
 use parking_bridge::time::Timestamp;
-use parking_bridge::uploader::{StatusHandle, Uploader, UploaderSettings};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use store_common::{SECRET, new_stay};
+use std::time::Duration;
+use store_common::new_stay;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Setting {
@@ -58,15 +54,8 @@ fn drain(n: usize, setting: Setting) -> (f64, f64, u64, usize) {
         .filter(|o| parking_bridge::platform::mock::refused_by_percent(o, percent))
         .count();
     let (_mock, port) = start_mock(&["--refuse-percent", &percent.to_string()]);
-    let cfg: PlatformConfig = toml::from_str(&format!(
-        "base_url = \"http://127.0.0.1:{port}\"\napp_id = \"bench\"\nrequest_timeout_secs = 5\nconnect_timeout_secs = 2\n"
-    ))
-    .unwrap();
-    let client = Arc::new(PlatformClient::new(&cfg, Secret::new(SECRET).unwrap()).unwrap());
-    let mut settings = UploaderSettings::new(
-        &lot().parking_lot_no,
-        parking_bridge::time::china_standard_time(),
-    );
+    let client = client(port);
+    let mut settings = settings();
     if setting == Setting::HeldAtOnce {
         settings.backoff.refused_tries = 1;
     }
@@ -75,30 +64,15 @@ fn drain(n: usize, setting: Setting) -> (f64, f64, u64, usize) {
     } else {
         0
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let t = Instant::now();
-        let task = tokio::spawn(
-            Uploader::new(store.clone(), client, settings, StatusHandle::default()).run(),
-        );
-        loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let s = store.clone();
-            let pending = tokio::task::spawn_blocking(move || s.pending_count().unwrap())
-                .await
-                .unwrap();
-            if pending <= left {
-                break;
-            }
-        }
-        let secs = t.elapsed().as_secs_f64();
-        task.abort();
-        let held = store.held_count().unwrap();
-        (secs, n as f64 / secs, held, refused)
-    })
+    let secs = time_drain(
+        store.clone(),
+        client,
+        settings,
+        Duration::from_millis(100),
+        left,
+    );
+    let held = store.held_count().unwrap();
+    (secs, n as f64 / secs, held, refused)
 }
 
 fn main() {

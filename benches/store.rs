@@ -11,17 +11,13 @@ mod process_common;
 #[path = "../tests/store_common/mod.rs"]
 mod store_common;
 
-use bench_common::{env_usize, lot, median, start_mock};
-use parking_bridge::config::PlatformConfig;
-use parking_bridge::config::platform::Secret;
-use parking_bridge::platform::PlatformClient;
+use bench_common::{client, env_usize, lot, median, settings, start_mock, time_drain};
 use parking_bridge::store::{ExitDetails, NewStay, Store};
 use parking_bridge::time::Timestamp;
-use parking_bridge::uploader::{StatusHandle, Uploader, UploaderSettings};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store_common::{SECRET, exit_details, new_stay};
+use store_common::{exit_details, new_stay};
 
 fn stay(i: usize) -> NewStay {
     new_stay(format!("闽A{i:05}"), None)
@@ -124,41 +120,11 @@ fn drain(n: usize, in_flight: usize) -> f64 {
             .unwrap();
     }
     let (_mock, port) = start_mock(&[]);
-    let cfg: PlatformConfig = toml::from_str(&format!(
-        "base_url = \"http://127.0.0.1:{port}\"\napp_id = \"bench\"\nrequest_timeout_secs = 5\nconnect_timeout_secs = 2\n"
-    ))
-    .unwrap();
-    let client = Arc::new(PlatformClient::new(&cfg, Secret::new(SECRET).unwrap()).unwrap());
-    let mut settings = UploaderSettings::new(
-        &lot().parking_lot_no,
-        parking_bridge::time::china_standard_time(),
-    );
+    let client = client(port);
+    let mut settings = settings();
     settings.max_in_flight = in_flight;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let t = Instant::now();
-        let task = tokio::spawn(
-            Uploader::new(store.clone(), client, settings, StatusHandle::default()).run(),
-        );
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let s = store.clone();
-            let pending = tokio::task::spawn_blocking(move || {
-                s.outbox_summary(Timestamp::now()).unwrap().pending()
-            })
-            .await
-            .unwrap();
-            if pending == 0 {
-                break;
-            }
-        }
-        let rate = n as f64 / t.elapsed().as_secs_f64();
-        task.abort();
-        rate
-    })
+    let secs = time_drain(store, client, settings, Duration::from_millis(200), 0);
+    n as f64 / secs
 }
 
 fn main() {

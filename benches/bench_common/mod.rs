@@ -66,3 +66,59 @@ pub fn start_mock(extra: &[&str]) -> (MockGuard, u16) {
         .expect("the mock's first line ends with its port");
     (MockGuard(child), port)
 }
+
+/// A platform client for the mock on `port`.
+pub fn client(port: u16) -> std::sync::Arc<parking_bridge::platform::PlatformClient> {
+    let cfg: parking_bridge::config::PlatformConfig = toml::from_str(&format!(
+        "base_url = \"http://127.0.0.1:{port}\"\napp_id = \"bench\"\nrequest_timeout_secs = 5\nconnect_timeout_secs = 2\n"
+    ))
+    .expect("a valid platform section");
+    let secret = parking_bridge::config::platform::Secret::new(crate::store_common::SECRET)
+        .expect("a valid secret");
+    std::sync::Arc::new(
+        parking_bridge::platform::PlatformClient::new(&cfg, secret).expect("a client"),
+    )
+}
+
+/// The uploader's settings for [`lot`].
+pub fn settings() -> parking_bridge::uploader::UploaderSettings {
+    parking_bridge::uploader::UploaderSettings::new(
+        &lot().parking_lot_no,
+        parking_bridge::time::china_standard_time(),
+    )
+}
+
+/// Runs the uploader until at most `left` reports are pending (looked at every
+/// `poll`); returns the seconds it took.
+pub fn time_drain(
+    store: std::sync::Arc<parking_bridge::store::Store>,
+    client: std::sync::Arc<parking_bridge::platform::PlatformClient>,
+    settings: parking_bridge::uploader::UploaderSettings,
+    poll: std::time::Duration,
+    left: u64,
+) -> f64 {
+    use parking_bridge::uploader::{StatusHandle, Uploader};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let t = std::time::Instant::now();
+        let task = tokio::spawn(
+            Uploader::new(store.clone(), client, settings, StatusHandle::default()).run(),
+        );
+        loop {
+            tokio::time::sleep(poll).await;
+            let s = store.clone();
+            let pending = tokio::task::spawn_blocking(move || s.pending_count().expect("count"))
+                .await
+                .expect("count task");
+            if pending <= left {
+                break;
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        task.abort();
+        secs
+    })
+}
