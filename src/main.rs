@@ -3,8 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use parking_bridge::config::SiteConfig;
+use parking_bridge::operator::{self, EnterArgs, ExitArgs, OperatorError};
 use parking_bridge::ops::logging::{self, LogFormat};
-use parking_bridge::store::operator::{self, EnterArgs, ExitArgs, OperatorError};
 use parking_bridge::time::Timestamp;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

@@ -196,7 +196,13 @@ impl Bridge {
         );
         // Operations first, so the status page shows the lanes coming up and the
         // watchdog knows every task it must see progress from.
-        let ops = crate::ops::attach(&pipeline).await?;
+        let ops = crate::ops::attach(
+            &pipeline.config,
+            pipeline.health.clone(),
+            pipeline.store.clone(),
+            pipeline.delivery.clone(),
+        )
+        .await?;
         // The uploader's loop turns at least every poll period (≤ 1 s), however idle.
         let uploader = pipeline
             .uploader()
@@ -214,9 +220,14 @@ impl Bridge {
         // The lane task ends when every driver has stopped (the channel closes), after
         // settling what it still holds. Its loop turns at least once a minute (its
         // expiry check).
-        let mut runtime = crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline)
-            .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
-            .with_ops(ops.0.clone());
+        let mut runtime = crate::lane_task::LaneRuntime::new(
+            &pipeline.config,
+            pipeline.store.clone(),
+            pipeline.health.clone(),
+        )
+        .with_storage_journal(&pipeline.config.storage)
+        .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
+        .with_ops(ops.0.clone());
         if let Some(fees) = feeds.fees {
             runtime = runtime.with_fee_source(fees);
         }

@@ -9,7 +9,7 @@ mod store_common;
 
 use parking_bridge::config::SiteConfig;
 use parking_bridge::event::{EventKind, GatePosition, LoopId, PlateRead, RawEvent};
-use parking_bridge::lane::runtime::LaneRuntime;
+use parking_bridge::lane_task::LaneRuntime;
 use parking_bridge::plate::PlateColor;
 use parking_bridge::service::Pipeline;
 use parking_bridge::time::Timestamp;

@@ -6,7 +6,7 @@ use parking_bridge::config::SiteConfig;
 use parking_bridge::event::{EventKind, LoopId, PlateRead, RawEvent};
 use parking_bridge::health::Health;
 use parking_bridge::lane::journal::Journal;
-use parking_bridge::lane::runtime::LaneRuntime;
+use parking_bridge::lane_task::LaneRuntime;
 use parking_bridge::plate::PlateColor;
 use parking_bridge::report::{Report, ReportKind};
 use parking_bridge::store::{StayState, Store};

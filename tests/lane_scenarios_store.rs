@@ -1,5 +1,5 @@
 //! The golden lane scenarios again, through the SQLite-backed path the lane task takes
-//! (`lane::runtime::apply_action` on a real `Store`, open stays read back from the
+//! (`lane_task::apply_action` on a real `Store`, open stays read back from the
 //! database for every decision), not the in-memory model `replay` uses. The reports
 //! queued in the outbox must equal, in order, the reports of `NAME.expected.jsonl`.
 //!
@@ -12,8 +12,8 @@
 use parking_bridge::config::SiteConfig;
 use parking_bridge::event::{EventKind, RawEvent};
 use parking_bridge::lane::machine::LaneMachine;
-use parking_bridge::lane::runtime::apply_action;
 use parking_bridge::lane::stays::{OpenStay, decide, expired};
+use parking_bridge::lane_task::apply_action;
 use parking_bridge::store::{LocalClose, Store};
 use parking_bridge::time::Timestamp;
 use serde_json::Value;

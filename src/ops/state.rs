@@ -28,7 +28,7 @@ use super::disk::FsSpace;
 use super::history::{History, LinkChange};
 use super::logging::LogPlate;
 use crate::config::{Direction, HttpConfig, SiteConfig};
-use crate::health::{DeviceState, Health, LinkState};
+use crate::health::{DeviceState, Health, LinkState, Liveness};
 use crate::time::Timestamp;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::{BTreeMap, VecDeque};
@@ -590,10 +590,7 @@ impl OpsState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((name.to_string(), max_silence, last.clone()));
-        Liveness {
-            base: self.inner.mono_base,
-            last,
-        }
+        Liveness::new(self.inner.mono_base, last)
     }
 
     /// Names of registered tasks silent for longer than their `max_silence` at `now`.
@@ -693,20 +690,6 @@ impl OpsState {
             .level(Timestamp::now(), &self.inner.http, problems)
             == HealthLevel::Failing;
         m.healthy.set(i64::from(!failing));
-    }
-}
-
-/// A task's "I am still making progress" handle for the watchdog.
-#[derive(Clone)]
-pub struct Liveness {
-    base: Instant,
-    last: Arc<AtomicU64>,
-}
-
-impl Liveness {
-    pub fn tick(&self) {
-        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
     }
 }
 

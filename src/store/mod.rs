@@ -11,7 +11,6 @@
 //! A database that cannot be read is never recreated: the error names the file and
 //! the service stops, so an operator can restore or inspect it with `sqlite3`.
 
-pub mod operator;
 mod order_no;
 mod outbox;
 mod schema;

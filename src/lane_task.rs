@@ -9,23 +9,23 @@
 //!
 //! Crashes and restarts: every event is in the journal before a machine sees it, and
 //! every applied passage leaves an `applied` mark. At start the task rebuilds its
-//! machines from the journal ([`super::resume`]), applies what the previous run left
+//! machines from the journal ([`crate::lane::resume`]), applies what the previous run left
 //! unapplied, and follows each lane's devices until they have all reported again: a
 //! passage those first reports complete (a vehicle that cleared in the blind
 //! interval) is flagged `recovered`, and each lane's blind interval is recorded
-//! ([`super::journal::Gap`]: journal, `gaps.jsonl`, `/metrics`, the status page's
+//! ([`crate::lane::journal::Gap`]: journal, `gaps.jsonl`, `/metrics`, the status page's
 //! alarms). A stop leaves held vehicles to the next start instead of settling them,
 //! so a stop and a restart give the same reports as no stop.
 
-use super::fees::{FeeSource, TerminalCharge, TerminalThen};
-use super::journal::{Gap, Journal, Mark};
-use super::machine::{LaneMachine, Passage};
-use super::resume::Applied;
-use super::stays::{OpenStay, StayAction, decide, expired};
-use super::watch::{Change, LaneWatch};
 use crate::config::{LaneConfig, SiteConfig};
 use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
+use crate::lane::fees::{FeeSource, TerminalCharge, TerminalThen};
+use crate::lane::journal::{Gap, Journal, Mark};
+use crate::lane::machine::{LaneMachine, Passage};
+use crate::lane::resume::Applied;
+use crate::lane::stays::{OpenStay, StayAction, decide, expired};
+use crate::lane::watch::{Change, LaneWatch};
 use crate::store::{ExitDetails, LocalClose, NewStay, Store, StoreError};
 use crate::time::Timestamp;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec};
@@ -153,7 +153,7 @@ pub struct LaneRuntime {
     charges: BTreeMap<String, TerminalCharge>,
     /// Ticked on every turn of the loop (at least once a minute, the expiry check),
     /// so a stuck lane task stops the systemd watchdog.
-    liveness: Option<crate::ops::Liveness>,
+    liveness: Option<crate::health::Liveness>,
     /// The status page: passages are shown there with their snapshots.
     ops: Option<crate::ops::OpsState>,
     /// Devices of each lane (for knowing when a lane sees again after a restart).
@@ -163,7 +163,7 @@ pub struct LaneRuntime {
     /// Lanes still catching up after a restart.
     resync: BTreeMap<String, Resync>,
     started: Timestamp,
-    /// Per lane: reads without passages, vehicles without reads (see [`super::watch`]).
+    /// Per lane: reads without passages, vehicles without reads (see [`crate::lane::watch`]).
     watches: BTreeMap<String, LaneWatch>,
 }
 
@@ -216,20 +216,14 @@ impl LaneRuntime {
         }
     }
 
-    /// The lane task of an assembled pipeline, journalling into
-    /// `<storage.dir>/journal/` (a journal that cannot be opened is logged and skipped:
-    /// it is a diagnostic aid, not a reason to stop counting cars). Spawn its `run`.
-    pub fn for_pipeline(pipeline: &crate::service::Pipeline) -> Self {
-        let runtime = LaneRuntime::new(
-            &pipeline.config,
-            pipeline.store.clone(),
-            pipeline.health.clone(),
-        );
-        match Journal::open_in_storage(&pipeline.config.storage) {
-            Ok(journal) => runtime.with_journal(journal),
+    /// Journals into `<storage.dir>/journal/` (a journal that cannot be opened is
+    /// logged and skipped: it is a diagnostic aid, not a reason to stop counting cars).
+    pub fn with_storage_journal(self, storage: &crate::config::StorageConfig) -> Self {
+        match Journal::open_in_storage(storage) {
+            Ok(journal) => self.with_journal(journal),
             Err(e) => {
                 tracing::warn!(error = %e, "event journal unavailable; running without it");
-                runtime
+                self
             }
         }
     }
@@ -241,7 +235,7 @@ impl LaneRuntime {
     }
 
     /// Reports progress to the systemd watchdog on every turn of the loop.
-    pub fn with_liveness(mut self, liveness: crate::ops::Liveness) -> Self {
+    pub fn with_liveness(mut self, liveness: crate::health::Liveness) -> Self {
         self.liveness = Some(liveness);
         self
     }
@@ -329,9 +323,9 @@ impl LaneRuntime {
         self.started = now;
         let Some(journal) = &self.journal else { return };
         let dir = journal.dir().to_path_buf();
-        let since = now.plus_millis(-super::resume::WINDOW_MS);
+        let since = now.plus_millis(-crate::lane::resume::WINDOW_MS);
         let window = match tokio::task::spawn_blocking(move || {
-            super::journal::read_window(&dir, since)
+            crate::lane::journal::read_window(&dir, since)
         })
         .await
         {
@@ -350,7 +344,7 @@ impl LaneRuntime {
             }
         };
         let configs: Vec<LaneConfig> = self.lanes.values().map(|(c, _)| (**c).clone()).collect();
-        let resumed = super::resume::rebuild(&configs, &window, since);
+        let resumed = crate::lane::resume::rebuild(&configs, &window, since);
         drop(window);
         for (id, lane) in resumed.lanes {
             if let Some((_, machine)) = self.lanes.get_mut(&id) {
@@ -680,7 +674,7 @@ impl LaneRuntime {
     /// recovered across a restart (logged, counted, shown on the gap).
     async fn apply(&mut self, lane: &Arc<LaneConfig>, passage: Passage, recovered: bool) {
         if !self.already_applied.is_empty()
-            && super::resume::take_applied(&mut self.already_applied, &passage)
+            && crate::lane::resume::take_applied(&mut self.already_applied, &passage)
         {
             tracing::debug!(lane = %passage.lane, at = passage.at.0, "passage applied before the restart; not again");
             return;
@@ -873,7 +867,7 @@ fn open_stays(store: &Store, placeholders: &HashSet<String>) -> Result<Vec<OpenS
         .collect())
 }
 
-fn new_stay(e: &super::stays::NewEntry) -> NewStay {
+fn new_stay(e: &crate::lane::stays::NewEntry) -> NewStay {
     NewStay {
         plate_no: e.plate_no.clone(),
         plate_color: e.plate_color,
@@ -888,7 +882,7 @@ fn new_stay(e: &super::stays::NewEntry) -> NewStay {
     }
 }
 
-fn exit_details(x: &super::stays::ExitPlan) -> ExitDetails {
+fn exit_details(x: &crate::lane::stays::ExitPlan) -> ExitDetails {
     ExitDetails {
         lane: x.lane.clone(),
         port_no: x.port_no.clone(),
@@ -975,10 +969,10 @@ pub fn apply_action(store: &Store, action: &StayAction, now: Timestamp) -> Resul
 
 fn case_label(p: &Passage) -> &'static str {
     match p.case {
-        super::machine::PassageCase::Normal => "normal",
-        super::machine::PassageCase::Tailgate => "tailgate",
-        super::machine::PassageCase::LatePlateAttached => "late_plate",
-        super::machine::PassageCase::Unrecognised => "unrecognised",
+        crate::lane::machine::PassageCase::Normal => "normal",
+        crate::lane::machine::PassageCase::Tailgate => "tailgate",
+        crate::lane::machine::PassageCase::LatePlateAttached => "late_plate",
+        crate::lane::machine::PassageCase::Unrecognised => "unrecognised",
     }
 }
 
