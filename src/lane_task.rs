@@ -26,7 +26,7 @@ use crate::lane::machine::{LaneMachine, Passage};
 use crate::lane::resume::Applied;
 use crate::lane::stays::{OpenStay, StayAction, decide, expired};
 use crate::lane::watch::{Change, LaneWatch};
-use crate::store::{ExitDetails, LocalClose, NewStay, Store, StoreError};
+use crate::store::{LaneNote, LocalClose, Store, StoreError};
 use crate::time::Timestamp;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -730,24 +730,28 @@ impl LaneRuntime {
             let result = tokio::task::spawn_blocking(move || {
                 let open = open_stays(&store, &placeholders)?;
                 let action = decide(&p, &lane, &lot, &open, fees.as_deref());
-                apply_action(&store, &action, Timestamp::now())?;
-                if p.inferred {
-                    // A passage partly unseen (device gap): findable by the operator.
-                    let plate = p.plate.as_ref().map(|x| x.text.as_str());
-                    store.record_lane_note(p.at, Some(&p.lane), "inferred_passage", plate, None)?;
-                }
+                // A passage partly unseen (device gap): findable by the operator.
+                let note = p.inferred.then(|| LaneNote {
+                    at: p.at,
+                    lane: p.lane.clone(),
+                    what: "inferred_passage",
+                    plate: p.plate.as_ref().map(|x| x.text.clone()),
+                });
+                // One transaction: a retry after an error starts from a clean slate.
+                let applied = store.apply(&action, note.as_ref(), Timestamp::now())?;
                 // The status page lists an exit under the stay's plate.
-                let stay_plate = match &action {
-                    StayAction::Close { out_order_no, .. } => {
-                        store.stay(out_order_no)?.map(|s| s.plate_no)
-                    }
-                    _ => None,
-                };
+                let stay_plate = applied.closed.map(|(_, plate)| plate);
                 Ok::<_, StoreError>((action, stay_plate))
             })
             .await;
             match result {
                 Ok(Ok((action, stay_plate))) => {
+                    if let StayAction::TrailerFolded {
+                        plate_no, tractor, ..
+                    } = &action
+                    {
+                        tracing::info!(lane = %passage.lane, plate = %crate::plate::mask(plate_no), tractor = %tractor.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer folded into its tractor's stay");
+                    }
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, recovered, late = passage.late, "passage applied");
                     self.show(&action, stay_plate.as_deref(), passage.inferred);
                     return;
@@ -865,106 +869,6 @@ fn open_stays(store: &Store, placeholders: &HashSet<String>) -> Result<Vec<OpenS
             entered_at: s.entered_at,
         })
         .collect())
-}
-
-fn new_stay(e: &crate::lane::stays::NewEntry) -> NewStay {
-    NewStay {
-        plate_no: e.plate_no.clone(),
-        plate_color: e.plate_color,
-        car_type: e.car_type,
-        lane: e.lane.clone(),
-        port_no: e.port_no.clone(),
-        entered_at: e.entered_at,
-        operator: e.operator.clone(),
-        snapshot: e.snapshot.as_ref().map(|s| s.as_ref().clone()),
-        price: None,
-        should_pay: None,
-    }
-}
-
-fn exit_details(x: &crate::lane::stays::ExitPlan) -> ExitDetails {
-    ExitDetails {
-        lane: x.lane.clone(),
-        port_no: x.port_no.clone(),
-        away_time: x.away_time,
-        price: x.fee.price,
-        should_pay: x.fee.should_pay,
-        paid_fee: x.fee.paid_fee,
-        operator: x.operator.clone(),
-        snapshot: x.snapshot.as_ref().map(|s| s.as_ref().clone()),
-    }
-}
-
-/// Applies a planned action to the state database. Blocking.
-pub fn apply_action(store: &Store, action: &StayAction, now: Timestamp) -> Result<(), StoreError> {
-    match action {
-        StayAction::Open { entry } => {
-            store.open_stay(new_stay(entry), now)?;
-        }
-        StayAction::SupersedeThenOpen { superseded, entry } => {
-            match store.close_stay_locally(superseded, LocalClose::Superseded, now) {
-                // Already closed by an earlier attempt of this same action: carry on.
-                Ok(()) | Err(StoreError::NotOpen(_)) => {}
-                Err(e) => return Err(e),
-            }
-            store.open_stay(new_stay(entry), now)?;
-        }
-        StayAction::CloseOrphanThenOpen {
-            orphaned,
-            exit,
-            entry,
-        } => {
-            match store.close_stay(orphaned, exit_details(exit), now) {
-                Ok(_) => store.record_lane_note(
-                    exit.away_time,
-                    Some(&exit.lane),
-                    "orphaned_exit",
-                    Some(&entry.plate_no),
-                    Some(orphaned),
-                )?,
-                // Already closed by an earlier attempt of this same action: carry on.
-                Err(StoreError::NotOpen(_)) => {}
-                Err(e) => return Err(e),
-            }
-            store.open_stay(new_stay(entry), now)?;
-        }
-        StayAction::TrailerFolded {
-            lane,
-            plate_no,
-            tractor,
-            at,
-            ..
-        } => {
-            tracing::info!(lane = %lane, plate = %crate::plate::mask(plate_no), tractor = %tractor.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer folded into its tractor's stay");
-            store.record_lane_note(
-                *at,
-                Some(lane),
-                "trailer_with_tractor",
-                Some(plate_no),
-                None,
-            )?;
-        }
-        StayAction::Close { out_order_no, exit } => {
-            store.close_stay(out_order_no, exit_details(exit), now)?;
-        }
-        StayAction::UnmatchedExit { lane, plate_no, at } => {
-            store.record_unmatched_exit(plate_no.as_deref(), lane, *at)?;
-            // A real vehicle left: its space is free, whatever stay it had.
-            store.record_count_only(crate::config::Direction::Exit, lane, *at)?;
-        }
-        StayAction::SyntheticStay { entry, exit } => {
-            let opened = store.open_stay(new_stay(entry), now)?;
-            store.close_stay(&opened.out_order_no, exit_details(exit), now)?;
-        }
-        StayAction::CountOnly {
-            lane,
-            direction,
-            at,
-        } => {
-            store.record_count_only(*direction, lane, *at)?;
-        }
-    }
-    Ok(())
 }
 
 fn case_label(p: &Passage) -> &'static str {

@@ -70,12 +70,14 @@ pub(super) fn queue_report(
 ) -> Result<i64, StoreError> {
     let body =
         serde_json::to_string(report).map_err(|source| StoreError::BadReport { id: 0, source })?;
+    super::fault::point();
     tx.prepare_cached(
         "INSERT INTO outbox (out_order_no, kind, body, created_at, due_at) VALUES (?1, ?2, ?3, ?4, ?4)",
     )?
     .execute(params![report.out_order_no(), kind_code(report.kind()), body, now.0])?;
     let id = tx.last_insert_rowid();
     if let Some(img) = image {
+        super::fault::point();
         tx.prepare_cached(
             "INSERT INTO images (outbox_id, data, bytes, encoded) VALUES (?1, ?2, ?3, 0)",
         )?
@@ -93,6 +95,7 @@ pub(super) fn enforce_image_budget(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let budget = i64::try_from(budget).unwrap_or(i64::MAX);
+    super::fault::point();
     let mut total: i64 = tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM images", [], |r| {
         r.get(0)
     })?;
@@ -108,6 +111,7 @@ pub(super) fn enforce_image_budget(
         let Some((id, bytes, kind, out_order_no)) = oldest else {
             break;
         };
+        super::fault::point();
         tx.execute("DELETE FROM images WHERE outbox_id = ?1", [id])?;
         let kind = kind_of(kind);
         if matches!(kind, ReportKind::EntrySnapshot | ReportKind::ExitSnapshot) {
