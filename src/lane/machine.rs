@@ -375,8 +375,13 @@ impl LaneMachine {
                 return out;
             }
             EventKind::Plate(p) => Input::Plate(Read::from_event(p, event.at)),
-            // Counts and charges are the lane task's, not the passage logic's.
-            EventKind::Spaces { .. } | EventKind::PayTerminal { .. } => return out,
+            // Counts, charges and payments are the lot's ([`super::core`]), not the
+            // passage logic's.
+            EventKind::Spaces { .. }
+            | EventKind::PayTerminal { .. }
+            | EventKind::Payment { .. } => {
+                return out;
+            }
         };
         self.step(input, now, &mut out);
         out

@@ -5,6 +5,7 @@
 //! the drivers and the state database is [`crate::lane_task`], a layer up.
 //! The cases and rules are documented in `docs/lane-logic.md`.
 
+pub mod core;
 pub mod feeds;
 pub mod fees;
 pub mod journal;
@@ -17,6 +18,7 @@ pub mod resume;
 pub mod stays;
 pub mod watch;
 
+pub use core::{LaneCore, Step};
 pub use fees::{Fee, exit_fee};
 pub use machine::{LaneMachine, Passage, PassageCase};
 pub use stays::{StayAction, decide};

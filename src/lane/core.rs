@@ -1,0 +1,312 @@
+//! `LaneCore`: the whole lot's decision logic, pure. The service's lane task
+//! ([`crate::lane_task`]) and `replay` ([`super::replay`]) are shells around the same
+//! core, so a journal replays to what the service decided.
+//!
+//! It owns the lane machines (with their timers), the pay terminals' last charges, the
+//! pay system's payments, the occupancy source and the stay-expiry timer. Input: raw
+//! events and time, nothing else; output: [`Step`]s (a passage to plan, an occupied
+//! count to set, an expiry check due) and [`LaneCore::poll_at`]. A passage becomes a
+//! [`StayAction`] through [`LaneCore::plan`], against the open stays the shell holds
+//! (the state database is shared with operator commands, so the shell reads it; the
+//! core keeps no copy that could drift from it).
+//!
+//! Time: an event is handled at its own `at`, after every timer due by then (earliest
+//! first, ties by lane id); time never goes backwards (`now = max(now, event.at)`).
+//! Expiry is checked at the first moment and then every [`EXPIRY_EVERY_MS`].
+
+use super::fees::{Fee, FeeSource, TERMINAL_CHARGE_MAX_AGE_MS, TerminalCharge, seen_during_stay};
+use super::machine::{LaneMachine, Passage};
+use super::stays::{OpenStay, StayAction, decide, expired};
+use crate::config::{LaneConfig, SiteConfig};
+use crate::event::{EventKind, RawEvent};
+use crate::plate::CarType;
+use crate::time::Timestamp;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// How often open stays are checked for expiry.
+pub const EXPIRY_EVERY_MS: i64 = 60_000;
+
+/// What the core asks of its shell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A vehicle passed: plan it ([`LaneCore::plan`]) and apply the action.
+    /// `timer`: completed by a timer rather than by an event of its lane.
+    Passage { passage: Passage, timer: bool },
+    /// The occupancy source says this many spaces are taken (already within
+    /// `0..=total`).
+    Occupied(i64),
+    /// Close the open stays [`LaneCore::expired`] names at this time.
+    Expire(Timestamp),
+    /// A pay terminal showed a charge (counted by the shell's metrics).
+    Charge { lane: String, fee: Fee },
+}
+
+/// The lot's decision logic.
+pub struct LaneCore {
+    lot: crate::config::LotConfig,
+    lanes: BTreeMap<String, (Arc<LaneConfig>, LaneMachine)>,
+    /// The last charge each exit lane's pay terminal showed.
+    charges: BTreeMap<String, TerminalCharge>,
+    /// The pay system's latest payment per plate (upper case), and when it came.
+    payments: HashMap<String, (Timestamp, Fee)>,
+    payment_max_age_ms: i64,
+    now: Timestamp,
+    last_expiry: Option<Timestamp>,
+}
+
+impl LaneCore {
+    pub fn new(site: &SiteConfig) -> Self {
+        let max_age_secs = site
+            .lot
+            .fee_mqtt
+            .as_ref()
+            .map_or(30 * 60, |f| f.max_age_secs);
+        LaneCore {
+            lot: site.lot.clone(),
+            lanes: site
+                .lanes
+                .iter()
+                .map(|l| (l.id.clone(), (Arc::new(l.clone()), LaneMachine::new(l))))
+                .collect(),
+            charges: BTreeMap::new(),
+            payments: HashMap::new(),
+            payment_max_age_ms: i64::try_from(max_age_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            now: Timestamp(i64::MIN),
+            last_expiry: None,
+        }
+    }
+
+    pub fn lot(&self) -> &crate::config::LotConfig {
+        &self.lot
+    }
+
+    pub fn knows_lane(&self, lane: &str) -> bool {
+        self.lanes.contains_key(lane)
+    }
+
+    pub fn lane_config(&self, lane: &str) -> Option<&Arc<LaneConfig>> {
+        self.lanes.get(lane).map(|(c, _)| c)
+    }
+
+    pub fn machine(&self, lane: &str) -> Option<&LaneMachine> {
+        self.lanes.get(lane).map(|(_, m)| m)
+    }
+
+    pub fn machines(&self) -> impl Iterator<Item = (&String, &LaneMachine)> {
+        self.lanes.iter().map(|(id, (_, m))| (id, m))
+    }
+
+    /// The lane configs, in lane id order.
+    pub fn lane_configs(&self) -> Vec<LaneConfig> {
+        self.lanes.values().map(|(c, _)| (**c).clone()).collect()
+    }
+
+    /// Puts a lane's machine back as a restart rebuilt it from the journal.
+    pub fn restore_machine(&mut self, lane: &str, machine: LaneMachine) {
+        if let Some((_, m)) = self.lanes.get_mut(lane) {
+            *m = machine;
+        }
+    }
+
+    /// Puts back the pay terminals' charges a restart found in the journal.
+    pub fn restore_charges(&mut self, charges: impl IntoIterator<Item = (String, TerminalCharge)>) {
+        self.charges.extend(charges);
+    }
+
+    /// The core's time: the latest event or timer it was given.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// When the core next needs [`on_time`](Self::on_time): the earliest lane timer or
+    /// the next expiry check.
+    pub fn poll_at(&self) -> Option<Timestamp> {
+        let timers = self.lanes.values().filter_map(|(_, m)| m.poll_at()).min();
+        let expiry = Some(
+            self.last_expiry
+                .map_or(self.now, |t| t.plus_millis(EXPIRY_EVERY_MS)),
+        );
+        timers.into_iter().chain(expiry).min()
+    }
+
+    /// The earliest lane timer only (what is still held when input ends).
+    pub fn next_timer(&self) -> Option<Timestamp> {
+        self.lanes.values().filter_map(|(_, m)| m.poll_at()).min()
+    }
+
+    /// Handles one event at its own time, after every timer due by then.
+    pub fn handle(&mut self, event: &RawEvent) -> Vec<Step> {
+        let mut out = Vec::new();
+        self.advance(event.at, &mut out);
+        let now = self.now;
+        match &event.kind {
+            EventKind::Spaces { counted, value } => {
+                let occupied = counted
+                    .occupied(*value, self.lot.total_spaces)
+                    .clamp(0, self.lot.total_spaces.max(0));
+                out.push(Step::Occupied(occupied));
+                return out;
+            }
+            EventKind::PayTerminal { price, paid } => {
+                match TerminalCharge::new(event.at, *price, *paid) {
+                    Some(c) => {
+                        out.push(Step::Charge {
+                            lane: event.lane.clone(),
+                            fee: c.fee,
+                        });
+                        self.charges.insert(event.lane.clone(), c);
+                    }
+                    None => {
+                        self.charges.remove(&event.lane);
+                    }
+                }
+                return out;
+            }
+            EventKind::Payment {
+                plate_no,
+                price,
+                should_pay,
+                paid_fee,
+            } => {
+                let max_age = self.payment_max_age_ms;
+                self.payments
+                    .retain(|_, (at, _)| now.0.saturating_sub(at.0) <= max_age);
+                self.payments.insert(
+                    plate_no.to_uppercase(),
+                    (
+                        event.at,
+                        Fee {
+                            price: *price,
+                            should_pay: *should_pay,
+                            paid_fee: *paid_fee,
+                        },
+                    ),
+                );
+                return out;
+            }
+            _ => {}
+        }
+        if let Some((_, machine)) = self.lanes.get_mut(&event.lane) {
+            for passage in machine.handle(event, now) {
+                out.push(Step::Passage {
+                    passage,
+                    timer: false,
+                });
+            }
+        }
+        out
+    }
+
+    /// Runs what is due by `now`: lane timers (each at its own deadline, earliest
+    /// first) and the expiry check.
+    pub fn on_time(&mut self, now: Timestamp) -> Vec<Step> {
+        let mut out = Vec::new();
+        self.advance(now, &mut out);
+        out
+    }
+
+    /// Runs every lane timer left, however far ahead (end of input, or a stop without
+    /// a journal to resume from); no expiry check.
+    pub fn finish(&mut self) -> Vec<Step> {
+        let mut out = Vec::new();
+        self.run_timers(Timestamp(i64::MAX), &mut out);
+        out
+    }
+
+    fn advance(&mut self, to: Timestamp, out: &mut Vec<Step>) {
+        self.now = self.now.max(to);
+        self.run_timers(self.now, out);
+        if self
+            .last_expiry
+            .is_none_or(|t| self.now.0.saturating_sub(t.0) >= EXPIRY_EVERY_MS)
+        {
+            self.last_expiry = Some(self.now);
+            out.push(Step::Expire(self.now));
+        }
+    }
+
+    fn run_timers(&mut self, until: Timestamp, out: &mut Vec<Step>) {
+        loop {
+            let due = self
+                .lanes
+                .iter()
+                .filter_map(|(id, (_, m))| m.poll_at().map(|t| (t, id)))
+                .filter(|(t, _)| *t <= until)
+                .min()
+                .map(|(t, id)| (t, id.clone()));
+            let Some((t, lane)) = due else { return };
+            let Some((_, machine)) = self.lanes.get_mut(&lane) else {
+                return;
+            };
+            for passage in machine.on_timer(t) {
+                out.push(Step::Passage {
+                    passage,
+                    timer: true,
+                });
+            }
+        }
+    }
+
+    /// What `passage` does to the stays `open` (oldest first). The exit lane's
+    /// terminal charge is used first, then the pay system's payment for the plate,
+    /// then the tariff; a charge is forgotten once a vehicle left after it was shown
+    /// (it cannot be a later vehicle's).
+    pub fn plan(&mut self, passage: &Passage, open: &[OpenStay]) -> StayAction {
+        let charge = match self.charges.get(&passage.lane) {
+            Some(&charge) => {
+                if charge.at <= passage.at {
+                    self.charges.remove(&passage.lane);
+                }
+                Some(charge)
+            }
+            None => None,
+        };
+        let Some((cfg, _)) = self.lanes.get(&passage.lane) else {
+            // A passage comes only from a lane's own machine.
+            return StayAction::UnmatchedExit {
+                lane: passage.lane.clone(),
+                plate_no: None,
+                at: passage.at,
+            };
+        };
+        let fees = LotFees {
+            charge,
+            payments: &self.payments,
+            payment_max_age_ms: self.payment_max_age_ms,
+        };
+        decide(passage, cfg, &self.lot, open, Some(&fees))
+    }
+
+    /// The open stays older than the lot allows at `now`.
+    pub fn expired(&self, open: &[OpenStay], now: Timestamp) -> Vec<String> {
+        expired(open, &self.lot, now)
+    }
+}
+
+/// The fee sources of the lot at one exit: the lane's terminal charge, then the pay
+/// system's payments.
+struct LotFees<'a> {
+    charge: Option<TerminalCharge>,
+    payments: &'a HashMap<String, (Timestamp, Fee)>,
+    payment_max_age_ms: i64,
+}
+
+impl FeeSource for LotFees<'_> {
+    fn fee(
+        &self,
+        plate_no: &str,
+        _car_type: CarType,
+        entered: Timestamp,
+        exited: Timestamp,
+    ) -> Option<Fee> {
+        if let Some(c) = self.charge
+            && seen_during_stay(c.at, entered, exited, TERMINAL_CHARGE_MAX_AGE_MS)
+        {
+            return Some(c.fee);
+        }
+        let (at, fee) = self.payments.get(&plate_no.to_uppercase())?;
+        seen_during_stay(*at, entered, exited, self.payment_max_age_ms).then_some(*fee)
+    }
+}
