@@ -1,11 +1,14 @@
-//! The lane task: moves [`RawEvent`]s from the drivers into the lane machines, journals
-//! them, runs the machines' timers, and applies each passage to the state database
-//! through the stay planner (on the blocking pool: SQLite commits wait for the disk).
+//! The lane task: a thin shell around the lot's decision logic ([`LaneCore`], the same
+//! core `replay` runs). It journals each [`RawEvent`] from the drivers (lot feeds
+//! included) before the core sees it, wakes the core at its `poll_at` (journalling a
+//! `timers` mark so replay runs the timers at the same point), and applies what the
+//! core decides to the state database, one transaction per stay action
+//! ([`Store::apply`], on the blocking pool: SQLite commits wait for the disk).
 //! The store wakes the uploader itself after every commit that queues a report.
 //! Device link events update [`Health`] for the heartbeat and status page.
 //!
-//! Time: an event is handled at its own `at` (so the service and `replay` agree);
-//! timers run at the wall clock.
+//! Time: an event is handled at its own `at`, after the timers due by then (so the
+//! service and `replay` agree); timers run at the wall clock.
 //!
 //! Crashes and restarts: every event is in the journal before a machine sees it, and
 //! every applied passage leaves an `applied` mark. At start the task rebuilds its
@@ -17,25 +20,24 @@
 //! alarms). A stop leaves held vehicles to the next start instead of settling them,
 //! so a stop and a restart give the same reports as no stop.
 
-use crate::config::{LaneConfig, SiteConfig};
+use crate::config::SiteConfig;
 use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
-use crate::lane::fees::{FeeSource, TerminalCharge, TerminalThen};
+use crate::lane::core::{LaneCore, Step};
 use crate::lane::journal::{Gap, Journal, Mark};
-use crate::lane::machine::{LaneMachine, Passage};
+use crate::lane::machine::Passage;
 use crate::lane::resume::Applied;
-use crate::lane::stays::{OpenStay, StayAction, decide, expired};
+use crate::lane::stays::{OpenStay, StayAction};
 use crate::lane::watch::{Change, LaneWatch};
 use crate::store::{LaneNote, LocalClose, Store, StoreError};
 use crate::time::Timestamp;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How often open stays are checked for expiry.
-const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 /// Attempts at applying one passage before it is given up (logged as an error).
 const STORE_ATTEMPTS: u32 = 5;
 /// An `alive` mark is journalled when nothing else was for this long, so a crash's
@@ -141,16 +143,13 @@ static TERMINAL_CHARGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 /// The lane task. Build it, then `run` it on the runtime.
 pub struct LaneRuntime {
-    lot: crate::config::LotConfig,
-    lanes: BTreeMap<String, (Arc<LaneConfig>, LaneMachine)>,
+    /// The lot's decisions: lane machines, timers, charges, payments, counts, expiry.
+    core: LaneCore,
     /// Placeholder plates of every lane: stays under them are placeholder stays.
     placeholders: Arc<HashSet<String>>,
     store: Arc<Store>,
     health: Health,
     journal: Option<Journal>,
-    fees: Option<Arc<dyn FeeSource>>,
-    /// The last charge each exit lane's pay terminal showed.
-    charges: BTreeMap<String, TerminalCharge>,
     /// Ticked on every turn of the loop (at least once a minute, the expiry check),
     /// so a stuck lane task stops the systemd watchdog.
     liveness: Option<crate::health::Liveness>,
@@ -170,12 +169,7 @@ pub struct LaneRuntime {
 impl LaneRuntime {
     pub fn new(site: &SiteConfig, store: Arc<Store>, health: Health) -> Self {
         LaneRuntime {
-            lot: site.lot.clone(),
-            lanes: site
-                .lanes
-                .iter()
-                .map(|l| (l.id.clone(), (Arc::new(l.clone()), LaneMachine::new(l))))
-                .collect(),
+            core: LaneCore::new(site),
             placeholders: Arc::new(
                 site.lanes
                     .iter()
@@ -185,8 +179,6 @@ impl LaneRuntime {
             store,
             health,
             journal: None,
-            fees: None,
-            charges: BTreeMap::new(),
             liveness: None,
             ops: None,
             lane_devices: site
@@ -246,51 +238,36 @@ impl LaneRuntime {
         self
     }
 
-    /// Take fees from the lot's pay system where it answers.
-    pub fn with_fee_source(mut self, fees: Arc<dyn FeeSource>) -> Self {
-        self.fees = Some(fees);
-        self
-    }
-
     /// Resumes the lanes from the journal, then runs until the event channel closes
-    /// (every driver gone: shutdown). Held passages are left to the next start's resume
-    /// (a `stop` mark says the stop was clean); without a journal they are settled now
-    /// so that none is lost.
-    ///
-    /// `occupancy` is the optional occupancy-source hook (`lot.occupancy_source =
-    /// "external"`): each value received sets the occupied count.
-    pub async fn run(
-        mut self,
-        mut events: mpsc::Receiver<RawEvent>,
-        mut occupancy: Option<mpsc::Receiver<i64>>,
-    ) {
+    /// (every driver and feed gone: shutdown). Held passages are left to the next
+    /// start's resume (a `stop` mark says the stop was clean); without a journal they
+    /// are settled now so that none is lost.
+    pub async fn run(mut self, mut events: mpsc::Receiver<RawEvent>) {
         self.resume(Timestamp::now()).await;
-        let mut next_expiry = tokio::time::Instant::now();
         // Gaps are closed within a second; otherwise only `alive` marks are due.
         let mut next_housekeeping = tokio::time::Instant::now();
         loop {
             if let Some(alive) = &self.liveness {
                 alive.tick();
             }
-            let timer = self.next_timer();
+            // The core's next timer or expiry check (the first one at once).
+            let timer = self.core.poll_at();
             let sleep_for = timer.map_or(Duration::from_secs(3600), |t| {
-                Duration::from_millis(u64::try_from(t.0 - Timestamp::now().0).unwrap_or(0))
+                Duration::from_millis(
+                    u64::try_from(t.0.saturating_sub(Timestamp::now().0)).unwrap_or(0),
+                )
             });
-            let expiry_due = tokio::time::sleep_until(next_expiry);
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.on_event(&event).await,
                     None => break,
                 },
-                Some(n) = async { match occupancy.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    self.set_occupancy(n).await;
-                }
                 _ = tokio::time::sleep(sleep_for), if timer.is_some() => {
-                    self.run_timers(Timestamp::now()).await;
-                }
-                _ = expiry_due => {
-                    next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
-                    self.expire(Timestamp::now()).await;
+                    // Events already queued happened before this moment: theirs first.
+                    while let Ok(event) = events.try_recv() {
+                        self.on_event(&event).await;
+                    }
+                    self.on_time(Timestamp::now()).await;
                 }
                 _ = tokio::time::sleep_until(next_housekeeping) => {
                     let every = if self.resync.is_empty() { ALIVE_EVERY_MS } else { 1_000 };
@@ -313,7 +290,42 @@ impl LaneRuntime {
             });
         } else {
             // No journal to resume from: report held vehicles now rather than lose them.
-            self.run_timers(Timestamp(i64::MAX)).await;
+            let steps = self.core.finish();
+            self.run_steps(steps, false).await;
+        }
+    }
+
+    /// Runs what the core has due by `now` (wall clock), journalled as a `timers` mark
+    /// so that replay runs it at the same point between the events.
+    async fn on_time(&mut self, now: Timestamp) {
+        let now = now.max(self.core.now());
+        self.mark(&Mark::Timers { at: now });
+        let steps = self.core.on_time(now);
+        self.run_steps(steps, false).await;
+    }
+
+    /// Carries out the core's steps in order. `event_recovered`: passages the event
+    /// completed on its own lane were (partly) in a restart's blind interval.
+    async fn run_steps(&mut self, steps: Vec<Step>, event_recovered: bool) {
+        for step in steps {
+            match step {
+                Step::Passage { passage, timer } => {
+                    let recovered = if timer {
+                        // Its deadline passed while the bridge was down: decided without
+                        // what the blind interval may have brought (a late read).
+                        self.resync.contains_key(&passage.lane) && passage.cleared_at < self.started
+                    } else {
+                        event_recovered
+                    };
+                    self.apply(passage, recovered).await;
+                }
+                Step::Occupied(n) => self.set_occupancy(n).await,
+                Step::Expire(now) => self.expire(now).await,
+                Step::Charge { lane, fee } => {
+                    tracing::info!(lane = %lane, price = fee.price, paid = fee.paid_fee, "pay terminal charge");
+                    TERMINAL_CHARGES.with_label_values(&[lane.as_str()]).inc();
+                }
+            }
         }
     }
 
@@ -343,21 +355,21 @@ impl LaneRuntime {
                 return;
             }
         };
-        let configs: Vec<LaneConfig> = self.lanes.values().map(|(c, _)| (**c).clone()).collect();
+        let configs = self.core.lane_configs();
         let resumed = crate::lane::resume::rebuild(&configs, &window, since);
         drop(window);
         for (id, lane) in resumed.lanes {
-            if let Some((_, machine)) = self.lanes.get_mut(&id) {
+            if self.core.knows_lane(&id) {
                 if !lane.machine.is_idle() {
                     tracing::info!(lane = %id, state = lane.machine.state_name(), events = lane.events, "lane resumed from the journal");
                 }
-                *machine = lane.machine;
+                self.core.restore_machine(&id, lane.machine);
             }
         }
-        self.charges.extend(resumed.charges);
+        self.core.restore_charges(resumed.charges);
         self.already_applied = resumed.applied;
         if let Some(from) = resumed.last_life {
-            for (id, (_, machine)) in &self.lanes {
+            for (id, machine) in self.core.machines() {
                 let devices = self.lane_devices.get(id).cloned().unwrap_or_default();
                 let mut notes = Vec::new();
                 if resumed.bad_lines > 0 {
@@ -418,9 +430,9 @@ impl LaneRuntime {
                 .collect()
         };
         for p in candidates {
-            if let Some(cfg) = self.lanes.get(&p.lane).map(|(c, _)| c.clone()) {
+            if self.core.knows_lane(&p.lane) {
                 tracing::warn!(lane = %p.lane, at = p.at.0, "passage recovered from the journal: the previous run did not apply it");
-                self.apply(&cfg, p, true).await;
+                self.apply(p, true).await;
             }
         }
     }
@@ -443,7 +455,7 @@ impl LaneRuntime {
             let Some(mut r) = self.resync.remove(&id) else {
                 continue;
             };
-            let idle_now = self.lanes.get(&id).is_some_and(|(_, m)| m.is_idle());
+            let idle_now = self.core.machine(&id).is_some_and(|m| m.is_idle());
             let mut unresolved = 0;
             if r.resumed != "idle" && r.passages == 0 && idle_now {
                 unresolved += 1;
@@ -514,10 +526,6 @@ impl LaneRuntime {
         }
     }
 
-    fn next_timer(&self) -> Option<Timestamp> {
-        self.lanes.values().filter_map(|(_, m)| m.poll_at()).min()
-    }
-
     async fn on_event(&mut self, event: &RawEvent) {
         if let Some(journal) = self.journal.as_mut() {
             if let Err(e) = journal.append(event) {
@@ -540,39 +548,26 @@ impl LaneRuntime {
                     .set_fault(&event.device, &event.lane, problem.clone(), event.at);
             }
             EventKind::Spaces { counted, value } => {
-                let occupied = counted.occupied(*value, self.lot.total_spaces);
-                tracing::debug!(device = %event.device, value, occupied, "space counter");
-                self.set_occupancy(occupied).await;
-                return;
+                tracing::debug!(device = %event.device, value, counted = ?counted, "space count");
             }
-            EventKind::PayTerminal { price, paid } => {
-                tracing::info!(lane = %event.lane, device = %event.device, price, paid, "pay terminal charge");
-                match TerminalCharge::new(event.at, *price, *paid) {
-                    Some(c) => {
-                        TERMINAL_CHARGES
-                            .with_label_values(&[event.lane.as_str()])
-                            .inc();
-                        self.charges.insert(event.lane.clone(), c);
-                    }
-                    None => {
-                        self.charges.remove(&event.lane);
-                    }
-                }
-                return;
+            EventKind::Payment {
+                plate_no,
+                price,
+                paid_fee,
+                ..
+            } => {
+                tracing::info!(device = %event.device, plate = %crate::plate::mask(plate_no), price, paid_fee, "payment from the pay system");
             }
             _ => {}
         }
-        if event.lane.is_empty() {
-            // A lot-wide device (space counter): only its link matters here.
-            return;
-        }
-        let Some((cfg, machine)) = self.lanes.get_mut(&event.lane) else {
+        if !event.lane.is_empty() && !self.core.knows_lane(&event.lane) {
             tracing::warn!(lane = %event.lane, device = %event.device, "event for a lane not in the config");
             return;
-        };
-        let cfg = cfg.clone();
-        let stale_before = machine.stale_late_reads();
-        let passages = machine.handle(event, event.at);
+        }
+        let stale_before = self
+            .core
+            .machine(&event.lane)
+            .map_or(0, |m| m.stale_late_reads());
         // After a restart, the first loop/gate state of each device is its view after
         // the blind interval: a passage it completes happened (partly) unseen.
         let recovered = match self.resync.get_mut(&event.lane) {
@@ -596,7 +591,12 @@ impl LaneRuntime {
             }
             None => false,
         };
-        let stale = machine.stale_late_reads() - stale_before;
+        let steps = self.core.handle(event);
+        let stale = self
+            .core
+            .machine(&event.lane)
+            .map_or(0, |m| m.stale_late_reads())
+            .saturating_sub(stale_before);
         if stale > 0 {
             STALE_LATE_READS
                 .with_label_values(&[event.lane.as_str()])
@@ -606,38 +606,8 @@ impl LaneRuntime {
             let changes = watch.on_event(&event.kind);
             self.show_watch(&event.lane, changes);
         }
-        for p in passages {
-            self.apply(&cfg, p, recovered).await;
-        }
+        self.run_steps(steps, recovered).await;
         self.close_gaps(Timestamp::now());
-    }
-
-    /// Runs every timer due by `now`, each at its own deadline, earliest first (after a
-    /// restart, or a busy moment, several may be due at once; their order matters).
-    async fn run_timers(&mut self, now: Timestamp) {
-        let mut due = Vec::new();
-        loop {
-            let next = self
-                .lanes
-                .iter()
-                .filter_map(|(id, (_, m))| m.poll_at().map(|t| (t, id)))
-                .filter(|(t, _)| *t <= now)
-                .min()
-                .map(|(t, id)| (t, id.clone()));
-            let Some((t, id)) = next else { break };
-            let Some((cfg, machine)) = self.lanes.get_mut(&id) else {
-                break;
-            };
-            for p in machine.on_timer(t) {
-                due.push((cfg.clone(), p));
-            }
-        }
-        for (cfg, p) in due {
-            // Its deadline passed while the bridge was down: decided without what the
-            // blind interval may have brought (a late read).
-            let recovered = self.resync.contains_key(&p.lane) && p.cleared_at < self.started;
-            self.apply(&cfg, p, recovered).await;
-        }
     }
 
     /// A lane warning raised or cleared: on the status page, `/healthz` and `/metrics`
@@ -672,7 +642,7 @@ impl LaneRuntime {
     /// again) is skipped; every other one leaves an `applied` mark in the journal once
     /// done with, so that the next start does not apply it again. `recovered`: it was
     /// recovered across a restart (logged, counted, shown on the gap).
-    async fn apply(&mut self, lane: &Arc<LaneConfig>, passage: Passage, recovered: bool) {
+    async fn apply(&mut self, passage: Passage, recovered: bool) {
         if !self.already_applied.is_empty()
             && crate::lane::resume::take_applied(&mut self.already_applied, &passage)
         {
@@ -684,9 +654,9 @@ impl LaneRuntime {
             r.recovered += u32::from(recovered);
         }
         if recovered {
-            RECOVERED.with_label_values(&[lane.id.as_str()]).inc();
+            RECOVERED.with_label_values(&[passage.lane.as_str()]).inc();
         }
-        self.apply_once(lane, &passage, recovered).await;
+        self.apply_once(&passage, recovered).await;
         self.mark(&Mark::Applied {
             lane: passage.lane.clone(),
             cleared_at: passage.cleared_at,
@@ -695,60 +665,55 @@ impl LaneRuntime {
         });
     }
 
-    async fn apply_once(&mut self, lane: &Arc<LaneConfig>, passage: &Passage, recovered: bool) {
+    /// Plans the passage once (the core consumes a terminal charge as it plans), then
+    /// applies the action, retrying database errors only: each attempt is one
+    /// transaction, so a failed one leaves nothing behind.
+    async fn apply_once(&mut self, passage: &Passage, recovered: bool) {
+        let lane = passage.lane.clone();
         PASSAGES
-            .with_label_values(&[lane.id.as_str(), case_label(passage)])
+            .with_label_values(&[lane.as_str(), case_label(passage)])
             .inc();
-        if let Some(watch) = self.watches.get_mut(&lane.id) {
+        if let Some(watch) = self.watches.get_mut(&lane) {
             let changes = watch.on_passage(passage);
-            self.show_watch(&lane.id, changes);
+            self.show_watch(&lane, changes);
         }
-        // The exit lane's terminal charge first (it is forgotten once a vehicle left
-        // after it was shown: it cannot be a later vehicle's), then the lot's source.
-        let fees: Option<Arc<dyn FeeSource>> = match self.charges.get(&lane.id) {
-            Some(&charge) => {
-                if charge.at <= passage.at {
-                    self.charges.remove(&lane.id);
-                }
-                Some(Arc::new(TerminalThen {
-                    charge,
-                    then: self.fees.clone(),
-                }))
+        let (store, placeholders) = (self.store.clone(), self.placeholders.clone());
+        let open = match tokio::task::spawn_blocking(move || open_stays(&store, &placeholders))
+            .await
+        {
+            Ok(Ok(open)) => open,
+            Ok(Err(e)) => {
+                tracing::warn!(lane = %lane, error = %e, "cannot read the open stays; planning against none");
+                Vec::new()
             }
-            None => self.fees.clone(),
+            Err(e) => {
+                tracing::error!(lane = %lane, error = %e, "open stays task failed; planning against none");
+                Vec::new()
+            }
         };
+        let action = Arc::new(self.core.plan(passage, &open));
+        drop(open);
+        // A passage partly unseen (device gap): findable by the operator.
+        let note = passage.inferred.then(|| LaneNote {
+            at: passage.at,
+            lane: lane.clone(),
+            what: "inferred_passage",
+            plate: passage.plate.as_ref().map(|x| x.text.clone()),
+        });
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=STORE_ATTEMPTS {
-            let (store, lane, lot, fees, placeholders, p) = (
-                self.store.clone(),
-                lane.clone(),
-                self.lot.clone(),
-                fees.clone(),
-                self.placeholders.clone(),
-                passage.clone(),
-            );
+            let (store, action, note) = (self.store.clone(), action.clone(), note.clone());
             let result = tokio::task::spawn_blocking(move || {
-                let open = open_stays(&store, &placeholders)?;
-                let action = decide(&p, &lane, &lot, &open, fees.as_deref());
-                // A passage partly unseen (device gap): findable by the operator.
-                let note = p.inferred.then(|| LaneNote {
-                    at: p.at,
-                    lane: p.lane.clone(),
-                    what: "inferred_passage",
-                    plate: p.plate.as_ref().map(|x| x.text.clone()),
-                });
-                // One transaction: a retry after an error starts from a clean slate.
                 let applied = store.apply(&action, note.as_ref(), Timestamp::now())?;
                 // The status page lists an exit under the stay's plate.
-                let stay_plate = applied.closed.map(|(_, plate)| plate);
-                Ok::<_, StoreError>((action, stay_plate))
+                Ok::<_, StoreError>((action, applied.closed.map(|(_, plate)| plate)))
             })
             .await;
             match result {
                 Ok(Ok((action, stay_plate))) => {
                     if let StayAction::TrailerFolded {
                         plate_no, tractor, ..
-                    } = &action
+                    } = &*action
                     {
                         tracing::info!(lane = %passage.lane, plate = %crate::plate::mask(plate_no), tractor = %tractor.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer folded into its tractor's stay");
                     }
@@ -819,23 +784,32 @@ impl LaneRuntime {
         }
     }
 
+    /// Closes the stays open for longer than the lot allows (the core's expiry check).
     async fn expire(&self, now: Timestamp) {
-        let (store, lot, placeholders) = (
-            self.store.clone(),
-            self.lot.clone(),
-            self.placeholders.clone(),
-        );
+        let (store, placeholders) = (self.store.clone(), self.placeholders.clone());
+        let open =
+            match tokio::task::spawn_blocking(move || open_stays(&store, &placeholders)).await {
+                Ok(Ok(open)) => open,
+                Ok(Err(e)) => return tracing::warn!(error = %e, "stay expiry failed"),
+                Err(e) => return tracing::error!(error = %e, "stay expiry task failed"),
+            };
+        let old = self.core.expired(&open, now);
+        if old.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let open = open_stays(&store, &placeholders)?;
-            let old = expired(&open, &lot, now);
             for no in &old {
-                store.close_stay_locally(no, LocalClose::Expired, now)?;
+                match store.close_stay_locally(no, LocalClose::Expired, now) {
+                    // Closed meanwhile (an operator): nothing to expire.
+                    Ok(()) | Err(StoreError::NotOpen(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             Ok::<_, StoreError>(old.len())
         })
         .await;
         match result {
-            Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(count = n, "stays expired"),
             Ok(Err(e)) => tracing::warn!(error = %e, "stay expiry failed"),
             Err(e) => tracing::error!(error = %e, "stay expiry task failed"),
@@ -844,7 +818,7 @@ impl LaneRuntime {
 
     async fn set_occupancy(&self, n: i64) {
         let store = self.store.clone();
-        let clamped = n.clamp(0, self.lot.total_spaces.max(0));
+        let clamped = n.clamp(0, self.core.lot().total_spaces.max(0));
         match tokio::task::spawn_blocking(move || store.set_occupancy(clamped)).await {
             Ok(Ok(())) => {
                 OCCUPANCY_UPDATES.inc();

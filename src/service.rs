@@ -210,17 +210,19 @@ impl Bridge {
         let mut background = vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()];
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);
+        let (events_tx_feeds, stop_feeds) = (events_tx.clone(), stop_rx.clone());
         let drivers = crate::driver::spawn_all(&pipeline.config, &profiles, events_tx, stop_rx)
             .await
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
-        // Lot-wide feeds (occupancy topic, pay system's fees): subscribe-only MQTT.
-        let feeds = crate::lane::feeds::spawn(&pipeline.config)
+        // Lot-wide feeds (occupancy topic, pay system's fees): subscribe-only MQTT,
+        // reporting raw events into the lane task's channel like the drivers.
+        let feeds = crate::driver::feeds::spawn(&pipeline.config, events_tx_feeds, stop_feeds)
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
-        background.extend(feeds.task);
-        // The lane task ends when every driver has stopped (the channel closes), after
-        // settling what it still holds. Its loop turns at least once a minute (its
-        // expiry check).
-        let mut runtime = crate::lane_task::LaneRuntime::new(
+        background.extend(feeds);
+        // The lane task ends when every driver and feed has stopped (the channel
+        // closes), after settling what it still holds. Its loop turns at least once a
+        // minute (its expiry check).
+        let runtime = crate::lane_task::LaneRuntime::new(
             &pipeline.config,
             pipeline.store.clone(),
             pipeline.health.clone(),
@@ -228,10 +230,7 @@ impl Bridge {
         .with_storage_journal(&pipeline.config.storage)
         .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
         .with_ops(ops.0.clone());
-        if let Some(fees) = feeds.fees {
-            runtime = runtime.with_fee_source(fees);
-        }
-        let lanes = tokio::spawn(runtime.run(events_rx, feeds.occupancy));
+        let lanes = tokio::spawn(runtime.run(events_rx));
         ops.0.mark_ready();
         Ok(Bridge {
             pipeline,

@@ -95,7 +95,7 @@ async fn fifty_mixed_vehicles_reach_the_platform_exactly_right_and_fast() {
     let uploader = pipeline.spawn_uploader();
     let (tx, rx) = mpsc::channel(1024);
     let lanes = tokio::spawn(
-        LaneRuntime::new(&config, pipeline.store.clone(), pipeline.health.clone()).run(rx, None),
+        LaneRuntime::new(&config, pipeline.store.clone(), pipeline.health.clone()).run(rx),
     );
 
     // 30 vehicles at the entry (no. 11 tailgates no. 10 through one opening; no. 20

@@ -111,7 +111,7 @@ async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
     let (tx, rx) = mpsc::channel(64);
     let passages = |lane: &str| lane_passages(lane, "normal");
     let before = (passages("in-lg"), passages("out-lg"));
-    let task = tokio::spawn(runtime.run(rx, None));
+    let task = tokio::spawn(runtime.run(rx));
 
     // Recent times: the task expires stays by the wall clock.
     let t0 = Timestamp::now().0 - 6_000_000;
@@ -203,7 +203,7 @@ async fn a_vehicle_without_a_read_is_reported_when_the_late_plate_timer_fires() 
     let (config, store) = site_and_store(dir.path());
     let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
     let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(runtime.run(rx, None));
+    let task = tokio::spawn(runtime.run(rx));
 
     // Event times are "now", so the 200 ms late-plate timer runs on the wall clock.
     let t0 = Timestamp::now().0 - 3_300;
@@ -228,15 +228,24 @@ async fn occupancy_source_sets_the_occupied_count_within_total() {
     let (config, store) = site_and_store(dir.path());
     let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
     let (tx, rx) = mpsc::channel::<RawEvent>(4);
-    let (occ_tx, occ_rx) = mpsc::channel(4);
-    let task = tokio::spawn(runtime.run(rx, Some(occ_rx)));
-    occ_tx.send(3).await.unwrap();
+    let task = tokio::spawn(runtime.run(rx));
+    // What the occupancy topic's feed sends: a lot-wide space count.
+    let count = |value| RawEvent {
+        lane: String::new(),
+        device: "lot-occupancy".into(),
+        at: Timestamp::now(),
+        kind: EventKind::Spaces {
+            counted: parking_bridge::event::Counted::Occupied,
+            value,
+        },
+    };
+    tx.send(count(3)).await.unwrap();
     let occupied = || store.occupancy().unwrap().occupied;
     wait_until("occupancy not set", Duration::from_millis(10), || {
         occupied() == 3
     })
     .await;
-    occ_tx.send(99).await.unwrap();
+    tx.send(count(99)).await.unwrap();
     wait_until(
         "occupancy not clamped to total",
         Duration::from_millis(10),
@@ -255,7 +264,7 @@ async fn passages_reach_the_status_page_with_their_snapshots() {
     let ops = parking_bridge::ops::OpsState::with_health(&config, health.clone());
     let runtime = LaneRuntime::new(&config, store.clone(), health).with_ops(ops.clone());
     let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(runtime.run(rx, None));
+    let task = tokio::spawn(runtime.run(rx));
 
     let t0 = Timestamp::now().0 - 60_000;
     let jpeg = Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]);
@@ -311,7 +320,7 @@ fn start(
     let journal = Journal::open(&dir.join("journal")).unwrap();
     let runtime = LaneRuntime::new(config, store.clone(), Health::new()).with_journal(journal);
     let (tx, rx) = mpsc::channel(64);
-    (tx, tokio::spawn(runtime.run(rx, None)))
+    (tx, tokio::spawn(runtime.run(rx)))
 }
 
 /// One vehicle's events split at `cut` (the first `cut` before a crash or a stop).
@@ -503,7 +512,7 @@ async fn orphaned_stays_trailers_and_inferred_passages_reach_the_store() {
     let (config, store) = site_and_store(dir.path());
     let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
     let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(runtime.run(rx, None));
+    let task = tokio::spawn(runtime.run(rx));
     let lp = |which, occupied| EventKind::Loop { which, occupied };
     let gate = |position| EventKind::Gate { position };
     let read = |p: &str| EventKind::Plate(PlateRead::text(p, PlateColor::Blue));

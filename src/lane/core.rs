@@ -310,3 +310,178 @@ impl FeeSource for LotFees<'_> {
         seen_during_stay(*at, entered, exited, self.payment_max_age_ms).then_some(*fee)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Direction;
+    use crate::event::Counted;
+    use crate::lane::machine::{PassageCase, PassagePlate};
+    use crate::plate::PlateColor;
+
+    fn site() -> SiteConfig {
+        let text = "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n\
+            [lot]\nparking_lot_no = \"L\"\ntotal_spaces = 9\n\
+            [lot.fee_mqtt]\ntopic = \"pay\"\nmax_age_secs = 600\n\
+            [storage]\ndir = \"/tmp\"\n[mqtt]\nhost = \"h\"\n\
+            [[lanes]]\nid = \"out\"\ndirection = \"exit\"\nport_no = \"P1\"\n\
+            [[devices]]\nname = \"c\"\nprofile = \"vzenith-mqtt\"\nlane = \"out\"\ncamera_id = \"1\"\n";
+        SiteConfig::from_toml(text, std::path::Path::new("s.toml")).unwrap()
+    }
+
+    fn event(lane: &str, at: i64, kind: EventKind) -> RawEvent {
+        RawEvent {
+            lane: lane.into(),
+            device: "d".into(),
+            at: Timestamp(at),
+            kind,
+        }
+    }
+
+    fn exit_of(plate: &str, at: i64) -> Passage {
+        Passage {
+            lane: "out".into(),
+            direction: Direction::Exit,
+            at: Timestamp(at),
+            cleared_at: Timestamp(at),
+            plate: Some(PassagePlate {
+                text: plate.into(),
+                color: PlateColor::Blue,
+                confidence: None,
+                read_at: Timestamp(at),
+            }),
+            case: PassageCase::Normal,
+            tailgate: false,
+            inferred: false,
+            trailer: false,
+            tractor: None,
+            snapshot: None,
+            snapshot_len: None,
+            late: false,
+        }
+    }
+
+    fn stay(plate: &str, entered: i64) -> OpenStay {
+        OpenStay {
+            out_order_no: format!("L{plate}"),
+            plate_no: plate.into(),
+            plate_color: PlateColor::Blue,
+            car_type: CarType::Normal,
+            entered_at: Timestamp(entered),
+            placeholder: false,
+        }
+    }
+
+    fn price(action: &StayAction) -> Option<(i64, i64)> {
+        match action {
+            StayAction::Close { exit, .. } => Some((exit.fee.price, exit.fee.paid_fee)),
+            _ => None,
+        }
+    }
+
+    fn payment(plate: &str, at: i64, price: i64) -> RawEvent {
+        event(
+            "",
+            at,
+            EventKind::Payment {
+                plate_no: plate.into(),
+                price,
+                should_pay: 0,
+                paid_fee: price,
+            },
+        )
+    }
+
+    #[test]
+    fn a_payment_counts_only_for_the_stay_it_was_made_in_and_not_too_long_before_the_exit() {
+        let mut core = LaneCore::new(&site());
+        core.handle(&payment("闽a12345", 1_000_000, 700));
+        let open = [stay("闽A12345", 0)];
+        assert_eq!(
+            price(&core.plan(&exit_of("闽A12345", 1_060_000), &open)),
+            Some((700, 700))
+        );
+        // The stay began after the payment: an earlier stay's; the tariff decides.
+        let later = [stay("闽A12345", 1_000_001)];
+        assert_ne!(
+            price(&core.plan(&exit_of("闽A12345", 1_060_000), &later)),
+            Some((700, 700))
+        );
+        // The exit is too long after the payment.
+        assert_ne!(
+            price(&core.plan(&exit_of("闽A12345", 1_000_000 + 600_001), &open)),
+            Some((700, 700))
+        );
+    }
+
+    #[test]
+    fn the_terminal_charge_wins_over_a_payment_and_serves_one_vehicle() {
+        let mut core = LaneCore::new(&site());
+        core.handle(&payment("闽A12345", 1_000_000, 700));
+        let steps = core.handle(&event(
+            "out",
+            1_010_000,
+            EventKind::PayTerminal {
+                price: 1500,
+                paid: Some(1000),
+            },
+        ));
+        assert!(
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::Charge { fee, .. } if fee.price == 1500))
+        );
+        let open = [stay("闽A12345", 0), stay("闽B00001", 0)];
+        assert_eq!(
+            price(&core.plan(&exit_of("闽A12345", 1_020_000), &open)),
+            Some((1500, 1000))
+        );
+        // The next vehicle out does not pay the same charge again.
+        assert_ne!(
+            price(&core.plan(&exit_of("闽B00001", 1_030_000), &open)),
+            Some((1500, 1000))
+        );
+    }
+
+    #[test]
+    fn space_counts_set_the_occupied_count_within_the_lot() {
+        let mut core = LaneCore::new(&site());
+        let count = |at, counted, value| event("", at, EventKind::Spaces { counted, value });
+        let occupied = |steps: Vec<Step>| {
+            steps.into_iter().find_map(|s| match s {
+                Step::Occupied(n) => Some(n),
+                _ => None,
+            })
+        };
+        assert_eq!(
+            occupied(core.handle(&count(1, Counted::Occupied, 4))),
+            Some(4)
+        );
+        assert_eq!(occupied(core.handle(&count(2, Counted::Free, 2))), Some(7));
+        assert_eq!(
+            occupied(core.handle(&count(3, Counted::Occupied, 40))),
+            Some(9)
+        );
+        assert_eq!(occupied(core.handle(&count(4, Counted::Free, 40))), Some(0));
+    }
+
+    #[test]
+    fn expiry_is_checked_at_once_then_every_minute_of_core_time() {
+        let mut core = LaneCore::new(&site());
+        let expiries = |steps: &[Step]| {
+            steps
+                .iter()
+                .filter(|s| matches!(s, Step::Expire(_)))
+                .count()
+        };
+        assert_eq!(expiries(&core.on_time(Timestamp(1_000))), 1);
+        assert_eq!(core.poll_at(), Some(Timestamp(61_000)));
+        assert_eq!(expiries(&core.on_time(Timestamp(60_999))), 0);
+        assert_eq!(expiries(&core.handle(&payment("A1", 61_000, 1))), 1);
+        // Time never goes backwards.
+        core.on_time(Timestamp(5));
+        assert_eq!(core.now(), Timestamp(61_000));
+        // The end of input runs lane timers only.
+        assert_eq!(expiries(&core.finish()), 0);
+    }
+}

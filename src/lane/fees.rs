@@ -35,7 +35,7 @@ impl Fee {
 }
 
 /// The largest amount the platform accepts (an 8-digit `int` field, in fen).
-pub const MAX_FEN: i64 = crate::platform::wire::MAX_INT8;
+pub const MAX_FEN: i64 = crate::spec::MAX_INT8;
 
 /// The charge a tariff sets for a stay, in fen (at most [`MAX_FEN`]).
 ///

@@ -6,7 +6,6 @@
 //! The cases and rules are documented in `docs/lane-logic.md`.
 
 pub mod core;
-pub mod feeds;
 pub mod fees;
 pub mod journal;
 pub mod machine;
