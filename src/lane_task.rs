@@ -367,6 +367,9 @@ impl LaneRuntime {
             }
         }
         self.core.restore_charges(resumed.charges);
+        for payment in &resumed.payments {
+            self.core.restore_payment(payment);
+        }
         self.already_applied = resumed.applied;
         if let Some(from) = resumed.last_life {
             for (id, machine) in self.core.machines() {

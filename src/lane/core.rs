@@ -115,6 +115,34 @@ impl LaneCore {
         self.charges.extend(charges);
     }
 
+    /// Records a payment (also one a restart found in the journal) without moving
+    /// time; payments too old to be used by now are forgotten.
+    pub fn restore_payment(&mut self, event: &RawEvent) {
+        let EventKind::Payment {
+            plate_no,
+            price,
+            should_pay,
+            paid_fee,
+        } = &event.kind
+        else {
+            return;
+        };
+        let (now, max_age) = (self.now.max(event.at), self.payment_max_age_ms);
+        self.payments
+            .retain(|_, (at, _)| now.0.saturating_sub(at.0) <= max_age);
+        self.payments.insert(
+            plate_no.to_uppercase(),
+            (
+                event.at,
+                Fee {
+                    price: *price,
+                    should_pay: *should_pay,
+                    paid_fee: *paid_fee,
+                },
+            ),
+        );
+    }
+
     /// The core's time: the latest event or timer it was given.
     pub fn now(&self) -> Timestamp {
         self.now
@@ -164,26 +192,8 @@ impl LaneCore {
                 }
                 return out;
             }
-            EventKind::Payment {
-                plate_no,
-                price,
-                should_pay,
-                paid_fee,
-            } => {
-                let max_age = self.payment_max_age_ms;
-                self.payments
-                    .retain(|_, (at, _)| now.0.saturating_sub(at.0) <= max_age);
-                self.payments.insert(
-                    plate_no.to_uppercase(),
-                    (
-                        event.at,
-                        Fee {
-                            price: *price,
-                            should_pay: *should_pay,
-                            paid_fee: *paid_fee,
-                        },
-                    ),
-                );
+            EventKind::Payment { .. } => {
+                self.restore_payment(event);
                 return out;
             }
             _ => {}

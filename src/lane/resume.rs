@@ -53,6 +53,8 @@ pub struct Resumed {
     pub applied: Applied,
     /// The last charge shown by each exit lane's pay terminal, still unused.
     pub charges: BTreeMap<String, TerminalCharge>,
+    /// The pay system's payments in the window, oldest first (for the exits to come).
+    pub payments: Vec<crate::event::RawEvent>,
     /// The previous run's last sign of life and whether it stopped cleanly.
     pub last_life: Option<Timestamp>,
     pub clean_stop: bool,
@@ -121,6 +123,14 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
         .collect();
     let mut candidates = Vec::new();
     let mut charges = BTreeMap::new();
+    let payments: Vec<crate::event::RawEvent> = window
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Event(e) if matches!(e.kind, EventKind::Payment { .. }) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
     let marked = window.lines.iter().any(|l| matches!(l, Line::Mark(_)));
     if !marked {
         return Resumed {
@@ -128,6 +138,7 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
             candidates,
             applied,
             charges,
+            payments,
             last_life: window.last_life,
             clean_stop: window.clean_stop,
             bad_lines: window.bad_lines,
@@ -198,6 +209,7 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
         candidates,
         applied,
         charges,
+        payments,
         last_life: window.last_life,
         clean_stop: window.clean_stop,
         bad_lines: window.bad_lines,
