@@ -639,7 +639,9 @@ impl LaneRuntime {
     }
 
     /// Plans and applies one passage, retrying the database a few times (each attempt
-    /// is one transaction, so a retry never half-applies).
+    /// is one transaction, so a retry never half-applies). The one place a lane's
+    /// passage becomes a written stay action: the seam for anything else that must see
+    /// each applied passage.
     ///
     /// A passage the previous run applied already (the rebuilt machines produce it
     /// again) is skipped; every other one leaves an `applied` mark in the journal once
