@@ -14,14 +14,13 @@
 //! first, ties by lane id); time never goes backwards (`now = max(now, event.at)`).
 //! Expiry is checked at the first moment and then every [`EXPIRY_EVERY_MS`].
 
-use super::fees::{Fee, FeeSource, TERMINAL_CHARGE_MAX_AGE_MS, TerminalCharge, seen_during_stay};
+use super::fees::{Fee, Payments, TerminalCharge, TerminalThen};
 use super::machine::{LaneMachine, Passage};
 use super::stays::{OpenStay, StayAction, decide, expired};
 use crate::config::{LaneConfig, SiteConfig};
 use crate::event::{EventKind, RawEvent};
-use crate::plate::CarType;
 use crate::time::Timestamp;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// How often open stays are checked for expiry.
@@ -48,9 +47,8 @@ pub struct LaneCore {
     lanes: BTreeMap<String, (Arc<LaneConfig>, LaneMachine)>,
     /// The last charge each exit lane's pay terminal showed.
     charges: BTreeMap<String, TerminalCharge>,
-    /// The pay system's latest payment per plate (upper case), and when it came.
-    payments: HashMap<String, (Timestamp, Fee)>,
-    payment_max_age_ms: i64,
+    /// The pay system's latest payment per plate.
+    payments: Payments,
     now: Timestamp,
     last_expiry: Option<Timestamp>,
 }
@@ -70,9 +68,9 @@ impl LaneCore {
                 .map(|l| (l.id.clone(), (Arc::new(l.clone()), LaneMachine::new(l))))
                 .collect(),
             charges: BTreeMap::new(),
-            payments: HashMap::new(),
-            payment_max_age_ms: i64::try_from(max_age_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
+            payments: Payments::new(
+                i64::try_from(max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+            ),
             now: Timestamp(i64::MIN),
             last_expiry: None,
         }
@@ -127,20 +125,13 @@ impl LaneCore {
         else {
             return;
         };
-        let (now, max_age) = (self.now.max(event.at), self.payment_max_age_ms);
+        let fee = Fee {
+            price: *price,
+            should_pay: *should_pay,
+            paid_fee: *paid_fee,
+        };
         self.payments
-            .retain(|_, (at, _)| now.0.saturating_sub(at.0) <= max_age);
-        self.payments.insert(
-            plate_no.to_uppercase(),
-            (
-                event.at,
-                Fee {
-                    price: *price,
-                    should_pay: *should_pay,
-                    paid_fee: *paid_fee,
-                },
-            ),
-        );
+            .record(plate_no, fee, event.at, self.now.max(event.at));
     }
 
     /// The core's time: the latest event or timer it was given.
@@ -281,12 +272,16 @@ impl LaneCore {
                 at: passage.at,
             };
         };
-        let fees = LotFees {
-            charge,
-            payments: &self.payments,
-            payment_max_age_ms: self.payment_max_age_ms,
-        };
-        decide(passage, cfg, &self.lot, open, Some(&fees))
+        match charge {
+            Some(charge) => {
+                let fees = TerminalThen {
+                    charge,
+                    then: Some(&self.payments),
+                };
+                decide(passage, cfg, &self.lot, open, Some(&fees))
+            }
+            None => decide(passage, cfg, &self.lot, open, Some(&self.payments)),
+        }
     }
 
     /// The open stays older than the lot allows at `now`.
@@ -295,39 +290,12 @@ impl LaneCore {
     }
 }
 
-/// The fee sources of the lot at one exit: the lane's terminal charge, then the pay
-/// system's payments.
-struct LotFees<'a> {
-    charge: Option<TerminalCharge>,
-    payments: &'a HashMap<String, (Timestamp, Fee)>,
-    payment_max_age_ms: i64,
-}
-
-impl FeeSource for LotFees<'_> {
-    fn fee(
-        &self,
-        plate_no: &str,
-        _car_type: CarType,
-        entered: Timestamp,
-        exited: Timestamp,
-    ) -> Option<Fee> {
-        if let Some(c) = self.charge
-            && seen_during_stay(c.at, entered, exited, TERMINAL_CHARGE_MAX_AGE_MS)
-        {
-            return Some(c.fee);
-        }
-        let (at, fee) = self.payments.get(&plate_no.to_uppercase())?;
-        seen_during_stay(*at, entered, exited, self.payment_max_age_ms).then_some(*fee)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Direction;
     use crate::event::Counted;
-    use crate::lane::machine::{PassageCase, PassagePlate};
-    use crate::plate::PlateColor;
+    use crate::plate::{CarType, PlateColor};
 
     fn site() -> SiteConfig {
         let text = "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n\
@@ -349,26 +317,9 @@ mod tests {
     }
 
     fn exit_of(plate: &str, at: i64) -> Passage {
-        Passage {
-            lane: "out".into(),
-            direction: Direction::Exit,
-            at: Timestamp(at),
-            cleared_at: Timestamp(at),
-            plate: Some(PassagePlate {
-                text: plate.into(),
-                color: PlateColor::Blue,
-                confidence: None,
-                read_at: Timestamp(at),
-            }),
-            case: PassageCase::Normal,
-            tailgate: false,
-            inferred: false,
-            trailer: false,
-            tractor: None,
-            snapshot: None,
-            snapshot_len: None,
-            late: false,
-        }
+        let mut p = Passage::sample(Direction::Exit, Some(plate), Timestamp(at));
+        p.lane = "out".into();
+        p
     }
 
     fn stay(plate: &str, entered: i64) -> OpenStay {

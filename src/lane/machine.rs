@@ -88,6 +88,38 @@ pub struct Passage {
     pub late: bool,
 }
 
+impl Passage {
+    /// A plain passage for tests: through lane `l` at `at`, with `plate` (colour
+    /// unknown) read then, or unrecognised.
+    #[cfg(test)]
+    pub(crate) fn sample(direction: Direction, plate: Option<&str>, at: Timestamp) -> Passage {
+        Passage {
+            lane: "l".into(),
+            direction,
+            at,
+            cleared_at: at,
+            plate: plate.map(|t| PassagePlate {
+                text: t.into(),
+                color: PlateColor::Unknown,
+                confidence: None,
+                read_at: at,
+            }),
+            case: if plate.is_some() {
+                PassageCase::Normal
+            } else {
+                PassageCase::Unrecognised
+            },
+            tailgate: false,
+            inferred: false,
+            trailer: false,
+            tractor: None,
+            snapshot: None,
+            snapshot_len: None,
+            late: false,
+        }
+    }
+}
+
 /// A plate read as the lane keeps it. `text == None` is the camera's "no plate".
 #[derive(Debug, Clone, PartialEq)]
 struct Read {

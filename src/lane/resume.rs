@@ -132,18 +132,22 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
         })
         .collect();
     let marked = window.lines.iter().any(|l| matches!(l, Line::Mark(_)));
-    if !marked {
-        return Resumed {
-            lanes: rebuilt.into_iter().map(|(id, (l, _))| (id, l)).collect(),
-            candidates,
-            applied,
-            charges,
-            payments,
-            last_life: window.last_life,
-            clean_stop: window.clean_stop,
-            bad_lines: window.bad_lines,
-            resumed: false,
+    let finish =
+        |rebuilt: BTreeMap<String, (LaneResume, i64)>, candidates, applied, charges, resumed| {
+            Resumed {
+                lanes: rebuilt.into_iter().map(|(id, (l, _))| (id, l)).collect(),
+                candidates,
+                applied,
+                charges,
+                payments,
+                last_life: window.last_life,
+                clean_stop: window.clean_stop,
+                bad_lines: window.bad_lines,
+                resumed,
+            }
         };
+    if !marked {
+        return finish(rebuilt, candidates, applied, charges, false);
     }
     let mut marks_seen = false;
     for line in &window.lines {
@@ -204,17 +208,7 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
             &mut charges,
         );
     }
-    Resumed {
-        lanes: rebuilt.into_iter().map(|(id, (l, _))| (id, l)).collect(),
-        candidates,
-        applied,
-        charges,
-        payments,
-        last_life: window.last_life,
-        clean_stop: window.clean_stop,
-        bad_lines: window.bad_lines,
-        resumed: true,
-    }
+    finish(rebuilt, candidates, applied, charges, true)
 }
 
 /// Runs every lane's timers due by `until`, earliest first, each at its deadline.

@@ -100,7 +100,7 @@ impl Store {
             x.check()?;
         }
         let local_secs = self.local_secs(now);
-        let applied = self.write(|tx| {
+        self.write_reports(now, |tx| {
             let mut opened = None;
             let mut closed = None;
             match action {
@@ -178,19 +178,12 @@ impl Store {
             if let Some(n) = note {
                 journal(tx, n.at, Some(&n.lane), n.what, n.plate.as_deref(), None)?;
             }
-            if entry.is_some() || exit.is_some() {
-                super::outbox::enforce_image_budget(tx, self.options.image_budget_bytes, now)?;
-            }
             Ok(Applied {
                 opened,
                 closed,
                 occupancy: read_occupancy(tx)?,
             })
-        })?;
-        if entry.is_some() || exit.is_some() {
-            self.notify.notify_one();
-        }
-        Ok(applied)
+        })
     }
 }
 
@@ -206,7 +199,7 @@ mod crash_tests {
     use crate::config::storage::SnapshotMode;
     use crate::lane::Fee;
     use crate::plate::{CarType, PlateColor};
-    use crate::store::{NewStay, StoreOptions};
+    use crate::store::StoreOptions;
     use std::path::Path;
     use std::sync::Arc;
 
@@ -263,21 +256,10 @@ mod crash_tests {
     /// first one's number.
     fn setup(dir: &Path, mode: SnapshotMode) -> String {
         let store = open(dir, mode);
-        let mut first = NewStay {
-            plate_no: "闽A00001".into(),
-            plate_color: PlateColor::Blue,
-            car_type: CarType::Normal,
-            lane: "entry-1".into(),
-            port_no: "E1".into(),
-            entered_at: T0,
-            operator: None,
-            snapshot: Some(vec![1u8; 100]),
-            price: None,
-            should_pay: None,
-        };
-        let o = store.open_stay(first.clone(), T0).unwrap().out_order_no;
-        first.plate_no = "闽A00002".into();
-        store.open_stay(first, T0.plus_millis(1000)).unwrap();
+        let first = super::super::tests::new_stay("闽A00001", Some(vec![1u8; 100]));
+        let o = store.open_stay(first, T0).unwrap().out_order_no;
+        let second = super::super::tests::new_stay("闽A00002", Some(vec![1u8; 100]));
+        store.open_stay(second, T0.plus_millis(1000)).unwrap();
         o
     }
 

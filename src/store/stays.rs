@@ -370,16 +370,29 @@ impl Store {
             Entering::from(s).check()?;
         }
         let local_secs = self.local_secs(now);
-        let opened = self.write(|tx| {
+        self.write_reports(now, |tx| {
             let mut opened = Vec::with_capacity(stays.len());
             for s in &stays {
                 opened.push(self.open_in(tx, &Entering::from(s), now, local_secs)?);
             }
-            enforce_image_budget(tx, self.options.image_budget_bytes, now)?;
             Ok(opened)
+        })
+    }
+
+    /// A write that queues reports: the image budget is enforced in the same
+    /// transaction, and the uploader is woken once it is committed.
+    pub(super) fn write_reports<T>(
+        &self,
+        now: Timestamp,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let value = self.write(|tx| {
+            let value = f(tx)?;
+            enforce_image_budget(tx, self.options.image_budget_bytes, now)?;
+            Ok(value)
         })?;
         self.notify.notify_one();
-        Ok(opened)
+        Ok(value)
     }
 
     /// Opens a stay inside `tx`: next number, occupancy + 1, the stay, its reports.
@@ -486,13 +499,7 @@ impl Store {
     ) -> Result<ClosedStay, StoreError> {
         let x = Leaving::from(&x);
         x.check()?;
-        let closed = self.write(|tx| {
-            let closed = self.close_in(tx, out_order_no, &x, now)?;
-            enforce_image_budget(tx, self.options.image_budget_bytes, now)?;
-            Ok(closed)
-        })?;
-        self.notify.notify_one();
-        Ok(closed)
+        self.write_reports(now, |tx| self.close_in(tx, out_order_no, &x, now))
     }
 
     /// Closes an open stay inside `tx`: occupancy − 1, the stay, its exit reports.
