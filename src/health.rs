@@ -1,5 +1,7 @@
 //! Device health shared between the lane layer (which learns of link changes) and
-//! the heartbeat / status page (which report it). One small map behind a mutex.
+//! the heartbeat / status page (which report it). One small map behind a mutex. Also
+//! the tasks' watchdog handle ([`Liveness`]), a leaf here so the tasks below `ops`
+//! take it as a parameter.
 //!
 //! A device is `up` (answers with data), `faulty` (answers, but with Modbus
 //! exceptions or impossible values for what the lane needs) or `down` (no answer).
