@@ -14,7 +14,7 @@
 //! first, ties by lane id); time never goes backwards (`now = max(now, event.at)`).
 //! Expiry is checked at the first moment and then every [`EXPIRY_EVERY_MS`].
 
-use super::fees::{Fee, Payments, TerminalCharge, TerminalThen};
+use super::fees::{Fee, FeeSource, Payments, TerminalCharge, TerminalThen};
 use super::machine::{LaneMachine, Passage};
 use super::stays::{OpenStay, StayAction, decide, expired};
 use crate::config::{LaneConfig, SiteConfig};
@@ -158,7 +158,13 @@ impl LaneCore {
     /// Handles one event at its own time, after every timer due by then.
     pub fn handle(&mut self, event: &RawEvent) -> Vec<Step> {
         let mut out = Vec::new();
-        self.advance(event.at, &mut out);
+        self.handle_into(event, &mut out);
+        out
+    }
+
+    /// [`handle`](Self::handle), appending to `out` (a buffer the caller reuses).
+    pub fn handle_into(&mut self, event: &RawEvent, out: &mut Vec<Step>) {
+        self.advance(event.at, out);
         let now = self.now;
         match &event.kind {
             EventKind::Spaces { counted, value } => {
@@ -166,7 +172,7 @@ impl LaneCore {
                     .occupied(*value, self.lot.total_spaces)
                     .clamp(0, self.lot.total_spaces.max(0));
                 out.push(Step::Occupied(occupied));
-                return out;
+                return;
             }
             EventKind::PayTerminal { price, paid } => {
                 match TerminalCharge::new(event.at, *price, *paid) {
@@ -181,11 +187,11 @@ impl LaneCore {
                         self.charges.remove(&event.lane);
                     }
                 }
-                return out;
+                return;
             }
             EventKind::Payment { .. } => {
                 self.restore_payment(event);
-                return out;
+                return;
             }
             _ => {}
         }
@@ -197,7 +203,6 @@ impl LaneCore {
                 });
             }
         }
-        out
     }
 
     /// Runs what is due by `now`: lane timers (each at its own deadline, earliest
@@ -272,15 +277,17 @@ impl LaneCore {
                 at: passage.at,
             };
         };
+        // No payment recorded (most lots): the tariff without a look-up per exit.
+        let payments = (!self.payments.is_empty()).then_some(&self.payments as &dyn FeeSource);
         match charge {
             Some(charge) => {
                 let fees = TerminalThen {
                     charge,
-                    then: Some(&self.payments),
+                    then: payments,
                 };
                 decide(passage, cfg, &self.lot, open, Some(&fees))
             }
-            None => decide(passage, cfg, &self.lot, open, Some(&self.payments)),
+            None => decide(passage, cfg, &self.lot, open, payments),
         }
     }
 

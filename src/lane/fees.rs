@@ -179,6 +179,11 @@ impl Payments {
         }
     }
 
+    /// No payment is kept.
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
     /// Records a payment received at `at`; forgets those too old to be used at `now`.
     pub fn record(&mut self, plate_no: &str, fee: Fee, at: Timestamp, now: Timestamp) {
         let max_age = self.max_age_ms;

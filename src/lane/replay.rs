@@ -41,6 +41,8 @@ pub struct Replay {
     core: LaneCore,
     lot: MemoryLot,
     with_passages: bool,
+    /// The core's steps for one event (reused: one allocation for the whole replay).
+    steps: Vec<Step>,
 }
 
 impl Replay {
@@ -50,6 +52,7 @@ impl Replay {
             core: LaneCore::new(config),
             lot: MemoryLot::new(&config.lot, offset),
             with_passages,
+            steps: Vec::new(),
         }
     }
 
@@ -63,23 +66,25 @@ impl Replay {
 
     /// Feeds one event; outcomes are appended to `out`.
     pub fn feed(&mut self, event: &RawEvent, out: &mut Vec<Outcome>) {
-        let steps = self.core.handle(event);
-        self.apply(steps, out);
+        let mut steps = std::mem::take(&mut self.steps);
+        self.core.handle_into(event, &mut steps);
+        self.apply(steps.drain(..), out);
+        self.steps = steps;
     }
 
     /// Runs what was due by `at` where the service ran it (a journal's `timers` mark).
     pub fn timers(&mut self, at: Timestamp, out: &mut Vec<Outcome>) {
         let steps = self.core.on_time(at);
-        self.apply(steps, out);
+        self.apply(steps.into_iter(), out);
     }
 
     /// Runs every timer left (end of input).
     pub fn finish(&mut self, out: &mut Vec<Outcome>) {
         let steps = self.core.finish();
-        self.apply(steps, out);
+        self.apply(steps.into_iter(), out);
     }
 
-    fn apply(&mut self, steps: Vec<Step>, out: &mut Vec<Outcome>) {
+    fn apply(&mut self, steps: impl Iterator<Item = Step>, out: &mut Vec<Outcome>) {
         for step in steps {
             match step {
                 Step::Passage { passage, .. } => {
