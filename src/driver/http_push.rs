@@ -172,6 +172,22 @@ fn target<'a>(path: &'a str, query: Option<&'a str>) -> Target<'a> {
     Target { camera_id, token }
 }
 
+/// The address to set on a camera so its pushes reach `listen` and name it: `BRIDGE`
+/// stands for this PC's address on the cameras' network (not known here), and a token
+/// is written as `<token>` (it is a secret: not printed).
+pub fn push_url(vendor: PushVendor, listen: &str, camera_id: &str, has_token: bool) -> String {
+    let port = listen.rsplit_once(':').map_or(listen, |(_, p)| p);
+    let token = if has_token { "/token/<token>" } else { "" };
+    let base = format!("http://BRIDGE:{port}/camera/{camera_id}{token}");
+    match vendor {
+        // The camera appends its own paths to the address it is given.
+        PushVendor::Dahua => {
+            format!("{base} (the camera appends /NotificationInfo/TollgateInfo and /KeepAlive)")
+        }
+        PushVendor::Hikvision | PushVendor::Vzenith | PushVendor::Qianyi => format!("{base}/plate"),
+    }
+}
+
 /// Compares without an early exit, so response time says nothing about the token.
 fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -537,6 +553,32 @@ mod tests {
         assert!(r.allow(t.plus_millis(500)));
         assert!(!r.allow(t.plus_millis(600)));
         assert!(r.allow(t.plus_millis(10_000)));
+    }
+
+    #[test]
+    fn push_urls_route_back_to_the_camera_and_never_show_the_token() {
+        for vendor in [
+            PushVendor::Hikvision,
+            PushVendor::Dahua,
+            PushVendor::Qianyi,
+            PushVendor::Vzenith,
+        ] {
+            let url = push_url(vendor, "0.0.0.0:8089", "cam-1", true);
+            assert!(
+                url.starts_with("http://BRIDGE:8089/camera/cam-1/token/<token>"),
+                "{url}"
+            );
+            let path = url.trim_start_matches("http://BRIDGE:8089");
+            let path = path.split(' ').next().unwrap_or_default();
+            let path = path.replace("<token>", "s3cret");
+            let t = target(&path, None);
+            assert_eq!(t.camera_id, Some("cam-1"), "{url}");
+            assert_eq!(t.token, Some("s3cret"), "{url}");
+        }
+        assert_eq!(
+            push_url(PushVendor::Vzenith, "[::]:80", "c", false),
+            "http://BRIDGE:80/camera/c/plate"
+        );
     }
 
     #[test]
