@@ -354,34 +354,23 @@ pub fn check_push_cameras(
     profiles: &ProfileLibrary,
     now: crate::time::Timestamp,
 ) -> Vec<Check> {
-    let Some(push) = &config.camera_push else {
-        return Vec::new();
-    };
-    let cameras: Vec<_> = config.devices.iter().filter(|d| d.http_push).collect();
-    if cameras.is_empty() {
-        return Vec::new();
-    }
     let since = crate::time::Timestamp(now.0.saturating_sub(LANE_AUDIT_WINDOW_MS));
     let events = journal_since(&config.storage.dir.join("journal"), since);
     let offset = crate::time::parse_offset(&config.platform.utc_offset)
         .unwrap_or_else(crate::time::china_standard_time);
-    cameras
+    crate::driver::http_push::push_cameras(config, profiles)
         .into_iter()
-        .map(|d| {
-            let vendor = profiles
-                .get(&d.profile)
-                .and_then(|p| p.camera.as_ref())
-                .and_then(|c| c.push)
-                .unwrap_or(crate::driver::camera::push::PushVendor::Vzenith);
-            let id = d.camera_id.as_deref().unwrap_or(&d.name);
-            let url = crate::driver::http_push::push_url(vendor, &push.listen, id, d.token.is_some());
-            let from = d
-                .source
-                .as_deref()
+        .map(|cam| {
+            let source = config
+                .devices
+                .iter()
+                .find(|d| d.name == cam.name)
+                .and_then(|d| d.source.as_deref())
                 .map(|s| format!(", from {s}"))
                 .unwrap_or_default();
-            let label = format!("camera {} pushes", d.name);
-            let heard: Vec<_> = events.iter().filter(|e| e.device == d.name).collect();
+            let address = format!("push address {}{source}", cam.address);
+            let label = format!("camera {} pushes", cam.name);
+            let heard: Vec<_> = events.iter().filter(|e| e.device == cam.name).collect();
             let reads = heard
                 .iter()
                 .filter(|e| matches!(e.kind, crate::event::EventKind::Plate(_)))
@@ -390,13 +379,13 @@ pub fn check_push_cameras(
                 Some(last) => Check::pass(
                     label,
                     format!(
-                        "{reads} reads in the last hour, last heard {}; push address {url}{from}",
+                        "{reads} reads in the last hour, last heard {}; {address}",
                         last.at.format_local(offset)
                     ),
                 ),
                 None => Check::fail(
                     label,
-                    format!("nothing from it in the last hour of the journal; push address {url}{from}"),
+                    format!("nothing from it in the last hour of the journal; {address}"),
                     "set that address on the camera (README: the push URL per vendor; BRIDGE is this PC's address), check its `source`/`token` against the device entry, then drive a car past or use its test trigger with the service running",
                 ),
             }
