@@ -46,7 +46,7 @@ static IMAGES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
-static WITHOUT_INNER: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(super) static WITHOUT_INNER: LazyLock<IntCounter> = LazyLock::new(|| {
     crate::metrics::counter(
         "parking_bridge_entries_without_inner_order_total",
         "Entries the platform acknowledged without an inner_oder_no",
