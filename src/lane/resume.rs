@@ -163,6 +163,18 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
                 }
                 continue;
             }
+            // Where the live task ran its timers, so does the rebuild (as replay does).
+            Line::Mark(Mark::Timers { at }) => {
+                marks_seen = true;
+                run_timers(
+                    &mut rebuilt,
+                    *at,
+                    &mut applied,
+                    &mut candidates,
+                    &mut charges,
+                );
+                continue;
+            }
             Line::Mark(_) => {
                 marks_seen = true;
                 continue;
