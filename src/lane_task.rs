@@ -141,6 +141,30 @@ static TERMINAL_CHARGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Where a lane's planned stay action is written, in one transaction: the state
+/// database ([`Store::apply`]) unless the task is given another
+/// ([`LaneRuntime::with_action_sink`]), e.g. one that also hands the passage to other
+/// bridges of the same lot. Called on the blocking pool; a `StoreError::Sql` is retried.
+pub trait ActionSink: Send + Sync + 'static {
+    fn apply(
+        &self,
+        action: &StayAction,
+        note: Option<&LaneNote>,
+        now: Timestamp,
+    ) -> Result<crate::store::Applied, StoreError>;
+}
+
+impl ActionSink for Store {
+    fn apply(
+        &self,
+        action: &StayAction,
+        note: Option<&LaneNote>,
+        now: Timestamp,
+    ) -> Result<crate::store::Applied, StoreError> {
+        Store::apply(self, action, note, now)
+    }
+}
+
 /// The lane task. Build it, then `run` it on the runtime.
 pub struct LaneRuntime {
     /// The lot's decisions: lane machines, timers, charges, payments, counts, expiry.
@@ -148,6 +172,8 @@ pub struct LaneRuntime {
     /// Placeholder plates of every lane: stays under them are placeholder stays.
     placeholders: Arc<HashSet<String>>,
     store: Arc<Store>,
+    /// Where stay actions are written (the store unless told otherwise).
+    sink: Arc<dyn ActionSink>,
     health: Health,
     journal: Option<Journal>,
     /// Ticked on every turn of the loop (at least once a minute, the expiry check),
@@ -176,6 +202,7 @@ impl LaneRuntime {
                     .map(|l| l.placeholder_plate.clone())
                     .collect(),
             ),
+            sink: store.clone(),
             store,
             health,
             journal: None,
@@ -218,6 +245,12 @@ impl LaneRuntime {
                 self
             }
         }
+    }
+
+    /// Writes stay actions through `sink` instead of straight to the store.
+    pub fn with_action_sink(mut self, sink: Arc<dyn ActionSink>) -> Self {
+        self.sink = sink;
+        self
     }
 
     /// Shows each passage, with its snapshot, on the status page.
@@ -707,9 +740,9 @@ impl LaneRuntime {
         });
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=STORE_ATTEMPTS {
-            let (store, action, note) = (self.store.clone(), action.clone(), note.clone());
+            let (sink, action, note) = (self.sink.clone(), action.clone(), note.clone());
             let result = tokio::task::spawn_blocking(move || {
-                let applied = store.apply(&action, note.as_ref(), Timestamp::now())?;
+                let applied = sink.apply(&action, note.as_ref(), Timestamp::now())?;
                 // The status page lists an exit under the stay's plate.
                 Ok::<_, StoreError>((action, applied.closed.map(|(_, plate)| plate)))
             })

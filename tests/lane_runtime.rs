@@ -777,3 +777,49 @@ async fn a_late_read_older_than_the_plate_window_on_a_loop_lane_is_set_aside_and
     assert_eq!(lane_metric(family, "in-lg") - before, 1.0);
     assert!(store.list_stays(false, 10).unwrap().is_empty());
 }
+
+/// Records every action written, then writes it to the store.
+struct Recording {
+    store: Arc<Store>,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl parking_bridge::lane_task::ActionSink for Recording {
+    fn apply(
+        &self,
+        action: &parking_bridge::lane::StayAction,
+        note: Option<&parking_bridge::store::LaneNote>,
+        now: Timestamp,
+    ) -> Result<parking_bridge::store::Applied, parking_bridge::store::StoreError> {
+        let kind = serde_json::to_value(action).unwrap()["action"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.seen.lock().unwrap().push(kind);
+        self.store.apply(action, note, now)
+    }
+}
+
+#[tokio::test]
+async fn every_applied_passage_goes_through_the_action_sink_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let sink = Arc::new(Recording {
+        store: store.clone(),
+        seen: Default::default(),
+    });
+    let runtime =
+        LaneRuntime::new(&config, store.clone(), Health::new()).with_action_sink(sink.clone());
+    let (tx, rx) = mpsc::channel(64);
+    let task = tokio::spawn(runtime.run(rx));
+    let t0 = Timestamp::now().0 - 10_000;
+    for e in vehicle("in-lg", Some("闽A12345"), t0) {
+        tx.send(e).await.unwrap();
+    }
+    wait_until("the entry", Duration::from_millis(20), || {
+        store.find_open_stay("闽A12345").unwrap().is_some()
+    })
+    .await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    assert_eq!(*sink.seen.lock().unwrap(), ["open"]);
+}
