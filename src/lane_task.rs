@@ -332,6 +332,10 @@ impl LaneRuntime {
     /// so that replay runs it at the same point between the events.
     async fn on_time(&mut self, now: Timestamp) {
         let now = now.max(self.core.now());
+        // Woken a little early (millisecond rounding): nothing to run, nothing to mark.
+        if self.core.poll_at().is_some_and(|due| due > now) {
+            return;
+        }
         self.mark(&Mark::Timers { at: now });
         let steps = self.core.on_time(now);
         self.run_steps(steps, false).await;
