@@ -32,6 +32,8 @@ pub enum ServiceError {
     Devices(String),
     #[error(transparent)]
     Ops(#[from] crate::ops::OpsError),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error(
         "another `parking-bridge run` is already using {0}; stop it first (two would send every report twice)"
     )]
@@ -171,6 +173,8 @@ pub struct Bridge {
     lanes: JoinHandle<()>,
     stop_drivers: tokio::sync::watch::Sender<bool>,
     ops: Option<(crate::ops::OpsState, crate::ops::OpsTasks)>,
+    /// This node's part of a multi-PC lot (`[cluster]`).
+    cluster: Option<crate::cluster::ClusterNode>,
 }
 
 impl Bridge {
@@ -201,7 +205,24 @@ impl Bridge {
         let uploader = pipeline
             .uploader()
             .with_liveness(ops.0.liveness("uploader", Duration::from_secs(120)));
-        let mut background = vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()];
+        // A lane node of a multi-PC lot reports nothing itself: the lot node does.
+        let lane_node = pipeline
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.role == crate::config::cluster::NodeRole::Lane);
+        let mut background = if lane_node {
+            Vec::new()
+        } else {
+            vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()]
+        };
+        let cluster = crate::cluster::start(
+            &pipeline.config,
+            pipeline.store.clone(),
+            pipeline.health.clone(),
+        )
+        .map_err(|e| ServiceError::Cluster(e.to_string()))?;
+
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);
         let drivers = crate::driver::spawn_all(&pipeline.config, &profiles, events_tx, stop_rx)
@@ -220,6 +241,9 @@ impl Bridge {
         if let Some(fees) = feeds.fees {
             runtime = runtime.with_fee_source(fees);
         }
+        if let Some(c) = &cluster {
+            runtime = runtime.with_sink(c.sink.clone());
+        }
         let lanes = tokio::spawn(runtime.run(events_rx, feeds.occupancy));
         ops.0.mark_ready();
         Ok(Bridge {
@@ -229,6 +253,7 @@ impl Bridge {
             lanes,
             stop_drivers,
             ops: Some(ops),
+            cluster,
         })
     }
 
@@ -246,6 +271,11 @@ impl Bridge {
     /// Delivery status: last heartbeat, failures, the latest alarm.
     pub fn delivery(&self) -> crate::uploader::DeliveryStatus {
         self.pipeline.delivery.get()
+    }
+
+    /// What this node knows of its multi-PC lot (`None`: not a cluster node).
+    pub fn cluster_view(&self) -> Option<crate::cluster::view::ClusterView> {
+        self.cluster.as_ref().map(|c| c.view.clone())
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -273,6 +303,9 @@ impl Bridge {
                 "lane task did not settle in time; held passages are replayed from the journal only"
             );
             self.lanes.abort();
+        }
+        if let Some(c) = self.cluster.take() {
+            c.stop().await;
         }
         for t in &self.background {
             t.abort();

@@ -165,6 +165,8 @@ pub struct LaneRuntime {
     started: Timestamp,
     /// Per lane: reads without passages, vehicles without reads (see [`super::watch`]).
     watches: BTreeMap<String, LaneWatch>,
+    /// Passages go here instead of the state database (cluster nodes).
+    sink: Option<Arc<dyn PassageSink>>,
 }
 
 impl LaneRuntime {
@@ -213,7 +215,14 @@ impl LaneRuntime {
                     (l.id.clone(), LaneWatch::new(l.mismatch_alarm_after, camera))
                 })
                 .collect(),
+            sink: None,
         }
+    }
+
+    /// Sends passages to `sink` instead of applying them to the state database.
+    pub fn with_sink(mut self, sink: Arc<dyn PassageSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     /// The lane task of an assembled pipeline, journalling into
@@ -733,29 +742,21 @@ impl LaneRuntime {
                 self.placeholders.clone(),
                 passage.clone(),
             );
-            let result = tokio::task::spawn_blocking(move || {
-                let open = open_stays(&store, &placeholders)?;
-                let action = decide(&p, &lane, &lot, &open, fees.as_deref());
-                apply_action(&store, &action, Timestamp::now())?;
-                if p.inferred {
-                    // A passage partly unseen (device gap): findable by the operator.
-                    let plate = p.plate.as_ref().map(|x| x.text.as_str());
-                    store.record_lane_note(p.at, Some(&p.lane), "inferred_passage", plate, None)?;
-                }
-                // The status page lists an exit under the stay's plate.
-                let stay_plate = match &action {
-                    StayAction::Close { out_order_no, .. } => {
-                        store.stay(out_order_no)?.map(|s| s.plate_no)
-                    }
-                    _ => None,
-                };
-                Ok::<_, StoreError>((action, stay_plate))
+            let sink = self.sink.clone();
+            let result = tokio::task::spawn_blocking(move || match sink {
+                Some(sink) => sink.take(&p, fees.as_deref()),
+                None => plan_and_apply(&store, &lane, &lot, &placeholders, fees.as_deref(), &p)
+                    .map(Some),
             })
             .await;
             match result {
-                Ok(Ok((action, stay_plate))) => {
+                Ok(Ok(Some((action, stay_plate)))) => {
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, recovered, late = passage.late, "passage applied");
                     self.show(&action, stay_plate.as_deref(), passage.inferred);
+                    return;
+                }
+                Ok(Ok(None)) => {
+                    tracing::info!(lane = %passage.lane, at = passage.at.0, recovered, late = passage.late, "passage queued for the lot node");
                     return;
                 }
                 // Only a database error may pass (busy, I/O); a refused value will be
@@ -858,7 +859,60 @@ impl LaneRuntime {
     }
 }
 
-fn open_stays(store: &Store, placeholders: &HashSet<String>) -> Result<Vec<OpenStay>, StoreError> {
+/// Where the lane task's passages go instead of the local state database (a lane
+/// node's cluster queue; the lot node's ingest, which holds unmatched exits for their
+/// late entries). Blocking; called on the blocking pool. `Ok(Some(..))`: the action
+/// decided and applied here (shown on the status page); `Ok(None)`: taken durably
+/// for elsewhere.
+pub trait PassageSink: Send + Sync {
+    #[allow(clippy::type_complexity)]
+    fn take(
+        &self,
+        passage: &Passage,
+        fees: Option<&dyn FeeSource>,
+    ) -> Result<Option<(StayAction, Option<String>)>, StoreError>;
+}
+
+/// Plans one passage against the open stays and applies it to the state database;
+/// returns the action and, for an exit, the stay's plate (the status page lists an
+/// exit under it). Blocking. The lane task and the lot node's cluster ingest both
+/// apply passages through this one function.
+pub fn plan_and_apply(
+    store: &Store,
+    lane: &LaneConfig,
+    lot: &crate::config::LotConfig,
+    placeholders: &HashSet<String>,
+    fees: Option<&dyn FeeSource>,
+    p: &Passage,
+) -> Result<(StayAction, Option<String>), StoreError> {
+    let open = open_stays(store, placeholders)?;
+    let action = decide(p, lane, lot, &open, fees);
+    apply_planned(store, &action, p)
+}
+
+/// Applies an action planned for `p` (see [`plan_and_apply`]). Blocking.
+pub fn apply_planned(
+    store: &Store,
+    action: &StayAction,
+    p: &Passage,
+) -> Result<(StayAction, Option<String>), StoreError> {
+    apply_action(store, action, Timestamp::now())?;
+    if p.inferred {
+        // A passage partly unseen (device gap): findable by the operator.
+        let plate = p.plate.as_ref().map(|x| x.text.as_str());
+        store.record_lane_note(p.at, Some(&p.lane), "inferred_passage", plate, None)?;
+    }
+    let stay_plate = match action {
+        StayAction::Close { out_order_no, .. } => store.stay(out_order_no)?.map(|s| s.plate_no),
+        _ => None,
+    };
+    Ok((action.clone(), stay_plate))
+}
+
+pub fn open_stays(
+    store: &Store,
+    placeholders: &HashSet<String>,
+) -> Result<Vec<OpenStay>, StoreError> {
     Ok(store
         .open_stays()?
         .into_iter()

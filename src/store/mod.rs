@@ -11,12 +11,14 @@
 //! A database that cannot be read is never recreated: the error names the file and
 //! the service stops, so an operator can restore or inspect it with `sqlite3`.
 
+mod cluster;
 pub mod operator;
 mod order_no;
 mod outbox;
 mod schema;
 mod stays;
 
+pub use cluster::{HeldRow, SeenNode};
 pub use order_no::{SequenceState, allocate as allocate_order_no, format as format_order_no};
 pub use outbox::{
     HeldReport, KindSummary, OutboxItem, OutboxSummary, Outcome, Refusal, StoredImage,

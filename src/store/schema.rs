@@ -117,6 +117,28 @@ const MIGRATIONS: &[&str] = &[
     -- when the platform acknowledged the stay's entry (with or without inner_oder_no)
     ALTER TABLE stays ADD COLUMN entry_acked_at INTEGER;
     "#,
+    // 3: a lot bigger than one PC (src/cluster/): the last passage applied from each
+    // lane node's queue (de-duplication by node and sequence), and exits held for an
+    // entry still on its way from another node.
+    r#"
+    CREATE TABLE cluster_seen (
+        node TEXT NOT NULL,
+        -- the lane node's queue (a new queue file starts a new epoch at sequence 1)
+        epoch TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (node, epoch)
+    ) WITHOUT ROWID;
+    CREATE TABLE cluster_held (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        lane TEXT NOT NULL,
+        -- the passage as the cluster's wire JSON
+        body TEXT NOT NULL,
+        image BLOB,
+        held_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
