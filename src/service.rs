@@ -222,6 +222,10 @@ impl Bridge {
             pipeline.health.clone(),
         )
         .map_err(|e| ServiceError::Cluster(e.to_string()))?;
+        if let Some(c) = &cluster {
+            let view = c.view.clone();
+            ops.0.set_cluster(Arc::new(move || view.status()));
+        }
 
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);

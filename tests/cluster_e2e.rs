@@ -13,7 +13,6 @@
 mod driver_common;
 #[path = "platform_common/mod.rs"]
 mod platform_common;
-#[allow(dead_code)]
 mod process_common;
 
 use driver_common::Mosquitto;

@@ -146,3 +146,45 @@ impl ClusterView {
         v.last_passage_at = Some(v.last_passage_at.map_or(at, |t| t.max(at)));
     }
 }
+
+impl ClusterView {
+    /// What the status page shows (see [`crate::ops::state::ClusterStatus`]).
+    pub fn status(&self) -> crate::ops::state::ClusterStatus {
+        use crate::ops::state::{ClusterLot, ClusterNodeStatus, ClusterStatus};
+        let v = self.get();
+        let seq_of = |node: &str| {
+            v.lot
+                .as_ref()
+                .and_then(|l| l.nodes.iter().find(|n| n.node == node))
+                .map_or(0, |n| n.last_seq)
+        };
+        ClusterStatus {
+            node: v.node.clone(),
+            role: v.role.as_str().to_string(),
+            link_up: v.link_up,
+            link_since: v.link_since,
+            lot: v.lot.as_ref().map(|l| ClusterLot {
+                occupied: l.occupied,
+                total: l.total,
+                free: l.free,
+                at: l.at,
+            }),
+            queue_depth: v.queue.passages,
+            oldest_queued_at: v.queue.oldest_queued_at,
+            last_passage_at: v.last_passage_at,
+            held_exits: v.held_exits,
+            nodes: v
+                .nodes
+                .values()
+                .map(|(h, heard)| ClusterNodeStatus {
+                    node: h.node.clone(),
+                    online: h.online,
+                    queue_depth: h.queue_depth,
+                    last_passage_at: h.last_passage_at,
+                    last_seq: seq_of(&h.node),
+                    heard_at: Some(*heard),
+                })
+                .collect(),
+        }
+    }
+}
