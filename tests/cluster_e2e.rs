@@ -202,19 +202,66 @@ fn lane_section(id: &str) -> String {
 }
 
 fn lot_config(dir: &Path, platform: &str, broker: u16) -> PathBuf {
+    lot_config_with(
+        dir,
+        platform,
+        broker,
+        0,
+        &[],
+        &["entry-1", "exit-1", "entry-2", "exit-2"],
+        &[
+            ("north", &["entry-1", "exit-1"]),
+            ("south", &["entry-2", "exit-2"]),
+        ],
+    )
+}
+
+/// The lot node: every lane of the lot, devices for `own` lanes (cameras on `cams`).
+fn lot_config_with(
+    dir: &Path,
+    platform: &str,
+    broker: u16,
+    cams: u16,
+    own: &[&Lane],
+    all: &[&str],
+    nodes: &[(&str, &[&str])],
+) -> PathBuf {
     let mut t = head(dir, platform);
-    for id in ["entry-1", "exit-1", "entry-2", "exit-2"] {
+    if !own.is_empty() {
+        t.push_str(&format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {cams}\nclient_id = \"cams-lot\"\n\n"
+        ));
+    }
+    for id in all {
         t.push_str(&lane_section(id));
+        if let Some(l) = own.iter().find(|l| l.id == *id) {
+            t.push_str(&devices_section(l));
+        }
     }
     t.push_str(&format!(
-        "[cluster]\nnode = \"lot\"\nrole = \"lot\"\nbroker = {{ host = \"127.0.0.1\", port = {broker} }}\n\n\
-         [[cluster.nodes]]\nname = \"north\"\nlanes = [\"entry-1\", \"exit-1\"]\n\n\
-         [[cluster.nodes]]\nname = \"south\"\nlanes = [\"entry-2\", \"exit-2\"]\n"
+        "[cluster]\nnode = \"lot\"\nrole = \"lot\"\nbroker = {{ host = \"127.0.0.1\", port = {broker} }}\n\n"
     ));
+    for (name, lanes) in nodes {
+        t.push_str(&format!(
+            "[[cluster.nodes]]\nname = \"{name}\"\nlanes = {lanes:?}\n\n"
+        ));
+    }
     let path = dir.join("lot.toml");
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(&path, t).unwrap();
     path
+}
+
+fn devices_section(l: &Lane) -> String {
+    format!(
+        "[[devices]]\nname = \"{id}-io\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"{id}\"\ntcp = \"{addr}\"\n\
+         slave = {SLAVE}\npoll_ms = 20\ndebounce_ms = 20\n\
+         roles = {{ loop_a = \"di1\", loop_b = \"di2\", gate_open = \"di3\", gate_closed = \"di4\" }}\n\n\
+         [[devices]]\nname = \"{id}-cam\"\nprofile = \"vzenith-mqtt\"\nlane = \"{id}\"\ncamera_id = \"{sn}\"\n\n",
+        id = l.id,
+        addr = l.addr,
+        sn = l.camera_sn,
+    )
 }
 
 fn lane_node_config(
@@ -231,15 +278,7 @@ fn lane_node_config(
     ));
     for l in lanes {
         t.push_str(&lane_section(&l.id));
-        t.push_str(&format!(
-            "[[devices]]\nname = \"{id}-io\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = \"{id}\"\ntcp = \"{addr}\"\n\
-             slave = {SLAVE}\npoll_ms = 20\ndebounce_ms = 20\n\
-             roles = {{ loop_a = \"di1\", loop_b = \"di2\", gate_open = \"di3\", gate_closed = \"di4\" }}\n\n\
-             [[devices]]\nname = \"{id}-cam\"\nprofile = \"vzenith-mqtt\"\nlane = \"{id}\"\ncamera_id = \"{sn}\"\n\n",
-            id = l.id,
-            addr = l.addr,
-            sn = l.camera_sn,
-        ));
+        t.push_str(&devices_section(l));
     }
     t.push_str(&format!(
         "[cluster]\nnode = \"{node}\"\nrole = \"lane\"\nbroker = {{ host = \"127.0.0.1\", port = {broker} }}\n"
@@ -590,4 +629,268 @@ async fn cars_crossing_nodes_through_kills_a_broker_restart_and_a_cut_link_are_r
         "{logs}"
     );
     drop(rig.dir);
+}
+
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// BENCHMARKS.md "Multi-PC lot": loop B released → entry accepted by `mock-platform`,
+/// for a passage on a lane node's lane and for one on the lot node's own lane, one car
+/// at a time, alternating, in the same run (`CLUSTER_BENCH_SAMPLES` each, default 30).
+/// Set `PARKING_BRIDGE_BIN`-free: run it with `cargo test --release` to measure a
+/// release build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: cargo test --release --test cluster_e2e -- --ignored --nocapture loop_b"]
+async fn loop_b_to_platform_on_a_lane_node_vs_on_the_lot_node() {
+    let samples: usize = std::env::var("CLUSTER_BENCH_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record.jsonl");
+    let mock = MockProcess::recording(&record, &["--parking-lot-no", LOT]);
+    let cams = Mosquitto::start();
+    let site = Mosquitto::start();
+    let remote = start_lane("entry-1", cams.port).await;
+    let local = start_lane("entry-3", cams.port).await;
+    for l in [&remote, &local] {
+        // Gate closed at rest, opened per car: the usual sequence.
+        l.modbus.set_input(SLAVE, DI_GATE_OPEN, false);
+        l.modbus.set_input(SLAVE, DI_GATE_CLOSED, true);
+    }
+    let base = mock.base_url();
+    let lot_cfg = lot_config_with(
+        &dir.path().join("lot"),
+        &base,
+        site.port,
+        cams.port,
+        &[&local],
+        &["entry-1", "entry-3"],
+        &[("north", &["entry-1"])],
+    );
+    let north_cfg = lane_node_config(
+        &dir.path().join("north"),
+        &base,
+        "north",
+        site.port,
+        cams.port,
+        &[&remote],
+    );
+    let mut lot = Node::start(&lot_cfg, &dir.path().join("lot.log"));
+    let mut north = Node::start(&north_cfg, &dir.path().join("north.log"));
+    wait_until_ready(&mut lot, &[&local]).await;
+    wait_until_ready(&mut north, &[&remote]).await;
+    let hold = Duration::from_millis(150);
+    let mut on_lane_node = Vec::new();
+    let mut on_lot_node = Vec::new();
+    for i in 0..2 * samples {
+        let (lane, out) = if i % 2 == 0 {
+            (&remote, &mut on_lane_node)
+        } else {
+            (&local, &mut on_lot_node)
+        };
+        let plate = format!("闽C{:05}", 30_000 + i);
+        let _ = lane.camera.publish_plate(&plate, 1, None, false).await;
+        tokio::time::sleep(hold).await;
+        for (bit, on) in [
+            (DI_LOOP_A, true),
+            (DI_GATE_OPEN, true),
+            (DI_LOOP_B, true),
+            (DI_LOOP_A, false),
+        ] {
+            lane.modbus.set_input(SLAVE, bit, on);
+            if bit == DI_GATE_OPEN {
+                lane.modbus.set_input(SLAVE, DI_GATE_CLOSED, false);
+            }
+            tokio::time::sleep(hold).await;
+        }
+        lane.modbus.set_input(SLAVE, DI_LOOP_B, false);
+        let released = parking_bridge::time::Timestamp::now().millis();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let accepted = loop {
+            let acc = read_record(&record);
+            if let Some((_, _, at)) = acc.entries.values().find(|e| e.0 == plate) {
+                break *at;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "car {i} not accepted in time\n{}\n{}",
+                lot.log_text(),
+                north.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        out.push(accepted - released);
+        lane.modbus.set_input(SLAVE, DI_GATE_OPEN, false);
+        lane.modbus.set_input(SLAVE, DI_GATE_CLOSED, true);
+        tokio::time::sleep(hold).await;
+    }
+    assert!(lot.stop() && north.stop());
+    for (name, v) in [
+        ("lane node", &mut on_lane_node),
+        ("lot node", &mut on_lot_node),
+    ] {
+        v.sort_unstable();
+        println!(
+            "loop B released on the {name} → entry accepted by mock-platform: {} cars, p50 {} ms, p99 {} ms, min {} ms, max {} ms",
+            v.len(),
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            v[0],
+            v[v.len() - 1]
+        );
+    }
+    println!(
+        "lane node / lot node p50 ratio: {:.2}",
+        percentile(&on_lane_node, 0.5) as f64 / percentile(&on_lot_node, 0.5).max(1) as f64
+    );
+}
+
+/// BENCHMARKS.md "Multi-PC lot": a lane node's queue after a broker outage of
+/// `CLUSTER_BENCH_OUTAGE_S` (default 600) at 4 passages/s with snapshots — queued
+/// while the broker was away (in-process: the queue filled directly, as the lane
+/// task would), then drained through a real mosquitto into a lot node's ingest (each
+/// passage committed and acknowledged). Prints the drain rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: cargo test --release --test cluster_e2e -- --ignored --nocapture drain"]
+async fn lane_node_queue_drain_after_a_broker_outage() {
+    use parking_bridge::cluster::ingest::LotIngest;
+    use parking_bridge::cluster::link::{LaneLink, LotLink};
+    use parking_bridge::cluster::queue::LaneQueue;
+    use parking_bridge::cluster::view::ClusterView;
+    use parking_bridge::cluster::wire::Topics;
+    use parking_bridge::config::Direction;
+    use parking_bridge::config::cluster::NodeRole;
+    use parking_bridge::lane::machine::{Passage, PassageCase, PassagePlate};
+    use parking_bridge::time::Timestamp;
+    let outage_s: u64 = std::env::var("CLUSTER_BENCH_OUTAGE_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let n = outage_s * 4;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start();
+    let lot_cfg = lot_config_with(
+        &dir.path().join("lot"),
+        "https://127.0.0.1:9",
+        broker.port,
+        0,
+        &[],
+        &["entry-1", "exit-1"],
+        &[("north", &["entry-1", "exit-1"])],
+    );
+    let lot_site = parking_bridge::config::SiteConfig::load(&lot_cfg).unwrap();
+    let store = Arc::new(parking_bridge::store::Store::open_site(&lot_site).unwrap());
+    let ingest = Arc::new(LotIngest::new(&lot_site, store.clone()));
+    let queue = Arc::new(LaneQueue::open(&dir.path().join("north"), 4 << 30).unwrap());
+    let snapshot = Arc::new(
+        parking_bridge::sim::picture::snapshot_jpeg(
+            1920,
+            1080,
+            parking_bridge::plate::PlateColor::Blue,
+            1,
+        )
+        .unwrap(),
+    );
+    // The outage: 4 passages/s (half entries, half the same cars' exits) queued.
+    let t0 = 1_700_000_000_000i64;
+    let fill = Instant::now();
+    for i in 0..n as i64 {
+        let car = i / 2;
+        let exit = i % 2 == 1;
+        let at = Timestamp(t0 + i * 250);
+        let p = Passage {
+            lane: if exit { "exit-1" } else { "entry-1" }.to_string(),
+            direction: if exit {
+                Direction::Exit
+            } else {
+                Direction::Entry
+            },
+            at,
+            cleared_at: at,
+            plate: Some(PassagePlate {
+                text: format!("闽D{:05}", car % 100_000),
+                color: parking_bridge::plate::PlateColor::Blue,
+                confidence: Some(90),
+                read_at: at,
+            }),
+            case: PassageCase::Normal,
+            tailgate: false,
+            inferred: false,
+            trailer: false,
+            tractor: None,
+            snapshot: Some(snapshot.clone()),
+            snapshot_len: Some(snapshot.len()),
+            late: false,
+        };
+        queue.enqueue(&p, at).unwrap();
+    }
+    let fill_s = fill.elapsed().as_secs_f64();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let topics = Topics::new("parking-bridge", LOT);
+    let opts = |id: &str| rumqttc::MqttOptions::new(id, "127.0.0.1", broker.port);
+    let lot_task = tokio::spawn(
+        LotLink {
+            options: opts("bench-lot"),
+            topics: topics.clone(),
+            node: "lot".into(),
+            lot_no: LOT.into(),
+            ingest,
+            view: ClusterView::new("lot", NodeRole::Lot),
+            health: Default::default(),
+        }
+        .run(stop_rx.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The broker is back: the lane node connects and drains.
+    let started = Instant::now();
+    let lane_task = tokio::spawn(
+        LaneLink {
+            options: opts("bench-north"),
+            topics,
+            node: "north".into(),
+            lanes: vec!["entry-1".into(), "exit-1".into()],
+            queue: queue.clone(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            view: ClusterView::new("north", NodeRole::Lane),
+            health: Default::default(),
+        }
+        .run(stop_rx),
+    );
+    let deadline = Instant::now() + Duration::from_secs(3600);
+    loop {
+        let q = queue.clone();
+        let depth = tokio::task::spawn_blocking(move || q.depth().unwrap())
+            .await
+            .unwrap();
+        if depth.passages == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "queue not drained: {depth:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        let _ = lane_task.await;
+        let _ = lot_task.await;
+    })
+    .await;
+    let occ = store.occupancy().unwrap();
+    assert_eq!(occ.occupied, 0, "every car in and out once");
+    assert_eq!(
+        store.list_stays(false, 1_000_000).unwrap().len() as u64,
+        n / 2
+    );
+    println!(
+        "outage {outage_s} s at 4 passages/s: {n} passages with {} KB snapshots queued in {fill_s:.1} s ({:.0}/s); \
+         drained in {secs:.1} s = {:.1} passages/s ({:.1} MB/s), {:.1}× the arrival rate",
+        snapshot.len() / 1024,
+        n as f64 / fill_s.max(0.001),
+        n as f64 / secs,
+        n as f64 * snapshot.len() as f64 / secs / 1e6,
+        n as f64 / secs / 4.0
+    );
 }
