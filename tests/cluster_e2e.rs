@@ -787,8 +787,8 @@ async fn lane_node_queue_drain_after_a_broker_outage() {
     let queue = Arc::new(LaneQueue::open(&dir.path().join("north"), 4 << 30).unwrap());
     let snapshot = Arc::new(
         parking_bridge::sim::picture::snapshot_jpeg(
-            1920,
-            1080,
+            1280,
+            720,
             parking_bridge::plate::PlateColor::Blue,
             1,
         )
