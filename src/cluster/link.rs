@@ -485,3 +485,88 @@ async fn work(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SiteConfig;
+    use crate::config::cluster::NodeRole;
+    use crate::uploader::heartbeat::status;
+
+    fn lot_link(dir: &std::path::Path) -> LotLink {
+        let text = format!(
+            "[platform]\nbase_url = \"https://host\"\napp_id = \"ae145d83e56cb332\"\napp_secret = \"bb0873ce314c42f7\"\n\n\
+             [lot]\nparking_lot_no = \"P1\"\ntotal_spaces = 10\n\n[storage]\ndir = {:?}\n\n\
+             [[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"E1\"\n\n\
+             [cluster]\nnode = \"lot\"\nrole = \"lot\"\nbroker = {{ host = \"127.0.0.1\" }}\n\n\
+             [[cluster.nodes]]\nname = \"north\"\nlanes = [\"entry-1\"]\n",
+            dir.display().to_string()
+        );
+        let site = SiteConfig::from_toml(&text, std::path::Path::new("lot.toml")).unwrap();
+        let store = Arc::new(crate::store::Store::open(dir, &site.lot).unwrap());
+        LotLink {
+            options: MqttOptions::new("t", "127.0.0.1", 1),
+            topics: Topics::new("parking-bridge", "P1"),
+            node: "lot".into(),
+            lot_no: "P1".into(),
+            ingest: Arc::new(LotIngest::new(&site, store)),
+            view: ClusterView::new("lot", NodeRole::Lot),
+            health: Health::new(),
+        }
+    }
+
+    fn health(online: bool, up: bool, since: Timestamp) -> Vec<u8> {
+        serde_json::to_vec(&NodeHealth {
+            v: VERSION,
+            node: "north".into(),
+            online,
+            at: since,
+            lanes: vec!["entry-1".into()],
+            queue_depth: 3,
+            oldest_queued_at: None,
+            last_passage_at: None,
+            devices: if online {
+                vec![WireDevice {
+                    name: "entry-1-io".into(),
+                    lane: "entry-1".into(),
+                    up,
+                    since,
+                }]
+            } else {
+                Vec::new()
+            },
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_heartbeat_says_lost_for_a_lane_nodes_lane_by_the_usual_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = lot_link(dir.path());
+        let now = Timestamp::now();
+        // North's only device of entry-1 answers: alive.
+        link.on_node(&health(true, true, Timestamp(now.0 - 600_000)));
+        assert_eq!(status(&link.health, now, 120_000), "alive");
+        assert_eq!(link.view.get().nodes["north"].0.queue_depth, 3);
+        // It has been down for 5 minutes (past lane_lost_after_secs = 120): lost.
+        link.on_node(&health(true, false, Timestamp(now.0 - 300_000)));
+        assert_eq!(status(&link.health, now, 120_000), "lost");
+        // Back up, then the whole node goes offline (the broker's will): its devices
+        // are down from now, so lost only once the usual threshold has passed.
+        link.on_node(&health(true, true, Timestamp(now.0 - 1_000)));
+        assert_eq!(status(&link.health, now, 120_000), "alive");
+        link.on_node(&health(false, false, Timestamp(0)));
+        assert!(!link.view.get().nodes["north"].0.online);
+        assert_eq!(
+            link.view.get().nodes["north"].0.queue_depth,
+            3,
+            "the will keeps the last figures"
+        );
+        let later = Timestamp::now();
+        assert_eq!(status(&link.health, later, 120_000), "alive");
+        assert_eq!(
+            status(&link.health, Timestamp(later.0 + 121_000), 120_000),
+            "lost"
+        );
+    }
+}
