@@ -216,16 +216,6 @@ impl Bridge {
         } else {
             vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()]
         };
-        let cluster = crate::cluster::start(
-            &pipeline.config,
-            pipeline.store.clone(),
-            pipeline.health.clone(),
-        )
-        .map_err(|e| ServiceError::Cluster(e.to_string()))?;
-        if let Some(c) = &cluster {
-            let view = c.view.clone();
-            ops.0.set_cluster(Arc::new(move || view.status()));
-        }
 
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);
@@ -236,6 +226,21 @@ impl Bridge {
         let feeds = crate::lane::feeds::spawn(&pipeline.config)
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
         background.extend(feeds.task);
+        // A multi-PC lot: this node's link, and where its passages go.
+        let cluster = crate::cluster::start(
+            &pipeline.config,
+            pipeline.store.clone(),
+            pipeline.health.clone(),
+            feeds
+                .fees
+                .clone()
+                .map(|f| f as Arc<dyn crate::lane::fees::FeeSource>),
+        )
+        .map_err(|e| ServiceError::Cluster(e.to_string()))?;
+        if let Some(c) = &cluster {
+            let view = c.view.clone();
+            ops.0.set_cluster(Arc::new(move || view.status()));
+        }
         // The lane task ends when every driver has stopped (the channel closes), after
         // settling what it still holds. Its loop turns at least once a minute (its
         // expiry check).

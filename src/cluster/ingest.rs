@@ -11,7 +11,7 @@
 //! A crash between applying a passage and recording it is caught by finding the
 //! passage in the stays ([`Store::passage_in_stays`]), as the lane task's restart does.
 
-use super::late::{Resolution, is_unmatched, resolve};
+use super::late::{Resolution, Waiting, is_unmatched, resolve};
 use super::wire::{PassageMsg, WirePassage};
 use crate::config::{LaneConfig, LotConfig, SiteConfig};
 use crate::lane::fees::FeeSource;
@@ -57,6 +57,8 @@ pub struct LotIngest {
     placeholders: HashSet<String>,
     node: String,
     window_ms: i64,
+    /// The lot's pay-system fees (`lot.fee_mqtt`), for every node's exits.
+    fees: Option<Arc<dyn FeeSource>>,
     /// One passage at a time: a plan is made against the open stays it then changes.
     lock: Mutex<()>,
 }
@@ -86,8 +88,15 @@ impl LotIngest {
                 .collect(),
             node,
             window_ms,
+            fees: None,
             lock: Mutex::new(()),
         }
+    }
+
+    /// Prices exits with the lot's pay-system feed where it answers.
+    pub fn with_fees(mut self, fees: Option<Arc<dyn FeeSource>>) -> Self {
+        self.fees = fees;
+        self
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -129,7 +138,15 @@ impl LotIngest {
                 .cluster_mark_seen(origin.0, origin.1, origin.2, now)?;
             return Ok((Ingested::Duplicate, msg.seq));
         }
-        let out = self.place(Some(origin), &msg.node, &p, &msg.passage, None, now)?;
+        let fees = self.fees.clone();
+        let out = self.place(
+            Some(origin),
+            &msg.node,
+            &p,
+            &msg.passage,
+            fees.as_deref(),
+            now,
+        )?;
         Ok((out.0, msg.seq))
     }
 
@@ -191,8 +208,12 @@ impl LotIngest {
                 continue;
             };
             let open = open_stays(&self.store, &self.placeholders)?;
+            let wait = Waiting {
+                since: row.held_at,
+                window_ms: self.window_ms,
+            };
             let (action, how) =
-                match resolve(&p, row.held_at, lane, &self.lot, &open, now, self.window_ms) {
+                match resolve(&p, wait, lane, &self.lot, &open, self.fees.as_deref(), now) {
                     Resolution::Wait => continue,
                     Resolution::Matched(a) => (a, "matched its late entry"),
                     Resolution::Expired(a) => {

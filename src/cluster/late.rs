@@ -10,6 +10,7 @@
 //! entered after the exit is a later visit, not the one that left.
 
 use crate::config::{LaneConfig, LotConfig};
+use crate::lane::fees::FeeSource;
 use crate::lane::machine::Passage;
 use crate::lane::stays::{OpenStay, StayAction, decide};
 use crate::time::Timestamp;
@@ -33,23 +34,33 @@ pub enum Resolution {
     Expired(StayAction),
 }
 
-/// Plans a (new or waiting) exit `held_at` the moment the lot node got it.
+/// How long an exit may wait: from when the lot node got it, for `window_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    pub since: Timestamp,
+    pub window_ms: i64,
+}
+
+/// Plans a (new or waiting) exit.
 pub fn resolve(
     exit: &Passage,
-    held_at: Timestamp,
+    wait: Waiting,
     lane: &LaneConfig,
     lot: &LotConfig,
     open: &[OpenStay],
+    fees: Option<&dyn FeeSource>,
     now: Timestamp,
-    window_ms: i64,
 ) -> Resolution {
+    let Waiting {
+        since: held_at,
+        window_ms,
+    } = wait;
     let earlier: Vec<OpenStay> = open
         .iter()
         .filter(|s| s.entered_at <= exit.at)
         .cloned()
         .collect();
-    // Fees from the tariff: a pay terminal's charge stays with its own node.
-    let action = decide(exit, lane, lot, &earlier, None);
+    let action = decide(exit, lane, lot, &earlier, fees);
     if !is_unmatched(&action) {
         Resolution::Matched(action)
     } else if now.0 >= held_at.0.saturating_add(window_ms) {
@@ -67,6 +78,13 @@ mod tests {
     use crate::plate::{CarType, PlateColor};
 
     const MIN: i64 = 60_000;
+
+    fn wait(since: i64, window_ms: i64) -> Waiting {
+        Waiting {
+            since: Timestamp(since),
+            window_ms,
+        }
+    }
 
     fn lot() -> LotConfig {
         toml::from_str("parking_lot_no = \"P1\"\ntotal_spaces = 10\n").unwrap()
@@ -120,13 +138,35 @@ mod tests {
         let (lane, lot) = (exit_lane(), lot());
         let other = [stay("闽B99999", t0 - MIN)];
         assert_eq!(
-            resolve(&x, held_at, &lane, &lot, &other, held_at, 10 * MIN),
+            resolve(
+                &x,
+                Waiting {
+                    since: held_at,
+                    window_ms: 10 * MIN
+                },
+                &lane,
+                &lot,
+                &other,
+                None,
+                held_at
+            ),
             Resolution::Wait
         );
         // Two minutes later the entry arrives and opens its stay.
         let now = Timestamp(t0 + 32 * MIN);
         let open = [other[0].clone(), stay("闽A12345", t0)];
-        match resolve(&x, held_at, &lane, &lot, &open, now, 10 * MIN) {
+        match resolve(
+            &x,
+            Waiting {
+                since: held_at,
+                window_ms: 10 * MIN,
+            },
+            &lane,
+            &lot,
+            &open,
+            None,
+            now,
+        ) {
             Resolution::Matched(StayAction::Close { out_order_no, exit }) => {
                 assert_eq!(out_order_no, "P1-闽A12345");
                 assert_eq!(exit.away_time, x.at, "reported at the exit's own time");
@@ -143,11 +183,33 @@ mod tests {
         let (lane, lot) = (exit_lane(), lot());
         let before = Timestamp(held_at.0 + 10 * MIN - 1);
         assert_eq!(
-            resolve(&x, held_at, &lane, &lot, &[], before, 10 * MIN),
+            resolve(
+                &x,
+                Waiting {
+                    since: held_at,
+                    window_ms: 10 * MIN
+                },
+                &lane,
+                &lot,
+                &[],
+                None,
+                before
+            ),
             Resolution::Wait
         );
         let at = Timestamp(held_at.0 + 10 * MIN);
-        match resolve(&x, held_at, &lane, &lot, &[], at, 10 * MIN) {
+        match resolve(
+            &x,
+            Waiting {
+                since: held_at,
+                window_ms: 10 * MIN,
+            },
+            &lane,
+            &lot,
+            &[],
+            None,
+            at,
+        ) {
             Resolution::Expired(StayAction::UnmatchedExit { lane, plate_no, at }) => {
                 assert_eq!(lane, "exit-2");
                 assert_eq!(plate_no.as_deref(), Some("闽A12345"));
@@ -157,7 +219,18 @@ mod tests {
         }
         // A window of 0 is today's rule at once.
         assert!(matches!(
-            resolve(&x, held_at, &lane, &lot, &[], held_at, 0),
+            resolve(
+                &x,
+                Waiting {
+                    since: held_at,
+                    window_ms: 0
+                },
+                &lane,
+                &lot,
+                &[],
+                None,
+                held_at
+            ),
             Resolution::Expired(_)
         ));
     }
@@ -170,12 +243,12 @@ mod tests {
         assert_eq!(
             resolve(
                 &x,
-                Timestamp(t0),
+                wait(t0, 10 * MIN),
                 &exit_lane(),
                 &lot(),
                 &later,
-                Timestamp(t0 + MIN),
-                10 * MIN
+                None,
+                Timestamp(t0 + MIN)
             ),
             Resolution::Wait
         );

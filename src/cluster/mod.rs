@@ -65,11 +65,13 @@ impl ClusterNode {
 
 /// Starts this node's part when the site config has `[cluster]`. `health` is the
 /// pipeline's device health (a lane node publishes its devices'; the lot node mirrors
-/// every node's into it for the heartbeat).
+/// every node's into it for the heartbeat); `fees` the lot's pay-system feed, which
+/// the lot node applies to every node's exits.
 pub fn start(
     site: &SiteConfig,
     store: Arc<Store>,
     health: Health,
+    fees: Option<Arc<dyn crate::lane::fees::FeeSource>>,
 ) -> Result<Option<ClusterNode>, ClusterError> {
     let Some(c) = &site.cluster else {
         return Ok(None);
@@ -107,7 +109,7 @@ pub fn start(
             }))
         }
         NodeRole::Lot => {
-            let ingest = Arc::new(ingest::LotIngest::new(site, store));
+            let ingest = Arc::new(ingest::LotIngest::new(site, store).with_fees(fees));
             tracing::info!(node = %c.node, nodes = c.nodes.len(), late_match_secs = c.late_match_secs, "lot node: applying the passages of every node");
             let link = link::LotLink {
                 options,

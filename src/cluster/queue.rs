@@ -114,13 +114,16 @@ impl LaneQueue {
                  at INTEGER NOT NULL,
                  cleared_at INTEGER NOT NULL,
                  body TEXT NOT NULL,
-                 image BLOB,
+                 -- size of the snapshot kept in `images` (0: none, or dropped)
                  bytes INTEGER NOT NULL DEFAULT 0,
                  queued_at INTEGER NOT NULL,
                  acked_at INTEGER,
                  UNIQUE (lane, at, cleared_at)
              );
-             CREATE INDEX IF NOT EXISTS queue_unacked ON queue (seq) WHERE acked_at IS NULL;",
+             CREATE INDEX IF NOT EXISTS queue_unacked ON queue (seq) WHERE acked_at IS NULL;
+             -- Snapshots apart from the rows, so that scanning the queue (budget, depth)
+             -- never reads image pages.
+             CREATE TABLE IF NOT EXISTS images (seq INTEGER PRIMARY KEY, data BLOB NOT NULL);",
         )
         .map_err(open_err)?;
         let epoch: Option<String> = tx
@@ -191,30 +194,35 @@ impl LaneQueue {
                 return Ok(None);
             }
             tx.execute(
-                "INSERT INTO queue (lane, at, cleared_at, body, image, bytes, queued_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![p.lane, p.at.0, p.cleared_at.0, body, image, bytes, now.0],
+                "INSERT INTO queue (lane, at, cleared_at, body, bytes, queued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![p.lane, p.at.0, p.cleared_at.0, body, bytes, now.0],
             )?;
             let seq = tx.last_insert_rowid();
+            if let Some(img) = image {
+                tx.execute(
+                    "INSERT INTO images (seq, data) VALUES (?1, ?2)",
+                    params![seq, img],
+                )?;
+            }
             // Images first, oldest first, until the queue fits its budget again.
             let mut used: i64 = tx.query_row(
-                "SELECT COALESCE(SUM(bytes), 0) FROM queue WHERE image IS NOT NULL",
+                "SELECT COALESCE(SUM(bytes), 0) FROM queue WHERE acked_at IS NULL",
                 [],
                 |r| r.get(0),
             )?;
             while used > budget {
                 let oldest: Option<(i64, i64)> = tx
                     .query_row(
-                        "SELECT seq, bytes FROM queue WHERE image IS NOT NULL ORDER BY seq LIMIT 1",
+                        "SELECT seq, bytes FROM queue WHERE acked_at IS NULL AND bytes > 0
+                         ORDER BY seq LIMIT 1",
                         [],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?;
                 let Some((s, b)) = oldest else { break };
-                tx.execute(
-                    "UPDATE queue SET image = NULL, bytes = 0 WHERE seq = ?1",
-                    [s],
-                )?;
+                tx.execute("UPDATE queue SET bytes = 0 WHERE seq = ?1", [s])?;
+                tx.execute("DELETE FROM images WHERE seq = ?1", [s])?;
                 tracing::warn!(
                     seq = s,
                     bytes = b,
@@ -230,8 +238,9 @@ impl LaneQueue {
     pub fn window(&self, after: i64, limit: usize) -> Result<Vec<Queued>, QueueError> {
         let conn = self.lock();
         let mut st = conn.prepare(
-            "SELECT seq, queued_at, body, image FROM queue
-             WHERE acked_at IS NULL AND seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT q.seq, q.queued_at, q.body, i.data FROM queue q
+             LEFT JOIN images i ON i.seq = q.seq
+             WHERE q.acked_at IS NULL AND q.seq > ?1 ORDER BY q.seq LIMIT ?2",
         )?;
         let rows = st
             .query_map(params![after, limit as i64], |r| {
@@ -264,10 +273,11 @@ impl LaneQueue {
     pub fn ack_upto(&self, upto: i64, now: Timestamp) -> Result<usize, QueueError> {
         self.write(|tx| {
             let n = tx.execute(
-                "UPDATE queue SET acked_at = ?2, image = NULL, bytes = 0
+                "UPDATE queue SET acked_at = ?2, bytes = 0
                  WHERE acked_at IS NULL AND seq <= ?1",
                 params![upto, now.0],
             )?;
+            tx.execute("DELETE FROM images WHERE seq <= ?1", [upto])?;
             tx.execute(
                 "DELETE FROM queue WHERE acked_at IS NOT NULL AND acked_at < ?1",
                 [now.0 - TOMBSTONE_MS],

@@ -138,6 +138,9 @@ const MIGRATIONS: &[&str] = &[
         image BLOB,
         held_at INTEGER NOT NULL
     );
+    -- Finding a passage applied but not yet recorded as such (a crash in between).
+    CREATE INDEX stays_by_entered_at ON stays (entered_at);
+    CREATE INDEX stays_by_exited_at ON stays (exited_at) WHERE exited_at IS NOT NULL;
     "#,
 ];
 
