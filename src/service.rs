@@ -331,11 +331,14 @@ const EVENT_QUEUE: usize = 4096;
 /// Runs the service until SIGINT or SIGTERM. Stopping at any moment is safe: all
 /// state is in the store, and an unanswered report is sent again at the next start.
 pub async fn run(config: SiteConfig) -> Result<(), ServiceError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a stop requested while the bridge starts (systemd, an operator)
+    // then waits for the start and stops cleanly, instead of killing it half-started.
+    let mut term = signal(SignalKind::terminate()).map_err(ServiceError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signal)?;
     let bridge = Bridge::start(config).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServiceError::Signal)?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = int.recv() => tracing::info!("interrupted; stopping"),
         _ = term.recv() => tracing::info!("terminated; stopping"),
     }
     bridge.stop().await;

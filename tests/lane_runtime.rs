@@ -73,6 +73,18 @@ fn lane_passages(lane: &str, case: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A per-lane metric `family{lane}` from the process's registry, as `/metrics` shows it.
+fn lane_metric(family: &str, lane: &str) -> f64 {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap();
+    let prefix = format!(r#"{family}{{lane="{lane}"}} "#);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn ev(lane: &str, device: &str, at: i64, kind: EventKind) -> RawEvent {
     RawEvent {
         lane: lane.into(),
@@ -326,6 +338,7 @@ async fn a_vehicle_under_the_barrier_when_the_task_dies_is_reported_with_its_pla
  {
     let dir = tempfile::tempdir().unwrap();
     let (config, store) = site_and_store(dir.path());
+    let gaps_before = lane_metric("parking_bridge_lane_restart_gaps_total", "in-lg");
     let t0 = Timestamp::now().0 - 3_300;
     // Read, on A, under the barrier (A and B): then the process dies.
     let (before, after) = split(vehicle("in-lg", Some("闽A12345"), t0), 3);
@@ -364,6 +377,13 @@ async fn a_vehicle_under_the_barrier_when_the_task_dies_is_reported_with_its_pla
     assert!(!gap.clean_stop, "{gap:?}");
     assert_eq!(gap.resumed, "under_barrier");
     assert!(gap.from.0 >= t0 + 1300, "{gap:?}");
+    // /metrics counts the gap and shows its length.
+    assert!(lane_metric("parking_bridge_lane_restart_gaps_total", "in-lg") > gaps_before);
+    let seconds = lane_metric("parking_bridge_lane_last_gap_seconds", "in-lg");
+    assert!(
+        seconds > 0.0 && seconds < 60.0,
+        "last gap {seconds} s: {gap:?}"
+    );
 
     // A third start applies nothing again.
     let (tx, task) = start(&config, &store, dir.path());
@@ -473,6 +493,7 @@ async fn a_passage_seen_but_not_applied_before_a_kill_is_applied_at_start() {
     }
     drop(journal);
 
+    let recovered_before = lane_metric("parking_bridge_lane_recovered_passages_total", "in-lg");
     let (tx, task) = start(&config, &store, dir.path());
     wait_until(
         "the unapplied passage is not applied",
@@ -491,6 +512,76 @@ async fn a_passage_seen_but_not_applied_before_a_kill_is_applied_at_start() {
             .any(|l| l.contains("\"mark\":\"applied\"") && l.contains("\"recovered\":true")),
         "{text}"
     );
+    assert_eq!(
+        lane_metric("parking_bridge_lane_recovered_passages_total", "in-lg") - recovered_before,
+        1.0
+    );
+}
+
+/// A vehicle followed at a restart that leaves without a passage (it backed off loop A
+/// in the blind interval) cannot be accounted for: the gap says so and /metrics counts it.
+#[tokio::test]
+async fn a_vehicle_followed_at_a_restart_that_leaves_without_a_passage_is_counted_unresolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let before = lane_metric("parking_bridge_lane_unresolved_total", "out-lg");
+    let t0 = Timestamp::now().0 - 1_000;
+    // An unread car on loop A of the exit lane, the barrier closed; the process dies.
+    let (tx, task) = start(&config, &store, dir.path());
+    tx.send(ev(
+        "out-lg",
+        "io",
+        t0 - 1,
+        EventKind::Gate {
+            position: parking_bridge::event::GatePosition::Closed,
+        },
+    ))
+    .await
+    .unwrap();
+    tx.send(ev(
+        "out-lg",
+        "io",
+        t0,
+        EventKind::Loop {
+            which: LoopId::A,
+            occupied: true,
+        },
+    ))
+    .await
+    .unwrap();
+    journalled(dir.path(), 2).await;
+    task.abort();
+    let _ = task.await;
+    drop(tx);
+    // After the restart, loop A is free and B never was occupied: no passage.
+    let (tx, task) = start(&config, &store, dir.path());
+    tx.send(ev(
+        "out-lg",
+        "io",
+        Timestamp::now().0,
+        EventKind::Loop {
+            which: LoopId::A,
+            occupied: false,
+        },
+    ))
+    .await
+    .unwrap();
+    finish(tx, task, Duration::from_secs(5)).await;
+    let gaps = parking_bridge::lane::journal::read_gaps(&dir.path().join("journal")).unwrap();
+    let gap = gaps
+        .iter()
+        .find(|g| g.lane == "out-lg")
+        .expect("a gap for out-lg");
+    assert_eq!(gap.unresolved.len(), 1, "{gap:?}");
+    assert!(
+        gap.unresolved[0].contains("left without a passage"),
+        "{gap:?}"
+    );
+    assert_eq!(
+        lane_metric("parking_bridge_lane_unresolved_total", "out-lg") - before,
+        1.0
+    );
+    assert!(store.list_stays(false, 10).unwrap().is_empty());
 }
 
 /// Issue 18 in the real store: a re-entering plate's orphaned stay gets an exit report
@@ -648,4 +739,32 @@ fn the_gaps_command_lists_each_restart_gap_with_its_cause_and_outcome() {
     ] {
         assert!(row.contains(want), "{want:?} missing: {row}");
     }
+}
+
+/// A recognition a camera stored while it could not push, arriving an hour late on a
+/// lane with loops: set aside (no stay), journalled, and counted in /metrics.
+#[tokio::test]
+async fn a_late_read_older_than_the_plate_window_on_a_loop_lane_is_set_aside_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let family = "parking_bridge_lane_late_reads_set_aside_total";
+    let before = lane_metric(family, "in-lg");
+    let (tx, task) = start(&config, &store, dir.path());
+    let now = Timestamp::now();
+    let mut read = PlateRead::text("闽A77777", PlateColor::Blue);
+    read.late = true;
+    read.device_time = Some(Timestamp(now.0 - 3_600_000));
+    tx.send(ev("in-lg", "cam", now.0, EventKind::Plate(read)))
+        .await
+        .unwrap();
+    journalled(dir.path(), 1).await;
+    wait_until(
+        "the late read is counted",
+        Duration::from_millis(10),
+        || lane_metric(family, "in-lg") > before,
+    )
+    .await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    assert_eq!(lane_metric(family, "in-lg") - before, 1.0);
+    assert!(store.list_stays(false, 10).unwrap().is_empty());
 }

@@ -1420,6 +1420,8 @@ mod tests {
     #[test]
     fn a_vehicle_behind_a_device_gap_is_inferred_from_the_evidence_or_counted_undecided() {
         let mut m = lane(DetectionLayout::LoopsGate);
+        let exported = |outcome: &str| BLIND_MOMENTS.with_label_values(&["l", outcome]).get();
+        let (inferred_before, undecided_before) = (exported("inferred"), exported("undecided"));
         // Read car on A, gate open; 1 s gap; after it A is free and the gate closed.
         let out = feed(
             &mut m,
@@ -1457,6 +1459,9 @@ mod tests {
                 reset: 0
             }
         );
+        // /metrics has them too (≥: other tests of this binary use lane "l" as threads).
+        assert!(exported("inferred") > inferred_before);
+        assert!(exported("undecided") > undecided_before);
         // A vehicle seen live long after the gap is not flagged.
         let out = feed(&mut m, &pass_without_read(30_000));
         assert!(out.is_empty());

@@ -68,6 +68,8 @@ struct Inner {
     /// A node of a multi-PC lot: what it knows of the lot (given by the cluster
     /// module, which sits above ops).
     cluster: Mutex<Option<ClusterSource>>,
+    /// `[camera_push] listen` and the push cameras, when there are any.
+    push: Option<(String, Vec<crate::driver::http_push::PushCameraInfo>)>,
 }
 
 /// Reads a cluster node's view of its lot.
@@ -264,6 +266,20 @@ pub struct StatusView {
     pub store_error: Option<String>,
     /// This node's multi-PC lot (`[cluster]`).
     pub cluster: Option<ClusterStatus>,
+    /// The push receiver's address and its cameras with what each delivered.
+    pub push: Option<PushView>,
+}
+
+/// The camera push card: where the receiver listens, each camera with what it
+/// delivered, and the refusals (which cannot be told apart by camera).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushView {
+    pub listen: String,
+    pub cameras: Vec<(
+        crate::driver::http_push::PushCameraInfo,
+        crate::driver::http_push::PushCounts,
+    )>,
+    pub refusals: Vec<(&'static str, u64)>,
 }
 
 impl OpsState {
@@ -314,6 +330,13 @@ impl OpsState {
             }
         }
         let (ready, _) = tokio::sync::watch::channel(false);
+        // Profiles only name each push camera's vendor here; the drivers report a
+        // missing one at start.
+        let push = config.camera_push.as_ref().and_then(|p| {
+            let profiles = crate::driver::load_profiles(config).unwrap_or_default();
+            let cameras = crate::driver::http_push::push_cameras(config, &profiles);
+            (!cameras.is_empty()).then(|| (p.listen.clone(), cameras))
+        });
         OpsState {
             inner: Arc::new(Inner {
                 lot_no: config.lot.parking_lot_no.clone(),
@@ -333,6 +356,7 @@ impl OpsState {
                 liveness: Mutex::new(Vec::new()),
                 ready,
                 cluster: Mutex::new(None),
+                push,
             }),
         }
     }
@@ -744,6 +768,14 @@ impl OpsState {
             held: data.held,
             store_error: data.store_error.clone(),
             cluster,
+            push: self.inner.push.as_ref().map(|(listen, cameras)| PushView {
+                listen: listen.clone(),
+                cameras: cameras
+                    .iter()
+                    .map(|c| (c.clone(), crate::driver::http_push::counts(&c.name)))
+                    .collect(),
+                refusals: crate::driver::http_push::refusals(),
+            }),
         }
         .with_cluster_lot()
     }
