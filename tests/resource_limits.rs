@@ -9,9 +9,13 @@
 //!   dropped, counted and logged), no report is lost, and picking the next reports to
 //!   send stays bounded and quick.
 //!
+//! - A Modbus RTU slave that answers every request late: within the timeout the bus
+//!   stays one request at a time (no pile-up); beyond it every late answer is drained
+//!   and counted as garbage, never taken for the next one, timeouts are counted and the
+//!   slave is isolated, so it costs the bus a bounded share of its time.
+//!
 //! HTTP push floods (rate, size, slow clients, connections) are in
-//! `tests/driver_http_push.rs`, a slow Modbus slave on every request in
-//! `tests/driver_rtu.rs` (`slow_slave_…`).
+//! `tests/driver_http_push.rs`.
 
 mod driver_common;
 
@@ -24,6 +28,8 @@ use parking_bridge::store::{NewStay, Store, StoreOptions};
 use parking_bridge::time::Timestamp;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -244,4 +250,157 @@ fn a_100k_report_backlog_with_images_keeps_the_image_budget_and_every_report() {
     println!(
         "{n} stays with {IMAGE}-byte images: database {db} bytes, WAL {wal} bytes, {dropped} images dropped"
     );
+}
+
+/// Forwards a bus between the driver's pty and the device's, delaying every answer by
+/// `delay_ms` (keeping the spacing of its pieces) and counting requests.
+struct SlowLine {
+    delay_ms: Arc<AtomicU64>,
+    requests: Arc<AtomicU64>,
+}
+
+fn slow_line<D, S>(driver_side: D, device_side: S) -> SlowLine
+where
+    D: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let line = SlowLine {
+        delay_ms: Arc::new(AtomicU64::new(0)),
+        requests: Arc::new(AtomicU64::new(0)),
+    };
+    let (mut dr, mut dw) = tokio::io::split(driver_side);
+    let (mut sr, mut sw) = tokio::io::split(device_side);
+    let requests = line.requests.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok(n @ 1..) = dr.read(&mut buf).await {
+            // Requests are 8-byte frames.
+            requests.fetch_add((n as u64).div_ceil(8), Ordering::Relaxed);
+            if sw.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        while let Ok(n @ 1..) = sr.read(&mut buf).await {
+            if tx
+                .send((tokio::time::Instant::now(), buf[..n].to_vec()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let delay = line.delay_ms.clone();
+    tokio::spawn(async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            let d = Duration::from_millis(delay.load(Ordering::Relaxed));
+            tokio::time::sleep_until(at + d).await;
+            if dw.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+    line
+}
+
+#[tokio::test]
+async fn a_modbus_slave_slow_on_every_request_costs_a_bounded_share_of_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let driver_pair = PtyPair::start(&dir.path().join("bridge"), &dir.path().join("line-in"));
+    let device_pair = PtyPair::start(&dir.path().join("line-out"), &dir.path().join("device"));
+    let sim = sim_with(&[1]);
+    // A pattern whose every bit matters: a stale answer taken for another would show.
+    sim.set_input(1, 0, true);
+    sim.set_input(1, 2, true);
+    let _server = sim.serve_rtu(open_serial(&device_pair.b));
+    let line = slow_line(open_serial(&driver_pair.b), open_serial(&device_pair.a));
+    let config = site_config(
+        "",
+        &format!(
+            "[[buses]]\nname = \"slow-bus\"\nport = \"{}\"\nbaud = 115200\n\
+             [[devices]]\nname = \"slow-io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = \"entry-1\"\nbus = \"slow-bus\"\nslave = 1\npoll_ms = 20\ndebounce_ms = 0\n\
+             roles = {{ loop_a = \"di1\", loop_b = \"di2\", gate_open = \"di3\", gate_closed = \"di4\" }}\n",
+            driver_pair.a.display()
+        ),
+    );
+    let mut drivers = spawn_drivers(&config).await;
+    wait_kind(
+        &mut drivers.rx,
+        Duration::from_secs(5),
+        "slow-io",
+        link(true),
+    )
+    .await;
+    let facts: Vec<EventKind> = collect_for(&mut drivers.rx, Duration::from_millis(300))
+        .await
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+
+    // Slow but well within the profile's 150 ms timeout: one request at a time, so at
+    // most one per 60 ms however short the poll period, and no timeout (one allowed
+    // for a loaded machine's scheduling).
+    let timeouts = |d: &str| metrics::TIMEOUTS.with_label_values(&[d]).get();
+    let garbage = || {
+        metrics::GARBAGE_BYTES
+            .with_label_values(&["slow-bus"])
+            .get()
+    };
+    line.delay_ms.store(60, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (t0, r0) = (timeouts("slow-io"), line.requests.load(Ordering::Relaxed));
+    let window = Duration::from_secs(2);
+    let seen = collect_for(&mut drivers.rx, window).await;
+    let requests = line.requests.load(Ordering::Relaxed) - r0;
+    assert!(
+        (5..=34).contains(&requests),
+        "{requests} requests in {window:?} with 60 ms answers"
+    );
+    assert!(
+        timeouts("slow-io") - t0 <= 1,
+        "answers within the timeout are no timeouts"
+    );
+    assert!(
+        seen.is_empty(),
+        "nothing changed, nothing reported: {seen:?}"
+    );
+
+    // Slower than the timeout: each late answer is drained before the next request,
+    // counted as garbage, never decoded; the slave times out and is isolated.
+    let g0 = garbage();
+    line.delay_ms.store(250, Ordering::Relaxed);
+    let r0 = line.requests.load(Ordering::Relaxed);
+    let window = Duration::from_secs(4);
+    let seen = collect_for(&mut drivers.rx, window).await;
+    let requests = line.requests.load(Ordering::Relaxed) - r0;
+    assert!(timeouts("slow-io") - t0 >= 3, "timeouts counted");
+    assert!(garbage() > g0, "late answers counted as garbage");
+    // Isolated after its retries: the bus is not spent on it at the poll rate.
+    assert!(
+        requests <= 20,
+        "{requests} requests in {window:?} to a slave that never answers in time"
+    );
+    let kinds: Vec<EventKind> = seen.into_iter().map(|e| e.kind).collect();
+    assert!(
+        kinds
+            .iter()
+            .all(|k| matches!(k, EventKind::Link { up: false })),
+        "only the link going down, no fact from a stale answer: {kinds:?}"
+    );
+    assert!(kinds.contains(&link(false)), "{kinds:?}");
+
+    // Fast again: back, with the same facts as before.
+    line.delay_ms.store(0, Ordering::Relaxed);
+    wait_kind(
+        &mut drivers.rx,
+        Duration::from_secs(8),
+        "slow-io",
+        link(true),
+    )
+    .await;
+    assert!(facts.len() >= 2, "initial facts: {facts:?}");
 }
