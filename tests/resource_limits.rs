@@ -20,6 +20,7 @@
 mod driver_common;
 
 use driver_common::*;
+use futures::StreamExt;
 use parking_bridge::config::LotConfig;
 use parking_bridge::driver::{load_profiles, metrics, spawn_all};
 use parking_bridge::event::{EventKind, RawEvent};
@@ -403,4 +404,96 @@ async fn a_modbus_slave_slow_on_every_request_costs_a_bounded_share_of_the_bus()
     )
     .await;
     assert!(facts.len() >= 2, "initial facts: {facts:?}");
+}
+
+fn push_rejected(reason: &str) -> u64 {
+    prometheus::gather()
+        .iter()
+        .filter(|f| f.name() == "parking_bridge_camera_push_rejected_total")
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| m.get_label().iter().any(|l| l.value() == reason))
+        .map(|m| m.get_counter().get_value() as u64)
+        .sum()
+}
+
+#[tokio::test]
+async fn an_http_push_flood_is_refused_by_connection_and_rate_limits_and_counted() {
+    let config = site_config(
+        "",
+        "[camera_push]\nlisten = \"127.0.0.1:0\"\nmax_connections = 4\nrate_per_s = 10\nburst = 10\n\
+         header_timeout_ms = 2000\n\
+         [[devices]]\nname = \"cam-pushflood\"\nprofile = \"vzenith-legacy-alarminfoplate\"\nlane = \"exit-1\"\ncamera_id = \"flood\"\nhttp_push = true\nsource = \"127.0.0.1\"\n",
+    );
+    let profiles = load_profiles(&config).unwrap();
+    // Nobody reads the events during the flood: the receiver must not queue for them.
+    let (tx, mut rx) = mpsc::channel(64);
+    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let drivers = spawn_all(&config, &profiles, tx, shutdown).await.unwrap();
+    let addr = drivers.push_addr.expect("push receiver bound");
+
+    // 100 idle connections at once: 4 are served, the others closed and counted.
+    let refused_before = push_rejected("too_many_connections");
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while push_rejected("too_many_connections") - refused_before < 96 {
+        assert!(
+            Instant::now() < deadline,
+            "{} of 96 surplus connections refused",
+            push_rejected("too_many_connections") - refused_before
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 300 pushes as fast as 4 connections carry them: the burst and the rate pass,
+    // the rest get 429, each counted.
+    let limited_before = push_rejected("rate_limited");
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/camera/flood/plate");
+    let started = Instant::now();
+    let mut ok = 0u64;
+    let mut limited = 0u64;
+    let mut refused = 0u64;
+    let mut sends = futures::stream::iter(0..300)
+        .map(|i| {
+            let body = parking_bridge::driver::camera::samples::vzenith_alarm_info_plate(
+                &format!("粤B{:05}", i),
+                1,
+                8,
+                None,
+            );
+            http.post(&url).body(body).send()
+        })
+        .buffer_unordered(4);
+    while let Some(r) = futures::StreamExt::next(&mut sends).await {
+        match r.map(|r| r.status().as_u16()) {
+            Ok(200) => ok += 1,
+            Ok(429) => limited += 1,
+            // A connection beyond the limit (the client's pool races the server's).
+            _ => refused += 1,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let allowed = 10.0 + 10.0 * elapsed + 2.0;
+    assert!(
+        (ok as f64) <= allowed,
+        "{ok} pushes accepted in {elapsed:.1} s"
+    );
+    assert!(ok >= 10, "the burst passes: {ok}");
+    assert_eq!(ok + limited + refused, 300);
+    assert_eq!(push_rejected("rate_limited") - limited_before, limited);
+    // What was accepted became events, no more (the receiver waited for the queue).
+    let events = collect_for(&mut rx, Duration::from_millis(500)).await;
+    let reads = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Plate(_)))
+        .count() as u64;
+    assert_eq!(reads, ok);
 }
