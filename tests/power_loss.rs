@@ -16,6 +16,10 @@
 //! check, hold every stay claimed before the cut (closed ones closed), and never
 //! offer again a report whose acknowledgement was claimed before the cut.
 //!
+//! The same shim fills the disk (`PB_SHIM_FULL_AFTER`): `a_full_disk_…` checks that
+//! the store refuses what it cannot write with an error, keeps everything it said it
+//! recorded, and records again once there is space.
+//!
 //! Assumptions (docs/operations.md, "Power loss"): the disk honours fsync (no lying
 //! write cache); a file's creation is durable once the file or its directory was
 //! synced (ext4's behaviour); unlink is durable at once (it only follows a completed
@@ -526,4 +530,104 @@ fn check(dir: &Path, claims: &[String], why: &str) -> Checked {
         claims: claims.len(),
         resent,
     }
+}
+
+fn new_stay(n: usize, now: Timestamp) -> NewStay {
+    NewStay {
+        plate_no: plate(n),
+        plate_color: PlateColor::Blue,
+        car_type: CarType::Normal,
+        lane: "entry-1".into(),
+        port_no: "E1".into(),
+        entered_at: now,
+        operator: None,
+        snapshot: Some(image(n)),
+        price: None,
+        should_pay: None,
+    }
+}
+
+/// Records stays until the (shimmed) disk is full, then a few more attempts.
+#[test]
+#[ignore = "run by a_full_disk_refuses_new_stays_and_keeps_the_recorded_ones, under its shim"]
+fn disk_full_workload() {
+    let Ok(dir) = std::env::var("PB_SHIM_DIR") else {
+        return;
+    };
+    let store = Store::open(Path::new(&dir), &lot()).expect("open the store");
+    let mut now = T0;
+    let mut refusals = 0;
+    for n in 0..400 {
+        now = now.plus_millis(10_000);
+        match store.open_stay(new_stay(n, now), now) {
+            Ok(opened) => mark(&format!("stay {}", opened.out_order_no)),
+            Err(e) => {
+                refusals += 1;
+                mark(&format!("refused {e}"));
+                if refusals >= 5 {
+                    break;
+                }
+            }
+        }
+    }
+    mark("done");
+}
+
+#[test]
+fn a_full_disk_refuses_new_stays_and_keeps_the_recorded_ones() {
+    let work = tempfile::tempdir().unwrap();
+    let so = build_shim(work.path());
+    let db_dir = work.path().join("db");
+    std::fs::create_dir_all(&db_dir).unwrap();
+    let db_dir = db_dir.canonicalize().unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "disk_full_workload",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LD_PRELOAD", &so)
+        .env("PB_SHIM_DIR", &db_dir)
+        .env("PB_SHIM_LOG", work.path().join("ops.log"))
+        // About 40 stays with their 40 kB pictures, then the disk is full.
+        .env("PB_SHIM_FULL_AFTER", "3000000")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the workload failed (a panic?): {stderr}"
+    );
+    let claims: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("PBMARK stay "))
+        .collect();
+    let refusals: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("PBMARK refused "))
+        .collect();
+    assert!(
+        claims.len() >= 10,
+        "{} stays before the disk was full",
+        claims.len()
+    );
+    assert_eq!(refusals.len(), 5, "{stderr}");
+    assert!(
+        refusals.iter().all(|r| r.contains("full")),
+        "the refusal says the disk is full: {refusals:?}"
+    );
+    // Space again: everything recorded is there, and the store records again.
+    let store = Store::open(&db_dir, &lot()).unwrap();
+    store.check_integrity().unwrap();
+    for no in &claims {
+        assert!(
+            store.stay(no).unwrap().is_some(),
+            "stay {no} was recorded, now it is gone"
+        );
+    }
+    let now = T0.plus_millis(10_000_000);
+    let opened = store.open_stay(new_stay(999, now), now).unwrap();
+    assert!(store.stay(&opened.out_order_no).unwrap().is_some());
 }

@@ -6,9 +6,12 @@
  * point would have left it: everything synced, plus any subset of what was not.
  *
  * Record: u8 op | u32 path_len | path | i64 offset | u32 data_len | data.
- * The calls themselves are passed through unchanged. */
+ * The calls themselves are passed through unchanged, except with $PB_SHIM_FULL_AFTER
+ * set: once that many bytes were written to the tracked files, further writes (and
+ * extending truncates) fail with ENOSPC, as on a full disk. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -28,6 +31,8 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int log_fd = -1;
 static const char *dir;
 static size_t dir_len;
+static long long full_after = -1; /* bytes before ENOSPC; -1: never */
+static long long written;
 
 static void init(void) {
     if (dir) return;
@@ -36,6 +41,8 @@ static void init(void) {
     if (!d || !l) { dir = ""; dir_len = 0; return; }
     dir = d;
     dir_len = strlen(d);
+    const char *f = getenv("PB_SHIM_FULL_AFTER");
+    if (f) full_after = atoll(f);
     log_fd = (int)syscall(SYS_openat, AT_FDCWD, l, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
@@ -81,6 +88,14 @@ static void opened(int fd, const char *path, int flags) {
 
 static const char *path_of(int fd) {
     return fd >= 0 && fd < MAX_FD ? paths[fd] : 0;
+}
+
+/* Whether a write of `count` bytes to `fd` finds the disk full. */
+static int full(int fd, size_t count) {
+    if (!path_of(fd) || full_after < 0) return 0;
+    if (written + (long long)count > full_after) { errno = ENOSPC; return 1; }
+    written += (long long)count;
+    return 0;
 }
 
 int open(const char *path, int flags, ...) {
@@ -132,6 +147,7 @@ static void wrote(int fd, off_t offset, const void *buf, ssize_t n) {
 
 ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset) {
     REAL(pwrite, ssize_t, int, const void *, size_t, off_t);
+    if (full(fd, count)) return -1;
     ssize_t n = real_pwrite(fd, buf, count, offset);
     wrote(fd, offset, buf, n);
     return n;
@@ -139,6 +155,7 @@ ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset) {
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset) {
     REAL(pwrite64, ssize_t, int, const void *, size_t, off_t);
+    if (full(fd, count)) return -1;
     ssize_t n = real_pwrite64(fd, buf, count, offset);
     wrote(fd, offset, buf, n);
     return n;
@@ -147,6 +164,7 @@ ssize_t pwrite64(int fd, const void *buf, size_t count, off_t offset) {
 ssize_t write(int fd, const void *buf, size_t count) {
     REAL(write, ssize_t, int, const void *, size_t);
     const char *p = path_of(fd);
+    if (full(fd, count)) return -1;
     off_t at = p ? lseek(fd, 0, SEEK_CUR) : 0;
     ssize_t n = real_write(fd, buf, count);
     if (p) wrote(fd, at, buf, n);
