@@ -24,8 +24,7 @@
 # down cannot be seen by anyone; the record check reports them (see the gaps:
 # `parking-bridge gaps --config DIR/config.toml`).
 #
-# Uses target/release/parking-bridge when present (the figures in docs are from it),
-# else builds and uses the debug binary. Exit status: the demo's (0 = record exact).
+# Exit status: the demo's (0 = record exact).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,8 +35,10 @@ seed=${2:-1}
     exit 2
 }
 
-bin="$root/target/release/parking-bridge"
-if [[ ! -x $bin ]]; then
+# SOAK_BIN: a binary to soak (e.g. target/release/parking-bridge after a release
+# build); default: the debug build of this tree.
+bin=${SOAK_BIN:-}
+if [[ -z $bin ]]; then
     (cd "$root" && cargo build --quiet)
     bin="$root/target/debug/parking-bridge"
 fi
