@@ -933,6 +933,17 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     if let Some(addr) = bridge.as_ref().and_then(Bridge::http_addr) {
         println!("status page: http://{addr}/");
     }
+    if child.is_some() {
+        // The bridge in its own process starts while the devices already run: drive
+        // traffic only once it polls every lane's I/O module (at most 60 s), and give
+        // its MQTT subscription a moment more.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && lanes.iter().any(|l| l.modbus.request_count(SLAVE) == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let soak = child
         .as_ref()
         .map(|c| start_soak(c.clone(), &args, &dir, &lanes));
