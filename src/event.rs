@@ -42,6 +42,14 @@ pub enum EventKind {
     /// The exit lane's pay terminal shows a new charge (fen): `paid` when the terminal
     /// also shows what was paid.
     PayTerminal { price: i64, paid: Option<i64> },
+    /// The lot's pay system took a payment for a plate (fen), e.g. on its MQTT topic
+    /// (`[lot.fee_mqtt]`); used at that plate's exit. Its event has no lane.
+    Payment {
+        plate_no: String,
+        price: i64,
+        should_pay: i64,
+        paid_fee: i64,
+    },
 }
 
 /// What a space count counts: a counter device's register or an occupancy topic's

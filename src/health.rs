@@ -1,5 +1,7 @@
 //! Device health shared between the lane layer (which learns of link changes) and
-//! the heartbeat / status page (which report it). One small map behind a mutex.
+//! the heartbeat / status page (which report it). One small map behind a mutex. Also
+//! the tasks' watchdog handle ([`Liveness`]), a leaf here so the tasks below `ops`
+//! take it as a parameter.
 //!
 //! A device is `up` (answers with data), `faulty` (answers, but with Modbus
 //! exceptions or impossible values for what the lane needs) or `down` (no answer).
@@ -7,7 +9,32 @@
 
 use crate::time::Timestamp;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A task's "I am still making progress" handle for the watchdog: the task ticks it
+/// on every turn of its loop; whoever registered it (the status page's watchdog,
+/// `ops::OpsState::liveness`) reads the last tick. Here, beside device health, so
+/// that the tasks below `ops` (uploader, lane task) take it as a parameter.
+#[derive(Clone)]
+pub struct Liveness {
+    base: Instant,
+    /// Milliseconds since `base` of the last tick.
+    last: Arc<AtomicU64>,
+}
+
+impl Liveness {
+    /// A handle whose ticks are stored in `last`, in milliseconds since `base`.
+    pub fn new(base: Instant, last: Arc<AtomicU64>) -> Self {
+        Liveness { base, last }
+    }
+
+    pub fn tick(&self) {
+        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceState {

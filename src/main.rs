@@ -3,8 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use parking_bridge::config::SiteConfig;
+use parking_bridge::operator::{self, EnterArgs, ExitArgs, OperatorError};
 use parking_bridge::ops::logging::{self, LogFormat};
-use parking_bridge::store::operator::{self, EnterArgs, ExitArgs, OperatorError};
 use parking_bridge::time::Timestamp;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -576,15 +576,18 @@ fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        // Handlers before "listening on": whoever reads that line may stop us at once.
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
         let listener = tokio::net::TcpListener::bind(&a.listen).await?;
         let addr = listener.local_addr()?;
         let mut stdout = std::io::stdout();
         writeln!(stdout, "listening on {addr}")?;
         stdout.flush()?;
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             r = serve(listener, mock) => r?,
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
         Ok(ExitCode::SUCCESS)

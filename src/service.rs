@@ -196,7 +196,13 @@ impl Bridge {
         );
         // Operations first, so the status page shows the lanes coming up and the
         // watchdog knows every task it must see progress from.
-        let ops = crate::ops::attach(&pipeline).await?;
+        let ops = crate::ops::attach(
+            &pipeline.config,
+            pipeline.health.clone(),
+            pipeline.store.clone(),
+            pipeline.delivery.clone(),
+        )
+        .await?;
         // The uploader's loop turns at least every poll period (≤ 1 s), however idle.
         let uploader = pipeline
             .uploader()
@@ -204,23 +210,27 @@ impl Bridge {
         let mut background = vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()];
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);
+        let (events_tx_feeds, stop_feeds) = (events_tx.clone(), stop_rx.clone());
         let drivers = crate::driver::spawn_all(&pipeline.config, &profiles, events_tx, stop_rx)
             .await
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
-        // Lot-wide feeds (occupancy topic, pay system's fees): subscribe-only MQTT.
-        let feeds = crate::lane::feeds::spawn(&pipeline.config)
+        // Lot-wide feeds (occupancy topic, pay system's fees): subscribe-only MQTT,
+        // reporting raw events into the lane task's channel like the drivers.
+        let feeds = crate::driver::feeds::spawn(&pipeline.config, events_tx_feeds, stop_feeds)
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
-        background.extend(feeds.task);
-        // The lane task ends when every driver has stopped (the channel closes), after
-        // settling what it still holds. Its loop turns at least once a minute (its
-        // expiry check).
-        let mut runtime = crate::lane::runtime::LaneRuntime::for_pipeline(&pipeline)
-            .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
-            .with_ops(ops.0.clone());
-        if let Some(fees) = feeds.fees {
-            runtime = runtime.with_fee_source(fees);
-        }
-        let lanes = tokio::spawn(runtime.run(events_rx, feeds.occupancy));
+        background.extend(feeds);
+        // The lane task ends when every driver and feed has stopped (the channel
+        // closes), after settling what it still holds. Its loop turns at least once a
+        // minute (its expiry check).
+        let runtime = crate::lane_task::LaneRuntime::new(
+            &pipeline.config,
+            pipeline.store.clone(),
+            pipeline.health.clone(),
+        )
+        .with_storage_journal(&pipeline.config.storage)
+        .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
+        .with_ops(ops.0.clone());
+        let lanes = tokio::spawn(runtime.run(events_rx));
         ops.0.mark_ready();
         Ok(Bridge {
             pipeline,
@@ -289,11 +299,14 @@ const EVENT_QUEUE: usize = 4096;
 /// Runs the service until SIGINT or SIGTERM. Stopping at any moment is safe: all
 /// state is in the store, and an unanswered report is sent again at the next start.
 pub async fn run(config: SiteConfig) -> Result<(), ServiceError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a stop requested while the bridge starts (systemd, an operator)
+    // then waits for the start and stops cleanly, instead of killing it half-started.
+    let mut term = signal(SignalKind::terminate()).map_err(ServiceError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServiceError::Signal)?;
     let bridge = Bridge::start(config).await?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(ServiceError::Signal)?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        _ = int.recv() => tracing::info!("interrupted; stopping"),
         _ = term.recv() => tracing::info!("terminated; stopping"),
     }
     bridge.stop().await;

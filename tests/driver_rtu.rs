@@ -276,6 +276,7 @@ async fn rtu_slave_answering_every_read_with_exception_02_is_faulty_within_three
         &bus.pty.a,
         "[[devices]]\nname = \"adam\"\nprofile = \"advantech-adam-4051\"\nlane = \"entry-1\"\nbus = \"bus1\"\nslave = 1\npoll_ms = 300\nroles = { loop_a = \"di0\", loop_b = \"di9\" }\n",
     );
+    let exceptions_before = metrics::EXCEPTIONS.with_label_values(&["adam"]).get();
     let mut drivers = spawn_drivers(&config).await;
     let (ev, before) = wait_for(&mut drivers.rx, Duration::from_secs(3), |e| {
         faulty_problem(e).is_some()
@@ -283,6 +284,13 @@ async fn rtu_slave_answering_every_read_with_exception_02_is_faulty_within_three
     .await;
     let polls = bus.sim.request_count(1);
     assert!(polls <= 3, "faulty only after {polls} polls");
+    let exceptions = metrics::EXCEPTIONS.with_label_values(&["adam"]).get() - exceptions_before;
+    // Confirmed over two polls, so two were counted; never more than were answered.
+    let answered = bus.sim.request_count(1);
+    assert!(
+        (2..=answered).contains(&exceptions),
+        "{exceptions} exceptions counted for {answered} polls"
+    );
     let problem = faulty_problem(&ev).unwrap();
     assert!(
         problem.contains("exception 02") && problem.contains("function 1 address 0 count 16"),

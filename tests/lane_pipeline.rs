@@ -9,7 +9,7 @@ mod store_common;
 
 use parking_bridge::config::SiteConfig;
 use parking_bridge::event::{EventKind, GatePosition, LoopId, PlateRead, RawEvent};
-use parking_bridge::lane::runtime::LaneRuntime;
+use parking_bridge::lane_task::LaneRuntime;
 use parking_bridge::plate::PlateColor;
 use parking_bridge::service::Pipeline;
 use parking_bridge::time::Timestamp;
@@ -95,7 +95,7 @@ async fn fifty_mixed_vehicles_reach_the_platform_exactly_right_and_fast() {
     let uploader = pipeline.spawn_uploader();
     let (tx, rx) = mpsc::channel(1024);
     let lanes = tokio::spawn(
-        LaneRuntime::new(&config, pipeline.store.clone(), pipeline.health.clone()).run(rx, None),
+        LaneRuntime::new(&config, pipeline.store.clone(), pipeline.health.clone()).run(rx),
     );
 
     // 30 vehicles at the entry (no. 11 tailgates no. 10 through one opening; no. 20

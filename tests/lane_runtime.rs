@@ -6,7 +6,7 @@ use parking_bridge::config::SiteConfig;
 use parking_bridge::event::{EventKind, LoopId, PlateRead, RawEvent};
 use parking_bridge::health::Health;
 use parking_bridge::lane::journal::Journal;
-use parking_bridge::lane::runtime::LaneRuntime;
+use parking_bridge::lane_task::LaneRuntime;
 use parking_bridge::plate::PlateColor;
 use parking_bridge::report::{Report, ReportKind};
 use parking_bridge::store::{StayState, Store};
@@ -73,6 +73,18 @@ fn lane_passages(lane: &str, case: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A per-lane metric `family{lane}` from the process's registry, as `/metrics` shows it.
+fn lane_metric(family: &str, lane: &str) -> f64 {
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&prometheus::gather())
+        .unwrap();
+    let prefix = format!(r#"{family}{{lane="{lane}"}} "#);
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 fn ev(lane: &str, device: &str, at: i64, kind: EventKind) -> RawEvent {
     RawEvent {
         lane: lane.into(),
@@ -111,7 +123,7 @@ async fn entry_and_exit_become_stays_reports_and_a_replayable_journal() {
     let (tx, rx) = mpsc::channel(64);
     let passages = |lane: &str| lane_passages(lane, "normal");
     let before = (passages("in-lg"), passages("out-lg"));
-    let task = tokio::spawn(runtime.run(rx, None));
+    let task = tokio::spawn(runtime.run(rx));
 
     // Recent times: the task expires stays by the wall clock.
     let t0 = Timestamp::now().0 - 6_000_000;
@@ -203,7 +215,7 @@ async fn a_vehicle_without_a_read_is_reported_when_the_late_plate_timer_fires() 
     let (config, store) = site_and_store(dir.path());
     let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
     let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(runtime.run(rx, None));
+    let task = tokio::spawn(runtime.run(rx));
 
     // Event times are "now", so the 200 ms late-plate timer runs on the wall clock.
     let t0 = Timestamp::now().0 - 3_300;
@@ -228,15 +240,24 @@ async fn occupancy_source_sets_the_occupied_count_within_total() {
     let (config, store) = site_and_store(dir.path());
     let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
     let (tx, rx) = mpsc::channel::<RawEvent>(4);
-    let (occ_tx, occ_rx) = mpsc::channel(4);
-    let task = tokio::spawn(runtime.run(rx, Some(occ_rx)));
-    occ_tx.send(3).await.unwrap();
+    let task = tokio::spawn(runtime.run(rx));
+    // What the occupancy topic's feed sends: a lot-wide space count.
+    let count = |value| RawEvent {
+        lane: String::new(),
+        device: "lot-occupancy".into(),
+        at: Timestamp::now(),
+        kind: EventKind::Spaces {
+            counted: parking_bridge::event::Counted::Occupied,
+            value,
+        },
+    };
+    tx.send(count(3)).await.unwrap();
     let occupied = || store.occupancy().unwrap().occupied;
     wait_until("occupancy not set", Duration::from_millis(10), || {
         occupied() == 3
     })
     .await;
-    occ_tx.send(99).await.unwrap();
+    tx.send(count(99)).await.unwrap();
     wait_until(
         "occupancy not clamped to total",
         Duration::from_millis(10),
@@ -255,7 +276,7 @@ async fn passages_reach_the_status_page_with_their_snapshots() {
     let ops = parking_bridge::ops::OpsState::with_health(&config, health.clone());
     let runtime = LaneRuntime::new(&config, store.clone(), health).with_ops(ops.clone());
     let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(runtime.run(rx, None));
+    let task = tokio::spawn(runtime.run(rx));
 
     let t0 = Timestamp::now().0 - 60_000;
     let jpeg = Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3]);
@@ -311,7 +332,7 @@ fn start(
     let journal = Journal::open(&dir.join("journal")).unwrap();
     let runtime = LaneRuntime::new(config, store.clone(), Health::new()).with_journal(journal);
     let (tx, rx) = mpsc::channel(64);
-    (tx, tokio::spawn(runtime.run(rx, None)))
+    (tx, tokio::spawn(runtime.run(rx)))
 }
 
 /// One vehicle's events split at `cut` (the first `cut` before a crash or a stop).
@@ -326,6 +347,7 @@ async fn a_vehicle_under_the_barrier_when_the_task_dies_is_reported_with_its_pla
  {
     let dir = tempfile::tempdir().unwrap();
     let (config, store) = site_and_store(dir.path());
+    let gaps_before = lane_metric("parking_bridge_lane_restart_gaps_total", "in-lg");
     let t0 = Timestamp::now().0 - 3_300;
     // Read, on A, under the barrier (A and B): then the process dies.
     let (before, after) = split(vehicle("in-lg", Some("闽A12345"), t0), 3);
@@ -364,6 +386,13 @@ async fn a_vehicle_under_the_barrier_when_the_task_dies_is_reported_with_its_pla
     assert!(!gap.clean_stop, "{gap:?}");
     assert_eq!(gap.resumed, "under_barrier");
     assert!(gap.from.0 >= t0 + 1300, "{gap:?}");
+    // /metrics counts the gap and shows its length.
+    assert!(lane_metric("parking_bridge_lane_restart_gaps_total", "in-lg") > gaps_before);
+    let seconds = lane_metric("parking_bridge_lane_last_gap_seconds", "in-lg");
+    assert!(
+        seconds > 0.0 && seconds < 60.0,
+        "last gap {seconds} s: {gap:?}"
+    );
 
     // A third start applies nothing again.
     let (tx, task) = start(&config, &store, dir.path());
@@ -473,6 +502,7 @@ async fn a_passage_seen_but_not_applied_before_a_kill_is_applied_at_start() {
     }
     drop(journal);
 
+    let recovered_before = lane_metric("parking_bridge_lane_recovered_passages_total", "in-lg");
     let (tx, task) = start(&config, &store, dir.path());
     wait_until(
         "the unapplied passage is not applied",
@@ -491,6 +521,76 @@ async fn a_passage_seen_but_not_applied_before_a_kill_is_applied_at_start() {
             .any(|l| l.contains("\"mark\":\"applied\"") && l.contains("\"recovered\":true")),
         "{text}"
     );
+    assert_eq!(
+        lane_metric("parking_bridge_lane_recovered_passages_total", "in-lg") - recovered_before,
+        1.0
+    );
+}
+
+/// A vehicle followed at a restart that leaves without a passage (it backed off loop A
+/// in the blind interval) cannot be accounted for: the gap says so and /metrics counts it.
+#[tokio::test]
+async fn a_vehicle_followed_at_a_restart_that_leaves_without_a_passage_is_counted_unresolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let before = lane_metric("parking_bridge_lane_unresolved_total", "out-lg");
+    let t0 = Timestamp::now().0 - 1_000;
+    // An unread car on loop A of the exit lane, the barrier closed; the process dies.
+    let (tx, task) = start(&config, &store, dir.path());
+    tx.send(ev(
+        "out-lg",
+        "io",
+        t0 - 1,
+        EventKind::Gate {
+            position: parking_bridge::event::GatePosition::Closed,
+        },
+    ))
+    .await
+    .unwrap();
+    tx.send(ev(
+        "out-lg",
+        "io",
+        t0,
+        EventKind::Loop {
+            which: LoopId::A,
+            occupied: true,
+        },
+    ))
+    .await
+    .unwrap();
+    journalled(dir.path(), 2).await;
+    task.abort();
+    let _ = task.await;
+    drop(tx);
+    // After the restart, loop A is free and B never was occupied: no passage.
+    let (tx, task) = start(&config, &store, dir.path());
+    tx.send(ev(
+        "out-lg",
+        "io",
+        Timestamp::now().0,
+        EventKind::Loop {
+            which: LoopId::A,
+            occupied: false,
+        },
+    ))
+    .await
+    .unwrap();
+    finish(tx, task, Duration::from_secs(5)).await;
+    let gaps = parking_bridge::lane::journal::read_gaps(&dir.path().join("journal")).unwrap();
+    let gap = gaps
+        .iter()
+        .find(|g| g.lane == "out-lg")
+        .expect("a gap for out-lg");
+    assert_eq!(gap.unresolved.len(), 1, "{gap:?}");
+    assert!(
+        gap.unresolved[0].contains("left without a passage"),
+        "{gap:?}"
+    );
+    assert_eq!(
+        lane_metric("parking_bridge_lane_unresolved_total", "out-lg") - before,
+        1.0
+    );
+    assert!(store.list_stays(false, 10).unwrap().is_empty());
 }
 
 /// Issue 18 in the real store: a re-entering plate's orphaned stay gets an exit report
@@ -503,7 +603,7 @@ async fn orphaned_stays_trailers_and_inferred_passages_reach_the_store() {
     let (config, store) = site_and_store(dir.path());
     let runtime = LaneRuntime::new(&config, store.clone(), Health::new());
     let (tx, rx) = mpsc::channel(64);
-    let task = tokio::spawn(runtime.run(rx, None));
+    let task = tokio::spawn(runtime.run(rx));
     let lp = |which, occupied| EventKind::Loop { which, occupied };
     let gate = |position| EventKind::Gate { position };
     let read = |p: &str| EventKind::Plate(PlateRead::text(p, PlateColor::Blue));
@@ -648,4 +748,78 @@ fn the_gaps_command_lists_each_restart_gap_with_its_cause_and_outcome() {
     ] {
         assert!(row.contains(want), "{want:?} missing: {row}");
     }
+}
+
+/// A recognition a camera stored while it could not push, arriving an hour late on a
+/// lane with loops: set aside (no stay), journalled, and counted in /metrics.
+#[tokio::test]
+async fn a_late_read_older_than_the_plate_window_on_a_loop_lane_is_set_aside_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let family = "parking_bridge_lane_late_reads_set_aside_total";
+    let before = lane_metric(family, "in-lg");
+    let (tx, task) = start(&config, &store, dir.path());
+    let now = Timestamp::now();
+    let mut read = PlateRead::text("闽A77777", PlateColor::Blue);
+    read.late = true;
+    read.device_time = Some(Timestamp(now.0 - 3_600_000));
+    tx.send(ev("in-lg", "cam", now.0, EventKind::Plate(read)))
+        .await
+        .unwrap();
+    journalled(dir.path(), 1).await;
+    wait_until(
+        "the late read is counted",
+        Duration::from_millis(10),
+        || lane_metric(family, "in-lg") > before,
+    )
+    .await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    assert_eq!(lane_metric(family, "in-lg") - before, 1.0);
+    assert!(store.list_stays(false, 10).unwrap().is_empty());
+}
+
+/// Records every action written, then writes it to the store.
+struct Recording {
+    store: Arc<Store>,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl parking_bridge::lane_task::ActionSink for Recording {
+    fn apply(
+        &self,
+        action: &parking_bridge::lane::StayAction,
+        note: Option<&parking_bridge::store::LaneNote>,
+        now: Timestamp,
+    ) -> Result<parking_bridge::store::Applied, parking_bridge::store::StoreError> {
+        let kind = serde_json::to_value(action).unwrap()["action"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.seen.lock().unwrap().push(kind);
+        self.store.apply(action, note, now)
+    }
+}
+
+#[tokio::test]
+async fn every_applied_passage_goes_through_the_action_sink_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, store) = site_and_store(dir.path());
+    let sink = Arc::new(Recording {
+        store: store.clone(),
+        seen: Default::default(),
+    });
+    let runtime =
+        LaneRuntime::new(&config, store.clone(), Health::new()).with_action_sink(sink.clone());
+    let (tx, rx) = mpsc::channel(64);
+    let task = tokio::spawn(runtime.run(rx));
+    let t0 = Timestamp::now().0 - 10_000;
+    for e in vehicle("in-lg", Some("闽A12345"), t0) {
+        tx.send(e).await.unwrap();
+    }
+    wait_until("the entry", Duration::from_millis(20), || {
+        store.find_open_stay("闽A12345").unwrap().is_some()
+    })
+    .await;
+    finish(tx, task, Duration::from_secs(5)).await;
+    assert_eq!(*sink.seen.lock().unwrap(), ["open"]);
 }

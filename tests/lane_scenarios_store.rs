@@ -1,5 +1,5 @@
 //! The golden lane scenarios again, through the SQLite-backed path the lane task takes
-//! (`lane::runtime::apply_action` on a real `Store`, open stays read back from the
+//! (`Store::apply` on a real `Store`, open stays read back from the
 //! database for every decision), not the in-memory model `replay` uses. The reports
 //! queued in the outbox must equal, in order, the reports of `NAME.expected.jsonl`.
 //!
@@ -12,7 +12,6 @@
 use parking_bridge::config::SiteConfig;
 use parking_bridge::event::{EventKind, RawEvent};
 use parking_bridge::lane::machine::LaneMachine;
-use parking_bridge::lane::runtime::apply_action;
 use parking_bridge::lane::stays::{OpenStay, decide, expired};
 use parking_bridge::store::{LocalClose, Store};
 use parking_bridge::time::Timestamp;
@@ -86,7 +85,7 @@ fn run_through_store(events: &Path) -> Vec<Value> {
             for p in passages {
                 let open = open_stays(&store, &placeholders);
                 let action = decide(&p, cfg, &config.lot, &open, None);
-                apply_action(&store, &action, p.at).unwrap();
+                store.apply(&action, None, p.at).unwrap();
             }
         };
     let run_timers = |lanes: &mut Lanes, until: Timestamp| loop {

@@ -202,15 +202,19 @@ async fn metrics_parse_strictly_and_move_when_state_changes() {
         Some(parking_bridge::ops::clock::Suspicion::Jumped(jump)),
         Some(jump),
     );
+    // A passage while the clock is suspect is counted as such.
+    ops.record_passage("entry-1", Some("闽A12347"), "entry", Timestamp::now(), None);
 
     let (_, after) = get(&url).await;
     let after = parse_prometheus(&after);
+    let moved = |name: &str| after[name] - before.get(name).copied().unwrap_or(0.0);
+    assert_eq!(moved("parking_bridge_passages_clock_suspect_total{}"), 1.0);
     assert_eq!(after["parking_bridge_outbox_depth{}"], 4.0);
     assert_eq!(after["parking_bridge_outbox_oldest_age_seconds{}"], 90.0);
     assert_eq!(after["parking_bridge_occupied_spaces{}"], 33.0);
     assert_eq!(
         after["parking_bridge_passages_total{case=entry,lane=entry-1}"],
-        2.0
+        3.0
     );
     assert_eq!(
         after["parking_bridge_platform_answers_total{result=SUCCESS}"],

@@ -337,3 +337,47 @@ fn run_reports_ready_health_passages_and_reloads_log_level() {
         eprintln!("{log}");
     }
 }
+
+/// A stop requested while the bridge is still starting (systemd stopping it at boot,
+/// an operator's Ctrl-C) waits for the start and stops cleanly: exit status 0 and the
+/// "stopped" line, never the default action of SIGTERM killing it half-started.
+#[test]
+fn sigterm_during_start_up_stops_the_bridge_cleanly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let platform = mock_platform(0);
+    let config = write_config(dir.path(), platform.port, 0, "info");
+    let mut run = Guard(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("PARKING_BRIDGE_APP_SECRET", SECRET)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let pid = run.0.id() as i32;
+    let stderr = run.0.stderr.take().unwrap();
+    // "started" is logged once the database is open, before the status page, the
+    // drivers and the lanes are up: SIGTERM goes the moment the line is read.
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("parking-bridge started") {
+                // SAFETY: plain kill(2) on our own child's pid.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let status = run.wait_at_most(Duration::from_secs(20), "still running 20 s after SIGTERM");
+    let log = reader.join().unwrap();
+    assert!(log.contains("parking-bridge started"), "{log}");
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("parking-bridge stopped"), "{log}");
+}

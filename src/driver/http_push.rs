@@ -172,6 +172,110 @@ fn target<'a>(path: &'a str, query: Option<&'a str>) -> Target<'a> {
     Target { camera_id, token }
 }
 
+/// The address to set on a camera so its pushes reach `listen` and name it: `BRIDGE`
+/// stands for this PC's address on the cameras' network (not known here), and a token
+/// is written as `<token>` (it is a secret: not printed).
+pub fn push_url(vendor: PushVendor, listen: &str, camera_id: &str, has_token: bool) -> String {
+    let port = listen.rsplit_once(':').map_or(listen, |(_, p)| p);
+    let token = if has_token { "/token/<token>" } else { "" };
+    let base = format!("http://BRIDGE:{port}/camera/{camera_id}{token}");
+    match vendor {
+        // The camera appends its own paths to the address it is given.
+        PushVendor::Dahua => {
+            format!("{base} (the camera appends /NotificationInfo/TollgateInfo and /KeepAlive)")
+        }
+        PushVendor::Hikvision | PushVendor::Vzenith | PushVendor::Qianyi => format!("{base}/plate"),
+    }
+}
+
+/// A configured push camera as the installer and the status page see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushCameraInfo {
+    pub name: String,
+    pub lane: String,
+    pub vendor: &'static str,
+    /// The address to set on the camera ([`push_url`]).
+    pub address: String,
+    /// `source 192.168.1.64`, `token`, or both.
+    pub bound_to: String,
+}
+
+/// The push cameras of `config` (a profile that cannot be found shows as Vzenith-style
+/// `…/plate`, the generic JSON push).
+pub fn push_cameras(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<PushCameraInfo> {
+    let Some(push) = &config.camera_push else {
+        return Vec::new();
+    };
+    config
+        .devices
+        .iter()
+        .filter(|d| d.http_push)
+        .map(|d| {
+            let vendor = profiles
+                .get(&d.profile)
+                .and_then(|p| p.camera.as_ref())
+                .and_then(|c| c.push)
+                .unwrap_or(PushVendor::Vzenith);
+            let id = d.camera_id.as_deref().unwrap_or(&d.name);
+            let mut bound = Vec::new();
+            if let Some(s) = &d.source {
+                bound.push(format!("source {s}"));
+            }
+            if d.token.is_some() {
+                bound.push("token".to_string());
+            }
+            PushCameraInfo {
+                name: d.name.clone(),
+                lane: d.lane.clone(),
+                vendor: vendor.name(),
+                address: push_url(vendor, &push.listen, id, d.token.is_some()),
+                bound_to: bound.join(" + "),
+            }
+        })
+        .collect()
+}
+
+/// What one push camera delivered since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushCounts {
+    pub reads: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub pictures_dropped: u64,
+}
+
+pub fn counts(device: &str) -> PushCounts {
+    PushCounts {
+        reads: metrics::PLATE_READS.with_label_values(&[device]).get(),
+        late: LATE.with_label_values(&[device]).get(),
+        duplicates: RESENDS.with_label_values(&[device]).get(),
+        pictures_dropped: PICTURES_DROPPED.with_label_values(&[device]).get(),
+    }
+}
+
+/// Every reason a push is refused for (the `reason` label of the refusal counter).
+pub const REFUSAL_REASONS: [&str; 10] = [
+    "unknown_camera",
+    "unknown_source",
+    "wrong_source",
+    "wrong_token",
+    "rate_limited",
+    "too_large",
+    "body_timeout",
+    "unreadable",
+    "method",
+    "too_many_connections",
+];
+
+/// Pushes refused since start, by reason (only reasons that happened).
+pub fn refusals() -> Vec<(&'static str, u64)> {
+    REFUSAL_REASONS
+        .iter()
+        .map(|r| (*r, REJECTED.with_label_values(&[r]).get()))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
 /// Compares without an early exit, so response time says nothing about the token.
 fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
@@ -537,6 +641,32 @@ mod tests {
         assert!(r.allow(t.plus_millis(500)));
         assert!(!r.allow(t.plus_millis(600)));
         assert!(r.allow(t.plus_millis(10_000)));
+    }
+
+    #[test]
+    fn push_urls_route_back_to_the_camera_and_never_show_the_token() {
+        for vendor in [
+            PushVendor::Hikvision,
+            PushVendor::Dahua,
+            PushVendor::Qianyi,
+            PushVendor::Vzenith,
+        ] {
+            let url = push_url(vendor, "0.0.0.0:8089", "cam-1", true);
+            assert!(
+                url.starts_with("http://BRIDGE:8089/camera/cam-1/token/<token>"),
+                "{url}"
+            );
+            let path = url.trim_start_matches("http://BRIDGE:8089");
+            let path = path.split(' ').next().unwrap_or_default();
+            let path = path.replace("<token>", "s3cret");
+            let t = target(&path, None);
+            assert_eq!(t.camera_id, Some("cam-1"), "{url}");
+            assert_eq!(t.token, Some("s3cret"), "{url}");
+        }
+        assert_eq!(
+            push_url(PushVendor::Vzenith, "[::]:80", "c", false),
+            "http://BRIDGE:80/camera/c/plate"
+        );
     }
 
     #[test]

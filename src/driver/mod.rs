@@ -6,6 +6,7 @@
 //! Entry points for the service: [`load_profiles`] then [`spawn_all`].
 
 pub mod camera;
+pub mod feeds;
 pub mod http_push;
 pub mod metrics;
 pub mod modbus;

@@ -35,7 +35,7 @@ impl Fee {
 }
 
 /// The largest amount the platform accepts (an 8-digit `int` field, in fen).
-pub const MAX_FEN: i64 = crate::platform::wire::MAX_INT8;
+pub const MAX_FEN: i64 = crate::spec::MAX_INT8;
 
 /// The charge a tariff sets for a stay, in fen (at most [`MAX_FEN`]).
 ///
@@ -141,13 +141,13 @@ impl TerminalCharge {
 }
 
 /// The exit lane's terminal charge when it was shown during the stay and recently
-/// enough, else the lot's other fee source (a pay system's topic), if any.
-pub struct TerminalThen {
+/// enough, else the lot's other fee source (the pay system's payments), if any.
+pub struct TerminalThen<'a> {
     pub charge: TerminalCharge,
-    pub then: Option<std::sync::Arc<dyn FeeSource>>,
+    pub then: Option<&'a dyn FeeSource>,
 }
 
-impl FeeSource for TerminalThen {
+impl FeeSource for TerminalThen<'_> {
     fn fee(
         &self,
         plate_no: &str,
@@ -158,7 +158,51 @@ impl FeeSource for TerminalThen {
         if seen_during_stay(self.charge.at, entered, exited, TERMINAL_CHARGE_MAX_AGE_MS) {
             return Some(self.charge.fee);
         }
-        self.then.as_ref()?.fee(plate_no, car_type, entered, exited)
+        self.then?.fee(plate_no, car_type, entered, exited)
+    }
+}
+
+/// The pay system's latest payment per plate (`payment` events), used at that plate's
+/// exit when it was received during the stay and at most `max_age_ms` before the exit.
+#[derive(Debug, Clone, Default)]
+pub struct Payments {
+    max_age_ms: i64,
+    /// By plate, upper case: when it came and what it was.
+    latest: std::collections::HashMap<String, (Timestamp, Fee)>,
+}
+
+impl Payments {
+    pub fn new(max_age_ms: i64) -> Self {
+        Payments {
+            max_age_ms,
+            latest: Default::default(),
+        }
+    }
+
+    /// No payment is kept.
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
+    /// Records a payment received at `at`; forgets those too old to be used at `now`.
+    pub fn record(&mut self, plate_no: &str, fee: Fee, at: Timestamp, now: Timestamp) {
+        let max_age = self.max_age_ms;
+        self.latest
+            .retain(|_, (seen, _)| now.0.saturating_sub(seen.0) <= max_age);
+        self.latest.insert(plate_no.to_uppercase(), (at, fee));
+    }
+}
+
+impl FeeSource for Payments {
+    fn fee(
+        &self,
+        plate_no: &str,
+        _car_type: CarType,
+        entered: Timestamp,
+        exited: Timestamp,
+    ) -> Option<Fee> {
+        let (at, fee) = self.latest.get(&plate_no.to_uppercase())?;
+        seen_during_stay(*at, entered, exited, self.max_age_ms).then_some(*fee)
     }
 }
 
@@ -221,7 +265,7 @@ mod tests {
         }
         let source = TerminalThen {
             charge,
-            then: Some(std::sync::Arc::new(Topic)),
+            then: Some(&Topic),
         };
         let fee = |entered: i64, exited: i64| {
             source.fee("A1", CarType::Normal, Timestamp(entered), Timestamp(exited))

@@ -76,6 +76,10 @@ pub enum Mark {
     Stop { at: Timestamp },
     /// A restart's blind interval on one lane.
     Gap(Gap),
+    /// The lane task ran the lot's timers due by `at` (its wall clock): `replay` runs
+    /// them at the same point between the events, so it decides as the service did
+    /// even when an event waited in the queue past a timer's deadline.
+    Timers { at: Timestamp },
 }
 
 impl Mark {
@@ -85,7 +89,8 @@ impl Mark {
             Mark::Applied { at, .. }
             | Mark::Start { at, .. }
             | Mark::Alive { at }
-            | Mark::Stop { at } => *at,
+            | Mark::Stop { at }
+            | Mark::Timers { at } => *at,
             Mark::Gap(g) => g.to,
         }
     }

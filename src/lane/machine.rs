@@ -88,6 +88,38 @@ pub struct Passage {
     pub late: bool,
 }
 
+impl Passage {
+    /// A plain passage for tests: through lane `l` at `at`, with `plate` (colour
+    /// unknown) read then, or unrecognised.
+    #[cfg(test)]
+    pub(crate) fn sample(direction: Direction, plate: Option<&str>, at: Timestamp) -> Passage {
+        Passage {
+            lane: "l".into(),
+            direction,
+            at,
+            cleared_at: at,
+            plate: plate.map(|t| PassagePlate {
+                text: t.into(),
+                color: PlateColor::Unknown,
+                confidence: None,
+                read_at: at,
+            }),
+            case: if plate.is_some() {
+                PassageCase::Normal
+            } else {
+                PassageCase::Unrecognised
+            },
+            tailgate: false,
+            inferred: false,
+            trailer: false,
+            tractor: None,
+            snapshot: None,
+            snapshot_len: None,
+            late: false,
+        }
+    }
+}
+
 /// A plate read as the lane keeps it. `text == None` is the camera's "no plate".
 #[derive(Debug, Clone, PartialEq)]
 struct Read {
@@ -375,8 +407,13 @@ impl LaneMachine {
                 return out;
             }
             EventKind::Plate(p) => Input::Plate(Read::from_event(p, event.at)),
-            // Counts and charges are the lane task's, not the passage logic's.
-            EventKind::Spaces { .. } | EventKind::PayTerminal { .. } => return out,
+            // Counts, charges and payments are the lot's ([`super::core`]), not the
+            // passage logic's.
+            EventKind::Spaces { .. }
+            | EventKind::PayTerminal { .. }
+            | EventKind::Payment { .. } => {
+                return out;
+            }
         };
         self.step(input, now, &mut out);
         out
@@ -1420,6 +1457,8 @@ mod tests {
     #[test]
     fn a_vehicle_behind_a_device_gap_is_inferred_from_the_evidence_or_counted_undecided() {
         let mut m = lane(DetectionLayout::LoopsGate);
+        let exported = |outcome: &str| BLIND_MOMENTS.with_label_values(&["l", outcome]).get();
+        let (inferred_before, undecided_before) = (exported("inferred"), exported("undecided"));
         // Read car on A, gate open; 1 s gap; after it A is free and the gate closed.
         let out = feed(
             &mut m,
@@ -1457,6 +1496,9 @@ mod tests {
                 reset: 0
             }
         );
+        // /metrics has them too (≥: other tests of this binary use lane "l" as threads).
+        assert!(exported("inferred") > inferred_before);
+        assert!(exported("undecided") > undecided_before);
         // A vehicle seen live long after the gap is not flagged.
         let out = feed(&mut m, &pass_without_read(30_000));
         assert!(out.is_empty());

@@ -2,19 +2,24 @@
 //! the stay planner offline over a journal (or a hand-written scenario) and prints the
 //! outcome as JSON lines, so a disputed passage can be explained after the fact.
 //!
+//! The same [`LaneCore`] as the service's lane task decides, over the in-memory lot
+//! ([`MemoryLot`]) instead of the state database: space counts, pay-terminal charges,
+//! the pay system's payments and stay expiry included, so a journal replays to what
+//! the service reported.
+//!
 //! Deterministic: events are taken in file order; before each event every lane's timers
 //! due by its time run, earliest first (ties by lane id); after the last event every
-//! remaining timer runs. Time never goes backwards (`now = max(now, event.at)`).
-//! Blank lines and lines starting with `#` are skipped, so scenarios can carry comments;
-//! so are a journal's marks (`{"mark":…}`).
+//! remaining timer runs. Time never goes backwards (`now = max(now, event.at)`). A
+//! journal's `timers` marks run the timers where the service ran them; its other marks
+//! (`{"mark":…}`) are skipped, as are blank lines and lines starting with `#`, so
+//! scenarios can carry comments.
 
-use super::machine::LaneMachine;
+use super::core::{LaneCore, Step};
+use super::journal::{Line, Mark};
 use super::model::{MemoryLot, Outcome};
-use super::stays::decide;
-use crate::config::{LaneConfig, SiteConfig};
+use crate::config::SiteConfig;
 use crate::event::RawEvent;
 use crate::time::{Timestamp, china_standard_time, parse_offset};
-use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,34 +35,24 @@ pub enum ReplayError {
     Io(#[from] std::io::Error),
 }
 
-/// How often stay expiry is checked, in event time.
-const EXPIRY_CHECK_MS: i64 = 60_000;
-
-/// The lane logic of a whole site, driven by events and time only.
+/// The lot's decision logic ([`LaneCore`]) over the in-memory lot, driven by events
+/// and time only.
 pub struct Replay {
-    lanes: BTreeMap<String, (LaneConfig, LaneMachine)>,
-    lot_config: crate::config::LotConfig,
+    core: LaneCore,
     lot: MemoryLot,
-    now: Timestamp,
-    last_expiry_check: Option<Timestamp>,
     with_passages: bool,
+    /// The core's steps for one event (reused: one allocation for the whole replay).
+    steps: Vec<Step>,
 }
 
 impl Replay {
     pub fn new(config: &SiteConfig, with_passages: bool) -> Self {
         let offset = parse_offset(&config.platform.utc_offset).unwrap_or_else(china_standard_time);
-        let lanes = config
-            .lanes
-            .iter()
-            .map(|l| (l.id.clone(), (l.clone(), LaneMachine::new(l))))
-            .collect();
         Replay {
-            lanes,
-            lot_config: config.lot.clone(),
+            core: LaneCore::new(config),
             lot: MemoryLot::new(&config.lot, offset),
-            now: Timestamp(i64::MIN),
-            last_expiry_check: None,
             with_passages,
+            steps: Vec::new(),
         }
     }
 
@@ -66,69 +61,43 @@ impl Replay {
     }
 
     pub fn knows_lane(&self, lane: &str) -> bool {
-        self.lanes.contains_key(lane)
+        self.core.knows_lane(lane)
     }
 
-    /// Feeds one event; outcomes are appended to `out`. Events for unknown lanes are
-    /// ignored (callers check [`Replay::knows_lane`] to report them).
+    /// Feeds one event; outcomes are appended to `out`.
     pub fn feed(&mut self, event: &RawEvent, out: &mut Vec<Outcome>) {
-        self.now = self.now.max(event.at);
-        self.run_timers(self.now, out);
-        self.maybe_expire(out);
-        let now = self.now;
-        let Some((_, machine)) = self.lanes.get_mut(&event.lane) else {
-            return;
-        };
-        let passages = machine.handle(event, now);
-        if !passages.is_empty() {
-            self.plan(&event.lane, passages, out);
-        }
+        let mut steps = std::mem::take(&mut self.steps);
+        self.core.handle_into(event, &mut steps);
+        self.apply(steps.drain(..), out);
+        self.steps = steps;
+    }
+
+    /// Runs what was due by `at` where the service ran it (a journal's `timers` mark).
+    pub fn timers(&mut self, at: Timestamp, out: &mut Vec<Outcome>) {
+        let steps = self.core.on_time(at);
+        self.apply(steps.into_iter(), out);
     }
 
     /// Runs every timer left (end of input).
     pub fn finish(&mut self, out: &mut Vec<Outcome>) {
-        self.run_timers(Timestamp(i64::MAX), out);
+        let steps = self.core.finish();
+        self.apply(steps.into_iter(), out);
     }
 
-    fn run_timers(&mut self, until: Timestamp, out: &mut Vec<Outcome>) {
-        loop {
-            let due = self
-                .lanes
-                .iter()
-                .filter_map(|(id, (_, m))| m.poll_at().map(|t| (t, id)))
-                .filter(|(t, _)| *t <= until)
-                .min();
-            let Some((t, lane)) = due.map(|(t, id)| (t, id.clone())) else {
-                return;
-            };
-            let Some((_, machine)) = self.lanes.get_mut(&lane) else {
-                return;
-            };
-            let passages = machine.on_timer(t);
-            self.plan(&lane, passages, out);
-        }
-    }
-
-    fn maybe_expire(&mut self, out: &mut Vec<Outcome>) {
-        if self
-            .last_expiry_check
-            .is_none_or(|t| self.now.0 - t.0 >= EXPIRY_CHECK_MS)
-        {
-            self.last_expiry_check = Some(self.now);
-            self.lot.expire(self.now, out);
-        }
-    }
-
-    fn plan(&mut self, lane: &str, passages: Vec<super::machine::Passage>, out: &mut Vec<Outcome>) {
-        let Some((cfg, _)) = self.lanes.get(lane) else {
-            return;
-        };
-        for p in passages {
-            let action = decide(&p, cfg, &self.lot_config, self.lot.open_stays(), None);
-            if self.with_passages {
-                out.push(Outcome::Passage(p));
+    fn apply(&mut self, steps: impl Iterator<Item = Step>, out: &mut Vec<Outcome>) {
+        for step in steps {
+            match step {
+                Step::Passage { passage, .. } => {
+                    let action = self.core.plan(&passage, self.lot.open_stays());
+                    if self.with_passages {
+                        out.push(Outcome::Passage(passage));
+                    }
+                    self.lot.apply(action, out);
+                }
+                Step::Occupied(n) => self.lot.set_occupied(n),
+                Step::Expire(now) => self.lot.expire(now, out),
+                Step::Charge { .. } => {}
             }
-            self.lot.apply(action, out);
         }
     }
 }
@@ -147,20 +116,30 @@ pub fn run(
     for (i, line) in events.lines().enumerate() {
         let line = line?;
         let trimmed = line.trim();
-        // Marks are the lane task's notes in a journal (applied, start, gap…), not events.
-        if trimmed.is_empty() || trimmed.starts_with('#') || super::journal::is_mark(trimmed) {
+        // Marks are the lane task's notes in a journal (applied, start, gap…), not
+        // events; only its timer runs matter to the decisions.
+        if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let event: RawEvent =
-            serde_json::from_str(trimmed).map_err(|source| ReplayError::BadLine {
-                line: i + 1,
-                source,
-            })?;
-        if event.lane.is_empty() {
-            // A lot-wide device's fact (space counter): no lane logic to replay.
-            continue;
-        }
-        if !replay.knows_lane(&event.lane) {
+        let event = match Line::parse(trimmed) {
+            Ok(Line::Event(event)) => event,
+            Ok(Line::Mark(Mark::Timers { at })) => {
+                replay.timers(at, &mut out);
+                for o in out.drain(..) {
+                    writeln!(output, "{}", o.to_json())?;
+                }
+                continue;
+            }
+            Ok(Line::Mark(_)) => continue,
+            Err(source) => {
+                return Err(ReplayError::BadLine {
+                    line: i + 1,
+                    source,
+                });
+            }
+        };
+        // Lot-wide facts (space counts, payments) have no lane.
+        if !event.lane.is_empty() && !replay.knows_lane(&event.lane) {
             return Err(ReplayError::UnknownLane {
                 line: i + 1,
                 lane: event.lane,

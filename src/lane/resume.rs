@@ -53,6 +53,8 @@ pub struct Resumed {
     pub applied: Applied,
     /// The last charge shown by each exit lane's pay terminal, still unused.
     pub charges: BTreeMap<String, TerminalCharge>,
+    /// The pay system's payments in the window, oldest first (for the exits to come).
+    pub payments: Vec<crate::event::RawEvent>,
     /// The previous run's last sign of life and whether it stopped cleanly.
     pub last_life: Option<Timestamp>,
     pub clean_stop: bool,
@@ -121,18 +123,31 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
         .collect();
     let mut candidates = Vec::new();
     let mut charges = BTreeMap::new();
+    let payments: Vec<crate::event::RawEvent> = window
+        .lines
+        .iter()
+        .filter_map(|l| match l {
+            Line::Event(e) if matches!(e.kind, EventKind::Payment { .. }) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
     let marked = window.lines.iter().any(|l| matches!(l, Line::Mark(_)));
-    if !marked {
-        return Resumed {
-            lanes: rebuilt.into_iter().map(|(id, (l, _))| (id, l)).collect(),
-            candidates,
-            applied,
-            charges,
-            last_life: window.last_life,
-            clean_stop: window.clean_stop,
-            bad_lines: window.bad_lines,
-            resumed: false,
+    let finish =
+        |rebuilt: BTreeMap<String, (LaneResume, i64)>, candidates, applied, charges, resumed| {
+            Resumed {
+                lanes: rebuilt.into_iter().map(|(id, (l, _))| (id, l)).collect(),
+                candidates,
+                applied,
+                charges,
+                payments,
+                last_life: window.last_life,
+                clean_stop: window.clean_stop,
+                bad_lines: window.bad_lines,
+                resumed,
+            }
         };
+    if !marked {
+        return finish(rebuilt, candidates, applied, charges, false);
     }
     let mut marks_seen = false;
     for line in &window.lines {
@@ -146,6 +161,18 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
                     lane.0.events = rebuilt.get(&cfg.id).map_or(0, |(l, _)| l.events);
                     rebuilt.insert(cfg.id.clone(), lane);
                 }
+                continue;
+            }
+            // Where the live task ran its timers, so does the rebuild (as replay does).
+            Line::Mark(Mark::Timers { at }) => {
+                marks_seen = true;
+                run_timers(
+                    &mut rebuilt,
+                    *at,
+                    &mut applied,
+                    &mut candidates,
+                    &mut charges,
+                );
                 continue;
             }
             Line::Mark(_) => {
@@ -193,16 +220,7 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
             &mut charges,
         );
     }
-    Resumed {
-        lanes: rebuilt.into_iter().map(|(id, (l, _))| (id, l)).collect(),
-        candidates,
-        applied,
-        charges,
-        last_life: window.last_life,
-        clean_stop: window.clean_stop,
-        bad_lines: window.bad_lines,
-        resumed: true,
-    }
+    finish(rebuilt, candidates, applied, charges, true)
 }
 
 /// Runs every lane's timers due by `until`, earliest first, each at its deadline.

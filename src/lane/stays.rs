@@ -328,37 +328,13 @@ pub fn expired(open: &[OpenStay], lot: &LotConfig, now: Timestamp) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lane::machine::{PassageCase, PassagePlate};
 
     fn lane(direction: Direction) -> LaneConfig {
         LaneConfig::new("l", direction, "P1", Default::default())
     }
 
     fn passage(direction: Direction, plate: Option<&str>, at: i64) -> Passage {
-        Passage {
-            lane: "l".into(),
-            direction,
-            at: Timestamp(at),
-            cleared_at: Timestamp(at),
-            plate: plate.map(|t| PassagePlate {
-                text: t.into(),
-                color: PlateColor::Unknown,
-                confidence: None,
-                read_at: Timestamp(at),
-            }),
-            case: if plate.is_some() {
-                PassageCase::Normal
-            } else {
-                PassageCase::Unrecognised
-            },
-            tailgate: false,
-            inferred: false,
-            trailer: false,
-            tractor: None,
-            snapshot: None,
-            snapshot_len: None,
-            late: false,
-        }
+        Passage::sample(direction, plate, Timestamp(at))
     }
 
     fn stay(no: &str, plate: &str, at: i64, placeholder: bool) -> OpenStay {

@@ -251,7 +251,6 @@ mod tests {
     use super::*;
     use crate::config::lanes::Direction;
     use crate::event::PlateRead;
-    use crate::lane::machine::{PassageCase, PassagePlate};
     use crate::plate::PlateColor;
     use crate::time::Timestamp;
 
@@ -262,26 +261,7 @@ mod tests {
     }
 
     fn passage(plate: Option<&str>) -> Passage {
-        Passage {
-            lane: "in".into(),
-            direction: Direction::Entry,
-            at: Timestamp(0),
-            cleared_at: Timestamp(0),
-            plate: plate.map(|t| PassagePlate {
-                text: t.into(),
-                color: PlateColor::Blue,
-                confidence: None,
-                read_at: Timestamp(0),
-            }),
-            case: PassageCase::Normal,
-            tailgate: false,
-            inferred: false,
-            trailer: false,
-            tractor: None,
-            snapshot: None,
-            snapshot_len: None,
-            late: false,
-        }
+        Passage::sample(Direction::Entry, plate, Timestamp(0))
     }
 
     #[test]

@@ -192,6 +192,12 @@ pub async fn run(
     for c in check_lanes(&config, crate::time::Timestamp::now()) {
         push(c, &mut out);
     }
+    if let Some(c) = check_push_listener(&config).await {
+        push(c, &mut out);
+    }
+    for c in check_push_cameras(&config, &profiles, crate::time::Timestamp::now()) {
+        push(c, &mut out);
+    }
     push(check_platform(&config).await, &mut out);
     push(check_clock_sync(), &mut out);
     push(check_timezone(&config.platform.utc_offset), &mut out);
@@ -285,6 +291,106 @@ pub fn check_lanes(config: &SiteConfig, now: crate::time::Timestamp) -> Vec<Chec
         });
     }
     out
+}
+
+/// The `[camera_push]` listener: reachable by cameras on the LAN, and either free (the
+/// service is stopped) or held (by the running service). `None` without push cameras.
+pub async fn check_push_listener(config: &SiteConfig) -> Option<Check> {
+    let push = config.camera_push.as_ref()?;
+    let cameras: Vec<_> = config.devices.iter().filter(|d| d.http_push).collect();
+    if cameras.is_empty() {
+        return None;
+    }
+    let label = "camera push listener";
+    let ip = push
+        .listen
+        .rsplit_once(':')
+        .map(|(host, _)| host.trim_matches(['[', ']']))
+        .and_then(|h| h.parse::<std::net::IpAddr>().ok());
+    let from_lan = cameras.iter().any(|d| {
+        d.source
+            .as_deref()
+            .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+            .is_none_or(|s| !s.is_loopback())
+    });
+    if ip.is_some_and(|ip| ip.is_loopback()) && from_lan {
+        return Some(Check::fail(
+            label,
+            format!("{} is reachable from this PC only", push.listen),
+            "cameras push over the network: set [camera_push] listen to 0.0.0.0:PORT (or this PC's address on the cameras' network)",
+        ));
+    }
+    // Binding tells a free port (service stopped) from one in use (the service, or
+    // another program), without sending anything to a camera.
+    Some(match tokio::net::TcpListener::bind(&push.listen).await {
+        Ok(_) => Check::pass(
+            label,
+            format!(
+                "{} free: the service listens there when it runs",
+                push.listen
+            ),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Check::pass(
+            label,
+            format!(
+                "{} in use (the running service, or check with `ss -ltnp`)",
+                push.listen
+            ),
+        ),
+        Err(e) => Check::fail(
+            label,
+            format!("{}: {e}", push.listen),
+            "use an address of this PC (or 0.0.0.0) and a free port above 1024",
+        ),
+    })
+}
+
+/// One line per push camera: whether it pushed (a read or a keep-alive) within the
+/// last hour of the journal, and the address to set on it. Doctor does not listen for
+/// pushes itself: answering one would acknowledge a recognition to the camera that
+/// the service never saw, and the camera would not send it again.
+pub fn check_push_cameras(
+    config: &SiteConfig,
+    profiles: &ProfileLibrary,
+    now: crate::time::Timestamp,
+) -> Vec<Check> {
+    let since = crate::time::Timestamp(now.0.saturating_sub(LANE_AUDIT_WINDOW_MS));
+    let events = journal_since(&config.storage.dir.join("journal"), since);
+    let offset = crate::time::parse_offset(&config.platform.utc_offset)
+        .unwrap_or_else(crate::time::china_standard_time);
+    crate::driver::http_push::push_cameras(config, profiles)
+        .into_iter()
+        .map(|cam| {
+            let source = config
+                .devices
+                .iter()
+                .find(|d| d.name == cam.name)
+                .and_then(|d| d.source.as_deref())
+                .map(|s| format!(", from {s}"))
+                .unwrap_or_default();
+            let address = format!("push address {}{source}", cam.address);
+            let label = format!("camera {} pushes", cam.name);
+            let heard: Vec<_> = events.iter().filter(|e| e.device == cam.name).collect();
+            let reads = heard
+                .iter()
+                .filter(|e| matches!(e.kind, crate::event::EventKind::Plate(_)))
+                .count();
+            match heard.last() {
+                Some(last) => Check::pass(
+                    label,
+                    format!(
+                        "{reads} reads in the last hour, last heard {}; {address}",
+                        last.at.format_local(offset)
+                    ),
+                ),
+                None => Check::fail(
+                    label,
+                    format!("nothing from it in the last hour of the journal; {address}"),
+                    "set that address on the camera (README: the push URL per vendor; BRIDGE is this PC's address), check its `source`/`token` against the device entry, then drive a car past or use its test trigger with the service running",
+                ),
+            }
+        })
+        .collect()
 }
 
 /// The journalled events at or after `since`, oldest first. Files are read newest
@@ -1082,6 +1188,91 @@ mod tests {
         })
         .await;
         assert!(!c.ok && c.detail.contains("cannot connect"), "{c}");
+    }
+
+    /// A camera-only lane with a Hikvision camera bound by source and a Dahua one by
+    /// token; on the `lan`, or both on this PC (loopback sources).
+    fn push_site(dir: &Path, listen: &str, lan: bool) -> SiteConfig {
+        let (hik, dahua) = if lan {
+            ("192.168.1.64", "")
+        } else {
+            ("127.0.0.2", "source = \"127.0.0.3\"\n")
+        };
+        let text = format!(
+            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 9\n\
+             [storage]\ndir = \"{}\"\n[camera_push]\nlisten = \"{listen}\"\n\
+             [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\nlayout = \"camera_only\"\n\
+             [[devices]]\nname = \"hik\"\nprofile = \"hikvision-isapi-anpr\"\nlane = \"in\"\ncamera_id = \"h1\"\nhttp_push = true\nsource = \"{hik}\"\n\
+             [[devices]]\nname = \"dahua\"\nprofile = \"dahua-itc-tollgate\"\nlane = \"in\"\ncamera_id = \"d1\"\nhttp_push = true\ntoken = \"AbCdEf0123456789-_\"\n{dahua}",
+            dir.display()
+        );
+        SiteConfig::from_toml(&text, Path::new("s.toml")).unwrap()
+    }
+
+    #[test]
+    fn push_cameras_are_named_with_their_address_and_whether_they_pushed_this_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = push_site(dir.path(), "0.0.0.0:8089", true);
+        let profiles = crate::driver::load_profiles(&config).unwrap();
+        let now = crate::time::Timestamp(1_800_000_000_000);
+        let journal = dir.path().join("journal");
+        std::fs::create_dir_all(&journal).unwrap();
+        let e = crate::event::RawEvent {
+            lane: "in".into(),
+            device: "hik".into(),
+            at: crate::time::Timestamp(now.0 - 60_000),
+            kind: crate::event::EventKind::Plate(crate::event::PlateRead::text(
+                "浙A12345",
+                crate::plate::PlateColor::Blue,
+            )),
+        };
+        std::fs::write(
+            journal.join("events.jsonl"),
+            serde_json::to_string(&e).unwrap() + "\n",
+        )
+        .unwrap();
+        let checks = check_push_cameras(&config, &profiles, now);
+        assert_eq!(checks.len(), 2, "{checks:?}");
+        let (hik, dahua) = (&checks[0], &checks[1]);
+        assert!(hik.ok, "{hik}");
+        assert!(hik.detail.contains("1 reads in the last hour"), "{hik}");
+        assert!(
+            hik.detail
+                .contains("http://BRIDGE:8089/camera/h1/plate, from 192.168.1.64"),
+            "{hik}"
+        );
+        assert!(!dahua.ok, "{dahua}");
+        assert!(dahua.detail.contains("/camera/d1/token/<token>"), "{dahua}");
+        let shown = format!("{checks:?}");
+        assert!(
+            !shown.contains("AbCdEf0123456789"),
+            "the token is a secret: {shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn push_listener_on_loopback_is_named_and_one_in_use_is_the_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = check_push_listener(&push_site(dir.path(), "127.0.0.1:0", true))
+            .await
+            .unwrap();
+        assert!(
+            !c.ok && c.detail.contains("reachable from this PC only"),
+            "{c}"
+        );
+        // Cameras on this PC (the tests' loopback addresses) may use a loopback listener.
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let listen = format!("127.0.0.1:{port}");
+        let c = check_push_listener(&push_site(dir.path(), &listen, false))
+            .await
+            .unwrap();
+        assert!(c.ok && c.detail.contains("in use"), "{c}");
+        drop(held);
+        let c = check_push_listener(&push_site(dir.path(), "127.0.0.1:0", false))
+            .await
+            .unwrap();
+        assert!(c.ok && c.detail.contains("free"), "{c}");
     }
 
     #[test]

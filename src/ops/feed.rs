@@ -1,4 +1,5 @@
-//! Wires operations into `run`: builds the [`OpsState`] from the [`Pipeline`], starts
+//! Wires operations into `run`: builds the [`OpsState`] from what the pipeline shares
+//! (given by the service, which sits above `ops`: nothing here imports it), starts
 //! the ops tasks ([`super::start`]) and a feeder that copies what the pipeline already
 //! keeps (delivery status, outbox, occupancy, stays in the store) into it every
 //! [`FEED_EVERY`].
@@ -13,7 +14,8 @@
 //! operator command alike). The same passage recorded both ways is kept once.
 
 use super::{Liveness, OpsError, OpsState, OpsTasks};
-use crate::service::Pipeline;
+use crate::config::SiteConfig;
+use crate::health::Health;
 use crate::store::Store;
 use crate::time::Timestamp;
 use crate::uploader::{DeliveryStatus, StatusHandle};
@@ -34,25 +36,27 @@ pub fn remember_config_path(path: &std::path::Path) {
     let _ = CONFIG_PATH.set(path.to_path_buf());
 }
 
-/// Builds the [`OpsState`] for `pipeline`, starts the ops tasks and the feeder. Keep
-/// the returned tasks alive for as long as the service runs.
-pub async fn attach(pipeline: &Pipeline) -> Result<(OpsState, OpsTasks), OpsError> {
-    let ops = OpsState::with_health(&pipeline.config, pipeline.health.clone());
+/// Builds the [`OpsState`] for the pipeline's parts (its config, device health,
+/// store and delivery status), starts the ops tasks and the feeder. Keep the returned
+/// tasks alive for as long as the service runs.
+pub async fn attach(
+    config: &SiteConfig,
+    health: Health,
+    store: Arc<Store>,
+    delivery: StatusHandle,
+) -> Result<(OpsState, OpsTasks), OpsError> {
+    let ops = OpsState::with_health(config, health);
     let config_path = CONFIG_PATH.get().cloned();
-    let mut tasks = super::start(config_path.as_deref(), &pipeline.config, &ops).await?;
-    let budget = pipeline
-        .config
-        .storage
-        .disk_budget_mb
-        .saturating_mul(1024 * 1024);
+    let mut tasks = super::start(config_path.as_deref(), config, &ops).await?;
+    let budget = config.storage.disk_budget_mb.saturating_mul(1024 * 1024);
     // The heartbeat task finishes a beat (accepted or not) every period: a silence of
     // three periods means it, or the runtime, is stuck.
-    let beat_every = Duration::from_secs(pipeline.config.platform.heartbeat_secs.max(1));
+    let beat_every = Duration::from_secs(config.platform.heartbeat_secs.max(1));
     let heartbeat_alive = ops.liveness("heartbeat", beat_every * 3 + Duration::from_secs(10));
     tasks.push(tokio::spawn(feed(
         ops.clone(),
-        pipeline.store.clone(),
-        pipeline.delivery.clone(),
+        store,
+        delivery,
         budget,
         heartbeat_alive,
     )));

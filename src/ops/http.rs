@@ -578,6 +578,7 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
         h.push_str("</div></div>");
     }
 
+    render_push(&mut h, view, lang);
     render_outbox_kinds(&mut h, view, lang);
     render_gallery(&mut h, view, mask, token_query, &time, lang);
 
@@ -612,6 +613,68 @@ fn ago(lang: Lang, now: Timestamp, then: Timestamp) -> String {
 
 /// The link state of the devices serving `lane` (`""`: the lot-wide ones), each with
 /// its last hour as a strip.
+/// The push receiver: where each camera must send, how it is bound, what it delivered,
+/// and what was refused (a refused push names no camera it could be trusted for).
+fn render_push(h: &mut String, view: &StatusView, lang: Lang) {
+    let Some(push) = &view.push else {
+        return;
+    };
+    let t = |s| lang.tr(s);
+    let _ = write!(
+        h,
+        r#"<h2>{}</h2><div class="card" id="camera-push"><div>{} <code>{}</code></div><table><tr>"#,
+        t("Camera push"),
+        t("listening on"),
+        esc(&push.listen)
+    );
+    for head in [
+        "camera",
+        "Lanes",
+        "vendor",
+        "address to set on the camera",
+        "bound to",
+        "reads",
+        "late",
+        "resends dropped",
+        "pictures dropped",
+    ] {
+        let _ = write!(h, "<th>{}</th>", t(head));
+    }
+    h.push_str("</tr>");
+    for (cam, n) in &push.cameras {
+        let _ = write!(
+            h,
+            r#"<tr class="push-camera"><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(&cam.name),
+            esc(&cam.lane),
+            esc(cam.vendor),
+            esc(&cam.address),
+            esc(&cam.bound_to),
+            n.reads,
+            n.late,
+            n.duplicates,
+            n.pictures_dropped
+        );
+    }
+    h.push_str("</table>");
+    let refused: Vec<String> = push
+        .refusals
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    let (class, refused) = if refused.is_empty() {
+        ("ok", t("none").to_string())
+    } else {
+        ("warn", refused.join(", "))
+    };
+    let _ = write!(
+        h,
+        r#"<div id="push-refusals">{}: <span class="{class}">{}</span></div></div>"#,
+        t("refused since start"),
+        esc(&refused)
+    );
+}
+
 fn render_devices(h: &mut String, view: &StatusView, lane: &str, now: Timestamp, lang: Lang) {
     let mut none = true;
     for (name, state) in view.devices.iter().filter(|(_, s)| s.lane == lane) {
@@ -883,6 +946,51 @@ mod tests {
             "{en}"
         );
         assert!(en.contains(r#"href="?lang=zh-CN""#), "{en}");
+    }
+
+    #[test]
+    fn push_cameras_have_a_card_with_their_address_binding_and_counts() {
+        let mut config = crate::ops::state::tests::config();
+        let extra = crate::config::SiteConfig::from_toml(
+            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 9\n\
+             [storage]\ndir = \"/tmp\"\n[camera_push]\nlisten = \"0.0.0.0:8089\"\n\
+             [[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"P1\"\nlayout = \"camera_only\"\n\
+             [[devices]]\nname = \"card-hik\"\nprofile = \"hikvision-isapi-anpr\"\nlane = \"entry-1\"\ncamera_id = \"h1\"\nhttp_push = true\nsource = \"192.168.1.64\"\n\
+             [[devices]]\nname = \"card-dahua\"\nprofile = \"dahua-itc-tollgate\"\nlane = \"entry-1\"\ncamera_id = \"d1\"\nhttp_push = true\ntoken = \"AbCdEf0123456789-_\"\n",
+            std::path::Path::new("push.toml"),
+        )
+        .unwrap();
+        let html = render(&OpsState::new(&config).view(), &[], Timestamp(0), true, "");
+        assert!(!html.contains("camera-push"), "no push camera, no card");
+        config.camera_push = extra.camera_push;
+        config.devices = extra.devices;
+        let ops = OpsState::new(&config);
+        crate::driver::metrics::PLATE_READS
+            .with_label_values(&["card-hik"])
+            .inc_by(3);
+        let html = render(&ops.view(), &[], Timestamp(0), true, "");
+        let card = &html[html.find(r#"id="camera-push""#).expect("push card")..];
+        let card = &card[..card.find("</div></div>").expect("card end")];
+        assert!(card.contains("<code>0.0.0.0:8089</code>"), "{card}");
+        assert!(
+            card.contains(
+                "<td>card-hik</td><td>entry-1</td><td>hikvision</td><td><code>http://BRIDGE:8089/camera/h1/plate</code></td><td>source 192.168.1.64</td><td>3</td>"
+            ),
+            "{card}"
+        );
+        assert!(card.contains("/camera/d1/token/&lt;token&gt;"), "{card}");
+        assert!(!html.contains("AbCdEf0123456789"), "the token is a secret");
+        assert!(card.contains(r#"id="push-refusals""#), "{card}");
+        let zh = render_in(
+            Lang::Zh,
+            &ops.view(),
+            &[],
+            HealthLevel::Ok,
+            Timestamp(0),
+            true,
+            "",
+        );
+        assert!(zh.contains("相机推送") && zh.contains("相机上应填写的推送地址"));
     }
 
     #[test]

@@ -25,8 +25,9 @@ pub mod logging;
 pub mod notify;
 pub mod state;
 
+pub use crate::health::Liveness;
 pub use feed::{attach, remember_config_path};
-pub use state::{Liveness, OpsState};
+pub use state::OpsState;
 
 use crate::config::SiteConfig;
 use crate::time::Timestamp;

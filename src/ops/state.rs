@@ -28,7 +28,7 @@ use super::disk::FsSpace;
 use super::history::{History, LinkChange};
 use super::logging::LogPlate;
 use crate::config::{Direction, HttpConfig, SiteConfig};
-use crate::health::{DeviceState, Health, LinkState};
+use crate::health::{DeviceState, Health, LinkState, Liveness};
 use crate::time::Timestamp;
 use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use std::collections::{BTreeMap, VecDeque};
@@ -65,6 +65,8 @@ struct Inner {
     metrics: Metrics,
     liveness: Mutex<Vec<(String, Duration, Arc<AtomicU64>)>>,
     ready: tokio::sync::watch::Sender<bool>,
+    /// `[camera_push] listen` and the push cameras, when there are any.
+    push: Option<(String, Vec<crate::driver::http_push::PushCameraInfo>)>,
 }
 
 /// A configured lane, as the status page lists it.
@@ -208,6 +210,20 @@ pub struct StatusView {
     pub held: Option<u64>,
     /// Why the state database could not be read, while it cannot.
     pub store_error: Option<String>,
+    /// The push receiver's address and its cameras with what each delivered.
+    pub push: Option<PushView>,
+}
+
+/// The camera push card: where the receiver listens, each camera with what it
+/// delivered, and the refusals (which cannot be told apart by camera).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushView {
+    pub listen: String,
+    pub cameras: Vec<(
+        crate::driver::http_push::PushCameraInfo,
+        crate::driver::http_push::PushCounts,
+    )>,
+    pub refusals: Vec<(&'static str, u64)>,
 }
 
 impl OpsState {
@@ -258,6 +274,13 @@ impl OpsState {
             }
         }
         let (ready, _) = tokio::sync::watch::channel(false);
+        // Profiles only name each push camera's vendor here; the drivers report a
+        // missing one at start.
+        let push = config.camera_push.as_ref().and_then(|p| {
+            let profiles = crate::driver::load_profiles(config).unwrap_or_default();
+            let cameras = crate::driver::http_push::push_cameras(config, &profiles);
+            (!cameras.is_empty()).then(|| (p.listen.clone(), cameras))
+        });
         OpsState {
             inner: Arc::new(Inner {
                 lot_no: config.lot.parking_lot_no.clone(),
@@ -276,6 +299,7 @@ impl OpsState {
                 metrics,
                 liveness: Mutex::new(Vec::new()),
                 ready,
+                push,
             }),
         }
     }
@@ -590,10 +614,7 @@ impl OpsState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((name.to_string(), max_silence, last.clone()));
-        Liveness {
-            base: self.inner.mono_base,
-            last,
-        }
+        Liveness::new(self.inner.mono_base, last)
     }
 
     /// Names of registered tasks silent for longer than their `max_silence` at `now`.
@@ -673,6 +694,14 @@ impl OpsState {
                 .collect(),
             held: data.held,
             store_error: data.store_error.clone(),
+            push: self.inner.push.as_ref().map(|(listen, cameras)| PushView {
+                listen: listen.clone(),
+                cameras: cameras
+                    .iter()
+                    .map(|c| (c.clone(), crate::driver::http_push::counts(&c.name)))
+                    .collect(),
+                refusals: crate::driver::http_push::refusals(),
+            }),
         }
     }
 
@@ -693,20 +722,6 @@ impl OpsState {
             .level(Timestamp::now(), &self.inner.http, problems)
             == HealthLevel::Failing;
         m.healthy.set(i64::from(!failing));
-    }
-}
-
-/// A task's "I am still making progress" handle for the watchdog.
-#[derive(Clone)]
-pub struct Liveness {
-    base: Instant,
-    last: Arc<AtomicU64>,
-}
-
-impl Liveness {
-    pub fn tick(&self) {
-        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(ms, Ordering::Relaxed);
     }
 }
 

@@ -8,7 +8,6 @@ use crate::config::PlatformConfig;
 use crate::config::platform::{PathsConfig, Secret};
 use crate::time::Timestamp;
 use chrono::FixedOffset;
-use std::borrow::Cow;
 use std::time::Duration;
 
 /// Why a request got no answer (or was not sent). Transport errors are retriable;
@@ -224,16 +223,10 @@ impl PlatformClient {
         self.offset
     }
 
-    /// Validates and seals `uplink` with a fresh `message_id`, stamped `now`.
+    /// Validates and seals `uplink` with a fresh `message_id`, stamped `now`. The
+    /// configured `device_no` (checked with the config) is written into the JSON of an
+    /// entry or exit as it is encoded, so the uplink and its image are not copied.
     pub fn prepare(&self, uplink: &Uplink, now: Timestamp) -> Result<Prepared, ClientError> {
-        let uplink = match (&self.device_no, uplink) {
-            (Some(d), Uplink::Entry(_) | Uplink::Exit(_)) => {
-                let mut u = uplink.clone();
-                u.set_device_no(Some(d.clone()));
-                Cow::Owned(u)
-            }
-            _ => Cow::Borrowed(uplink),
-        };
         uplink.validate()?;
         let message_id = uuid::Uuid::new_v4().to_string();
         let timestamp = now.format_local(self.offset);
@@ -242,7 +235,7 @@ impl PlatformClient {
             self.secret.as_bytes(),
             &message_id,
             &timestamp,
-            uplink.to_json(),
+            uplink.to_json_with_device(self.device_no.as_deref()),
         );
         Ok(Prepared {
             url: self.url(uplink.kind()),

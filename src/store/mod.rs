@@ -3,7 +3,9 @@
 //!
 //! Every change a lane (or an operator) makes is one transaction: a stay, the reports
 //! it causes and the occupancy change commit together or not at all, and a call
-//! returns only once the commit is on disk. The store is synchronous (one connection
+//! returns only once the commit is on disk. A lane's planned stay action, however many
+//! stays it touches, goes through [`Store::apply`] (`apply.rs`): one action, one
+//! transaction, proven by crash tests that abort between every pair of its statements. The store is synchronous (one connection
 //! behind a mutex); async callers use `spawn_blocking`. Other processes (operator
 //! commands) may write to the same file at the same time; SQLite's locking serialises
 //! them and the uploader polls for their rows.
@@ -11,12 +13,14 @@
 //! A database that cannot be read is never recreated: the error names the file and
 //! the service stops, so an operator can restore or inspect it with `sqlite3`.
 
-pub mod operator;
+mod apply;
+mod fault;
 mod order_no;
 mod outbox;
 mod schema;
 mod stays;
 
+pub use apply::{Applied, LaneNote};
 pub use order_no::{SequenceState, allocate as allocate_order_no, format as format_order_no};
 pub use outbox::{
     HeldReport, KindSummary, OutboxItem, OutboxSummary, Outcome, Refusal, StoredImage,
@@ -310,7 +314,9 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         self.note_synchronous(&tx)?;
+        fault::point();
         tx.commit()?;
+        fault::point();
         Ok(value)
     }
 

@@ -46,7 +46,7 @@ static IMAGES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
 });
 
-static WITHOUT_INNER: LazyLock<IntCounter> = LazyLock::new(|| {
+pub(super) static WITHOUT_INNER: LazyLock<IntCounter> = LazyLock::new(|| {
     crate::metrics::counter(
         "parking_bridge_entries_without_inner_order_total",
         "Entries the platform acknowledged without an inner_oder_no",
@@ -61,21 +61,66 @@ static ROWS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// Adds a report (and its image) to the outbox; due at once.
+/// A passage queued this long after it happened is late (a camera's stored recognition,
+/// a passage recovered after a crash, an operator's correction): its report waits for the
+/// older late reports of its port, so the platform receives them in time order.
+pub const LATE_REPORT_AFTER_MS: i64 = 60_000;
+
+/// The port a late entry or exit is sent in order on; `None` for everything else.
+fn in_order_on_port(report: &Report, now: Timestamp) -> Option<&str> {
+    let (at, port) = match report {
+        Report::Entry(e) => (e.parking_time, &e.port_no),
+        Report::Exit(x) => (x.away_time, &x.port_no),
+        Report::Snapshot { .. } => return None,
+    };
+    (now.0.saturating_sub(at.0) > LATE_REPORT_AFTER_MS).then_some(port.as_str())
+}
+
+/// Adds a passage's report (and its image) to the outbox; due at once.
 pub(super) fn queue_report(
     tx: &Transaction<'_>,
     report: &Report,
     image: Option<&[u8]>,
     now: Timestamp,
 ) -> Result<i64, StoreError> {
+    insert_report(tx, report, image, now, in_order_on_port(report, now))
+}
+
+/// Adds a report queued again by the uploader (its stay's entry, which the platform
+/// did not know): never held behind a port's late reports, so it cannot wait on a row
+/// that waits on it.
+pub(super) fn requeue_report(
+    tx: &Transaction<'_>,
+    report: &Report,
+    now: Timestamp,
+) -> Result<i64, StoreError> {
+    insert_report(tx, report, None, now, None)
+}
+
+fn insert_report(
+    tx: &Transaction<'_>,
+    report: &Report,
+    image: Option<&[u8]>,
+    now: Timestamp,
+    in_order_on_port: Option<&str>,
+) -> Result<i64, StoreError> {
     let body =
         serde_json::to_string(report).map_err(|source| StoreError::BadReport { id: 0, source })?;
+    super::fault::point();
     tx.prepare_cached(
-        "INSERT INTO outbox (out_order_no, kind, body, created_at, due_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+        "INSERT INTO outbox (out_order_no, kind, body, created_at, due_at, in_order_on_port) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
     )?
-    .execute(params![report.out_order_no(), kind_code(report.kind()), body, now.0])?;
+    .execute(params![
+        report.out_order_no(),
+        kind_code(report.kind()),
+        body,
+        now.0,
+        in_order_on_port
+    ])?;
     let id = tx.last_insert_rowid();
     if let Some(img) = image {
+        super::fault::point();
         tx.prepare_cached(
             "INSERT INTO images (outbox_id, data, bytes, encoded) VALUES (?1, ?2, ?3, 0)",
         )?
@@ -93,6 +138,7 @@ pub(super) fn enforce_image_budget(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let budget = i64::try_from(budget).unwrap_or(i64::MAX);
+    super::fault::point();
     let mut total: i64 = tx.query_row("SELECT COALESCE(SUM(bytes), 0) FROM images", [], |r| {
         r.get(0)
     })?;
@@ -108,6 +154,7 @@ pub(super) fn enforce_image_budget(
         let Some((id, bytes, kind, out_order_no)) = oldest else {
             break;
         };
+        super::fault::point();
         tx.execute("DELETE FROM images WHERE outbox_id = ?1", [id])?;
         let kind = kind_of(kind);
         if matches!(kind, ReportKind::EntrySnapshot | ReportKind::ExitSnapshot) {
@@ -263,7 +310,9 @@ const ALL_KINDS: [ReportKind; 4] = [
 
 impl Store {
     /// Up to `limit` reports that may be sent at `now`: each the head of its stay, due,
-    /// and not of a stay in `busy` (already in flight). No retry is ever scheduled more
+    /// not of a stay in `busy` (already in flight) and, for a late passage, the oldest
+    /// late report of its port still pending (in flight counts: it stays pending until
+    /// its answer is recorded; a refused one no longer holds the others back). No retry is ever scheduled more
     /// than an hour ahead, so a later `due_at` means the clock went back: due now. Oldest first, or newest first so
     /// that live reports are not starved by a backlog.
     pub fn due_reports(
@@ -284,6 +333,9 @@ impl Store {
                                AND NOT (p.kind IN (1, 3) AND p.refusals > 0)) \
                AND NOT EXISTS (SELECT 1 FROM outbox h WHERE h.state = 'held' AND h.out_order_no = o.out_order_no \
                                AND h.kind IN (0, 2) AND h.kind < o.kind) \
+               AND (o.in_order_on_port IS NULL OR NOT EXISTS (SELECT 1 FROM outbox q \
+                               WHERE q.state = 'pending' AND q.in_order_on_port = o.in_order_on_port \
+                               AND q.id < o.id AND q.refusals = 0)) \
              ORDER BY o.id {order} LIMIT ?2"
         ))?;
         let want = i64::try_from(limit + busy.len()).unwrap_or(i64::MAX);
@@ -786,7 +838,7 @@ fn requeue_entry(
         }
         None => {
             let stay = entry_report_from_stay(tx, out_order_no)?;
-            queue_report(tx, &Report::Entry(stay), None, now)?;
+            requeue_report(tx, &Report::Entry(stay), now)?;
         }
     }
     tracing::warn!(

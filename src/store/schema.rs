@@ -117,6 +117,13 @@ const MIGRATIONS: &[&str] = &[
     -- when the platform acknowledged the stay's entry (with or without inner_oder_no)
     ALTER TABLE stays ADD COLUMN entry_acked_at INTEGER;
     "#,
+    // 3: reports queued long after their passage (a camera's stored recognitions pushed
+    // when the bridge is back) go one at a time per port, oldest first.
+    r#"
+    ALTER TABLE outbox ADD COLUMN in_order_on_port TEXT;
+    CREATE INDEX outbox_pending_in_order ON outbox (in_order_on_port, id)
+        WHERE state = 'pending' AND in_order_on_port IS NOT NULL;
+    "#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -57,6 +57,92 @@ pub struct ClosedStay {
     pub stay: Stay,
 }
 
+/// A stay to open, borrowed from an operator's [`NewStay`] or a lane's planned entry
+/// (its image is not copied on the way in).
+pub(super) struct Entering<'a> {
+    pub plate_no: &'a str,
+    pub plate_color: PlateColor,
+    pub car_type: CarType,
+    pub lane: &'a str,
+    pub port_no: &'a str,
+    pub entered_at: Timestamp,
+    pub operator: Option<&'a str>,
+    pub price: Option<i64>,
+    pub should_pay: Option<i64>,
+    pub snapshot: Option<&'a [u8]>,
+}
+
+impl<'a> From<&'a NewStay> for Entering<'a> {
+    fn from(s: &'a NewStay) -> Self {
+        Entering {
+            plate_no: &s.plate_no,
+            plate_color: s.plate_color,
+            car_type: s.car_type,
+            lane: &s.lane,
+            port_no: &s.port_no,
+            entered_at: s.entered_at,
+            operator: s.operator.as_deref(),
+            price: s.price,
+            should_pay: s.should_pay,
+            snapshot: s.snapshot.as_deref(),
+        }
+    }
+}
+
+impl Entering<'_> {
+    /// The platform's limits, checked before the transaction begins.
+    pub fn check(&self) -> Result<(), StoreError> {
+        check_plate(self.plate_no)?;
+        check_port(self.port_no)?;
+        check_operator(self.operator)?;
+        check_fen("price", self.price)?;
+        check_fen("should_pay", self.should_pay)
+    }
+}
+
+/// How a stay ends, borrowed from an operator's [`ExitDetails`] or a lane's exit plan.
+pub(super) struct Leaving<'a> {
+    pub lane: &'a str,
+    pub port_no: &'a str,
+    pub away_time: Timestamp,
+    pub price: i64,
+    pub should_pay: i64,
+    pub paid_fee: i64,
+    pub operator: Option<&'a str>,
+    pub snapshot: Option<&'a [u8]>,
+}
+
+impl<'a> From<&'a ExitDetails> for Leaving<'a> {
+    fn from(x: &'a ExitDetails) -> Self {
+        Leaving {
+            lane: &x.lane,
+            port_no: &x.port_no,
+            away_time: x.away_time,
+            price: x.price,
+            should_pay: x.should_pay,
+            paid_fee: x.paid_fee,
+            operator: x.operator.as_deref(),
+            snapshot: x.snapshot.as_deref(),
+        }
+    }
+}
+
+impl Leaving<'_> {
+    /// The platform's limits, checked before the transaction begins.
+    pub fn check(&self) -> Result<(), StoreError> {
+        check_port(self.port_no)?;
+        check_operator(self.operator)?;
+        for (name, v) in [
+            ("price", self.price),
+            ("should_pay", self.should_pay),
+            ("paid_fee", self.paid_fee),
+        ] {
+            check_fen(name, Some(v))?;
+        }
+        Ok(())
+    }
+}
+
 /// Why a stay was closed without an exit report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalClose {
@@ -181,7 +267,7 @@ fn check_port(port: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn check_operator(operator: &Option<String>) -> Result<(), StoreError> {
+fn check_operator(operator: Option<&str>) -> Result<(), StoreError> {
     match operator {
         Some(o) if o.is_empty() || o.chars().count() > 16 => Err(StoreError::Invalid(format!(
             "operator {o:?} must be 1 to 16 characters"
@@ -199,7 +285,7 @@ fn check_fen(name: &str, v: Option<i64>) -> Result<(), StoreError> {
     }
 }
 
-fn read_occupancy(tx: &Transaction<'_>) -> Result<Occupancy, StoreError> {
+pub(super) fn read_occupancy(tx: &Transaction<'_>) -> Result<Occupancy, StoreError> {
     let (occupied, total): (i64, i64) = tx.query_row(
         "SELECT occupied, total FROM occupancy WHERE id = 1",
         [],
@@ -214,6 +300,7 @@ fn read_occupancy(tx: &Transaction<'_>) -> Result<Occupancy, StoreError> {
 
 /// Moves occupancy by `delta`, kept within 0..=total.
 fn shift_occupancy(tx: &Transaction<'_>, delta: i64) -> Result<Occupancy, StoreError> {
+    super::fault::point();
     tx.execute(
         "UPDATE occupancy SET occupied = MAX(0, MIN(total, occupied + ?1)) WHERE id = 1",
         [delta],
@@ -221,7 +308,7 @@ fn shift_occupancy(tx: &Transaction<'_>, delta: i64) -> Result<Occupancy, StoreE
     read_occupancy(tx)
 }
 
-fn journal(
+pub(super) fn journal(
     tx: &Transaction<'_>,
     at: Timestamp,
     lane: Option<&str>,
@@ -229,6 +316,7 @@ fn journal(
     plate: Option<&str>,
     out_order_no: Option<&str>,
 ) -> Result<(), StoreError> {
+    super::fault::point();
     tx.prepare_cached(
         "INSERT INTO lane_journal (at, lane, what, plate_no, out_order_no) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -236,13 +324,29 @@ fn journal(
     Ok(())
 }
 
-fn load_stay(tx: &Transaction<'_>, out_order_no: &str) -> Result<Stay, StoreError> {
+pub(super) fn load_stay(tx: &Transaction<'_>, out_order_no: &str) -> Result<Stay, StoreError> {
+    super::fault::point();
     tx.prepare_cached(&format!(
         "SELECT {STAY_COLUMNS} FROM stays WHERE out_order_no = ?1"
     ))?
     .query_row([out_order_no], Stay::from_row)
     .optional()?
     .ok_or_else(|| StoreError::NoSuchStay(out_order_no.to_string()))
+}
+
+/// A vehicle counted without a report, inside `tx`.
+pub(super) fn count_only_in(
+    tx: &Transaction<'_>,
+    direction: Direction,
+    lane: &str,
+    at: Timestamp,
+) -> Result<Occupancy, StoreError> {
+    let (delta, what) = match direction {
+        Direction::Entry => (1, "count_only_entry"),
+        Direction::Exit => (-1, "count_only_exit"),
+    };
+    journal(tx, at, Some(lane), what, None, None)?;
+    shift_occupancy(tx, delta)
 }
 
 impl Store {
@@ -263,32 +367,43 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<OpenedStay>, StoreError> {
         for s in &stays {
-            check_plate(&s.plate_no)?;
-            check_port(&s.port_no)?;
-            check_operator(&s.operator)?;
-            check_fen("price", s.price)?;
-            check_fen("should_pay", s.should_pay)?;
+            Entering::from(s).check()?;
         }
         let local_secs = self.local_secs(now);
-        let opened = self.write(|tx| {
+        self.write_reports(now, |tx| {
             let mut opened = Vec::with_capacity(stays.len());
-            for s in stays {
-                opened.push(self.open_in(tx, s, now, local_secs)?);
+            for s in &stays {
+                opened.push(self.open_in(tx, &Entering::from(s), now, local_secs)?);
             }
-            enforce_image_budget(tx, self.options.image_budget_bytes, now)?;
             Ok(opened)
-        })?;
-        self.notify.notify_one();
-        Ok(opened)
+        })
     }
 
-    fn open_in(
+    /// A write that queues reports: the image budget is enforced in the same
+    /// transaction, and the uploader is woken once it is committed.
+    pub(super) fn write_reports<T>(
+        &self,
+        now: Timestamp,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let value = self.write(|tx| {
+            let value = f(tx)?;
+            enforce_image_budget(tx, self.options.image_budget_bytes, now)?;
+            Ok(value)
+        })?;
+        self.notify.notify_one();
+        Ok(value)
+    }
+
+    /// Opens a stay inside `tx`: next number, occupancy + 1, the stay, its reports.
+    pub(super) fn open_in(
         &self,
         tx: &Transaction<'_>,
-        s: NewStay,
+        s: &Entering<'_>,
         now: Timestamp,
         local_secs: i64,
     ) -> Result<OpenedStay, StoreError> {
+        super::fault::point();
         let state: SequenceState = tx.query_row(
             "SELECT seq, last_local_secs FROM sequence WHERE id = 1",
             [],
@@ -300,10 +415,12 @@ impl Store {
             },
         )?;
         let a = order_no::allocate(state, local_secs);
+        super::fault::point();
         tx.prepare_cached("UPDATE sequence SET seq = ?1, last_local_secs = ?2 WHERE id = 1")?
             .execute([a.next_state.seq, a.next_state.last_local_secs])?;
         let out_order_no = order_no::format(&self.lot_no, a.local_secs, a.seq);
         let occ = shift_occupancy(tx, 1)?;
+        super::fault::point();
         tx.prepare_cached(
             "INSERT INTO stays (out_order_no, plate_no, plate_color, car_type, state, entry_lane, entry_port, \
              entered_at, entry_operator, entry_price, entry_should_pay, entry_total_spaces, entry_free_spaces) \
@@ -325,12 +442,12 @@ impl Store {
         ])?;
         let entry = Report::Entry(EntryReport {
             out_order_no: out_order_no.clone(),
-            plate_no: s.plate_no,
+            plate_no: s.plate_no.to_string(),
             plate_color: s.plate_color,
             car_type: s.car_type,
             parking_time: s.entered_at,
-            port_no: s.port_no,
-            operator: s.operator,
+            port_no: s.port_no.to_string(),
+            operator: s.operator.map(str::to_string),
             price: s.price,
             should_pay: s.should_pay,
             total_spaces: occ.total,
@@ -350,7 +467,7 @@ impl Store {
         tx: &Transaction<'_>,
         report: &Report,
         event: SnapshotEvent,
-        image: Option<Vec<u8>>,
+        image: Option<&[u8]>,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         match (image, self.options.snapshot_mode) {
@@ -358,7 +475,7 @@ impl Store {
                 queue_report(tx, report, None, now)?;
             }
             (Some(img), SnapshotMode::Inline) => {
-                queue_report(tx, report, Some(&img), now)?;
+                queue_report(tx, report, Some(img), now)?;
             }
             (Some(img), SnapshotMode::Separate) => {
                 queue_report(tx, report, None, now)?;
@@ -366,7 +483,7 @@ impl Store {
                     out_order_no: report.out_order_no().to_string(),
                     event,
                 };
-                queue_report(tx, &snap, Some(&img), now)?;
+                queue_report(tx, &snap, Some(img), now)?;
             }
         }
         Ok(())
@@ -380,58 +497,72 @@ impl Store {
         x: ExitDetails,
         now: Timestamp,
     ) -> Result<ClosedStay, StoreError> {
-        check_port(&x.port_no)?;
-        check_operator(&x.operator)?;
-        for (name, v) in [
-            ("price", x.price),
-            ("should_pay", x.should_pay),
-            ("paid_fee", x.paid_fee),
-        ] {
-            check_fen(name, Some(v))?;
+        let x = Leaving::from(&x);
+        x.check()?;
+        self.write_reports(now, |tx| self.close_in(tx, out_order_no, &x, now))
+    }
+
+    /// Closes an open stay inside `tx`: occupancy − 1, the stay, its exit reports.
+    pub(super) fn close_in(
+        &self,
+        tx: &Transaction<'_>,
+        out_order_no: &str,
+        x: &Leaving<'_>,
+        now: Timestamp,
+    ) -> Result<ClosedStay, StoreError> {
+        let stay = load_stay(tx, out_order_no)?;
+        if stay.state != StayState::Open {
+            return Err(StoreError::NotOpen(out_order_no.to_string()));
         }
-        let closed = self.write(|tx| {
-            let stay = load_stay(tx, out_order_no)?;
-            if stay.state != StayState::Open {
-                return Err(StoreError::NotOpen(out_order_no.to_string()));
-            }
-            let occ = shift_occupancy(tx, -1)?;
-            tx.prepare_cached(
-                "UPDATE stays SET state = 'closed', exit_lane = ?2, exit_port = ?3, exited_at = ?4, \
-                 exit_operator = ?5, price = ?6, should_pay = ?7, paid_fee = ?8, closed_at = ?9 \
-                 WHERE out_order_no = ?1",
-            )?
-            .execute(params![
-                out_order_no,
-                x.lane,
-                x.port_no,
-                x.away_time.0,
-                x.operator,
-                x.price,
-                x.should_pay,
-                x.paid_fee,
-                now.0
-            ])?;
-            let exit = Report::Exit(ExitReport {
-                out_order_no: out_order_no.to_string(),
-                plate_no: stay.plate_no.clone(),
-                plate_color: stay.plate_color,
-                car_type: stay.car_type,
-                away_time: x.away_time,
-                price: x.price,
-                should_pay: x.should_pay,
-                paid_fee: x.paid_fee,
-                port_no: x.port_no.clone(),
-                operator: x.operator.clone(),
-                total_spaces: occ.total,
-                free_spaces: occ.free,
-            });
-            self.queue_with_image(tx, &exit, SnapshotEvent::Away, x.snapshot, now)?;
-            enforce_image_budget(tx, self.options.image_budget_bytes, now)?;
-            let stay = load_stay(tx, out_order_no)?;
-            Ok(ClosedStay { out_order_no: out_order_no.to_string(), free_spaces: occ.free, stay })
-        })?;
-        self.notify.notify_one();
-        Ok(closed)
+        let occ = shift_occupancy(tx, -1)?;
+        super::fault::point();
+        tx.prepare_cached(
+            "UPDATE stays SET state = 'closed', exit_lane = ?2, exit_port = ?3, exited_at = ?4, \
+             exit_operator = ?5, price = ?6, should_pay = ?7, paid_fee = ?8, closed_at = ?9 \
+             WHERE out_order_no = ?1",
+        )?
+        .execute(params![
+            out_order_no,
+            x.lane,
+            x.port_no,
+            x.away_time.0,
+            x.operator,
+            x.price,
+            x.should_pay,
+            x.paid_fee,
+            now.0
+        ])?;
+        let exit = Report::Exit(ExitReport {
+            out_order_no: out_order_no.to_string(),
+            plate_no: stay.plate_no.clone(),
+            plate_color: stay.plate_color,
+            car_type: stay.car_type,
+            away_time: x.away_time,
+            price: x.price,
+            should_pay: x.should_pay,
+            paid_fee: x.paid_fee,
+            port_no: x.port_no.to_string(),
+            operator: x.operator.map(str::to_string),
+            total_spaces: occ.total,
+            free_spaces: occ.free,
+        });
+        self.queue_with_image(tx, &exit, SnapshotEvent::Away, x.snapshot, now)?;
+        // The stay as it is now, built from what was just written (no read back).
+        let stay = Stay {
+            state: StayState::Closed,
+            exit_lane: Some(x.lane.to_string()),
+            exit_port: Some(x.port_no.to_string()),
+            exited_at: Some(x.away_time),
+            price: Some(x.price),
+            should_pay: Some(x.should_pay),
+            paid_fee: Some(x.paid_fee),
+            ..stay
+        };
+        Ok(ClosedStay {
+            out_order_no: out_order_no.to_string(),
+            free_spaces: occ.free,
+            stay,
+        })
     }
 
     /// Every open stay, oldest first (for plate matching).
@@ -490,29 +621,39 @@ impl Store {
         reason: LocalClose,
         now: Timestamp,
     ) -> Result<(), StoreError> {
+        self.write(|tx| self.close_locally_in(tx, out_order_no, reason, now))
+    }
+
+    /// Closes an open stay locally inside `tx`, freeing its space.
+    pub(super) fn close_locally_in(
+        &self,
+        tx: &Transaction<'_>,
+        out_order_no: &str,
+        reason: LocalClose,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
         let state = match reason {
             LocalClose::Superseded => StayState::Superseded,
             LocalClose::Expired => StayState::Expired,
         };
-        self.write(|tx| {
-            let stay = load_stay(tx, out_order_no)?;
-            if stay.state != StayState::Open {
-                return Err(StoreError::NotOpen(out_order_no.to_string()));
-            }
-            tx.execute(
-                "UPDATE stays SET state = ?2, closed_at = ?3 WHERE out_order_no = ?1",
-                params![out_order_no, state.as_str(), now.0],
-            )?;
-            shift_occupancy(tx, -1)?;
-            journal(
-                tx,
-                now,
-                None,
-                state.as_str(),
-                Some(&stay.plate_no),
-                Some(out_order_no),
-            )
-        })
+        let stay = load_stay(tx, out_order_no)?;
+        if stay.state != StayState::Open {
+            return Err(StoreError::NotOpen(out_order_no.to_string()));
+        }
+        super::fault::point();
+        tx.execute(
+            "UPDATE stays SET state = ?2, closed_at = ?3 WHERE out_order_no = ?1",
+            params![out_order_no, state.as_str(), now.0],
+        )?;
+        shift_occupancy(tx, -1)?;
+        journal(
+            tx,
+            now,
+            None,
+            state.as_str(),
+            Some(&stay.plate_no),
+            Some(out_order_no),
+        )
     }
 
     /// Notes something the lanes decided that the operator should be able to find
@@ -548,14 +689,7 @@ impl Store {
         lane: &str,
         at: Timestamp,
     ) -> Result<Occupancy, StoreError> {
-        let (delta, what) = match direction {
-            Direction::Entry => (1, "count_only_entry"),
-            Direction::Exit => (-1, "count_only_exit"),
-        };
-        self.write(|tx| {
-            journal(tx, at, Some(lane), what, None, None)?;
-            shift_occupancy(tx, delta)
-        })
+        self.write(|tx| count_only_in(tx, direction, lane, at))
     }
 
     pub fn occupancy(&self) -> Result<Occupancy, StoreError> {

@@ -296,8 +296,11 @@ fn an_entry_acknowledged_without_inner_order_is_counted_and_a_known_one_never_lo
     let o = open(&s, "A1");
     let entry = first_due(&s, T0);
     // The first answer was lost; the re-send is answered as a duplicate without one.
+    let counted = super::outbox::WITHOUT_INNER.get();
     s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
     assert_eq!(s.acked_without_inner_order().unwrap(), vec![o.clone()]);
+    // (≥: other tests of this binary may count too when run as threads.)
+    assert!(super::outbox::WITHOUT_INNER.get() > counted, "counted");
     // A later answer (the exit's) that carries it fills the gap.
     s.close_stay(&o, exit(None), T0).unwrap();
     let exit_row = first_due(&s, T0);
@@ -588,4 +591,69 @@ fn a_database_made_without_incremental_vacuum_is_left_as_it_is() {
     s.open_stay(new_stay("A1", Some(vec![1u8; 64 * 1024])), T0)
         .unwrap();
     assert_eq!(s.reclaim_free_pages(0, 1000).unwrap(), 0);
+}
+
+#[test]
+fn late_passages_of_a_port_are_due_one_at_a_time_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, 100);
+    let now = T0.plus_millis(3 * 3_600_000);
+    // A camera's stored recognitions, pushed three hours late, one a minute.
+    let late: Vec<String> = (0..5)
+        .map(|i| {
+            let mut stay = new_stay(&format!("L{i}"), None);
+            stay.entered_at = T0.plus_millis(i * 60_000);
+            s.open_stay(stay, now).unwrap().out_order_no
+        })
+        .collect();
+    // A live passage on the same port and a late one on another port are not held back.
+    let mut live = new_stay("LIVE", None);
+    live.entered_at = now;
+    let live = s.open_stay(live, now).unwrap().out_order_no;
+    let mut other = new_stay("OTHER", None);
+    other.entered_at = T0;
+    other.port_no = "E2".into();
+    let other = s.open_stay(other, now).unwrap().out_order_no;
+    let due: Vec<String> = heads(&s, now).into_iter().map(|(o, _)| o).collect();
+    assert_eq!(due, vec![late[0].clone(), live.clone(), other.clone()]);
+
+    // In flight (still pending) it holds the next back; answered, the next is due.
+    let busy: HashSet<String> = [late[0].clone()].into_iter().collect();
+    assert!(
+        s.due_reports(now, 10, false, &busy)
+            .unwrap()
+            .iter()
+            .all(|i| i.out_order_no != late[1])
+    );
+    let first = first_due(&s, now);
+    s.record_outcomes(&[delivered(first.id)], now).unwrap();
+    assert!(heads(&s, now).contains(&(late[1].clone(), ReportKind::Entry)));
+    assert!(!heads(&s, now).contains(&(late[2].clone(), ReportKind::Entry)));
+
+    // A refused one waits for its retry without holding the rest of the port back.
+    let second = due_items(&s, now)
+        .into_iter()
+        .find(|i| i.out_order_no == late[1])
+        .unwrap();
+    let refused = Outcome::Refused {
+        id: second.id,
+        due_at: now.plus_millis(240_000),
+        refusal: Refusal {
+            code: None,
+            message: "event 缺失".into(),
+        },
+    };
+    s.record_outcomes(&[refused], now).unwrap();
+    assert!(heads(&s, now).contains(&(late[2].clone(), ReportKind::Entry)));
+    // The uploader's newest-first pick cannot jump the queue either.
+    let newest: Vec<String> = s
+        .due_reports(now, 10, true, &HashSet::new())
+        .unwrap()
+        .into_iter()
+        .map(|i| i.out_order_no)
+        .collect();
+    assert!(
+        !newest.contains(&late[3]) && !newest.contains(&late[4]),
+        "{newest:?}"
+    );
 }

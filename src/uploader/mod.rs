@@ -234,7 +234,7 @@ pub struct Uploader<D: Deliver> {
     notify: Arc<Notify>,
     status: StatusHandle,
     /// Ticked on every turn of the loop, so a stuck uploader stops the watchdog.
-    liveness: Option<crate::ops::Liveness>,
+    liveness: Option<crate::health::Liveness>,
 }
 
 impl<D: Deliver> Uploader<D> {
@@ -256,7 +256,7 @@ impl<D: Deliver> Uploader<D> {
     }
 
     /// Reports progress to the systemd watchdog on every turn of the loop.
-    pub fn with_liveness(mut self, liveness: crate::ops::Liveness) -> Self {
+    pub fn with_liveness(mut self, liveness: crate::health::Liveness) -> Self {
         self.liveness = Some(liveness);
         self
     }

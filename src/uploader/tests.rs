@@ -706,3 +706,30 @@ async fn a_heartbeat_follows_right_after_the_platform_answers_again() {
     until(2, "beat on platform_back", || beats() == n + 1).await;
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undocumented_success_code_is_delivered_and_counted_by_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let o = enter(&s, "U1", None);
+    let fake = Fake::new(
+        0,
+        Box::new(|_, _| {
+            let mut a = ok(Verdict::Done)?;
+            a.result_code = Some("UNDOCUMENTED_7".into());
+            a.unexpected_code = true;
+            Ok(a)
+        }),
+    );
+    let counted = || {
+        UNEXPECTED_CODES
+            .with_label_values(&["UNDOCUMENTED_7"])
+            .get()
+    };
+    let before = counted();
+    let task = start(&s, &fake, fast_settings());
+    until_drained(&s, 20).await;
+    task.abort();
+    assert_eq!(sequence_of(&fake.log(), &o), ["entry"], "delivered once");
+    assert_eq!(counted() - before, 1);
+}

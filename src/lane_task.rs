@@ -1,41 +1,43 @@
-//! The lane task: moves [`RawEvent`]s from the drivers into the lane machines, journals
-//! them, runs the machines' timers, and applies each passage to the state database
-//! through the stay planner (on the blocking pool: SQLite commits wait for the disk).
+//! The lane task: a thin shell around the lot's decision logic ([`LaneCore`], the same
+//! core `replay` runs). It journals each [`RawEvent`] from the drivers (lot feeds
+//! included) before the core sees it, wakes the core at its `poll_at` (journalling a
+//! `timers` mark so replay runs the timers at the same point), and applies what the
+//! core decides to the state database, one transaction per stay action
+//! ([`Store::apply`], on the blocking pool: SQLite commits wait for the disk).
 //! The store wakes the uploader itself after every commit that queues a report.
 //! Device link events update [`Health`] for the heartbeat and status page.
 //!
-//! Time: an event is handled at its own `at` (so the service and `replay` agree);
-//! timers run at the wall clock.
+//! Time: an event is handled at its own `at`, after the timers due by then (so the
+//! service and `replay` agree); timers run at the wall clock.
 //!
 //! Crashes and restarts: every event is in the journal before a machine sees it, and
 //! every applied passage leaves an `applied` mark. At start the task rebuilds its
-//! machines from the journal ([`super::resume`]), applies what the previous run left
+//! machines from the journal ([`crate::lane::resume`]), applies what the previous run left
 //! unapplied, and follows each lane's devices until they have all reported again: a
 //! passage those first reports complete (a vehicle that cleared in the blind
 //! interval) is flagged `recovered`, and each lane's blind interval is recorded
-//! ([`super::journal::Gap`]: journal, `gaps.jsonl`, `/metrics`, the status page's
+//! ([`crate::lane::journal::Gap`]: journal, `gaps.jsonl`, `/metrics`, the status page's
 //! alarms). A stop leaves held vehicles to the next start instead of settling them,
 //! so a stop and a restart give the same reports as no stop.
 
-use super::fees::{FeeSource, TerminalCharge, TerminalThen};
-use super::journal::{Gap, Journal, Mark};
-use super::machine::{LaneMachine, Passage};
-use super::resume::Applied;
-use super::stays::{OpenStay, StayAction, decide, expired};
-use super::watch::{Change, LaneWatch};
-use crate::config::{LaneConfig, SiteConfig};
+use crate::config::SiteConfig;
 use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
-use crate::store::{ExitDetails, LocalClose, NewStay, Store, StoreError};
+use crate::lane::core::{LaneCore, Step};
+use crate::lane::journal::{Gap, Journal, Mark};
+use crate::lane::machine::Passage;
+use crate::lane::resume::Applied;
+use crate::lane::stays::{OpenStay, StayAction};
+use crate::lane::watch::{Change, LaneWatch};
+use crate::store::{LaneNote, LocalClose, Store, StoreError};
 use crate::time::Timestamp;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How often open stays are checked for expiry.
-const EXPIRY_EVERY: Duration = Duration::from_secs(60);
 /// Attempts at applying one passage before it is given up (logged as an error).
 const STORE_ATTEMPTS: u32 = 5;
 /// An `alive` mark is journalled when nothing else was for this long, so a crash's
@@ -139,21 +141,44 @@ static TERMINAL_CHARGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// Where a lane's planned stay action is written, in one transaction: the state
+/// database ([`Store::apply`]) unless the task is given another
+/// ([`LaneRuntime::with_action_sink`]), e.g. one that also hands the passage to other
+/// bridges of the same lot. Called on the blocking pool; a `StoreError::Sql` is retried.
+pub trait ActionSink: Send + Sync + 'static {
+    fn apply(
+        &self,
+        action: &StayAction,
+        note: Option<&LaneNote>,
+        now: Timestamp,
+    ) -> Result<crate::store::Applied, StoreError>;
+}
+
+impl ActionSink for Store {
+    fn apply(
+        &self,
+        action: &StayAction,
+        note: Option<&LaneNote>,
+        now: Timestamp,
+    ) -> Result<crate::store::Applied, StoreError> {
+        Store::apply(self, action, note, now)
+    }
+}
+
 /// The lane task. Build it, then `run` it on the runtime.
 pub struct LaneRuntime {
-    lot: crate::config::LotConfig,
-    lanes: BTreeMap<String, (Arc<LaneConfig>, LaneMachine)>,
+    /// The lot's decisions: lane machines, timers, charges, payments, counts, expiry.
+    core: LaneCore,
     /// Placeholder plates of every lane: stays under them are placeholder stays.
     placeholders: Arc<HashSet<String>>,
     store: Arc<Store>,
+    /// Where stay actions are written (the store unless told otherwise).
+    sink: Arc<dyn ActionSink>,
     health: Health,
     journal: Option<Journal>,
-    fees: Option<Arc<dyn FeeSource>>,
-    /// The last charge each exit lane's pay terminal showed.
-    charges: BTreeMap<String, TerminalCharge>,
     /// Ticked on every turn of the loop (at least once a minute, the expiry check),
     /// so a stuck lane task stops the systemd watchdog.
-    liveness: Option<crate::ops::Liveness>,
+    liveness: Option<crate::health::Liveness>,
     /// The status page: passages are shown there with their snapshots.
     ops: Option<crate::ops::OpsState>,
     /// Devices of each lane (for knowing when a lane sees again after a restart).
@@ -163,30 +188,24 @@ pub struct LaneRuntime {
     /// Lanes still catching up after a restart.
     resync: BTreeMap<String, Resync>,
     started: Timestamp,
-    /// Per lane: reads without passages, vehicles without reads (see [`super::watch`]).
+    /// Per lane: reads without passages, vehicles without reads (see [`crate::lane::watch`]).
     watches: BTreeMap<String, LaneWatch>,
 }
 
 impl LaneRuntime {
     pub fn new(site: &SiteConfig, store: Arc<Store>, health: Health) -> Self {
         LaneRuntime {
-            lot: site.lot.clone(),
-            lanes: site
-                .lanes
-                .iter()
-                .map(|l| (l.id.clone(), (Arc::new(l.clone()), LaneMachine::new(l))))
-                .collect(),
+            core: LaneCore::new(site),
             placeholders: Arc::new(
                 site.lanes
                     .iter()
                     .map(|l| l.placeholder_plate.clone())
                     .collect(),
             ),
+            sink: store.clone(),
             store,
             health,
             journal: None,
-            fees: None,
-            charges: BTreeMap::new(),
             liveness: None,
             ops: None,
             lane_devices: site
@@ -216,22 +235,22 @@ impl LaneRuntime {
         }
     }
 
-    /// The lane task of an assembled pipeline, journalling into
-    /// `<storage.dir>/journal/` (a journal that cannot be opened is logged and skipped:
-    /// it is a diagnostic aid, not a reason to stop counting cars). Spawn its `run`.
-    pub fn for_pipeline(pipeline: &crate::service::Pipeline) -> Self {
-        let runtime = LaneRuntime::new(
-            &pipeline.config,
-            pipeline.store.clone(),
-            pipeline.health.clone(),
-        );
-        match Journal::open_in_storage(&pipeline.config.storage) {
-            Ok(journal) => runtime.with_journal(journal),
+    /// Journals into `<storage.dir>/journal/` (a journal that cannot be opened is
+    /// logged and skipped: it is a diagnostic aid, not a reason to stop counting cars).
+    pub fn with_storage_journal(self, storage: &crate::config::StorageConfig) -> Self {
+        match Journal::open_in_storage(storage) {
+            Ok(journal) => self.with_journal(journal),
             Err(e) => {
                 tracing::warn!(error = %e, "event journal unavailable; running without it");
-                runtime
+                self
             }
         }
+    }
+
+    /// Writes stay actions through `sink` instead of straight to the store.
+    pub fn with_action_sink(mut self, sink: Arc<dyn ActionSink>) -> Self {
+        self.sink = sink;
+        self
     }
 
     /// Shows each passage, with its snapshot, on the status page.
@@ -241,7 +260,7 @@ impl LaneRuntime {
     }
 
     /// Reports progress to the systemd watchdog on every turn of the loop.
-    pub fn with_liveness(mut self, liveness: crate::ops::Liveness) -> Self {
+    pub fn with_liveness(mut self, liveness: crate::health::Liveness) -> Self {
         self.liveness = Some(liveness);
         self
     }
@@ -252,51 +271,36 @@ impl LaneRuntime {
         self
     }
 
-    /// Take fees from the lot's pay system where it answers.
-    pub fn with_fee_source(mut self, fees: Arc<dyn FeeSource>) -> Self {
-        self.fees = Some(fees);
-        self
-    }
-
     /// Resumes the lanes from the journal, then runs until the event channel closes
-    /// (every driver gone: shutdown). Held passages are left to the next start's resume
-    /// (a `stop` mark says the stop was clean); without a journal they are settled now
-    /// so that none is lost.
-    ///
-    /// `occupancy` is the optional occupancy-source hook (`lot.occupancy_source =
-    /// "external"`): each value received sets the occupied count.
-    pub async fn run(
-        mut self,
-        mut events: mpsc::Receiver<RawEvent>,
-        mut occupancy: Option<mpsc::Receiver<i64>>,
-    ) {
+    /// (every driver and feed gone: shutdown). Held passages are left to the next
+    /// start's resume (a `stop` mark says the stop was clean); without a journal they
+    /// are settled now so that none is lost.
+    pub async fn run(mut self, mut events: mpsc::Receiver<RawEvent>) {
         self.resume(Timestamp::now()).await;
-        let mut next_expiry = tokio::time::Instant::now();
         // Gaps are closed within a second; otherwise only `alive` marks are due.
         let mut next_housekeeping = tokio::time::Instant::now();
         loop {
             if let Some(alive) = &self.liveness {
                 alive.tick();
             }
-            let timer = self.next_timer();
+            // The core's next timer or expiry check (the first one at once).
+            let timer = self.core.poll_at();
             let sleep_for = timer.map_or(Duration::from_secs(3600), |t| {
-                Duration::from_millis(u64::try_from(t.0 - Timestamp::now().0).unwrap_or(0))
+                Duration::from_millis(
+                    u64::try_from(t.0.saturating_sub(Timestamp::now().0)).unwrap_or(0),
+                )
             });
-            let expiry_due = tokio::time::sleep_until(next_expiry);
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => self.on_event(&event).await,
                     None => break,
                 },
-                Some(n) = async { match occupancy.as_mut() { Some(rx) => rx.recv().await, None => std::future::pending().await } } => {
-                    self.set_occupancy(n).await;
-                }
                 _ = tokio::time::sleep(sleep_for), if timer.is_some() => {
-                    self.run_timers(Timestamp::now()).await;
-                }
-                _ = expiry_due => {
-                    next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
-                    self.expire(Timestamp::now()).await;
+                    // Events already queued happened before this moment: theirs first.
+                    while let Ok(event) = events.try_recv() {
+                        self.on_event(&event).await;
+                    }
+                    self.on_time(Timestamp::now()).await;
                 }
                 _ = tokio::time::sleep_until(next_housekeeping) => {
                     let every = if self.resync.is_empty() { ALIVE_EVERY_MS } else { 1_000 };
@@ -319,7 +323,46 @@ impl LaneRuntime {
             });
         } else {
             // No journal to resume from: report held vehicles now rather than lose them.
-            self.run_timers(Timestamp(i64::MAX)).await;
+            let steps = self.core.finish();
+            self.run_steps(steps, false).await;
+        }
+    }
+
+    /// Runs what the core has due by `now` (wall clock), journalled as a `timers` mark
+    /// so that replay runs it at the same point between the events.
+    async fn on_time(&mut self, now: Timestamp) {
+        let now = now.max(self.core.now());
+        // Woken a little early (millisecond rounding): nothing to run, nothing to mark.
+        if self.core.poll_at().is_some_and(|due| due > now) {
+            return;
+        }
+        self.mark(&Mark::Timers { at: now });
+        let steps = self.core.on_time(now);
+        self.run_steps(steps, false).await;
+    }
+
+    /// Carries out the core's steps in order. `event_recovered`: passages the event
+    /// completed on its own lane were (partly) in a restart's blind interval.
+    async fn run_steps(&mut self, steps: Vec<Step>, event_recovered: bool) {
+        for step in steps {
+            match step {
+                Step::Passage { passage, timer } => {
+                    let recovered = if timer {
+                        // Its deadline passed while the bridge was down: decided without
+                        // what the blind interval may have brought (a late read).
+                        self.resync.contains_key(&passage.lane) && passage.cleared_at < self.started
+                    } else {
+                        event_recovered
+                    };
+                    self.apply(passage, recovered).await;
+                }
+                Step::Occupied(n) => self.set_occupancy(n).await,
+                Step::Expire(now) => self.expire(now).await,
+                Step::Charge { lane, fee } => {
+                    tracing::info!(lane = %lane, price = fee.price, paid = fee.paid_fee, "pay terminal charge");
+                    TERMINAL_CHARGES.with_label_values(&[lane.as_str()]).inc();
+                }
+            }
         }
     }
 
@@ -329,9 +372,9 @@ impl LaneRuntime {
         self.started = now;
         let Some(journal) = &self.journal else { return };
         let dir = journal.dir().to_path_buf();
-        let since = now.plus_millis(-super::resume::WINDOW_MS);
+        let since = now.plus_millis(-crate::lane::resume::WINDOW_MS);
         let window = match tokio::task::spawn_blocking(move || {
-            super::journal::read_window(&dir, since)
+            crate::lane::journal::read_window(&dir, since)
         })
         .await
         {
@@ -349,21 +392,24 @@ impl LaneRuntime {
                 return;
             }
         };
-        let configs: Vec<LaneConfig> = self.lanes.values().map(|(c, _)| (**c).clone()).collect();
-        let resumed = super::resume::rebuild(&configs, &window, since);
+        let configs = self.core.lane_configs();
+        let resumed = crate::lane::resume::rebuild(&configs, &window, since);
         drop(window);
         for (id, lane) in resumed.lanes {
-            if let Some((_, machine)) = self.lanes.get_mut(&id) {
+            if self.core.knows_lane(&id) {
                 if !lane.machine.is_idle() {
                     tracing::info!(lane = %id, state = lane.machine.state_name(), events = lane.events, "lane resumed from the journal");
                 }
-                *machine = lane.machine;
+                self.core.restore_machine(&id, lane.machine);
             }
         }
-        self.charges.extend(resumed.charges);
+        self.core.restore_charges(resumed.charges);
+        for payment in &resumed.payments {
+            self.core.restore_payment(payment);
+        }
         self.already_applied = resumed.applied;
         if let Some(from) = resumed.last_life {
-            for (id, (_, machine)) in &self.lanes {
+            for (id, machine) in self.core.machines() {
                 let devices = self.lane_devices.get(id).cloned().unwrap_or_default();
                 let mut notes = Vec::new();
                 if resumed.bad_lines > 0 {
@@ -424,9 +470,9 @@ impl LaneRuntime {
                 .collect()
         };
         for p in candidates {
-            if let Some(cfg) = self.lanes.get(&p.lane).map(|(c, _)| c.clone()) {
+            if self.core.knows_lane(&p.lane) {
                 tracing::warn!(lane = %p.lane, at = p.at.0, "passage recovered from the journal: the previous run did not apply it");
-                self.apply(&cfg, p, true).await;
+                self.apply(p, true).await;
             }
         }
     }
@@ -449,7 +495,7 @@ impl LaneRuntime {
             let Some(mut r) = self.resync.remove(&id) else {
                 continue;
             };
-            let idle_now = self.lanes.get(&id).is_some_and(|(_, m)| m.is_idle());
+            let idle_now = self.core.machine(&id).is_some_and(|m| m.is_idle());
             let mut unresolved = 0;
             if r.resumed != "idle" && r.passages == 0 && idle_now {
                 unresolved += 1;
@@ -520,10 +566,6 @@ impl LaneRuntime {
         }
     }
 
-    fn next_timer(&self) -> Option<Timestamp> {
-        self.lanes.values().filter_map(|(_, m)| m.poll_at()).min()
-    }
-
     async fn on_event(&mut self, event: &RawEvent) {
         if let Some(journal) = self.journal.as_mut() {
             if let Err(e) = journal.append(event) {
@@ -546,39 +588,26 @@ impl LaneRuntime {
                     .set_fault(&event.device, &event.lane, problem.clone(), event.at);
             }
             EventKind::Spaces { counted, value } => {
-                let occupied = counted.occupied(*value, self.lot.total_spaces);
-                tracing::debug!(device = %event.device, value, occupied, "space counter");
-                self.set_occupancy(occupied).await;
-                return;
+                tracing::debug!(device = %event.device, value, counted = ?counted, "space count");
             }
-            EventKind::PayTerminal { price, paid } => {
-                tracing::info!(lane = %event.lane, device = %event.device, price, paid, "pay terminal charge");
-                match TerminalCharge::new(event.at, *price, *paid) {
-                    Some(c) => {
-                        TERMINAL_CHARGES
-                            .with_label_values(&[event.lane.as_str()])
-                            .inc();
-                        self.charges.insert(event.lane.clone(), c);
-                    }
-                    None => {
-                        self.charges.remove(&event.lane);
-                    }
-                }
-                return;
+            EventKind::Payment {
+                plate_no,
+                price,
+                paid_fee,
+                ..
+            } => {
+                tracing::info!(device = %event.device, plate = %crate::plate::mask(plate_no), price, paid_fee, "payment from the pay system");
             }
             _ => {}
         }
-        if event.lane.is_empty() {
-            // A lot-wide device (space counter): only its link matters here.
-            return;
-        }
-        let Some((cfg, machine)) = self.lanes.get_mut(&event.lane) else {
+        if !event.lane.is_empty() && !self.core.knows_lane(&event.lane) {
             tracing::warn!(lane = %event.lane, device = %event.device, "event for a lane not in the config");
             return;
-        };
-        let cfg = cfg.clone();
-        let stale_before = machine.stale_late_reads();
-        let passages = machine.handle(event, event.at);
+        }
+        let stale_before = self
+            .core
+            .machine(&event.lane)
+            .map_or(0, |m| m.stale_late_reads());
         // After a restart, the first loop/gate state of each device is its view after
         // the blind interval: a passage it completes happened (partly) unseen.
         let recovered = match self.resync.get_mut(&event.lane) {
@@ -602,7 +631,12 @@ impl LaneRuntime {
             }
             None => false,
         };
-        let stale = machine.stale_late_reads() - stale_before;
+        let steps = self.core.handle(event);
+        let stale = self
+            .core
+            .machine(&event.lane)
+            .map_or(0, |m| m.stale_late_reads())
+            .saturating_sub(stale_before);
         if stale > 0 {
             STALE_LATE_READS
                 .with_label_values(&[event.lane.as_str()])
@@ -612,38 +646,8 @@ impl LaneRuntime {
             let changes = watch.on_event(&event.kind);
             self.show_watch(&event.lane, changes);
         }
-        for p in passages {
-            self.apply(&cfg, p, recovered).await;
-        }
+        self.run_steps(steps, recovered).await;
         self.close_gaps(Timestamp::now());
-    }
-
-    /// Runs every timer due by `now`, each at its own deadline, earliest first (after a
-    /// restart, or a busy moment, several may be due at once; their order matters).
-    async fn run_timers(&mut self, now: Timestamp) {
-        let mut due = Vec::new();
-        loop {
-            let next = self
-                .lanes
-                .iter()
-                .filter_map(|(id, (_, m))| m.poll_at().map(|t| (t, id)))
-                .filter(|(t, _)| *t <= now)
-                .min()
-                .map(|(t, id)| (t, id.clone()));
-            let Some((t, id)) = next else { break };
-            let Some((cfg, machine)) = self.lanes.get_mut(&id) else {
-                break;
-            };
-            for p in machine.on_timer(t) {
-                due.push((cfg.clone(), p));
-            }
-        }
-        for (cfg, p) in due {
-            // Its deadline passed while the bridge was down: decided without what the
-            // blind interval may have brought (a late read).
-            let recovered = self.resync.contains_key(&p.lane) && p.cleared_at < self.started;
-            self.apply(&cfg, p, recovered).await;
-        }
     }
 
     /// A lane warning raised or cleared: on the status page, `/healthz` and `/metrics`
@@ -672,15 +676,17 @@ impl LaneRuntime {
     }
 
     /// Plans and applies one passage, retrying the database a few times (each attempt
-    /// is one transaction, so a retry never half-applies).
+    /// is one transaction, so a retry never half-applies). The one place a lane's
+    /// passage becomes a written stay action: the seam for anything else that must see
+    /// each applied passage.
     ///
     /// A passage the previous run applied already (the rebuilt machines produce it
     /// again) is skipped; every other one leaves an `applied` mark in the journal once
     /// done with, so that the next start does not apply it again. `recovered`: it was
     /// recovered across a restart (logged, counted, shown on the gap).
-    async fn apply(&mut self, lane: &Arc<LaneConfig>, passage: Passage, recovered: bool) {
+    async fn apply(&mut self, passage: Passage, recovered: bool) {
         if !self.already_applied.is_empty()
-            && super::resume::take_applied(&mut self.already_applied, &passage)
+            && crate::lane::resume::take_applied(&mut self.already_applied, &passage)
         {
             tracing::debug!(lane = %passage.lane, at = passage.at.0, "passage applied before the restart; not again");
             return;
@@ -690,9 +696,9 @@ impl LaneRuntime {
             r.recovered += u32::from(recovered);
         }
         if recovered {
-            RECOVERED.with_label_values(&[lane.id.as_str()]).inc();
+            RECOVERED.with_label_values(&[passage.lane.as_str()]).inc();
         }
-        self.apply_once(lane, &passage, recovered).await;
+        self.apply_once(&passage, recovered).await;
         self.mark(&Mark::Applied {
             lane: passage.lane.clone(),
             cleared_at: passage.cleared_at,
@@ -701,59 +707,58 @@ impl LaneRuntime {
         });
     }
 
-    async fn apply_once(&mut self, lane: &Arc<LaneConfig>, passage: &Passage, recovered: bool) {
+    /// Plans the passage once (the core consumes a terminal charge as it plans), then
+    /// applies the action, retrying database errors only: each attempt is one
+    /// transaction, so a failed one leaves nothing behind.
+    async fn apply_once(&mut self, passage: &Passage, recovered: bool) {
+        let lane = passage.lane.clone();
         PASSAGES
-            .with_label_values(&[lane.id.as_str(), case_label(passage)])
+            .with_label_values(&[lane.as_str(), case_label(passage)])
             .inc();
-        if let Some(watch) = self.watches.get_mut(&lane.id) {
+        if let Some(watch) = self.watches.get_mut(&lane) {
             let changes = watch.on_passage(passage);
-            self.show_watch(&lane.id, changes);
+            self.show_watch(&lane, changes);
         }
-        // The exit lane's terminal charge first (it is forgotten once a vehicle left
-        // after it was shown: it cannot be a later vehicle's), then the lot's source.
-        let fees: Option<Arc<dyn FeeSource>> = match self.charges.get(&lane.id) {
-            Some(&charge) => {
-                if charge.at <= passage.at {
-                    self.charges.remove(&lane.id);
-                }
-                Some(Arc::new(TerminalThen {
-                    charge,
-                    then: self.fees.clone(),
-                }))
+        let (store, placeholders) = (self.store.clone(), self.placeholders.clone());
+        let open = match tokio::task::spawn_blocking(move || open_stays(&store, &placeholders))
+            .await
+        {
+            Ok(Ok(open)) => open,
+            Ok(Err(e)) => {
+                tracing::warn!(lane = %lane, error = %e, "cannot read the open stays; planning against none");
+                Vec::new()
             }
-            None => self.fees.clone(),
+            Err(e) => {
+                tracing::error!(lane = %lane, error = %e, "open stays task failed; planning against none");
+                Vec::new()
+            }
         };
+        let action = Arc::new(self.core.plan(passage, &open));
+        drop(open);
+        // A passage partly unseen (device gap): findable by the operator.
+        let note = passage.inferred.then(|| LaneNote {
+            at: passage.at,
+            lane: lane.clone(),
+            what: "inferred_passage",
+            plate: passage.plate.as_ref().map(|x| x.text.clone()),
+        });
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=STORE_ATTEMPTS {
-            let (store, lane, lot, fees, placeholders, p) = (
-                self.store.clone(),
-                lane.clone(),
-                self.lot.clone(),
-                fees.clone(),
-                self.placeholders.clone(),
-                passage.clone(),
-            );
+            let (sink, action, note) = (self.sink.clone(), action.clone(), note.clone());
             let result = tokio::task::spawn_blocking(move || {
-                let open = open_stays(&store, &placeholders)?;
-                let action = decide(&p, &lane, &lot, &open, fees.as_deref());
-                apply_action(&store, &action, Timestamp::now())?;
-                if p.inferred {
-                    // A passage partly unseen (device gap): findable by the operator.
-                    let plate = p.plate.as_ref().map(|x| x.text.as_str());
-                    store.record_lane_note(p.at, Some(&p.lane), "inferred_passage", plate, None)?;
-                }
+                let applied = sink.apply(&action, note.as_ref(), Timestamp::now())?;
                 // The status page lists an exit under the stay's plate.
-                let stay_plate = match &action {
-                    StayAction::Close { out_order_no, .. } => {
-                        store.stay(out_order_no)?.map(|s| s.plate_no)
-                    }
-                    _ => None,
-                };
-                Ok::<_, StoreError>((action, stay_plate))
+                Ok::<_, StoreError>((action, applied.closed.map(|(_, plate)| plate)))
             })
             .await;
             match result {
                 Ok(Ok((action, stay_plate))) => {
+                    if let StayAction::TrailerFolded {
+                        plate_no, tractor, ..
+                    } = &*action
+                    {
+                        tracing::info!(lane = %passage.lane, plate = %crate::plate::mask(plate_no), tractor = %tractor.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer folded into its tractor's stay");
+                    }
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, recovered, late = passage.late, "passage applied");
                     self.show(&action, stay_plate.as_deref(), passage.inferred);
                     return;
@@ -821,23 +826,32 @@ impl LaneRuntime {
         }
     }
 
+    /// Closes the stays open for longer than the lot allows (the core's expiry check).
     async fn expire(&self, now: Timestamp) {
-        let (store, lot, placeholders) = (
-            self.store.clone(),
-            self.lot.clone(),
-            self.placeholders.clone(),
-        );
+        let (store, placeholders) = (self.store.clone(), self.placeholders.clone());
+        let open =
+            match tokio::task::spawn_blocking(move || open_stays(&store, &placeholders)).await {
+                Ok(Ok(open)) => open,
+                Ok(Err(e)) => return tracing::warn!(error = %e, "stay expiry failed"),
+                Err(e) => return tracing::error!(error = %e, "stay expiry task failed"),
+            };
+        let old = self.core.expired(&open, now);
+        if old.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || {
-            let open = open_stays(&store, &placeholders)?;
-            let old = expired(&open, &lot, now);
             for no in &old {
-                store.close_stay_locally(no, LocalClose::Expired, now)?;
+                match store.close_stay_locally(no, LocalClose::Expired, now) {
+                    // Closed meanwhile (an operator): nothing to expire.
+                    Ok(()) | Err(StoreError::NotOpen(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             Ok::<_, StoreError>(old.len())
         })
         .await;
         match result {
-            Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(count = n, "stays expired"),
             Ok(Err(e)) => tracing::warn!(error = %e, "stay expiry failed"),
             Err(e) => tracing::error!(error = %e, "stay expiry task failed"),
@@ -846,7 +860,7 @@ impl LaneRuntime {
 
     async fn set_occupancy(&self, n: i64) {
         let store = self.store.clone();
-        let clamped = n.clamp(0, self.lot.total_spaces.max(0));
+        let clamped = n.clamp(0, self.core.lot().total_spaces.max(0));
         match tokio::task::spawn_blocking(move || store.set_occupancy(clamped)).await {
             Ok(Ok(())) => {
                 OCCUPANCY_UPDATES.inc();
@@ -873,112 +887,12 @@ fn open_stays(store: &Store, placeholders: &HashSet<String>) -> Result<Vec<OpenS
         .collect())
 }
 
-fn new_stay(e: &super::stays::NewEntry) -> NewStay {
-    NewStay {
-        plate_no: e.plate_no.clone(),
-        plate_color: e.plate_color,
-        car_type: e.car_type,
-        lane: e.lane.clone(),
-        port_no: e.port_no.clone(),
-        entered_at: e.entered_at,
-        operator: e.operator.clone(),
-        snapshot: e.snapshot.as_ref().map(|s| s.as_ref().clone()),
-        price: None,
-        should_pay: None,
-    }
-}
-
-fn exit_details(x: &super::stays::ExitPlan) -> ExitDetails {
-    ExitDetails {
-        lane: x.lane.clone(),
-        port_no: x.port_no.clone(),
-        away_time: x.away_time,
-        price: x.fee.price,
-        should_pay: x.fee.should_pay,
-        paid_fee: x.fee.paid_fee,
-        operator: x.operator.clone(),
-        snapshot: x.snapshot.as_ref().map(|s| s.as_ref().clone()),
-    }
-}
-
-/// Applies a planned action to the state database. Blocking.
-pub fn apply_action(store: &Store, action: &StayAction, now: Timestamp) -> Result<(), StoreError> {
-    match action {
-        StayAction::Open { entry } => {
-            store.open_stay(new_stay(entry), now)?;
-        }
-        StayAction::SupersedeThenOpen { superseded, entry } => {
-            match store.close_stay_locally(superseded, LocalClose::Superseded, now) {
-                // Already closed by an earlier attempt of this same action: carry on.
-                Ok(()) | Err(StoreError::NotOpen(_)) => {}
-                Err(e) => return Err(e),
-            }
-            store.open_stay(new_stay(entry), now)?;
-        }
-        StayAction::CloseOrphanThenOpen {
-            orphaned,
-            exit,
-            entry,
-        } => {
-            match store.close_stay(orphaned, exit_details(exit), now) {
-                Ok(_) => store.record_lane_note(
-                    exit.away_time,
-                    Some(&exit.lane),
-                    "orphaned_exit",
-                    Some(&entry.plate_no),
-                    Some(orphaned),
-                )?,
-                // Already closed by an earlier attempt of this same action: carry on.
-                Err(StoreError::NotOpen(_)) => {}
-                Err(e) => return Err(e),
-            }
-            store.open_stay(new_stay(entry), now)?;
-        }
-        StayAction::TrailerFolded {
-            lane,
-            plate_no,
-            tractor,
-            at,
-            ..
-        } => {
-            tracing::info!(lane = %lane, plate = %crate::plate::mask(plate_no), tractor = %tractor.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer folded into its tractor's stay");
-            store.record_lane_note(
-                *at,
-                Some(lane),
-                "trailer_with_tractor",
-                Some(plate_no),
-                None,
-            )?;
-        }
-        StayAction::Close { out_order_no, exit } => {
-            store.close_stay(out_order_no, exit_details(exit), now)?;
-        }
-        StayAction::UnmatchedExit { lane, plate_no, at } => {
-            store.record_unmatched_exit(plate_no.as_deref(), lane, *at)?;
-            // A real vehicle left: its space is free, whatever stay it had.
-            store.record_count_only(crate::config::Direction::Exit, lane, *at)?;
-        }
-        StayAction::SyntheticStay { entry, exit } => {
-            let opened = store.open_stay(new_stay(entry), now)?;
-            store.close_stay(&opened.out_order_no, exit_details(exit), now)?;
-        }
-        StayAction::CountOnly {
-            lane,
-            direction,
-            at,
-        } => {
-            store.record_count_only(*direction, lane, *at)?;
-        }
-    }
-    Ok(())
-}
-
 fn case_label(p: &Passage) -> &'static str {
     match p.case {
-        super::machine::PassageCase::Normal => "normal",
-        super::machine::PassageCase::Tailgate => "tailgate",
-        super::machine::PassageCase::LatePlateAttached => "late_plate",
-        super::machine::PassageCase::Unrecognised => "unrecognised",
+        crate::lane::machine::PassageCase::Normal => "normal",
+        crate::lane::machine::PassageCase::Tailgate => "tailgate",
+        crate::lane::machine::PassageCase::LatePlateAttached => "late_plate",
+        crate::lane::machine::PassageCase::Unrecognised => "unrecognised",
     }
 }
 

@@ -3,10 +3,10 @@
 //! with a message that says what to type instead. They write through the same
 //! transactions as the lanes; a running service picks the reports up within a second.
 
-use super::{ExitDetails, NewStay, Store, StoreError};
 use crate::config::{Direction, LaneConfig, SiteConfig};
 use crate::plate::{CarType, PlateColor};
 use crate::report::ReportKind;
+use crate::store::{ExitDetails, NewStay, Store, StoreError};
 use crate::time::Timestamp;
 use chrono::FixedOffset;
 use std::fmt::Write as _;
@@ -833,8 +833,9 @@ port_no = "X1"
         assert!(done.contains("entry, exit"), "{done}");
         assert_eq!(outbox_held(&site).unwrap(), "no held reports");
         let store = Store::open_site(&site).unwrap();
-        let reason: String = store
-            .lock()
+        // Read straight from the file: the store has no query for the reason.
+        let reason: String = rusqlite::Connection::open(store.path())
+            .unwrap()
             .query_row(
                 "SELECT drop_reason FROM outbox WHERE out_order_no = ?1 AND kind = 2",
                 [&o],
