@@ -48,6 +48,12 @@ pub static REOPENS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["bus"],
     )
 });
+pub static MQTT_OVERSIZE: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    crate::metrics::counter(
+        "parking_bridge_mqtt_oversize_total",
+        "MQTT messages above the packet limit refused (each costs a clean-session reconnect)",
+    )
+});
 pub static PAYLOAD_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     crate::metrics::counter_vec(
         "parking_bridge_camera_payload_errors_total",

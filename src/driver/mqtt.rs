@@ -197,6 +197,8 @@ async fn run(
             polled = eventloop.poll() => match polled {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     connected = true;
+                    // Back to a kept session after a clean one (oversize message above).
+                    eventloop.mqtt_options.set_clean_session(false);
                     backoff = Duration::from_millis(200);
                     tracing::info!(broker = %broker, session_present = ack.session_present, "mqtt connected");
                     // Subscribe again even with a kept session: cheap, and correct after
@@ -262,6 +264,20 @@ async fn run(
                         tracing::warn!(broker = %broker, topics = ?dropped, "the broker closed the connection on subscribing; topics beginning with '$' are no longer subscribed (keep-alives on them are not received; set the camera's topics to a form the broker accepts)");
                     }
                     awaiting_suback = false;
+                    // A message above MAX_PACKET_BYTES in our kept session: the broker
+                    // redelivers it at every reconnect and the client refuses it again,
+                    // so the cameras would stay blind forever. Reconnect once with a
+                    // clean session (the broker drops what it queued for the bridge),
+                    // then keep sessions again (found by tests/resource_limits.rs).
+                    if let rumqttc::ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+                        rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(bytes),
+                    )) = &e
+                    {
+                        metrics::MQTT_OVERSIZE.inc();
+                        tracing::error!(broker = %broker, bytes, limit = MAX_PACKET_BYTES, "a camera message above the MQTT packet limit was refused; reconnecting with a clean session, which drops the messages the broker had queued for the bridge");
+                        eventloop.mqtt_options.set_clean_session(true);
+                        eventloop.clean();
+                    }
                     if connected {
                         tracing::warn!(broker = %broker, error = %e, "mqtt connection lost; reconnecting");
                     }

@@ -4,7 +4,8 @@
 //! The framing is our own rather than tokio-modbus's client: it can only encode the
 //! four read functions (read-only by construction), it counts CRC errors and garbage
 //! bytes instead of silently resynchronising, and it drops stale bytes before each
-//! request so a late answer can never be taken for the next one.
+//! request — after a timeout it first waits one more timeout for the late answer — so
+//! a late answer can never be taken for the next one.
 
 use crate::driver::modbus::{Function, ReadData, ReadRequest};
 use crate::driver::{LinkError, ModbusLink};
@@ -140,6 +141,10 @@ pub fn frame_time(bytes: usize, baud: u32) -> Duration {
 pub struct RtuLink<T> {
     stream: T,
     buf: Vec<u8>,
+    /// After a request went unanswered in time: until when its answer may still come.
+    /// The next request waits for it (and drops it), so a late answer can never be
+    /// taken for the next request's (found by tests/resource_limits.rs).
+    settle_until: Option<Instant>,
     /// Counters since the last call to `take_counts`.
     crc_errors: u64,
     garbage: u64,
@@ -150,8 +155,26 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> RtuLink<T> {
         RtuLink {
             stream,
             buf: Vec::with_capacity(256),
+            settle_until: None,
             crc_errors: 0,
             garbage: 0,
+        }
+    }
+
+    /// After a timeout, waits out the rest of the time a late answer may take (one more
+    /// timeout), dropping whatever arrives as garbage.
+    async fn settle(&mut self) -> Result<(), LinkError> {
+        let Some(until) = self.settle_until.take() else {
+            return Ok(());
+        };
+        let mut scratch = [0u8; 256];
+        loop {
+            match tokio::time::timeout_at(until, self.stream.read(&mut scratch)).await {
+                Err(_) => return Ok(()),
+                Ok(Ok(0)) => return Err(LinkError::Transport("stream closed".into())),
+                Ok(Ok(n)) => self.garbage += n as u64,
+                Ok(Err(e)) => return Err(LinkError::Transport(e.to_string())),
+            }
         }
     }
 
@@ -177,6 +200,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
         timeout: Duration,
     ) -> Result<ReadData, LinkError> {
         debug_assert!(Function::from_code(req.function.code()).is_some());
+        self.settle().await?;
         self.drain_stale()?;
         let frame = encode_request(slave, req);
         self.stream
@@ -220,6 +244,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
                         self.garbage += g;
                         self.crc_errors += c;
                     }
+                    self.settle_until = Some(Instant::now() + timeout);
                     return Err(if self.buf.is_empty() {
                         LinkError::Timeout
                     } else {

@@ -12,6 +12,7 @@
 use super::broker;
 use super::devices::{PushStyle, SimCamera, SimModbus, SimPushCamera};
 use super::picture;
+use super::soak;
 use super::traffic::{self, Action, LaneRef, Plan, TrafficConfig};
 use super::verify::{self, PlatformView};
 use super::view::{self, LaneLine, Screen};
@@ -90,6 +91,14 @@ pub struct DemoArgs {
     /// bridges with separate databases, lanes spread over them) on the embedded broker.
     #[arg(long, default_value_t = 1)]
     pub nodes: usize,
+    /// Soak mode (`scripts/soak.sh`): run the bridge as `EXE run --config …`, a
+    /// separate process, instead of in this one.
+    #[arg(long, hide = true, value_name = "EXE")]
+    pub bridge_exec: Option<PathBuf>,
+    /// Soak mode: seed of the fault schedule (the bridge killed or stopped and
+    /// restarted, platform 5xx bursts, lost answers and an outage, camera floods).
+    #[arg(long, hide = true, requires = "bridge_exec")]
+    pub soak_faults: Option<u64>,
 }
 
 /// One node of a multi-PC demo lot (`--nodes N`).
@@ -368,8 +377,21 @@ async fn start_platform(args: &DemoArgs, dir: &Path) -> Result<PlatformTarget, D
         envelope_answers: false,
         behaviour: Default::default(),
     };
-    let mock = Mock::new(cfg, Faults::none(), Some(record.clone()))
-        .map_err(|e| DemoError::Mock(e.to_string()))?;
+    // Soak: 5 % of requests answered 5xx, 1 % recorded but their answer lost (a
+    // re-send follows), and a 30 s outage one minute in.
+    let faults = match args.soak_faults {
+        Some(seed) => Faults::new(
+            Duration::from_millis(5),
+            0.05,
+            0.01,
+            0.0,
+            Some((Duration::from_secs(60), Duration::from_secs(30))),
+            seed,
+        ),
+        None => Faults::none(),
+    };
+    let mock =
+        Mock::new(cfg, faults, Some(record.clone())).map_err(|e| DemoError::Mock(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| DemoError::Mock(e.to_string()))?;
@@ -763,14 +785,14 @@ fn clock_text(t: Timestamp) -> String {
 }
 
 async fn screen(
-    bridge: &Bridge,
+    bridge: Option<&Bridge>,
+    store: Arc<crate::store::Store>,
     lanes: &[SimLane],
     started: Instant,
     done: usize,
     total: Option<usize>,
     record: Option<&Path>,
 ) -> Screen {
-    let store = bridge.store();
     let snapshot = tokio::task::spawn_blocking(move || {
         let occ = store.occupancy().ok();
         let pending = store.pending_count().unwrap_or(0);
@@ -797,11 +819,13 @@ async fn screen(
         .and_then(|p| std::fs::File::open(p).ok())
         .map(|f| PlatformView::from_record(std::io::BufReader::new(f)))
         .unwrap_or_default();
-    let status = bridge.delivery();
-    let platform_note = match (&status.alarm, status.consecutive_failures) {
-        (Some((_, alarm)), _) => format!("ALARM: {alarm}"),
-        (None, n) if n > 0 => format!("platform failing ({n} in a row)"),
-        _ => "platform ok".to_string(),
+    let platform_note = match bridge.map(|b| b.delivery()) {
+        Some(status) => match (&status.alarm, status.consecutive_failures) {
+            (Some((_, alarm)), _) => format!("ALARM: {alarm}"),
+            (None, n) if n > 0 => format!("platform failing ({n} in a row)"),
+            _ => "platform ok".to_string(),
+        },
+        None => "bridge in its own process".to_string(),
     };
     Screen {
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -821,7 +845,9 @@ async fn screen(
         accepted_entries: view.entries.len(),
         accepted_exits: view.exits.len(),
         platform_note,
-        status_url: bridge.http_addr().map(|a| format!("http://{a}/")),
+        status_url: bridge
+            .and_then(Bridge::http_addr)
+            .map(|a| format!("http://{a}/")),
         log_file: None,
     }
 }
@@ -835,6 +861,87 @@ fn show(screen: &Screen, tty: bool) {
         let _ = writeln!(out, "{}", screen.line());
     }
     let _ = out.flush();
+}
+
+/// The soak's background work: the fault schedule and the sampler.
+struct Soak {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    faults: Arc<Mutex<soak::FaultLog>>,
+    samples: Arc<Mutex<Vec<soak::Sample>>>,
+}
+
+fn start_soak(
+    child: Arc<Mutex<soak::ChildBridge>>,
+    args: &DemoArgs,
+    dir: &Path,
+    lanes: &[SimLane],
+) -> Soak {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let faults = Arc::new(Mutex::new(soak::FaultLog::default()));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let mut threads = vec![soak::sampler(
+        child.clone(),
+        dir.to_path_buf(),
+        Duration::from_secs(5),
+        stop.clone(),
+        samples.clone(),
+    )];
+    if let Some(seed) = args.soak_faults {
+        let cameras: Vec<_> = lanes.iter().map(|l| l.camera.clone()).collect();
+        let handle = tokio::runtime::Handle::current();
+        // A camera floods garbage: 200 undecodable messages and a 1 MB one.
+        let flood = move || {
+            for cam in &cameras {
+                handle.block_on(async {
+                    if let Some(LaneCamera::Mqtt(c)) = cam.lock().await.as_ref() {
+                        for i in 0..200 {
+                            let _ = c
+                                .publish_raw("ivs_result", format!("{{\"junk\":{i}").into_bytes())
+                                .await;
+                        }
+                        let _ = c.publish_raw("ivs_result", vec![b'x'; 1 << 20]).await;
+                    }
+                });
+            }
+        };
+        threads.push(soak::fault_schedule(
+            child,
+            seed,
+            stop.clone(),
+            faults.clone(),
+            flood,
+        ));
+    }
+    Soak {
+        stop,
+        threads,
+        faults,
+        samples,
+    }
+}
+
+/// Stops the soak's threads and the bridge (SIGTERM), prints what happened. `false`
+/// when the bridge ended by itself at some point.
+fn finish_soak(soak: Soak, child: &Arc<Mutex<soak::ChildBridge>>) -> bool {
+    soak.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in soak.threads {
+        let _ = t.join();
+    }
+    let mut c = child.lock().unwrap_or_else(|e| e.into_inner());
+    c.stop_with(libc::SIGTERM);
+    let faults = soak.faults.lock().map(|f| f.clone()).unwrap_or_default();
+    println!(
+        "soak: bridge started {} times ({} SIGKILL, {} SIGTERM), {} camera floods, {} unexpected exits",
+        c.starts,
+        faults.sigkills,
+        faults.sigterms,
+        faults.floods,
+        faults.crashes.len()
+    );
+    let samples = soak.samples.lock().map(|s| s.clone()).unwrap_or_default();
+    println!("{}", soak::summary(&samples, 6));
+    faults.crashes.is_empty()
 }
 
 /// Where the demo's files go: `--dir`, or a new temporary directory per process.
@@ -954,8 +1061,19 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             .map(|i| picture::snapshot_jpeg(1920, 1080, PlateColor::Blue, i))
             .collect::<Result<Vec<_>, _>>()
     });
-    let bridge = Bridge::start(site).await?;
-    if let Some(addr) = bridge.http_addr() {
+    let (bridge, child) = match &args.bridge_exec {
+        None => (Some(Bridge::start(site.clone()).await?), None),
+        Some(exe) => {
+            let child =
+                soak::ChildBridge::start(exe, &config_path, &dir).map_err(DemoError::Device)?;
+            (None, Some(Arc::new(Mutex::new(child))))
+        }
+    };
+    let store = match &bridge {
+        Some(b) => b.store(),
+        None => Arc::new(crate::store::Store::open_site(&site)?),
+    };
+    if let Some(addr) = bridge.as_ref().and_then(Bridge::http_addr) {
         println!("status page: http://{addr}/");
     }
     let mut node_bridges = Vec::new();
@@ -971,6 +1089,20 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         }
         node_bridges.push((b, state_dir));
     }
+    if child.is_some() {
+        // The bridge in its own process starts while the devices already run: drive
+        // traffic only once it polls every lane's I/O module (at most 60 s), and give
+        // its MQTT subscription a moment more.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && lanes.iter().any(|l| l.modbus.request_count(SLAVE) == 0)
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let soak = child
+        .as_ref()
+        .map(|c| start_soak(c.clone(), &args, &dir, &lanes));
     if tty {
         println!("log: {}", dir.join("demo.log").display());
     }
@@ -986,7 +1118,8 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     let refresh = || async {
         let done = progress.lock().map(|n| *n).unwrap_or(0);
         let now = screen(
-            &bridge,
+            bridge.as_ref(),
+            store.clone(),
             &lanes,
             started,
             done,
@@ -1054,14 +1187,14 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         tokio::time::sleep(SETTLE).await;
         let mut empty_checks = 0;
         loop {
-            let store = bridge.store();
-            pending = tokio::task::spawn_blocking(move || store.pending_count())
+            let lot_store = store.clone();
+            pending = tokio::task::spawn_blocking(move || lot_store.pending_count())
                 .await
                 .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
             // A multi-PC lot: passages still in a lane node's queue, exits waiting
             // at the lot node for their entries.
             if !node_bridges.is_empty() {
-                let store = bridge.store();
+                let store = store.clone();
                 let dirs: Vec<PathBuf> = node_bridges.iter().map(|(_, d)| d.clone()).collect();
                 pending += tokio::task::spawn_blocking(move || {
                     let held = store.cluster_held().map_or(0, |h| h.len() as u64);
@@ -1092,7 +1225,13 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     for (b, _) in node_bridges {
         b.stop().await;
     }
-    bridge.stop().await;
+    if let Some(b) = bridge {
+        b.stop().await;
+    }
+    let soak_ok = match (soak, child) {
+        (Some(soak), Some(child)) => finish_soak(soak, &child),
+        _ => true,
+    };
     if interrupted {
         let store = crate::store::Store::open_site(&SiteConfig::load(&config_path)?)?;
         pending = store.pending_count()?;
@@ -1156,7 +1295,7 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         );
     }
     Ok(Outcome {
-        matched: matched.map(|m| m && pending == 0),
+        matched: matched.map(|m| m && pending == 0 && soak_ok),
         pending,
         interrupted: false,
     })
