@@ -609,6 +609,10 @@ impl LaneRuntime {
                 ..
             } => {
                 tracing::info!(device = %event.device, plate = %crate::plate::mask(plate_no), price, paid_fee, "payment from the pay system");
+                // A multi-PC lot's ingest prices other nodes' exits with it too.
+                if let Some(sink) = &self.passages {
+                    sink.payment(event);
+                }
             }
             _ => {}
         }
@@ -916,6 +920,10 @@ pub trait PassageSink: Send + Sync {
         passage: &Passage,
         fees: Option<&dyn FeeSource>,
     ) -> Result<Option<(StayAction, Option<String>)>, StoreError>;
+
+    /// The pay system's payment for a plate (a `payment` event), for exits this sink
+    /// plans that come from elsewhere. Most sinks plan nothing: ignored.
+    fn payment(&self, _event: &RawEvent) {}
 }
 
 /// The route of one passage through [`LaneRuntime::apply_once`]: planned here and

@@ -14,7 +14,7 @@
 use super::late::{Resolution, Waiting, is_unmatched, resolve};
 use super::wire::{PassageMsg, WirePassage};
 use crate::config::{LaneConfig, LotConfig, SiteConfig};
-use crate::lane::fees::FeeSource;
+use crate::lane::fees::{FeeSource, OwnedFees, Payments};
 use crate::lane::machine::Passage;
 use crate::lane::stays::{StayAction, decide};
 use crate::lane_task::{PassageSink, apply_planned, open_stays};
@@ -57,8 +57,11 @@ pub struct LotIngest {
     placeholders: HashSet<String>,
     node: String,
     window_ms: i64,
-    /// The lot's pay-system fees (`lot.fee_mqtt`), for every node's exits.
+    /// A fee source given by a test; else `payments`.
     fees: Option<Arc<dyn FeeSource>>,
+    /// The pay system's payments (`lot.fee_mqtt`), as the lot node's lane task passes
+    /// them on: they price every node's exits, held ones too.
+    payments: Mutex<Payments>,
     /// One passage at a time: a plan is made against the open stays it then changes.
     lock: Mutex<()>,
 }
@@ -89,6 +92,7 @@ impl LotIngest {
             node,
             window_ms,
             fees: None,
+            payments: Mutex::new(Payments::for_lot(&site.lot)),
             lock: Mutex::new(()),
         }
     }
@@ -138,13 +142,13 @@ impl LotIngest {
                 .cluster_mark_seen(origin.0, origin.1, origin.2, now)?;
             return Ok((Ingested::Duplicate, msg.seq));
         }
-        let fees = self.fees.clone();
+        let lot_fees = self.lot_fees();
         let out = self.place(
             Some(origin),
             &msg.node,
             &p,
             &msg.passage,
-            fees.as_deref(),
+            Some(self.fees.as_deref().unwrap_or(&lot_fees)),
             now,
         )?;
         Ok((out.0, msg.seq))
@@ -194,6 +198,7 @@ impl LotIngest {
 
     fn settle_locked(&self, now: Timestamp) -> Result<usize, StoreError> {
         let mut settled = 0;
+        let lot_fees = self.lot_fees();
         for row in self.store.cluster_held()? {
             let wire: WirePassage = match serde_json::from_str(&row.body) {
                 Ok(w) => w,
@@ -212,14 +217,19 @@ impl LotIngest {
                 since: row.held_at,
                 window_ms: self.window_ms,
             };
-            let (action, how) =
-                match resolve(&p, wait, lane, &self.lot, &open, self.fees.as_deref(), now) {
-                    Resolution::Wait => continue,
-                    Resolution::Matched(a) => (a, "matched its late entry"),
-                    Resolution::Expired(a) => {
-                        (a, "no entry within the window: unmatched-exit rule")
-                    }
-                };
+            let (action, how) = match resolve(
+                &p,
+                wait,
+                lane,
+                &self.lot,
+                &open,
+                Some(self.fees.as_deref().unwrap_or(&lot_fees)),
+                now,
+            ) {
+                Resolution::Wait => continue,
+                Resolution::Matched(a) => (a, "matched its late entry"),
+                Resolution::Expired(a) => (a, "no entry within the window: unmatched-exit rule"),
+            };
             // A crash after applying and before releasing: applied already.
             if !self.store.passage_in_stays(&p.lane, p.at)? {
                 apply_planned(&self.store, &action, &p)?;
@@ -229,6 +239,19 @@ impl LotIngest {
             settled += 1;
         }
         Ok(settled)
+    }
+
+    /// The pay system's payments as fees for an exit from another node.
+    fn lot_fees(&self) -> OwnedFees {
+        let payments = self
+            .payments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        OwnedFees {
+            charge: None,
+            payments: (!payments.is_empty()).then_some(payments),
+        }
     }
 
     pub fn held_count(&self) -> u64 {
@@ -248,6 +271,13 @@ fn opens_a_stay(a: &StayAction) -> bool {
 /// The lot node's own lanes go through the ingest too, so that their exits also wait
 /// for entries still on their way from a lane node.
 impl PassageSink for LotIngest {
+    fn payment(&self, event: &crate::event::RawEvent) {
+        self.payments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record_event(event, Timestamp::now());
+    }
+
     fn take(
         &self,
         passage: &Passage,
@@ -421,6 +451,44 @@ mod tests {
         assert_eq!(stays.len(), 1);
         assert_eq!(stays[0].exited_at, Some(exit.at));
         assert_eq!(ing.store().occupancy().unwrap().occupied, 0);
+    }
+
+    #[test]
+    fn the_pay_systems_payment_prices_an_exit_from_another_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let ing = ingest(dir.path(), 600);
+        let entry = passage("entry-1", Direction::Entry, "闽A12345", T0);
+        let exit = passage("exit-2", Direction::Exit, "闽A12345", T0 + 30 * 60_000);
+        ing.ingest(&msg("north", 1, 1, &entry), None, Timestamp(T0 + 100))
+            .unwrap();
+        // The lot node's lane task passes the pay system's payment on.
+        ing.payment(&crate::event::RawEvent {
+            lane: String::new(),
+            device: "lot-fees".into(),
+            at: Timestamp(T0 + 20 * 60_000),
+            kind: crate::event::EventKind::Payment {
+                plate_no: "闽A12345".into(),
+                price: 1200,
+                should_pay: 200,
+                paid_fee: 1000,
+            },
+        });
+        let (out, _) = ing
+            .ingest(
+                &msg("south", 1, 1, &exit),
+                None,
+                Timestamp(T0 + 30 * 60_000 + 100),
+            )
+            .unwrap();
+        assert!(
+            matches!(&out, Ingested::Applied(a) if matches!(**a, StayAction::Close { .. })),
+            "{out:?}"
+        );
+        let stay = &ing.store().list_stays(false, 10).unwrap()[0];
+        assert_eq!(
+            (stay.price, stay.should_pay, stay.paid_fee),
+            (Some(1200), Some(200), Some(1000))
+        );
     }
 
     #[test]

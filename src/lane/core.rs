@@ -55,11 +55,6 @@ pub struct LaneCore {
 
 impl LaneCore {
     pub fn new(site: &SiteConfig) -> Self {
-        let max_age_secs = site
-            .lot
-            .fee_mqtt
-            .as_ref()
-            .map_or(30 * 60, |f| f.max_age_secs);
         LaneCore {
             lot: site.lot.clone(),
             lanes: site
@@ -68,9 +63,7 @@ impl LaneCore {
                 .map(|l| (l.id.clone(), (Arc::new(l.clone()), LaneMachine::new(l))))
                 .collect(),
             charges: BTreeMap::new(),
-            payments: Payments::new(
-                i64::try_from(max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
-            ),
+            payments: Payments::for_lot(&site.lot),
             now: Timestamp(i64::MIN),
             last_expiry: None,
         }
@@ -116,22 +109,7 @@ impl LaneCore {
     /// Records a payment (also one a restart found in the journal) without moving
     /// time; payments too old to be used by now are forgotten.
     pub fn restore_payment(&mut self, event: &RawEvent) {
-        let EventKind::Payment {
-            plate_no,
-            price,
-            should_pay,
-            paid_fee,
-        } = &event.kind
-        else {
-            return;
-        };
-        let fee = Fee {
-            price: *price,
-            should_pay: *should_pay,
-            paid_fee: *paid_fee,
-        };
-        self.payments
-            .record(plate_no, fee, event.at, self.now.max(event.at));
+        self.payments.record_event(event, self.now);
     }
 
     /// The core's time: the latest event or timer it was given.

@@ -208,6 +208,32 @@ impl Payments {
         }
     }
 
+    /// Payments kept as long as the lot's `[lot.fee_mqtt] max_age_secs` (30 min without).
+    pub fn for_lot(lot: &crate::config::LotConfig) -> Self {
+        let max_age_secs = lot.fee_mqtt.as_ref().map_or(30 * 60, |f| f.max_age_secs);
+        Payments::new(i64::try_from(max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX))
+    }
+
+    /// Records a `payment` event (any other is ignored) received at its time, as of
+    /// `now`.
+    pub fn record_event(&mut self, event: &crate::event::RawEvent, now: Timestamp) {
+        let crate::event::EventKind::Payment {
+            plate_no,
+            price,
+            should_pay,
+            paid_fee,
+        } = &event.kind
+        else {
+            return;
+        };
+        let fee = Fee {
+            price: *price,
+            should_pay: *should_pay,
+            paid_fee: *paid_fee,
+        };
+        self.record(plate_no, fee, event.at, now.max(event.at));
+    }
+
     /// No payment is kept.
     pub fn is_empty(&self) -> bool {
         self.latest.is_empty()
