@@ -24,6 +24,7 @@ use crate::config::SiteConfig;
 use crate::event::{EventKind, RawEvent};
 use crate::health::Health;
 use crate::lane::core::{LaneCore, Step};
+use crate::lane::fees::{FeeSource, OwnedFees};
 use crate::lane::journal::{Gap, Journal, Mark};
 use crate::lane::machine::Passage;
 use crate::lane::resume::Applied;
@@ -190,6 +191,9 @@ pub struct LaneRuntime {
     started: Timestamp,
     /// Per lane: reads without passages, vehicles without reads (see [`crate::lane::watch`]).
     watches: BTreeMap<String, LaneWatch>,
+    /// Passages go here, unplanned, instead of the planner and the state database
+    /// (a multi-PC lot's nodes: see [`PassageSink`]).
+    passages: Option<Arc<dyn PassageSink>>,
 }
 
 impl LaneRuntime {
@@ -232,7 +236,15 @@ impl LaneRuntime {
                     (l.id.clone(), LaneWatch::new(l.mismatch_alarm_after, camera))
                 })
                 .collect(),
+            passages: None,
         }
+    }
+
+    /// Hands passages to `sink` instead of planning and applying them here (a
+    /// multi-PC lot: a lane node's queue, or the lot node's ingest).
+    pub fn with_passage_sink(mut self, sink: Arc<dyn PassageSink>) -> Self {
+        self.passages = Some(sink);
+        self
     }
 
     /// Journals into `<storage.dir>/journal/` (a journal that cannot be opened is
@@ -707,19 +719,10 @@ impl LaneRuntime {
         });
     }
 
-    /// Plans the passage once (the core consumes a terminal charge as it plans), then
-    /// applies the action, retrying database errors only: each attempt is one
-    /// transaction, so a failed one leaves nothing behind.
-    async fn apply_once(&mut self, passage: &Passage, recovered: bool) {
-        let lane = passage.lane.clone();
-        PASSAGES
-            .with_label_values(&[lane.as_str(), case_label(passage)])
-            .inc();
-        if let Some(watch) = self.watches.get_mut(&lane) {
-            let changes = watch.on_passage(passage);
-            self.show_watch(&lane, changes);
-        }
+    /// Plans `passage` against the open stays as the database has them now.
+    async fn plan(&mut self, passage: &Passage) -> StayAction {
         let (store, placeholders) = (self.store.clone(), self.placeholders.clone());
+        let lane = &passage.lane;
         let open = match tokio::task::spawn_blocking(move || open_stays(&store, &placeholders))
             .await
         {
@@ -733,8 +736,27 @@ impl LaneRuntime {
                 Vec::new()
             }
         };
-        let action = Arc::new(self.core.plan(passage, &open));
-        drop(open);
+        self.core.plan(passage, &open)
+    }
+
+    /// Plans the passage once (the core consumes a terminal charge as it plans), then
+    /// applies the action, retrying database errors only: each attempt is one
+    /// transaction, so a failed one leaves nothing behind.
+    async fn apply_once(&mut self, passage: &Passage, recovered: bool) {
+        let lane = passage.lane.clone();
+        PASSAGES
+            .with_label_values(&[lane.as_str(), case_label(passage)])
+            .inc();
+        if let Some(watch) = self.watches.get_mut(&lane) {
+            let changes = watch.on_passage(passage);
+            self.show_watch(&lane, changes);
+        }
+        let route = match self.passages.clone() {
+            // A multi-PC lot's node: the passage goes on unplanned, with the fees this
+            // lane knows of (the lot node plans it against the lot's stays).
+            Some(sink) => Route::Hand(sink, self.core.fees_for(passage)),
+            None => Route::Plan(Arc::new(self.plan(passage).await)),
+        };
         // A passage partly unseen (device gap): findable by the operator.
         let note = passage.inferred.then(|| LaneNote {
             at: passage.at,
@@ -744,15 +766,21 @@ impl LaneRuntime {
         });
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=STORE_ATTEMPTS {
-            let (sink, action, note) = (self.sink.clone(), action.clone(), note.clone());
-            let result = tokio::task::spawn_blocking(move || {
-                let applied = sink.apply(&action, note.as_ref(), Timestamp::now())?;
-                // The status page lists an exit under the stay's plate.
-                Ok::<_, StoreError>((action, applied.closed.map(|(_, plate)| plate)))
+            let (sink, route, note) = (self.sink.clone(), route.clone(), note.clone());
+            let p = passage.clone();
+            let result = tokio::task::spawn_blocking(move || match route {
+                Route::Hand(to, fees) => Ok(to
+                    .take(&p, Some(&fees))?
+                    .map(|(a, plate)| (Arc::new(a), plate))),
+                Route::Plan(action) => {
+                    let applied = sink.apply(&action, note.as_ref(), Timestamp::now())?;
+                    // The status page lists an exit under the stay's plate.
+                    Ok::<_, StoreError>(Some((action, applied.closed.map(|(_, plate)| plate))))
+                }
             })
             .await;
             match result {
-                Ok(Ok((action, stay_plate))) => {
+                Ok(Ok(Some((action, stay_plate)))) => {
                     if let StayAction::TrailerFolded {
                         plate_no, tractor, ..
                     } = &*action
@@ -761,6 +789,10 @@ impl LaneRuntime {
                     }
                     tracing::info!(lane = %passage.lane, action = action_label(&action), at = passage.at.0, recovered, late = passage.late, "passage applied");
                     self.show(&action, stay_plate.as_deref(), passage.inferred);
+                    return;
+                }
+                Ok(Ok(None)) => {
+                    tracing::info!(lane = %passage.lane, at = passage.at.0, recovered, late = passage.late, "passage queued for the lot node");
                     return;
                 }
                 // Only a database error may pass (busy, I/O); a refused value will be
@@ -872,7 +904,50 @@ impl LaneRuntime {
     }
 }
 
-fn open_stays(store: &Store, placeholders: &HashSet<String>) -> Result<Vec<OpenStay>, StoreError> {
+/// Where the lane task's passages go instead of the local state database (a lane
+/// node's cluster queue; the lot node's ingest, which holds unmatched exits for their
+/// late entries). Blocking; called on the blocking pool. `Ok(Some(..))`: the action
+/// decided and applied here (shown on the status page); `Ok(None)`: taken durably
+/// for elsewhere.
+pub trait PassageSink: Send + Sync {
+    #[allow(clippy::type_complexity)]
+    fn take(
+        &self,
+        passage: &Passage,
+        fees: Option<&dyn FeeSource>,
+    ) -> Result<Option<(StayAction, Option<String>)>, StoreError>;
+}
+
+/// The route of one passage through [`LaneRuntime::apply_once`]: planned here and
+/// written through the action sink, or handed on unplanned with its fees.
+#[derive(Clone)]
+enum Route {
+    Plan(Arc<StayAction>),
+    Hand(Arc<dyn PassageSink>, OwnedFees),
+}
+
+/// Applies an action planned for `p` elsewhere (the lot node's cluster ingest), in one
+/// transaction with its inferred-passage note; returns the action and, for an exit,
+/// the stay's plate. Blocking.
+pub fn apply_planned(
+    store: &Store,
+    action: &StayAction,
+    p: &Passage,
+) -> Result<(StayAction, Option<String>), StoreError> {
+    let note = p.inferred.then(|| LaneNote {
+        at: p.at,
+        lane: p.lane.clone(),
+        what: "inferred_passage",
+        plate: p.plate.as_ref().map(|x| x.text.clone()),
+    });
+    let applied = store.apply(action, note.as_ref(), Timestamp::now())?;
+    Ok((action.clone(), applied.closed.map(|(_, plate)| plate)))
+}
+
+pub fn open_stays(
+    store: &Store,
+    placeholders: &HashSet<String>,
+) -> Result<Vec<OpenStay>, StoreError> {
     Ok(store
         .open_stays()?
         .into_iter()

@@ -40,6 +40,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// The configs of the lot's other nodes (`[cluster]`): checked together with
+        /// this one (one lot node, each lane on one node, lanes known to the lot node).
+        #[arg(long = "node", value_name = "CONFIG")]
+        nodes: Vec<PathBuf>,
     },
     /// Installer's checklist: config, secret, storage, serial ports and devices, MQTT and
     /// cameras, platform, clock. One ✓/✗ line each with a hint (exit 0 = all ✓).
@@ -361,7 +365,14 @@ fn main() -> anyhow::Result<ExitCode> {
             print!("{}", parking_bridge::driver::ports::report(&ports));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => check(&config),
+        Command::Check { config, nodes } => {
+            let code = check(&config)?;
+            if nodes.is_empty() || code != ExitCode::SUCCESS {
+                Ok(code)
+            } else {
+                check_cluster(&config, &nodes)
+            }
+        }
         Command::Backup { config, to } => backup(&config, to),
         Command::Gaps { config, json } => gaps(&config, json),
         Command::Doctor {
@@ -811,6 +822,37 @@ fn check(config: &Path) -> anyhow::Result<ExitCode> {
         show(&p.to_string());
     }
     explain();
+    Ok(ExitCode::FAILURE)
+}
+
+/// `check --node …`: every node's own check, then the lot's files together.
+fn check_cluster(config: &Path, nodes: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    use parking_bridge::config::cluster::{NodeFile, cross_check};
+    let mut texts = Vec::new();
+    for path in std::iter::once(config).chain(nodes.iter().map(PathBuf::as_path)) {
+        if path != config && check(path)? != ExitCode::SUCCESS {
+            return Ok(ExitCode::FAILURE);
+        }
+        let text = std::fs::read_to_string(path)?;
+        let site = SiteConfig::from_toml(&text, path)?;
+        texts.push((path.to_path_buf(), text, site));
+    }
+    let files: Vec<NodeFile<'_>> = texts
+        .iter()
+        .map(|(path, text, site)| NodeFile {
+            path: path.clone(),
+            text,
+            site,
+        })
+        .collect();
+    let problems = cross_check(&files);
+    if problems.is_empty() {
+        println!("cluster of {} nodes: ok", files.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in problems {
+        eprintln!("{p}");
+    }
     Ok(ExitCode::FAILURE)
 }
 

@@ -32,6 +32,8 @@ pub enum ServiceError {
     Devices(String),
     #[error(transparent)]
     Ops(#[from] crate::ops::OpsError),
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error(
         "another `parking-bridge run` is already using {0}; stop it first (two would send every report twice)"
     )]
@@ -171,6 +173,8 @@ pub struct Bridge {
     lanes: JoinHandle<()>,
     stop_drivers: tokio::sync::watch::Sender<bool>,
     ops: Option<(crate::ops::OpsState, crate::ops::OpsTasks)>,
+    /// This node's part of a multi-PC lot (`[cluster]`).
+    cluster: Option<crate::cluster::ClusterNode>,
 }
 
 impl Bridge {
@@ -207,7 +211,18 @@ impl Bridge {
         let uploader = pipeline
             .uploader()
             .with_liveness(ops.0.liveness("uploader", Duration::from_secs(120)));
-        let mut background = vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()];
+        // A lane node of a multi-PC lot reports nothing itself: the lot node does.
+        let lane_node = pipeline
+            .config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.role == crate::config::cluster::NodeRole::Lane);
+        let mut background = if lane_node {
+            Vec::new()
+        } else {
+            vec![tokio::spawn(uploader.run()), pipeline.spawn_heartbeat()]
+        };
+
         let (events_tx, events_rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
         let (stop_drivers, stop_rx) = tokio::sync::watch::channel(false);
         let (events_tx_feeds, stop_feeds) = (events_tx.clone(), stop_rx.clone());
@@ -219,10 +234,24 @@ impl Bridge {
         let feeds = crate::driver::feeds::spawn(&pipeline.config, events_tx_feeds, stop_feeds)
             .map_err(|e| ServiceError::Devices(e.to_string()))?;
         background.extend(feeds);
+        // A multi-PC lot: this node's link, and where its passages go. The pay system's
+        // payments reach the lot node's lane core as events; the ingest gets each of its
+        // own lanes' passages with their fees (see `cluster::ingest`).
+        let cluster = crate::cluster::start(
+            &pipeline.config,
+            pipeline.store.clone(),
+            pipeline.health.clone(),
+            None,
+        )
+        .map_err(|e| ServiceError::Cluster(e.to_string()))?;
+        if let Some(c) = &cluster {
+            let view = c.view.clone();
+            ops.0.set_cluster(Arc::new(move || view.status()));
+        }
         // The lane task ends when every driver and feed has stopped (the channel
         // closes), after settling what it still holds. Its loop turns at least once a
         // minute (its expiry check).
-        let runtime = crate::lane_task::LaneRuntime::new(
+        let mut runtime = crate::lane_task::LaneRuntime::new(
             &pipeline.config,
             pipeline.store.clone(),
             pipeline.health.clone(),
@@ -230,6 +259,9 @@ impl Bridge {
         .with_storage_journal(&pipeline.config.storage)
         .with_liveness(ops.0.liveness("lanes", Duration::from_secs(180)))
         .with_ops(ops.0.clone());
+        if let Some(c) = &cluster {
+            runtime = runtime.with_passage_sink(c.sink.clone());
+        }
         let lanes = tokio::spawn(runtime.run(events_rx));
         ops.0.mark_ready();
         Ok(Bridge {
@@ -239,6 +271,7 @@ impl Bridge {
             lanes,
             stop_drivers,
             ops: Some(ops),
+            cluster,
         })
     }
 
@@ -256,6 +289,11 @@ impl Bridge {
     /// Delivery status: last heartbeat, failures, the latest alarm.
     pub fn delivery(&self) -> crate::uploader::DeliveryStatus {
         self.pipeline.delivery.get()
+    }
+
+    /// What this node knows of its multi-PC lot (`None`: not a cluster node).
+    pub fn cluster_view(&self) -> Option<crate::cluster::view::ClusterView> {
+        self.cluster.as_ref().map(|c| c.view.clone())
     }
 
     pub fn pipeline(&self) -> &Pipeline {
@@ -283,6 +321,9 @@ impl Bridge {
                 "lane task did not settle in time; held passages are replayed from the journal only"
             );
             self.lanes.abort();
+        }
+        if let Some(c) = self.cluster.take() {
+            c.stop().await;
         }
         for t in &self.background {
             t.abort();

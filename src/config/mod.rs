@@ -4,6 +4,7 @@
 //! Each section's schema lives in its own file, owned by the part of the program that
 //! uses it.
 
+pub mod cluster;
 pub mod devices;
 pub mod lanes;
 pub mod lot;
@@ -50,6 +51,9 @@ pub struct SiteConfig {
     pub http: HttpConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    /// `[cluster]`: this PC is one node of a lot bigger than one PC.
+    #[serde(default)]
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// The keys of [`SiteConfig`] itself, written above the first `[table]`.
@@ -65,6 +69,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "camera_push",
     "http",
     "logging",
+    "cluster",
 ];
 
 /// One problem found by `validate()`: the dotted key path (`lanes[1].port_no`) and what
@@ -237,6 +242,7 @@ impl SiteConfig {
         devices::validate_all(self, &mut out);
         self.http.validate(&mut out);
         self.logging.validate(&mut out);
+        cluster::validate(self, &mut out);
         out
     }
 

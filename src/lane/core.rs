@@ -14,7 +14,7 @@
 //! first, ties by lane id); time never goes backwards (`now = max(now, event.at)`).
 //! Expiry is checked at the first moment and then every [`EXPIRY_EVERY_MS`].
 
-use super::fees::{Fee, FeeSource, Payments, TerminalCharge, TerminalThen};
+use super::fees::{Fee, FeeSource, OwnedFees, Payments, TerminalCharge, TerminalThen};
 use super::machine::{LaneMachine, Passage};
 use super::stays::{OpenStay, StayAction, decide, expired};
 use crate::config::{LaneConfig, SiteConfig};
@@ -260,15 +260,7 @@ impl LaneCore {
     /// then the tariff; a charge is forgotten once a vehicle left after it was shown
     /// (it cannot be a later vehicle's).
     pub fn plan(&mut self, passage: &Passage, open: &[OpenStay]) -> StayAction {
-        let charge = match self.charges.get(&passage.lane) {
-            Some(&charge) => {
-                if charge.at <= passage.at {
-                    self.charges.remove(&passage.lane);
-                }
-                Some(charge)
-            }
-            None => None,
-        };
+        let charge = self.take_charge(passage);
         let Some((cfg, _)) = self.lanes.get(&passage.lane) else {
             // A passage comes only from a lane's own machine.
             return StayAction::UnmatchedExit {
@@ -288,6 +280,25 @@ impl LaneCore {
                 decide(passage, cfg, &self.lot, open, Some(&fees))
             }
             None => decide(passage, cfg, &self.lot, open, payments),
+        }
+    }
+
+    /// The exit lane's terminal charge for `passage`, forgotten once a vehicle left
+    /// after it was shown (it cannot be a later vehicle's).
+    fn take_charge(&mut self, passage: &Passage) -> Option<TerminalCharge> {
+        let charge = *self.charges.get(&passage.lane)?;
+        if charge.at <= passage.at {
+            self.charges.remove(&passage.lane);
+        }
+        Some(charge)
+    }
+
+    /// The fees [`plan`](Self::plan) would use for `passage`, to be planned elsewhere
+    /// (a multi-PC lot's lot node); consumes the terminal charge as `plan` does.
+    pub fn fees_for(&mut self, passage: &Passage) -> OwnedFees {
+        OwnedFees {
+            charge: self.take_charge(passage),
+            payments: (!self.payments.is_empty()).then(|| self.payments.clone()),
         }
     }
 

@@ -162,6 +162,35 @@ impl FeeSource for TerminalThen<'_> {
     }
 }
 
+/// One exit's fee sources, owned: its lane's terminal charge and the pay system's
+/// payments as the lane core had them. For a passage planned elsewhere (a multi-PC
+/// lot's lot node), where the core's own state is not at hand.
+#[derive(Debug, Clone, Default)]
+pub struct OwnedFees {
+    pub charge: Option<TerminalCharge>,
+    pub payments: Option<Payments>,
+}
+
+impl FeeSource for OwnedFees {
+    fn fee(
+        &self,
+        plate_no: &str,
+        car_type: CarType,
+        entered: Timestamp,
+        exited: Timestamp,
+    ) -> Option<Fee> {
+        let payments = self.payments.as_ref().map(|p| p as &dyn FeeSource);
+        match self.charge {
+            Some(charge) => TerminalThen {
+                charge,
+                then: payments,
+            }
+            .fee(plate_no, car_type, entered, exited),
+            None => payments?.fee(plate_no, car_type, entered, exited),
+        }
+    }
+}
+
 /// The pay system's latest payment per plate (`payment` events), used at that plate's
 /// exit when it was received during the stay and at most `max_age_ms` before the exit.
 #[derive(Debug, Clone, Default)]

@@ -502,6 +502,9 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
         (None, None) => format!(r#"<b id="clock" class="warn">{}</b>"#, t("unknown")),
     };
     let _ = write!(h, "<div><span>{}</span>{clock}</div></div>", t("Clock"));
+    if let Some(c) = &view.cluster {
+        render_cluster(&mut h, c, now, lang);
+    }
 
     // The pictures of the day.
     let total = view.occupancy.map(|o| o.1).unwrap_or(0);
@@ -605,6 +608,95 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
         t("Language"),
     );
     h
+}
+
+/// A multi-PC lot: this node, its broker link, the lot as the lot node published it,
+/// the lane node's queue, and on the lot node every lane node.
+fn render_cluster(h: &mut String, c: &super::state::ClusterStatus, now: Timestamp, lang: Lang) {
+    let t = |s: &'static str| lang.tr(s);
+    let (class, link) = if c.link_up {
+        ("ok", t("connected"))
+    } else {
+        ("bad", t("disconnected"))
+    };
+    let since = c
+        .link_since
+        .map(|s| format!(" ({})", ago(lang, now, s)))
+        .unwrap_or_default();
+    let _ = write!(
+        h,
+        r#"<h2>{}</h2><div class="card kv" id="cluster" data-role="{role}"><div><span>{}</span><b>{node}</b> ({role})</div><div><span>{}</span><b id="cluster-link" class="{class}">{link}</b>{since}</div>"#,
+        t("Multi-PC lot"),
+        t("This node"),
+        t("Broker link"),
+        node = esc(&c.node),
+        role = esc(&c.role),
+    );
+    if let Some(lot) = &c.lot {
+        let _ = write!(
+            h,
+            r#"<div><span>{}</span><b id="cluster-lot">{} / {}</b> ({} {}) · {}</div>"#,
+            t("Lot"),
+            lot.occupied,
+            lot.total,
+            lot.free,
+            t("free"),
+            ago(lang, now, lot.at)
+        );
+    }
+    if c.is_lane_node() {
+        let oldest = c
+            .oldest_queued_at
+            .map(|o| format!(", {} {}", t("oldest"), ago(lang, now, o)))
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            r#"<div><span>{}</span><b id="cluster-queue">{} {}</b>{oldest}</div>"#,
+            t("Queue to the lot node"),
+            c.queue_depth,
+            t("waiting"),
+        );
+    } else {
+        let _ = write!(
+            h,
+            r#"<div><span>{}</span><b id="cluster-held">{}</b></div>"#,
+            t("Exits waiting for their entry"),
+            c.held_exits
+        );
+        let _ = write!(
+            h,
+            "<table id=\"cluster-nodes\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            t("Node"),
+            t("Broker link"),
+            t("Queue"),
+            t("Last passage"),
+            t("Last applied")
+        );
+        for n in &c.nodes {
+            let (class, link) = if n.online {
+                ("ok", t("connected"))
+            } else {
+                ("bad", t("disconnected"))
+            };
+            let last = n
+                .last_passage_at
+                .map(|a| ago(lang, now, a))
+                .unwrap_or_else(|| "—".to_string());
+            let heard = n
+                .heard_at
+                .map(|a| format!(" ({})", ago(lang, now, a)))
+                .unwrap_or_default();
+            let _ = write!(
+                h,
+                r#"<tr><td>{}</td><td class="{class}">{link}{heard}</td><td>{}</td><td>{last}</td><td>#{}</td></tr>"#,
+                esc(&n.node),
+                n.queue_depth,
+                n.last_seq
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</div>");
 }
 
 fn ago(lang: Lang, now: Timestamp, then: Timestamp) -> String {
@@ -844,6 +936,73 @@ mod tests {
         assert_eq!(query_token("x=1"), None);
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_encode("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn a_lane_node_shows_the_lot_its_queue_and_the_lot_node_as_its_way_to_the_platform() {
+        use crate::ops::state::{ClusterLot, ClusterNodeStatus, ClusterStatus};
+        let ops = OpsState::new(&crate::ops::state::tests::config());
+        let now = Timestamp::now();
+        let lot = ClusterLot {
+            occupied: 37,
+            total: 100,
+            free: 63,
+            at: now,
+        };
+        let status = ClusterStatus {
+            node: "north".into(),
+            role: "lane".into(),
+            link_up: true,
+            link_since: Some(now),
+            lot: Some(lot.clone()),
+            queue_depth: 4,
+            ..ClusterStatus::default()
+        };
+        let s = status.clone();
+        ops.set_cluster(std::sync::Arc::new(move || s.clone()));
+        let view = ops.view();
+        assert_eq!(view.occupancy, Some((37, 100)), "the lot's occupancy");
+        let html = render(&view, &[], now, false, "");
+        assert!(html.contains(r#"id="cluster-lot">37 / 100"#), "{html}");
+        assert!(html.contains(r#"id="cluster-queue">4 "#), "{html}");
+        let http = crate::config::HttpConfig::default();
+        assert!(
+            view.problems(now, &http, None).is_empty(),
+            "the lot node answers"
+        );
+        // The lot node silent for long: the lane node says so, not "platform".
+        let later = Timestamp(now.0 + 3_600_000);
+        let problems = view.problems(later, &http, None);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("lot node unreachable")),
+            "{problems:?}"
+        );
+        // The lot node lists every node.
+        let lot_status = ClusterStatus {
+            node: "lot".into(),
+            role: "lot".into(),
+            link_up: true,
+            lot: Some(lot),
+            held_exits: 2,
+            nodes: vec![ClusterNodeStatus {
+                node: "south".into(),
+                online: false,
+                queue_depth: 12,
+                last_passage_at: Some(now),
+                last_seq: 345,
+                heard_at: Some(now),
+            }],
+            ..ClusterStatus::default()
+        };
+        ops.set_cluster(std::sync::Arc::new(move || lot_status.clone()));
+        let html = render(&ops.view(), &[], now, false, "");
+        assert!(html.contains(r#"id="cluster-held">2<"#), "{html}");
+        assert!(
+            html.contains("<td>south</td>") && html.contains("#345"),
+            "{html}"
+        );
     }
 
     #[test]

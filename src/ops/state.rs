@@ -65,8 +65,62 @@ struct Inner {
     metrics: Metrics,
     liveness: Mutex<Vec<(String, Duration, Arc<AtomicU64>)>>,
     ready: tokio::sync::watch::Sender<bool>,
+    /// A node of a multi-PC lot: what it knows of the lot (given by the cluster
+    /// module, which sits above ops).
+    cluster: Mutex<Option<ClusterSource>>,
     /// `[camera_push] listen` and the push cameras, when there are any.
     push: Option<(String, Vec<crate::driver::http_push::PushCameraInfo>)>,
+}
+
+/// Reads a cluster node's view of its lot.
+pub type ClusterSource = Arc<dyn Fn() -> ClusterStatus + Send + Sync>;
+
+/// A node of a multi-PC lot (`[cluster]`), as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterStatus {
+    pub node: String,
+    /// `lot` or `lane`.
+    pub role: String,
+    /// Connected to the lot's broker.
+    pub link_up: bool,
+    pub link_since: Option<Timestamp>,
+    /// The lot as the lot node last published it.
+    pub lot: Option<ClusterLot>,
+    /// Lane node: passages not yet acknowledged by the lot node.
+    pub queue_depth: u64,
+    pub oldest_queued_at: Option<Timestamp>,
+    pub last_passage_at: Option<Timestamp>,
+    /// Lot node: exits waiting for an entry still on its way.
+    pub held_exits: u64,
+    /// Lot node: every lane node.
+    pub nodes: Vec<ClusterNodeStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterLot {
+    pub occupied: i64,
+    pub total: i64,
+    pub free: i64,
+    /// When the lot node published it.
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterNodeStatus {
+    pub node: String,
+    pub online: bool,
+    pub queue_depth: u64,
+    pub last_passage_at: Option<Timestamp>,
+    /// The last sequence number of its queue applied here.
+    pub last_seq: i64,
+    /// When its health was last heard.
+    pub heard_at: Option<Timestamp>,
+}
+
+impl ClusterStatus {
+    pub fn is_lane_node(&self) -> bool {
+        self.role == "lane"
+    }
 }
 
 /// A configured lane, as the status page lists it.
@@ -210,6 +264,8 @@ pub struct StatusView {
     pub held: Option<u64>,
     /// Why the state database could not be read, while it cannot.
     pub store_error: Option<String>,
+    /// This node's multi-PC lot (`[cluster]`).
+    pub cluster: Option<ClusterStatus>,
     /// The push receiver's address and its cameras with what each delivered.
     pub push: Option<PushView>,
 }
@@ -299,6 +355,7 @@ impl OpsState {
                 metrics,
                 liveness: Mutex::new(Vec::new()),
                 ready,
+                cluster: Mutex::new(None),
                 push,
             }),
         }
@@ -655,8 +712,21 @@ impl OpsState {
         let _ = rx.wait_for(|ready| *ready).await;
     }
 
+    /// Shows this node's multi-PC lot (`[cluster]`) on the page. A lane node's
+    /// occupancy is the lot's, and its way to the platform is the lot node.
+    pub fn set_cluster(&self, source: ClusterSource) {
+        *self.inner.cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
     /// A consistent copy for rendering.
     pub fn view(&self) -> StatusView {
+        let cluster = self
+            .inner
+            .cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .map(|f| f());
         let devices = self.inner.health.snapshot();
         let mut data = self.data();
         // The link history follows the shared device map; `since` is the exact time of
@@ -694,6 +764,7 @@ impl OpsState {
                 .collect(),
             held: data.held,
             store_error: data.store_error.clone(),
+            cluster,
             push: self.inner.push.as_ref().map(|(listen, cameras)| PushView {
                 listen: listen.clone(),
                 cameras: cameras
@@ -703,6 +774,7 @@ impl OpsState {
                 refusals: crate::driver::http_push::refusals(),
             }),
         }
+        .with_cluster_lot()
     }
 
     /// Refreshes the gauges that mirror shared state (device links, health) just
@@ -726,6 +798,23 @@ impl OpsState {
 }
 
 impl StatusView {
+    /// A lane node reports nothing itself: its occupancy is the lot's as the lot node
+    /// published it, and its way to the platform is the lot node (its last word).
+    fn with_cluster_lot(mut self) -> Self {
+        if let Some(c) = self.cluster.as_ref().filter(|c| c.is_lane_node()) {
+            if let Some(lot) = &c.lot {
+                self.occupancy = Some((lot.occupied, lot.total));
+                self.platform.last_ok = Some(lot.at);
+            }
+            self.platform.last_code = Some(if c.link_up {
+                "lot node silent".to_string()
+            } else {
+                "broker unreachable".to_string()
+            });
+        }
+        self
+    }
+
     /// The level for `problems` (from [`problems`](Self::problems) at the same `now`).
     /// Pure.
     pub fn level(&self, now: Timestamp, http: &HttpConfig, problems: &[String]) -> HealthLevel {
@@ -777,7 +866,15 @@ impl StatusView {
                 ),
             };
             let code = self.platform.last_code.as_deref().unwrap_or("no attempt");
-            out.push(format!("platform unreachable: {since}, last result {code}"));
+            if self
+                .cluster
+                .as_ref()
+                .is_some_and(ClusterStatus::is_lane_node)
+            {
+                out.push(format!("lot node unreachable: {since}, {code}"));
+            } else {
+                out.push(format!("platform unreachable: {since}, last result {code}"));
+            }
         }
         let device_limit_ms =
             i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;

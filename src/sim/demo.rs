@@ -89,12 +89,71 @@ pub struct DemoArgs {
     pub drain_timeout_secs: u64,
     /// Soak mode (`scripts/soak.sh`): run the bridge as `EXE run --config …`, a
     /// separate process, instead of in this one.
-    #[arg(long, hide = true, value_name = "EXE")]
+    #[arg(long, hide = true, value_name = "EXE", conflicts_with = "nodes")]
     pub bridge_exec: Option<PathBuf>,
     /// Soak mode: seed of the fault schedule (the bridge killed or stopped and
     /// restarted, platform 5xx bursts, lost answers and an outage, camera floods).
     #[arg(long, hide = true, requires = "bridge_exec")]
     pub soak_faults: Option<u64>,
+    /// Run the lot as a multi-PC cluster: a lot node and N−1 lane nodes (separate
+    /// bridges with separate databases, lanes spread over them) on the embedded broker.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+}
+
+/// One node of a multi-PC demo lot (`--nodes N`).
+#[derive(Debug, Clone)]
+struct NodePlan {
+    name: String,
+    lot: bool,
+    /// Per lane (in `start_lanes` order): whether this node runs it.
+    owns: Vec<bool>,
+    /// Lot node: every lane node and its lanes.
+    nodes: Vec<(String, Vec<String>)>,
+}
+
+fn node_name(i: usize) -> String {
+    if i == 0 {
+        "lot".to_string()
+    } else {
+        format!("lane-{i}")
+    }
+}
+
+/// Spreads the lanes over `n` nodes: the push cameras' lanes (there is one push
+/// receiver) on the lot node, the others round-robin starting with the lane nodes,
+/// so vehicles enter on one node and leave on another.
+fn plan_nodes(lanes: &[SimLane], n: usize) -> Vec<NodePlan> {
+    let mut owner = Vec::with_capacity(lanes.len());
+    let mut next = 1usize;
+    for l in lanes {
+        if l.push.is_some() {
+            owner.push(0);
+        } else {
+            owner.push(next % n);
+            next += 1;
+        }
+    }
+    let lanes_of = |i: usize| -> Vec<String> {
+        lanes
+            .iter()
+            .zip(&owner)
+            .filter(|(_, o)| **o == i)
+            .map(|(l, _)| l.id.clone())
+            .collect()
+    };
+    (0..n)
+        .map(|i| NodePlan {
+            name: node_name(i),
+            lot: i == 0,
+            owns: owner.iter().map(|o| *o == i).collect(),
+            nodes: if i == 0 {
+                (1..n).map(|j| (node_name(j), lanes_of(j))).collect()
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -354,6 +413,8 @@ async fn start_platform(args: &DemoArgs, dir: &Path) -> Result<PlatformTarget, D
 }
 
 /// The site config the demo bridge runs on: a complete, commented working example.
+// Every argument is one independent fact of the generated site.
+#[allow(clippy::too_many_arguments)]
 fn render_config(
     dir: &Path,
     args: &DemoArgs,
@@ -362,7 +423,9 @@ fn render_config(
     lanes: &[SimLane],
     step_ms: i64,
     push_port: u16,
+    node: Option<&NodePlan>,
 ) -> String {
+    let owns = |i: usize| node.is_none_or(|n| n.owns.get(i).copied().unwrap_or(false));
     // Poll five times per hardware step of the traffic, so debounce and polling see
     // every change with room to spare.
     let poll_ms = (step_ms / 5).clamp(10, 50);
@@ -389,15 +452,25 @@ fn render_config(
         args.status_listen
     ));
     t.push_str(&format!(
-        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"parking-bridge-demo\"\n\n",
-        broker.port()
+        "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"parking-bridge-demo{}\"\n\n",
+        broker.port(),
+        node.map(|n| format!("-{}", n.name)).unwrap_or_default()
     ));
-    if lanes.iter().any(|l| l.push.is_some()) {
+    if lanes
+        .iter()
+        .enumerate()
+        .any(|(i, l)| owns(i) && l.push.is_some())
+    {
         t.push_str(&format!(
             "# Cameras that push over HTTP (Hikvision/Dahua style).\n[camera_push]\nlisten = \"127.0.0.1:{push_port}\"\n\n"
         ));
     }
-    for l in lanes {
+    for l in lanes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| owns(*i))
+        .map(|(_, l)| l)
+    {
         if let Attach::Rtu { path, .. } = &l.attach {
             t.push_str(&format!(
                 "# The RS-485 bus of lane {}: a pty standing in for a USB-RS485 adapter.\n[[buses]]\nname = \"rs485-{}\"\nport = {:?}\nbaud = 9600\n\n",
@@ -405,7 +478,11 @@ fn render_config(
             ));
         }
     }
-    for l in lanes {
+    for (i, l) in lanes.iter().enumerate() {
+        // The lot node knows every lane of the lot; a lane node only its own.
+        if !owns(i) && !node.is_some_and(|n| n.lot) {
+            continue;
+        }
         let (direction, port) = match l.lane {
             LaneRef::Entry(_) => ("entry", port_no(l.lane)),
             LaneRef::Exit(_) => ("exit", port_no(l.lane)),
@@ -414,6 +491,9 @@ fn render_config(
             "[[lanes]]\nid = {:?}\ndirection = {direction:?}\nport_no = {port:?}\nplaceholder_plate = {PLACEHOLDER_PLATE:?}\n\n",
             l.id
         ));
+        if !owns(i) {
+            continue;
+        }
         let roles = "roles = { loop_a = \"di1\", loop_b = \"di2\", gate_open = \"di3\", gate_closed = \"di4\" }";
         match &l.attach {
             Attach::Rtu { .. } => t.push_str(&format!(
@@ -440,6 +520,18 @@ fn render_config(
             id = l.id,
             sn = l.camera_sn
         ));
+    }
+    if let Some(n) = node {
+        t.push_str(&format!(
+            "# One node of a multi-PC lot: the cluster runs over the [mqtt] broker. An exit\n# that finds no stay waits 15 s for an entry still on its way (10 min by default).\n[cluster]\nnode = {:?}\nrole = {:?}\nlate_match_secs = 15\n\n",
+            n.name,
+            if n.lot { "lot" } else { "lane" }
+        ));
+        for (name, lanes) in &n.nodes {
+            t.push_str(&format!(
+                "[[cluster.nodes]]\nname = {name:?}\nlanes = {lanes:?}\n\n"
+            ));
+        }
     }
     t
 }
@@ -898,12 +990,63 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         source,
     };
     write_private(&dir.join("app_secret"), &platform.secret).map_err(dir_err)?;
+    let node_plans = if args.nodes > 1 {
+        plan_nodes(&lanes, args.nodes.min(lanes.len()).max(2))
+    } else {
+        Vec::new()
+    };
+    // Lane nodes of a multi-PC lot: each its own directory, config and database.
+    let mut lane_nodes = Vec::new();
+    for n in node_plans.iter().filter(|n| !n.lot) {
+        let node_dir = dir.join("nodes").join(&n.name);
+        std::fs::create_dir_all(&node_dir).map_err(dir_err)?;
+        write_private(&node_dir.join("app_secret"), &platform.secret).map_err(dir_err)?;
+        let path = node_dir.join("config.toml");
+        std::fs::write(
+            &path,
+            render_config(
+                &node_dir,
+                &args,
+                &platform,
+                broker,
+                &lanes,
+                step_ms,
+                push_port,
+                Some(n),
+            ),
+        )
+        .map_err(dir_err)?;
+        lane_nodes.push((SiteConfig::load(&path)?, node_dir.join("state")));
+    }
     std::fs::write(
         &config_path,
-        render_config(&dir, &args, &platform, broker, &lanes, step_ms, push_port),
+        render_config(
+            &dir,
+            &args,
+            &platform,
+            broker,
+            &lanes,
+            step_ms,
+            push_port,
+            node_plans.iter().find(|n| n.lot),
+        ),
     )
     .map_err(dir_err)?;
     let site = SiteConfig::load(&config_path)?;
+    for n in &node_plans {
+        let owned: Vec<&str> = lanes
+            .iter()
+            .zip(&n.owns)
+            .filter(|(_, o)| **o)
+            .map(|(l, _)| l.id.as_str())
+            .collect();
+        println!(
+            "node {} ({}): lanes {}",
+            n.name,
+            if n.lot { "lot node" } else { "lane node" },
+            owned.join(", ")
+        );
+    }
     println!(
         "demo directory: {} (config.toml is a complete working example)",
         dir.display()
@@ -932,6 +1075,19 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     };
     if let Some(addr) = bridge.as_ref().and_then(Bridge::http_addr) {
         println!("status page: http://{addr}/");
+    }
+    let mut node_bridges = Vec::new();
+    for (site, state_dir) in lane_nodes {
+        let name = site
+            .cluster
+            .as_ref()
+            .map(|c| c.node.clone())
+            .unwrap_or_default();
+        let b = Bridge::start(site).await?;
+        if let Some(addr) = b.http_addr() {
+            println!("status page of {name}: http://{addr}/");
+        }
+        node_bridges.push((b, state_dir));
     }
     if child.is_some() {
         // The bridge in its own process starts while the devices already run: drive
@@ -1031,10 +1187,28 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         tokio::time::sleep(SETTLE).await;
         let mut empty_checks = 0;
         loop {
-            let store = store.clone();
-            pending = tokio::task::spawn_blocking(move || store.pending_count())
+            let lot_store = store.clone();
+            pending = tokio::task::spawn_blocking(move || lot_store.pending_count())
                 .await
                 .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
+            // A multi-PC lot: passages still in a lane node's queue, exits waiting
+            // at the lot node for their entries.
+            if !node_bridges.is_empty() {
+                let store = store.clone();
+                let dirs: Vec<PathBuf> = node_bridges.iter().map(|(_, d)| d.clone()).collect();
+                pending += tokio::task::spawn_blocking(move || {
+                    let held = store.cluster_held().map_or(0, |h| h.len() as u64);
+                    let queued: u64 = dirs
+                        .iter()
+                        .filter_map(|d| crate::cluster::queue::LaneQueue::open(d, u64::MAX).ok())
+                        .filter_map(|q| q.depth().ok())
+                        .map(|d| d.passages)
+                        .sum();
+                    held + queued
+                })
+                .await
+                .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))?;
+            }
             // Empty three times in a row, a moment apart: nothing in flight between
             // lane and outbox either.
             empty_checks = if pending == 0 { empty_checks + 1 } else { 0 };
@@ -1048,6 +1222,9 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         }
     }
     refresh().await;
+    for (b, _) in node_bridges {
+        b.stop().await;
+    }
     if let Some(b) = bridge {
         b.stop().await;
     }

@@ -14,6 +14,7 @@
 //! the service stops, so an operator can restore or inspect it with `sqlite3`.
 
 mod apply;
+mod cluster;
 mod fault;
 mod order_no;
 mod outbox;
@@ -21,6 +22,7 @@ mod schema;
 mod stays;
 
 pub use apply::{Applied, LaneNote};
+pub use cluster::{HeldRow, SeenNode};
 pub use order_no::{SequenceState, allocate as allocate_order_no, format as format_order_no};
 pub use outbox::{
     HeldReport, KindSummary, OutboxItem, OutboxSummary, Outcome, Refusal, StoredImage,

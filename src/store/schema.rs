@@ -124,6 +124,31 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX outbox_pending_in_order ON outbox (in_order_on_port, id)
         WHERE state = 'pending' AND in_order_on_port IS NOT NULL;
     "#,
+    // 4: a lot bigger than one PC (src/cluster/): the last passage applied from each
+    // lane node's queue (de-duplication by node and sequence), and exits held for an
+    // entry still on its way from another node.
+    r#"
+    CREATE TABLE cluster_seen (
+        node TEXT NOT NULL,
+        -- the lane node's queue (a new queue file starts a new epoch at sequence 1)
+        epoch TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (node, epoch)
+    ) WITHOUT ROWID;
+    CREATE TABLE cluster_held (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL,
+        lane TEXT NOT NULL,
+        -- the passage as the cluster's wire JSON
+        body TEXT NOT NULL,
+        image BLOB,
+        held_at INTEGER NOT NULL
+    );
+    -- Finding a passage applied but not yet recorded as such (a crash in between).
+    CREATE INDEX stays_by_entered_at ON stays (entered_at);
+    CREATE INDEX stays_by_exited_at ON stays (exited_at) WHERE exited_at IS NOT NULL;
+    "#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
