@@ -87,6 +87,10 @@ pub struct DemoArgs {
     /// Give up waiting for the platform to acknowledge everything after this long.
     #[arg(long, default_value_t = 120)]
     pub drain_timeout_secs: u64,
+    /// Run the lot as a multi-PC cluster: a lot node and N−1 lane nodes (separate
+    /// bridges with separate databases, lanes spread over them) on the embedded broker.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Soak mode (`scripts/soak.sh`): run the bridge as `EXE run --config …`, a
     /// separate process, instead of in this one.
     #[arg(long, hide = true, value_name = "EXE", conflicts_with = "nodes")]
@@ -95,10 +99,6 @@ pub struct DemoArgs {
     /// restarted, platform 5xx bursts, lost answers and an outage, camera floods).
     #[arg(long, hide = true, requires = "bridge_exec")]
     pub soak_faults: Option<u64>,
-    /// Run the lot as a multi-PC cluster: a lot node and N−1 lane nodes (separate
-    /// bridges with separate databases, lanes spread over them) on the embedded broker.
-    #[arg(long, default_value_t = 1)]
-    pub nodes: usize,
 }
 
 /// One node of a multi-PC demo lot (`--nodes N`).
