@@ -93,7 +93,7 @@ pub struct DemoArgs {
     pub nodes: usize,
     /// Soak mode (`scripts/soak.sh`): run the bridge as `EXE run --config …`, a
     /// separate process, instead of in this one.
-    #[arg(long, hide = true, value_name = "EXE")]
+    #[arg(long, hide = true, value_name = "EXE", conflicts_with = "nodes")]
     pub bridge_exec: Option<PathBuf>,
     /// Soak mode: seed of the fault schedule (the bridge killed or stopped and
     /// restarted, platform 5xx bursts, lost answers and an outage, camera floods).
