@@ -935,12 +935,13 @@ enum Route {
 }
 
 /// Applies an action planned for `p` elsewhere (the lot node's cluster ingest), in one
-/// transaction with its inferred-passage note; returns the action and, for an exit,
-/// the stay's plate. Blocking.
+/// transaction with its inferred-passage note and where it came from; returns the
+/// action and, for an exit, the stay's plate. Blocking.
 pub fn apply_planned(
     store: &Store,
     action: &StayAction,
     p: &Passage,
+    origin: Option<&crate::store::PassageOrigin>,
 ) -> Result<(StayAction, Option<String>), StoreError> {
     let note = p.inferred.then(|| LaneNote {
         at: p.at,
@@ -948,7 +949,7 @@ pub fn apply_planned(
         what: "inferred_passage",
         plate: p.plate.as_ref().map(|x| x.text.clone()),
     });
-    let applied = store.apply(action, note.as_ref(), Timestamp::now())?;
+    let applied = store.apply_recording(action, note.as_ref(), origin, Timestamp::now())?;
     Ok((action.clone(), applied.closed.map(|(_, plate)| plate)))
 }
 

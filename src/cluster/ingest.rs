@@ -18,6 +18,7 @@ use crate::lane::fees::{FeeSource, OwnedFees, Payments};
 use crate::lane::machine::Passage;
 use crate::lane::stays::{StayAction, decide};
 use crate::lane_task::{PassageSink, apply_planned, open_stays};
+use crate::store::PassageOrigin;
 use crate::store::{Store, StoreError};
 use crate::time::Timestamp;
 use std::collections::{BTreeMap, HashSet};
@@ -178,10 +179,14 @@ impl LotIngest {
             tracing::info!(node, lane = %p.lane, at = p.at.0, window_s = self.window_ms / 1000, "exit without its stay: held for a late entry");
             return Ok((Ingested::Held, None));
         }
-        let (action, plate) = apply_planned(&self.store, &action, p)?;
-        if let Some((n, e, s)) = origin {
-            self.store.cluster_mark_seen(n, e, s, now)?;
-        }
+        // Applied and recorded as applied in one transaction: a crash between the two
+        // cannot make a redelivery count twice.
+        let origin = origin.map(|(node, epoch, seq)| PassageOrigin::Queue {
+            node: node.to_string(),
+            epoch: epoch.to_string(),
+            seq,
+        });
+        let (action, plate) = apply_planned(&self.store, &action, p, origin.as_ref())?;
         if opens_a_stay(&action) {
             self.settle_locked(now)?;
         }
@@ -230,11 +235,13 @@ impl LotIngest {
                 Resolution::Matched(a) => (a, "matched its late entry"),
                 Resolution::Expired(a) => (a, "no entry within the window: unmatched-exit rule"),
             };
-            // A crash after applying and before releasing: applied already.
-            if !self.store.passage_in_stays(&p.lane, p.at)? {
-                apply_planned(&self.store, &action, &p)?;
-            }
-            self.store.cluster_release(row.id)?;
+            // Applied and released in one transaction.
+            apply_planned(
+                &self.store,
+                &action,
+                &p,
+                Some(&PassageOrigin::Held { id: row.id }),
+            )?;
             tracing::info!(node = %row.node, lane = %p.lane, at = p.at.0, waited_ms = now.0 - row.held_at.0, "held exit {how}");
             settled += 1;
         }

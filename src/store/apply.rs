@@ -5,6 +5,7 @@
 //! before or after. A crash at any point leaves the action wholly applied or not at
 //! all (`crash_tests` below kill the process between every pair of its statements).
 
+use super::cluster::PassageOrigin;
 use super::stays::{
     Entering, Leaving, Occupancy, count_only_in, journal, load_stay, read_occupancy,
 };
@@ -79,6 +80,19 @@ impl Store {
         &self,
         action: &StayAction,
         note: Option<&LaneNote>,
+        now: Timestamp,
+    ) -> Result<Applied, StoreError> {
+        self.apply_recording(action, note, None, now)
+    }
+
+    /// [`apply`](Self::apply), recording in the same transaction where the passage
+    /// came from (a multi-PC lot's lot node): a crash leaves the passage both applied
+    /// and recorded, or neither, so a redelivery is never applied twice.
+    pub fn apply_recording(
+        &self,
+        action: &StayAction,
+        note: Option<&LaneNote>,
+        origin: Option<&PassageOrigin>,
         now: Timestamp,
     ) -> Result<Applied, StoreError> {
         let (entry, exit) = match action {
@@ -177,6 +191,9 @@ impl Store {
             }
             if let Some(n) = note {
                 journal(tx, n.at, Some(&n.lane), n.what, n.plate.as_deref(), None)?;
+            }
+            if let Some(o) = origin {
+                super::cluster::record_origin(tx, o, now)?;
             }
             Ok(Applied {
                 opened,
@@ -377,8 +394,19 @@ mod crash_tests {
         let o = std::fs::read_to_string(dir.join("first")).unwrap();
         let (action, note) = action(&name, &o);
         super::super::fault::abort_at(at.parse().unwrap());
-        let _ = store.apply(&action, note.as_ref(), NOW);
+        let _ = store.apply_recording(&action, note.as_ref(), Some(&origin()), NOW);
         // Not aborted: the parent sees a clean exit and fails.
+    }
+
+    /// Each action is applied as a lot node applies a lane node's passage: with where
+    /// it came from, recorded in the same transaction (so `cluster_seen` is compared
+    /// too).
+    fn origin() -> PassageOrigin {
+        PassageOrigin::Queue {
+            node: "north".into(),
+            epoch: "e1".into(),
+            seq: 7,
+        }
     }
 
     fn crash_at(name: &str, mode: &str, at: usize) -> Vec<String> {
@@ -417,7 +445,9 @@ mod crash_tests {
                 let store = open(dir.path(), mode_named(mode));
                 let (action, note) = action(name, &o);
                 super::super::fault::reset();
-                store.apply(&action, note.as_ref(), NOW).unwrap();
+                store
+                    .apply_recording(&action, note.as_ref(), Some(&origin()), NOW)
+                    .unwrap();
                 let points = super::super::fault::passed();
                 drop(store);
                 let after = fingerprint(dir.path());

@@ -27,6 +27,34 @@ pub struct SeenNode {
     pub at: Timestamp,
 }
 
+/// Where a passage applied at the lot node came from: a lane node's queue (applied up
+/// to this sequence), or an exit the lot node held for its late entry (released).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassageOrigin {
+    Queue {
+        node: String,
+        epoch: String,
+        seq: i64,
+    },
+    Held {
+        id: i64,
+    },
+}
+
+pub(super) fn record_origin(
+    tx: &rusqlite::Transaction<'_>,
+    origin: &PassageOrigin,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    match origin {
+        PassageOrigin::Queue { node, epoch, seq } => mark(tx, node, epoch, *seq, now),
+        PassageOrigin::Held { id } => {
+            tx.execute("DELETE FROM cluster_held WHERE id = ?1", [id])?;
+            Ok(())
+        }
+    }
+}
+
 fn mark(
     tx: &rusqlite::Transaction<'_>,
     node: &str,

@@ -22,7 +22,7 @@ mod schema;
 mod stays;
 
 pub use apply::{Applied, LaneNote};
-pub use cluster::{HeldRow, SeenNode};
+pub use cluster::{HeldRow, PassageOrigin, SeenNode};
 pub use order_no::{SequenceState, allocate as allocate_order_no, format as format_order_no};
 pub use outbox::{
     HeldReport, KindSummary, OutboxItem, OutboxSummary, Outcome, Refusal, StoredImage,
