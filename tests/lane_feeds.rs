@@ -218,8 +218,21 @@ async fn occupancy_topic_sets_the_count_and_fee_topic_prices_the_exit() {
     )
     .await
     .unwrap();
-    // Give the payment time to arrive before the car drives out (as in a real lot).
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The car drives out once the payment reached the lane task (as in a real lot,
+    // where paying comes first): it journals the payment event when it has it.
+    let journal = dir.path().join("state/journal/events.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(r#""type":"payment""#) && l.contains("闽A12345"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the payment never reached the lane task"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let paid = leaves(&cam_out, &store, PAID).await;
     assert_eq!(paid, (1200, 200, 1000), "the pay system's figures");
     // No payment published: the tariff decides.
