@@ -12,9 +12,9 @@ use chrono::{FixedOffset, Utc};
 use parking_bridge::driver::camera::samples;
 use parking_bridge::sim::devices::SimModbus;
 use platform_common::{APP_ID, MockProcess, SECRET};
+use process_common::RunBridge;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LOT: &str = "P3501";
@@ -22,51 +22,6 @@ const TOKEN: &str = "dahua-lane-token-0001";
 
 fn cst() -> FixedOffset {
     FixedOffset::east_opt(8 * 3600).unwrap()
-}
-
-/// `parking-bridge run`, stopped with SIGTERM (killed if it does not stop) on drop.
-struct Bridge(Child);
-
-impl Bridge {
-    fn start(config: &Path, log: &Path) -> Bridge {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(platform_common::BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .env_remove("PARKING_BRIDGE_APP_SECRET")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn parking-bridge run");
-        Bridge(child)
-    }
-
-    fn stop(&mut self) -> bool {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn free_port() -> u16 {
@@ -78,7 +33,7 @@ fn free_port() -> u16 {
 }
 
 /// Waits until the push receiver accepts connections.
-async fn wait_listening(port: u16, bridge: &mut Bridge, log: &Path) {
+async fn wait_listening(port: u16, bridge: &mut RunBridge, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -87,7 +42,7 @@ async fn wait_listening(port: u16, bridge: &mut Bridge, log: &Path) {
         {
             return;
         }
-        if let Ok(Some(status)) = bridge.0.try_wait() {
+        if let Ok(Some(status)) = Ok::<_, ()>(bridge.exited()) {
             panic!(
                 "the bridge exited ({status}):\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
@@ -206,7 +161,7 @@ async fn every_vendors_push_to_the_running_service_reaches_the_platform_as_an_en
     }
     let config = config(dir.path(), &mock.base_url(), port, &devices);
     let log = dir.path().join("bridge.log");
-    let mut bridge = Bridge::start(&config, &log);
+    let mut bridge = RunBridge::start(platform_common::BIN, &config, &log, "warn");
     wait_listening(port, &mut bridge, &log).await;
 
     let now = Utc::now().with_timezone(&cst());
@@ -310,10 +265,10 @@ async fn fifty_late_pushes_after_a_restart_reach_the_platform_once_in_time_order
     let config = config(dir.path(), &mock.base_url(), port, &devices);
     let log = dir.path().join("bridge.log");
     // The bridge ran, and stopped (the outage the cameras bridge with their stores).
-    let mut bridge = Bridge::start(&config, &log);
+    let mut bridge = RunBridge::start(platform_common::BIN, &config, &log, "warn");
     wait_listening(port, &mut bridge, &log).await;
     assert!(bridge.stop());
-    let mut bridge = Bridge::start(&config, &log);
+    let mut bridge = RunBridge::start(platform_common::BIN, &config, &log, "warn");
     wait_listening(port, &mut bridge, &log).await;
     let polled = modbus.request_count(1);
     while modbus.request_count(1) < polled + 5 {

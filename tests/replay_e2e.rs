@@ -20,11 +20,12 @@ use parking_bridge::report::Report;
 use parking_bridge::sim::devices::{SimCamera, SimModbus};
 use parking_bridge::time::china_standard_time;
 use platform_common::{APP_ID, BIN, MockProcess, SECRET};
+use process_common::RunBridge;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const LOT: &str = "P3501";
@@ -39,47 +40,6 @@ const FEE_TOPIC: &str = "pay/P3501/fees";
 enum CountFrom {
     ModbusCounter,
     MqttTopic,
-}
-
-/// `parking-bridge run`, killed on drop.
-struct Bridge(Child);
-
-impl Bridge {
-    fn start(config: &Path, log: &Path) -> Bridge {
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(config)
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn parking-bridge run");
-        Bridge(child)
-    }
-
-    /// SIGTERM, then up to 10 s for a clean stop.
-    fn stop(&mut self) -> bool {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.0.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn config(dir: &Path, platform: &str, broker: u16, modbus: &str, from: CountFrom) -> PathBuf {
@@ -186,7 +146,7 @@ async fn run_lot(from: CountFrom) {
     let modbus = sim.serve_tcp("127.0.0.1:0").await.unwrap().to_string();
     let config = config(dir.path(), &mock.base_url(), broker.port, &modbus, from);
     let log = dir.path().join("bridge.log");
-    let mut bridge = Bridge::start(&config, &log);
+    let mut bridge = RunBridge::start(platform_common::BIN, &config, &log, "info");
     let cam_in = SimCamera::connect("127.0.0.1", broker.port, "CAM-IN");
     let cam_out = SimCamera::connect("127.0.0.1", broker.port, "CAM-OUT");
     let (pgs, mut ev) = AsyncClient::new(MqttOptions::new("pgs-sim", "127.0.0.1", broker.port), 16);

@@ -26,6 +26,56 @@ impl Guard {
     }
 }
 
+/// `parking-bridge run --config CONFIG` (the binary `bin`), its log (stderr) appended
+/// to `log` at `RUST_LOG=rust_log`, killed when dropped.
+pub struct RunBridge(pub Guard);
+
+impl RunBridge {
+    pub fn start(
+        bin: &str,
+        config: &std::path::Path,
+        log: &std::path::Path,
+        rust_log: &str,
+    ) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(config)
+            .env_remove("PARKING_BRIDGE_APP_SECRET")
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("RUST_LOG", rust_log)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn parking-bridge run");
+        RunBridge(Guard(child))
+    }
+
+    /// The process's exit status, if it has ended.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.0.0.try_wait().ok().flatten()
+    }
+
+    /// SIGTERM, then up to 10 s for a clean stop: whether it exited with status 0.
+    pub fn stop(&mut self) -> bool {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.0.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.exited() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
