@@ -332,8 +332,6 @@ mod tests {
     use super::*;
     use crate::cluster::wire::VERSION;
     use crate::config::Direction;
-    use crate::lane::machine::{PassageCase, PassagePlate};
-    use crate::plate::PlateColor;
     use std::path::Path;
 
     fn site(dir: &Path, late_secs: u64) -> SiteConfig {
@@ -353,23 +351,7 @@ mod tests {
     fn passage(lane: &str, direction: Direction, plate: &str, at: i64) -> Passage {
         Passage {
             lane: lane.into(),
-            direction,
-            at: Timestamp(at),
-            cleared_at: Timestamp(at),
-            plate: Some(PassagePlate {
-                text: plate.into(),
-                color: PlateColor::Blue,
-                confidence: None,
-                read_at: Timestamp(at),
-            }),
-            case: PassageCase::Normal,
-            tailgate: false,
-            inferred: false,
-            trailer: false,
-            tractor: None,
-            snapshot: None,
-            snapshot_len: None,
-            late: false,
+            ..Passage::sample(direction, Some(plate), Timestamp(at))
         }
     }
 

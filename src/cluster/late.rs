@@ -74,7 +74,6 @@ pub fn resolve(
 mod tests {
     use super::*;
     use crate::config::Direction;
-    use crate::lane::machine::{PassageCase, PassagePlate};
     use crate::plate::{CarType, PlateColor};
 
     const MIN: i64 = 60_000;
@@ -97,23 +96,7 @@ mod tests {
     fn exit(plate: &str, at: i64) -> Passage {
         Passage {
             lane: "exit-2".into(),
-            direction: Direction::Exit,
-            at: Timestamp(at),
-            cleared_at: Timestamp(at),
-            plate: Some(PassagePlate {
-                text: plate.into(),
-                color: PlateColor::Blue,
-                confidence: None,
-                read_at: Timestamp(at),
-            }),
-            case: PassageCase::Normal,
-            tailgate: false,
-            inferred: false,
-            trailer: false,
-            tractor: None,
-            snapshot: None,
-            snapshot_len: None,
-            late: false,
+            ..Passage::sample(Direction::Exit, Some(plate), Timestamp(at))
         }
     }
 
