@@ -108,9 +108,9 @@ impl ClusterView {
 }
 
 impl ClusterView {
-    /// What the status page shows (see [`crate::ops::state::ClusterStatus`]).
-    pub fn status(&self) -> crate::ops::state::ClusterStatus {
-        use crate::ops::state::{ClusterLot, ClusterNodeStatus, ClusterStatus};
+    /// What the status page shows (see [`crate::ops::status::ClusterStatus`]).
+    pub fn status(&self) -> crate::ops::status::ClusterStatus {
+        use crate::ops::status::{ClusterLot, ClusterNodeStatus, ClusterStatus};
         let v = self.get();
         let seq_of = |node: &str| {
             v.lot
