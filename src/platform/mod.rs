@@ -1,4 +1,4 @@
-//! The City Brain platform: wire types and validation (`wire`), the SM4 envelope
+//! The City Brain platform: wire types (`wire`) holding only valid values (`field`), the SM4 envelope
 //! (`envelope`), response classification (`response`), the HTTP client (`client`),
 //! the commissioning check (`commission`) and the strict stand-in (`mock`).
 //!
@@ -17,6 +17,7 @@
 pub mod client;
 pub mod commission;
 pub mod envelope;
+pub mod field;
 pub mod mock;
 pub mod response;
 pub mod wire;
