@@ -26,16 +26,18 @@ use std::time::{Duration, Instant};
 /// either (they read as refusals unless a site maps them), which is the point: the mock
 /// behaves like a platform with undocumented codes.
 pub mod mock_codes {
-    pub const INVALID_APP_ID: &str = "INVALID_APP_ID";
-    pub const DECRYPT_FAILED: &str = "DECRYPT_FAILED";
-    pub const INVALID_PARAMETER: &str = "INVALID_PARAMETER";
-    pub const INVALID_JSON: &str = "INVALID_JSON";
-    pub const INVALID_BASE64: &str = "INVALID_BASE64";
-    pub const INVALID_TIMESTAMP: &str = "INVALID_TIMESTAMP";
-    pub const DUPLICATE_MESSAGE_ID: &str = "DUPLICATE_MESSAGE_ID";
-    /// What the mock answers with when injecting `success:true` + error code.
-    pub const SYSTEM_BUSY: &str = "SYSTEM_BUSY";
-    pub const REFUSED_BY_RULE: &str = "REFUSED_BY_RULE";
+    named_codes! {
+        INVALID_APP_ID,
+        DECRYPT_FAILED,
+        INVALID_PARAMETER,
+        INVALID_JSON,
+        INVALID_BASE64,
+        INVALID_TIMESTAMP,
+        DUPLICATE_MESSAGE_ID,
+        /// What the mock answers with when injecting `success:true` + error code.
+        SYSTEM_BUSY,
+        REFUSED_BY_RULE,
+    }
 }
 
 /// Who the mock is.
@@ -551,7 +553,8 @@ fn process(
         Ok(Err(e)) => return refuse(mock_codes::INVALID_PARAMETER, e.to_string()),
         Ok(Ok(u)) => u,
     };
-    if let Some(lot) = uplink.parking_lot_no()
+    let names = uplink.names();
+    if let Some(lot) = names.parking_lot_no
         && !cfg.lots.is_empty()
         && !cfg.lots.iter().any(|l| l == lot)
     {
@@ -574,8 +577,8 @@ fn process(
         )
     };
     // Refusals of single reports by rule (the stay's plate from its entry).
-    let out_order_no = uplink.out_order_no();
-    let plate = uplink.plate_no().map(str::to_string).or_else(|| {
+    let out_order_no = names.out_order_no;
+    let plate = names.plate_no.map(str::to_string).or_else(|| {
         let o = out_order_no?;
         state.orders.get(o).map(|order| order.plate_no.clone())
     });

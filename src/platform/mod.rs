@@ -14,6 +14,13 @@
 //!   [`response::ResultCodes`], [`response::codes`];
 //! - `device_no` only when configured: `PlatformClient::prepare`.
 
+/// Result codes whose text is their own name: `NAME` → `pub const NAME: &str = "NAME";`.
+macro_rules! named_codes {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        $($(#[$doc])* pub const $name: &str = stringify!($name);)*
+    };
+}
+
 pub mod client;
 pub mod commission;
 pub mod envelope;

@@ -220,6 +220,15 @@ fn check_spaces(total: Count, free: Count) -> Result<(), WireError> {
     Ok(())
 }
 
+/// What a request names: its stay (all but a heartbeat), plate (an entry or exit) and
+/// lot (all but a snapshot).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Names<'a> {
+    pub out_order_no: Option<&'a str>,
+    pub plate_no: Option<&'a str>,
+    pub parking_lot_no: Option<&'a str>,
+}
+
 /// The fields entry and exit reports share, checked once for either.
 struct Passage {
     out_order_no: OrderNo,
@@ -287,33 +296,39 @@ impl Uplink {
         }))
     }
 
+    /// The stay, plate and lot the request names, where it names them.
+    pub fn names(&self) -> Names<'_> {
+        match self {
+            Uplink::Entry(EntryRequest {
+                out_order_no,
+                plate_no,
+                parking_lot_no,
+                ..
+            })
+            | Uplink::Exit(ExitRequest {
+                out_order_no,
+                plate_no,
+                parking_lot_no,
+                ..
+            }) => Names {
+                out_order_no: Some(out_order_no.as_str()),
+                plate_no: Some(plate_no.as_str()),
+                parking_lot_no: Some(parking_lot_no.as_str()),
+            },
+            Uplink::Snapshot(s) => Names {
+                out_order_no: Some(s.out_order_no.as_str()),
+                ..Names::default()
+            },
+            Uplink::Heartbeat(h) => Names {
+                parking_lot_no: Some(h.parking_lot_no.as_str()),
+                ..Names::default()
+            },
+        }
+    }
+
     /// The stay's `out_order_no` (none for a heartbeat).
     pub fn out_order_no(&self) -> Option<&str> {
-        match self {
-            Uplink::Entry(e) => Some(e.out_order_no.as_str()),
-            Uplink::Exit(x) => Some(x.out_order_no.as_str()),
-            Uplink::Snapshot(s) => Some(s.out_order_no.as_str()),
-            Uplink::Heartbeat(_) => None,
-        }
-    }
-
-    /// The lot the request names (a snapshot names none).
-    pub fn parking_lot_no(&self) -> Option<&str> {
-        match self {
-            Uplink::Entry(e) => Some(e.parking_lot_no.as_str()),
-            Uplink::Exit(x) => Some(x.parking_lot_no.as_str()),
-            Uplink::Heartbeat(h) => Some(h.parking_lot_no.as_str()),
-            Uplink::Snapshot(_) => None,
-        }
-    }
-
-    /// The plate of an entry or exit.
-    pub fn plate_no(&self) -> Option<&str> {
-        match self {
-            Uplink::Entry(e) => Some(e.plate_no.as_str()),
-            Uplink::Exit(x) => Some(x.plate_no.as_str()),
-            Uplink::Snapshot(_) | Uplink::Heartbeat(_) => None,
-        }
+        self.names().out_order_no
     }
 
     /// Business report → wire request, formatting times in the lot's offset: the
