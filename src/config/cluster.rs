@@ -13,7 +13,7 @@
 //! node and alike on both sides.
 
 use super::devices::MqttConfig;
-use super::{Invalid, Located, SiteConfig, locate_key};
+use super::{Invalid, Located, SiteConfig};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -222,11 +222,8 @@ pub struct NodeFile<'a> {
 /// two nodes, one lot number, alike lane definitions.
 pub fn cross_check(files: &[NodeFile<'_>]) -> Vec<Located> {
     let mut out = Vec::new();
-    let at = |f: &NodeFile<'_>, key: &str, message: String| Located {
-        file: f.path.clone(),
-        line: locate_key(f.text, key),
-        key: key.to_string(),
-        message,
+    let at = |f: &NodeFile<'_>, key: &str, message: String| {
+        Located::in_text(&f.path, f.text, Invalid::new(key, message))
     };
     let mut lot_node: Option<&NodeFile<'_>> = None;
     let mut names: BTreeMap<&str, &NodeFile<'_>> = BTreeMap::new();

@@ -6,9 +6,7 @@
 //! The shipped profiles are compiled into the binary too, so a bridge started from
 //! any directory finds them; a file of the same name in a profile directory wins.
 
-use crate::config::{
-    Attachment, Invalid, Located, Role, SiteConfig, StringList, line_of_offset, locate_key,
-};
+use crate::config::{Attachment, Invalid, Located, Role, SiteConfig, StringList, line_of_offset};
 use crate::plate::PlateColor;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -727,17 +725,9 @@ pub fn parse_profile(text: &str, stem: &str, origin: &Path) -> Result<Profile, P
     if problems.is_empty() {
         Ok(profile)
     } else {
-        Err(ProfileError::Invalid(
-            problems
-                .into_iter()
-                .map(|p| Located {
-                    file: origin.to_path_buf(),
-                    line: locate_key(text, &p.key),
-                    key: p.key,
-                    message: p.message,
-                })
-                .collect(),
-        ))
+        Err(ProfileError::Invalid(Located::all_in_text(
+            origin, text, problems,
+        )))
     }
 }
 
