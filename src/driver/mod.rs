@@ -74,6 +74,26 @@ pub(crate) async fn emit(
     tx.send(ev).await.is_ok()
 }
 
+/// A device's link state as last reported: up, down, or not known yet. Each change is
+/// reported once, so a device that stays down does not repeat its "link down" fact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkState(Option<bool>);
+
+impl LinkState {
+    /// Records `up`; `Some(up)` when that is a change to report.
+    pub fn set(&mut self, up: bool) -> Option<bool> {
+        if self.0 == Some(up) {
+            return None;
+        }
+        self.0 = Some(up);
+        Some(up)
+    }
+
+    pub fn get(&self) -> Option<bool> {
+        self.0
+    }
+}
+
 /// A read-only Modbus master: the only operation is a read (function 1–4).
 pub trait ModbusLink: Send {
     fn read(
