@@ -156,6 +156,53 @@ impl Located {
         }
     }
 
+    /// A TOML or schema error from the parser, located at its line and key.
+    /// `top_level_keys` are the file's own keys above its first `[table]`: one written
+    /// below a table is named as misplaced.
+    pub fn parse_error(
+        file: &Path,
+        text: &str,
+        e: &toml::de::Error,
+        top_level_keys: &[&str],
+    ) -> Located {
+        let message = e.message().to_string();
+        let line = e.span().map(|s| line_of_offset(text, s.start));
+        let mut key = e
+            .span()
+            .and_then(|s| key_at_offset(text, s.start))
+            .unwrap_or_default();
+        // A top-level key written below a [table] header belongs to that table in
+        // TOML: say so, rather than leave "unknown field" to puzzle the installer.
+        let misplaced = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+            .filter(|field| top_level_keys.contains(field) && key.contains('.'))
+            .map(str::to_string);
+        let message = match misplaced {
+            Some(field) => format!(
+                "`{field}` is a top-level key, but TOML puts every key below a [table] header into that table: move it above the first [table]"
+            ),
+            None => message,
+        };
+        // "missing field `x`": the span is the enclosing table; name the field too.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            key = if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
+        }
+        Located {
+            file: file.to_path_buf(),
+            line,
+            key,
+            message,
+        }
+    }
+
     /// Every problem of `problems`, located in `text` (see [`Located::in_text`]).
     pub fn all_in_text(file: &Path, text: &str, problems: Vec<Invalid>) -> Vec<Located> {
         problems
@@ -189,7 +236,8 @@ pub enum ConfigError {
     Invalid(Vec<Located>),
 }
 
-fn join_lines(errors: &[Located]) -> String {
+/// One error a line, as printed by `check` and at startup.
+pub fn join_lines(errors: &[Located]) -> String {
     errors
         .iter()
         .map(|e| e.to_string())
@@ -207,42 +255,7 @@ impl SiteConfig {
     /// resolve relative paths.
     pub fn from_toml(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {
         let mut config: SiteConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_string();
-            let line = e.span().map(|s| line_of_offset(text, s.start));
-            let mut key = e
-                .span()
-                .and_then(|s| key_at_offset(text, s.start))
-                .unwrap_or_default();
-            // A top-level key written below a [table] header belongs to that table in
-            // TOML: say so, rather than leave "unknown field" to puzzle the installer.
-            let misplaced = message
-                .strip_prefix("unknown field `")
-                .and_then(|m| m.split('`').next())
-                .filter(|field| TOP_LEVEL_KEYS.contains(field) && key.contains('.'))
-                .map(str::to_string);
-            let message = match misplaced {
-                Some(field) => format!(
-                    "`{field}` is a top-level key, but TOML puts every key below a [table] header into that table: move it above the first [table]"
-                ),
-                None => message,
-            };
-            // "missing field `x`": the span is the enclosing table; name the field too.
-            if let Some(field) = message
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next())
-            {
-                key = if key.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{key}.{field}")
-                };
-            }
-            ConfigError::Invalid(vec![Located {
-                file: path.to_path_buf(),
-                line,
-                key,
-                message,
-            }])
+            ConfigError::Invalid(vec![Located::parse_error(path, text, &e, TOP_LEVEL_KEYS)])
         })?;
         lanes::resolve_layouts(&mut config.lanes, &config.devices);
         let problems = config.validate();
