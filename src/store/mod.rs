@@ -367,4 +367,6 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
 }
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;
