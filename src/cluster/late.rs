@@ -73,8 +73,7 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Direction;
-    use crate::plate::{CarType, PlateColor};
+    use crate::lane::testkit::{exit_on, open_stay};
 
     const MIN: i64 = 60_000;
 
@@ -106,21 +105,11 @@ mod tests {
     }
 
     fn exit(plate: &str, at: i64) -> Passage {
-        Passage {
-            lane: "exit-2".into(),
-            ..Passage::sample(Direction::Exit, Some(plate), Timestamp(at))
-        }
+        exit_on("exit-2", plate, at)
     }
 
     fn stay(plate: &str, entered: i64) -> OpenStay {
-        OpenStay {
-            out_order_no: format!("P1-{plate}"),
-            plate_no: plate.into(),
-            plate_color: PlateColor::Blue,
-            car_type: CarType::default(),
-            entered_at: Timestamp(entered),
-            placeholder: false,
-        }
+        open_stay(&format!("P1-{plate}"), plate, entered, false)
     }
 
     #[test]
