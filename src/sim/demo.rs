@@ -322,13 +322,21 @@ fn pty_pair() -> std::io::Result<(tokio_serial::SerialStream, String)> {
     Ok((master, path))
 }
 
-fn lane_id(lane: LaneRef) -> String {
+/// `entry` or `exit`, as the config and the screen say it.
+fn direction(lane: LaneRef) -> &'static str {
     match lane {
-        LaneRef::Entry(i) => format!("entry-{}", i + 1),
-        LaneRef::Exit(i) => format!("exit-{}", i + 1),
+        LaneRef::Entry(_) => "entry",
+        LaneRef::Exit(_) => "exit",
     }
 }
 
+/// The lane's id in the config: `entry-1`, `exit-2`.
+fn lane_id(lane: LaneRef) -> String {
+    let (LaneRef::Entry(i) | LaneRef::Exit(i)) = lane;
+    format!("{}-{}", direction(lane), i + 1)
+}
+
+/// The lane's platform port number: `E1`, `X2`.
 fn port_no(lane: LaneRef) -> String {
     match lane {
         LaneRef::Entry(i) => format!("E{}", i + 1),
@@ -483,28 +491,27 @@ fn render_config(
         if !owns(i) && !node.is_some_and(|n| n.lot) {
             continue;
         }
-        let (direction, port) = match l.lane {
-            LaneRef::Entry(_) => ("entry", port_no(l.lane)),
-            LaneRef::Exit(_) => ("exit", port_no(l.lane)),
-        };
         t.push_str(&format!(
-            "[[lanes]]\nid = {:?}\ndirection = {direction:?}\nport_no = {port:?}\nplaceholder_plate = {PLACEHOLDER_PLATE:?}\n\n",
-            l.id
+            "[[lanes]]\nid = {:?}\ndirection = {:?}\nport_no = {:?}\nplaceholder_plate = {PLACEHOLDER_PLATE:?}\n\n",
+            l.id,
+            direction(l.lane),
+            port_no(l.lane)
         ));
         if !owns(i) {
             continue;
         }
         let roles = "roles = { loop_a = \"di1\", loop_b = \"di2\", gate_open = \"di3\", gate_closed = \"di4\" }";
-        match &l.attach {
-            Attach::Rtu { .. } => t.push_str(&format!(
-                "[[devices]]\nname = \"{id}-io\"\nprofile = \"waveshare-modbus-rtu-io-8ch\"\nlane = {id:?}\nbus = \"rs485-{id}\"\nslave = {SLAVE}\npoll_ms = {poll_ms}\ndebounce_ms = {debounce_ms}\n{roles}\n\n",
-                id = l.id
-            )),
-            Attach::Tcp { addr } => t.push_str(&format!(
-                "[[devices]]\nname = \"{id}-io\"\nprofile = \"generic-modbus-tcp-di-gateway\"\nlane = {id:?}\ntcp = \"{addr}\"\nslave = {SLAVE}\npoll_ms = {poll_ms}\ndebounce_ms = {debounce_ms}\n{roles}\n\n",
-                id = l.id
-            )),
-        }
+        let (profile, link) = match &l.attach {
+            Attach::Rtu { .. } => (
+                "waveshare-modbus-rtu-io-8ch",
+                format!("bus = \"rs485-{}\"", l.id),
+            ),
+            Attach::Tcp { addr } => ("generic-modbus-tcp-di-gateway", format!("tcp = \"{addr}\"")),
+        };
+        t.push_str(&format!(
+            "[[devices]]\nname = \"{id}-io\"\nprofile = {profile:?}\nlane = {id:?}\n{link}\nslave = {SLAVE}\npoll_ms = {poll_ms}\ndebounce_ms = {debounce_ms}\n{roles}\n\n",
+            id = l.id
+        ));
         let camera = match &l.push {
             None => "profile = \"vzenith-mqtt\"".to_string(),
             Some((PushStyle::Hikvision, _)) => {
@@ -589,11 +596,7 @@ async fn start_lanes(
         let camera = LaneCamera::connect(broker, &camera_sn, &push);
         let state = LaneLine {
             id: id.clone(),
-            direction: if matches!(lane, LaneRef::Entry(_)) {
-                "entry"
-            } else {
-                "exit"
-            },
+            direction: direction(lane),
             transport: match n {
                 0 => "RTU/pty",
                 1 => "TCP+Hik",
@@ -959,11 +962,55 @@ pub fn log_file(args: &DemoArgs) -> PathBuf {
 
 /// Runs the demo to the end (or Ctrl-C) and reports how it went.
 pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
+    let prepared = prepare(&args)?;
+    let world = start_world(&args, &prepared).await?;
+    let configs = write_configs(&args, &prepared, &world)?;
+    // Camera-sized synthetic pictures, made once (encoding 1920×1080 is not free),
+    // while the bridge starts.
+    let pictures = make_pictures(if args.no_images { 0 } else { 2 });
+    let bridges = start_bridges(&args, &prepared, &world, &configs).await?;
+    let pictures = pictures
+        .await
+        .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
+    let live = Live {
+        bridges: &bridges,
+        world: &world,
+        prepared: &prepared,
+        started: Instant::now(),
+        total: (args.vehicles > 0).then_some(args.vehicles),
+        progress: Mutex::new(0),
+    };
+    let driven = drive_traffic(&args, &prepared, &world, &live, &pictures).await;
+    let pending = if driven.interrupted {
+        0
+    } else {
+        drain(&args, &bridges).await?
+    };
+    live.refresh().await;
+    let started = live.started;
+    let soak_ok = stop(bridges).await;
+    if driven.interrupted {
+        return interrupted(&prepared, &configs).await;
+    }
+    report(&args, &world, &configs, driven, started, pending, soak_ok)
+}
+
+/// Phase 1: the arguments checked and the demo directory made.
+struct Prepared {
+    entries: usize,
+    exits: usize,
+    /// The demo directory, canonical.
+    dir: PathBuf,
+    /// stdout is a terminal: the live view redraws in place.
+    tty: bool,
+}
+
+fn prepare(args: &DemoArgs) -> Result<Prepared, DemoError> {
     let (entries, exits) = parse_lanes(&args.lanes)?;
     if !(args.speed > 0.0 && args.speed.is_finite()) {
         return Err(DemoError::Speed);
     }
-    let dir = demo_dir(&args);
+    let dir = demo_dir(args);
     std::fs::create_dir_all(&dir).map_err(|source| DemoError::Dir {
         path: dir.clone(),
         source,
@@ -972,26 +1019,77 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         path: dir.clone(),
         source,
     })?;
-    let tty = std::io::stdout().is_terminal();
+    Ok(Prepared {
+        entries,
+        exits,
+        dir,
+        tty: std::io::stdout().is_terminal(),
+    })
+}
 
-    let platform = start_platform(&args, &dir).await?;
+/// Phase 2: everything around the bridge: the platform, the broker, the lanes' devices.
+struct World {
+    platform: PlatformTarget,
+    broker: std::net::SocketAddr,
+    /// The push receiver's port, chosen before the bridge starts so the cameras know
+    /// their URL.
+    push_port: u16,
+    lanes: Vec<SimLane>,
+}
+
+async fn start_world(args: &DemoArgs, prepared: &Prepared) -> Result<World, DemoError> {
+    let platform = start_platform(args, &prepared.dir).await?;
     let broker = broker::start()?;
-    // The push receiver's port, chosen now so the cameras know their URL.
     let push_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(DemoError::Device)?
         .port();
-    let lanes = start_lanes(entries, exits, broker, push_port).await?;
+    let lanes = start_lanes(prepared.entries, prepared.exits, broker, push_port).await?;
     spawn_keep_alives(&lanes);
-    let step_ms = traffic_for(args.speed, entries, exits, args.seed, 1).step_ms;
-    let config_path = dir.join("config.toml");
+    Ok(World {
+        platform,
+        broker,
+        push_port,
+        lanes,
+    })
+}
+
+/// Phase 3: the site configs, written and loaded: the bridge's (the lot node's in a
+/// multi-PC lot) and each lane node's.
+struct Configs {
+    path: PathBuf,
+    site: SiteConfig,
+    /// Lane nodes of a multi-PC lot: each its config and state directory.
+    lane_nodes: Vec<(SiteConfig, PathBuf)>,
+}
+
+fn write_configs(
+    args: &DemoArgs,
+    prepared: &Prepared,
+    world: &World,
+) -> Result<Configs, DemoError> {
+    let dir = &prepared.dir;
+    let lanes = &world.lanes;
+    let step_ms = traffic_for(args.speed, prepared.entries, prepared.exits, args.seed, 1).step_ms;
     let dir_err = |source| DemoError::Dir {
         path: dir.clone(),
         source,
     };
-    write_private(&dir.join("app_secret"), &platform.secret).map_err(dir_err)?;
+    let render = |dir: &Path, node: Option<&NodePlan>| {
+        render_config(
+            dir,
+            args,
+            &world.platform,
+            world.broker,
+            lanes,
+            step_ms,
+            world.push_port,
+            node,
+        )
+    };
+    write_private(&dir.join("app_secret"), &world.platform.secret).map_err(dir_err)?;
     let node_plans = if args.nodes > 1 {
-        plan_nodes(&lanes, args.nodes.min(lanes.len()).max(2))
+        plan_nodes(lanes, args.nodes.min(lanes.len()).max(2))
     } else {
         Vec::new()
     };
@@ -1000,39 +1098,14 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     for n in node_plans.iter().filter(|n| !n.lot) {
         let node_dir = dir.join("nodes").join(&n.name);
         std::fs::create_dir_all(&node_dir).map_err(dir_err)?;
-        write_private(&node_dir.join("app_secret"), &platform.secret).map_err(dir_err)?;
+        write_private(&node_dir.join("app_secret"), &world.platform.secret).map_err(dir_err)?;
         let path = node_dir.join("config.toml");
-        std::fs::write(
-            &path,
-            render_config(
-                &node_dir,
-                &args,
-                &platform,
-                broker,
-                &lanes,
-                step_ms,
-                push_port,
-                Some(n),
-            ),
-        )
-        .map_err(dir_err)?;
+        std::fs::write(&path, render(&node_dir, Some(n))).map_err(dir_err)?;
         lane_nodes.push((SiteConfig::load(&path)?, node_dir.join("state")));
     }
-    std::fs::write(
-        &config_path,
-        render_config(
-            &dir,
-            &args,
-            &platform,
-            broker,
-            &lanes,
-            step_ms,
-            push_port,
-            node_plans.iter().find(|n| n.lot),
-        ),
-    )
-    .map_err(dir_err)?;
-    let site = SiteConfig::load(&config_path)?;
+    let path = dir.join("config.toml");
+    std::fs::write(&path, render(dir, node_plans.iter().find(|n| n.lot))).map_err(dir_err)?;
+    let site = SiteConfig::load(&path)?;
     for n in &node_plans {
         let owned: Vec<&str> = lanes
             .iter()
@@ -1051,44 +1124,73 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         "demo directory: {} (config.toml is a complete working example)",
         dir.display()
     );
-    println!("platform: {}", platform.base_url);
+    println!("platform: {}", world.platform.base_url);
+    Ok(Configs {
+        path,
+        site,
+        lane_nodes,
+    })
+}
 
-    // Camera-sized synthetic pictures, made once (encoding 1920×1080 is not free),
-    // while the bridge starts.
-    let picture_count = if args.no_images { 0 } else { 2u64 };
-    let pictures = tokio::task::spawn_blocking(move || {
-        (0..picture_count)
+/// `count` camera-sized synthetic pictures, made on a blocking thread.
+fn make_pictures(
+    count: u64,
+) -> tokio::task::JoinHandle<Result<Vec<Vec<u8>>, picture::PictureError>> {
+    tokio::task::spawn_blocking(move || {
+        (0..count)
             .map(|i| picture::snapshot_jpeg(1920, 1080, PlateColor::Blue, i))
-            .collect::<Result<Vec<_>, _>>()
-    });
+            .collect()
+    })
+}
+
+/// Phase 4: the bridges running — in this process, or (soak) one in its own — with
+/// the lot's state database and, in a soak, its fault schedule.
+struct Bridges {
+    bridge: Option<Bridge>,
+    child: Option<Arc<Mutex<soak::ChildBridge>>>,
+    /// The lot's state database (the bridge's, or opened beside the child's).
+    store: Arc<crate::store::Store>,
+    /// Lane nodes of a multi-PC lot, each with its state directory.
+    lane_nodes: Vec<(Bridge, PathBuf)>,
+    soak: Option<Soak>,
+}
+
+async fn start_bridges(
+    args: &DemoArgs,
+    prepared: &Prepared,
+    world: &World,
+    configs: &Configs,
+) -> Result<Bridges, DemoError> {
+    let dir = &prepared.dir;
     let (bridge, child) = match &args.bridge_exec {
-        None => (Some(Bridge::start(site.clone()).await?), None),
+        None => (Some(Bridge::start(configs.site.clone()).await?), None),
         Some(exe) => {
             let child =
-                soak::ChildBridge::start(exe, &config_path, &dir).map_err(DemoError::Device)?;
+                soak::ChildBridge::start(exe, &configs.path, dir).map_err(DemoError::Device)?;
             (None, Some(Arc::new(Mutex::new(child))))
         }
     };
     let store = match &bridge {
         Some(b) => b.store(),
-        None => Arc::new(crate::store::Store::open_site(&site)?),
+        None => Arc::new(crate::store::Store::open_site(&configs.site)?),
     };
     if let Some(addr) = bridge.as_ref().and_then(Bridge::http_addr) {
         println!("status page: http://{addr}/");
     }
-    let mut node_bridges = Vec::new();
-    for (site, state_dir) in lane_nodes {
+    let mut lane_nodes = Vec::new();
+    for (site, state_dir) in &configs.lane_nodes {
         let name = site
             .cluster
             .as_ref()
             .map(|c| c.node.clone())
             .unwrap_or_default();
-        let b = Bridge::start(site).await?;
+        let b = Bridge::start(site.clone()).await?;
         if let Some(addr) = b.http_addr() {
             println!("status page of {name}: http://{addr}/");
         }
-        node_bridges.push((b, state_dir));
+        lane_nodes.push((b, state_dir.clone()));
     }
+    let lanes = &world.lanes;
     if child.is_some() {
         // The bridge in its own process starts while the devices already run: drive
         // traffic only once it polls every lane's I/O module (at most 60 s), and give
@@ -1102,68 +1204,102 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
     }
     let soak = child
         .as_ref()
-        .map(|c| start_soak(c.clone(), &args, &dir, &lanes));
-    if tty {
+        .map(|c| start_soak(c.clone(), args, dir, lanes));
+    if prepared.tty {
         println!("log: {}", dir.join("demo.log").display());
     }
-    let pictures = pictures
-        .await
-        .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
-    let started = Instant::now();
-    let progress = Arc::new(Mutex::new(0usize));
-    let cleared: Cleared = Mutex::new(HashMap::new());
-    let total = (args.vehicles > 0).then_some(args.vehicles);
+    Ok(Bridges {
+        bridge,
+        child,
+        store,
+        lane_nodes,
+        soak,
+    })
+}
 
-    // The screen as it is now: redrawn by the ticker below, and once at the end.
-    let refresh = || async {
-        let done = progress.lock().map(|n| *n).unwrap_or(0);
-        let now = screen(
-            bridge.as_ref(),
-            store.clone(),
-            &lanes,
-            started,
+/// The live view: what it reads to draw the screen.
+struct Live<'a> {
+    bridges: &'a Bridges,
+    world: &'a World,
+    prepared: &'a Prepared,
+    started: Instant,
+    total: Option<usize>,
+    /// Vehicles that have left so far (the traffic counts them).
+    progress: Mutex<usize>,
+}
+
+impl Live<'_> {
+    /// Draws the screen as it is now.
+    async fn refresh(&self) {
+        let done = self.progress.lock().map(|n| *n).unwrap_or(0);
+        let mut now = screen(
+            self.bridges.bridge.as_ref(),
+            self.bridges.store.clone(),
+            &self.world.lanes,
+            self.started,
             done,
-            total,
-            platform.record.as_deref(),
-        );
-        let mut now = now.await;
-        if tty {
-            now.log_file = Some(dir.join("demo.log").display().to_string());
+            self.total,
+            self.world.platform.record.as_deref(),
+        )
+        .await;
+        if self.prepared.tty {
+            now.log_file = Some(self.prepared.dir.join("demo.log").display().to_string());
         }
-        show(&now, tty);
-    };
+        show(&now, self.prepared.tty);
+    }
+}
 
-    // The traffic, as one plan or (for --vehicles 0) batch after batch until Ctrl-C.
-    let mut plans: Vec<Plan> = Vec::new();
+/// Phase 5's result: the plan driven (a run of `--vehicles N`), whether Ctrl-C ended
+/// it, and when each vehicle cleared each barrier.
+struct Driven {
+    plan: Option<Plan>,
+    interrupted: bool,
+    cleared: HashMap<(usize, bool), i64>,
+}
+
+/// Phase 5: the traffic, as one plan or (for --vehicles 0) batch after batch until
+/// Ctrl-C, with the screen redrawn meanwhile.
+async fn drive_traffic(
+    args: &DemoArgs,
+    prepared: &Prepared,
+    world: &World,
+    live: &Live<'_>,
+    pictures: &[Vec<u8>],
+) -> Driven {
+    let (entries, exits) = (prepared.entries, prepared.exits);
+    let (lanes, broker) = (&world.lanes, world.broker);
+    let cleared: Cleared = Mutex::new(HashMap::new());
+    let mut plan = None;
     let interrupted = {
         let traffic = async {
             if args.vehicles > 0 {
-                let plan = traffic::plan(&traffic_for(
+                let p = traffic::plan(&traffic_for(
                     args.speed,
                     entries,
                     exits,
                     args.seed,
                     args.vehicles,
                 ));
-                drive(&plan, &lanes, &pictures, broker, &progress, &cleared).await;
-                plans.push(plan);
+                drive(&p, lanes, pictures, broker, &live.progress, &cleared).await;
+                plan = Some(p);
             } else {
                 for batch in 0u64.. {
-                    let plan = traffic::plan(&traffic_for(
+                    let p = traffic::plan(&traffic_for(
                         args.speed,
                         entries,
                         exits,
                         args.seed.wrapping_add(batch),
                         50,
                     ));
-                    drive(&plan, &lanes, &pictures, broker, &progress, &cleared).await;
+                    drive(&p, lanes, pictures, broker, &live.progress, &cleared).await;
                 }
             }
         };
         let ticker = async {
             loop {
-                tokio::time::sleep(Duration::from_millis(if tty { 500 } else { 2000 })).await;
-                refresh().await;
+                let period = if prepared.tty { 500 } else { 2000 };
+                tokio::time::sleep(Duration::from_millis(period)).await;
+                live.refresh().await;
             }
         };
         tokio::select! {
@@ -1172,83 +1308,105 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
             _ = tokio::signal::ctrl_c() => true,
         }
     };
+    Driven {
+        plan,
+        interrupted,
+        cleared: cleared.into_inner().unwrap_or_else(|e| e.into_inner()),
+    }
+}
 
-    // Let the bridge finish: passages still held by a lane, then the outbox.
-    let drain_deadline = Instant::now()
-        + Duration::from_secs(if interrupted {
-            0
-        } else {
-            args.drain_timeout_secs
-        });
-    let mut pending = 0;
-    if !interrupted {
-        // A lane holds a passage for a few seconds after the vehicle cleared the
-        // barrier, waiting for a late plate read: let those settle first.
-        tokio::time::sleep(SETTLE).await;
-        let mut empty_checks = 0;
-        loop {
-            let lot_store = store.clone();
-            pending = tokio::task::spawn_blocking(move || lot_store.pending_count())
-                .await
-                .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))??;
-            // A multi-PC lot: passages still in a lane node's queue, exits waiting
-            // at the lot node for their entries.
-            if !node_bridges.is_empty() {
-                let store = store.clone();
-                let dirs: Vec<PathBuf> = node_bridges.iter().map(|(_, d)| d.clone()).collect();
-                pending += tokio::task::spawn_blocking(move || {
-                    let held = store.cluster_held().map_or(0, |h| h.len() as u64);
-                    let queued: u64 = dirs
-                        .iter()
-                        .filter_map(|d| crate::cluster::queue::LaneQueue::open(d, u64::MAX).ok())
-                        .filter_map(|q| q.depth().ok())
-                        .map(|d| d.passages)
-                        .sum();
-                    held + queued
-                })
-                .await
-                .map_err(|e| DemoError::Device(std::io::Error::other(e.to_string())))?;
-            }
-            // Empty three times in a row, a moment apart: nothing in flight between
-            // lane and outbox either.
-            empty_checks = if pending == 0 { empty_checks + 1 } else { 0 };
-            if empty_checks >= 3 || Instant::now() >= drain_deadline {
-                break;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(400)) => {}
-                _ = tokio::signal::ctrl_c() => break,
-            }
+/// Phase 6: lets the bridge finish — passages still held by a lane, then the outbox
+/// (and in a multi-PC lot the lane nodes' queues and the exits held for their
+/// entries) — until empty or `--drain-timeout-secs`. Returns what is still pending.
+async fn drain(args: &DemoArgs, bridges: &Bridges) -> Result<u64, DemoError> {
+    let joined =
+        |e: tokio::task::JoinError| DemoError::Device(std::io::Error::other(e.to_string()));
+    let drain_deadline = Instant::now() + Duration::from_secs(args.drain_timeout_secs);
+    // A lane holds a passage for a few seconds after the vehicle cleared the
+    // barrier, waiting for a late plate read: let those settle first.
+    tokio::time::sleep(SETTLE).await;
+    let mut empty_checks = 0;
+    loop {
+        let lot_store = bridges.store.clone();
+        let mut pending = tokio::task::spawn_blocking(move || lot_store.pending_count())
+            .await
+            .map_err(joined)??;
+        // A multi-PC lot: passages still in a lane node's queue, exits waiting
+        // at the lot node for their entries.
+        if !bridges.lane_nodes.is_empty() {
+            let store = bridges.store.clone();
+            let dirs: Vec<PathBuf> = bridges.lane_nodes.iter().map(|(_, d)| d.clone()).collect();
+            pending += tokio::task::spawn_blocking(move || {
+                let held = store.cluster_held().map_or(0, |h| h.len() as u64);
+                let queued: u64 = dirs
+                    .iter()
+                    .filter_map(|d| crate::cluster::queue::LaneQueue::open(d, u64::MAX).ok())
+                    .filter_map(|q| q.depth().ok())
+                    .map(|d| d.passages)
+                    .sum();
+                held + queued
+            })
+            .await
+            .map_err(joined)?;
+        }
+        // Empty three times in a row, a moment apart: nothing in flight between
+        // lane and outbox either.
+        empty_checks = if pending == 0 { empty_checks + 1 } else { 0 };
+        if empty_checks >= 3 || Instant::now() >= drain_deadline {
+            return Ok(pending);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(400)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(pending),
         }
     }
-    refresh().await;
-    for (b, _) in node_bridges {
+}
+
+/// Phase 7: stops the lane nodes, the bridge and the soak. `false` when the soak's
+/// bridge ended by itself at some point.
+async fn stop(bridges: Bridges) -> bool {
+    for (b, _) in bridges.lane_nodes {
         b.stop().await;
     }
-    if let Some(b) = bridge {
+    if let Some(b) = bridges.bridge {
         b.stop().await;
     }
-    let soak_ok = match (soak, child) {
+    match (bridges.soak, bridges.child) {
         (Some(soak), Some(child)) => finish_soak(soak, &child),
         _ => true,
-    };
-    if interrupted {
-        let store = crate::store::Store::open_site(&SiteConfig::load(&config_path)?)?;
-        pending = store.pending_count()?;
-        println!(
-            "\ninterrupted: {pending} report(s) kept in {} for the next start (`parking-bridge demo --dir {}` or `parking-bridge run --config {}`)",
-            dir.join("state").display(),
-            dir.display(),
-            config_path.display()
-        );
-        return Ok(Outcome {
-            matched: None,
-            pending,
-            interrupted: true,
-        });
     }
+}
 
-    let matched = match (&platform.record, plans.first()) {
+/// The end of an interrupted run: what is kept for the next start.
+async fn interrupted(prepared: &Prepared, configs: &Configs) -> Result<Outcome, DemoError> {
+    let dir = &prepared.dir;
+    let store = crate::store::Store::open_site(&SiteConfig::load(&configs.path)?)?;
+    let pending = store.pending_count()?;
+    println!(
+        "\ninterrupted: {pending} report(s) kept in {} for the next start (`parking-bridge demo --dir {}` or `parking-bridge run --config {}`)",
+        dir.join("state").display(),
+        dir.display(),
+        configs.path.display()
+    );
+    Ok(Outcome {
+        matched: None,
+        pending,
+        interrupted: true,
+    })
+}
+
+/// Phase 8: the platform's record against the plan (the built-in mock), latency and
+/// throughput, and the outcome.
+fn report(
+    args: &DemoArgs,
+    world: &World,
+    configs: &Configs,
+    driven: Driven,
+    started: Instant,
+    pending: u64,
+    soak_ok: bool,
+) -> Result<Outcome, DemoError> {
+    let matched = match (&world.platform.record, &driven.plan) {
         (Some(record), Some(plan)) => {
             let file = std::fs::File::open(record).map_err(|source| DemoError::Dir {
                 path: record.clone(),
@@ -1261,8 +1419,7 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
                 "platform: {} snapshots, {} heartbeats, {} duplicate re-sends answered OUT_ORDER_NO_DUPLICATION",
                 view.snapshots, view.heartbeats, view.duplicate_entries
             );
-            let cleared = cleared.lock().map(|c| c.clone()).unwrap_or_default();
-            let lat = latencies(plan, &view, &cleared);
+            let lat = latencies(plan, &view, &driven.cleared);
             if let Some((p50, p99, n)) = percentiles(&lat) {
                 println!(
                     "passage (loop B released) → platform acknowledgement: p50 {p50} ms, p99 {p99} ms over {n} passages"
@@ -1283,7 +1440,7 @@ pub async fn run(args: DemoArgs) -> Result<Outcome, DemoError> {
         _ => {
             println!(
                 "\nexternal platform: {pending} report(s) not yet acknowledged; compare the platform's own record with {}",
-                config_path.display()
+                configs.path.display()
             );
             None
         }
@@ -1356,6 +1513,15 @@ mod tests {
         let v: Vec<i64> = (1..=100).collect();
         assert_eq!(percentiles(&v), Some((50, 99, 100)));
         assert_eq!(percentiles(&[7]), Some((7, 7, 1)));
+    }
+
+    #[test]
+    fn lanes_are_named_as_the_config_and_the_platform_say() {
+        assert_eq!(lane_id(LaneRef::Entry(0)), "entry-1");
+        assert_eq!(lane_id(LaneRef::Exit(1)), "exit-2");
+        assert_eq!(port_no(LaneRef::Entry(0)), "E1");
+        assert_eq!(port_no(LaneRef::Exit(1)), "X2");
+        assert_eq!(direction(LaneRef::Exit(0)), "exit");
     }
 
     #[test]
