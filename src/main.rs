@@ -75,7 +75,7 @@ enum Command {
     },
     /// A strict stand-in for the City Brain platform, for commissioning without a test
     /// environment and for tests. Prints `listening on ADDR` first.
-    MockPlatform(MockPlatformArgs),
+    MockPlatform(parking_bridge::sim::mock_platform::MockPlatformArgs),
     /// Run the bridge: deliver queued reports, send heartbeats, until SIGTERM/SIGINT.
     Run {
         #[arg(long, short)]
@@ -126,116 +126,14 @@ enum Command {
     Ports,
 }
 
-#[derive(clap::Args)]
-struct MockPlatformArgs {
-    /// Address to listen on (port 0 picks a free port; see the first line printed).
-    #[arg(long, default_value = "127.0.0.1:8780")]
-    listen: String,
-    /// The app id the mock accepts.
-    #[arg(long)]
-    app_id: String,
-    /// The 16-character app secret (SM4 key).
-    #[arg(long, env = "PARKING_BRIDGE_APP_SECRET", hide_env_values = true)]
-    app_secret: String,
-    /// Registered lot(s); others get PARKING_LOT_NOT_EXIST. Default: any lot.
-    #[arg(long = "parking-lot-no")]
-    parking_lot_no: Vec<String>,
-    /// Append each request, decrypted, as one JSON line; replayed on start.
-    #[arg(long)]
-    record: Option<PathBuf>,
-    /// Delay before every answer.
-    #[arg(long, default_value_t = 0)]
-    latency_ms: u64,
-    /// Fraction (0..1) of requests answered HTTP 500.
-    #[arg(long, default_value_t = 0.0)]
-    fail_rate: f64,
-    /// Fraction (0..1) of connections closed without an answer.
-    #[arg(long, default_value_t = 0.0)]
-    drop_rate: f64,
-    /// Fraction (0..1) answered `success:true` with an error code.
-    #[arg(long, default_value_t = 0.0)]
-    error_code_rate: f64,
-    /// Answer 503 to everything for this many seconds...
-    #[arg(long, default_value_t = 0)]
-    outage_secs: u64,
-    /// ...starting this many seconds after start.
-    #[arg(long, default_value_t = 0)]
-    outage_start_secs: u64,
-    /// Seed for the fault dice (same seed, same faults).
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Offset of sign_time and the generated inner_oder_no.
-    #[arg(long, default_value = "+08:00")]
-    utc_offset: String,
-    /// Wrap answers in the SM4 envelope instead of plain JSON.
-    #[arg(long)]
-    envelope_answers: bool,
-    /// Shape of refusals: result_code ({"success":false,"result_code":…}), error
-    /// ({"success":false,"error":…}) or bare ({"success":false}), as in the spec.
-    #[arg(long, default_value = "result_code")]
-    refusal_shape: String,
-    /// Code for an exit or snapshot of an unknown stay (ORDER_NOT_EXIST or
-    /// OUT_ORDER_NO_NOT_EXIST).
-    #[arg(long, default_value = "ORDER_NOT_EXIST")]
-    not_exist_code: String,
-    /// Answer every result code in lower case.
-    #[arg(long)]
-    lowercase_codes: bool,
-    /// Refuse the snapshots of this plate's stays (repeatable).
-    #[arg(long = "refuse-snapshots-of")]
-    refuse_snapshots_of: Vec<String>,
-    /// Refuse every report of this plate (repeatable).
-    #[arg(long = "refuse-plate")]
-    refuse_plate: Vec<String>,
-    /// Refuse every request at the path given with --for, with this code.
-    #[arg(long, requires = "for_path")]
-    refuse_code: Option<String>,
-    /// The path --refuse-code applies to, e.g. /barrier/uploadSnapshot.
-    #[arg(long = "for", requires = "refuse_code")]
-    for_path: Option<String>,
-    /// Refuse requests whose envelope timestamp is further than this from the mock's
-    /// clock (0: accept any).
-    #[arg(long, default_value_t = 600)]
-    timestamp_window_secs: u64,
-    /// Accept a message_id seen before (default: refused as a replay).
-    #[arg(long)]
-    allow_replayed_message_ids: bool,
-    /// Refuse every report of this many stays in a hundred (0–100), always the same
-    /// stays (a stable hash of out_order_no).
-    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=100))]
-    refuse_percent: u8,
-}
-
 #[derive(Subcommand)]
 enum StayCommand {
     /// A vehicle entered; prints the new out_order_no.
     Enter {
         #[arg(long, short)]
         config: PathBuf,
-        /// Plate without spaces, e.g. 闽A12345.
-        #[arg(long)]
-        plate: String,
-        /// Plate colour code: pnc_01 unknown, pnc_02 blue, pnc_03 yellow, pnc_04 white,
-        /// pnc_05 black, pnc_06 green, pnc_07 yellow-green, pnc_08 special.
-        #[arg(long)]
-        color: String,
-        /// An entry lane id from the config.
-        #[arg(long)]
-        lane: String,
-        /// normal, special, white or parkcard.
-        #[arg(long)]
-        car_type: Option<String>,
-        /// Lot-local entry time "YYYY-MM-DD HH:MM:SS" (default: now).
-        #[arg(long)]
-        time: Option<String>,
-        /// JPEG or PNG of the car.
-        #[arg(long)]
-        snapshot: Option<PathBuf>,
-        #[arg(long)]
-        operator: Option<String>,
-        /// Record a plate whose format is not a Chinese one (foreign, temporary plates).
-        #[arg(long)]
-        any_plate: bool,
+        #[command(flatten)]
+        args: EnterArgs,
     },
     /// A vehicle left: closes the open stay of the plate; prints its out_order_no.
     /// Without --price/--should-pay/--paid the lot's tariff ([lot.tariff]) prices the
@@ -243,27 +141,8 @@ enum StayCommand {
     Exit {
         #[arg(long, short)]
         config: PathBuf,
-        #[arg(long)]
-        plate: String,
-        /// An exit lane id from the config.
-        #[arg(long)]
-        lane: String,
-        /// Lot-local exit time "YYYY-MM-DD HH:MM:SS" (default: now).
-        #[arg(long)]
-        time: Option<String>,
-        /// Total charge of the stay, fen.
-        #[arg(long)]
-        price: Option<i64>,
-        /// Still due, fen.
-        #[arg(long)]
-        should_pay: Option<i64>,
-        /// Actually paid, fen.
-        #[arg(long)]
-        paid: Option<i64>,
-        #[arg(long)]
-        snapshot: Option<PathBuf>,
-        #[arg(long)]
-        operator: Option<String>,
+        #[command(flatten)]
+        args: ExitArgs,
     },
     /// Stays, newest first.
     List {
@@ -494,108 +373,19 @@ fn translate_verdict_lines(text: &str, lang: parking_bridge::ops::i18n::Lang) ->
         .collect()
 }
 
-fn mock_platform(a: MockPlatformArgs) -> anyhow::Result<ExitCode> {
-    use parking_bridge::platform::Secret;
-    use parking_bridge::platform::mock::{
-        Faults, Mock, MockBehaviour, MockConfig, RefusalShape, RefuseRule, serve,
-    };
-    use std::io::Write;
-    use std::time::Duration;
+fn mock_platform(
+    args: parking_bridge::sim::mock_platform::MockPlatformArgs,
+) -> anyhow::Result<ExitCode> {
+    use parking_bridge::sim::mock_platform;
     // Logging is set up once in main (global --log-format).
-    let secret = Secret::new(&a.app_secret).map_err(|e| anyhow::anyhow!("--app-secret: {e}"))?;
-    let offset = parking_bridge::time::parse_offset(&a.utc_offset)
-        .ok_or_else(|| anyhow::anyhow!("--utc-offset: expected an offset like +08:00"))?;
-    for (name, rate) in [
-        ("--fail-rate", a.fail_rate),
-        ("--drop-rate", a.drop_rate),
-        ("--error-code-rate", a.error_code_rate),
-    ] {
-        anyhow::ensure!(
-            (0.0..=1.0).contains(&rate),
-            "{name} must be between 0 and 1"
-        );
-    }
-    anyhow::ensure!(
-        a.fail_rate + a.drop_rate + a.error_code_rate <= 1.0,
-        "the fault rates add up to more than 1"
-    );
-    let outage = (a.outage_secs > 0).then(|| {
-        (
-            Duration::from_secs(a.outage_start_secs),
-            Duration::from_secs(a.outage_secs),
-        )
-    });
-    let faults = Faults::new(
-        Duration::from_millis(a.latency_ms),
-        a.fail_rate,
-        a.drop_rate,
-        a.error_code_rate,
-        outage,
-        a.seed,
-    );
-    let Some(refusal_shape) = RefusalShape::parse(&a.refusal_shape) else {
-        anyhow::bail!("--refusal-shape must be result_code, error or bare");
-    };
-    let mut rules: Vec<RefuseRule> = a
-        .refuse_snapshots_of
-        .iter()
-        .map(|plate| RefuseRule {
-            path: Some(parking_bridge::platform::wire::SNAPSHOT_PATH.to_string()),
-            plate: Some(plate.clone()),
-            code: None,
-        })
-        .collect();
-    rules.extend(a.refuse_plate.iter().map(|plate| RefuseRule {
-        plate: Some(plate.clone()),
-        ..RefuseRule::default()
-    }));
-    if let (Some(code), Some(path)) = (a.refuse_code, a.for_path) {
-        rules.push(RefuseRule {
-            path: Some(path),
-            plate: None,
-            code: Some(code),
-        });
-    }
-    let behaviour = MockBehaviour {
-        refusal_shape,
-        not_exist_code: a.not_exist_code,
-        lowercase_codes: a.lowercase_codes,
-        rules,
-        timestamp_window: (a.timestamp_window_secs > 0)
-            .then(|| Duration::from_secs(a.timestamp_window_secs)),
-        refuse_replayed_message_ids: !a.allow_replayed_message_ids,
-        refuse_percent: a.refuse_percent,
-    };
-    let cfg = MockConfig {
-        app_id: a.app_id,
-        secret,
-        lots: a.parking_lot_no,
-        offset,
-        envelope_answers: a.envelope_answers,
-        behaviour,
-    };
-    let mock = std::sync::Arc::new(Mock::new(cfg, faults, a.record)?);
+    let listen = args.listen.clone();
+    let mock = args.build()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        // Handlers before "listening on": whoever reads that line may stop us at once.
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let listener = tokio::net::TcpListener::bind(&a.listen).await?;
-        let addr = listener.local_addr()?;
-        let mut stdout = std::io::stdout();
-        writeln!(stdout, "listening on {addr}")?;
-        stdout.flush()?;
-        tokio::select! {
-            r = serve(listener, mock) => r?,
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        Ok(ExitCode::SUCCESS)
-    })
+    rt.block_on(mock_platform::serve(mock, &listen, std::io::stdout()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn backup(config: &Path, to: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -644,64 +434,15 @@ fn operator_output(result: Result<String, OperatorError>) -> anyhow::Result<Exit
 
 fn stay(action: StayCommand) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now();
-    match action {
-        StayCommand::Enter {
-            config,
-            plate,
-            color,
-            lane,
-            car_type,
-            time,
-            snapshot,
-            operator,
-            any_plate,
-        } => {
-            let site = load(&config)?;
-            let args = EnterArgs {
-                plate,
-                color,
-                lane,
-                car_type,
-                time,
-                snapshot,
-                operator,
-                any_plate,
-            };
-            operator_output(operator::stay_enter(&site, args, now))
-        }
-        StayCommand::Exit {
-            config,
-            plate,
-            lane,
-            time,
-            price,
-            should_pay,
-            paid,
-            snapshot,
-            operator,
-        } => {
-            let site = load(&config)?;
-            let args = ExitArgs {
-                plate,
-                lane,
-                time,
-                price,
-                should_pay,
-                paid,
-                snapshot,
-                operator,
-            };
-            operator_output(operator::stay_exit(&site, args, now))
-        }
+    operator_output(match action {
+        StayCommand::Enter { config, args } => operator::stay_enter(&load(&config)?, args, now),
+        StayCommand::Exit { config, args } => operator::stay_exit(&load(&config)?, args, now),
         StayCommand::List {
             config,
             open,
             limit,
-        } => {
-            let site = load(&config)?;
-            operator_output(operator::stay_list(&site, open, limit))
-        }
-    }
+        } => operator::stay_list(&load(&config)?, open, limit),
+    })
 }
 
 fn run(config: &Path) -> anyhow::Result<ExitCode> {

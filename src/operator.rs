@@ -24,30 +24,58 @@ fn refuse<T>(msg: impl Into<String>) -> Result<T, OperatorError> {
     Err(OperatorError::Refused(msg.into()))
 }
 
-/// `stay enter` arguments, as typed.
-#[derive(Debug, Clone, Default)]
+/// `stay enter` arguments, as typed (also the command line's options).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct EnterArgs {
+    /// Plate without spaces, e.g. 闽A12345.
+    #[arg(long)]
     pub plate: String,
+    /// Plate colour code: pnc_01 unknown, pnc_02 blue, pnc_03 yellow, pnc_04 white,
+    /// pnc_05 black, pnc_06 green, pnc_07 yellow-green, pnc_08 special.
+    #[arg(long)]
     pub color: String,
+    /// An entry lane id from the config.
+    #[arg(long)]
     pub lane: String,
+    /// normal, special, white or parkcard.
+    #[arg(long)]
     pub car_type: Option<String>,
+    /// Lot-local entry time "YYYY-MM-DD HH:MM:SS" (default: now).
+    #[arg(long)]
     pub time: Option<String>,
+    /// JPEG or PNG of the car.
+    #[arg(long)]
     pub snapshot: Option<PathBuf>,
+    #[arg(long)]
     pub operator: Option<String>,
-    /// Accept a plate whose format the bridge does not know (foreign, temporary).
+    /// Record a plate whose format is not a Chinese one (foreign, temporary plates).
+    #[arg(long)]
     pub any_plate: bool,
 }
 
-/// `stay exit` arguments, as typed.
-#[derive(Debug, Clone, Default)]
+/// `stay exit` arguments, as typed (also the command line's options).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ExitArgs {
+    #[arg(long)]
     pub plate: String,
+    /// An exit lane id from the config.
+    #[arg(long)]
     pub lane: String,
+    /// Lot-local exit time "YYYY-MM-DD HH:MM:SS" (default: now).
+    #[arg(long)]
     pub time: Option<String>,
+    /// Total charge of the stay, fen.
+    #[arg(long)]
     pub price: Option<i64>,
+    /// Still due, fen.
+    #[arg(long)]
     pub should_pay: Option<i64>,
+    /// Actually paid, fen.
+    #[arg(long)]
     pub paid: Option<i64>,
+    #[arg(long)]
     pub snapshot: Option<PathBuf>,
+    #[arg(long)]
     pub operator: Option<String>,
 }
 

@@ -1,11 +1,13 @@
 //! The simulated lot behind `parking-bridge demo`: simulated lane devices speaking
 //! the real protocols on loopback (`devices`), an embedded MQTT broker (`broker`),
 //! seeded traffic (`traffic`), synthetic camera pictures (`picture`), and the demo
-//! itself (`demo`), and its soak mode (`soak`).
+//! itself (`demo`), and its soak mode (`soak`); and the mock platform as a command
+//! (`mock_platform`).
 
 pub mod broker;
 pub mod demo;
 pub mod devices;
+pub mod mock_platform;
 pub mod picture;
 pub mod soak;
 pub mod traffic;

@@ -169,10 +169,11 @@ mod tests {
             ..Screen::default()
         };
         let text = s.render();
-        assert!(text.contains("闽A1***5"), "{text}");
+        assert_shows(
+            &text,
+            &["闽A1***5", "3/30 vehicles", "occupancy 2/100 (free 98)"],
+        );
         assert!(!text.contains("闽A12345"), "{text}");
-        assert!(text.contains("3/30 vehicles"), "{text}");
-        assert!(text.contains("occupancy 2/100 (free 98)"), "{text}");
         assert!(!text.contains("status page"), "{text}");
         let with_page = Screen {
             status_url: Some("http://127.0.0.1:4321/".into()),
@@ -180,14 +181,19 @@ mod tests {
             ..s
         }
         .render();
-        assert!(
-            with_page.contains("status page http://127.0.0.1:4321/"),
-            "{with_page}"
+        assert_shows(
+            &with_page,
+            &[
+                "status page http://127.0.0.1:4321/",
+                "log         /tmp/d/demo.log",
+            ],
         );
-        assert!(
-            with_page.contains("log         /tmp/d/demo.log"),
-            "{with_page}"
-        );
+    }
+
+    fn assert_shows(text: &str, needles: &[&str]) {
+        for needle in needles {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
     }
 
     #[test]
