@@ -24,10 +24,19 @@ pub enum JsonType {
 /// tables the mock checks a request against before reading it).
 pub trait WireValue {
     const JSON: JsonType;
+
+    /// Whether the field is written at all (an absent optional one is left out).
+    fn is_present(&self) -> bool {
+        true
+    }
 }
 
 impl<T: WireValue> WireValue for Option<T> {
     const JSON: JsonType = T::JSON;
+
+    fn is_present(&self) -> bool {
+        self.is_some()
+    }
 }
 
 macro_rules! wire_values {

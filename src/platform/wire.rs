@@ -20,12 +20,14 @@ pub use crate::spec::{
 
 /// A request struct and its field table (name and JSON type, in the spec's order)
 /// from one list, so the table the mock checks against cannot drift from the struct.
+/// The wire's one rule for optional fields is written here once: an absent one is
+/// left out of the JSON (and reads back as `None`).
 macro_rules! wire_request {
     ($(#[$meta:meta])* pub struct $name:ident {
         $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
     }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$field_meta])* pub $field: $ty,)*
@@ -36,6 +38,19 @@ macro_rules! wire_request {
             pub const FIELDS: &'static [(&'static str, JsonType)] =
                 &[$((stringify!($field), <$ty as WireValue>::JSON)),*];
         }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let mut out = s.serialize_struct(stringify!($name), Self::FIELDS.len())?;
+                $(if self.$field.is_present() {
+                    out.serialize_field(stringify!($field), &self.$field)?;
+                } else {
+                    out.skip_field(stringify!($field))?;
+                })*
+                out.end()
+            }
+        }
     };
 }
 
@@ -45,23 +60,17 @@ wire_request! {
         pub out_order_no: OrderNo,
         pub plate_no: PlateNo,
         pub plate_color: PlateColor,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub car_type: Option<CarType>,
         pub parking_time: WireTime,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub snapshot: Option<Snapshot>,
         pub parking_lot_no: LotNo,
         pub port_no: PortNo,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub operator: Option<Operator>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub price: Option<Fen>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub should_pay: Option<Fen>,
         pub total_spaces: Count,
         pub free_spaces: Count,
         /// In the original's example, not in its table: sent only when configured.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub device_no: Option<DeviceNo>,
     }
 }
@@ -72,21 +81,17 @@ wire_request! {
         pub out_order_no: OrderNo,
         pub plate_no: PlateNo,
         pub plate_color: PlateColor,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub car_type: Option<CarType>,
         pub away_time: WireTime,
         pub price: Fen,
         pub should_pay: Fen,
         pub paid_fee: Fen,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub snapshot: Option<Snapshot>,
         pub parking_lot_no: LotNo,
         pub port_no: PortNo,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub operator: Option<Operator>,
         pub total_spaces: Count,
         pub free_spaces: Count,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub device_no: Option<DeviceNo>,
     }
 }
