@@ -660,8 +660,12 @@ fn process(
 
 fn check_envelope_fields(env: &envelope::Envelope) -> Result<(), String> {
     for (field, value, max) in [
-        ("app_id", &env.app_id, 32),
-        ("message_id", &env.message_id, 64),
+        ("app_id", &env.app_id, crate::spec::MAX_APP_ID_LEN),
+        (
+            "message_id",
+            &env.message_id,
+            crate::spec::MAX_MESSAGE_ID_LEN,
+        ),
     ] {
         if value.is_empty() {
             return Err(format!("{field}: required but missing or empty"));
