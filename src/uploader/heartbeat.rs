@@ -12,16 +12,12 @@ use crate::health::Health;
 use crate::platform::Uplink;
 use crate::time::Timestamp;
 use prometheus::IntCounterVec;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-static HEARTBEATS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_heartbeats_total",
-        "Heartbeats sent, by status and whether the platform took them",
-        &["status", "result"],
-    )
-});
+crate::metrics::statics! {
+    HEARTBEATS: IntCounterVec = ("parking_bridge_heartbeats_total", "Heartbeats sent, by status and whether the platform took them", ["status", "result"]);
+}
 
 /// `lost` when any lane is lost at `now`, else `alive`. Pure.
 pub fn status(health: &Health, now: Timestamp, lost_after_ms: i64) -> &'static str {
