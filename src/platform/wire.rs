@@ -883,6 +883,15 @@ mod tests {
         let err = Uplink::parse(UplinkKind::Exit, br#"{"price":1.5}"#);
         assert_eq!(err.unwrap_err().field(), "price");
         let mut json = entry_json(O);
+        json["plate_color"] = json!("pnc_09");
+        let message = Uplink::parse(UplinkKind::Entry, json.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("plate_color: ") && message.contains("pnc_09"),
+            "{message}"
+        );
+        let mut json = entry_json(O);
         json["plate_no"] = json!("闽A 12345");
         assert_eq!(
             Uplink::parse(UplinkKind::Entry, json.to_string().as_bytes())
