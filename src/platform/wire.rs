@@ -246,31 +246,24 @@ struct Passage {
     free_spaces: Count,
 }
 
-impl Passage {
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        out_order_no: &str,
-        plate_no: &str,
-        snapshot_b64: Option<String>,
-        parking_lot_no: &str,
-        port_no: &str,
-        operator: Option<&str>,
-        total_spaces: i64,
-        free_spaces: i64,
-    ) -> Result<Passage, WireError> {
+/// Checks the fields an entry and an exit report share (the same names in both), once
+/// for either; `?` returns the first refusal from the enclosing function.
+macro_rules! passage {
+    ($report:expr, $parking_lot_no:expr, $snapshot_b64:expr) => {{
+        let r = $report;
         let p = Passage {
-            out_order_no: checked("out_order_no", out_order_no)?,
-            plate_no: checked("plate_no", plate_no)?,
-            snapshot: checked_opt("snapshot", snapshot_b64)?,
-            parking_lot_no: checked("parking_lot_no", parking_lot_no)?,
-            port_no: checked("port_no", port_no)?,
-            operator: checked_opt("operator", operator)?,
-            total_spaces: checked("total_spaces", total_spaces)?,
-            free_spaces: checked("free_spaces", free_spaces)?,
+            out_order_no: checked("out_order_no", r.out_order_no.as_str())?,
+            plate_no: checked("plate_no", r.plate_no.as_str())?,
+            snapshot: checked_opt("snapshot", $snapshot_b64)?,
+            parking_lot_no: checked("parking_lot_no", $parking_lot_no)?,
+            port_no: checked("port_no", r.port_no.as_str())?,
+            operator: checked_opt("operator", r.operator.as_deref())?,
+            total_spaces: checked("total_spaces", r.total_spaces)?,
+            free_spaces: checked("free_spaces", r.free_spaces)?,
         };
         check_spaces(p.total_spaces, p.free_spaces)?;
-        Ok(p)
-    }
+        p
+    }};
 }
 
 impl Uplink {
@@ -348,16 +341,7 @@ impl Uplink {
     ) -> Result<Uplink, WireError> {
         Ok(match report {
             Report::Entry(e) => {
-                let p = Passage::check(
-                    &e.out_order_no,
-                    &e.plate_no,
-                    snapshot_b64,
-                    parking_lot_no,
-                    &e.port_no,
-                    e.operator.as_deref(),
-                    e.total_spaces,
-                    e.free_spaces,
-                )?;
+                let p = passage!(e, parking_lot_no, snapshot_b64);
                 Uplink::Entry(EntryRequest {
                     out_order_no: p.out_order_no,
                     plate_no: p.plate_no,
@@ -377,16 +361,7 @@ impl Uplink {
                 })
             }
             Report::Exit(x) => {
-                let p = Passage::check(
-                    &x.out_order_no,
-                    &x.plate_no,
-                    snapshot_b64,
-                    parking_lot_no,
-                    &x.port_no,
-                    x.operator.as_deref(),
-                    x.total_spaces,
-                    x.free_spaces,
-                )?;
+                let p = passage!(x, parking_lot_no, snapshot_b64);
                 Uplink::Exit(ExitRequest {
                     out_order_no: p.out_order_no,
                     plate_no: p.plate_no,
