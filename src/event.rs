@@ -95,7 +95,8 @@ pub enum GatePosition {
 }
 
 /// A plate recognition as the camera reported it, decoded from the vendor payload.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `Default`: no text, colour unknown, nothing else known.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlateRead {
     /// Plate text without spaces; `None` when the camera saw a vehicle but no readable
@@ -152,16 +153,7 @@ impl PlateRead {
         PlateRead {
             text: Some(text.to_string()),
             color,
-            confidence: None,
-            device_time: None,
-            quick: false,
-            image: None,
-            image_len: None,
-            late: false,
-            clock_skew: false,
-            offline: None,
-            crop: None,
-            crop_len: None,
+            ..PlateRead::default()
         }
     }
 }

@@ -402,6 +402,19 @@ mod tests {
         );
     }
 
+    /// `device_no` is checked once, when the client is made (the config checks it
+    /// first), so every request can carry it unchecked.
+    #[test]
+    fn a_device_no_the_spec_does_not_allow_is_a_setup_error() {
+        let mut c = cfg("https://host");
+        c.device_no = Some("d".repeat(65));
+        let err = PlatformClient::new(&c, secret()).unwrap_err();
+        assert!(matches!(err, ClientError::Setup(_)), "{err:?}");
+        assert!(err.to_string().contains("device_no"), "{err}");
+        c.device_no = Some("d".repeat(64));
+        assert!(PlatformClient::new(&c, secret()).is_ok());
+    }
+
     #[test]
     fn bad_ca_file_is_a_setup_error() {
         let dir = tempfile::tempdir().unwrap();

@@ -24,10 +24,19 @@ pub enum JsonType {
 /// tables the mock checks a request against before reading it).
 pub trait WireValue {
     const JSON: JsonType;
+
+    /// Whether the field is written at all (an absent optional one is left out).
+    fn is_present(&self) -> bool {
+        true
+    }
 }
 
 impl<T: WireValue> WireValue for Option<T> {
     const JSON: JsonType = T::JSON;
+
+    fn is_present(&self) -> bool {
+        self.is_some()
+    }
 }
 
 macro_rules! wire_values {
@@ -38,12 +47,9 @@ macro_rules! wire_values {
     )*};
 }
 
-wire_values!(Str: PlateNo, WireTime, Snapshot, HeartbeatStatus, PlateColor, CarType, SnapshotEvent);
+// The string newtypes are `Str` through `string_value!`.
+wire_values!(Str: HeartbeatStatus, PlateColor, CarType, SnapshotEvent);
 wire_values!(Int: Int8);
-
-impl<const MAX: usize, const REQUIRED: bool> WireValue for Text<MAX, REQUIRED> {
-    const JSON: JsonType = JsonType::Str;
-}
 
 /// A rule a single value breaks. The field's name is added where the value is placed
 /// ([`FieldError::at`]), because one type serves several fields.
@@ -74,9 +80,9 @@ impl FieldError {
     }
 }
 
-/// The shared face of the string newtypes: checked `new`, borrowing accessors, and
-/// serialisation that writes the text without copying it (serde's `into` would clone
-/// it first: megabytes for an image).
+/// The shared face of the string newtypes: checked `new`, borrowing accessors, a JSON
+/// string on the wire, and serialisation that writes the text without copying it
+/// (serde's `into` would clone it first: megabytes for an image).
 macro_rules! string_value {
     ($name:ty) => {
         string_value!(impl[] $name);
@@ -90,6 +96,10 @@ macro_rules! string_value {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+        }
+
+        impl<$($generics)*> WireValue for $name {
+            const JSON: JsonType = JsonType::Str;
         }
 
         impl<$($generics)*> Serialize for $name {
@@ -339,4 +349,42 @@ pub fn is_standard_base64(b: &[u8]) -> bool {
         && b[..b.len() - pad]
             .iter()
             .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_value_is_checked_where_it_is_built() {
+        assert_eq!(OrderNo::new(""), Err(FieldError::Missing));
+        assert!(Operator::new("").is_ok(), "an optional text may be empty");
+        assert_eq!(
+            LotNo::new("p".repeat(33)),
+            Err(FieldError::TooLong { len: 33, max: 32 })
+        );
+        assert!(
+            PlateNo::new("闽".repeat(16)).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(PlateNo::new("闽A 12345").is_err());
+        assert_eq!(Int8::new(-1), Err(FieldError::IntRange { value: -1 }));
+        assert_eq!(Int8::new(spec::MAX_INT8).map(Int8::get), Ok(spec::MAX_INT8));
+        assert!(Int8::new(spec::MAX_INT8 + 1).is_err());
+        let cst = crate::time::china_standard_time();
+        assert_eq!(
+            WireTime::local(Timestamp(1_570_167_364_000), cst).unwrap(),
+            "2019-10-04 13:36:04"
+        );
+        assert!(
+            WireTime::local(Timestamp(i64::MAX), cst).is_err(),
+            "no clock's time"
+        );
+        assert_eq!(
+            FieldError::TooLong { len: 65, max: 64 }
+                .at("out_order_no")
+                .to_string(),
+            "out_order_no: 65 characters, at most 64 allowed"
+        );
+    }
 }

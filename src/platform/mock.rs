@@ -337,7 +337,7 @@ pub fn handle_typed(
             .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
     });
     let answer = if json_body {
-        process(state, cfg, path, body, now, fault, &mut record)
+        process(state, cfg, body, fault, &mut record)
     } else {
         Outcome::Http {
             status: 415,
@@ -444,15 +444,17 @@ fn refuse_as(shape: RefusalShape, code: &str, message: impl Into<String>) -> Out
     })
 }
 
+/// Handles a JSON request for the interface at `record.path`, received at
+/// `record.at`, filling in what the record learns on the way.
 fn process(
     state: &mut MockState,
     cfg: &MockConfig,
-    path: &str,
     body: &[u8],
-    now: Timestamp,
     fault: Fault,
     record: &mut Record,
 ) -> Outcome {
+    let (path, now) = (record.path.clone(), record.at);
+    let path = path.as_str();
     let b = &cfg.behaviour;
     let refuse = |code: &str, message: String| refuse_as(b.refusal_shape, code, message);
     let Some(kind) = UplinkKind::from_path(path) else {
@@ -658,8 +660,12 @@ fn process(
 
 fn check_envelope_fields(env: &envelope::Envelope) -> Result<(), String> {
     for (field, value, max) in [
-        ("app_id", &env.app_id, 32),
-        ("message_id", &env.message_id, 64),
+        ("app_id", &env.app_id, crate::spec::MAX_APP_ID_LEN),
+        (
+            "message_id",
+            &env.message_id,
+            crate::spec::MAX_MESSAGE_ID_LEN,
+        ),
     ] {
         if value.is_empty() {
             return Err(format!("{field}: required but missing or empty"));

@@ -20,12 +20,14 @@ pub use crate::spec::{
 
 /// A request struct and its field table (name and JSON type, in the spec's order)
 /// from one list, so the table the mock checks against cannot drift from the struct.
+/// The wire's one rule for optional fields is written here once: an absent one is
+/// left out of the JSON (and reads back as `None`).
 macro_rules! wire_request {
     ($(#[$meta:meta])* pub struct $name:ident {
         $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)*
     }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$field_meta])* pub $field: $ty,)*
@@ -36,6 +38,19 @@ macro_rules! wire_request {
             pub const FIELDS: &'static [(&'static str, JsonType)] =
                 &[$((stringify!($field), <$ty as WireValue>::JSON)),*];
         }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let mut out = s.serialize_struct(stringify!($name), Self::FIELDS.len())?;
+                $(if self.$field.is_present() {
+                    out.serialize_field(stringify!($field), &self.$field)?;
+                } else {
+                    out.skip_field(stringify!($field))?;
+                })*
+                out.end()
+            }
+        }
     };
 }
 
@@ -45,23 +60,17 @@ wire_request! {
         pub out_order_no: OrderNo,
         pub plate_no: PlateNo,
         pub plate_color: PlateColor,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub car_type: Option<CarType>,
         pub parking_time: WireTime,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub snapshot: Option<Snapshot>,
         pub parking_lot_no: LotNo,
         pub port_no: PortNo,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub operator: Option<Operator>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub price: Option<Fen>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub should_pay: Option<Fen>,
         pub total_spaces: Count,
         pub free_spaces: Count,
         /// In the original's example, not in its table: sent only when configured.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub device_no: Option<DeviceNo>,
     }
 }
@@ -72,21 +81,17 @@ wire_request! {
         pub out_order_no: OrderNo,
         pub plate_no: PlateNo,
         pub plate_color: PlateColor,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub car_type: Option<CarType>,
         pub away_time: WireTime,
         pub price: Fen,
         pub should_pay: Fen,
         pub paid_fee: Fen,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub snapshot: Option<Snapshot>,
         pub parking_lot_no: LotNo,
         pub port_no: PortNo,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub operator: Option<Operator>,
         pub total_spaces: Count,
         pub free_spaces: Count,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub device_no: Option<DeviceNo>,
     }
 }
@@ -241,31 +246,24 @@ struct Passage {
     free_spaces: Count,
 }
 
-impl Passage {
-    #[allow(clippy::too_many_arguments)]
-    fn check(
-        out_order_no: &str,
-        plate_no: &str,
-        snapshot_b64: Option<String>,
-        parking_lot_no: &str,
-        port_no: &str,
-        operator: Option<&str>,
-        total_spaces: i64,
-        free_spaces: i64,
-    ) -> Result<Passage, WireError> {
+/// Checks the fields an entry and an exit report share (the same names in both), once
+/// for either; `?` returns the first refusal from the enclosing function.
+macro_rules! passage {
+    ($report:expr, $parking_lot_no:expr, $snapshot_b64:expr) => {{
+        let r = $report;
         let p = Passage {
-            out_order_no: checked("out_order_no", out_order_no)?,
-            plate_no: checked("plate_no", plate_no)?,
-            snapshot: checked_opt("snapshot", snapshot_b64)?,
-            parking_lot_no: checked("parking_lot_no", parking_lot_no)?,
-            port_no: checked("port_no", port_no)?,
-            operator: checked_opt("operator", operator)?,
-            total_spaces: checked("total_spaces", total_spaces)?,
-            free_spaces: checked("free_spaces", free_spaces)?,
+            out_order_no: checked("out_order_no", r.out_order_no.as_str())?,
+            plate_no: checked("plate_no", r.plate_no.as_str())?,
+            snapshot: checked_opt("snapshot", $snapshot_b64)?,
+            parking_lot_no: checked("parking_lot_no", $parking_lot_no)?,
+            port_no: checked("port_no", r.port_no.as_str())?,
+            operator: checked_opt("operator", r.operator.as_deref())?,
+            total_spaces: checked("total_spaces", r.total_spaces)?,
+            free_spaces: checked("free_spaces", r.free_spaces)?,
         };
         check_spaces(p.total_spaces, p.free_spaces)?;
-        Ok(p)
-    }
+        p
+    }};
 }
 
 impl Uplink {
@@ -343,16 +341,7 @@ impl Uplink {
     ) -> Result<Uplink, WireError> {
         Ok(match report {
             Report::Entry(e) => {
-                let p = Passage::check(
-                    &e.out_order_no,
-                    &e.plate_no,
-                    snapshot_b64,
-                    parking_lot_no,
-                    &e.port_no,
-                    e.operator.as_deref(),
-                    e.total_spaces,
-                    e.free_spaces,
-                )?;
+                let p = passage!(e, parking_lot_no, snapshot_b64);
                 Uplink::Entry(EntryRequest {
                     out_order_no: p.out_order_no,
                     plate_no: p.plate_no,
@@ -372,16 +361,7 @@ impl Uplink {
                 })
             }
             Report::Exit(x) => {
-                let p = Passage::check(
-                    &x.out_order_no,
-                    &x.plate_no,
-                    snapshot_b64,
-                    parking_lot_no,
-                    &x.port_no,
-                    x.operator.as_deref(),
-                    x.total_spaces,
-                    x.free_spaces,
-                )?;
+                let p = passage!(x, parking_lot_no, snapshot_b64);
                 Uplink::Exit(ExitRequest {
                     out_order_no: p.out_order_no,
                     plate_no: p.plate_no,
@@ -877,6 +857,15 @@ mod tests {
         assert_eq!(err.unwrap_err().field(), "body");
         let err = Uplink::parse(UplinkKind::Exit, br#"{"price":1.5}"#);
         assert_eq!(err.unwrap_err().field(), "price");
+        let mut json = entry_json(O);
+        json["plate_color"] = json!("pnc_09");
+        let message = Uplink::parse(UplinkKind::Entry, json.to_string().as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("plate_color: ") && message.contains("pnc_09"),
+            "{message}"
+        );
         let mut json = entry_json(O);
         json["plate_no"] = json!("闽A 12345");
         assert_eq!(

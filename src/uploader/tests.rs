@@ -713,3 +713,35 @@ async fn an_undocumented_success_code_is_delivered_and_counted_by_code() {
     assert_eq!(sequence_of(&fake.log(), &o), ["entry"], "delivered once");
     assert_eq!(counted() - before, 1);
 }
+
+/// A report the spec does not allow (here: sent for a lot number longer than the spec's
+/// 32 characters; the config refuses one, so only a hand-made setting can) cannot become
+/// a request: nothing is sent, and the report waits at the alarm period with the field
+/// named, as a request the client refused always did.
+#[tokio::test]
+async fn a_report_the_spec_does_not_allow_is_not_sent_and_waits_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    let fake = Fake::always_done();
+    enter(&s, "闽A12345", None);
+    let mut settings = fast_settings();
+    settings.parking_lot_no = "P".repeat(33);
+    let task = start(&s, &fake, settings);
+    let mut last_error = None;
+    for _ in 0..200 {
+        let summary = s.outbox_summary(Timestamp::now()).unwrap();
+        last_error = summary
+            .kinds
+            .get(&ReportKind::Entry)
+            .and_then(|k| k.last_error.clone());
+        if last_error.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort();
+    let error = last_error.expect("the refusal is recorded");
+    assert!(error.contains("parking_lot_no"), "{error}");
+    assert!(fake.log().is_empty(), "nothing sent: {:?}", fake.log());
+    assert_eq!(s.pending_count().unwrap(), 1, "the report is kept");
+}
