@@ -807,25 +807,18 @@ fn within(point: &ReadRequest, req: &ReadRequest) -> bool {
             <= u32::from(req.address) + u32::from(req.count)
 }
 
+/// One read of a [`ProbeLink`]: whether the device answered.
+type ProbeRead<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), crate::driver::LinkError>> + Send + 'a>,
+>;
+
 /// The bridge's read-only Modbus links behind one object, for the checklist.
 trait ProbeLink: Send {
-    fn read_boxed<'a>(
-        &'a mut self,
-        slave: u8,
-        req: &'a ReadRequest,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(), crate::driver::LinkError>> + Send + 'a>,
-    >;
+    fn read_boxed<'a>(&'a mut self, slave: u8, req: &'a ReadRequest) -> ProbeRead<'a>;
 }
 
 impl<L: crate::driver::ModbusLink> ProbeLink for L {
-    fn read_boxed<'a>(
-        &'a mut self,
-        slave: u8,
-        req: &'a ReadRequest,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(), crate::driver::LinkError>> + Send + 'a>,
-    > {
+    fn read_boxed<'a>(&'a mut self, slave: u8, req: &'a ReadRequest) -> ProbeRead<'a> {
         Box::pin(async move { self.read(slave, req, MODBUS_TIMEOUT).await.map(|_| ()) })
     }
 }

@@ -270,7 +270,9 @@ pub(crate) fn esc(text: &str) -> String {
     out
 }
 
-/// The status page in English. Pure: everything comes from `view`.
+/// The status page in English, at the level its `problems` make without an outage
+/// (`ok` or `degraded`; [`render_in`] takes any level). Pure: everything comes from
+/// `view`.
 pub fn render(
     view: &StatusView,
     problems: &[String],
@@ -283,18 +285,6 @@ pub fn render(
     } else {
         HealthLevel::Degraded
     };
-    render_with_level(view, problems, level, now, mask, token_query)
-}
-
-/// [`render`] with the health level `/healthz` would answer.
-pub fn render_with_level(
-    view: &StatusView,
-    problems: &[String],
-    level: HealthLevel,
-    now: Timestamp,
-    mask: bool,
-    token_query: &str,
-) -> String {
     render_in(Lang::En, view, problems, level, now, mask, token_query)
 }
 

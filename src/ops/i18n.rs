@@ -525,24 +525,16 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_heaviest_supported_language() {
-        assert_eq!(
-            Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"),
-            Some(Lang::Zh)
-        );
-        assert_eq!(
-            Lang::from_accept_language("en-US,en;q=0.9,zh-CN;q=0.8"),
-            Some(Lang::En)
-        );
-        assert_eq!(
-            Lang::from_accept_language("fr;q=1, zh-Hans;q=0.5, en;q=0.4"),
-            Some(Lang::Zh)
-        );
-        assert_eq!(
-            Lang::from_accept_language("zh;q=0, en;q=0.1"),
-            Some(Lang::En)
-        );
-        assert_eq!(Lang::from_accept_language("de, fr"), None);
-        assert_eq!(Lang::from_accept_language(""), None);
+        for (header, want) in [
+            ("zh-CN,zh;q=0.9,en;q=0.8", Some(Lang::Zh)),
+            ("en-US,en;q=0.9,zh-CN;q=0.8", Some(Lang::En)),
+            ("fr;q=1, zh-Hans;q=0.5, en;q=0.4", Some(Lang::Zh)),
+            ("zh;q=0, en;q=0.1", Some(Lang::En)),
+            ("de, fr", None),
+            ("", None),
+        ] {
+            assert_eq!(Lang::from_accept_language(header), want, "{header:?}");
+        }
     }
 
     #[test]

@@ -577,9 +577,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::ops::logging::{Style, build, tests::Captured};
 
-    pub(crate) fn config() -> SiteConfig {
-        SiteConfig::from_toml(
-            r#"
+    /// The platform, lot and storage of every test site here; lanes and devices follow.
+    const SITE: &str = r#"
 [platform]
 base_url = "https://citybrain.example"
 app_id = "app-1"
@@ -589,6 +588,11 @@ parking_lot_no = "LOT-1"
 total_spaces = 100
 [storage]
 dir = "/tmp"
+"#;
+
+    /// A site with lanes `entry-1` and `exit-1`, without devices.
+    pub(crate) fn config() -> SiteConfig {
+        let lanes = r#"
 [[lanes]]
 id = "entry-1"
 direction = "entry"
@@ -597,26 +601,15 @@ port_no = "P1"
 id = "exit-1"
 direction = "exit"
 port_no = "P2"
-"#,
-            std::path::Path::new("test.toml"),
-        )
-        .unwrap()
+"#;
+        SiteConfig::from_toml(&format!("{SITE}{lanes}"), std::path::Path::new("test.toml")).unwrap()
     }
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
 
     #[test]
     fn a_lane_whose_devices_sense_no_vehicle_is_degraded_from_the_start() {
-        let text = r#"
-[platform]
-base_url = "https://citybrain.example"
-app_id = "app-1"
-app_secret = "0123456789abcdef"
-[lot]
-parking_lot_no = "LOT-1"
-total_spaces = 100
-[storage]
-dir = "/tmp"
+        let lanes = r#"
 [[lanes]]
 id = "exit-1"
 direction = "exit"
@@ -628,7 +621,8 @@ lane = "exit-1"
 tcp = "127.0.0.1:502"
 roles = { fee_price = "charge" }
 "#;
-        let config = SiteConfig::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        let text = format!("{SITE}{lanes}");
+        let config = SiteConfig::from_toml(&text, std::path::Path::new("t.toml")).unwrap();
         let ops = OpsState::new(&config);
         let view = ops.view();
         assert_eq!(view.lanes[0].layout, "none");
