@@ -606,15 +606,8 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
 /// the lane node's queue, and on the lot node every lane node.
 fn render_cluster(h: &mut String, c: &super::status::ClusterStatus, now: Timestamp, lang: Lang) {
     let t = |s: &'static str| lang.tr(s);
-    let (class, link) = if c.link_up {
-        ("ok", t("connected"))
-    } else {
-        ("bad", t("disconnected"))
-    };
-    let since = c
-        .link_since
-        .map(|s| format!(" ({})", ago(lang, now, s)))
-        .unwrap_or_default();
+    let (class, link) = broker_link(c.link_up, lang);
+    let since = ago_in_brackets(lang, now, c.link_since);
     let _ = write!(
         h,
         r#"<h2>{}</h2><div class="card kv" id="cluster" data-role="{role}"><div><span>{}</span><b>{node}</b> ({role})</div><div><span>{}</span><b id="cluster-link" class="{class}">{link}</b>{since}</div>"#,
@@ -665,19 +658,12 @@ fn render_cluster(h: &mut String, c: &super::status::ClusterStatus, now: Timesta
             t("Last applied")
         );
         for n in &c.nodes {
-            let (class, link) = if n.online {
-                ("ok", t("connected"))
-            } else {
-                ("bad", t("disconnected"))
-            };
+            let (class, link) = broker_link(n.online, lang);
             let last = n
                 .last_passage_at
                 .map(|a| ago(lang, now, a))
                 .unwrap_or_else(|| "—".to_string());
-            let heard = n
-                .heard_at
-                .map(|a| format!(" ({})", ago(lang, now, a)))
-                .unwrap_or_default();
+            let heard = ago_in_brackets(lang, now, n.heard_at);
             let _ = write!(
                 h,
                 r#"<tr><td>{}</td><td class="{class}">{link}{heard}</td><td>{}</td><td>{last}</td><td>#{}</td></tr>"#,
@@ -693,6 +679,21 @@ fn render_cluster(h: &mut String, c: &super::status::ClusterStatus, now: Timesta
 
 fn ago(lang: Lang, now: Timestamp, then: Timestamp) -> String {
     lang.ago((now.0 - then.0).max(0) / 1000)
+}
+
+/// ` (2 min ago)`, or nothing when the time is not known.
+fn ago_in_brackets(lang: Lang, now: Timestamp, then: Option<Timestamp>) -> String {
+    then.map(|t| format!(" ({})", ago(lang, now, t)))
+        .unwrap_or_default()
+}
+
+/// The CSS class and the word for a node's link to the lot's broker.
+fn broker_link(up: bool, lang: Lang) -> (&'static str, &'static str) {
+    if up {
+        ("ok", lang.tr("connected"))
+    } else {
+        ("bad", lang.tr("disconnected"))
+    }
 }
 
 /// The link state of the devices serving `lane` (`""`: the lot-wide ones), each with

@@ -575,7 +575,7 @@ fn same_case(a: &str, b: &str) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::ops::logging::{Style, build, tests::Captured};
+    use crate::ops::logging::tests::json_log;
 
     /// The platform, lot and storage of every test site here; lanes and devices follow.
     const SITE: &str = r#"
@@ -740,9 +740,7 @@ roles = { fee_price = "charge" }
             at: T0,
             delta_ms: 3_600_000,
         };
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "debug", out.clone()).unwrap();
-        let flagged = tracing::subscriber::with_default(sub, || {
+        let (flagged, log) = json_log("debug", || {
             ops.set_clock(Some(true), Some(Suspicion::Jumped(jump)), Some(jump));
             ops.record_passage(
                 "entry-1",
@@ -754,7 +752,6 @@ roles = { fee_price = "charge" }
         });
         assert!(flagged);
         assert!(ops.view().passages["entry-1"][0].clock_suspect);
-        let log = out.text();
         assert!(log.contains("clock suspect"), "{log}");
         assert!(log.contains(r#""clock_suspect":true"#), "{log}");
         assert!(
@@ -766,9 +763,7 @@ roles = { fee_price = "charge" }
     #[test]
     fn unsynchronised_clock_warns_once_for_a_hundred_passages_and_once_when_it_ends() {
         let ops = OpsState::new(&config());
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
-        tracing::subscriber::with_default(sub, || {
+        let (_, log) = json_log("info", || {
             for i in 0..100 {
                 // The clock watch samples between passages, as in `run`.
                 ops.set_clock_at(
@@ -790,7 +785,6 @@ roles = { fee_price = "charge" }
             ops.set_clock_at(Some(true), None, None, T0.plus_millis(600_000));
             ops.set_clock_at(Some(true), None, None, T0.plus_millis(605_000));
         });
-        let log = out.text();
         let warnings = log
             .lines()
             .filter(|l| l.contains(r#""level":"WARN""#))
@@ -811,16 +805,13 @@ roles = { fee_price = "charge" }
     #[test]
     fn platform_outage_logs_its_start_and_its_end_with_duration() {
         let ops = OpsState::new(&config());
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
-        tracing::subscriber::with_default(sub, || {
+        let (_, log) = json_log("info", || {
             ops.record_platform_answer(true, Some("SUCCESS"), T0);
             for i in 1..=50 {
                 ops.record_platform_answer(false, None, T0.plus_millis(i * 1_000));
             }
             ops.record_platform_answer(true, Some("SUCCESS"), T0.plus_millis(91_000));
         });
-        let log = out.text();
         assert_eq!(log.matches("platform not reachable").count(), 1, "{log}");
         assert_eq!(log.matches("platform reachable again").count(), 1, "{log}");
         assert!(log.contains(r#""down_secs":90"#), "{log}");
@@ -852,12 +843,10 @@ roles = { fee_price = "charge" }
     fn logs_never_carry_secret_image_bytes_or_whole_plates() {
         let config = config();
         let secret = config.platform.app_secret.clone().unwrap();
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "trace", out.clone()).unwrap();
         // A recognisable byte pattern, as the snapshot's bytes would be printed in a
         // Debug dump ("[255, 216, 255, 224, 171, 205…").
         let image = Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 0xAB, 0xCD, 0xEF, 0x01]);
-        tracing::subscriber::with_default(sub, || {
+        let (_, log) = json_log("trace", || {
             let ops = OpsState::new(&config);
             ops.record_passage(
                 "entry-1",
@@ -871,7 +860,6 @@ roles = { fee_price = "charge" }
             ops.alarm("platform rejected lot id", T0);
             crate::ops::log_startup(&config);
         });
-        let log = out.text();
         assert!(log.contains("闽A1***5"), "passage logged masked: {log}");
         assert!(!log.contains("闽A12345"), "{log}");
         assert!(!log.contains(&secret), "{log}");
