@@ -607,6 +607,13 @@ port_no = "P2"
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
 
+    /// The state's own registry as `/metrics` shows it.
+    fn metrics_text(ops: &OpsState) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&ops.registry().gather())
+            .unwrap()
+    }
+
     #[test]
     fn a_lane_whose_devices_sense_no_vehicle_is_degraded_from_the_start() {
         let lanes = r#"
@@ -709,9 +716,7 @@ roles = { fee_price = "charge" }
         let view = ops.view();
         assert_eq!(view.passages["entry-1"].len(), 1);
         assert!(view.passages["entry-1"][0].snapshot.is_some());
-        let t = prometheus::TextEncoder::new()
-            .encode_to_string(&ops.registry().gather())
-            .unwrap();
+        let t = metrics_text(&ops);
         assert!(
             t.contains(r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 1"#),
             "{t}"
@@ -793,9 +798,7 @@ roles = { fee_price = "charge" }
         assert_eq!(log.matches("clock suspect").count(), 1, "{log}");
         assert_eq!(log.matches("clock trusted again").count(), 1, "{log}");
         assert!(log.contains(r#""suspect_secs":600"#), "{log}");
-        let t = prometheus::TextEncoder::new()
-            .encode_to_string(&ops.registry().gather())
-            .unwrap();
+        let t = metrics_text(&ops);
         assert!(
             t.contains("parking_bridge_passages_clock_suspect_total 100"),
             "the count stays in /metrics: {t}"
@@ -872,15 +875,10 @@ roles = { fee_price = "charge" }
     #[test]
     fn metrics_move_with_state() {
         let ops = OpsState::new(&config());
-        let text = |ops: &OpsState| {
-            prometheus::TextEncoder::new()
-                .encode_to_string(&ops.registry().gather())
-                .unwrap()
-        };
         ops.set_outbox(3, Some(Duration::from_secs(42)));
         ops.set_occupancy(17, 100);
         ops.record_passage("exit-1", None, "no_plate", T0, None);
-        let t = text(&ops);
+        let t = metrics_text(&ops);
         assert!(t.contains("parking_bridge_outbox_depth 3"), "{t}");
         assert!(
             t.contains("parking_bridge_outbox_oldest_age_seconds 42"),
