@@ -59,17 +59,10 @@ impl Check {
     }
 }
 
+/// The line in English (as [`Check::render`] in English: the text is the table's key).
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mark = if self.ok { "✓" } else { "✗" };
-        write!(f, "{mark} {}", self.label)?;
-        if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\n    hint: {hint}")?;
-        }
-        Ok(())
+        f.write_str(&self.render(super::i18n::Lang::En))
     }
 }
 
@@ -453,12 +446,11 @@ pub fn check_secret(config: &SiteConfig, config_path: &Path) -> Check {
                 }
                 SecretError::Length { .. } => "the SM4 key is exactly 16 characters, as issued by the platform".to_string(),
                 SecretError::Read { path, .. } => format!(
-                    "put the 16-character secret in {0}: chown root:parking-bridge {0} && chmod 0640 {0}",
-                    path.display()
+                    "put the 16-character secret in {}: {}",
+                    path.display(),
+                    make_private(path)
                 ),
-                SecretError::WorldReadable { path, .. } => {
-                    format!("chown root:parking-bridge {0} && chmod 0640 {0}", path.display())
-                }
+                SecretError::WorldReadable { path, .. } => make_private(path),
             };
             Check::fail(LABEL, e.to_string(), hint)
         }
@@ -482,8 +474,8 @@ pub fn check_secret(config: &SiteConfig, config_path: &Path) -> Check {
                         config_path.display()
                     ),
                     format!(
-                        "move it to app_secret_file, or: chown root:parking-bridge {0} && chmod 0640 {0}",
-                        config_path.display()
+                        "move it to app_secret_file, or: {}",
+                        make_private(config_path)
                     ),
                 ),
                 Err(e) => Check::fail(
@@ -494,6 +486,14 @@ pub fn check_secret(config: &SiteConfig, config_path: &Path) -> Check {
             },
         },
     }
+}
+
+/// The commands that leave `path` readable by root and the bridge's group only.
+fn make_private(path: &Path) -> String {
+    format!(
+        "chown root:parking-bridge {0} && chmod 0640 {0}",
+        path.display()
+    )
 }
 
 fn world_readable(path: &Path) -> std::io::Result<bool> {

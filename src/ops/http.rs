@@ -149,18 +149,35 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn problems_now(ops: &OpsState) -> (StatusView, Vec<String>) {
+/// The view and how it is judged, at one instant (so the page, `/healthz` and the
+/// `parking_bridge_healthy` gauge agree with the reasons they give).
+struct Judged {
+    view: StatusView,
+    now: Timestamp,
+    problems: Vec<String>,
+    level: HealthLevel,
+}
+
+fn judge_now(ops: &OpsState) -> Judged {
     let view = ops.view();
+    let now = Timestamp::now();
     let fs = fs_space(ops.storage_dir()).ok();
-    let problems = view.problems(Timestamp::now(), ops.http_config(), fs);
-    (view, problems)
+    let problems = view.problems(now, ops.http_config(), fs);
+    let level = view.level(now, ops.http_config(), &problems);
+    Judged {
+        view,
+        now,
+        problems,
+        level,
+    }
 }
 
 /// `ok` and `degraded` answer 200 (a working bridge stays in service), `failing` 503;
 /// the reasons follow the level, one per line.
 async fn healthz(State(ops): State<OpsState>) -> Response {
-    let (view, problems) = problems_now(&ops);
-    let level = view.level(Timestamp::now(), ops.http_config(), &problems);
+    let Judged {
+        problems, level, ..
+    } = judge_now(&ops);
     let mut body = format!("{}\n", level.as_str());
     for p in &problems {
         let _ = writeln!(body, "{p}");
@@ -173,8 +190,7 @@ async fn healthz(State(ops): State<OpsState>) -> Response {
 }
 
 async fn metrics(State(ops): State<OpsState>) -> Response {
-    let (_, problems) = problems_now(&ops);
-    ops.refresh_gauges(&problems);
+    ops.refresh_gauges(judge_now(&ops).level);
     let mut families = prometheus::gather();
     families.extend(ops.registry().gather());
     match prometheus::TextEncoder::new().encode_to_string(&families) {
@@ -229,9 +245,12 @@ async fn status_page(State(ops): State<OpsState>, request: Request) -> Html<Stri
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    let (view, problems) = problems_now(&ops);
-    let now = Timestamp::now();
-    let level = view.level(now, ops.http_config(), &problems);
+    let Judged {
+        view,
+        now,
+        problems,
+        level,
+    } = judge_now(&ops);
     Html(render_in(
         lang,
         &view,

@@ -554,15 +554,11 @@ impl OpsState {
         .with_cluster_lot()
     }
 
-    /// Refreshes the gauges that mirror shared state (device links, health) just
-    /// before a scrape.
-    pub fn refresh_gauges(&self, problems: &[String]) {
+    /// Refreshes the gauges that mirror shared state (device links, and `level`, the
+    /// health the scrape judged) just before a scrape.
+    pub fn refresh_gauges(&self, level: HealthLevel) {
         self.inner.metrics.devices(&self.inner.health.snapshot());
-        let failing = self
-            .view()
-            .level(Timestamp::now(), &self.inner.http, problems)
-            == HealthLevel::Failing;
-        self.inner.metrics.healthy(!failing);
+        self.inner.metrics.healthy(level != HealthLevel::Failing);
     }
 }
 
