@@ -1055,8 +1055,11 @@ mod tests {
     fn secret_file_must_be_private_and_sixteen_chars() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("secret");
+        let chmod = |mode| {
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
         std::fs::write(&secret, "0123456789abcdef\n").unwrap();
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+        chmod(0o640);
         let text = format!(
             "[platform]\nbase_url = \"http://127.0.0.1:1\"\napp_id = \"a\"\napp_secret_file = \"{}\"\n\
              [lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n[storage]\ndir = \"{}\"\n",
@@ -1074,10 +1077,10 @@ mod tests {
             !c.to_string().contains("0123456789abcdef"),
             "never print the secret: {c}"
         );
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        chmod(0o644);
         let c = check_secret(&config, &config_path);
         assert!(!c.ok && c.detail.contains("readable by everyone"), "{c}");
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chmod(0o600);
         std::fs::write(&secret, "short").unwrap();
         let c = check_secret(&config, &config_path);
         assert!(!c.ok && c.detail.contains("5 bytes"), "{c}");

@@ -85,11 +85,7 @@ impl Lang {
     pub fn tr(self, english: &'static str) -> &'static str {
         match self {
             Lang::En => english,
-            Lang::Zh => TABLE
-                .iter()
-                .find(|(en, _)| *en == english)
-                .map(|(_, zh)| *zh)
-                .unwrap_or(english),
+            Lang::Zh => chinese(english).unwrap_or(english),
         }
     }
 
@@ -115,8 +111,8 @@ impl Lang {
         if self == Lang::En {
             return english.to_string();
         }
-        if let Some((_, zh)) = TABLE.iter().find(|(en, _)| *en == english) {
-            return (*zh).to_string();
+        if let Some(zh) = chinese(english) {
+            return zh.to_string();
         }
         for (en, zh) in TEMPLATES {
             if let Some(holes) = match_template(en, english) {
@@ -134,6 +130,14 @@ impl Lang {
         }
         english.to_string()
     }
+}
+
+/// The table's Chinese for an English text, when it has one.
+fn chinese(english: &str) -> Option<&'static str> {
+    TABLE
+        .iter()
+        .find(|(en, _)| *en == english)
+        .map(|(_, zh)| *zh)
 }
 
 /// The texts filling the `{}` holes of `template` in `text`, if `text` has its shape.
