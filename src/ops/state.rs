@@ -603,11 +603,17 @@ port_no = "P2"
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
 
-    /// The state's own registry as `/metrics` shows it.
-    fn metrics_text(ops: &OpsState) -> String {
-        prometheus::TextEncoder::new()
+    /// Each of `lines` stands in the state's own registry as `/metrics` shows it.
+    fn assert_metrics(ops: &OpsState, lines: &[&str]) {
+        let text = prometheus::TextEncoder::new()
             .encode_to_string(&ops.registry().gather())
-            .unwrap()
+            .unwrap();
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "{line} missing from:\n{text}"
+            );
+        }
     }
 
     #[test]
@@ -712,10 +718,9 @@ roles = { fee_price = "charge" }
         let view = ops.view();
         assert_eq!(view.passages["entry-1"].len(), 1);
         assert!(view.passages["entry-1"][0].snapshot.is_some());
-        let t = metrics_text(&ops);
-        assert!(
-            t.contains(r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 1"#),
-            "{t}"
+        assert_metrics(
+            &ops,
+            &[r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 1"#],
         );
     }
 
@@ -794,11 +799,8 @@ roles = { fee_price = "charge" }
         assert_eq!(log.matches("clock suspect").count(), 1, "{log}");
         assert_eq!(log.matches("clock trusted again").count(), 1, "{log}");
         assert!(log.contains(r#""suspect_secs":600"#), "{log}");
-        let t = metrics_text(&ops);
-        assert!(
-            t.contains("parking_bridge_passages_clock_suspect_total 100"),
-            "the count stays in /metrics: {t}"
-        );
+        // The count stays in /metrics.
+        assert_metrics(&ops, &["parking_bridge_passages_clock_suspect_total 100"]);
     }
 
     #[test]
@@ -874,16 +876,14 @@ roles = { fee_price = "charge" }
         ops.set_outbox(3, Some(Duration::from_secs(42)));
         ops.set_occupancy(17, 100);
         ops.record_passage("exit-1", None, "no_plate", T0, None);
-        let t = metrics_text(&ops);
-        assert!(t.contains("parking_bridge_outbox_depth 3"), "{t}");
-        assert!(
-            t.contains("parking_bridge_outbox_oldest_age_seconds 42"),
-            "{t}"
-        );
-        assert!(t.contains("parking_bridge_occupied_spaces 17"), "{t}");
-        assert!(
-            t.contains(r#"parking_bridge_passages_total{case="no_plate",lane="exit-1"} 1"#),
-            "{t}"
+        assert_metrics(
+            &ops,
+            &[
+                "parking_bridge_outbox_depth 3",
+                "parking_bridge_outbox_oldest_age_seconds 42",
+                "parking_bridge_occupied_spaces 17",
+                r#"parking_bridge_passages_total{case="no_plate",lane="exit-1"} 1"#,
+            ],
         );
     }
 
