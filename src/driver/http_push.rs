@@ -25,7 +25,7 @@ use crate::driver::camera::clock::{ClockJudge, Timing};
 use crate::driver::camera::push::{Ack, PushVendor, Reply};
 use crate::driver::camera::{CameraState, Context, Decoded, TopicKind, decode_value};
 use crate::driver::profile::{CameraProfile, ProfileLibrary};
-use crate::driver::{DriverError, metrics};
+use crate::driver::{DriverError, emit, metrics};
 use crate::event::{EventKind, RawEvent};
 use crate::time::Timestamp;
 use bytes::Bytes;
@@ -414,13 +414,7 @@ async fn receive(
         }
     };
     for kind in events {
-        let ev = RawEvent {
-            lane: cam.lane.clone(),
-            device: cam.name.clone(),
-            at: now,
-            kind,
-        };
-        if s.tx.send(ev).await.is_err() {
+        if !emit(&s.tx, &cam.lane, &cam.name, now, kind).await {
             return None;
         }
     }
@@ -564,13 +558,7 @@ async fn link_tick(s: &Shared) {
     for cam in s.cameras.values() {
         let down = lock(&cam.inner).state.tick(now);
         if let Some(up) = down {
-            let ev = RawEvent {
-                lane: cam.lane.clone(),
-                device: cam.name.clone(),
-                at: now,
-                kind: EventKind::Link { up },
-            };
-            let _ = s.tx.send(ev).await;
+            emit(&s.tx, &cam.lane, &cam.name, now, EventKind::Link { up }).await;
         }
     }
 }

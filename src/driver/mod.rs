@@ -20,7 +20,8 @@ pub mod tcp;
 pub use profile::{ProfileError, ProfileLibrary, load_profiles};
 
 use crate::config::{Attachment, SiteConfig};
-use crate::event::RawEvent;
+use crate::event::{EventKind, RawEvent};
+use crate::time::Timestamp;
 use modbus::{ReadData, ReadRequest};
 use poller::{BusSpec, PolledDevice, run_bus};
 use profile::CameraProfile;
@@ -52,6 +53,44 @@ impl LinkError {
     /// Whether the transport must be reopened.
     pub fn is_transport(&self) -> bool {
         matches!(self, LinkError::Transport(_))
+    }
+}
+
+/// Sends one fact of `device` (on `lane`) to the lane task. False when the receiver is
+/// gone: the service is stopping.
+pub(crate) async fn emit(
+    tx: &mpsc::Sender<RawEvent>,
+    lane: &str,
+    device: &str,
+    at: Timestamp,
+    kind: EventKind,
+) -> bool {
+    let ev = RawEvent {
+        lane: lane.to_string(),
+        device: device.to_string(),
+        at,
+        kind,
+    };
+    tx.send(ev).await.is_ok()
+}
+
+/// A device's link state as last reported: up, down, or not known yet. Each change is
+/// reported once, so a device that stays down does not repeat its "link down" fact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkState(Option<bool>);
+
+impl LinkState {
+    /// Records `up`; `Some(up)` when that is a change to report.
+    pub fn set(&mut self, up: bool) -> Option<bool> {
+        if self.0 == Some(up) {
+            return None;
+        }
+        self.0 = Some(up);
+        Some(up)
+    }
+
+    pub fn get(&self) -> Option<bool> {
+        self.0
     }
 }
 
@@ -110,6 +149,25 @@ impl DriverSet {
     }
 }
 
+/// The section of device `d`'s profile that its driver needs (`what`: "Modbus",
+/// "camera"), or a setup error naming the device and the profile.
+fn profile_part<T: Clone>(
+    profiles: &ProfileLibrary,
+    d: &crate::config::DeviceConfig,
+    what: &str,
+    part: impl Fn(&profile::Profile) -> &Option<T>,
+) -> Result<T, DriverError> {
+    profiles
+        .get(&d.profile)
+        .and_then(|p| part(p).clone())
+        .ok_or_else(|| {
+            DriverError::Setup(format!(
+                "device {}: no {what} profile {:?}",
+                d.name, d.profile
+            ))
+        })
+}
+
 /// The configured cameras that arrive by HTTP push (`http_push = true`) or by MQTT
 /// (`false`), each with its camera id and its profile's camera section.
 fn cameras_of<'a>(
@@ -122,15 +180,7 @@ fn cameras_of<'a>(
         let Some(Attachment::Camera { id }) = d.attachment() else {
             continue;
         };
-        let mut profile = profiles
-            .get(&d.profile)
-            .and_then(|p| p.camera.clone())
-            .ok_or_else(|| {
-                DriverError::Setup(format!(
-                    "device {}: no camera profile {:?}",
-                    d.name, d.profile
-                ))
-            })?;
+        let mut profile = profile_part(profiles, d, "camera", |p| &p.camera)?;
         if let Some(t) = d.link_timeout_ms {
             profile.link_timeout_ms = t;
         }
@@ -148,17 +198,8 @@ pub async fn spawn_all(
     shutdown: watch::Receiver<bool>,
 ) -> Result<DriverSet, DriverError> {
     let mut set = DriverSet::default();
-    let modbus_profile = |d: &crate::config::DeviceConfig| {
-        profiles
-            .get(&d.profile)
-            .and_then(|p| p.modbus.clone())
-            .ok_or_else(|| {
-                DriverError::Setup(format!(
-                    "device {}: no Modbus profile {:?}",
-                    d.name, d.profile
-                ))
-            })
-    };
+    let modbus_profile =
+        |d: &crate::config::DeviceConfig| profile_part(profiles, d, "Modbus", |p| &p.modbus);
     for bus in &config.buses {
         let mut devices = Vec::new();
         let mut frame_gap = rtu::silent_interval(bus.baud);

@@ -1194,17 +1194,10 @@ mod tests {
         LaneMachine::new(&LaneConfig::new("l", Direction::Entry, "P", layout))
     }
 
-    fn ev(at: i64, kind: EventKind) -> RawEvent {
-        RawEvent {
-            lane: "l".into(),
-            device: "io".into(),
-            at: Timestamp(at),
-            kind,
-        }
-    }
+    use crate::lane::testkit::{io_event, lp};
 
-    fn lp(which: LoopId, occupied: bool) -> EventKind {
-        EventKind::Loop { which, occupied }
+    fn ev(at: i64, kind: EventKind) -> RawEvent {
+        io_event("l", at, kind)
     }
 
     fn feed(m: &mut LaneMachine, events: &[(i64, EventKind)]) -> Vec<Passage> {

@@ -706,8 +706,12 @@ async fn attempt<D: Deliver>(
         };
     }
     let b64 = image.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
-    let uplink = Uplink::from_report(&item.report, &lot_no, b64, offset);
-    let result = deliver.deliver(&uplink).await;
+    // A report the spec does not allow is refused like an invalid request always was:
+    // not retriable, alarmed, tried again at the alarm period.
+    let result = match Uplink::from_report(&item.report, &lot_no, b64, offset) {
+        Ok(uplink) => deliver.deliver(&uplink).await,
+        Err(e) => Err(ClientError::Invalid(e)),
+    };
     Finished {
         item,
         attempt: Attempt::Answered(result),
