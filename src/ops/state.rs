@@ -586,19 +586,23 @@ total_spaces = 100
 dir = "/tmp"
 "#;
 
-    /// A site with lanes `entry-1` and `exit-1`, without devices.
-    pub(crate) fn config() -> SiteConfig {
-        let lanes = r#"
-[[lanes]]
-id = "entry-1"
-direction = "entry"
-port_no = "P1"
+    const EXIT_LANE: &str = r#"
 [[lanes]]
 id = "exit-1"
 direction = "exit"
 port_no = "P2"
 "#;
-        SiteConfig::from_toml(&format!("{SITE}{lanes}"), std::path::Path::new("test.toml")).unwrap()
+
+    /// A site with lanes `entry-1` and `exit-1`, without devices.
+    pub(crate) fn config() -> SiteConfig {
+        let entry_lane = r#"
+[[lanes]]
+id = "entry-1"
+direction = "entry"
+port_no = "P1"
+"#;
+        let text = format!("{SITE}{entry_lane}{EXIT_LANE}");
+        SiteConfig::from_toml(&text, std::path::Path::new("test.toml")).unwrap()
     }
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
@@ -618,11 +622,7 @@ port_no = "P2"
 
     #[test]
     fn a_lane_whose_devices_sense_no_vehicle_is_degraded_from_the_start() {
-        let lanes = r#"
-[[lanes]]
-id = "exit-1"
-direction = "exit"
-port_no = "P2"
+        let pay_terminal = r#"
 [[devices]]
 name = "pay"
 profile = "generic-pay-terminal"
@@ -630,7 +630,7 @@ lane = "exit-1"
 tcp = "127.0.0.1:502"
 roles = { fee_price = "charge" }
 "#;
-        let text = format!("{SITE}{lanes}");
+        let text = format!("{SITE}{EXIT_LANE}{pay_terminal}");
         let config = SiteConfig::from_toml(&text, std::path::Path::new("t.toml")).unwrap();
         let ops = OpsState::new(&config);
         let view = ops.view();
