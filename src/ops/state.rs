@@ -171,8 +171,7 @@ impl OpsState {
     }
 
     fn data(&self) -> MutexGuard<'_, Data> {
-        // Every critical section leaves `Data` consistent, so a poisoned lock is usable.
-        self.inner.data.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.data)
     }
 
     pub fn health(&self) -> &Health {
@@ -443,22 +442,14 @@ impl OpsState {
     /// turn of its loop (and at least every `max_silence`, with a timer if it idles).
     pub fn liveness(&self, name: &str, max_silence: Duration) -> Liveness {
         let last = Arc::new(AtomicU64::new(self.mono_ms(Instant::now())));
-        self.inner
-            .liveness
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((name.to_string(), max_silence, last.clone()));
+        lock(&self.inner.liveness).push((name.to_string(), max_silence, last.clone()));
         Liveness::new(self.inner.mono_base, last)
     }
 
     /// Names of registered tasks silent for longer than their `max_silence` at `now`.
     pub fn stale_tasks(&self, now: Instant) -> Vec<String> {
         let now_ms = self.mono_ms(now);
-        let list = self
-            .inner
-            .liveness
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let list = lock(&self.inner.liveness);
         list.iter()
             .filter(|(_, max, last)| {
                 let silent = now_ms.saturating_sub(last.load(Ordering::Relaxed));
@@ -492,18 +483,12 @@ impl OpsState {
     /// Shows this node's multi-PC lot (`[cluster]`) on the page. A lane node's
     /// occupancy is the lot's, and its way to the platform is the lot node.
     pub fn set_cluster(&self, source: ClusterSource) {
-        *self.inner.cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+        *lock(&self.inner.cluster) = Some(source);
     }
 
     /// A consistent copy for rendering.
     pub fn view(&self) -> StatusView {
-        let cluster = self
-            .inner
-            .cluster
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .map(|f| f());
+        let cluster = lock(&self.inner.cluster).clone().map(|f| f());
         let devices = self.inner.health.snapshot();
         let mut data = self.data();
         // The link history follows the shared device map; `since` is the exact time of
@@ -560,6 +545,12 @@ impl OpsState {
         self.inner.metrics.devices(&self.inner.health.snapshot());
         self.inner.metrics.healthy(level != HealthLevel::Failing);
     }
+}
+
+/// Every critical section here leaves its data consistent (each is a few field
+/// writes), so a lock poisoned by a panicking holder is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Two labels of one passage: the same first word (`entry`, `exit`), whatever the lane
