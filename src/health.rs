@@ -184,11 +184,9 @@ mod tests {
 
     #[test]
     fn a_device_back_is_logged_once_with_how_long_it_was_out() {
-        use crate::ops::logging::{Style, build, tests::Captured};
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
+        use crate::ops::logging::tests::json_log;
         let h = Health::new();
-        tracing::subscriber::with_default(sub, || {
+        let (_, log) = json_log("info", || {
             h.set("cam-1", "entry-1", true, Timestamp(0));
             for i in 0..100 {
                 // Every poll reports the same state.
@@ -196,7 +194,6 @@ mod tests {
             }
             h.set("cam-1", "entry-1", true, Timestamp(91_000));
         });
-        let log = out.text();
         assert!(!log.contains("WARN"), "the driver warned already: {log}");
         assert_eq!(log.matches("device usable again").count(), 1, "{log}");
         assert!(log.contains(r#""out_secs":90"#), "{log}");

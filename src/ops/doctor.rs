@@ -59,17 +59,10 @@ impl Check {
     }
 }
 
+/// The line in English (as [`Check::render`] in English: the text is the table's key).
 impl fmt::Display for Check {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mark = if self.ok { "✓" } else { "✗" };
-        write!(f, "{mark} {}", self.label)?;
-        if !self.detail.is_empty() {
-            write!(f, ": {}", self.detail)?;
-        }
-        if let Some(hint) = &self.hint {
-            write!(f, "\n    hint: {hint}")?;
-        }
-        Ok(())
+        f.write_str(&self.render(super::i18n::Lang::En))
     }
 }
 
@@ -453,12 +446,11 @@ pub fn check_secret(config: &SiteConfig, config_path: &Path) -> Check {
                 }
                 SecretError::Length { .. } => "the SM4 key is exactly 16 characters, as issued by the platform".to_string(),
                 SecretError::Read { path, .. } => format!(
-                    "put the 16-character secret in {0}: chown root:parking-bridge {0} && chmod 0640 {0}",
-                    path.display()
+                    "put the 16-character secret in {}: {}",
+                    path.display(),
+                    make_private(path)
                 ),
-                SecretError::WorldReadable { path, .. } => {
-                    format!("chown root:parking-bridge {0} && chmod 0640 {0}", path.display())
-                }
+                SecretError::WorldReadable { path, .. } => make_private(path),
             };
             Check::fail(LABEL, e.to_string(), hint)
         }
@@ -482,8 +474,8 @@ pub fn check_secret(config: &SiteConfig, config_path: &Path) -> Check {
                         config_path.display()
                     ),
                     format!(
-                        "move it to app_secret_file, or: chown root:parking-bridge {0} && chmod 0640 {0}",
-                        config_path.display()
+                        "move it to app_secret_file, or: {}",
+                        make_private(config_path)
                     ),
                 ),
                 Err(e) => Check::fail(
@@ -494,6 +486,14 @@ pub fn check_secret(config: &SiteConfig, config_path: &Path) -> Check {
             },
         },
     }
+}
+
+/// The commands that leave `path` readable by root and the bridge's group only.
+fn make_private(path: &Path) -> String {
+    format!(
+        "chown root:parking-bridge {0} && chmod 0640 {0}",
+        path.display()
+    )
 }
 
 fn world_readable(path: &Path) -> std::io::Result<bool> {
@@ -807,25 +807,18 @@ fn within(point: &ReadRequest, req: &ReadRequest) -> bool {
             <= u32::from(req.address) + u32::from(req.count)
 }
 
+/// One read of a [`ProbeLink`]: whether the device answered.
+type ProbeRead<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), crate::driver::LinkError>> + Send + 'a>,
+>;
+
 /// The bridge's read-only Modbus links behind one object, for the checklist.
 trait ProbeLink: Send {
-    fn read_boxed<'a>(
-        &'a mut self,
-        slave: u8,
-        req: &'a ReadRequest,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(), crate::driver::LinkError>> + Send + 'a>,
-    >;
+    fn read_boxed<'a>(&'a mut self, slave: u8, req: &'a ReadRequest) -> ProbeRead<'a>;
 }
 
 impl<L: crate::driver::ModbusLink> ProbeLink for L {
-    fn read_boxed<'a>(
-        &'a mut self,
-        slave: u8,
-        req: &'a ReadRequest,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<(), crate::driver::LinkError>> + Send + 'a>,
-    > {
+    fn read_boxed<'a>(&'a mut self, slave: u8, req: &'a ReadRequest) -> ProbeRead<'a> {
         Box::pin(async move { self.read(slave, req, MODBUS_TIMEOUT).await.map(|_| ()) })
     }
 }
@@ -1068,8 +1061,11 @@ mod tests {
     fn secret_file_must_be_private_and_sixteen_chars() {
         let dir = tempfile::tempdir().unwrap();
         let secret = dir.path().join("secret");
+        let chmod = |mode| {
+            std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
         std::fs::write(&secret, "0123456789abcdef\n").unwrap();
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+        chmod(0o640);
         let text = format!(
             "[platform]\nbase_url = \"http://127.0.0.1:1\"\napp_id = \"a\"\napp_secret_file = \"{}\"\n\
              [lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n[storage]\ndir = \"{}\"\n",
@@ -1087,10 +1083,10 @@ mod tests {
             !c.to_string().contains("0123456789abcdef"),
             "never print the secret: {c}"
         );
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        chmod(0o644);
         let c = check_secret(&config, &config_path);
         assert!(!c.ok && c.detail.contains("readable by everyone"), "{c}");
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        chmod(0o600);
         std::fs::write(&secret, "short").unwrap();
         let c = check_secret(&config, &config_path);
         assert!(!c.ok && c.detail.contains("5 bytes"), "{c}");

@@ -186,6 +186,15 @@ mod tests {
         }
     }
 
+    /// A bridge fed through its state, the platform answering at its start (`now`).
+    fn running() -> (OpsState, HttpConfig, Timestamp) {
+        let config = config();
+        let ops = OpsState::new(&config);
+        let now = ops.view().started;
+        ops.record_platform_answer(true, Some("SUCCESS"), now);
+        (ops, config.http, now)
+    }
+
     fn judge(view: &StatusView, now: Timestamp, http: &HttpConfig) -> (HealthLevel, Vec<String>) {
         let problems = view.problems(now, http, None);
         (view.level(now, http, &problems), problems)
@@ -297,12 +306,8 @@ mod tests {
 
     #[test]
     fn healthy_until_platform_silent_past_threshold_then_healthy_again() {
-        let config = config();
-        let ops = OpsState::new(&config);
-        let mut http = config.http.clone();
+        let (ops, mut http, start) = running();
         http.require_clock_sync = true;
-        let start = ops.view().started;
-        ops.record_platform_answer(true, Some("SUCCESS"), start);
         assert!(
             ops.view()
                 .problems(start.plus_millis(60_000), &http, None)
@@ -323,15 +328,8 @@ mod tests {
 
     #[test]
     fn clock_held_reports_and_one_device_down_degrade_but_only_outages_fail() {
-        let config = config();
-        let ops = OpsState::new(&config);
-        let http = config.http.clone();
-        let now = ops.view().started;
-        let level = |ops: &OpsState, now| {
-            let v = ops.view();
-            v.level(now, &http, &v.problems(now, &http, None))
-        };
-        ops.record_platform_answer(true, Some("SUCCESS"), now);
+        let (ops, http, now) = running();
+        let level = |ops: &OpsState, now| judge(&ops.view(), now, &http).0;
         assert_eq!(level(&ops, now), HealthLevel::Ok);
         ops.set_clock(Some(false), Some(Suspicion::Unsynchronised), None);
         assert_eq!(level(&ops, now), HealthLevel::Degraded);
@@ -353,7 +351,7 @@ mod tests {
         ops.set_store_error(Some("disk I/O error".into()));
         assert_eq!(level(&ops, now), HealthLevel::Failing);
         ops.set_store_error(None);
-        let later = now.plus_millis(i64::try_from(http.platform_down_secs).unwrap() * 1000 + 1_000);
+        let later = now.plus_millis(limit_ms(http.platform_down_secs) + 1_000);
         assert_eq!(
             level(&ops, later),
             HealthLevel::Failing,
@@ -363,11 +361,7 @@ mod tests {
 
     #[test]
     fn device_down_disk_full_and_clock_are_reasons() {
-        let config = config();
-        let ops = OpsState::new(&config);
-        let http = config.http.clone();
-        let now = ops.view().started;
-        ops.record_platform_answer(true, Some("SUCCESS"), now);
+        let (ops, http, now) = running();
         ops.health()
             .set("cam-1", "entry-1", false, now.plus_millis(-120_000));
         ops.set_disk(95, 100);

@@ -149,18 +149,35 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn problems_now(ops: &OpsState) -> (StatusView, Vec<String>) {
+/// The view and how it is judged, at one instant (so the page, `/healthz` and the
+/// `parking_bridge_healthy` gauge agree with the reasons they give).
+struct Judged {
+    view: StatusView,
+    now: Timestamp,
+    problems: Vec<String>,
+    level: HealthLevel,
+}
+
+fn judge_now(ops: &OpsState) -> Judged {
     let view = ops.view();
+    let now = Timestamp::now();
     let fs = fs_space(ops.storage_dir()).ok();
-    let problems = view.problems(Timestamp::now(), ops.http_config(), fs);
-    (view, problems)
+    let problems = view.problems(now, ops.http_config(), fs);
+    let level = view.level(now, ops.http_config(), &problems);
+    Judged {
+        view,
+        now,
+        problems,
+        level,
+    }
 }
 
 /// `ok` and `degraded` answer 200 (a working bridge stays in service), `failing` 503;
 /// the reasons follow the level, one per line.
 async fn healthz(State(ops): State<OpsState>) -> Response {
-    let (view, problems) = problems_now(&ops);
-    let level = view.level(Timestamp::now(), ops.http_config(), &problems);
+    let Judged {
+        problems, level, ..
+    } = judge_now(&ops);
     let mut body = format!("{}\n", level.as_str());
     for p in &problems {
         let _ = writeln!(body, "{p}");
@@ -173,8 +190,7 @@ async fn healthz(State(ops): State<OpsState>) -> Response {
 }
 
 async fn metrics(State(ops): State<OpsState>) -> Response {
-    let (_, problems) = problems_now(&ops);
-    ops.refresh_gauges(&problems);
+    ops.refresh_gauges(judge_now(&ops).level);
     let mut families = prometheus::gather();
     families.extend(ops.registry().gather());
     match prometheus::TextEncoder::new().encode_to_string(&families) {
@@ -229,9 +245,12 @@ async fn status_page(State(ops): State<OpsState>, request: Request) -> Html<Stri
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    let (view, problems) = problems_now(&ops);
-    let now = Timestamp::now();
-    let level = view.level(now, ops.http_config(), &problems);
+    let Judged {
+        view,
+        now,
+        problems,
+        level,
+    } = judge_now(&ops);
     Html(render_in(
         lang,
         &view,
@@ -270,7 +289,9 @@ pub(crate) fn esc(text: &str) -> String {
     out
 }
 
-/// The status page in English. Pure: everything comes from `view`.
+/// The status page in English, at the level its `problems` make without an outage
+/// (`ok` or `degraded`; [`render_in`] takes any level). Pure: everything comes from
+/// `view`.
 pub fn render(
     view: &StatusView,
     problems: &[String],
@@ -283,18 +304,6 @@ pub fn render(
     } else {
         HealthLevel::Degraded
     };
-    render_with_level(view, problems, level, now, mask, token_query)
-}
-
-/// [`render`] with the health level `/healthz` would answer.
-pub fn render_with_level(
-    view: &StatusView,
-    problems: &[String],
-    level: HealthLevel,
-    now: Timestamp,
-    mask: bool,
-    token_query: &str,
-) -> String {
     render_in(Lang::En, view, problems, level, now, mask, token_query)
 }
 
@@ -616,15 +625,8 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
 /// the lane node's queue, and on the lot node every lane node.
 fn render_cluster(h: &mut String, c: &super::status::ClusterStatus, now: Timestamp, lang: Lang) {
     let t = |s: &'static str| lang.tr(s);
-    let (class, link) = if c.link_up {
-        ("ok", t("connected"))
-    } else {
-        ("bad", t("disconnected"))
-    };
-    let since = c
-        .link_since
-        .map(|s| format!(" ({})", ago(lang, now, s)))
-        .unwrap_or_default();
+    let (class, link) = broker_link(c.link_up, lang);
+    let since = ago_in_brackets(lang, now, c.link_since);
     let _ = write!(
         h,
         r#"<h2>{}</h2><div class="card kv" id="cluster" data-role="{role}"><div><span>{}</span><b>{node}</b> ({role})</div><div><span>{}</span><b id="cluster-link" class="{class}">{link}</b>{since}</div>"#,
@@ -675,19 +677,12 @@ fn render_cluster(h: &mut String, c: &super::status::ClusterStatus, now: Timesta
             t("Last applied")
         );
         for n in &c.nodes {
-            let (class, link) = if n.online {
-                ("ok", t("connected"))
-            } else {
-                ("bad", t("disconnected"))
-            };
+            let (class, link) = broker_link(n.online, lang);
             let last = n
                 .last_passage_at
                 .map(|a| ago(lang, now, a))
                 .unwrap_or_else(|| "—".to_string());
-            let heard = n
-                .heard_at
-                .map(|a| format!(" ({})", ago(lang, now, a)))
-                .unwrap_or_default();
+            let heard = ago_in_brackets(lang, now, n.heard_at);
             let _ = write!(
                 h,
                 r#"<tr><td>{}</td><td class="{class}">{link}{heard}</td><td>{}</td><td>{last}</td><td>#{}</td></tr>"#,
@@ -703,6 +698,21 @@ fn render_cluster(h: &mut String, c: &super::status::ClusterStatus, now: Timesta
 
 fn ago(lang: Lang, now: Timestamp, then: Timestamp) -> String {
     lang.ago((now.0 - then.0).max(0) / 1000)
+}
+
+/// ` (2 min ago)`, or nothing when the time is not known.
+fn ago_in_brackets(lang: Lang, now: Timestamp, then: Option<Timestamp>) -> String {
+    then.map(|t| format!(" ({})", ago(lang, now, t)))
+        .unwrap_or_default()
+}
+
+/// The CSS class and the word for a node's link to the lot's broker.
+fn broker_link(up: bool, lang: Lang) -> (&'static str, &'static str) {
+    if up {
+        ("ok", lang.tr("connected"))
+    } else {
+        ("bad", lang.tr("disconnected"))
+    }
 }
 
 /// The link state of the devices serving `lane` (`""`: the lot-wide ones), each with

@@ -85,11 +85,7 @@ impl Lang {
     pub fn tr(self, english: &'static str) -> &'static str {
         match self {
             Lang::En => english,
-            Lang::Zh => TABLE
-                .iter()
-                .find(|(en, _)| *en == english)
-                .map(|(_, zh)| *zh)
-                .unwrap_or(english),
+            Lang::Zh => chinese(english).unwrap_or(english),
         }
     }
 
@@ -115,8 +111,8 @@ impl Lang {
         if self == Lang::En {
             return english.to_string();
         }
-        if let Some((_, zh)) = TABLE.iter().find(|(en, _)| *en == english) {
-            return (*zh).to_string();
+        if let Some(zh) = chinese(english) {
+            return zh.to_string();
         }
         for (en, zh) in TEMPLATES {
             if let Some(holes) = match_template(en, english) {
@@ -134,6 +130,14 @@ impl Lang {
         }
         english.to_string()
     }
+}
+
+/// The table's Chinese for an English text, when it has one.
+fn chinese(english: &str) -> Option<&'static str> {
+    TABLE
+        .iter()
+        .find(|(en, _)| *en == english)
+        .map(|(_, zh)| *zh)
 }
 
 /// The texts filling the `{}` holes of `template` in `text`, if `text` has its shape.
@@ -525,24 +529,16 @@ mod tests {
 
     #[test]
     fn accept_language_picks_the_heaviest_supported_language() {
-        assert_eq!(
-            Lang::from_accept_language("zh-CN,zh;q=0.9,en;q=0.8"),
-            Some(Lang::Zh)
-        );
-        assert_eq!(
-            Lang::from_accept_language("en-US,en;q=0.9,zh-CN;q=0.8"),
-            Some(Lang::En)
-        );
-        assert_eq!(
-            Lang::from_accept_language("fr;q=1, zh-Hans;q=0.5, en;q=0.4"),
-            Some(Lang::Zh)
-        );
-        assert_eq!(
-            Lang::from_accept_language("zh;q=0, en;q=0.1"),
-            Some(Lang::En)
-        );
-        assert_eq!(Lang::from_accept_language("de, fr"), None);
-        assert_eq!(Lang::from_accept_language(""), None);
+        for (header, want) in [
+            ("zh-CN,zh;q=0.9,en;q=0.8", Some(Lang::Zh)),
+            ("en-US,en;q=0.9,zh-CN;q=0.8", Some(Lang::En)),
+            ("fr;q=1, zh-Hans;q=0.5, en;q=0.4", Some(Lang::Zh)),
+            ("zh;q=0, en;q=0.1", Some(Lang::En)),
+            ("de, fr", None),
+            ("", None),
+        ] {
+            assert_eq!(Lang::from_accept_language(header), want, "{header:?}");
+        }
     }
 
     #[test]

@@ -308,6 +308,14 @@ pub(crate) mod tests {
         }
     }
 
+    /// What `f` logs, as JSON lines at `level` and above, with what `f` returns.
+    pub(crate) fn json_log<R>(level: &str, f: impl FnOnce() -> R) -> (R, String) {
+        let out = Captured::default();
+        let (sub, _) = build(Style::Json, level, out.clone()).unwrap();
+        let result = tracing::subscriber::with_default(sub, f);
+        (result, out.text())
+    }
+
     #[test]
     fn text_style_follows_terminal_and_journald() {
         assert_eq!(
@@ -360,12 +368,10 @@ pub(crate) mod tests {
 
     #[test]
     fn json_lines_parse_and_keep_fields() {
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
-        tracing::subscriber::with_default(sub, || {
+        let (_, log) = json_log("info", || {
             tracing::info!(lane = "entry-1", depth = 3, "outbox")
         });
-        let v: serde_json::Value = serde_json::from_str(out.text().trim()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
         assert_eq!(v["fields"]["lane"], "entry-1");
         assert_eq!(v["fields"]["depth"], 3);
         assert_eq!(v["level"], "INFO");

@@ -163,3 +163,80 @@ impl Metrics {
         self.healthy.set(i64::from(healthy));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(m: &Metrics) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .unwrap()
+    }
+
+    #[test]
+    fn each_update_shows_under_the_names_the_dashboards_use() {
+        let m = Metrics::new(100);
+        let at = Timestamp(1_700_000_000_500);
+        m.passage("entry-1", "entry", true);
+        m.platform_answer("SUCCESS", true, at);
+        m.heartbeat_accepted(at);
+        m.lane_warning("exit-1", "never_reports", true);
+        m.outbox(3, Some(Duration::from_millis(42_500)));
+        m.occupancy(17, 120);
+        m.disk(5_000_000_000, 2048);
+        m.clock(None, true, true);
+        let mut devices = BTreeMap::new();
+        devices.insert(
+            "cam-1".to_string(),
+            DeviceState {
+                lane: "entry-1".into(),
+                up: true,
+                fault: Some("exception 2".into()),
+                since: at,
+            },
+        );
+        m.devices(&devices);
+        m.healthy(true);
+        let t = text(&m);
+        for line in [
+            r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 1"#,
+            "parking_bridge_passages_clock_suspect_total 1",
+            r#"parking_bridge_platform_answers_total{result="SUCCESS"} 1"#,
+            "parking_bridge_platform_up 1",
+            "parking_bridge_platform_last_success_timestamp_seconds 1700000000.5",
+            "parking_bridge_heartbeat_last_success_timestamp_seconds 1700000000.5",
+            r#"parking_bridge_lane_mismatch{lane="exit-1",reason="never_reports"} 1"#,
+            "parking_bridge_outbox_depth 3",
+            "parking_bridge_outbox_oldest_age_seconds 42.5",
+            "parking_bridge_occupied_spaces 17",
+            "parking_bridge_total_spaces 120",
+            "parking_bridge_storage_used_bytes 5000000000",
+            "parking_bridge_storage_budget_bytes 2048",
+            "parking_bridge_clock_synchronized 1",
+            "parking_bridge_clock_suspect 1",
+            "parking_bridge_clock_jumps_total 1",
+            r#"parking_bridge_device_up{device="cam-1",lane="entry-1"} 1"#,
+            r#"parking_bridge_device_faulty{device="cam-1",lane="entry-1"} 1"#,
+            "parking_bridge_healthy 1",
+            "parking_bridge_alarms_total 0",
+        ] {
+            assert!(t.lines().any(|l| l == line), "{line} missing from:\n{t}");
+        }
+        assert!(
+            t.contains(&format!(
+                r#"parking_bridge_build_info{{version="{}"}} 1"#,
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn two_states_do_not_share_values() {
+        let (a, b) = (Metrics::new(1), Metrics::new(1));
+        a.alarm();
+        assert!(text(&a).contains("parking_bridge_alarms_total 1"));
+        assert!(text(&b).contains("parking_bridge_alarms_total 0"));
+    }
+}

@@ -171,8 +171,7 @@ impl OpsState {
     }
 
     fn data(&self) -> MutexGuard<'_, Data> {
-        // Every critical section leaves `Data` consistent, so a poisoned lock is usable.
-        self.inner.data.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner.data)
     }
 
     pub fn health(&self) -> &Health {
@@ -443,22 +442,14 @@ impl OpsState {
     /// turn of its loop (and at least every `max_silence`, with a timer if it idles).
     pub fn liveness(&self, name: &str, max_silence: Duration) -> Liveness {
         let last = Arc::new(AtomicU64::new(self.mono_ms(Instant::now())));
-        self.inner
-            .liveness
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((name.to_string(), max_silence, last.clone()));
+        lock(&self.inner.liveness).push((name.to_string(), max_silence, last.clone()));
         Liveness::new(self.inner.mono_base, last)
     }
 
     /// Names of registered tasks silent for longer than their `max_silence` at `now`.
     pub fn stale_tasks(&self, now: Instant) -> Vec<String> {
         let now_ms = self.mono_ms(now);
-        let list = self
-            .inner
-            .liveness
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let list = lock(&self.inner.liveness);
         list.iter()
             .filter(|(_, max, last)| {
                 let silent = now_ms.saturating_sub(last.load(Ordering::Relaxed));
@@ -492,18 +483,12 @@ impl OpsState {
     /// Shows this node's multi-PC lot (`[cluster]`) on the page. A lane node's
     /// occupancy is the lot's, and its way to the platform is the lot node.
     pub fn set_cluster(&self, source: ClusterSource) {
-        *self.inner.cluster.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+        *lock(&self.inner.cluster) = Some(source);
     }
 
     /// A consistent copy for rendering.
     pub fn view(&self) -> StatusView {
-        let cluster = self
-            .inner
-            .cluster
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .map(|f| f());
+        let cluster = lock(&self.inner.cluster).clone().map(|f| f());
         let devices = self.inner.health.snapshot();
         let mut data = self.data();
         // The link history follows the shared device map; `since` is the exact time of
@@ -554,16 +539,18 @@ impl OpsState {
         .with_cluster_lot()
     }
 
-    /// Refreshes the gauges that mirror shared state (device links, health) just
-    /// before a scrape.
-    pub fn refresh_gauges(&self, problems: &[String]) {
+    /// Refreshes the gauges that mirror shared state (device links, and `level`, the
+    /// health the scrape judged) just before a scrape.
+    pub fn refresh_gauges(&self, level: HealthLevel) {
         self.inner.metrics.devices(&self.inner.health.snapshot());
-        let failing = self
-            .view()
-            .level(Timestamp::now(), &self.inner.http, problems)
-            == HealthLevel::Failing;
-        self.inner.metrics.healthy(!failing);
+        self.inner.metrics.healthy(level != HealthLevel::Failing);
     }
+}
+
+/// Every critical section here leaves its data consistent (each is a few field
+/// writes), so a lock poisoned by a panicking holder is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Two labels of one passage: the same first word (`entry`, `exit`), whatever the lane
@@ -575,11 +562,10 @@ fn same_case(a: &str, b: &str) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::ops::logging::{Style, build, tests::Captured};
+    use crate::ops::logging::tests::json_log;
 
-    pub(crate) fn config() -> SiteConfig {
-        SiteConfig::from_toml(
-            r#"
+    /// The platform, lot and storage of every test site here; lanes and devices follow.
+    const SITE: &str = r#"
 [platform]
 base_url = "https://citybrain.example"
 app_id = "app-1"
@@ -589,38 +575,45 @@ parking_lot_no = "LOT-1"
 total_spaces = 100
 [storage]
 dir = "/tmp"
+"#;
+
+    const EXIT_LANE: &str = r#"
+[[lanes]]
+id = "exit-1"
+direction = "exit"
+port_no = "P2"
+"#;
+
+    /// A site with lanes `entry-1` and `exit-1`, without devices.
+    pub(crate) fn config() -> SiteConfig {
+        let entry_lane = r#"
 [[lanes]]
 id = "entry-1"
 direction = "entry"
 port_no = "P1"
-[[lanes]]
-id = "exit-1"
-direction = "exit"
-port_no = "P2"
-"#,
-            std::path::Path::new("test.toml"),
-        )
-        .unwrap()
+"#;
+        let text = format!("{SITE}{entry_lane}{EXIT_LANE}");
+        SiteConfig::from_toml(&text, std::path::Path::new("test.toml")).unwrap()
     }
 
     const T0: Timestamp = Timestamp(1_700_000_000_000);
 
+    /// Each of `lines` stands in the state's own registry as `/metrics` shows it.
+    fn assert_metrics(ops: &OpsState, lines: &[&str]) {
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&ops.registry().gather())
+            .unwrap();
+        for line in lines {
+            assert!(
+                text.lines().any(|l| l == *line),
+                "{line} missing from:\n{text}"
+            );
+        }
+    }
+
     #[test]
     fn a_lane_whose_devices_sense_no_vehicle_is_degraded_from_the_start() {
-        let text = r#"
-[platform]
-base_url = "https://citybrain.example"
-app_id = "app-1"
-app_secret = "0123456789abcdef"
-[lot]
-parking_lot_no = "LOT-1"
-total_spaces = 100
-[storage]
-dir = "/tmp"
-[[lanes]]
-id = "exit-1"
-direction = "exit"
-port_no = "P2"
+        let pay_terminal = r#"
 [[devices]]
 name = "pay"
 profile = "generic-pay-terminal"
@@ -628,7 +621,8 @@ lane = "exit-1"
 tcp = "127.0.0.1:502"
 roles = { fee_price = "charge" }
 "#;
-        let config = SiteConfig::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        let text = format!("{SITE}{EXIT_LANE}{pay_terminal}");
+        let config = SiteConfig::from_toml(&text, std::path::Path::new("t.toml")).unwrap();
         let ops = OpsState::new(&config);
         let view = ops.view();
         assert_eq!(view.lanes[0].layout, "none");
@@ -715,12 +709,9 @@ roles = { fee_price = "charge" }
         let view = ops.view();
         assert_eq!(view.passages["entry-1"].len(), 1);
         assert!(view.passages["entry-1"][0].snapshot.is_some());
-        let t = prometheus::TextEncoder::new()
-            .encode_to_string(&ops.registry().gather())
-            .unwrap();
-        assert!(
-            t.contains(r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 1"#),
-            "{t}"
+        assert_metrics(
+            &ops,
+            &[r#"parking_bridge_passages_total{case="entry",lane="entry-1"} 1"#],
         );
     }
 
@@ -746,9 +737,7 @@ roles = { fee_price = "charge" }
             at: T0,
             delta_ms: 3_600_000,
         };
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "debug", out.clone()).unwrap();
-        let flagged = tracing::subscriber::with_default(sub, || {
+        let (flagged, log) = json_log("debug", || {
             ops.set_clock(Some(true), Some(Suspicion::Jumped(jump)), Some(jump));
             ops.record_passage(
                 "entry-1",
@@ -760,7 +749,6 @@ roles = { fee_price = "charge" }
         });
         assert!(flagged);
         assert!(ops.view().passages["entry-1"][0].clock_suspect);
-        let log = out.text();
         assert!(log.contains("clock suspect"), "{log}");
         assert!(log.contains(r#""clock_suspect":true"#), "{log}");
         assert!(
@@ -772,9 +760,7 @@ roles = { fee_price = "charge" }
     #[test]
     fn unsynchronised_clock_warns_once_for_a_hundred_passages_and_once_when_it_ends() {
         let ops = OpsState::new(&config());
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
-        tracing::subscriber::with_default(sub, || {
+        let (_, log) = json_log("info", || {
             for i in 0..100 {
                 // The clock watch samples between passages, as in `run`.
                 ops.set_clock_at(
@@ -796,7 +782,6 @@ roles = { fee_price = "charge" }
             ops.set_clock_at(Some(true), None, None, T0.plus_millis(600_000));
             ops.set_clock_at(Some(true), None, None, T0.plus_millis(605_000));
         });
-        let log = out.text();
         let warnings = log
             .lines()
             .filter(|l| l.contains(r#""level":"WARN""#))
@@ -805,28 +790,20 @@ roles = { fee_price = "charge" }
         assert_eq!(log.matches("clock suspect").count(), 1, "{log}");
         assert_eq!(log.matches("clock trusted again").count(), 1, "{log}");
         assert!(log.contains(r#""suspect_secs":600"#), "{log}");
-        let t = prometheus::TextEncoder::new()
-            .encode_to_string(&ops.registry().gather())
-            .unwrap();
-        assert!(
-            t.contains("parking_bridge_passages_clock_suspect_total 100"),
-            "the count stays in /metrics: {t}"
-        );
+        // The count stays in /metrics.
+        assert_metrics(&ops, &["parking_bridge_passages_clock_suspect_total 100"]);
     }
 
     #[test]
     fn platform_outage_logs_its_start_and_its_end_with_duration() {
         let ops = OpsState::new(&config());
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "info", out.clone()).unwrap();
-        tracing::subscriber::with_default(sub, || {
+        let (_, log) = json_log("info", || {
             ops.record_platform_answer(true, Some("SUCCESS"), T0);
             for i in 1..=50 {
                 ops.record_platform_answer(false, None, T0.plus_millis(i * 1_000));
             }
             ops.record_platform_answer(true, Some("SUCCESS"), T0.plus_millis(91_000));
         });
-        let log = out.text();
         assert_eq!(log.matches("platform not reachable").count(), 1, "{log}");
         assert_eq!(log.matches("platform reachable again").count(), 1, "{log}");
         assert!(log.contains(r#""down_secs":90"#), "{log}");
@@ -858,12 +835,10 @@ roles = { fee_price = "charge" }
     fn logs_never_carry_secret_image_bytes_or_whole_plates() {
         let config = config();
         let secret = config.platform.app_secret.clone().unwrap();
-        let out = Captured::default();
-        let (sub, _) = build(Style::Json, "trace", out.clone()).unwrap();
         // A recognisable byte pattern, as the snapshot's bytes would be printed in a
         // Debug dump ("[255, 216, 255, 224, 171, 205…").
         let image = Arc::new(vec![0xFF, 0xD8, 0xFF, 0xE0, 0xAB, 0xCD, 0xEF, 0x01]);
-        tracing::subscriber::with_default(sub, || {
+        let (_, log) = json_log("trace", || {
             let ops = OpsState::new(&config);
             ops.record_passage(
                 "entry-1",
@@ -877,7 +852,6 @@ roles = { fee_price = "charge" }
             ops.alarm("platform rejected lot id", T0);
             crate::ops::log_startup(&config);
         });
-        let log = out.text();
         assert!(log.contains("闽A1***5"), "passage logged masked: {log}");
         assert!(!log.contains("闽A12345"), "{log}");
         assert!(!log.contains(&secret), "{log}");
@@ -890,24 +864,17 @@ roles = { fee_price = "charge" }
     #[test]
     fn metrics_move_with_state() {
         let ops = OpsState::new(&config());
-        let text = |ops: &OpsState| {
-            prometheus::TextEncoder::new()
-                .encode_to_string(&ops.registry().gather())
-                .unwrap()
-        };
         ops.set_outbox(3, Some(Duration::from_secs(42)));
         ops.set_occupancy(17, 100);
         ops.record_passage("exit-1", None, "no_plate", T0, None);
-        let t = text(&ops);
-        assert!(t.contains("parking_bridge_outbox_depth 3"), "{t}");
-        assert!(
-            t.contains("parking_bridge_outbox_oldest_age_seconds 42"),
-            "{t}"
-        );
-        assert!(t.contains("parking_bridge_occupied_spaces 17"), "{t}");
-        assert!(
-            t.contains(r#"parking_bridge_passages_total{case="no_plate",lane="exit-1"} 1"#),
-            "{t}"
+        assert_metrics(
+            &ops,
+            &[
+                "parking_bridge_outbox_depth 3",
+                "parking_bridge_outbox_oldest_age_seconds 42",
+                "parking_bridge_occupied_spaces 17",
+                r#"parking_bridge_passages_total{case="no_plate",lane="exit-1"} 1"#,
+            ],
         );
     }
 

@@ -59,14 +59,11 @@ crate::metrics::statics! {
     UPLOADS: IntCounterVec = ("parking_bridge_uploads_total", "Delivery attempts by report kind and result", ["kind", "result"]);
     HELD: IntGauge = ("parking_bridge_reports_held", "Reports the platform refused too often, held for an operator (outbox held)");
     UNEXPECTED_CODES: IntCounterVec = ("parking_bridge_unexpected_result_codes_total", "success:true answers with a result_code no rule knows (counted as delivered)", ["code"]);
+    ALARMS: IntCounter = ("parking_bridge_platform_alarms_total", "Answers that need an operator (unknown lot, invalid parameters, credentials)");
 }
 
 /// Codes already logged as unexpected (one line per code per process).
 static UNEXPECTED_SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
-
-crate::metrics::statics! {
-    ALARMS: IntCounter = ("parking_bridge_platform_alarms_total", "Answers that need an operator (unknown lot, invalid parameters, credentials)");
-}
 
 /// How the delivery loop runs.
 #[derive(Debug, Clone)]
