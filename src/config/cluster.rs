@@ -45,7 +45,6 @@ pub struct ClusterConfig {
     pub node: String,
     pub role: NodeRole,
     /// The site's broker. Absent: the `[mqtt]` section's broker.
-    #[serde(default)]
     pub broker: Option<MqttConfig>,
     /// First level of every cluster topic.
     #[serde(default = "default_topic_prefix")]

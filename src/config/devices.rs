@@ -13,15 +13,12 @@ pub struct MqttConfig {
     pub host: String,
     #[serde(default = "default_mqtt_port")]
     pub port: u16,
-    #[serde(default)]
     pub username: Option<String>,
-    #[serde(default)]
     pub password: Option<String>,
     /// Connect with TLS (rustls). `ca_file` adds a PEM CA; without it the system's
     /// webpki roots are used.
     #[serde(default)]
     pub tls: bool,
-    #[serde(default)]
     pub ca_file: Option<String>,
     /// Must be stable across restarts: with `clean_session = false` the broker keeps
     /// QoS 1 messages for this id while the bridge is down.
@@ -70,7 +67,6 @@ pub struct BusConfig {
     pub stop_bits: u8,
     /// Silence kept between the end of a response and the next request, ms. Unset:
     /// the larger of the Modbus 3.5-character time and every profile's own value.
-    #[serde(default)]
     pub inter_frame_delay_ms: Option<u64>,
 }
 
@@ -156,39 +152,29 @@ pub struct DeviceConfig {
     /// The lane the device serves; empty for a lot-wide space counter.
     #[serde(default)]
     pub lane: String,
-    #[serde(default)]
     pub bus: Option<String>,
     /// `host:port` of a Modbus TCP device or gateway.
-    #[serde(default)]
     pub tcp: Option<String>,
     /// Modbus unit/slave id; defaults to the profile's `default_slave`.
-    #[serde(default)]
     pub slave: Option<u8>,
     /// Camera serial number / id, substituted for `{id}` in the profile's topics.
-    #[serde(default)]
     pub camera_id: Option<String>,
     /// Replaces the profile's recognition topic (cameras configured with a custom topic).
-    #[serde(default)]
     pub topic: Option<String>,
     /// Replaces any of the profile's topics for this camera:
     /// `topics = { result = "…", quick = "…", heartbeat = ["…", "…"] }`.
-    #[serde(default)]
     pub topics: Option<TopicOverrides>,
     /// Overrides the camera profile's `link_timeout_ms` (0: no keep-alives).
-    #[serde(default)]
     pub link_timeout_ms: Option<u64>,
     /// Lane role → the profile's point name, e.g. `roles = { loop_a = "di1" }`.
     #[serde(default)]
     pub roles: BTreeMap<Role, String>,
     /// Overrides the profile's poll period, ms.
-    #[serde(default)]
     pub poll_ms: Option<u64>,
     /// Overrides the profile's debounce, ms (confirmed by `1 + ceil(debounce_ms /
     /// poll_ms)` equal reads in a row).
-    #[serde(default)]
     pub debounce_ms: Option<u64>,
     /// Overrides the profile's debounce as equal consecutive reads (1: none).
-    #[serde(default)]
     pub debounce_reads: Option<u32>,
     /// The camera POSTs its results to the bridge (`[camera_push]`) instead of MQTT.
     #[serde(default)]
@@ -196,11 +182,9 @@ pub struct DeviceConfig {
     /// Push cameras: the camera's fixed IP address. Pushes for this camera from any
     /// other address are refused (403); pushes to a URL without a camera id are
     /// matched to the camera by it.
-    #[serde(default)]
     pub source: Option<String>,
     /// Push cameras: a per-camera secret in the push URL (`?token=…` or
     /// `/camera/{id}/token/{token}`); a push without it is refused (403).
-    #[serde(default)]
     pub token: Option<String>,
 }
 
@@ -227,9 +211,7 @@ impl<'de> Deserialize<'de> for StringList {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicOverrides {
-    #[serde(default)]
     pub result: Option<String>,
-    #[serde(default)]
     pub quick: Option<String>,
     /// Keep-alive topics (one or a list); `keep_alive` is accepted as the key too.
     #[serde(default, alias = "keep_alive")]

@@ -391,7 +391,6 @@ pub struct LaneConfig {
     #[serde(default = "default_placeholder_plate")]
     pub placeholder_plate: String,
     /// Operator name sent with this lane's reports (`operator`, at most 16 characters).
-    #[serde(default)]
     pub operator: Option<String>,
     /// A plate read that arrives before its vehicle reaches loop A (or before the gate
     /// opens) is kept this long.
@@ -420,10 +419,8 @@ pub struct LaneConfig {
     /// the gate open or opening, or a read waiting) is still expected on B before it
     /// counts as a turn-away. Absent: derived from `loop_gap_m` and `min_speed_kmh`,
     /// else 2000 ms.
-    #[serde(default)]
     pub short_vehicle_window_ms: Option<i64>,
     /// Free distance between loop A's far edge and loop B's near edge, in metres.
-    #[serde(default)]
     pub loop_gap_m: Option<f64>,
     /// The slowest a vehicle crosses the loop gap (km/h), for the derived window.
     #[serde(default = "default_min_speed_kmh")]

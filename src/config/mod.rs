@@ -1,5 +1,7 @@
 //! Site config: TOML → serde (`deny_unknown_fields`) → pure `validate()` → typed values.
-//! Every error names the file, the line and the key.
+//! Every error names the file, the line and the key. An optional key is an `Option`
+//! field (serde leaves it `None` when absent); any other key that may be left out
+//! names its default.
 //!
 //! Each section's schema lives in its own file, owned by the part of the program that
 //! uses it.
@@ -35,7 +37,6 @@ pub struct SiteConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub lanes: Vec<LaneConfig>,
-    #[serde(default)]
     pub mqtt: Option<MqttConfig>,
     #[serde(default)]
     pub buses: Vec<BusConfig>,
@@ -45,14 +46,12 @@ pub struct SiteConfig {
     /// `/usr/share/parking-bridge/device-profiles` and the built-in profiles.
     #[serde(default)]
     pub profile_dirs: Vec<String>,
-    #[serde(default)]
     pub camera_push: Option<devices::CameraPushConfig>,
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
     /// `[cluster]`: this PC is one node of a lot bigger than one PC.
-    #[serde(default)]
     pub cluster: Option<cluster::ClusterConfig>,
 }
 

@@ -17,9 +17,7 @@ pub struct PlatformConfig {
     pub app_id: String,
     /// The 16-character SM4 key. Prefer `app_secret_file`; the environment variable
     /// `PARKING_BRIDGE_APP_SECRET` overrides both.
-    #[serde(default)]
     pub app_secret: Option<String>,
-    #[serde(default)]
     pub app_secret_file: Option<PathBuf>,
     /// Offset of the lot's local time, e.g. `+08:00` (default China Standard Time).
     #[serde(default = "default_utc_offset")]
@@ -34,15 +32,12 @@ pub struct PlatformConfig {
     pub request_timeout_secs: u64,
     /// Extra CA certificate(s), PEM, trusted besides the built-in roots (a city's
     /// private CA). TLS verification is always on.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// HTTP(S) proxy URL, e.g. `http://10.0.0.1:3128`. Without it the usual
     /// `HTTPS_PROXY` / `NO_PROXY` environment variables apply.
-    #[serde(default)]
     pub proxy: Option<String>,
     /// `device_no` sent with entries (the original's example carries one; spec decision:
     /// only when configured).
-    #[serde(default)]
     pub device_no: Option<String>,
     /// Path overrides, for platforms that deviate from the spec.
     #[serde(default)]

@@ -80,9 +80,7 @@ pub struct Profile {
     pub model: String,
     /// Where the facts in this profile come from (manual, public doc, assumption).
     pub source: String,
-    #[serde(default)]
     pub modbus: Option<ModbusProfile>,
-    #[serde(default)]
     pub camera: Option<CameraProfile>,
 }
 
@@ -116,14 +114,12 @@ pub struct ModbusProfile {
     pub debounce_ms: u64,
     /// Instead of `debounce_ms`: equal consecutive reads that confirm a change
     /// (1 = the first read that sees it).
-    #[serde(default)]
     pub debounce_reads: Option<u32>,
     /// Silence the device needs between frames, ms (on top of the 3.5-character time).
     #[serde(default)]
     pub inter_frame_delay_ms: u64,
     /// How many of each the model has, from its documentation: `check` warns when the
     /// read plan goes past them (the device would answer exception 02).
-    #[serde(default)]
     pub size: Option<ModelSize>,
     pub points: Vec<Point>,
 }
@@ -132,13 +128,9 @@ pub struct ModbusProfile {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSize {
-    #[serde(default)]
     pub coils: Option<u32>,
-    #[serde(default)]
     pub discrete_inputs: Option<u32>,
-    #[serde(default)]
     pub holding_registers: Option<u32>,
-    #[serde(default)]
     pub input_registers: Option<u32>,
 }
 
@@ -221,7 +213,6 @@ pub struct Point {
     #[serde(rename = "type")]
     pub kind: PointKind,
     /// For `word_bit`: bit 0 (LSB) to 15.
-    #[serde(default)]
     pub bit: Option<u8>,
     /// Active-low input: report the opposite of the raw bit.
     #[serde(default)]
@@ -313,7 +304,6 @@ pub struct CameraProfile {
     /// HTTP push cameras: whose push this is, which decides how a request is unpacked
     /// (JSON, or Hikvision's multipart/XML) and the only acknowledgement it gets.
     /// Absent: a Vzenith-style JSON push.
-    #[serde(default)]
     pub push: Option<crate::driver::camera::push::PushVendor>,
     /// MQTT topics; push-only profiles leave them out.
     #[serde(default)]
@@ -349,7 +339,6 @@ pub enum Charset {
 #[serde(deny_unknown_fields)]
 pub struct CameraTopics {
     pub result: String,
-    #[serde(default)]
     pub quick: Option<String>,
     /// Keep-alive topics: one or a list (vendors publish keep-alives under more than
     /// one topic form); `keep_alive` is accepted as the key too.
@@ -362,12 +351,9 @@ pub struct CameraTopics {
 #[serde(deny_unknown_fields)]
 pub struct Classify {
     /// A message is a recognition only if this path exists.
-    #[serde(default)]
     pub present: Option<String>,
     /// … and/or only if this path holds `equals` (compared as text).
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub equals: Option<String>,
 }
 
@@ -392,9 +378,7 @@ pub struct CameraFields {
     /// Vendor colour code (as text) → `pnc_01` … `pnc_08`; unlisted codes → `pnc_01`.
     #[serde(default)]
     pub color_map: BTreeMap<String, String>,
-    #[serde(default)]
     pub confidence: Option<String>,
-    #[serde(default)]
     pub device_time: Option<String>,
     #[serde(default)]
     pub device_time_unit: TimeUnit,
@@ -413,7 +397,6 @@ pub struct CameraFields {
     pub color_prefix: BTreeMap<String, String>,
     /// The camera's own "stored while the server was unreachable" flag (Vzenith
     /// `isoffline`): 1/true means offline, 0/false means live.
-    #[serde(default)]
     pub offline: Option<String>,
     /// Which of those paths hold the plate crop. A crop sent beside the scene is kept
     /// in the journal only (`crop`); it is reported only when no scene came.
