@@ -2,7 +2,7 @@
 //! reach it. What each device's registers or payloads mean is in its device profile
 //! (`device-profiles/`, checked by `crate::driver::profile`).
 
-use super::{Invalid, SiteConfig};
+use super::{Invalid, SiteConfig, check_between};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -453,12 +453,13 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "set tls = true to use a CA file",
             ));
         }
-        if !(5..=600).contains(&m.keep_alive_s) {
-            out.push(Invalid::new(
-                "mqtt.keep_alive_s",
-                "must be 5 to 600 seconds",
-            ));
-        }
+        check_between(
+            "mqtt.keep_alive_s",
+            m.keep_alive_s,
+            5..=600,
+            " seconds",
+            out,
+        );
     }
     let mut bus_names = HashSet::new();
     for (i, b) in config.buses.iter().enumerate() {
@@ -479,18 +480,8 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "must not be empty",
             ));
         }
-        if !(1200..=921_600).contains(&b.baud) {
-            out.push(Invalid::new(
-                format!("buses[{i}].baud"),
-                "must be 1200 to 921600",
-            ));
-        }
-        if !(5..=8).contains(&b.data_bits) {
-            out.push(Invalid::new(
-                format!("buses[{i}].data_bits"),
-                "must be 5 to 8",
-            ));
-        }
+        check_between(format!("buses[{i}].baud"), b.baud, 1200..=921_600, "", out);
+        check_between(format!("buses[{i}].data_bits"), b.data_bits, 5..=8, "", out);
         if !(1..=2).contains(&b.stop_bits) {
             out.push(Invalid::new(
                 format!("buses[{i}].stop_bits"),
@@ -607,14 +598,14 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "must be 0 (no keep-alives) or 1000 to 600000",
             ));
         }
-        if d.poll_ms.is_some_and(|p| !(10..=60_000).contains(&p)) {
-            out.push(Invalid::new(key("poll_ms"), "must be 10 to 60000"));
+        if let Some(ms) = d.poll_ms {
+            check_between(key("poll_ms"), ms, 10..=60_000, "", out);
         }
         if d.debounce_ms.is_some_and(|p| p > 10_000) {
             out.push(Invalid::new(key("debounce_ms"), "must be at most 10000"));
         }
-        if d.debounce_reads.is_some_and(|n| !(1..=100).contains(&n)) {
-            out.push(Invalid::new(key("debounce_reads"), "must be 1 to 100"));
+        if let Some(n) = d.debounce_reads {
+            check_between(key("debounce_reads"), n, 1..=100, "", out);
         }
         if d.debounce_ms.is_some() && d.debounce_reads.is_some() {
             out.push(Invalid::new(
@@ -642,32 +633,28 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "must be at least 1 KiB",
             ));
         }
-        if !(1..=1000).contains(&p.rate_per_s) {
-            out.push(Invalid::new("camera_push.rate_per_s", "must be 1 to 1000"));
-        }
-        if !(1..=100_000).contains(&p.burst) {
-            out.push(Invalid::new("camera_push.burst", "must be 1 to 100000"));
-        }
+        check_between("camera_push.rate_per_s", p.rate_per_s, 1..=1000, "", out);
+        check_between("camera_push.burst", p.burst, 1..=100_000, "", out);
         for (key, ms) in [
             ("camera_push.header_timeout_ms", p.header_timeout_ms),
             ("camera_push.body_timeout_ms", p.body_timeout_ms),
         ] {
-            if !(100..=300_000).contains(&ms) {
-                out.push(Invalid::new(key, "must be 100 to 300000 ms"));
-            }
+            check_between(key, ms, 100..=300_000, " ms", out);
         }
-        if !(1..=10_000).contains(&p.max_connections) {
-            out.push(Invalid::new(
-                "camera_push.max_connections",
-                "must be 1 to 10000",
-            ));
-        }
-        if !(1_000..=3_600_000).contains(&p.clock_tolerance_ms) {
-            out.push(Invalid::new(
-                "camera_push.clock_tolerance_ms",
-                "must be 1000 to 3600000 ms",
-            ));
-        }
+        check_between(
+            "camera_push.max_connections",
+            p.max_connections,
+            1..=10_000,
+            "",
+            out,
+        );
+        check_between(
+            "camera_push.clock_tolerance_ms",
+            p.clock_tolerance_ms,
+            1_000..=3_600_000,
+            " ms",
+            out,
+        );
         if p.max_late_ms <= p.clock_tolerance_ms {
             out.push(Invalid::new(
                 "camera_push.max_late_ms",

@@ -6,7 +6,9 @@
 //! The shipped profiles are compiled into the binary too, so a bridge started from
 //! any directory finds them; a file of the same name in a profile directory wins.
 
-use crate::config::{Attachment, Invalid, Located, Role, SiteConfig, StringList, join_lines};
+use crate::config::{
+    Attachment, Invalid, Located, Role, SiteConfig, StringList, check_between, join_lines,
+};
 use crate::plate::PlateColor;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -470,23 +472,17 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
             "list at least one of \"rtu\", \"tcp\"",
         ));
     }
-    if !(1..=247).contains(&m.default_slave) {
-        out.push(Invalid::new("modbus.default_slave", "must be 1 to 247"));
-    }
-    if !(10..=60_000).contains(&m.poll_ms) {
-        out.push(Invalid::new("modbus.poll_ms", "must be 10 to 60000"));
-    }
-    if !(10..=10_000).contains(&m.timeout_ms) {
-        out.push(Invalid::new("modbus.timeout_ms", "must be 10 to 10000"));
-    }
+    check_between("modbus.default_slave", m.default_slave, 1..=247, "", out);
+    check_between("modbus.poll_ms", m.poll_ms, 10..=60_000, "", out);
+    check_between("modbus.timeout_ms", m.timeout_ms, 10..=10_000, "", out);
     if m.retries > 10 {
         out.push(Invalid::new("modbus.retries", "must be at most 10"));
     }
     if m.debounce_ms > 10_000 {
         out.push(Invalid::new("modbus.debounce_ms", "must be at most 10000"));
     }
-    if m.debounce_reads.is_some_and(|n| !(1..=100).contains(&n)) {
-        out.push(Invalid::new("modbus.debounce_reads", "must be 1 to 100"));
+    if let Some(n) = m.debounce_reads {
+        check_between("modbus.debounce_reads", n, 1..=100, "", out);
     }
     if m.inter_frame_delay_ms > 1000 {
         out.push(Invalid::new(
