@@ -2,7 +2,7 @@
 //! reach it. What each device's registers or payloads mean is in its device profile
 //! (`device-profiles/`, checked by `crate::driver::profile`).
 
-use super::{Invalid, SiteConfig, check_between};
+use super::{Invalid, SiteConfig, check_between, check_unique_name};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -463,17 +463,13 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
     }
     let mut bus_names = HashSet::new();
     for (i, b) in config.buses.iter().enumerate() {
-        if b.name.is_empty() {
-            out.push(Invalid::new(
-                format!("buses[{i}].name"),
-                "must not be empty",
-            ));
-        } else if !bus_names.insert(b.name.as_str()) {
-            out.push(Invalid::new(
-                format!("buses[{i}].name"),
-                format!("duplicate bus name {:?}", b.name),
-            ));
-        }
+        check_unique_name(
+            format!("buses[{i}].name"),
+            &b.name,
+            "bus name",
+            &mut bus_names,
+            out,
+        );
         if b.port.is_empty() {
             out.push(Invalid::new(
                 format!("buses[{i}].port"),
@@ -500,14 +496,7 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
     let mut counters = 0;
     for (i, d) in config.devices.iter().enumerate() {
         let key = |field: &str| format!("devices[{i}].{field}");
-        if d.name.is_empty() {
-            out.push(Invalid::new(key("name"), "must not be empty"));
-        } else if !names.insert(d.name.as_str()) {
-            out.push(Invalid::new(
-                key("name"),
-                format!("duplicate device name {:?}", d.name),
-            ));
-        }
+        check_unique_name(key("name"), &d.name, "device name", &mut names, out);
         if d.profile.is_empty() {
             out.push(Invalid::new(key("profile"), "must not be empty"));
         }

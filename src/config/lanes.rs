@@ -2,7 +2,7 @@
 //! its lane machine uses (see `docs/lane-logic.md`).
 
 use super::devices::{DeviceConfig, Role};
-use super::{Invalid, check_between, check_chars};
+use super::{Invalid, check_between, check_chars, check_unique_name};
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -515,14 +515,13 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
             ));
             ports.insert(lane.port_no.as_str(), first);
         }
-        if lane.id.is_empty() {
-            out.push(Invalid::new(format!("lanes[{i}].id"), "must not be empty"));
-        } else if !seen.insert(lane.id.as_str()) {
-            out.push(Invalid::new(
-                format!("lanes[{i}].id"),
-                format!("duplicate lane id {:?}", lane.id),
-            ));
-        }
+        check_unique_name(
+            format!("lanes[{i}].id"),
+            &lane.id,
+            "lane id",
+            &mut seen,
+            out,
+        );
         check_chars(format!("lanes[{i}].port_no"), &lane.port_no, 32, out);
         check_chars(
             format!("lanes[{i}].placeholder_plate"),

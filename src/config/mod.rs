@@ -106,6 +106,22 @@ pub(crate) fn check_between<T: PartialOrd + fmt::Display>(
     }
 }
 
+/// Pushes "`key` must not be empty" or "duplicate WHAT NAME" for a name that must be
+/// unique in its list (`seen` holds the names before it).
+pub(crate) fn check_unique_name<'a>(
+    key: impl Into<String>,
+    name: &'a str,
+    what: &str,
+    seen: &mut std::collections::HashSet<&'a str>,
+    out: &mut Vec<Invalid>,
+) {
+    if name.is_empty() {
+        out.push(Invalid::new(key, "must not be empty"));
+    } else if !seen.insert(name) {
+        out.push(Invalid::new(key, format!("duplicate {what} {name:?}")));
+    }
+}
+
 /// Pushes "`key` must be 1 to MAX characters" when `text` is empty or longer.
 pub(crate) fn check_chars(key: impl Into<String>, text: &str, max: usize, out: &mut Vec<Invalid>) {
     let n = text.chars().count();
