@@ -73,8 +73,7 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Direction;
-    use crate::plate::{CarType, PlateColor};
+    use crate::lane::testkit::{exit_on, open_stay};
 
     const MIN: i64 = 60_000;
 
@@ -83,6 +82,18 @@ mod tests {
             since: Timestamp(since),
             window_ms,
         }
+    }
+
+    /// Resolves exit `x`, held since `since` for a window of `window_ms`, at `now`, on
+    /// lane `exit-2` of lot `P1` with no fee source.
+    fn resolve_held(
+        x: &Passage,
+        (since, window_ms): (i64, i64),
+        open: &[OpenStay],
+        now: i64,
+    ) -> Resolution {
+        let waiting = wait(since, window_ms);
+        resolve(x, waiting, &exit_lane(), &lot(), open, None, Timestamp(now))
     }
 
     fn lot() -> LotConfig {
@@ -94,21 +105,11 @@ mod tests {
     }
 
     fn exit(plate: &str, at: i64) -> Passage {
-        Passage {
-            lane: "exit-2".into(),
-            ..Passage::sample(Direction::Exit, Some(plate), Timestamp(at))
-        }
+        exit_on("exit-2", plate, at)
     }
 
     fn stay(plate: &str, entered: i64) -> OpenStay {
-        OpenStay {
-            out_order_no: format!("P1-{plate}"),
-            plate_no: plate.into(),
-            plate_color: PlateColor::Blue,
-            car_type: CarType::default(),
-            entered_at: Timestamp(entered),
-            placeholder: false,
-        }
+        open_stay(&format!("P1-{plate}"), plate, entered, false)
     }
 
     #[test]
@@ -117,39 +118,15 @@ mod tests {
         // The car entered at gate 1 at t0, left at gate 4 at t0 + 30 min; gate 1's node
         // was cut off, so the exit reaches the lot node first, at t0 + 30 min.
         let x = exit("闽A12345", t0 + 30 * MIN);
-        let held_at = Timestamp(t0 + 30 * MIN);
-        let (lane, lot) = (exit_lane(), lot());
+        let held = (t0 + 30 * MIN, 10 * MIN);
         let other = [stay("闽B99999", t0 - MIN)];
         assert_eq!(
-            resolve(
-                &x,
-                Waiting {
-                    since: held_at,
-                    window_ms: 10 * MIN
-                },
-                &lane,
-                &lot,
-                &other,
-                None,
-                held_at
-            ),
+            resolve_held(&x, held, &other, t0 + 30 * MIN),
             Resolution::Wait
         );
         // Two minutes later the entry arrives and opens its stay.
-        let now = Timestamp(t0 + 32 * MIN);
         let open = [other[0].clone(), stay("闽A12345", t0)];
-        match resolve(
-            &x,
-            Waiting {
-                since: held_at,
-                window_ms: 10 * MIN,
-            },
-            &lane,
-            &lot,
-            &open,
-            None,
-            now,
-        ) {
+        match resolve_held(&x, held, &open, t0 + 32 * MIN) {
             Resolution::Matched(StayAction::Close { out_order_no, exit }) => {
                 assert_eq!(out_order_no, "P1-闽A12345");
                 assert_eq!(exit.away_time, x.at, "reported at the exit's own time");
@@ -162,37 +139,13 @@ mod tests {
     fn a_waiting_exit_falls_back_to_the_unmatched_rule_when_the_window_passes() {
         let t0 = 1_700_000_000_000;
         let x = exit("闽A12345", t0);
-        let held_at = Timestamp(t0 + 5_000);
-        let (lane, lot) = (exit_lane(), lot());
-        let before = Timestamp(held_at.0 + 10 * MIN - 1);
+        let held_at = t0 + 5_000;
+        let held = (held_at, 10 * MIN);
         assert_eq!(
-            resolve(
-                &x,
-                Waiting {
-                    since: held_at,
-                    window_ms: 10 * MIN
-                },
-                &lane,
-                &lot,
-                &[],
-                None,
-                before
-            ),
+            resolve_held(&x, held, &[], held_at + 10 * MIN - 1),
             Resolution::Wait
         );
-        let at = Timestamp(held_at.0 + 10 * MIN);
-        match resolve(
-            &x,
-            Waiting {
-                since: held_at,
-                window_ms: 10 * MIN,
-            },
-            &lane,
-            &lot,
-            &[],
-            None,
-            at,
-        ) {
+        match resolve_held(&x, held, &[], held_at + 10 * MIN) {
             Resolution::Expired(StayAction::UnmatchedExit { lane, plate_no, at }) => {
                 assert_eq!(lane, "exit-2");
                 assert_eq!(plate_no.as_deref(), Some("闽A12345"));
@@ -202,18 +155,7 @@ mod tests {
         }
         // A window of 0 is today's rule at once.
         assert!(matches!(
-            resolve(
-                &x,
-                Waiting {
-                    since: held_at,
-                    window_ms: 0
-                },
-                &lane,
-                &lot,
-                &[],
-                None,
-                held_at
-            ),
+            resolve_held(&x, (held_at, 0), &[], held_at),
             Resolution::Expired(_)
         ));
     }
@@ -224,15 +166,7 @@ mod tests {
         let x = exit("闽A12345", t0);
         let later = [stay("闽A12345", t0 + MIN)];
         assert_eq!(
-            resolve(
-                &x,
-                wait(t0, 10 * MIN),
-                &exit_lane(),
-                &lot(),
-                &later,
-                None,
-                Timestamp(t0 + MIN)
-            ),
+            resolve_held(&x, (t0, 10 * MIN), &later, t0 + MIN),
             Resolution::Wait
         );
     }

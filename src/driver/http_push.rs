@@ -36,41 +36,16 @@ use hyper::{Request, Response};
 use prometheus::IntCounterVec;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_camera_push_rejected_total",
-        "Camera HTTP pushes refused, by reason",
-        &["reason"],
-    )
-});
-
-static LATE: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_camera_push_late_total",
-        "Pushed recognitions the camera stored while it could not reach the bridge, by device",
-        &["device"],
-    )
-});
-
-static RESENDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_camera_push_duplicates_total",
-        "Pushed recognitions dropped as repeats or resends, by device",
-        &["device"],
-    )
-});
-
-static PICTURES_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_camera_push_pictures_dropped_total",
-        "Pictures above max_picture_bytes dropped (the recognition is kept), by device",
-        &["device"],
-    )
-});
+crate::metrics::statics! {
+    REJECTED: IntCounterVec = ("parking_bridge_camera_push_rejected_total", "Camera HTTP pushes refused, by reason", ["reason"]);
+    LATE: IntCounterVec = ("parking_bridge_camera_push_late_total", "Pushed recognitions the camera stored while it could not reach the bridge, by device", ["device"]);
+    RESENDS: IntCounterVec = ("parking_bridge_camera_push_duplicates_total", "Pushed recognitions dropped as repeats or resends, by device", ["device"]);
+    PICTURES_DROPPED: IntCounterVec = ("parking_bridge_camera_push_pictures_dropped_total", "Pictures above max_picture_bytes dropped (the recognition is kept), by device", ["device"]);
+}
 
 /// Refusals are logged at most this often (a flood must not flood the log).
 const REFUSAL_LOG_EVERY_MS: i64 = 10_000;

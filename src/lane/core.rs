@@ -289,9 +289,7 @@ impl LaneCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Direction;
     use crate::event::Counted;
-    use crate::plate::{CarType, PlateColor};
 
     fn site() -> SiteConfig {
         let text = "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n\
@@ -303,30 +301,14 @@ mod tests {
         SiteConfig::from_toml(text, std::path::Path::new("s.toml")).unwrap()
     }
 
-    fn event(lane: &str, at: i64, kind: EventKind) -> RawEvent {
-        RawEvent {
-            lane: lane.into(),
-            device: "d".into(),
-            at: Timestamp(at),
-            kind,
-        }
-    }
+    use crate::lane::testkit::{exit_on, io_event as event, open_stay};
 
     fn exit_of(plate: &str, at: i64) -> Passage {
-        let mut p = Passage::sample(Direction::Exit, Some(plate), Timestamp(at));
-        p.lane = "out".into();
-        p
+        exit_on("out", plate, at)
     }
 
     fn stay(plate: &str, entered: i64) -> OpenStay {
-        OpenStay {
-            out_order_no: format!("L{plate}"),
-            plate_no: plate.into(),
-            plate_color: PlateColor::Blue,
-            car_type: CarType::Normal,
-            entered_at: Timestamp(entered),
-            placeholder: false,
-        }
+        open_stay(&format!("L{plate}"), plate, entered, false)
     }
 
     fn price(action: &StayAction) -> Option<(i64, i64)> {

@@ -450,19 +450,11 @@ pub fn read_gaps(dir: &Path) -> Result<Vec<Gap>, JournalError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventKind, LoopId};
+    use crate::event::LoopId;
     use crate::time::Timestamp;
 
     fn event(i: i64) -> RawEvent {
-        RawEvent {
-            lane: "in".into(),
-            device: "io".into(),
-            at: Timestamp(i),
-            kind: EventKind::Loop {
-                which: LoopId::A,
-                occupied: true,
-            },
-        }
+        crate::lane::testkit::io_event("in", i, crate::lane::testkit::lp(LoopId::A, true))
     }
 
     fn read_all(path: &Path) -> Vec<RawEvent> {

@@ -15,6 +15,8 @@ pub mod plate_format;
 pub mod replay;
 pub mod resume;
 pub mod stays;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod watch;
 
 pub use core::{LaneCore, Step};

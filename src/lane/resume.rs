@@ -280,7 +280,8 @@ pub fn applied_mark(p: &Passage, at: Timestamp, recovered: bool) -> Mark {
 mod tests {
     use super::*;
     use crate::config::lanes::{DetectionLayout, Direction};
-    use crate::event::{LoopId, PlateRead, RawEvent};
+    use crate::event::{LoopId, PlateRead};
+    use crate::lane::testkit::{io_event, lp};
     use crate::plate::PlateColor;
 
     fn lanes() -> Vec<LaneConfig> {
@@ -293,16 +294,7 @@ mod tests {
     }
 
     fn ev(at: i64, kind: EventKind) -> Line {
-        Line::Event(RawEvent {
-            lane: "in".into(),
-            device: "io".into(),
-            at: Timestamp(at),
-            kind,
-        })
-    }
-
-    fn lp(which: LoopId, occupied: bool) -> EventKind {
-        EventKind::Loop { which, occupied }
+        Line::Event(io_event("in", at, kind))
     }
 
     /// A read vehicle from `t`: read, A, A+B, B, clear.

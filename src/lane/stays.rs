@@ -337,28 +337,30 @@ mod tests {
         Passage::sample(direction, plate, Timestamp(at))
     }
 
-    fn stay(no: &str, plate: &str, at: i64, placeholder: bool) -> OpenStay {
-        OpenStay {
-            out_order_no: no.into(),
-            plate_no: plate.into(),
-            plate_color: PlateColor::Blue,
-            car_type: CarType::Normal,
-            entered_at: Timestamp(at),
-            placeholder,
-        }
+    /// What a passage of `plate` at `at` through a plain lane of `direction` does.
+    fn decide_on(
+        direction: Direction,
+        plate: Option<&str>,
+        at: i64,
+        lot: &LotConfig,
+        open: &[OpenStay],
+    ) -> StayAction {
+        decide(
+            &passage(direction, plate, at),
+            &lane(direction),
+            lot,
+            open,
+            None,
+        )
     }
+
+    use crate::lane::testkit::open_stay as stay;
 
     #[test]
     fn entry_opens_stay_with_colour_from_format_and_type_from_lists() {
         let mut lot = LotConfig::new("L", 10);
         lot.monthly_cards = vec!["京AD12345".into()];
-        let a = decide(
-            &passage(Direction::Entry, Some("京AD12345"), 5),
-            &lane(Direction::Entry),
-            &lot,
-            &[],
-            None,
-        );
+        let a = decide_on(Direction::Entry, Some("京AD12345"), 5, &lot, &[]);
         let StayAction::Open { entry } = a else {
             panic!("{a:?}")
         };
@@ -372,13 +374,7 @@ mod tests {
     fn same_plate_entering_again_closes_the_orphaned_stay_with_an_exit_by_default() {
         let lot = LotConfig::new("L", 10);
         let open = [stay("S1", "闽A12345", 0, false)];
-        let a = decide(
-            &passage(Direction::Entry, Some("闽A12345"), 3_600_000),
-            &lane(Direction::Entry),
-            &lot,
-            &open,
-            None,
-        );
+        let a = decide_on(Direction::Entry, Some("闽A12345"), 3_600_000, &lot, &open);
         let StayAction::CloseOrphanThenOpen {
             orphaned,
             exit,
@@ -392,13 +388,7 @@ mod tests {
         assert_eq!(exit.fee, Fee::default());
         assert_eq!(entry.entered_at, Timestamp(3_600_000));
         // Re-entering within a second of the old entry: the exit is never before it.
-        let a = decide(
-            &passage(Direction::Entry, Some("闽A12345"), 500),
-            &lane(Direction::Entry),
-            &lot,
-            &open,
-            None,
-        );
+        let a = decide_on(Direction::Entry, Some("闽A12345"), 500, &lot, &open);
         assert!(
             matches!(a, StayAction::CloseOrphanThenOpen { ref exit, .. } if exit.away_time == Timestamp(0)),
             "{a:?}"
@@ -426,13 +416,7 @@ mod tests {
         let mut lot = LotConfig::new("L", 10);
         lot.reentry = Reentry::LeaveOpen;
         let open = [stay("S1", "闽A12345", 0, false)];
-        let a = decide(
-            &passage(Direction::Entry, Some("闽A12345"), 5),
-            &lane(Direction::Entry),
-            &lot,
-            &open,
-            None,
-        );
+        let a = decide_on(Direction::Entry, Some("闽A12345"), 5, &lot, &open);
         assert!(
             matches!(a, StayAction::SupersedeThenOpen { ref superseded, .. } if superseded == "S1"),
             "{a:?}"
@@ -443,13 +427,7 @@ mod tests {
     fn placeholder_entries_never_supersede_each_other() {
         let lot = LotConfig::new("L", 10);
         let open = [stay("S1", "无牌车", 0, true)];
-        let a = decide(
-            &passage(Direction::Entry, None, 5),
-            &lane(Direction::Entry),
-            &lot,
-            &open,
-            None,
-        );
+        let a = decide_on(Direction::Entry, None, 5, &lot, &open);
         let StayAction::Open { entry } = a else {
             panic!("{a:?}")
         };
@@ -488,13 +466,7 @@ mod tests {
             exempt: vec![],
         });
         let open = [stay("S1", "闽A1Z345", 10_000, false)];
-        let a = decide(
-            &passage(Direction::Exit, Some("闽A12345"), 9_000),
-            &lane(Direction::Exit),
-            &lot,
-            &open,
-            None,
-        );
+        let a = decide_on(Direction::Exit, Some("闽A12345"), 9_000, &lot, &open);
         let StayAction::Close { out_order_no, exit } = a else {
             panic!("{a:?}")
         };
@@ -523,13 +495,7 @@ mod tests {
             stay("S1", "无牌车", 10, true),
             stay("S3", "闽A12345", 0, false),
         ];
-        let a = decide(
-            &passage(Direction::Exit, None, 50),
-            &lane(Direction::Exit),
-            &lot,
-            &open,
-            None,
-        );
+        let a = decide_on(Direction::Exit, None, 50, &lot, &open);
         assert!(
             matches!(a, StayAction::Close { ref out_order_no, .. } if out_order_no == "S1"),
             "{a:?}"

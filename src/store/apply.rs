@@ -273,9 +273,9 @@ mod crash_tests {
     /// first one's number.
     fn setup(dir: &Path, mode: SnapshotMode) -> String {
         let store = open(dir, mode);
-        let first = super::super::tests::new_stay("闽A00001", Some(vec![1u8; 100]));
+        let first = super::super::fixtures::new_stay("闽A00001", Some(vec![1u8; 100]), T0);
         let o = store.open_stay(first, T0).unwrap().out_order_no;
-        let second = super::super::tests::new_stay("闽A00002", Some(vec![1u8; 100]));
+        let second = super::super::fixtures::new_stay("闽A00002", Some(vec![1u8; 100]), T0);
         store.open_stay(second, T0.plus_millis(1000)).unwrap();
         o
     }

@@ -98,20 +98,18 @@ impl Store {
 
     /// Every lane node's last applied passage, newest epoch of each first.
     pub fn cluster_seen(&self) -> Result<Vec<SeenNode>, StoreError> {
-        let conn = self.lock();
-        let mut st =
-            conn.prepare("SELECT node, epoch, seq, at FROM cluster_seen ORDER BY node, at DESC")?;
-        let rows = st
-            .query_map([], |r| {
+        self.read_all(
+            "SELECT node, epoch, seq, at FROM cluster_seen ORDER BY node, at DESC",
+            [],
+            |r| {
                 Ok(SeenNode {
                     node: r.get(0)?,
                     epoch: r.get(1)?,
                     seq: r.get(2)?,
                     at: Timestamp(r.get(3)?),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Holds an exit for its late entry; with `origin` (node, epoch, seq) it is marked
@@ -140,11 +138,10 @@ impl Store {
 
     /// The exits held, oldest first.
     pub fn cluster_held(&self) -> Result<Vec<HeldRow>, StoreError> {
-        let conn = self.lock();
-        let mut st = conn
-            .prepare("SELECT id, node, lane, body, image, held_at FROM cluster_held ORDER BY id")?;
-        let rows = st
-            .query_map([], |r| {
+        self.read_all(
+            "SELECT id, node, lane, body, image, held_at FROM cluster_held ORDER BY id",
+            [],
+            |r| {
                 Ok(HeldRow {
                     id: r.get(0)?,
                     node: r.get(1)?,
@@ -153,9 +150,8 @@ impl Store {
                     image: r.get(4)?,
                     held_at: Timestamp(r.get(5)?),
                 })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+            },
+        )
     }
 
     /// Forgets a held exit (applied, matched or fallen back).

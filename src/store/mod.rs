@@ -307,6 +307,26 @@ impl Store {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every row `sql` selects with `params`, each read by `row` (a cached statement).
+    fn read_all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let conn = self.lock();
+        let mut st = conn.prepare_cached(sql)?;
+        let rows = st.query_map(params, row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The count a `SELECT COUNT(*)` statement returns.
+    fn count(&self, sql: &str) -> Result<u64, StoreError> {
+        let conn = self.lock();
+        let n: i64 = conn.prepare_cached(sql)?.query_row([], |r| r.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits (durably) on `Ok`.
     fn write<T>(
         &self,
@@ -366,5 +386,7 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,6 @@ use crate::time::Timestamp;
 use prometheus::{IntCounter, IntCounterVec};
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::LazyLock;
 
 fn kind_code(kind: ReportKind) -> i64 {
     match kind {
@@ -39,27 +38,11 @@ fn kind_of(code: i64) -> ReportKind {
     }
 }
 
-static IMAGES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
-    crate::metrics::counter(
-        "parking_bridge_images_dropped_total",
-        "Pending snapshot images dropped because the disk budget was reached",
-    )
-});
-
-pub(super) static WITHOUT_INNER: LazyLock<IntCounter> = LazyLock::new(|| {
-    crate::metrics::counter(
-        "parking_bridge_entries_without_inner_order_total",
-        "Entries the platform acknowledged without an inner_oder_no",
-    )
-});
-
-static ROWS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_outbox_finished_total",
-        "Outbox rows finished, by kind and outcome",
-        &["kind", "outcome"],
-    )
-});
+crate::metrics::statics! {
+    IMAGES_DROPPED: IntCounter = ("parking_bridge_images_dropped_total", "Pending snapshot images dropped because the disk budget was reached");
+    pub(super) WITHOUT_INNER: IntCounter = ("parking_bridge_entries_without_inner_order_total", "Entries the platform acknowledged without an inner_oder_no");
+    ROWS_FINISHED: IntCounterVec = ("parking_bridge_outbox_finished_total", "Outbox rows finished, by kind and outcome", ["kind", "outcome"]);
+}
 
 /// A passage queued this long after it happened is late (a camera's stored recognition,
 /// a passage recovered after a crash, an operator's correction): its report waits for the
@@ -482,11 +465,7 @@ impl Store {
 
     /// Reports not yet acknowledged (cheap: reads the pending index only).
     pub fn pending_count(&self) -> Result<u64, StoreError> {
-        let conn = self.lock();
-        let n: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")?
-            .query_row([], |r| r.get(0))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        self.count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
     }
 
     /// Pending counts, oldest age, last error and finished counts, per kind.
@@ -542,16 +521,15 @@ impl Store {
 impl Store {
     /// Held reports, oldest first.
     pub fn held_reports(&self) -> Result<Vec<HeldReport>, StoreError> {
-        let conn = self.lock();
-        let mut st = conn.prepare_cached(
+        self.read_all(
             "SELECT o.id, o.out_order_no, o.kind, s.plate_no, o.refusals, o.first_refused_at, o.last_refused_at, \
              o.refusal_code, o.refusal_message, \
              (SELECT COUNT(*) FROM outbox w WHERE w.state = 'pending' AND w.out_order_no = o.out_order_no \
               AND o.kind IN (0, 2) AND w.kind > o.kind) \
              FROM outbox o LEFT JOIN stays s ON s.out_order_no = o.out_order_no \
              WHERE o.state = 'held' ORDER BY o.id",
-        )?;
-        let rows = st.query_map([], |r| {
+            [],
+            |r| {
             Ok(HeldReport {
                 id: r.get(0)?,
                 out_order_no: r.get(1)?,
@@ -563,18 +541,14 @@ impl Store {
                 refusal_code: r.get(7)?,
                 refusal_message: r.get(8)?,
                 waiting: u64::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+                })
+            },
+        )
     }
 
     /// Reports held now (cheap: the held index only).
     pub fn held_count(&self) -> Result<u64, StoreError> {
-        let conn = self.lock();
-        let n: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM outbox WHERE state = 'held'")?
-            .query_row([], |r| r.get(0))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        self.count("SELECT COUNT(*) FROM outbox WHERE state = 'held'")
     }
 
     /// Makes held reports pending again, due at `now`, with a fresh refusal budget:
@@ -653,13 +627,12 @@ impl Store {
 
     /// Stays whose entry the platform acknowledged without an `inner_oder_no`.
     pub fn acked_without_inner_order(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock();
-        let mut st = conn.prepare_cached(
+        self.read_all(
             "SELECT out_order_no FROM stays WHERE entry_acked_at IS NOT NULL AND inner_oder_no IS NULL \
              ORDER BY entered_at",
-        )?;
-        let rows = st.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            [],
+            |r| r.get(0),
+        )
     }
 }
 

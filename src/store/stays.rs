@@ -567,14 +567,13 @@ impl Store {
 
     /// Every open stay, oldest first (for plate matching).
     pub fn open_stays(&self) -> Result<Vec<Stay>, StoreError> {
-        let conn = self.lock();
-        let mut st = conn.prepare_cached(&format!(
-            "SELECT {STAY_COLUMNS} FROM stays WHERE state = 'open' ORDER BY entered_at, out_order_no"
-        ))?;
-        let rows = st
-            .query_map([], Stay::from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.read_all(
+            &format!(
+                "SELECT {STAY_COLUMNS} FROM stays WHERE state = 'open' ORDER BY entered_at, out_order_no"
+            ),
+            [],
+            Stay::from_row,
+        )
     }
 
     /// The most recent open stay of exactly this plate.
@@ -598,19 +597,18 @@ impl Store {
 
     /// Stays, newest first; `open_only` keeps only open ones.
     pub fn list_stays(&self, open_only: bool, limit: usize) -> Result<Vec<Stay>, StoreError> {
-        let conn = self.lock();
         let filter = if open_only {
             "WHERE state = 'open'"
         } else {
             ""
         };
-        let mut st = conn.prepare(&format!(
-            "SELECT {STAY_COLUMNS} FROM stays {filter} ORDER BY entered_at DESC, out_order_no DESC LIMIT ?1"
-        ))?;
-        let rows = st
-            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], Stay::from_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        self.read_all(
+            &format!(
+                "SELECT {STAY_COLUMNS} FROM stays {filter} ORDER BY entered_at DESC, out_order_no DESC LIMIT ?1"
+            ),
+            [i64::try_from(limit).unwrap_or(i64::MAX)],
+            Stay::from_row,
+        )
     }
 
     /// Closes a stay without an exit report (the platform is told nothing), freeing its

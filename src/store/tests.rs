@@ -1,6 +1,5 @@
 use super::*;
 use crate::config::Direction;
-use crate::plate::{CarType, PlateColor};
 use crate::report::{Report, ReportKind};
 use std::collections::HashSet;
 
@@ -14,32 +13,20 @@ fn store(dir: &tempfile::TempDir, total: i64) -> Store {
     Store::open(dir.path(), &lot(total)).unwrap()
 }
 
-pub(crate) fn new_stay(plate: &str, image: Option<Vec<u8>>) -> NewStay {
-    NewStay {
-        plate_no: plate.into(),
-        plate_color: PlateColor::Blue,
-        car_type: CarType::Normal,
-        lane: "entry-1".into(),
-        port_no: "E1".into(),
-        entered_at: T0,
-        operator: None,
-        snapshot: image,
-        price: None,
-        should_pay: None,
-    }
+fn new_stay(plate: &str, image: Option<Vec<u8>>) -> NewStay {
+    super::fixtures::new_stay(plate, image, T0)
 }
 
+/// Leaves an hour after `T0`, 5 yuan paid.
 fn exit(image: Option<Vec<u8>>) -> ExitDetails {
-    ExitDetails {
-        lane: "exit-1".into(),
-        port_no: "X1".into(),
-        away_time: T0.plus_millis(3_600_000),
-        price: 500,
-        should_pay: 500,
-        paid_fee: 500,
-        operator: None,
-        snapshot: image,
-    }
+    super::fixtures::exit_details(T0.plus_millis(3_600_000), 500, image)
+}
+
+/// A fresh store of `total` spaces; keep the directory alive as long as the store.
+fn fresh(total: i64) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, total);
+    (dir, s)
 }
 
 fn delivered(id: i64) -> Outcome {
@@ -47,6 +34,17 @@ fn delivered(id: i64) -> Outcome {
         id,
         result_code: Some("success".into()),
         inner_oder_no: None,
+        sign_level: None,
+        sign_time: None,
+    }
+}
+
+/// Delivered with no result code but the platform's order number `inner`.
+fn delivered_with_inner(id: i64, inner: &str) -> Outcome {
+    Outcome::Delivered {
+        id,
+        result_code: None,
+        inner_oder_no: Some(inner.into()),
         sign_level: None,
         sign_time: None,
     }
@@ -96,8 +94,7 @@ fn heads(s: &Store, now: Timestamp) -> Vec<(String, ReportKind)> {
 
 #[test]
 fn opening_a_stay_queues_entry_and_takes_a_space() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let opened = s.open_stay(new_stay("闽A12345", None), T0).unwrap();
     assert_eq!(opened.out_order_no, "P350120191004133604000001");
     assert_eq!(opened.free_spaces, 9);
@@ -141,8 +138,7 @@ fn sequence_survives_reopen_and_clock_going_back() {
 
 #[test]
 fn occupancy_is_capped_at_total_and_floored_at_zero() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 1);
+    let (_dir, s) = fresh(1);
     let a = s.open_stay(new_stay("A1", None), T0).unwrap();
     let b = s.open_stay(new_stay("A2", None), T0).unwrap();
     assert_eq!((a.free_spaces, b.free_spaces), (0, 0));
@@ -165,8 +161,7 @@ fn occupancy_is_capped_at_total_and_floored_at_zero() {
 
 #[test]
 fn stay_order_is_entry_snapshot_exit_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let o = s
         .open_stay(new_stay("A1", Some(vec![1, 2, 3])), T0)
         .unwrap()
@@ -193,8 +188,7 @@ fn stay_order_is_entry_snapshot_exit_snapshot() {
 
 #[test]
 fn a_stay_in_backoff_does_not_hold_back_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let a = open(&s, "A1");
     let b = open(&s, "A2");
     s.close_stay(&a, exit(None), T0).unwrap();
@@ -214,8 +208,7 @@ fn a_stay_in_backoff_does_not_hold_back_others() {
 
 #[test]
 fn newest_first_reaches_live_reports_behind_a_backlog() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 1000);
+    let (_dir, s) = fresh(1000);
     for i in 0..20 {
         s.open_stay(new_stay(&format!("A{i}"), None), T0).unwrap();
     }
@@ -229,8 +222,7 @@ fn newest_first_reaches_live_reports_behind_a_backlog() {
 
 #[test]
 fn unknown_stay_requeues_its_entry_before_the_exit() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let o = open(&s, "A1");
     let entry = first_due(&s, T0);
     s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
@@ -248,8 +240,7 @@ fn unknown_stay_requeues_its_entry_before_the_exit() {
 
 #[test]
 fn entry_rebuilt_from_the_stay_after_pruning() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let o = open(&s, "A1");
     let entry = first_due(&s, T0);
     s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
@@ -269,8 +260,7 @@ fn entry_rebuilt_from_the_stay_after_pruning() {
 
 #[test]
 fn entry_answer_fields_are_kept_on_the_stay() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let o = open(&s, "A1");
     let entry = first_due(&s, T0);
     s.record_outcomes(
@@ -291,8 +281,7 @@ fn entry_answer_fields_are_kept_on_the_stay() {
 
 #[test]
 fn an_entry_acknowledged_without_inner_order_is_counted_and_a_known_one_never_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let o = open(&s, "A1");
     let entry = first_due(&s, T0);
     // The first answer was lost; the re-send is answered as a duplicate without one.
@@ -304,32 +293,14 @@ fn an_entry_acknowledged_without_inner_order_is_counted_and_a_known_one_never_lo
     // A later answer (the exit's) that carries it fills the gap.
     s.close_stay(&o, exit(None), T0).unwrap();
     let exit_row = first_due(&s, T0);
-    s.record_outcomes(
-        &[Outcome::Delivered {
-            id: exit_row.id,
-            result_code: None,
-            inner_oder_no: Some("INNER-1".into()),
-            sign_level: None,
-            sign_time: None,
-        }],
-        T0,
-    )
-    .unwrap();
+    s.record_outcomes(&[delivered_with_inner(exit_row.id, "INNER-1")], T0)
+        .unwrap();
     assert!(s.acked_without_inner_order().unwrap().is_empty());
     // The entry re-sent later and answered without one does not erase it.
     let o2 = open(&s, "B2");
     let e2 = first_due(&s, T0);
-    s.record_outcomes(
-        &[Outcome::Delivered {
-            id: e2.id,
-            result_code: None,
-            inner_oder_no: Some("INNER-2".into()),
-            sign_level: None,
-            sign_time: None,
-        }],
-        T0,
-    )
-    .unwrap();
+    s.record_outcomes(&[delivered_with_inner(e2.id, "INNER-2")], T0)
+        .unwrap();
     s.close_stay(&o2, exit(None), T0).unwrap();
     s.lock()
         .execute("UPDATE outbox SET state = 'pending' WHERE id = ?1", [e2.id])
@@ -343,8 +314,7 @@ fn an_entry_acknowledged_without_inner_order_is_counted_and_a_known_one_never_lo
 
 #[test]
 fn held_rows_survive_pruning_and_a_held_snapshot_keeps_its_image() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let o = s
         .open_stay(new_stay("A1", Some(vec![1, 2, 3])), T0)
         .unwrap()
@@ -411,8 +381,7 @@ fn disk_budget_drops_oldest_images_never_reports() {
 
 #[test]
 fn local_close_frees_the_space_without_a_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     let o = open(&s, "A1");
     s.close_stay_locally(&o, LocalClose::Superseded, T0)
         .unwrap();
@@ -428,9 +397,8 @@ fn local_close_frees_the_space_without_a_report() {
 
 #[test]
 fn find_open_stay_and_open_stays() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
-    s.open_stay(new_stay("A1", None), T0).unwrap();
+    let (_dir, s) = fresh(10);
+    open(&s, "A1");
     let b = open(&s, "B2");
     assert_eq!(s.find_open_stay("B2").unwrap().unwrap().out_order_no, b);
     assert_eq!(s.open_stays().unwrap().len(), 2);
@@ -441,8 +409,7 @@ fn find_open_stay_and_open_stays() {
 
 #[test]
 fn bad_input_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
+    let (_dir, s) = fresh(10);
     assert!(matches!(
         s.open_stay(new_stay("", None), T0),
         Err(StoreError::Invalid(_))
@@ -462,9 +429,8 @@ fn bad_input_is_refused() {
 
 #[test]
 fn summary_reports_pending_age_and_last_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
-    s.open_stay(new_stay("A1", None), T0).unwrap();
+    let (_dir, s) = fresh(10);
+    open(&s, "A1");
     let e = first_due(&s, T0);
     s.record_outcomes(&[retry(e.id, T0, "HTTP 502")], T0)
         .unwrap();
@@ -510,8 +476,7 @@ fn integrity_check_passes_on_a_fresh_database() {
 
 #[test]
 fn grouped_open_is_one_transaction_with_distinct_numbers() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 100);
+    let (_dir, s) = fresh(100);
     let opened = s
         .open_stays_grouped(
             (0..10).map(|i| new_stay(&format!("G{i}"), None)).collect(),
@@ -525,9 +490,8 @@ fn grouped_open_is_one_transaction_with_distinct_numbers() {
 
 #[test]
 fn retries_scheduled_before_the_clock_went_back_are_due() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 10);
-    s.open_stay(new_stay("A1", None), T0).unwrap();
+    let (_dir, s) = fresh(10);
+    open(&s, "A1");
     let e = first_due(&s, T0);
     s.record_outcomes(&[retry(e.id, T0.plus_millis(30_000), "x")], T0)
         .unwrap();
@@ -541,8 +505,7 @@ fn retries_scheduled_before_the_clock_went_back_are_due() {
 
 #[test]
 fn delivered_images_give_their_space_back_bit_by_bit() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 100);
+    let (_dir, s) = fresh(100);
     for i in 0..40 {
         s.open_stay(new_stay(&format!("A{i}"), Some(vec![7u8; 256 * 1024])), T0)
             .unwrap();
@@ -595,8 +558,7 @@ fn a_database_made_without_incremental_vacuum_is_left_as_it_is() {
 
 #[test]
 fn late_passages_of_a_port_are_due_one_at_a_time_oldest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir, 100);
+    let (_dir, s) = fresh(100);
     let now = T0.plus_millis(3 * 3_600_000);
     // A camera's stored recognitions, pushed three hours late, one a minute.
     let late: Vec<String> = (0..5)

@@ -169,6 +169,24 @@ pub fn decide(
         alarm: None,
         answered: true,
     };
+    // The platform (or the link to it) is in trouble: retry with backoff.
+    let trouble = |error: String| Decision {
+        outcome: retry_later(error),
+        platform_trouble: true,
+        alarm: None,
+        answered: false,
+    };
+    // A fault only a person can fix: an alarm, retried slowly.
+    let alarm = |error: String, answered: bool| Decision {
+        outcome: Outcome::Retry {
+            id,
+            due_at: now.plus_millis(policy.alarm_ms),
+            error: error.clone(),
+        },
+        platform_trouble: false,
+        alarm: Some(error),
+        answered,
+    };
     match result {
         Ok(answer) => match &answer.verdict {
             Verdict::Done | Verdict::AlreadyDone => answered(Outcome::Delivered {
@@ -195,19 +213,7 @@ pub fn decide(
                     answer.result_code.as_deref().unwrap_or("?")
                 )))
             }
-            Verdict::ConfigFault { code, message } => {
-                let error = format!("{code}: {message}");
-                Decision {
-                    outcome: Outcome::Retry {
-                        id,
-                        due_at: now.plus_millis(policy.alarm_ms),
-                        error: error.clone(),
-                    },
-                    platform_trouble: false,
-                    alarm: Some(error),
-                    answered: true,
-                }
-            }
+            Verdict::ConfigFault { code, message } => alarm(format!("{code}: {message}"), true),
             Verdict::Refused { code, message } => {
                 let refusals = refusals_before.saturating_add(1);
                 let refusal = crate::store::Refusal {
@@ -224,32 +230,10 @@ pub fn decide(
                     })
                 }
             }
-            Verdict::Retry { why } => Decision {
-                outcome: retry_later(why.clone()),
-                platform_trouble: true,
-                alarm: None,
-                answered: false,
-            },
+            Verdict::Retry { why } => trouble(why.clone()),
         },
-        Err(e) if e.is_retriable() => Decision {
-            outcome: retry_later(e.to_string()),
-            platform_trouble: true,
-            alarm: None,
-            answered: false,
-        },
-        Err(e) => {
-            let error = format!("{e} ({})", e.hint());
-            Decision {
-                outcome: Outcome::Retry {
-                    id,
-                    due_at: now.plus_millis(policy.alarm_ms),
-                    error: error.clone(),
-                },
-                platform_trouble: false,
-                alarm: Some(error),
-                answered: false,
-            }
-        }
+        Err(e) if e.is_retriable() => trouble(e.to_string()),
+        Err(e) => alarm(format!("{e} ({})", e.hint()), false),
     }
 }
 
@@ -284,6 +268,12 @@ mod tests {
             NOW,
             jitter,
         )
+    }
+
+    /// A first attempt at entry 1 answered `HTTP 503`: platform trouble.
+    fn failed_with_503() -> Decision {
+        let why = "HTTP 503".into();
+        decide_answer(1, ReportKind::Entry, Verdict::Retry { why }, 0.0)
     }
 
     #[test]
@@ -345,26 +335,11 @@ mod tests {
             url: "http://x".into(),
             detail: "refused".into(),
         });
-        let first = decide(
-            1,
-            ReportKind::Exit,
-            0,
-            0,
-            &err,
-            &Backoff::default(),
-            NOW,
-            0.0,
-        );
-        let fifth = decide(
-            1,
-            ReportKind::Exit,
-            4,
-            0,
-            &err,
-            &Backoff::default(),
-            NOW,
-            0.0,
-        );
+        let after = |attempts| {
+            let b = Backoff::default();
+            decide(1, ReportKind::Exit, attempts, 0, &err, &b, NOW, 0.0)
+        };
+        let (first, fifth) = (after(0), after(4));
         assert!(first.platform_trouble);
         let due = |d: &Decision| match d.outcome {
             Outcome::Retry { due_at, .. } => due_at.0 - NOW.0,
@@ -377,14 +352,7 @@ mod tests {
     fn platform_pauses_after_consecutive_failures_and_resumes_on_success() {
         let b = Backoff::default();
         let mut t = Throttle::default();
-        let fail = decide_answer(
-            1,
-            ReportKind::Entry,
-            Verdict::Retry {
-                why: "HTTP 503".into(),
-            },
-            0.0,
-        );
+        let fail = failed_with_503();
         assert_eq!(t.note(&fail, &b, NOW, 0.0), None);
         assert_eq!(t.note(&fail, &b, NOW, 0.0), None);
         let until = t.note(&fail, &b, NOW, 0.0).expect("paused after 3");
@@ -432,18 +400,22 @@ mod tests {
     #[test]
     fn a_refusal_is_retried_with_growing_delay_then_held() {
         let b = Backoff::default();
-        let mut dues = Vec::new();
-        for before in 0..4 {
-            let d = decide(
+        // Refused after `before` earlier refusals (and nine attempts in all).
+        let refused_again = |before, code| {
+            decide(
                 3,
                 ReportKind::EntrySnapshot,
                 9,
                 before,
-                &refused(None),
+                &refused(code),
                 &b,
                 NOW,
                 0.5,
-            );
+            )
+        };
+        let mut dues = Vec::new();
+        for before in 0..4 {
+            let d = refused_again(before, None);
             assert!(!d.platform_trouble, "a refusal is not platform trouble");
             assert!(d.answered);
             assert_eq!(d.alarm, None);
@@ -465,16 +437,7 @@ mod tests {
             dues.iter().sum::<i64>() <= 3_600_000,
             "5 tries in about an hour"
         );
-        let d = decide(
-            3,
-            ReportKind::EntrySnapshot,
-            9,
-            4,
-            &refused(Some("X")),
-            &b,
-            NOW,
-            0.5,
-        );
+        let d = refused_again(4, Some("X"));
         match d.outcome {
             Outcome::Held { id: 3, refusal } => assert_eq!(refusal.code.as_deref(), Some("X")),
             other => panic!("{other:?}"),
@@ -486,14 +449,7 @@ mod tests {
     fn refusals_never_pause_the_platform_and_end_a_trouble_streak() {
         let b = Backoff::default();
         let mut t = Throttle::default();
-        let fail = decide_answer(
-            1,
-            ReportKind::Entry,
-            Verdict::Retry {
-                why: "HTTP 503".into(),
-            },
-            0.0,
-        );
+        let fail = failed_with_503();
         t.note(&fail, &b, NOW, 0.0);
         t.note(&fail, &b, NOW, 0.0);
         for _ in 0..100 {

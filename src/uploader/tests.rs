@@ -2,9 +2,8 @@
 
 use super::*;
 use crate::config::LotConfig;
-use crate::plate::{CarType, PlateColor};
 use crate::platform::Verdict;
-use crate::store::{ExitDetails, NewStay};
+use crate::report::SnapshotEvent;
 use std::sync::Mutex as StdMutex;
 
 type Script = Box<dyn FnMut(&Uplink, usize) -> Result<Answer, ClientError> + Send>;
@@ -85,8 +84,23 @@ fn refused() -> Result<Answer, ClientError> {
     })
 }
 
+/// The platform could not be reached (`detail` says why).
+fn platform_down(detail: &str) -> Result<Answer, ClientError> {
+    Err(ClientError::Refused {
+        url: "http://x".into(),
+        detail: detail.into(),
+    })
+}
+
 fn store(dir: &tempfile::TempDir) -> Arc<Store> {
     Arc::new(Store::open(dir.path(), &LotConfig::new("P1", 1000)).unwrap())
+}
+
+/// A fresh store of lot `P1`; keep the directory alive as long as the store.
+fn fresh() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir);
+    (dir, s)
 }
 
 fn tiny_jpeg() -> Vec<u8> {
@@ -99,36 +113,12 @@ fn tiny_jpeg() -> Vec<u8> {
 }
 
 fn enter(s: &Store, plate: &str, image: Option<Vec<u8>>) -> String {
-    s.open_stay(
-        NewStay {
-            plate_no: plate.into(),
-            plate_color: PlateColor::Blue,
-            car_type: CarType::Normal,
-            lane: "entry-1".into(),
-            port_no: "E1".into(),
-            entered_at: Timestamp::now(),
-            operator: None,
-            snapshot: image,
-            price: None,
-            should_pay: None,
-        },
-        Timestamp::now(),
-    )
-    .unwrap()
-    .out_order_no
+    let stay = crate::store::fixtures::new_stay(plate, image, Timestamp::now());
+    s.open_stay(stay, Timestamp::now()).unwrap().out_order_no
 }
 
 fn leave(s: &Store, o: &str, image: Option<Vec<u8>>) {
-    let x = ExitDetails {
-        lane: "exit-1".into(),
-        port_no: "X1".into(),
-        away_time: Timestamp::now(),
-        price: 0,
-        should_pay: 0,
-        paid_fee: 0,
-        operator: None,
-        snapshot: image,
-    };
+    let x = crate::store::fixtures::exit_details(Timestamp::now(), 0, image);
     s.close_stay(o, x, Timestamp::now()).unwrap();
 }
 
@@ -179,8 +169,7 @@ fn sequence_of(log: &[(String, String)], o: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_stay_goes_entry_snapshot_exit_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let fake = Fake::new(2, Box::new(|_, _| ok(Verdict::Done)));
     let task = start(&s, &fake, fast_settings());
     let mut stays = Vec::new();
@@ -207,8 +196,7 @@ async fn each_stay_goes_entry_snapshot_exit_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_stay_does_not_hold_back_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let stuck = enter(&s, "STUCK1", None);
     let stuck_clone = stuck.clone();
     let fake = Fake::new(
@@ -250,8 +238,7 @@ async fn a_stuck_stay_does_not_hold_back_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_order_sends_the_entry_again_then_the_exit() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let o = enter(&s, "A1", None);
     leave(&s, &o, None);
     // The platform "lost" the first entry: the first exit is answered ORDER_NOT_EXIST.
@@ -279,8 +266,7 @@ async fn unknown_order_sends_the_entry_again_then_the_exit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_answer_counts_as_delivered() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let o = enter(&s, "A1", None);
     let fake = Fake::new(0, Box::new(|_, _| ok(Verdict::AlreadyDone)));
     let task = start(&s, &fake, fast_settings());
@@ -291,8 +277,7 @@ async fn duplicate_answer_counts_as_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_pauses_everything_then_drains_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let stays: Vec<String> = (0..30).map(|i| enter(&s, &format!("C{i}"), None)).collect();
     for o in &stays {
         leave(&s, o, None);
@@ -301,10 +286,7 @@ async fn outage_pauses_everything_then_drains_in_order() {
         1,
         Box::new(|_, n| {
             if n <= 12 {
-                Err(ClientError::Refused {
-                    url: "http://x".into(),
-                    detail: "down".into(),
-                })
+                platform_down("down")
             } else {
                 ok(Verdict::Done)
             }
@@ -327,8 +309,7 @@ async fn outage_pauses_everything_then_drains_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_snapshot_is_dropped_and_the_rest_goes() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let o = enter(&s, "A1", Some(b"definitely not an image".to_vec()));
     leave(&s, &o, Some(tiny_jpeg()));
     let fake = Fake::always_done();
@@ -345,8 +326,7 @@ async fn undecodable_snapshot_is_dropped_and_the_rest_goes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_written_by_another_connection_are_picked_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (dir, s) = fresh();
     let fake = Fake::always_done();
     let mut settings = fast_settings();
     settings.poll = Duration::from_millis(200);
@@ -367,22 +347,18 @@ async fn rows_written_by_another_connection_are_picked_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_their_pace_during_a_slow_backlog() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     for i in 0..200 {
         enter(&s, &format!("H{i}"), None);
     }
     let fake = Fake::new(50, Box::new(|_, _| ok(Verdict::Done)));
     let task = start(&s, &fake, fast_settings());
-    let beat = Heartbeat {
-        deliver: fake.clone(),
-        parking_lot_no: "P1".into(),
-        every: Duration::from_millis(100),
-        health: crate::health::Health::new(),
-        lost_after: Duration::from_secs(120),
-        status: StatusHandle::default(),
-        retry_after_failure: crate::uploader::heartbeat::RETRY_AFTER_FAILURE,
-    };
+    let beat = heartbeat(
+        &fake,
+        Duration::from_millis(100),
+        StatusHandle::default(),
+        crate::uploader::heartbeat::RETRY_AFTER_FAILURE,
+    );
     let started = std::time::Instant::now();
     let beats = tokio::spawn(beat.run());
     tokio::time::sleep(Duration::from_millis(1_050)).await;
@@ -401,6 +377,24 @@ async fn heartbeats_keep_their_pace_during_a_slow_backlog() {
 }
 
 use heartbeat::Heartbeat;
+
+/// Heartbeats of lot `P1` through `fake`, every `every`, the link lost after two minutes.
+fn heartbeat(
+    fake: &Arc<Fake>,
+    every: Duration,
+    status: StatusHandle,
+    retry_after_failure: Duration,
+) -> Heartbeat<Fake> {
+    Heartbeat {
+        deliver: fake.clone(),
+        parking_lot_no: "P1".into(),
+        every,
+        health: crate::health::Health::new(),
+        lost_after: Duration::from_secs(120),
+        status,
+        retry_after_failure,
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inline_mode_sends_the_image_inside_the_entry() {
@@ -433,7 +427,7 @@ async fn inline_mode_sends_the_image_inside_the_entry() {
     );
     let sent = seen.lock().unwrap()[0].clone().expect("image inline");
     let jpeg = base64::engine::general_purpose::STANDARD
-        .decode(sent)
+        .decode(sent.as_str())
         .unwrap();
     assert_eq!(jpeg, tiny_jpeg(), "a small JPEG goes as it is");
 }
@@ -449,14 +443,13 @@ async fn until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_entry_snapshot_does_not_delay_the_exit_and_is_held() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let o = enter(&s, "R1", Some(tiny_jpeg()));
     leave(&s, &o, Some(tiny_jpeg()));
     let fake = Fake::new(
         0,
         Box::new(|u, _| match u {
-            Uplink::Snapshot(x) if x.event == "parking" => refused(),
+            Uplink::Snapshot(x) if x.event == SnapshotEvent::Parking => refused(),
             _ => ok(Verdict::Done),
         }),
     );
@@ -491,8 +484,7 @@ async fn a_refused_entry_snapshot_does_not_delay_the_exit_and_is_held() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_entry_blocks_only_its_own_exit_until_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let bad = enter(&s, "BAD1", None);
     leave(&s, &bad, None);
     let good: Vec<String> = (0..5).map(|i| enter(&s, &format!("G{i}"), None)).collect();
@@ -540,8 +532,7 @@ async fn a_held_entry_blocks_only_its_own_exit_until_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refused_report_does_not_pause_the_uploader_for_100_other_stays() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let bad = enter(&s, "BAD2", None);
     let others: Vec<String> = (0..100)
         .map(|i| enter(&s, &format!("O{i}"), None))
@@ -592,8 +583,7 @@ async fn one_refused_report_does_not_pause_the_uploader_for_100_other_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_accepted_report_carries_the_lots_count_at_send_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     // A backlog built through an outage: each row holds the count of its own moment.
     let stays: Vec<String> = (0..30).map(|i| enter(&s, &format!("N{i}"), None)).collect();
     for o in stays.iter().take(20) {
@@ -605,14 +595,11 @@ async fn the_last_accepted_report_carries_the_lots_count_at_send_time() {
         3,
         Box::new(move |u, n| {
             if n % 7 == 3 {
-                return Err(ClientError::Refused {
-                    url: "http://x".into(),
-                    detail: "flaky".into(),
-                });
+                return platform_down("flaky");
             }
             match u {
-                Uplink::Entry(e) => accepted2.lock().unwrap().push(e.free_spaces),
-                Uplink::Exit(x) => accepted2.lock().unwrap().push(x.free_spaces),
+                Uplink::Entry(e) => accepted2.lock().unwrap().push(e.free_spaces.get()),
+                Uplink::Exit(x) => accepted2.lock().unwrap().push(x.free_spaces.get()),
                 _ => {}
             }
             ok(Verdict::Done)
@@ -658,25 +645,19 @@ async fn a_heartbeat_follows_right_after_the_platform_answers_again() {
         0,
         Box::new(move |_, _| {
             if down2.load(std::sync::atomic::Ordering::SeqCst) {
-                Err(ClientError::Refused {
-                    url: "http://x".into(),
-                    detail: "down".into(),
-                })
+                platform_down("down")
             } else {
                 ok(Verdict::Done)
             }
         }),
     );
     let status = StatusHandle::default();
-    let beat = Heartbeat {
-        deliver: fake.clone(),
-        parking_lot_no: "P1".into(),
-        every: Duration::from_secs(30),
-        health: crate::health::Health::new(),
-        lost_after: Duration::from_secs(120),
-        status: status.clone(),
-        retry_after_failure: Duration::from_millis(300),
-    };
+    let beat = heartbeat(
+        &fake,
+        Duration::from_secs(30),
+        status.clone(),
+        Duration::from_millis(300),
+    );
     let task = tokio::spawn(beat.run());
     let beats = || {
         fake.log()
@@ -709,8 +690,7 @@ async fn a_heartbeat_follows_right_after_the_platform_answers_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undocumented_success_code_is_delivered_and_counted_by_code() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = store(&dir);
+    let (_dir, s) = fresh();
     let o = enter(&s, "U1", None);
     let fake = Fake::new(
         0,
