@@ -55,6 +55,13 @@ pub struct ReadRequest {
 }
 
 impl ReadRequest {
+    pub const fn new(function: Function, address: u16, count: u16) -> Self {
+        ReadRequest {
+            function,
+            address,
+            count,
+        }
+    }
     fn end(&self) -> u32 {
         u32::from(self.address) + u32::from(self.count)
     }
@@ -97,11 +104,7 @@ pub fn plan(points: &[Point]) -> Vec<ReadRequest> {
                 continue;
             }
         }
-        out.push(ReadRequest {
-            function,
-            address,
-            count: width,
-        });
+        out.push(ReadRequest::new(function, address, width));
     }
     out
 }
@@ -651,11 +654,7 @@ mod tests {
         let p = profile("waveshare-modbus-rtu-io-8ch");
         assert_eq!(
             plan(&p.points),
-            vec![ReadRequest {
-                function: Function::ReadDiscreteInputs,
-                address: 0,
-                count: 8
-            }]
+            vec![ReadRequest::new(Function::ReadDiscreteInputs, 0, 8)]
         );
     }
 
@@ -665,11 +664,7 @@ mod tests {
         // status, fault word and the 2-register counter are contiguous: one request.
         assert_eq!(
             plan(&p.points),
-            vec![ReadRequest {
-                function: Function::ReadHoldingRegisters,
-                address: 0,
-                count: 4
-            }]
+            vec![ReadRequest::new(Function::ReadHoldingRegisters, 0, 4)]
         );
         let mut points = p.points.clone();
         points[2].address = 10;
@@ -998,11 +993,7 @@ mod tests {
         let reqs = plan(&p.points);
         assert_eq!(
             reqs,
-            vec![ReadRequest {
-                function: Function::ReadDiscreteInputs,
-                address: 0,
-                count: 16
-            }]
+            vec![ReadRequest::new(Function::ReadDiscreteInputs, 0, 16)]
         );
         let mut bits = vec![false; 16];
         bits[1] = true;

@@ -329,27 +329,19 @@ pub fn open_serial(
 mod tests {
     use super::*;
 
-    fn req(function: Function, address: u16, count: u16) -> ReadRequest {
-        ReadRequest {
-            function,
-            address,
-            count,
-        }
-    }
-
     #[test]
     fn request_frame_matches_the_spec_example() {
         // Modbus over serial line spec example: slave 1, FC03, address 0, 1 register
         // → 01 03 00 00 00 01 84 0A.
         assert_eq!(
-            encode_request(1, &req(Function::ReadHoldingRegisters, 0, 1)),
+            encode_request(1, &ReadRequest::new(Function::ReadHoldingRegisters, 0, 1)),
             [1, 3, 0, 0, 0, 1, 0x84, 0x0A]
         );
     }
 
     #[test]
     fn bits_are_unpacked_lsb_first() {
-        let r = req(Function::ReadDiscreteInputs, 0, 8);
+        let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 8);
         let buf = with_crc(&[1, 2, 1, 0b0000_1001]);
         let Scan::Answer {
             data,
@@ -367,7 +359,7 @@ mod tests {
 
     #[test]
     fn garbage_before_the_answer_is_skipped_and_counted() {
-        let r = req(Function::ReadHoldingRegisters, 0, 2);
+        let r = ReadRequest::new(Function::ReadHoldingRegisters, 0, 2);
         let mut buf = vec![0xFF, 0x00, 0x13];
         buf.extend(with_crc(&[1, 3, 4, 0, 7, 0x12, 0x34]));
         assert_eq!(
@@ -382,7 +374,7 @@ mod tests {
 
     #[test]
     fn bad_crc_is_never_an_answer() {
-        let r = req(Function::ReadDiscreteInputs, 0, 8);
+        let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 8);
         let mut buf = with_crc(&[1, 2, 1, 0xFF]);
         buf[3] ^= 0x01;
         assert_eq!(scan_response(1, &r, &buf), Scan::NeedMore);
@@ -391,7 +383,7 @@ mod tests {
 
     #[test]
     fn answer_from_another_slave_is_ignored() {
-        let r = req(Function::ReadDiscreteInputs, 0, 8);
+        let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 8);
         assert_eq!(
             scan_response(1, &r, &with_crc(&[2, 2, 1, 0xFF])),
             Scan::NeedMore
@@ -400,7 +392,7 @@ mod tests {
 
     #[test]
     fn exceptions_are_recognised() {
-        let r = req(Function::ReadCoils, 0, 16);
+        let r = ReadRequest::new(Function::ReadCoils, 0, 16);
         assert_eq!(
             scan_response(1, &r, &with_crc(&[1, 0x81, 2])),
             Scan::Exception {
@@ -413,7 +405,7 @@ mod tests {
 
     #[test]
     fn partial_frame_waits_for_more() {
-        let r = req(Function::ReadHoldingRegisters, 0, 2);
+        let r = ReadRequest::new(Function::ReadHoldingRegisters, 0, 2);
         assert_eq!(scan_response(1, &r, &[1, 3, 4, 0]), Scan::NeedMore);
     }
 
