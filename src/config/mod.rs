@@ -530,20 +530,44 @@ port_no = "X1"
         assert!(e.message.contains("already lane \"entry-1\"'s"), "{e}");
     }
 
+    /// A wrong type, a bad value in the lanes array, an unknown key in an array
+    /// element, a secret of the wrong length: each named at its key and line.
     #[test]
-    fn wrong_type_names_line_and_key() {
-        let text = VALID.replace("total_spaces = 100", "total_spaces = \"hundred\"");
-        first_error_at(&text, "lot.total_spaces", "total_spaces");
-    }
-
-    #[test]
-    fn invalid_value_in_lanes_array_names_the_element() {
-        let text = VALID.replace("direction = \"exit\"", "direction = \"sideways\"");
-        first_error_at(&text, "lanes[1].direction", "sideways");
-        let text = VALID.replace("port_no = \"X1\"", "port_no = \"\"");
-        first_error_at(&text, "lanes[1].port_no", "port_no = \"\"");
-        let text = VALID.replace("id = \"exit-1\"\n", "id = \"exit-1\"\nspeed = 3\n");
-        first_error_at(&text, "lanes[1].speed", "speed");
+    fn each_bad_value_is_named_at_its_key_and_line() {
+        for (from, to, key, needle) in [
+            (
+                "total_spaces = 100",
+                "total_spaces = \"hundred\"",
+                "lot.total_spaces",
+                "total_spaces",
+            ),
+            (
+                "direction = \"exit\"",
+                "direction = \"sideways\"",
+                "lanes[1].direction",
+                "sideways",
+            ),
+            (
+                "port_no = \"X1\"",
+                "port_no = \"\"",
+                "lanes[1].port_no",
+                "port_no = \"\"",
+            ),
+            (
+                "id = \"exit-1\"\n",
+                "id = \"exit-1\"\nspeed = 3\n",
+                "lanes[1].speed",
+                "speed",
+            ),
+            (
+                "bb0873ce314c42f7",
+                "short",
+                "platform.app_secret",
+                "app_secret",
+            ),
+        ] {
+            first_error_at(&VALID.replace(from, to), key, needle);
+        }
     }
 
     #[test]
@@ -551,12 +575,6 @@ port_no = "X1"
         let text = VALID.replace("dir = \"/var/lib/parking-bridge\"\n", "");
         let e = &errors(&text)[0];
         assert!(e.key.ends_with("dir"), "{e}");
-    }
-
-    #[test]
-    fn secret_of_wrong_length_is_a_located_config_error() {
-        let text = VALID.replace("bb0873ce314c42f7", "short");
-        first_error_at(&text, "platform.app_secret", "app_secret");
     }
 
     #[test]
