@@ -649,6 +649,11 @@ mod tests {
         Timestamp(ms)
     }
 
+    /// What a slave's health reports when its link goes up or down.
+    fn link(up: bool) -> Option<EventKind> {
+        Some(EventKind::Link { up })
+    }
+
     #[test]
     fn contiguous_inputs_are_read_in_one_request() {
         let p = profile("waveshare-modbus-rtu-io-8ch");
@@ -906,34 +911,22 @@ mod tests {
     #[test]
     fn unanswering_slave_is_retried_then_isolated_then_probed_once() {
         let mut h = SlaveHealth::new(2, 5000);
-        assert_eq!(
-            h.record(PollOutcome::Answered, t(0)),
-            Some(EventKind::Link { up: true })
-        );
+        assert_eq!(h.record(PollOutcome::Answered, t(0)), link(true));
         assert_eq!(h.record(PollOutcome::NoAnswer, t(100)), None);
         assert_eq!(h.record(PollOutcome::NoAnswer, t(200)), None);
-        assert_eq!(
-            h.record(PollOutcome::NoAnswer, t(300)),
-            Some(EventKind::Link { up: false })
-        );
+        assert_eq!(h.record(PollOutcome::NoAnswer, t(300)), link(false));
         assert!(!h.is_pollable(t(301)));
         assert!(h.is_pollable(t(5300)));
         assert_eq!(h.record(PollOutcome::NoAnswer, t(5300)), None);
         assert!(!h.is_pollable(t(5301)), "one failed probe re-isolates");
         assert!(h.is_pollable(t(10_300)));
-        assert_eq!(
-            h.record(PollOutcome::Answered, t(10_300)),
-            Some(EventKind::Link { up: true })
-        );
+        assert_eq!(h.record(PollOutcome::Answered, t(10_300)), link(true));
     }
 
     #[test]
     fn exception_answers_keep_the_link_up() {
         let mut h = SlaveHealth::new(0, 1000);
-        assert_eq!(
-            h.record(PollOutcome::Exception, t(0)),
-            Some(EventKind::Link { up: true })
-        );
+        assert_eq!(h.record(PollOutcome::Exception, t(0)), link(true));
         assert_eq!(h.record(PollOutcome::Exception, t(1)), None);
     }
 
