@@ -668,8 +668,8 @@ mod tests {
 
     fn load(sections: &str) -> Result<SiteConfig, ConfigError> {
         let text = format!(
-            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
-             [storage]\ndir = \"/tmp\"\n[[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{sections}"
+            "{}[[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{sections}",
+            crate::config::test_site_head("")
         );
         SiteConfig::from_toml(&text, Path::new("site.toml"))
     }

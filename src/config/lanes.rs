@@ -625,10 +625,10 @@ mod tests {
     /// devices), plus `devices`.
     fn site(layout: &str, devices: &str) -> Result<crate::config::SiteConfig, String> {
         let text = format!(
-            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
-             [storage]\ndir = \"/tmp\"\n[mqtt]\nhost = \"127.0.0.1\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
+            "{}[mqtt]\nhost = \"127.0.0.1\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
              [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{layout}\n\
-             [[lanes]]\nid = \"out\"\ndirection = \"exit\"\nport_no = \"P2\"\n{devices}"
+             [[lanes]]\nid = \"out\"\ndirection = \"exit\"\nport_no = \"P2\"\n{devices}",
+            crate::config::test_site_head("")
         );
         crate::config::SiteConfig::from_toml(&text, std::path::Path::new("site.toml"))
             .map_err(|e| e.to_string())

@@ -336,6 +336,17 @@ fn read_text(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// The smallest valid head of a site config, for tests: platform, lot `L` (with the
+/// `lot_extra` lines) and storage; lanes, buses and devices follow it.
+#[cfg(test)]
+pub(crate) fn test_site_head(lot_extra: &str) -> String {
+    format!(
+        "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n\
+         [lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n{lot_extra}\
+         [storage]\ndir = \"/tmp\"\n"
+    )
+}
+
 /// 1-based line of a byte offset.
 pub fn line_of_offset(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]

@@ -955,9 +955,9 @@ mod tests {
 
     fn site(devices: &str) -> SiteConfig {
         let text = format!(
-            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\noccupancy_source = \"external\"\n\
-             [storage]\ndir = \"/tmp\"\n[mqtt]\nhost = \"h\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
-             [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{devices}"
+            "{}[mqtt]\nhost = \"h\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
+             [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{devices}",
+            crate::config::test_site_head("occupancy_source = \"external\"\n")
         );
         SiteConfig::from_toml(&text, Path::new("site.toml")).unwrap()
     }
