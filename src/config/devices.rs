@@ -2,7 +2,7 @@
 //! reach it. What each device's registers or payloads mean is in its device profile
 //! (`device-profiles/`, checked by `crate::driver::profile`).
 
-use super::{Invalid, SiteConfig, check_between, check_unique_name};
+use super::{Invalid, SiteConfig, check_between, check_unique_name, default};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     pub host: String,
-    #[serde(default = "default_mqtt_port")]
+    #[serde(default = "default::u16::<1883>")]
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
@@ -25,18 +25,12 @@ pub struct MqttConfig {
     #[serde(default = "default_client_id")]
     pub client_id: String,
     /// MQTT keep-alive, seconds.
-    #[serde(default = "default_mqtt_keep_alive")]
+    #[serde(default = "default::u64::<30>")]
     pub keep_alive_s: u64,
 }
 
-fn default_mqtt_port() -> u16 {
-    1883
-}
 fn default_client_id() -> String {
     "parking-bridge".to_string()
-}
-fn default_mqtt_keep_alive() -> u64 {
-    30
 }
 
 /// Serial parity.
@@ -57,27 +51,17 @@ pub struct BusConfig {
     pub name: String,
     /// Serial device, ideally a stable udev name like `/dev/parking/bus1`.
     pub port: String,
-    #[serde(default = "default_baud")]
+    #[serde(default = "default::u32::<9600>")]
     pub baud: u32,
     #[serde(default)]
     pub parity: Parity,
-    #[serde(default = "default_data_bits")]
+    #[serde(default = "default::u8::<8>")]
     pub data_bits: u8,
-    #[serde(default = "default_stop_bits")]
+    #[serde(default = "default::u8::<1>")]
     pub stop_bits: u8,
     /// Silence kept between the end of a response and the next request, ms. Unset:
     /// the larger of the Modbus 3.5-character time and every profile's own value.
     pub inter_frame_delay_ms: Option<u64>,
-}
-
-fn default_baud() -> u32 {
-    9600
-}
-fn default_data_bits() -> u8 {
-    8
-}
-fn default_stop_bits() -> u8 {
-    1
 }
 
 /// The lane roles a device's named points can fill.
@@ -232,24 +216,24 @@ pub struct CameraPushConfig {
     #[serde(default = "default_max_picture")]
     pub max_picture_bytes: usize,
     /// Pushes each camera may make per second, sustained; above it 429.
-    #[serde(default = "default_rate_per_s")]
+    #[serde(default = "default::u32::<10>")]
     pub rate_per_s: u32,
     /// Pushes a camera may make at once above the rate (a backlog after an outage).
-    #[serde(default = "default_burst")]
+    #[serde(default = "default::u32::<100>")]
     pub burst: u32,
     /// A client must send its request headers within this time (slow-loris clients
     /// are cut off), ms.
-    #[serde(default = "default_header_timeout_ms")]
+    #[serde(default = "default::u64::<5_000>")]
     pub header_timeout_ms: u64,
     /// … and its whole body within this time (408 otherwise), ms.
-    #[serde(default = "default_body_timeout_ms")]
+    #[serde(default = "default::u64::<20_000>")]
     pub body_timeout_ms: u64,
     /// At most this many connections at once; more are closed on accept.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "default::usize::<64>")]
     pub max_connections: usize,
     /// A camera's own time is believed while it agrees with ours within this, ms;
     /// an older one marks a recognition the camera stored while it could not push.
-    #[serde(default = "default_clock_tolerance_ms")]
+    #[serde(default = "default::i64::<10_000>")]
     pub clock_tolerance_ms: i64,
     /// A stored recognition older than this means a camera clock reset, not an
     /// outage: it is timed by its arrival, flagged, ms (default 7 days).
@@ -262,24 +246,6 @@ fn default_max_body() -> usize {
 }
 fn default_max_picture() -> usize {
     3 * 1024 * 1024
-}
-fn default_rate_per_s() -> u32 {
-    10
-}
-fn default_burst() -> u32 {
-    100
-}
-fn default_header_timeout_ms() -> u64 {
-    5_000
-}
-fn default_body_timeout_ms() -> u64 {
-    20_000
-}
-fn default_max_connections() -> usize {
-    64
-}
-fn default_clock_tolerance_ms() -> i64 {
-    10_000
 }
 fn default_max_late_ms() -> i64 {
     7 * 24 * 3600 * 1000
@@ -700,6 +666,25 @@ mod tests {
                 .map(String::as_str),
             Some("di1")
         );
+    }
+
+    #[test]
+    fn absent_keys_take_their_defaults() {
+        let c = load(
+            "[mqtt]\nhost = \"127.0.0.1\"\n[camera_push]\nlisten = \"127.0.0.1:0\"\n\
+             [[buses]]\nname = \"b1\"\nport = \"/dev/x\"\n",
+        )
+        .unwrap();
+        let m = c.mqtt.unwrap();
+        assert_eq!((m.port, m.keep_alive_s), (1883, 30));
+        let b = &c.buses[0];
+        assert_eq!((b.baud, b.data_bits, b.stop_bits), (9600, 8, 1));
+        let p = c.camera_push.unwrap();
+        assert_eq!((p.rate_per_s, p.burst, p.max_connections), (10, 100, 64));
+        assert_eq!((p.header_timeout_ms, p.body_timeout_ms), (5_000, 20_000));
+        assert_eq!(p.clock_tolerance_ms, 10_000);
+        assert_eq!(c.platform.connect_timeout_secs, 5);
+        assert_eq!(c.platform.request_timeout_secs, 20);
     }
 
     #[test]

@@ -55,6 +55,29 @@ pub struct SiteConfig {
     pub cluster: Option<cluster::ClusterConfig>,
 }
 
+/// Serde defaults that are plain numbers, written beside the field they fill:
+/// `#[serde(default = "default::u64::<100>")]`.
+pub mod default {
+    pub const fn u8<const N: u8>() -> u8 {
+        N
+    }
+    pub const fn u16<const N: u16>() -> u16 {
+        N
+    }
+    pub const fn u32<const N: u32>() -> u32 {
+        N
+    }
+    pub const fn u64<const N: u64>() -> u64 {
+        N
+    }
+    pub const fn i64<const N: i64>() -> i64 {
+        N
+    }
+    pub const fn usize<const N: usize>() -> usize {
+        N
+    }
+}
+
 /// The keys of [`SiteConfig`] itself, written above the first `[table]`.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "platform",

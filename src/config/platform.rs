@@ -1,6 +1,6 @@
 //! `[platform]`: where and how to reach City Brain, and the app secret (the SM4 key).
 
-use super::{Invalid, check_between, check_chars};
+use super::{Invalid, check_between, check_chars, default};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,13 +22,13 @@ pub struct PlatformConfig {
     /// Offset of the lot's local time, e.g. `+08:00` (default China Standard Time).
     #[serde(default = "default_utc_offset")]
     pub utc_offset: String,
-    #[serde(default = "default_heartbeat_secs")]
+    #[serde(default = "default::u64::<30>")]
     pub heartbeat_secs: u64,
     /// TCP + TLS connect timeout.
-    #[serde(default = "default_connect_timeout_secs")]
+    #[serde(default = "default::u64::<5>")]
     pub connect_timeout_secs: u64,
     /// Whole request timeout (connect, send, answer).
-    #[serde(default = "default_request_timeout_secs")]
+    #[serde(default = "default::u64::<20>")]
     pub request_timeout_secs: u64,
     /// Extra CA certificate(s), PEM, trusted besides the built-in roots (a city's
     /// private CA). TLS verification is always on.
@@ -48,11 +48,11 @@ pub struct PlatformConfig {
     #[serde(default)]
     pub result_codes: BTreeMap<String, String>,
     /// A refused report is sent this many times in all, then held for an operator.
-    #[serde(default = "default_refused_tries")]
+    #[serde(default = "default::u32::<5>")]
     pub refused_tries: u32,
     /// Delay before the second try of a refused report; it doubles with every refusal
     /// (default 240 s: 5 tries span about an hour).
-    #[serde(default = "default_refused_first_retry_secs")]
+    #[serde(default = "default::u64::<240>")]
     pub refused_first_retry_secs: u64,
 }
 
@@ -94,28 +94,8 @@ fn default_heartbeat_path() -> String {
     crate::spec::HEARTBEAT_PATH.to_string()
 }
 
-fn default_refused_tries() -> u32 {
-    5
-}
-
-fn default_refused_first_retry_secs() -> u64 {
-    240
-}
-
 fn default_utc_offset() -> String {
     "+08:00".to_string()
-}
-
-fn default_heartbeat_secs() -> u64 {
-    30
-}
-
-fn default_connect_timeout_secs() -> u64 {
-    5
-}
-
-fn default_request_timeout_secs() -> u64 {
-    20
 }
 
 /// The app secret: the 16 ASCII bytes used as the SM4 key. Never printed.

@@ -7,7 +7,7 @@
 //! any directory finds them; a file of the same name in a profile directory wins.
 
 use crate::config::{
-    Attachment, Invalid, Located, Role, SiteConfig, StringList, check_between, join_lines,
+    Attachment, Invalid, Located, Role, SiteConfig, StringList, check_between, default, join_lines,
 };
 use crate::plate::PlateColor;
 use serde::Deserialize;
@@ -98,21 +98,21 @@ pub enum Transport {
 #[serde(deny_unknown_fields)]
 pub struct ModbusProfile {
     pub transports: Vec<Transport>,
-    #[serde(default = "one")]
+    #[serde(default = "default::u8::<1>")]
     pub default_slave: u8,
-    #[serde(default = "default_poll_ms")]
+    #[serde(default = "default::u64::<100>")]
     pub poll_ms: u64,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default::u64::<200>")]
     pub timeout_ms: u64,
     /// Extra attempts after a timeout before the slave is isolated.
-    #[serde(default = "default_retries")]
+    #[serde(default = "default::u32::<2>")]
     pub retries: u32,
     /// How long an unanswering slave is left out of the poll cycle.
-    #[serde(default = "default_isolate_ms")]
+    #[serde(default = "default::u64::<5_000>")]
     pub isolate_ms: u64,
     /// A change must hold this long: confirmed by `1 + ceil(debounce_ms / poll_ms)`
     /// equal reads in a row, so it comes out at most one poll period later than that.
-    #[serde(default = "default_debounce_ms")]
+    #[serde(default = "default::u64::<100>")]
     pub debounce_ms: u64,
     /// Instead of `debounce_ms`: equal consecutive reads that confirm a change
     /// (1 = the first read that sees it).
@@ -181,25 +181,6 @@ pub fn plan_warnings(config: &SiteConfig, lib: &ProfileLibrary) -> Vec<Invalid> 
         }
     }
     out
-}
-
-fn one() -> u8 {
-    1
-}
-fn default_poll_ms() -> u64 {
-    100
-}
-fn default_timeout_ms() -> u64 {
-    200
-}
-fn default_retries() -> u32 {
-    2
-}
-fn default_isolate_ms() -> u64 {
-    5_000
-}
-fn default_debounce_ms() -> u64 {
-    100
 }
 
 /// A named value on the device.
@@ -297,11 +278,11 @@ pub struct CameraProfile {
     pub charset: Charset,
     /// A recognition identical to one already sent (same text, colour, quick flag)
     /// within this window is dropped (QoS 1 redelivery, repeated pushes).
-    #[serde(default = "default_dedup_ms")]
+    #[serde(default = "default::u64::<3_000>")]
     pub dedup_ms: u64,
     /// No message (heartbeat or result) for this long → the link is reported down.
     /// 0 for cameras without keep-alives: their link follows the broker connection.
-    #[serde(default = "default_link_timeout_ms")]
+    #[serde(default = "default::u64::<15_000>")]
     pub link_timeout_ms: u64,
     /// HTTP push cameras: whose push this is, which decides how a request is unpacked
     /// (JSON, or Hikvision's multipart/XML) and the only acknowledgement it gets.
@@ -318,13 +299,6 @@ pub struct CameraProfile {
     #[serde(default)]
     pub route_by: StringList,
     pub fields: CameraFields,
-}
-
-fn default_dedup_ms() -> u64 {
-    3_000
-}
-fn default_link_timeout_ms() -> u64 {
-    15_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
