@@ -7,6 +7,7 @@ use prometheus::{GaugeVec, IntCounter, IntCounterVec};
 
 crate::metrics::statics! {
     pub POLLS: IntCounterVec = ("parking_bridge_modbus_polls_total", "Modbus poll cycles per device", ["device"]);
+    pub PICTURES_SHED: IntCounterVec = ("parking_bridge_pictures_shed_total", "Camera pictures dropped (their reads kept) because the lane task was behind", ["device"]);
     pub TIMEOUTS: IntCounterVec = ("parking_bridge_modbus_timeouts_total", "Modbus requests without a valid answer in time", ["device"]);
     pub EXCEPTIONS: IntCounterVec = ("parking_bridge_modbus_exceptions_total", "Modbus exception responses (profile or wiring fault)", ["device"]);
     pub CRC_ERRORS: IntCounterVec = ("parking_bridge_modbus_crc_errors_total", "RTU frames with a bad CRC", ["bus"]);

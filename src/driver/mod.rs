@@ -56,6 +56,12 @@ impl LinkError {
     }
 }
 
+/// Facts waiting for the lane task beyond which a plate read goes on without its
+/// picture. The queue holds thousands of facts; were each a camera picture (1–12 MB),
+/// a lane task held up by a slow disk would make the bridge grow by gigabytes. The read
+/// is what makes the passage; the picture is shed (counted, logged, `image_len` kept).
+pub const PICTURES_QUEUED_MAX: usize = 64;
+
 /// Sends one fact of `device` (on `lane`) to the lane task. False when the receiver is
 /// gone: the service is stopping.
 pub(crate) async fn emit(
@@ -63,8 +69,21 @@ pub(crate) async fn emit(
     lane: &str,
     device: &str,
     at: Timestamp,
-    kind: EventKind,
+    mut kind: EventKind,
 ) -> bool {
+    let queued = tx.max_capacity() - tx.capacity();
+    if let EventKind::Plate(read) = &mut kind
+        && queued >= PICTURES_QUEUED_MAX
+        && let Some(picture) = read.image.take()
+    {
+        metrics::PICTURES_SHED.with_label_values(&[device]).inc();
+        tracing::warn!(
+            device,
+            queued,
+            bytes = picture.len(),
+            "picture dropped: the lane task is behind; the plate read goes on without it"
+        );
+    }
     let ev = RawEvent {
         lane: lane.to_string(),
         device: device.to_string(),
@@ -269,4 +288,94 @@ pub async fn spawn_all(
         set.tasks.push(("camera_push".to_string(), handle));
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::PlateRead;
+    use crate::plate::PlateColor;
+    use std::sync::Arc;
+
+    fn read_with_picture() -> EventKind {
+        let mut read = PlateRead::text("闽A12345", PlateColor::Blue);
+        read.image = Some(Arc::new(vec![0xFF; 1000]));
+        read.image_len = Some(1000);
+        EventKind::Plate(read)
+    }
+
+    fn picture_of(ev: RawEvent) -> Option<Arc<Vec<u8>>> {
+        match ev.kind {
+            EventKind::Plate(read) => read.image,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_keeps_its_picture_until_the_lane_task_falls_behind_then_only_the_picture_goes()
+    {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let shed = || {
+            metrics::PICTURES_SHED
+                .with_label_values(&["cam-shed"])
+                .get()
+        };
+        let before = shed();
+        // Below the limit: the picture travels.
+        for _ in 0..PICTURES_QUEUED_MAX - 1 {
+            assert!(
+                emit(
+                    &tx,
+                    "entry-1",
+                    "io",
+                    Timestamp(1),
+                    EventKind::Link { up: true }
+                )
+                .await
+            );
+        }
+        assert!(
+            emit(
+                &tx,
+                "entry-1",
+                "cam-shed",
+                Timestamp(2),
+                read_with_picture()
+            )
+            .await
+        );
+        assert_eq!(shed(), before);
+        // Now PICTURES_QUEUED_MAX facts wait: the next read goes on, its picture does not.
+        assert!(
+            emit(
+                &tx,
+                "entry-1",
+                "cam-shed",
+                Timestamp(3),
+                read_with_picture()
+            )
+            .await
+        );
+        assert_eq!(shed(), before + 1);
+        let mut got = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            got.push(ev);
+        }
+        assert_eq!(got.len(), PICTURES_QUEUED_MAX + 1, "every fact arrives");
+        let last = got.pop().unwrap();
+        let kept = got.pop().unwrap();
+        assert_eq!(picture_of(kept).map(|p| p.len()), Some(1000));
+        match last.kind {
+            EventKind::Plate(read) => {
+                assert_eq!(read.image, None);
+                assert_eq!(
+                    read.image_len,
+                    Some(1000),
+                    "the journal still says it had one"
+                );
+                assert_eq!(read.text.as_deref(), Some("闽A12345"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
