@@ -13,7 +13,7 @@
 //! node and alike on both sides.
 
 use super::devices::MqttConfig;
-use super::{Invalid, Located, SiteConfig};
+use super::{Invalid, Located, SiteConfig, default};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -45,18 +45,17 @@ pub struct ClusterConfig {
     pub node: String,
     pub role: NodeRole,
     /// The site's broker. Absent: the `[mqtt]` section's broker.
-    #[serde(default)]
     pub broker: Option<MqttConfig>,
     /// First level of every cluster topic.
     #[serde(default = "default_topic_prefix")]
     pub topic_prefix: String,
     /// Lot node: how long an exit that matches no open stay waits for its entry (still
     /// on its way from another node) before today's unmatched-exit rule applies.
-    #[serde(default = "default_late_match_secs")]
+    #[serde(default = "default::u64::<600>")]
     pub late_match_secs: u64,
     /// Lane node: disk its passage queue may take; past it, the oldest queued
     /// snapshots are dropped (passages never are).
-    #[serde(default = "default_queue_budget_mb")]
+    #[serde(default = "default::u64::<512>")]
     pub queue_budget_mb: u64,
     /// Lot node: the lane nodes and the lanes each one runs.
     #[serde(default)]
@@ -72,14 +71,6 @@ pub struct ClusterNode {
 
 fn default_topic_prefix() -> String {
     "parking-bridge".to_string()
-}
-
-fn default_late_match_secs() -> u64 {
-    600
-}
-
-fn default_queue_budget_mb() -> u64 {
-    512
 }
 
 fn valid_name(s: &str) -> bool {

@@ -2,7 +2,7 @@
 //! reach it. What each device's registers or payloads mean is in its device profile
 //! (`device-profiles/`, checked by `crate::driver::profile`).
 
-use super::{Invalid, SiteConfig};
+use super::{Invalid, SiteConfig, check_between, check_unique_name, default};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,35 +11,26 @@ use std::collections::{BTreeMap, HashSet};
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     pub host: String,
-    #[serde(default = "default_mqtt_port")]
+    #[serde(default = "default::u16::<1883>")]
     pub port: u16,
-    #[serde(default)]
     pub username: Option<String>,
-    #[serde(default)]
     pub password: Option<String>,
     /// Connect with TLS (rustls). `ca_file` adds a PEM CA; without it the system's
     /// webpki roots are used.
     #[serde(default)]
     pub tls: bool,
-    #[serde(default)]
     pub ca_file: Option<String>,
     /// Must be stable across restarts: with `clean_session = false` the broker keeps
     /// QoS 1 messages for this id while the bridge is down.
     #[serde(default = "default_client_id")]
     pub client_id: String,
     /// MQTT keep-alive, seconds.
-    #[serde(default = "default_mqtt_keep_alive")]
+    #[serde(default = "default::u64::<30>")]
     pub keep_alive_s: u64,
 }
 
-fn default_mqtt_port() -> u16 {
-    1883
-}
 fn default_client_id() -> String {
     "parking-bridge".to_string()
-}
-fn default_mqtt_keep_alive() -> u64 {
-    30
 }
 
 /// Serial parity.
@@ -60,28 +51,17 @@ pub struct BusConfig {
     pub name: String,
     /// Serial device, ideally a stable udev name like `/dev/parking/bus1`.
     pub port: String,
-    #[serde(default = "default_baud")]
+    #[serde(default = "default::u32::<9600>")]
     pub baud: u32,
     #[serde(default)]
     pub parity: Parity,
-    #[serde(default = "default_data_bits")]
+    #[serde(default = "default::u8::<8>")]
     pub data_bits: u8,
-    #[serde(default = "default_stop_bits")]
+    #[serde(default = "default::u8::<1>")]
     pub stop_bits: u8,
     /// Silence kept between the end of a response and the next request, ms. Unset:
     /// the larger of the Modbus 3.5-character time and every profile's own value.
-    #[serde(default)]
     pub inter_frame_delay_ms: Option<u64>,
-}
-
-fn default_baud() -> u32 {
-    9600
-}
-fn default_data_bits() -> u8 {
-    8
-}
-fn default_stop_bits() -> u8 {
-    1
 }
 
 /// The lane roles a device's named points can fill.
@@ -156,39 +136,29 @@ pub struct DeviceConfig {
     /// The lane the device serves; empty for a lot-wide space counter.
     #[serde(default)]
     pub lane: String,
-    #[serde(default)]
     pub bus: Option<String>,
     /// `host:port` of a Modbus TCP device or gateway.
-    #[serde(default)]
     pub tcp: Option<String>,
     /// Modbus unit/slave id; defaults to the profile's `default_slave`.
-    #[serde(default)]
     pub slave: Option<u8>,
     /// Camera serial number / id, substituted for `{id}` in the profile's topics.
-    #[serde(default)]
     pub camera_id: Option<String>,
     /// Replaces the profile's recognition topic (cameras configured with a custom topic).
-    #[serde(default)]
     pub topic: Option<String>,
     /// Replaces any of the profile's topics for this camera:
     /// `topics = { result = "…", quick = "…", heartbeat = ["…", "…"] }`.
-    #[serde(default)]
     pub topics: Option<TopicOverrides>,
     /// Overrides the camera profile's `link_timeout_ms` (0: no keep-alives).
-    #[serde(default)]
     pub link_timeout_ms: Option<u64>,
     /// Lane role → the profile's point name, e.g. `roles = { loop_a = "di1" }`.
     #[serde(default)]
     pub roles: BTreeMap<Role, String>,
     /// Overrides the profile's poll period, ms.
-    #[serde(default)]
     pub poll_ms: Option<u64>,
     /// Overrides the profile's debounce, ms (confirmed by `1 + ceil(debounce_ms /
     /// poll_ms)` equal reads in a row).
-    #[serde(default)]
     pub debounce_ms: Option<u64>,
     /// Overrides the profile's debounce as equal consecutive reads (1: none).
-    #[serde(default)]
     pub debounce_reads: Option<u32>,
     /// The camera POSTs its results to the bridge (`[camera_push]`) instead of MQTT.
     #[serde(default)]
@@ -196,11 +166,9 @@ pub struct DeviceConfig {
     /// Push cameras: the camera's fixed IP address. Pushes for this camera from any
     /// other address are refused (403); pushes to a URL without a camera id are
     /// matched to the camera by it.
-    #[serde(default)]
     pub source: Option<String>,
     /// Push cameras: a per-camera secret in the push URL (`?token=…` or
     /// `/camera/{id}/token/{token}`); a push without it is refused (403).
-    #[serde(default)]
     pub token: Option<String>,
 }
 
@@ -227,9 +195,7 @@ impl<'de> Deserialize<'de> for StringList {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicOverrides {
-    #[serde(default)]
     pub result: Option<String>,
-    #[serde(default)]
     pub quick: Option<String>,
     /// Keep-alive topics (one or a list); `keep_alive` is accepted as the key too.
     #[serde(default, alias = "keep_alive")]
@@ -250,24 +216,24 @@ pub struct CameraPushConfig {
     #[serde(default = "default_max_picture")]
     pub max_picture_bytes: usize,
     /// Pushes each camera may make per second, sustained; above it 429.
-    #[serde(default = "default_rate_per_s")]
+    #[serde(default = "default::u32::<10>")]
     pub rate_per_s: u32,
     /// Pushes a camera may make at once above the rate (a backlog after an outage).
-    #[serde(default = "default_burst")]
+    #[serde(default = "default::u32::<100>")]
     pub burst: u32,
     /// A client must send its request headers within this time (slow-loris clients
     /// are cut off), ms.
-    #[serde(default = "default_header_timeout_ms")]
+    #[serde(default = "default::u64::<5_000>")]
     pub header_timeout_ms: u64,
     /// … and its whole body within this time (408 otherwise), ms.
-    #[serde(default = "default_body_timeout_ms")]
+    #[serde(default = "default::u64::<20_000>")]
     pub body_timeout_ms: u64,
     /// At most this many connections at once; more are closed on accept.
-    #[serde(default = "default_max_connections")]
+    #[serde(default = "default::usize::<64>")]
     pub max_connections: usize,
     /// A camera's own time is believed while it agrees with ours within this, ms;
     /// an older one marks a recognition the camera stored while it could not push.
-    #[serde(default = "default_clock_tolerance_ms")]
+    #[serde(default = "default::i64::<10_000>")]
     pub clock_tolerance_ms: i64,
     /// A stored recognition older than this means a camera clock reset, not an
     /// outage: it is timed by its arrival, flagged, ms (default 7 days).
@@ -280,24 +246,6 @@ fn default_max_body() -> usize {
 }
 fn default_max_picture() -> usize {
     3 * 1024 * 1024
-}
-fn default_rate_per_s() -> u32 {
-    10
-}
-fn default_burst() -> u32 {
-    100
-}
-fn default_header_timeout_ms() -> u64 {
-    5_000
-}
-fn default_body_timeout_ms() -> u64 {
-    20_000
-}
-fn default_max_connections() -> usize {
-    64
-}
-fn default_clock_tolerance_ms() -> i64 {
-    10_000
 }
 fn default_max_late_ms() -> i64 {
     7 * 24 * 3600 * 1000
@@ -471,44 +419,31 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "set tls = true to use a CA file",
             ));
         }
-        if !(5..=600).contains(&m.keep_alive_s) {
-            out.push(Invalid::new(
-                "mqtt.keep_alive_s",
-                "must be 5 to 600 seconds",
-            ));
-        }
+        check_between(
+            "mqtt.keep_alive_s",
+            m.keep_alive_s,
+            5..=600,
+            " seconds",
+            out,
+        );
     }
     let mut bus_names = HashSet::new();
     for (i, b) in config.buses.iter().enumerate() {
-        if b.name.is_empty() {
-            out.push(Invalid::new(
-                format!("buses[{i}].name"),
-                "must not be empty",
-            ));
-        } else if !bus_names.insert(b.name.as_str()) {
-            out.push(Invalid::new(
-                format!("buses[{i}].name"),
-                format!("duplicate bus name {:?}", b.name),
-            ));
-        }
+        check_unique_name(
+            format!("buses[{i}].name"),
+            &b.name,
+            "bus name",
+            &mut bus_names,
+            out,
+        );
         if b.port.is_empty() {
             out.push(Invalid::new(
                 format!("buses[{i}].port"),
                 "must not be empty",
             ));
         }
-        if !(1200..=921_600).contains(&b.baud) {
-            out.push(Invalid::new(
-                format!("buses[{i}].baud"),
-                "must be 1200 to 921600",
-            ));
-        }
-        if !(5..=8).contains(&b.data_bits) {
-            out.push(Invalid::new(
-                format!("buses[{i}].data_bits"),
-                "must be 5 to 8",
-            ));
-        }
+        check_between(format!("buses[{i}].baud"), b.baud, 1200..=921_600, "", out);
+        check_between(format!("buses[{i}].data_bits"), b.data_bits, 5..=8, "", out);
         if !(1..=2).contains(&b.stop_bits) {
             out.push(Invalid::new(
                 format!("buses[{i}].stop_bits"),
@@ -527,14 +462,7 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
     let mut counters = 0;
     for (i, d) in config.devices.iter().enumerate() {
         let key = |field: &str| format!("devices[{i}].{field}");
-        if d.name.is_empty() {
-            out.push(Invalid::new(key("name"), "must not be empty"));
-        } else if !names.insert(d.name.as_str()) {
-            out.push(Invalid::new(
-                key("name"),
-                format!("duplicate device name {:?}", d.name),
-            ));
-        }
+        check_unique_name(key("name"), &d.name, "device name", &mut names, out);
         if d.profile.is_empty() {
             out.push(Invalid::new(key("profile"), "must not be empty"));
         }
@@ -625,14 +553,14 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "must be 0 (no keep-alives) or 1000 to 600000",
             ));
         }
-        if d.poll_ms.is_some_and(|p| !(10..=60_000).contains(&p)) {
-            out.push(Invalid::new(key("poll_ms"), "must be 10 to 60000"));
+        if let Some(ms) = d.poll_ms {
+            check_between(key("poll_ms"), ms, 10..=60_000, "", out);
         }
         if d.debounce_ms.is_some_and(|p| p > 10_000) {
             out.push(Invalid::new(key("debounce_ms"), "must be at most 10000"));
         }
-        if d.debounce_reads.is_some_and(|n| !(1..=100).contains(&n)) {
-            out.push(Invalid::new(key("debounce_reads"), "must be 1 to 100"));
+        if let Some(n) = d.debounce_reads {
+            check_between(key("debounce_reads"), n, 1..=100, "", out);
         }
         if d.debounce_ms.is_some() && d.debounce_reads.is_some() {
             out.push(Invalid::new(
@@ -660,32 +588,28 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
                 "must be at least 1 KiB",
             ));
         }
-        if !(1..=1000).contains(&p.rate_per_s) {
-            out.push(Invalid::new("camera_push.rate_per_s", "must be 1 to 1000"));
-        }
-        if !(1..=100_000).contains(&p.burst) {
-            out.push(Invalid::new("camera_push.burst", "must be 1 to 100000"));
-        }
+        check_between("camera_push.rate_per_s", p.rate_per_s, 1..=1000, "", out);
+        check_between("camera_push.burst", p.burst, 1..=100_000, "", out);
         for (key, ms) in [
             ("camera_push.header_timeout_ms", p.header_timeout_ms),
             ("camera_push.body_timeout_ms", p.body_timeout_ms),
         ] {
-            if !(100..=300_000).contains(&ms) {
-                out.push(Invalid::new(key, "must be 100 to 300000 ms"));
-            }
+            check_between(key, ms, 100..=300_000, " ms", out);
         }
-        if !(1..=10_000).contains(&p.max_connections) {
-            out.push(Invalid::new(
-                "camera_push.max_connections",
-                "must be 1 to 10000",
-            ));
-        }
-        if !(1_000..=3_600_000).contains(&p.clock_tolerance_ms) {
-            out.push(Invalid::new(
-                "camera_push.clock_tolerance_ms",
-                "must be 1000 to 3600000 ms",
-            ));
-        }
+        check_between(
+            "camera_push.max_connections",
+            p.max_connections,
+            1..=10_000,
+            "",
+            out,
+        );
+        check_between(
+            "camera_push.clock_tolerance_ms",
+            p.clock_tolerance_ms,
+            1_000..=3_600_000,
+            " ms",
+            out,
+        );
         if p.max_late_ms <= p.clock_tolerance_ms {
             out.push(Invalid::new(
                 "camera_push.max_late_ms",
@@ -710,8 +634,8 @@ mod tests {
 
     fn load(sections: &str) -> Result<SiteConfig, ConfigError> {
         let text = format!(
-            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
-             [storage]\ndir = \"/tmp\"\n[[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{sections}"
+            "{}[[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{sections}",
+            crate::config::test_site_head("")
         );
         SiteConfig::from_toml(&text, Path::new("site.toml"))
     }
@@ -742,6 +666,25 @@ mod tests {
                 .map(String::as_str),
             Some("di1")
         );
+    }
+
+    #[test]
+    fn absent_keys_take_their_defaults() {
+        let c = load(
+            "[mqtt]\nhost = \"127.0.0.1\"\n[camera_push]\nlisten = \"127.0.0.1:0\"\n\
+             [[buses]]\nname = \"b1\"\nport = \"/dev/x\"\n",
+        )
+        .unwrap();
+        let m = c.mqtt.unwrap();
+        assert_eq!((m.port, m.keep_alive_s), (1883, 30));
+        let b = &c.buses[0];
+        assert_eq!((b.baud, b.data_bits, b.stop_bits), (9600, 8, 1));
+        let p = c.camera_push.unwrap();
+        assert_eq!((p.rate_per_s, p.burst, p.max_connections), (10, 100, 64));
+        assert_eq!((p.header_timeout_ms, p.body_timeout_ms), (5_000, 20_000));
+        assert_eq!(p.clock_tolerance_ms, 10_000);
+        assert_eq!(c.platform.connect_timeout_secs, 5);
+        assert_eq!(c.platform.request_timeout_secs, 20);
     }
 
     #[test]

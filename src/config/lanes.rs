@@ -2,7 +2,7 @@
 //! its lane machine uses (see `docs/lane-logic.md`).
 
 use super::devices::{DeviceConfig, Role};
-use super::{Invalid, check_between, check_chars};
+use super::{Invalid, check_between, check_chars, check_unique_name};
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -391,7 +391,6 @@ pub struct LaneConfig {
     #[serde(default = "default_placeholder_plate")]
     pub placeholder_plate: String,
     /// Operator name sent with this lane's reports (`operator`, at most 16 characters).
-    #[serde(default)]
     pub operator: Option<String>,
     /// A plate read that arrives before its vehicle reaches loop A (or before the gate
     /// opens) is kept this long.
@@ -420,10 +419,8 @@ pub struct LaneConfig {
     /// the gate open or opening, or a read waiting) is still expected on B before it
     /// counts as a turn-away. Absent: derived from `loop_gap_m` and `min_speed_kmh`,
     /// else 2000 ms.
-    #[serde(default)]
     pub short_vehicle_window_ms: Option<i64>,
     /// Free distance between loop A's far edge and loop B's near edge, in metres.
-    #[serde(default)]
     pub loop_gap_m: Option<f64>,
     /// The slowest a vehicle crosses the loop gap (km/h), for the derived window.
     #[serde(default = "default_min_speed_kmh")]
@@ -518,14 +515,13 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
             ));
             ports.insert(lane.port_no.as_str(), first);
         }
-        if lane.id.is_empty() {
-            out.push(Invalid::new(format!("lanes[{i}].id"), "must not be empty"));
-        } else if !seen.insert(lane.id.as_str()) {
-            out.push(Invalid::new(
-                format!("lanes[{i}].id"),
-                format!("duplicate lane id {:?}", lane.id),
-            ));
-        }
+        check_unique_name(
+            format!("lanes[{i}].id"),
+            &lane.id,
+            "lane id",
+            &mut seen,
+            out,
+        );
         check_chars(format!("lanes[{i}].port_no"), &lane.port_no, 32, out);
         check_chars(
             format!("lanes[{i}].placeholder_plate"),
@@ -629,10 +625,10 @@ mod tests {
     /// devices), plus `devices`.
     fn site(layout: &str, devices: &str) -> Result<crate::config::SiteConfig, String> {
         let text = format!(
-            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n\
-             [storage]\ndir = \"/tmp\"\n[mqtt]\nhost = \"127.0.0.1\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
+            "{}[mqtt]\nhost = \"127.0.0.1\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
              [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{layout}\n\
-             [[lanes]]\nid = \"out\"\ndirection = \"exit\"\nport_no = \"P2\"\n{devices}"
+             [[lanes]]\nid = \"out\"\ndirection = \"exit\"\nport_no = \"P2\"\n{devices}",
+            crate::config::test_site_head("")
         );
         crate::config::SiteConfig::from_toml(&text, std::path::Path::new("site.toml"))
             .map_err(|e| e.to_string())

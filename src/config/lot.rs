@@ -16,7 +16,6 @@ pub struct LotConfig {
     pub total_spaces: i64,
     /// Fees at exit when the pay system exposes no fee source. Absent: every exit
     /// reports `price = 0`.
-    #[serde(default)]
     pub tariff: Option<Tariff>,
     /// Plates reported as `car_type = "white"` (not charged).
     #[serde(default)]
@@ -42,11 +41,9 @@ pub struct LotConfig {
     /// `[lot.occupancy_mqtt]`: an MQTT topic (on the `[mqtt]` broker) that drives the
     /// occupied count, e.g. from a parking guidance system. Needs
     /// `occupancy_source = "external"`.
-    #[serde(default)]
     pub occupancy_mqtt: Option<OccupancyMqtt>,
     /// `[lot.fee_mqtt]`: an MQTT topic on which the lot's pay system publishes what a
     /// plate paid; its figures win over the tariff at that plate's exit.
-    #[serde(default)]
     pub fee_mqtt: Option<FeeMqtt>,
 }
 
@@ -57,7 +54,6 @@ pub struct OccupancyMqtt {
     pub topic: String,
     /// Dotted path to the number in a JSON payload (`data.occupied`, `lots.0.free`);
     /// absent: the payload is a plain integer.
-    #[serde(default)]
     pub field: Option<String>,
     /// What the number counts: `occupied` (default) or `free`.
     #[serde(default)]

@@ -1,5 +1,7 @@
 //! Site config: TOML → serde (`deny_unknown_fields`) → pure `validate()` → typed values.
-//! Every error names the file, the line and the key.
+//! Every error names the file, the line and the key. An optional key is an `Option`
+//! field (serde leaves it `None` when absent); any other key that may be left out
+//! names its default.
 //!
 //! Each section's schema lives in its own file, owned by the part of the program that
 //! uses it.
@@ -35,7 +37,6 @@ pub struct SiteConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub lanes: Vec<LaneConfig>,
-    #[serde(default)]
     pub mqtt: Option<MqttConfig>,
     #[serde(default)]
     pub buses: Vec<BusConfig>,
@@ -45,15 +46,36 @@ pub struct SiteConfig {
     /// `/usr/share/parking-bridge/device-profiles` and the built-in profiles.
     #[serde(default)]
     pub profile_dirs: Vec<String>,
-    #[serde(default)]
     pub camera_push: Option<devices::CameraPushConfig>,
     #[serde(default)]
     pub http: HttpConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
     /// `[cluster]`: this PC is one node of a lot bigger than one PC.
-    #[serde(default)]
     pub cluster: Option<cluster::ClusterConfig>,
+}
+
+/// Serde defaults that are plain numbers, written beside the field they fill:
+/// `#[serde(default = "default::u64::<100>")]`.
+pub mod default {
+    pub const fn u8<const N: u8>() -> u8 {
+        N
+    }
+    pub const fn u16<const N: u16>() -> u16 {
+        N
+    }
+    pub const fn u32<const N: u32>() -> u32 {
+        N
+    }
+    pub const fn u64<const N: u64>() -> u64 {
+        N
+    }
+    pub const fn i64<const N: i64>() -> i64 {
+        N
+    }
+    pub const fn usize<const N: usize>() -> usize {
+        N
+    }
 }
 
 /// The keys of [`SiteConfig`] itself, written above the first `[table]`.
@@ -104,6 +126,22 @@ pub(crate) fn check_between<T: PartialOrd + fmt::Display>(
             key,
             format!("must be between {lo} and {hi}{unit}"),
         ));
+    }
+}
+
+/// Pushes "`key` must not be empty" or "duplicate WHAT NAME" for a name that must be
+/// unique in its list (`seen` holds the names before it).
+pub(crate) fn check_unique_name<'a>(
+    key: impl Into<String>,
+    name: &'a str,
+    what: &str,
+    seen: &mut std::collections::HashSet<&'a str>,
+    out: &mut Vec<Invalid>,
+) {
+    if name.is_empty() {
+        out.push(Invalid::new(key, "must not be empty"));
+    } else if !seen.insert(name) {
+        out.push(Invalid::new(key, format!("duplicate {what} {name:?}")));
     }
 }
 
@@ -321,6 +359,17 @@ fn read_text(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
+/// The smallest valid head of a site config, for tests: platform, lot `L` (with the
+/// `lot_extra` lines) and storage; lanes, buses and devices follow it.
+#[cfg(test)]
+pub(crate) fn test_site_head(lot_extra: &str) -> String {
+    format!(
+        "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n\
+         [lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\n{lot_extra}\
+         [storage]\ndir = \"/tmp\"\n"
+    )
+}
+
 /// 1-based line of a byte offset.
 pub fn line_of_offset(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
@@ -515,20 +564,44 @@ port_no = "X1"
         assert!(e.message.contains("already lane \"entry-1\"'s"), "{e}");
     }
 
+    /// A wrong type, a bad value in the lanes array, an unknown key in an array
+    /// element, a secret of the wrong length: each named at its key and line.
     #[test]
-    fn wrong_type_names_line_and_key() {
-        let text = VALID.replace("total_spaces = 100", "total_spaces = \"hundred\"");
-        first_error_at(&text, "lot.total_spaces", "total_spaces");
-    }
-
-    #[test]
-    fn invalid_value_in_lanes_array_names_the_element() {
-        let text = VALID.replace("direction = \"exit\"", "direction = \"sideways\"");
-        first_error_at(&text, "lanes[1].direction", "sideways");
-        let text = VALID.replace("port_no = \"X1\"", "port_no = \"\"");
-        first_error_at(&text, "lanes[1].port_no", "port_no = \"\"");
-        let text = VALID.replace("id = \"exit-1\"\n", "id = \"exit-1\"\nspeed = 3\n");
-        first_error_at(&text, "lanes[1].speed", "speed");
+    fn each_bad_value_is_named_at_its_key_and_line() {
+        for (from, to, key, needle) in [
+            (
+                "total_spaces = 100",
+                "total_spaces = \"hundred\"",
+                "lot.total_spaces",
+                "total_spaces",
+            ),
+            (
+                "direction = \"exit\"",
+                "direction = \"sideways\"",
+                "lanes[1].direction",
+                "sideways",
+            ),
+            (
+                "port_no = \"X1\"",
+                "port_no = \"\"",
+                "lanes[1].port_no",
+                "port_no = \"\"",
+            ),
+            (
+                "id = \"exit-1\"\n",
+                "id = \"exit-1\"\nspeed = 3\n",
+                "lanes[1].speed",
+                "speed",
+            ),
+            (
+                "bb0873ce314c42f7",
+                "short",
+                "platform.app_secret",
+                "app_secret",
+            ),
+        ] {
+            first_error_at(&VALID.replace(from, to), key, needle);
+        }
     }
 
     #[test]
@@ -536,12 +609,6 @@ port_no = "X1"
         let text = VALID.replace("dir = \"/var/lib/parking-bridge\"\n", "");
         let e = &errors(&text)[0];
         assert!(e.key.ends_with("dir"), "{e}");
-    }
-
-    #[test]
-    fn secret_of_wrong_length_is_a_located_config_error() {
-        let text = VALID.replace("bb0873ce314c42f7", "short");
-        first_error_at(&text, "platform.app_secret", "app_secret");
     }
 
     #[test]

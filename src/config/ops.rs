@@ -11,7 +11,6 @@ pub struct HttpConfig {
     pub listen: String,
     /// Bearer token for every request (`Authorization: Bearer T`, or `?token=T` for a
     /// phone's browser). Required when `listen` is not a loopback address.
-    #[serde(default)]
     pub token: Option<String>,
     /// Show whole plates on the status page (default: masked like the logs).
     #[serde(default)]

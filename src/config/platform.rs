@@ -1,6 +1,6 @@
 //! `[platform]`: where and how to reach City Brain, and the app secret (the SM4 key).
 
-use super::{Invalid, check_between, check_chars};
+use super::{Invalid, check_between, check_chars, default};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,32 +17,27 @@ pub struct PlatformConfig {
     pub app_id: String,
     /// The 16-character SM4 key. Prefer `app_secret_file`; the environment variable
     /// `PARKING_BRIDGE_APP_SECRET` overrides both.
-    #[serde(default)]
     pub app_secret: Option<String>,
-    #[serde(default)]
     pub app_secret_file: Option<PathBuf>,
     /// Offset of the lot's local time, e.g. `+08:00` (default China Standard Time).
     #[serde(default = "default_utc_offset")]
     pub utc_offset: String,
-    #[serde(default = "default_heartbeat_secs")]
+    #[serde(default = "default::u64::<30>")]
     pub heartbeat_secs: u64,
     /// TCP + TLS connect timeout.
-    #[serde(default = "default_connect_timeout_secs")]
+    #[serde(default = "default::u64::<5>")]
     pub connect_timeout_secs: u64,
     /// Whole request timeout (connect, send, answer).
-    #[serde(default = "default_request_timeout_secs")]
+    #[serde(default = "default::u64::<20>")]
     pub request_timeout_secs: u64,
     /// Extra CA certificate(s), PEM, trusted besides the built-in roots (a city's
     /// private CA). TLS verification is always on.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// HTTP(S) proxy URL, e.g. `http://10.0.0.1:3128`. Without it the usual
     /// `HTTPS_PROXY` / `NO_PROXY` environment variables apply.
-    #[serde(default)]
     pub proxy: Option<String>,
     /// `device_no` sent with entries (the original's example carries one; spec decision:
     /// only when configured).
-    #[serde(default)]
     pub device_no: Option<String>,
     /// Path overrides, for platforms that deviate from the spec.
     #[serde(default)]
@@ -53,11 +48,11 @@ pub struct PlatformConfig {
     #[serde(default)]
     pub result_codes: BTreeMap<String, String>,
     /// A refused report is sent this many times in all, then held for an operator.
-    #[serde(default = "default_refused_tries")]
+    #[serde(default = "default::u32::<5>")]
     pub refused_tries: u32,
     /// Delay before the second try of a refused report; it doubles with every refusal
     /// (default 240 s: 5 tries span about an hour).
-    #[serde(default = "default_refused_first_retry_secs")]
+    #[serde(default = "default::u64::<240>")]
     pub refused_first_retry_secs: u64,
 }
 
@@ -99,28 +94,8 @@ fn default_heartbeat_path() -> String {
     crate::spec::HEARTBEAT_PATH.to_string()
 }
 
-fn default_refused_tries() -> u32 {
-    5
-}
-
-fn default_refused_first_retry_secs() -> u64 {
-    240
-}
-
 fn default_utc_offset() -> String {
     "+08:00".to_string()
-}
-
-fn default_heartbeat_secs() -> u64 {
-    30
-}
-
-fn default_connect_timeout_secs() -> u64 {
-    5
-}
-
-fn default_request_timeout_secs() -> u64 {
-    20
 }
 
 /// The app secret: the 16 ASCII bytes used as the SM4 key. Never printed.

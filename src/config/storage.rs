@@ -38,7 +38,6 @@ pub struct StorageConfig {
     pub lane_lost_after_secs: u64,
     /// Where `parking-bridge backup` writes (the default of its `--to`), e.g. from the
     /// shipped daily timer; `doctor` reports this file's age.
-    #[serde(default)]
     pub backup_file: Option<PathBuf>,
     /// `doctor` fails when the backup is older than this.
     #[serde(default = "default_backup_max_age_hours")]

@@ -55,6 +55,13 @@ pub struct ReadRequest {
 }
 
 impl ReadRequest {
+    pub const fn new(function: Function, address: u16, count: u16) -> Self {
+        ReadRequest {
+            function,
+            address,
+            count,
+        }
+    }
     fn end(&self) -> u32 {
         u32::from(self.address) + u32::from(self.count)
     }
@@ -97,11 +104,7 @@ pub fn plan(points: &[Point]) -> Vec<ReadRequest> {
                 continue;
             }
         }
-        out.push(ReadRequest {
-            function,
-            address,
-            count: width,
-        });
+        out.push(ReadRequest::new(function, address, width));
     }
     out
 }
@@ -646,16 +649,17 @@ mod tests {
         Timestamp(ms)
     }
 
+    /// What a slave's health reports when its link goes up or down.
+    fn link(up: bool) -> Option<EventKind> {
+        Some(EventKind::Link { up })
+    }
+
     #[test]
     fn contiguous_inputs_are_read_in_one_request() {
         let p = profile("waveshare-modbus-rtu-io-8ch");
         assert_eq!(
             plan(&p.points),
-            vec![ReadRequest {
-                function: Function::ReadDiscreteInputs,
-                address: 0,
-                count: 8
-            }]
+            vec![ReadRequest::new(Function::ReadDiscreteInputs, 0, 8)]
         );
     }
 
@@ -665,11 +669,7 @@ mod tests {
         // status, fault word and the 2-register counter are contiguous: one request.
         assert_eq!(
             plan(&p.points),
-            vec![ReadRequest {
-                function: Function::ReadHoldingRegisters,
-                address: 0,
-                count: 4
-            }]
+            vec![ReadRequest::new(Function::ReadHoldingRegisters, 0, 4)]
         );
         let mut points = p.points.clone();
         points[2].address = 10;
@@ -911,39 +911,29 @@ mod tests {
     #[test]
     fn unanswering_slave_is_retried_then_isolated_then_probed_once() {
         let mut h = SlaveHealth::new(2, 5000);
-        assert_eq!(
-            h.record(PollOutcome::Answered, t(0)),
-            Some(EventKind::Link { up: true })
-        );
+        assert_eq!(h.record(PollOutcome::Answered, t(0)), link(true));
         assert_eq!(h.record(PollOutcome::NoAnswer, t(100)), None);
         assert_eq!(h.record(PollOutcome::NoAnswer, t(200)), None);
-        assert_eq!(
-            h.record(PollOutcome::NoAnswer, t(300)),
-            Some(EventKind::Link { up: false })
-        );
+        assert_eq!(h.record(PollOutcome::NoAnswer, t(300)), link(false));
         assert!(!h.is_pollable(t(301)));
         assert!(h.is_pollable(t(5300)));
         assert_eq!(h.record(PollOutcome::NoAnswer, t(5300)), None);
         assert!(!h.is_pollable(t(5301)), "one failed probe re-isolates");
         assert!(h.is_pollable(t(10_300)));
-        assert_eq!(
-            h.record(PollOutcome::Answered, t(10_300)),
-            Some(EventKind::Link { up: true })
-        );
+        assert_eq!(h.record(PollOutcome::Answered, t(10_300)), link(true));
     }
 
     #[test]
     fn exception_answers_keep_the_link_up() {
         let mut h = SlaveHealth::new(0, 1000);
-        assert_eq!(
-            h.record(PollOutcome::Exception, t(0)),
-            Some(EventKind::Link { up: true })
-        );
+        assert_eq!(h.record(PollOutcome::Exception, t(0)), link(true));
         assert_eq!(h.record(PollOutcome::Exception, t(1)), None);
     }
 
-    /// Raw RTU answer frames, as a bus sniffer shows them, through framing and decoding.
+    /// Raw RTU answer frames, as a bus sniffer shows them (CRC appended here), through
+    /// framing and decoding.
     fn decode_frame(profile_name: &str, slave: u8, frame: &[u8]) -> (ModbusProfile, Values) {
+        let frame = &crate::driver::rtu::with_crc(frame);
         let p = profile(profile_name);
         let reqs = plan(&p.points);
         assert_eq!(reqs.len(), 1);
@@ -955,51 +945,35 @@ mod tests {
         (p, values)
     }
 
-    fn with_crc(bytes: &[u8]) -> Vec<u8> {
-        let mut v = bytes.to_vec();
-        v.extend_from_slice(&crate::driver::rtu::crc16(bytes).to_le_bytes());
-        v
+    /// The names of the points that read `true`.
+    fn points_on<'a>(p: &'a ModbusProfile, v: &Values) -> Vec<&'a str> {
+        v.iter()
+            .filter(|(_, x)| **x == Value::Bool(true))
+            .map(|(i, _)| p.points[*i].name.as_str())
+            .collect()
     }
 
     #[test]
     fn waveshare_dump_di1_and_di4_on() {
         // 01 02 01 09 + CRC: FC02 answer, one data byte, inputs 1 and 4 active.
-        let (p, v) = decode_frame(
-            "waveshare-modbus-rtu-io-8ch",
-            1,
-            &with_crc(&[0x01, 0x02, 0x01, 0x09]),
-        );
-        let on: Vec<&str> = v
-            .iter()
-            .filter(|(_, x)| **x == Value::Bool(true))
-            .map(|(i, _)| p.points[*i].name.as_str())
-            .collect();
-        assert_eq!(on, vec!["di1", "di4"]);
+        let (p, v) = decode_frame("waveshare-modbus-rtu-io-8ch", 1, &[0x01, 0x02, 0x01, 0x09]);
+        assert_eq!(points_on(&p, &v), vec!["di1", "di4"]);
     }
 
     #[test]
     fn adam_4051_dump_reads_sixteen_inputs_from_two_bytes() {
         // 01 01 02 01 80 + CRC: FC01 answer, DI0 (bit 0 of byte 1) and DI15 (bit 7 of byte 2).
-        let (p, v) = decode_frame(
-            "advantech-adam-4051",
-            1,
-            &with_crc(&[0x01, 0x01, 0x02, 0x01, 0x80]),
-        );
+        let (p, v) = decode_frame("advantech-adam-4051", 1, &[0x01, 0x01, 0x02, 0x01, 0x80]);
         assert_eq!(v.len(), 16);
-        let on: Vec<&str> = v
-            .iter()
-            .filter(|(_, x)| **x == Value::Bool(true))
-            .map(|(i, _)| p.points[*i].name.as_str())
-            .collect();
-        assert_eq!(on, vec!["di0", "di15"]);
+        assert_eq!(points_on(&p, &v), vec!["di0", "di15"]);
     }
 
     #[test]
     fn barrier_template_dump_open_with_counter() {
         // 02 03 08 | 0001 0000 0001 86A0 + CRC: open, no fault, 100000 cycles.
-        let frame = with_crc(&[
+        let frame = [
             0x02, 0x03, 0x08, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x86, 0xA0,
-        ]);
+        ];
         let (_, v) = decode_frame("generic-barrier-holding-status", 2, &frame);
         assert_eq!(v[&0], Value::Position(GatePosition::Open));
         assert_eq!(v[&1], Value::Bool(false));
@@ -1012,11 +986,7 @@ mod tests {
         let reqs = plan(&p.points);
         assert_eq!(
             reqs,
-            vec![ReadRequest {
-                function: Function::ReadDiscreteInputs,
-                address: 0,
-                count: 16
-            }]
+            vec![ReadRequest::new(Function::ReadDiscreteInputs, 0, 16)]
         );
         let mut bits = vec![false; 16];
         bits[1] = true;

@@ -6,7 +6,9 @@
 //! The shipped profiles are compiled into the binary too, so a bridge started from
 //! any directory finds them; a file of the same name in a profile directory wins.
 
-use crate::config::{Attachment, Invalid, Located, Role, SiteConfig, StringList, join_lines};
+use crate::config::{
+    Attachment, Invalid, Located, Role, SiteConfig, StringList, check_between, default, join_lines,
+};
 use crate::plate::PlateColor;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -80,9 +82,7 @@ pub struct Profile {
     pub model: String,
     /// Where the facts in this profile come from (manual, public doc, assumption).
     pub source: String,
-    #[serde(default)]
     pub modbus: Option<ModbusProfile>,
-    #[serde(default)]
     pub camera: Option<CameraProfile>,
 }
 
@@ -98,32 +98,30 @@ pub enum Transport {
 #[serde(deny_unknown_fields)]
 pub struct ModbusProfile {
     pub transports: Vec<Transport>,
-    #[serde(default = "one")]
+    #[serde(default = "default::u8::<1>")]
     pub default_slave: u8,
-    #[serde(default = "default_poll_ms")]
+    #[serde(default = "default::u64::<100>")]
     pub poll_ms: u64,
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "default::u64::<200>")]
     pub timeout_ms: u64,
     /// Extra attempts after a timeout before the slave is isolated.
-    #[serde(default = "default_retries")]
+    #[serde(default = "default::u32::<2>")]
     pub retries: u32,
     /// How long an unanswering slave is left out of the poll cycle.
-    #[serde(default = "default_isolate_ms")]
+    #[serde(default = "default::u64::<5_000>")]
     pub isolate_ms: u64,
     /// A change must hold this long: confirmed by `1 + ceil(debounce_ms / poll_ms)`
     /// equal reads in a row, so it comes out at most one poll period later than that.
-    #[serde(default = "default_debounce_ms")]
+    #[serde(default = "default::u64::<100>")]
     pub debounce_ms: u64,
     /// Instead of `debounce_ms`: equal consecutive reads that confirm a change
     /// (1 = the first read that sees it).
-    #[serde(default)]
     pub debounce_reads: Option<u32>,
     /// Silence the device needs between frames, ms (on top of the 3.5-character time).
     #[serde(default)]
     pub inter_frame_delay_ms: u64,
     /// How many of each the model has, from its documentation: `check` warns when the
     /// read plan goes past them (the device would answer exception 02).
-    #[serde(default)]
     pub size: Option<ModelSize>,
     pub points: Vec<Point>,
 }
@@ -132,13 +130,9 @@ pub struct ModbusProfile {
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSize {
-    #[serde(default)]
     pub coils: Option<u32>,
-    #[serde(default)]
     pub discrete_inputs: Option<u32>,
-    #[serde(default)]
     pub holding_registers: Option<u32>,
-    #[serde(default)]
     pub input_registers: Option<u32>,
 }
 
@@ -189,25 +183,6 @@ pub fn plan_warnings(config: &SiteConfig, lib: &ProfileLibrary) -> Vec<Invalid> 
     out
 }
 
-fn one() -> u8 {
-    1
-}
-fn default_poll_ms() -> u64 {
-    100
-}
-fn default_timeout_ms() -> u64 {
-    200
-}
-fn default_retries() -> u32 {
-    2
-}
-fn default_isolate_ms() -> u64 {
-    5_000
-}
-fn default_debounce_ms() -> u64 {
-    100
-}
-
 /// A named value on the device.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -221,7 +196,6 @@ pub struct Point {
     #[serde(rename = "type")]
     pub kind: PointKind,
     /// For `word_bit`: bit 0 (LSB) to 15.
-    #[serde(default)]
     pub bit: Option<u8>,
     /// Active-low input: report the opposite of the raw bit.
     #[serde(default)]
@@ -304,16 +278,15 @@ pub struct CameraProfile {
     pub charset: Charset,
     /// A recognition identical to one already sent (same text, colour, quick flag)
     /// within this window is dropped (QoS 1 redelivery, repeated pushes).
-    #[serde(default = "default_dedup_ms")]
+    #[serde(default = "default::u64::<3_000>")]
     pub dedup_ms: u64,
     /// No message (heartbeat or result) for this long → the link is reported down.
     /// 0 for cameras without keep-alives: their link follows the broker connection.
-    #[serde(default = "default_link_timeout_ms")]
+    #[serde(default = "default::u64::<15_000>")]
     pub link_timeout_ms: u64,
     /// HTTP push cameras: whose push this is, which decides how a request is unpacked
     /// (JSON, or Hikvision's multipart/XML) and the only acknowledgement it gets.
     /// Absent: a Vzenith-style JSON push.
-    #[serde(default)]
     pub push: Option<crate::driver::camera::push::PushVendor>,
     /// MQTT topics; push-only profiles leave them out.
     #[serde(default)]
@@ -326,13 +299,6 @@ pub struct CameraProfile {
     #[serde(default)]
     pub route_by: StringList,
     pub fields: CameraFields,
-}
-
-fn default_dedup_ms() -> u64 {
-    3_000
-}
-fn default_link_timeout_ms() -> u64 {
-    15_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -349,7 +315,6 @@ pub enum Charset {
 #[serde(deny_unknown_fields)]
 pub struct CameraTopics {
     pub result: String,
-    #[serde(default)]
     pub quick: Option<String>,
     /// Keep-alive topics: one or a list (vendors publish keep-alives under more than
     /// one topic form); `keep_alive` is accepted as the key too.
@@ -362,12 +327,9 @@ pub struct CameraTopics {
 #[serde(deny_unknown_fields)]
 pub struct Classify {
     /// A message is a recognition only if this path exists.
-    #[serde(default)]
     pub present: Option<String>,
     /// … and/or only if this path holds `equals` (compared as text).
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub equals: Option<String>,
 }
 
@@ -392,9 +354,7 @@ pub struct CameraFields {
     /// Vendor colour code (as text) → `pnc_01` … `pnc_08`; unlisted codes → `pnc_01`.
     #[serde(default)]
     pub color_map: BTreeMap<String, String>,
-    #[serde(default)]
     pub confidence: Option<String>,
-    #[serde(default)]
     pub device_time: Option<String>,
     #[serde(default)]
     pub device_time_unit: TimeUnit,
@@ -413,7 +373,6 @@ pub struct CameraFields {
     pub color_prefix: BTreeMap<String, String>,
     /// The camera's own "stored while the server was unreachable" flag (Vzenith
     /// `isoffline`): 1/true means offline, 0/false means live.
-    #[serde(default)]
     pub offline: Option<String>,
     /// Which of those paths hold the plate crop. A crop sent beside the scene is kept
     /// in the journal only (`crop`); it is reported only when no scene came.
@@ -487,23 +446,17 @@ fn validate_modbus(m: &ModbusProfile, out: &mut Vec<Invalid>) {
             "list at least one of \"rtu\", \"tcp\"",
         ));
     }
-    if !(1..=247).contains(&m.default_slave) {
-        out.push(Invalid::new("modbus.default_slave", "must be 1 to 247"));
-    }
-    if !(10..=60_000).contains(&m.poll_ms) {
-        out.push(Invalid::new("modbus.poll_ms", "must be 10 to 60000"));
-    }
-    if !(10..=10_000).contains(&m.timeout_ms) {
-        out.push(Invalid::new("modbus.timeout_ms", "must be 10 to 10000"));
-    }
+    check_between("modbus.default_slave", m.default_slave, 1..=247, "", out);
+    check_between("modbus.poll_ms", m.poll_ms, 10..=60_000, "", out);
+    check_between("modbus.timeout_ms", m.timeout_ms, 10..=10_000, "", out);
     if m.retries > 10 {
         out.push(Invalid::new("modbus.retries", "must be at most 10"));
     }
     if m.debounce_ms > 10_000 {
         out.push(Invalid::new("modbus.debounce_ms", "must be at most 10000"));
     }
-    if m.debounce_reads.is_some_and(|n| !(1..=100).contains(&n)) {
-        out.push(Invalid::new("modbus.debounce_reads", "must be 1 to 100"));
+    if let Some(n) = m.debounce_reads {
+        check_between("modbus.debounce_reads", n, 1..=100, "", out);
     }
     if m.inter_frame_delay_ms > 1000 {
         out.push(Invalid::new(
@@ -976,9 +929,9 @@ mod tests {
 
     fn site(devices: &str) -> SiteConfig {
         let text = format!(
-            "[platform]\nbase_url = \"https://x\"\napp_id = \"a\"\n[lot]\nparking_lot_no = \"L\"\ntotal_spaces = 1\noccupancy_source = \"external\"\n\
-             [storage]\ndir = \"/tmp\"\n[mqtt]\nhost = \"h\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
-             [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{devices}"
+            "{}[mqtt]\nhost = \"h\"\n[[buses]]\nname = \"b\"\nport = \"/dev/x\"\n\
+             [[lanes]]\nid = \"in\"\ndirection = \"entry\"\nport_no = \"P1\"\n{devices}",
+            crate::config::test_site_head("occupancy_source = \"external\"\n")
         );
         SiteConfig::from_toml(&text, Path::new("site.toml")).unwrap()
     }

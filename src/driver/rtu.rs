@@ -41,6 +41,14 @@ pub fn encode_request(slave: u8, req: &ReadRequest) -> [u8; 8] {
     f
 }
 
+/// `bytes` with their CRC appended: a frame as it travels (tests build answers so).
+#[cfg(test)]
+pub(crate) fn with_crc(bytes: &[u8]) -> Vec<u8> {
+    let mut v = bytes.to_vec();
+    v.extend_from_slice(&crc16(bytes).to_le_bytes());
+    v
+}
+
 /// Result of scanning received bytes for the answer to one request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Scan {
@@ -321,34 +329,20 @@ pub fn open_serial(
 mod tests {
     use super::*;
 
-    fn req(function: Function, address: u16, count: u16) -> ReadRequest {
-        ReadRequest {
-            function,
-            address,
-            count,
-        }
-    }
-
     #[test]
     fn request_frame_matches_the_spec_example() {
         // Modbus over serial line spec example: slave 1, FC03, address 0, 1 register
         // → 01 03 00 00 00 01 84 0A.
         assert_eq!(
-            encode_request(1, &req(Function::ReadHoldingRegisters, 0, 1)),
+            encode_request(1, &ReadRequest::new(Function::ReadHoldingRegisters, 0, 1)),
             [1, 3, 0, 0, 0, 1, 0x84, 0x0A]
         );
     }
 
-    fn answer(bytes: &[u8]) -> Vec<u8> {
-        let mut v = bytes.to_vec();
-        v.extend_from_slice(&crc16(bytes).to_le_bytes());
-        v
-    }
-
     #[test]
     fn bits_are_unpacked_lsb_first() {
-        let r = req(Function::ReadDiscreteInputs, 0, 8);
-        let buf = answer(&[1, 2, 1, 0b0000_1001]);
+        let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 8);
+        let buf = with_crc(&[1, 2, 1, 0b0000_1001]);
         let Scan::Answer {
             data,
             garbage: 0,
@@ -365,9 +359,9 @@ mod tests {
 
     #[test]
     fn garbage_before_the_answer_is_skipped_and_counted() {
-        let r = req(Function::ReadHoldingRegisters, 0, 2);
+        let r = ReadRequest::new(Function::ReadHoldingRegisters, 0, 2);
         let mut buf = vec![0xFF, 0x00, 0x13];
-        buf.extend(answer(&[1, 3, 4, 0, 7, 0x12, 0x34]));
+        buf.extend(with_crc(&[1, 3, 4, 0, 7, 0x12, 0x34]));
         assert_eq!(
             scan_response(1, &r, &buf),
             Scan::Answer {
@@ -380,8 +374,8 @@ mod tests {
 
     #[test]
     fn bad_crc_is_never_an_answer() {
-        let r = req(Function::ReadDiscreteInputs, 0, 8);
-        let mut buf = answer(&[1, 2, 1, 0xFF]);
+        let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 8);
+        let mut buf = with_crc(&[1, 2, 1, 0xFF]);
         buf[3] ^= 0x01;
         assert_eq!(scan_response(1, &r, &buf), Scan::NeedMore);
         assert_eq!(count_bad(1, &r, &buf), (6, 1));
@@ -389,18 +383,18 @@ mod tests {
 
     #[test]
     fn answer_from_another_slave_is_ignored() {
-        let r = req(Function::ReadDiscreteInputs, 0, 8);
+        let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 8);
         assert_eq!(
-            scan_response(1, &r, &answer(&[2, 2, 1, 0xFF])),
+            scan_response(1, &r, &with_crc(&[2, 2, 1, 0xFF])),
             Scan::NeedMore
         );
     }
 
     #[test]
     fn exceptions_are_recognised() {
-        let r = req(Function::ReadCoils, 0, 16);
+        let r = ReadRequest::new(Function::ReadCoils, 0, 16);
         assert_eq!(
-            scan_response(1, &r, &answer(&[1, 0x81, 2])),
+            scan_response(1, &r, &with_crc(&[1, 0x81, 2])),
             Scan::Exception {
                 code: 2,
                 garbage: 0,
@@ -411,7 +405,7 @@ mod tests {
 
     #[test]
     fn partial_frame_waits_for_more() {
-        let r = req(Function::ReadHoldingRegisters, 0, 2);
+        let r = ReadRequest::new(Function::ReadHoldingRegisters, 0, 2);
         assert_eq!(scan_response(1, &r, &[1, 3, 4, 0]), Scan::NeedMore);
     }
 

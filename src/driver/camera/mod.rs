@@ -473,6 +473,13 @@ impl CameraState {
 pub mod samples {
     use base64::Engine;
 
+    /// A picture as cameras embed it in JSON: base64, or empty when there is none.
+    fn base64_or_empty(bytes: Option<&[u8]>) -> String {
+        bytes
+            .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+            .unwrap_or_default()
+    }
+
     /// Vzenith MQTT `ivs_result` (shape of the public vzicloud example, trimmed).
     pub fn vzenith_ivs_result(
         sn: &str,
@@ -492,10 +499,8 @@ pub mod samples {
         scene: Option<&[u8]>,
         crop: Option<&[u8]>,
     ) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let license = b64.encode(plate.as_bytes());
-        let image = crop.map(|j| b64.encode(j)).unwrap_or_default();
-        let scene = scene.map(|j| b64.encode(j)).unwrap_or_default();
+        let license = base64::engine::general_purpose::STANDARD.encode(plate.as_bytes());
+        let (image, scene) = (base64_or_empty(crop), base64_or_empty(scene));
         serde_json::json!({
             "id": "iUA4fO7yCGrHZO2C", "bv": 12378, "sn": sn, "name": "ivs_result",
             "version": "1.0", "timestamp": 1_621_926_595,
@@ -570,9 +575,7 @@ pub mod samples {
         scene: Option<&[u8]>,
         crop: Option<&[u8]>,
     ) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let image = crop.map(|j| b64.encode(j)).unwrap_or_default();
-        let scene = scene.map(|j| b64.encode(j)).unwrap_or_default();
+        let (image, scene) = (base64_or_empty(crop), base64_or_empty(scene));
         serde_json::json!({"AlarmInfoPlate": {
             "channel": 0, "deviceName": "IVS", "ipaddr": "192.168.1.100", "serialno": serialno,
             "result": {"PlateResult": {
@@ -676,8 +679,7 @@ pub mod samples {
         accurate_time: &str,
         scene: Option<&[u8]>,
     ) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let scene = scene.map(|j| b64.encode(j)).unwrap_or_default();
+        let scene = base64_or_empty(scene);
         serde_json::json!({"Picture": {
             "CutoutPic": {"Content": "", "PicName": ""},
             "NormalPic": {"Content": scene, "PicName": "normal.jpg"},
@@ -708,9 +710,7 @@ pub mod samples {
         offline: bool,
         jpeg: Option<&[u8]>,
     ) -> Vec<u8> {
-        let image = jpeg
-            .map(|j| base64::engine::general_purpose::STANDARD.encode(j))
-            .unwrap_or_default();
+        let image = base64_or_empty(jpeg);
         let text = serde_json::json!({"AlarmInfoPlate": {
             "channel": 0, "deviceName": "QY-LPR", "ipaddr": "192.168.1.100", "serialno": "QY20230001",
             "result": {"PlateResult": {
