@@ -583,6 +583,20 @@ port_no = "X1"
         }
     }
 
+    fn exit_args(plate: &str) -> ExitArgs {
+        ExitArgs {
+            plate: plate.into(),
+            lane: "exit-1".into(),
+            ..ExitArgs::default()
+        }
+    }
+
+    /// The price, should-pay and paid fee stored with stay `o`.
+    fn fee_of(store: &Store, o: &str) -> (Option<i64>, Option<i64>, Option<i64>) {
+        let stay = store.stay(o).unwrap().expect("stay stored");
+        (stay.price, stay.should_pay, stay.paid_fee)
+    }
+
     fn refused(r: Result<String, OperatorError>) -> String {
         match r {
             Err(OperatorError::Refused(m)) => m,
@@ -597,11 +611,7 @@ port_no = "X1"
         let now = Timestamp::now();
         let o = stay_enter(&site, enter_args("闽a12345"), now).unwrap();
         assert!(o.starts_with("P1"));
-        let x = ExitArgs {
-            plate: "闽A12345".into(),
-            lane: "exit-1".into(),
-            ..ExitArgs::default()
-        };
+        let x = exit_args("闽A12345");
         assert_eq!(stay_exit(&site, x, now).unwrap(), o);
         assert!(occupancy(&site, None).unwrap().contains("occupied 0 of 50"));
         assert!(stay_list(&site, false, 10).unwrap().contains("闽A12345"));
@@ -632,28 +642,20 @@ port_no = "X1"
         let mut a = enter_args("闽A12345");
         a.car_type = Some("bus".into());
         assert!(refused(stay_enter(&site, a, now)).contains("parkcard"));
-        let x = ExitArgs {
-            plate: "B9".into(),
-            lane: "exit-1".into(),
-            ..ExitArgs::default()
-        };
+        let x = exit_args("B9");
         assert!(refused(stay_exit(&site, x, now)).contains("no open stay"));
         stay_enter(&site, enter_args("闽A12345"), now).unwrap();
         assert!(refused(stay_enter(&site, enter_args("闽A12345"), now)).contains("already parked"));
         let x = ExitArgs {
-            plate: "A1".into(),
-            lane: "exit-1".into(),
             price: Some(100),
-            ..ExitArgs::default()
+            ..exit_args("A1")
         };
         assert!(refused(stay_exit(&site, x, now)).contains("--should-pay"));
         let x = ExitArgs {
-            plate: "A1".into(),
-            lane: "exit-1".into(),
             price: Some(100),
             should_pay: Some(200),
             paid: Some(0),
-            ..ExitArgs::default()
+            ..exit_args("A1")
         };
         assert!(refused(stay_exit(&site, x, now)).contains("exceed"));
         assert!(matches!(
@@ -679,45 +681,21 @@ port_no = "X1"
         let entered = Timestamp(now.0 - (2 * 60 + 10) * 60_000);
         a.time = Some(entered.format_local(offset(&site)));
         let o = stay_enter(&site, a, now).unwrap();
-        let x = ExitArgs {
-            plate: "闽A12345".into(),
-            lane: "exit-1".into(),
-            ..ExitArgs::default()
-        };
+        let x = exit_args("闽A12345");
         stay_exit(&site, x, now).unwrap();
         let store = Store::open_site(&site).unwrap();
-        let stay = store
-            .list_stays(false, 10)
-            .unwrap()
-            .into_iter()
-            .find(|s| s.out_order_no == o)
-            .unwrap();
-        assert_eq!(
-            (stay.price, stay.should_pay, stay.paid_fee),
-            (Some(1500), Some(0), Some(1500))
-        );
+        assert_eq!(fee_of(&store, &o), (Some(1500), Some(0), Some(1500)));
 
         // Typed figures still win over the tariff.
         stay_enter(&site, enter_args("闽A54321"), now).unwrap();
         let x = ExitArgs {
-            plate: "闽A54321".into(),
-            lane: "exit-1".into(),
             price: Some(700),
             should_pay: Some(700),
             paid: Some(0),
-            ..ExitArgs::default()
+            ..exit_args("闽A54321")
         };
         let o2 = stay_exit(&site, x, now).unwrap();
-        let stay = store
-            .list_stays(false, 10)
-            .unwrap()
-            .into_iter()
-            .find(|s| s.out_order_no == o2)
-            .unwrap();
-        assert_eq!(
-            (stay.price, stay.should_pay, stay.paid_fee),
-            (Some(700), Some(700), Some(0))
-        );
+        assert_eq!(fee_of(&store, &o2), (Some(700), Some(700), Some(0)));
     }
 
     #[test]
@@ -790,16 +768,7 @@ port_no = "X1"
         assert!(!list.contains("闽A12345"), "plate masked: {list}");
         assert!(outbox(&site, now).unwrap().contains("1 report(s) HELD"));
         // The exit recorded later waits behind the held entry.
-        stay_exit(
-            &site,
-            ExitArgs {
-                plate: "闽A12345".into(),
-                lane: "exit-1".into(),
-                ..ExitArgs::default()
-            },
-            now,
-        )
-        .unwrap();
+        stay_exit(&site, exit_args("闽A12345"), now).unwrap();
         assert!(outbox_held(&site).unwrap().contains("1 later report(s)"));
         let store = Store::open_site(&site).unwrap();
         assert!(
