@@ -466,11 +466,16 @@ mod tests {
         );
     }
 
+    /// A journal whose files hold `lines` events each, `keep` rotated files kept.
+    fn small_journal(dir: &Path, lines: u64, keep: usize) -> Journal {
+        let line_len = serde_json::to_string(&event(10)).unwrap().len() as u64 + 1;
+        Journal::open_with(dir, line_len * lines, keep).unwrap()
+    }
+
     #[test]
     fn rotation_bounds_the_journal_and_keeps_the_newest_events() {
         let dir = tempfile::tempdir().unwrap();
-        let line_len = serde_json::to_string(&event(10)).unwrap().len() as u64 + 1;
-        let mut j = Journal::open_with(dir.path(), line_len * 3, 2).unwrap();
+        let mut j = small_journal(dir.path(), 3, 2);
         for i in 10..40 {
             j.append(&event(i)).unwrap();
         }
@@ -511,8 +516,7 @@ mod tests {
     #[test]
     fn the_window_holds_events_and_marks_from_since_on_across_rotation() {
         let dir = tempfile::tempdir().unwrap();
-        let line_len = serde_json::to_string(&event(10)).unwrap().len() as u64 + 1;
-        let mut j = Journal::open_with(dir.path(), line_len * 6, 3).unwrap();
+        let mut j = small_journal(dir.path(), 6, 3);
         for i in 10..20 {
             j.append(&event(i)).unwrap();
             if i % 3 == 0 {

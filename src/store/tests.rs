@@ -74,6 +74,15 @@ fn open(s: &Store, plate: &str) -> String {
     s.open_stay(new_stay(plate, None), T0).unwrap().out_order_no
 }
 
+/// Opens a stay for `A1` whose entry's first attempt failed with `error`, to be retried
+/// at `due_at`.
+fn entry_failed(s: &Store, due_at: Timestamp, error: &str) {
+    open(s, "A1");
+    let e = first_due(s, T0);
+    s.record_outcomes(&[retry(e.id, due_at, error)], T0)
+        .unwrap();
+}
+
 /// The reports due at `now`, up to ten, oldest first, none held back as busy.
 fn due_items(s: &Store, now: Timestamp) -> Vec<OutboxItem> {
     s.due_reports(now, 10, false, &HashSet::new()).unwrap()
@@ -430,10 +439,7 @@ fn bad_input_is_refused() {
 #[test]
 fn summary_reports_pending_age_and_last_error() {
     let (_dir, s) = fresh(10);
-    open(&s, "A1");
-    let e = first_due(&s, T0);
-    s.record_outcomes(&[retry(e.id, T0, "HTTP 502")], T0)
-        .unwrap();
+    entry_failed(&s, T0, "HTTP 502");
     let sum = s.outbox_summary(T0.plus_millis(5_000)).unwrap();
     let k = &sum.kinds[&ReportKind::Entry];
     assert_eq!(k.pending, 1);
@@ -491,10 +497,7 @@ fn grouped_open_is_one_transaction_with_distinct_numbers() {
 #[test]
 fn retries_scheduled_before_the_clock_went_back_are_due() {
     let (_dir, s) = fresh(10);
-    open(&s, "A1");
-    let e = first_due(&s, T0);
-    s.record_outcomes(&[retry(e.id, T0.plus_millis(30_000), "x")], T0)
-        .unwrap();
+    entry_failed(&s, T0.plus_millis(30_000), "x");
     assert!(heads(&s, T0).is_empty(), "backing off");
     assert_eq!(
         heads(&s, T0.plus_millis(-2 * 3_600_000)).len(),
