@@ -578,6 +578,13 @@ port_no = "X1"
         SiteConfig::from_toml(&text, std::path::Path::new("site.toml")).unwrap()
     }
 
+    /// The test site in a fresh directory (keep it alive as long as the site), and now.
+    fn fresh() -> (tempfile::TempDir, SiteConfig, Timestamp) {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site(dir.path());
+        (dir, site, Timestamp::now())
+    }
+
     fn enter_args(plate: &str) -> EnterArgs {
         EnterArgs {
             passage: typed(plate, "entry-1"),
@@ -616,9 +623,7 @@ port_no = "X1"
 
     #[test]
     fn enter_then_exit_closes_the_same_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = site(dir.path());
-        let now = Timestamp::now();
+        let (_dir, site, now) = fresh();
         let o = stay_enter(&site, enter_args("闽a12345"), now).unwrap();
         assert!(o.starts_with("P1"));
         let x = exit_args("闽A12345");
@@ -630,9 +635,7 @@ port_no = "X1"
 
     #[test]
     fn bad_input_is_refused_with_a_clear_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = site(dir.path());
-        let now = Timestamp::now();
+        let (_dir, site, now) = fresh();
         assert!(
             refused(stay_enter(&site, enter_args("闽A 12345"), now)).contains("without spaces")
         );
@@ -710,9 +713,7 @@ port_no = "X1"
 
     #[test]
     fn typed_plates_are_checked_against_chinese_formats() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = site(dir.path());
-        let now = Timestamp::now();
+        let (_dir, site, now) = fresh();
         let msg = refused(stay_enter(&site, enter_args("闽A1234"), now));
         assert!(
             msg.contains("not a Chinese plate format") && msg.contains("--any-plate"),
@@ -767,9 +768,7 @@ port_no = "X1"
 
     #[test]
     fn held_reports_are_listed_retried_and_dropped_and_it_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = site(dir.path());
-        let now = Timestamp::now();
+        let (_dir, site, now) = fresh();
         let o = stay_enter(&site, enter_args("闽A12345"), now).unwrap();
         hold_all(&site, &o);
         let list = outbox_held(&site).unwrap();
