@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use parking_bridge::config::SiteConfig;
-use parking_bridge::operator::{self, EnterArgs, ExitArgs, OperatorError, PassageArgs};
+use parking_bridge::operator::{self, EnterArgs, ExitArgs, OperatorError};
 use parking_bridge::ops::logging::{self, LogFormat};
 use parking_bridge::time::Timestamp;
 use std::io::IsTerminal;
@@ -665,15 +665,13 @@ fn stay(action: StayCommand) -> anyhow::Result<ExitCode> {
         } => {
             let site = load(&config)?;
             let args = EnterArgs {
-                passage: PassageArgs {
-                    plate,
-                    lane,
-                    time,
-                    snapshot,
-                    operator,
-                },
+                plate,
                 color,
+                lane,
                 car_type,
+                time,
+                snapshot,
+                operator,
                 any_plate,
             };
             operator_output(operator::stay_enter(&site, args, now))
@@ -691,16 +689,14 @@ fn stay(action: StayCommand) -> anyhow::Result<ExitCode> {
         } => {
             let site = load(&config)?;
             let args = ExitArgs {
-                passage: PassageArgs {
-                    plate,
-                    lane,
-                    time,
-                    snapshot,
-                    operator,
-                },
+                plate,
+                lane,
+                time,
                 price,
                 should_pay,
                 paid,
+                snapshot,
+                operator,
             };
             operator_output(operator::stay_exit(&site, args, now))
         }

@@ -24,35 +24,31 @@ fn refuse<T>(msg: impl Into<String>) -> Result<T, OperatorError> {
     Err(OperatorError::Refused(msg.into()))
 }
 
-/// What `stay enter` and `stay exit` both take, as typed: the vehicle, where and when
-/// it passed, the evidence and who recorded it.
-#[derive(Debug, Clone, Default)]
-pub struct PassageArgs {
-    pub plate: String,
-    pub lane: String,
-    /// Lot-local time (`2024-05-01 08:30:00`); none: now.
-    pub time: Option<String>,
-    pub snapshot: Option<PathBuf>,
-    pub operator: Option<String>,
-}
-
 /// `stay enter` arguments, as typed.
 #[derive(Debug, Clone, Default)]
 pub struct EnterArgs {
-    pub passage: PassageArgs,
+    pub plate: String,
     pub color: String,
+    pub lane: String,
     pub car_type: Option<String>,
+    pub time: Option<String>,
+    pub snapshot: Option<PathBuf>,
+    pub operator: Option<String>,
     /// Accept a plate whose format the bridge does not know (foreign, temporary).
     pub any_plate: bool,
 }
 
-/// `stay exit` arguments, as typed; the fee (fen) all of it or none.
+/// `stay exit` arguments, as typed.
 #[derive(Debug, Clone, Default)]
 pub struct ExitArgs {
-    pub passage: PassageArgs,
+    pub plate: String,
+    pub lane: String,
+    pub time: Option<String>,
     pub price: Option<i64>,
     pub should_pay: Option<i64>,
     pub paid: Option<i64>,
+    pub snapshot: Option<PathBuf>,
+    pub operator: Option<String>,
 }
 
 /// Largest snapshot file accepted (a camera JPEG is a few MB).
@@ -178,7 +174,7 @@ pub fn stay_enter(
     a: EnterArgs,
     now: Timestamp,
 ) -> Result<String, OperatorError> {
-    let plate = check_plate(&a.passage.plate)?;
+    let plate = check_plate(&a.plate)?;
     let Some(color) = PlateColor::from_code(a.color.trim()) else {
         let codes: Vec<&str> = PlateColor::ALL.iter().map(|c| c.code()).collect();
         return refuse(format!(
@@ -187,7 +183,7 @@ pub fn stay_enter(
             codes.join(", ")
         ));
     };
-    let lane = check_lane(site, &a.passage.lane, Direction::Entry)?;
+    let lane = check_lane(site, &a.lane, Direction::Entry)?;
     // A booth operator types plates: check them against the Chinese formats, so a typo
     // does not become a stay the exit camera can never match.
     let format = crate::lane::plate_format::format_of(&plate);
@@ -215,9 +211,9 @@ pub fn stay_enter(
             }
         },
     };
-    let entered_at = check_time(a.passage.time.as_deref(), offset(site), now)?;
-    let operator = check_operator(a.passage.operator)?;
-    let snapshot = read_snapshot(a.passage.snapshot)?;
+    let entered_at = check_time(a.time.as_deref(), offset(site), now)?;
+    let operator = check_operator(a.operator)?;
+    let snapshot = read_snapshot(a.snapshot)?;
     let store = Store::open_site(site)?;
     if let Some(open) = store.find_open_stay(&plate)? {
         return refuse(format!(
@@ -246,10 +242,10 @@ pub fn stay_enter(
 
 /// `stay exit`: closes the plate's open stay; returns its `out_order_no`.
 pub fn stay_exit(site: &SiteConfig, a: ExitArgs, now: Timestamp) -> Result<String, OperatorError> {
-    let plate = check_plate(&a.passage.plate)?;
-    let lane = check_lane(site, &a.passage.lane, Direction::Exit)?;
-    let away_time = check_time(a.passage.time.as_deref(), offset(site), now)?;
-    let operator = check_operator(a.passage.operator)?;
+    let plate = check_plate(&a.plate)?;
+    let lane = check_lane(site, &a.lane, Direction::Exit)?;
+    let away_time = check_time(a.time.as_deref(), offset(site), now)?;
+    let operator = check_operator(a.operator)?;
     // `None`: the lot tariff decides once the stay is known (below).
     let typed = match (a.price, a.should_pay, a.paid) {
         (None, None, None) => None,
@@ -270,7 +266,7 @@ pub fn stay_exit(site: &SiteConfig, a: ExitArgs, now: Timestamp) -> Result<Strin
             return refuse("--should-pay and --paid cannot exceed --price");
         }
     }
-    let snapshot = read_snapshot(a.passage.snapshot)?;
+    let snapshot = read_snapshot(a.snapshot)?;
     let store = Store::open_site(site)?;
     let Some(stay) = store.find_open_stay(&plate)? else {
         return refuse(format!(
@@ -587,23 +583,17 @@ port_no = "X1"
 
     fn enter_args(plate: &str) -> EnterArgs {
         EnterArgs {
-            passage: typed(plate, "entry-1"),
-            color: "pnc_02".into(),
-            ..EnterArgs::default()
-        }
-    }
-
-    fn typed(plate: &str, lane: &str) -> PassageArgs {
-        PassageArgs {
             plate: plate.into(),
-            lane: lane.into(),
-            ..PassageArgs::default()
+            color: "pnc_02".into(),
+            lane: "entry-1".into(),
+            ..EnterArgs::default()
         }
     }
 
     fn exit_args(plate: &str) -> ExitArgs {
         ExitArgs {
-            passage: typed(plate, "exit-1"),
+            plate: plate.into(),
+            lane: "exit-1".into(),
             ..ExitArgs::default()
         }
     }
@@ -644,13 +634,13 @@ port_no = "X1"
         a.color = "blue".into();
         assert!(refused(stay_enter(&site, a, now)).contains("pnc_02"));
         let mut a = enter_args("闽A12345");
-        a.passage.lane = "exit-1".into();
+        a.lane = "exit-1".into();
         assert!(refused(stay_enter(&site, a, now)).contains("exit lane"));
         let mut a = enter_args("闽A12345");
-        a.passage.lane = "nowhere".into();
+        a.lane = "nowhere".into();
         assert!(refused(stay_enter(&site, a, now)).contains("entry-1"));
         let mut a = enter_args("闽A12345");
-        a.passage.time = Some("yesterday".into());
+        a.time = Some("yesterday".into());
         assert!(refused(stay_enter(&site, a, now)).contains("2024-05-01"));
         let mut a = enter_args("闽A12345");
         a.car_type = Some("bus".into());
@@ -692,7 +682,7 @@ port_no = "X1"
         let mut a = enter_args("闽A12345");
         // 2 h 10 min before the exit: three started hours.
         let entered = Timestamp(now.0 - (2 * 60 + 10) * 60_000);
-        a.passage.time = Some(entered.format_local(offset(&site)));
+        a.time = Some(entered.format_local(offset(&site)));
         let o = stay_enter(&site, a, now).unwrap();
         let x = exit_args("闽A12345");
         stay_exit(&site, x, now).unwrap();
@@ -741,7 +731,7 @@ port_no = "X1"
         let file = dir.path().join("note.txt");
         std::fs::write(&file, "hello").unwrap();
         let mut a = enter_args("闽A12345");
-        a.passage.snapshot = Some(file);
+        a.snapshot = Some(file);
         assert!(refused(stay_enter(&site, a, Timestamp::now())).contains("not a JPEG or PNG"));
     }
 
