@@ -71,7 +71,14 @@ fn needs_entry_first(id: i64, due_at: Timestamp, error: &str) -> Outcome {
 
 /// Opens a stay for `plate` (no image) at `T0`; returns its out_order_no.
 fn open(s: &Store, plate: &str) -> String {
-    s.open_stay(new_stay(plate, None), T0).unwrap().out_order_no
+    open_with(s, plate, None)
+}
+
+/// Opens a stay for `plate` with `image` at `T0`; returns its out_order_no.
+fn open_with(s: &Store, plate: &str, image: Option<Vec<u8>>) -> String {
+    s.open_stay(new_stay(plate, image), T0)
+        .unwrap()
+        .out_order_no
 }
 
 /// Opens a stay for `A1` whose entry's first attempt failed with `error`, to be retried
@@ -171,10 +178,7 @@ fn occupancy_is_capped_at_total_and_floored_at_zero() {
 #[test]
 fn stay_order_is_entry_snapshot_exit_snapshot() {
     let (_dir, s) = fresh(10);
-    let o = s
-        .open_stay(new_stay("A1", Some(vec![1, 2, 3])), T0)
-        .unwrap()
-        .out_order_no;
+    let o = open_with(&s, "A1", Some(vec![1, 2, 3]));
     s.close_stay(&o, exit(Some(vec![4, 5])), T0).unwrap();
     let mut seen = Vec::new();
     for _ in 0..4 {
@@ -324,10 +328,7 @@ fn an_entry_acknowledged_without_inner_order_is_counted_and_a_known_one_never_lo
 #[test]
 fn held_rows_survive_pruning_and_a_held_snapshot_keeps_its_image() {
     let (_dir, s) = fresh(10);
-    let o = s
-        .open_stay(new_stay("A1", Some(vec![1, 2, 3])), T0)
-        .unwrap()
-        .out_order_no;
+    let o = open_with(&s, "A1", Some(vec![1, 2, 3]));
     let entry = first_due(&s, T0);
     s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
     let snap = first_due(&s, T0);
