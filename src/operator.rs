@@ -279,26 +279,28 @@ pub fn stay_exit(site: &SiteConfig, a: ExitArgs, now: Timestamp) -> Result<Strin
             stay.entered_at.format_local(offset(site))
         ));
     }
-    let (price, should_pay, paid) = typed.unwrap_or_else(|| {
+    let fee = match typed {
+        Some((price, should_pay, paid_fee)) => crate::lane::Fee {
+            price,
+            should_pay,
+            paid_fee,
+        },
         // The lane logic's default: the tariff's price, paid at the booth (§5 of
         // docs/lane-logic.md); no tariff → 0/0/0; exempt types → 0.
-        let fee = crate::lane::fees::exit_fee(
+        None => crate::lane::fees::exit_fee(
             site.lot.tariff.as_ref(),
             stay.car_type,
             stay.entered_at,
             away_time,
-        );
-        (fee.price, fee.should_pay, fee.paid_fee)
-    });
+        ),
+    };
     let closed = store.close_stay(
         &stay.out_order_no,
         ExitDetails {
             lane: lane.id.clone(),
             port_no: lane.port_no.clone(),
             away_time,
-            price,
-            should_pay,
-            paid_fee: paid,
+            fee,
             operator,
             snapshot,
         },
