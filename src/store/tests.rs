@@ -90,6 +90,15 @@ fn entry_failed(s: &Store, due_at: Timestamp, error: &str) {
         .unwrap();
 }
 
+/// Opens a stay for `plate` at `T0` and delivers its entry; returns the stay's number
+/// and the entry's row.
+fn open_delivered(s: &Store, plate: &str) -> (String, OutboxItem) {
+    let o = open(s, plate);
+    let entry = first_due(s, T0);
+    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    (o, entry)
+}
+
 /// The reports due at `now`, up to ten, oldest first, none held back as busy.
 fn due_items(s: &Store, now: Timestamp) -> Vec<OutboxItem> {
     s.due_reports(now, 10, false, &HashSet::new()).unwrap()
@@ -236,9 +245,7 @@ fn newest_first_reaches_live_reports_behind_a_backlog() {
 #[test]
 fn unknown_stay_requeues_its_entry_before_the_exit() {
     let (_dir, s) = fresh(10);
-    let o = open(&s, "A1");
-    let entry = first_due(&s, T0);
-    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    let (o, entry) = open_delivered(&s, "A1");
     s.close_stay(&o, exit(None), T0).unwrap();
     let exit_row = first_due(&s, T0);
     assert_eq!(exit_row.kind, ReportKind::Exit);
@@ -254,9 +261,7 @@ fn unknown_stay_requeues_its_entry_before_the_exit() {
 #[test]
 fn entry_rebuilt_from_the_stay_after_pruning() {
     let (_dir, s) = fresh(10);
-    let o = open(&s, "A1");
-    let entry = first_due(&s, T0);
-    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    let (o, _) = open_delivered(&s, "A1");
     let later = T0.plus_millis(31 * 24 * 3600 * 1000);
     assert_eq!(s.prune(later).unwrap(), 1);
     assert!(s.stay(&o).unwrap().is_some(), "open stays are never pruned");
