@@ -7,9 +7,9 @@
 
 use parking_bridge::config::SiteConfig;
 use parking_bridge::ops::OpsState;
+use parking_bridge::ops::health_rules::HealthLevel;
 use parking_bridge::ops::http::render_in;
 use parking_bridge::ops::i18n::Lang;
-use parking_bridge::ops::state::HealthLevel;
 use parking_bridge::time::Timestamp;
 use std::time::{Duration, Instant};
 

@@ -35,7 +35,7 @@ use crate::time::Timestamp;
 use prometheus::{GaugeVec, IntCounter, IntCounterVec};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -51,37 +51,12 @@ const RESYNC_SETTLE_MS: i64 = 5_000;
 /// silent); the lane's link-down logic deals with it.
 const RESYNC_LIMIT_MS: i64 = 30_000;
 
-static GAPS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_lane_restart_gaps_total",
-        "Blind intervals across a restart (crash or stop), by lane",
-        &["lane"],
-    )
-});
-
-static LAST_GAP: LazyLock<GaugeVec> = LazyLock::new(|| {
-    crate::metrics::float_gauge_vec(
-        "parking_bridge_lane_last_gap_seconds",
-        "The last restart's blind interval, by lane: the previous run's last sign of life to the lane's devices reporting again",
-        &["lane"],
-    )
-});
-
-static RECOVERED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_lane_recovered_passages_total",
-        "Passages reported from the journal after a restart, or completed in a restart's blind interval, by lane",
-        &["lane"],
-    )
-});
-
-static UNRESOLVED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_lane_unresolved_total",
-        "Vehicles a restart could not account for (followed at the restart, gone without a passage), by lane",
-        &["lane"],
-    )
-});
+crate::metrics::statics! {
+    GAPS: IntCounterVec = ("parking_bridge_lane_restart_gaps_total", "Blind intervals across a restart (crash or stop), by lane", ["lane"]);
+    LAST_GAP: GaugeVec = ("parking_bridge_lane_last_gap_seconds", "The last restart's blind interval, by lane: the previous run's last sign of life to the lane's devices reporting again", ["lane"]);
+    RECOVERED: IntCounterVec = ("parking_bridge_lane_recovered_passages_total", "Passages reported from the journal after a restart, or completed in a restart's blind interval, by lane", ["lane"]);
+    UNRESOLVED: IntCounterVec = ("parking_bridge_lane_unresolved_total", "Vehicles a restart could not account for (followed at the restart, gone without a passage), by lane", ["lane"]);
+}
 
 /// One lane after a restart, until its devices have all reported again.
 #[derive(Debug)]
@@ -104,43 +79,13 @@ struct Resync {
     notes: Vec<String>,
 }
 
-static PASSAGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_lane_passages_total",
-        "Passages seen by the lane machines, by lane and case",
-        &["lane", "case"],
-    )
-});
-
-static STORE_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
-    crate::metrics::counter(
-        "parking_bridge_lane_store_failures_total",
-        "Passages that could not be written to the state database after every retry",
-    )
-});
-
-static OCCUPANCY_UPDATES: LazyLock<IntCounter> = LazyLock::new(|| {
-    crate::metrics::counter(
-        "parking_bridge_occupancy_source_updates_total",
-        "Occupied counts set by the occupancy source (counter device or topic)",
-    )
-});
-
-static STALE_LATE_READS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_lane_late_reads_set_aside_total",
-        "Late camera reads (stored by the camera, pushed later) older than the plate window on lanes with loops or a gate: journalled, not given to any vehicle",
-        &["lane"],
-    )
-});
-
-static TERMINAL_CHARGES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_pay_terminal_charges_total",
-        "Charges shown by exit pay terminals, by lane",
-        &["lane"],
-    )
-});
+crate::metrics::statics! {
+    PASSAGES: IntCounterVec = ("parking_bridge_lane_passages_total", "Passages seen by the lane machines, by lane and case", ["lane", "case"]);
+    STORE_FAILURES: IntCounter = ("parking_bridge_lane_store_failures_total", "Passages that could not be written to the state database after every retry");
+    OCCUPANCY_UPDATES: IntCounter = ("parking_bridge_occupancy_source_updates_total", "Occupied counts set by the occupancy source (counter device or topic)");
+    STALE_LATE_READS: IntCounterVec = ("parking_bridge_lane_late_reads_set_aside_total", "Late camera reads (stored by the camera, pushed later) older than the plate window on lanes with loops or a gate: journalled, not given to any vehicle", ["lane"]);
+    TERMINAL_CHARGES: IntCounterVec = ("parking_bridge_pay_terminal_charges_total", "Charges shown by exit pay terminals, by lane", ["lane"]);
+}
 
 /// Where a lane's planned stay action is written, in one transaction: the state
 /// database ([`Store::apply`]) unless the task is given another

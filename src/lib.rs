@@ -3,6 +3,7 @@
 //! Data flows one way (see `docs/ARCHITECTURE.md`):
 //! drivers —[`event::RawEvent`]→ lanes —[`report::Report`]→ store/outbox → uploader → platform.
 
+pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod driver;

@@ -365,14 +365,7 @@ fn main() -> anyhow::Result<ExitCode> {
             print!("{}", parking_bridge::driver::ports::report(&ports));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config, nodes } => {
-            let code = check(&config)?;
-            if nodes.is_empty() || code != ExitCode::SUCCESS {
-                Ok(code)
-            } else {
-                check_cluster(&config, &nodes)
-            }
-        }
+        Command::Check { config, nodes } => Ok(check(&config, &nodes)),
         Command::Backup { config, to } => backup(&config, to),
         Command::Gaps { config, json } => gaps(&config, json),
         Command::Doctor {
@@ -722,138 +715,21 @@ fn run(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `check`: the site config, the secret, and every device against its profile. Prints
-/// every problem found, each with file, line and key.
-fn check(config: &Path) -> anyhow::Result<ExitCode> {
-    use parking_bridge::config::{Located, locate_key};
-    use parking_bridge::driver::{ProfileError, load_profiles};
-    let text = match std::fs::read_to_string(config) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("cannot read config {}: {e}", config.display());
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let lang = parking_bridge::ops::i18n::Lang::from_env();
-    // The explanation for an installer reading Chinese; the error lines stay exact
-    // (file:line: key: message) so that editors and scripts can jump to them.
-    // Under a Chinese LANG each error line is followed by its message in Chinese.
-    let show = |text: &str| {
-        for line in text.lines() {
-            eprintln!("{line}");
-            if let Some(message) = line.splitn(3, ": ").nth(2) {
-                let translated = lang.tr_text(message);
-                if translated != message {
-                    eprintln!("    → {translated}");
-                }
-            }
-        }
-    };
-    let explain = || {
-        if lang != parking_bridge::ops::i18n::Lang::En {
-            eprintln!(
-                "{}",
-                lang.tr(
-                    "Fix each line above (file:line: key: what is wrong), then run check again."
-                )
-            );
-        }
-    };
-    let site = match SiteConfig::from_toml(&text, config) {
-        Ok(site) => site,
-        Err(e) => {
-            show(&e.to_string());
-            explain();
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let locate = |key: &str, message: String| Located {
-        file: config.to_path_buf(),
-        line: locate_key(&text, key),
-        key: key.to_string(),
-        message,
-    };
-    let mut problems = Vec::new();
-    match site.platform.secret() {
-        // Building the client reads ca_file and parses proxy: report those too.
-        Ok(secret) => {
-            if let Err(e) = parking_bridge::platform::PlatformClient::new(&site.platform, secret) {
-                problems.push(locate("platform", e.to_string()));
-            }
-        }
-        Err(e) => problems.push(locate(e.key(), e.to_string())),
-    }
-    let mut warnings = Vec::new();
-    match load_profiles(&site) {
-        Ok(lib) => {
-            warnings.extend(
-                parking_bridge::driver::profile::plan_warnings(&site, &lib)
-                    .into_iter()
-                    .map(|w| locate(&w.key, w.message)),
-            );
-        }
-        // Device-vs-profile problems are keys of the site config: locate them.
-        Err(ProfileError::Devices(found)) => {
-            problems.extend(found.into_iter().map(|p| locate(&p.key, p.message)))
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            return Ok(ExitCode::FAILURE);
+/// `check`: prints what the library's check found; exit 0 only when it all passed.
+fn check(config: &Path, nodes: &[PathBuf]) -> ExitCode {
+    use parking_bridge::check::{self, Line};
+    let report = check::check(config, nodes);
+    for line in report.lines(parking_bridge::ops::i18n::Lang::from_env()) {
+        match line {
+            Line::Out(text) => println!("{text}"),
+            Line::Err(text) => eprintln!("{text}"),
         }
     }
-    // Warnings: what will not stop the bridge, but will blind a lane.
-    for w in &warnings {
-        eprintln!("warning: {w}");
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
-    if problems.is_empty() {
-        println!("{}", lang.tr_text(&format!("{}: ok", config.display())));
-        // Each lane's layout and where it comes from; warnings do not fail the check
-        // (a lane being commissioned may not have every input wired yet).
-        for lane in &site.lanes {
-            let summary = parking_bridge::config::lanes::LaneSummary::of(lane, &site.devices);
-            println!("lane {}", summary.line());
-            for w in &summary.warnings {
-                println!("warning: lane {}: {w}", summary.id);
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    for p in problems {
-        show(&p.to_string());
-    }
-    explain();
-    Ok(ExitCode::FAILURE)
-}
-
-/// `check --node …`: every node's own check, then the lot's files together.
-fn check_cluster(config: &Path, nodes: &[PathBuf]) -> anyhow::Result<ExitCode> {
-    use parking_bridge::config::cluster::{NodeFile, cross_check};
-    let mut texts = Vec::new();
-    for path in std::iter::once(config).chain(nodes.iter().map(PathBuf::as_path)) {
-        if path != config && check(path)? != ExitCode::SUCCESS {
-            return Ok(ExitCode::FAILURE);
-        }
-        let text = std::fs::read_to_string(path)?;
-        let site = SiteConfig::from_toml(&text, path)?;
-        texts.push((path.to_path_buf(), text, site));
-    }
-    let files: Vec<NodeFile<'_>> = texts
-        .iter()
-        .map(|(path, text, site)| NodeFile {
-            path: path.clone(),
-            text,
-            site,
-        })
-        .collect();
-    let problems = cross_check(&files);
-    if problems.is_empty() {
-        println!("cluster of {} nodes: ok", files.len());
-        return Ok(ExitCode::SUCCESS);
-    }
-    for p in problems {
-        eprintln!("{p}");
-    }
-    Ok(ExitCode::FAILURE)
 }
 
 fn demo(args: parking_bridge::sim::demo::DemoArgs) -> anyhow::Result<ExitCode> {

@@ -78,6 +78,22 @@ pub enum SnapshotEvent {
     Away,
 }
 
+impl SnapshotEvent {
+    /// The spec's name (`parking`, `away`), as the JSON writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotEvent::Parking => "parking",
+            SnapshotEvent::Away => "away",
+        }
+    }
+}
+
+impl std::fmt::Display for SnapshotEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A report as queued in the outbox. Snapshot images are stored beside the report
 /// (not in this JSON) and referenced by the outbox row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,6 +14,17 @@ pub const MAX_SNAPSHOT_LEN: usize = 500_000;
 /// `int` fields of width 8.
 pub const MAX_INT8: i64 = 99_999_999;
 
+/// Lengths (characters) of the text fields, from the spec's tables.
+pub const MAX_OUT_ORDER_NO_LEN: usize = 64;
+pub const MAX_PLATE_NO_LEN: usize = 16;
+pub const MAX_LOT_NO_LEN: usize = 32;
+pub const MAX_PORT_NO_LEN: usize = 32;
+pub const MAX_OPERATOR_LEN: usize = 16;
+pub const MAX_DEVICE_NO_LEN: usize = 64;
+/// The envelope's `app_id` and `message_id`.
+pub const MAX_APP_ID_LEN: usize = 32;
+pub const MAX_MESSAGE_ID_LEN: usize = 64;
+
 /// The verdict a result code maps to (the values of `[platform.result_codes]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CodeVerdict {

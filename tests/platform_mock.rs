@@ -5,8 +5,7 @@ mod platform_common;
 mod process_common;
 
 use parking_bridge::config::PlatformConfig;
-use parking_bridge::platform::wire::{EntryRequest, ExitRequest, SnapshotRequest};
-use parking_bridge::platform::{ClientError, PlatformClient, Secret, Uplink, Verdict};
+use parking_bridge::platform::{ClientError, PlatformClient, Secret, Uplink, UplinkKind, Verdict};
 use platform_common::*;
 use std::time::Duration;
 
@@ -18,43 +17,29 @@ fn client(base_url: &str) -> PlatformClient {
     PlatformClient::new(&cfg, Secret::new(SECRET).unwrap()).unwrap()
 }
 
+/// A request as the mock reads it (the parse is the boundary where it is checked).
+fn uplink(kind: UplinkKind, json: serde_json::Value) -> Uplink {
+    Uplink::parse(kind, json.to_string().as_bytes()).unwrap()
+}
+
 fn entry(o: &str) -> Uplink {
-    Uplink::Entry(EntryRequest {
-        out_order_no: o.into(),
-        plate_no: "闽A12345".into(),
-        plate_color: "pnc_02".into(),
-        car_type: Some("normal".into()),
-        parking_time: "2019-10-04 13:36:04".into(),
-        snapshot: Some("/9j/4AAQSkZJRgABAQ==".into()),
-        parking_lot_no: "P001".into(),
-        port_no: "E1".into(),
-        operator: None,
-        price: None,
-        should_pay: None,
-        total_spaces: 100,
-        free_spaces: 99,
-        device_no: None,
-    })
+    uplink(
+        UplinkKind::Entry,
+        serde_json::json!({"out_order_no": o, "plate_no": "闽A12345", "plate_color": "pnc_02",
+            "car_type": "normal", "parking_time": "2019-10-04 13:36:04",
+            "snapshot": "/9j/4AAQSkZJRgABAQ==", "parking_lot_no": "P001", "port_no": "E1",
+            "total_spaces": 100, "free_spaces": 99}),
+    )
 }
 
 fn exit(o: &str) -> Uplink {
-    Uplink::Exit(ExitRequest {
-        out_order_no: o.into(),
-        plate_no: "闽A12345".into(),
-        plate_color: "pnc_02".into(),
-        car_type: None,
-        away_time: "2019-10-04 15:00:00".into(),
-        price: 1000,
-        should_pay: 0,
-        paid_fee: 1000,
-        snapshot: None,
-        parking_lot_no: "P001".into(),
-        port_no: "X1".into(),
-        operator: None,
-        total_spaces: 100,
-        free_spaces: 100,
-        device_no: None,
-    })
+    uplink(
+        UplinkKind::Exit,
+        serde_json::json!({"out_order_no": o, "plate_no": "闽A12345", "plate_color": "pnc_02",
+            "away_time": "2019-10-04 15:00:00", "price": 1000, "should_pay": 0,
+            "paid_fee": 1000, "parking_lot_no": "P001", "port_no": "X1",
+            "total_spaces": 100, "free_spaces": 100}),
+    )
 }
 
 async fn verdict(c: &PlatformClient, u: &Uplink) -> Verdict {
@@ -77,11 +62,10 @@ async fn stays_flow_and_restarted_mock_keeps_state_from_record_file() {
     assert_eq!(answer.verdict, Verdict::Done);
     let inner = answer.inner_oder_no.expect("inner_oder_no on entry");
     assert_eq!(answer.sign_level.as_deref(), Some("L2"));
-    let snap = Uplink::Snapshot(SnapshotRequest {
-        out_order_no: "o-1".into(),
-        event: "parking".into(),
-        snapshot: "AAAA".into(),
-    });
+    let snap = uplink(
+        UplinkKind::Snapshot,
+        serde_json::json!({"out_order_no": "o-1", "event": "parking", "snapshot": "AAAA"}),
+    );
     assert_eq!(verdict(&c, &snap).await, Verdict::Done);
     mock.stop();
 
@@ -118,7 +102,7 @@ async fn injected_http_failures_are_retry_verdicts_and_odd_success_codes_deliver
     let mock = MockProcess::start(&["--fail-rate", "1"]);
     let c = client(&mock.base_url());
     assert!(matches!(
-        verdict(&c, &Uplink::heartbeat("P001", true)).await,
+        verdict(&c, &Uplink::heartbeat("P001", true).unwrap()).await,
         Verdict::Retry { .. }
     ));
 
@@ -133,7 +117,7 @@ async fn injected_http_failures_are_retry_verdicts_and_odd_success_codes_deliver
     let mock = MockProcess::start(&["--outage-secs", "30"]);
     let c = client(&mock.base_url());
     assert!(matches!(
-        verdict(&c, &Uplink::heartbeat("P001", true)).await,
+        verdict(&c, &Uplink::heartbeat("P001", true).unwrap()).await,
         Verdict::Retry { .. }
     ));
 }
@@ -144,7 +128,7 @@ async fn dropped_connection_is_a_retriable_client_error() {
     let c = client(&mock.base_url());
     let err = tokio::time::timeout(
         Duration::from_secs(10),
-        c.send(&Uplink::heartbeat("P001", true)),
+        c.send(&Uplink::heartbeat("P001", true).unwrap()),
     )
     .await
     .expect("bounded")
@@ -159,7 +143,7 @@ async fn latency_is_added_and_envelope_answers_decode() {
     let c = client(&mock.base_url());
     let started = std::time::Instant::now();
     assert_eq!(
-        verdict(&c, &Uplink::heartbeat("P001", true)).await,
+        verdict(&c, &Uplink::heartbeat("P001", true).unwrap()).await,
         Verdict::Done
     );
     assert!(started.elapsed() >= Duration::from_millis(300));
@@ -193,7 +177,7 @@ async fn mock_survives_garbage_over_http() {
     }
     let c = client(&mock.base_url());
     assert_eq!(
-        verdict(&c, &Uplink::heartbeat("P001", true)).await,
+        verdict(&c, &Uplink::heartbeat("P001", true).unwrap()).await,
         Verdict::Done,
         "still serving"
     );

@@ -149,7 +149,7 @@ async fn private_ca_is_refused_until_configured_as_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     assert!(make_certs(dir.path()), "openssl made the certificates");
     let port = serve_tls(dir.path()).await;
-    let hb = Uplink::heartbeat("P001", true);
+    let hb = Uplink::heartbeat("P001", true).unwrap();
 
     let err = tokio::time::timeout(Duration::from_secs(10), client(port, None).send(&hb))
         .await

@@ -305,7 +305,7 @@ async fn run_lot(from: CountFrom) {
         .filter_map(|l| serde_json::from_str::<Report>(l).ok())
         .filter(|r| matches!(r, Report::Entry(_) | Report::Exit(_)))
         .map(|r| {
-            let u = Uplink::from_report(&r, LOT, None, china_standard_time());
+            let u = Uplink::from_report(&r, LOT, None, china_standard_time()).unwrap();
             serde_json::from_slice(&u.to_json()).unwrap()
         })
         .collect();

@@ -364,9 +364,7 @@ fn client() -> PlatformClient {
 
 /// What the bridge would POST for `uplink`: the URL and the decrypted business JSON.
 fn bridge_request(uplink: &Uplink) -> (String, Map<String, Value>) {
-    let prepared = client()
-        .prepare(uplink, Timestamp(1_570_167_364_000))
-        .unwrap();
+    let prepared = client().prepare(uplink, Timestamp(1_570_167_364_000));
     let env: Value = serde_json::from_slice(&prepared.body).unwrap();
     let plain = envelope::decrypt_b64(
         SECRET.as_bytes().try_into().unwrap(),
@@ -389,6 +387,7 @@ fn uplink_of(report: Value, snapshot: Option<&Value>) -> Uplink {
         b64,
         chrono::FixedOffset::east_opt(8 * 3600).unwrap(),
     )
+    .unwrap()
 }
 
 /// Seconds since the epoch of a `+08:00` wall-clock time of 2019-10-04.
@@ -462,12 +461,12 @@ fn the_bridges_requests_equal_the_spec_fixtures_field_by_field() {
         ("snapshot.away.json", snapshot, snap),
         (
             "heartbeat.alive.json",
-            Uplink::heartbeat("LOT001", true),
+            Uplink::heartbeat("LOT001", true).unwrap(),
             fixture("requests", "heartbeat.alive.json"),
         ),
         (
             "heartbeat.lost.json",
-            Uplink::heartbeat("LOT001", false),
+            Uplink::heartbeat("LOT001", false).unwrap(),
             fixture("requests", "heartbeat.lost.json"),
         ),
     ];

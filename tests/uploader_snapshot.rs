@@ -62,7 +62,7 @@ struct Capture(Mutex<Vec<String>>);
 impl Deliver for Capture {
     async fn deliver(&self, uplink: &Uplink) -> Result<Answer, ClientError> {
         if let Uplink::Snapshot(s) = uplink {
-            self.0.lock().unwrap().push(s.snapshot.clone());
+            self.0.lock().unwrap().push(s.snapshot.to_string());
         }
         Ok(Answer {
             verdict: Verdict::Done,

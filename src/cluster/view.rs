@@ -8,56 +8,16 @@ use crate::config::cluster::NodeRole;
 use crate::time::Timestamp;
 use prometheus::{IntGauge, IntGaugeVec};
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
-static LINK_UP: LazyLock<IntGauge> = LazyLock::new(|| {
-    crate::metrics::gauge(
-        "parking_bridge_cluster_link_up",
-        "1 while this node is connected to the lot's broker",
-    )
-});
-static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
-    crate::metrics::gauge(
-        "parking_bridge_cluster_queue_passages",
-        "Lane node: passages in its queue not yet acknowledged by the lot node",
-    )
-});
-static LOT_FREE: LazyLock<IntGauge> = LazyLock::new(|| {
-    crate::metrics::gauge(
-        "parking_bridge_cluster_lot_free_spaces",
-        "The lot's free spaces as the lot node last published them",
-    )
-});
-static HELD: LazyLock<IntGauge> = LazyLock::new(|| {
-    crate::metrics::gauge(
-        "parking_bridge_cluster_held_exits",
-        "Lot node: exits waiting for an entry still on its way from another node",
-    )
-});
-static NODE_QUEUE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    let g = prometheus::IntGaugeVec::new(
-        prometheus::Opts::new(
-            "parking_bridge_cluster_node_queue_passages",
-            "Lot node: each lane node's queue depth as it last reported it",
-        ),
-        &["node"],
-    )
-    .unwrap_or_else(|_| unreachable!("static metric options are valid"));
-    let _ = prometheus::default_registry().register(Box::new(g.clone()));
-    g
-});
-static NODE_ONLINE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    let g = prometheus::IntGaugeVec::new(
-        prometheus::Opts::new(
-            "parking_bridge_cluster_node_online",
-            "Lot node: 1 while a lane node is connected to the broker (its retained health)",
-        ),
-        &["node"],
-    )
-    .unwrap_or_else(|_| unreachable!("static metric options are valid"));
-    let _ = prometheus::default_registry().register(Box::new(g.clone()));
-    g
-});
+crate::metrics::statics! {
+    LINK_UP: IntGauge = ("parking_bridge_cluster_link_up", "1 while this node is connected to the lot's broker");
+    QUEUE_DEPTH: IntGauge = ("parking_bridge_cluster_queue_passages", "Lane node: passages in its queue not yet acknowledged by the lot node");
+    LOT_FREE: IntGauge = ("parking_bridge_cluster_lot_free_spaces", "The lot's free spaces as the lot node last published them");
+    HELD: IntGauge = ("parking_bridge_cluster_held_exits", "Lot node: exits waiting for an entry still on its way from another node");
+    NODE_QUEUE: IntGaugeVec = ("parking_bridge_cluster_node_queue_passages", "Lot node: each lane node's queue depth as it last reported it", ["node"]);
+    NODE_ONLINE: IntGaugeVec = ("parking_bridge_cluster_node_online", "Lot node: 1 while a lane node is connected to the broker (its retained health)", ["node"]);
+}
 
 #[derive(Debug, Clone)]
 pub struct ViewState {
@@ -148,9 +108,9 @@ impl ClusterView {
 }
 
 impl ClusterView {
-    /// What the status page shows (see [`crate::ops::state::ClusterStatus`]).
-    pub fn status(&self) -> crate::ops::state::ClusterStatus {
-        use crate::ops::state::{ClusterLot, ClusterNodeStatus, ClusterStatus};
+    /// What the status page shows (see [`crate::ops::status::ClusterStatus`]).
+    pub fn status(&self) -> crate::ops::status::ClusterStatus {
+        use crate::ops::status::{ClusterLot, ClusterNodeStatus, ClusterStatus};
         let v = self.get();
         let seq_of = |node: &str| {
             v.lot

@@ -13,7 +13,7 @@
 //! node and alike on both sides.
 
 use super::devices::MqttConfig;
-use super::{Invalid, Located, SiteConfig, locate_key};
+use super::{Invalid, Located, SiteConfig};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -222,11 +222,8 @@ pub struct NodeFile<'a> {
 /// two nodes, one lot number, alike lane definitions.
 pub fn cross_check(files: &[NodeFile<'_>]) -> Vec<Located> {
     let mut out = Vec::new();
-    let at = |f: &NodeFile<'_>, key: &str, message: String| Located {
-        file: f.path.clone(),
-        line: locate_key(f.text, key),
-        key: key.to_string(),
-        message,
+    let at = |f: &NodeFile<'_>, key: &str, message: String| {
+        Located::in_text(&f.path, f.text, Invalid::new(key, message))
     };
     let mut lot_node: Option<&NodeFile<'_>> = None;
     let mut names: BTreeMap<&str, &NodeFile<'_>> = BTreeMap::new();
@@ -415,6 +412,21 @@ mod tests {
         t
     }
 
+    /// The lane node `north` as the lot node assigns it.
+    fn north_file() -> String {
+        lane_file(
+            "north",
+            &[("entry-1", "entry", "E1"), ("exit-1", "exit", "X1")],
+        )
+    }
+
+    /// The error at `key` among `errs` (only those of `file`, when given).
+    fn error_at<'a>(errs: &'a [Located], file: Option<&str>, key: &str) -> &'a Located {
+        errs.iter()
+            .find(|e| e.key == key && file.is_none_or(|f| e.file == Path::new(f)))
+            .unwrap_or_else(|| panic!("no error at {key}: {errs:?}"))
+    }
+
     fn errors(text: &str) -> Vec<Located> {
         match SiteConfig::from_toml(text, Path::new("/etc/lot.toml")) {
             Err(ConfigError::Invalid(v)) => v,
@@ -464,10 +476,7 @@ mod tests {
             lot_file()
         );
         let errs = errors(&text);
-        let e = errs
-            .iter()
-            .find(|e| e.key == "devices[0].lane")
-            .unwrap_or_else(|| panic!("{errs:?}"));
+        let e = error_at(&errs, None, "devices[0].lane");
         assert!(e.message.contains("two nodes"), "{e}");
         assert_eq!(e.line, line_of(&text, "lane = \"exit-1\""));
     }
@@ -508,13 +517,7 @@ mod tests {
     fn a_whole_consistent_lot_passes_the_cross_check() {
         let errs = cross(&[
             ("lot.toml", lot_file()),
-            (
-                "north.toml",
-                lane_file(
-                    "north",
-                    &[("entry-1", "entry", "E1"), ("exit-1", "exit", "X1")],
-                ),
-            ),
+            ("north.toml", north_file()),
             (
                 "south.toml",
                 lane_file("south", &[("entry-2", "entry", "E2")]),
@@ -527,10 +530,7 @@ mod tests {
     fn two_lot_nodes_are_refused_at_the_second_ones_role() {
         let second = lot_file().replace("node = \"lot\"", "node = \"lot2\"");
         let errs = cross(&[("a.toml", lot_file()), ("b.toml", second.clone())]);
-        let e = errs
-            .iter()
-            .find(|e| e.key == "cluster.role")
-            .unwrap_or_else(|| panic!("{errs:?}"));
+        let e = error_at(&errs, None, "cluster.role");
         assert_eq!(e.file, PathBuf::from("b.toml"));
         assert_eq!(e.line, line_of(&second, "role = \"lot\""));
         assert!(e.message.contains("two lot nodes"), "{e}");
@@ -544,19 +544,10 @@ mod tests {
         );
         let errs = cross(&[
             ("lot.toml", lot_file()),
-            (
-                "north.toml",
-                lane_file(
-                    "north",
-                    &[("entry-1", "entry", "E1"), ("exit-1", "exit", "X1")],
-                ),
-            ),
+            ("north.toml", north_file()),
             ("south.toml", south.clone()),
         ]);
-        let e = errs
-            .iter()
-            .find(|e| e.file == Path::new("south.toml") && e.key == "lanes[1].id")
-            .unwrap_or_else(|| panic!("{errs:?}"));
+        let e = error_at(&errs, Some("south.toml"), "lanes[1].id");
         assert!(e.message.contains("two nodes"), "{e}");
         assert_eq!(e.line, line_of(&south, "id = \"entry-1\""));
 
@@ -565,10 +556,7 @@ mod tests {
             &[("entry-2", "entry", "E2"), ("entry-7", "entry", "E7")],
         );
         let errs = cross(&[("lot.toml", lot_file()), ("south.toml", south.clone())]);
-        let e = errs
-            .iter()
-            .find(|e| e.key == "lanes[1].id")
-            .unwrap_or_else(|| panic!("{errs:?}"));
+        let e = error_at(&errs, None, "lanes[1].id");
         assert!(
             e.message.contains("unknown to the lot node (lot.toml)"),
             "{e}"

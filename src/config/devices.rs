@@ -716,6 +716,15 @@ mod tests {
         SiteConfig::from_toml(&text, Path::new("site.toml"))
     }
 
+    /// The error message of `sections`, asserted to contain every one of `parts`.
+    fn error_with(sections: &str, parts: &[&str]) -> String {
+        let err = load(sections).unwrap_err().to_string();
+        for part in parts {
+            assert!(err.contains(part), "{part:?} missing from:\n{err}");
+        }
+        err
+    }
+
     #[test]
     fn complete_device_sections_are_accepted() {
         let c = load(
@@ -737,73 +746,49 @@ mod tests {
 
     #[test]
     fn device_errors_name_line_and_key() {
-        let err = load(
+        error_with(
             "[[buses]]\nname = \"b1\"\nport = \"/dev/x\"\n\
              [[devices]]\nname = \"io\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b2\"\n\
              [[devices]]\nname = \"io\"\nprofile = \"p\"\nlane = \"in\"\ntcp = \"1.2.3.4:502\"\ncamera_id = \"x\"\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("site.toml:20: devices[0].bus: no [[buses]] with name \"b2\""),
-            "{err}"
+            &[
+                "site.toml:20: devices[0].bus: no [[buses]] with name \"b2\"",
+                "devices[1].name: duplicate device name",
+                "devices[1].name: set exactly one of",
+            ],
         );
-        assert!(
-            err.contains("devices[1].name: duplicate device name"),
-            "{err}"
-        );
-        assert!(err.contains("devices[1].name: set exactly one of"), "{err}");
     }
 
     #[test]
     fn push_cameras_must_be_bound_by_address_or_token() {
-        let err = load(
+        let err = error_with(
             "[camera_push]\nlisten = \"0.0.0.0:8089\"\n\
              [[devices]]\nname = \"a\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"a\"\nhttp_push = true\n\
              [[devices]]\nname = \"b\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"b\"\nhttp_push = true\nsource = \"cam-1\"\ntoken = \"short\"\n\
              [[devices]]\nname = \"c\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"c\"\nsource = \"192.168.1.64\"\n\
              [[devices]]\nname = \"d\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"d\"\nhttp_push = true\nsource = \"192.168.1.64\"\ntoken = \"AbCdEf0123456789-_\"\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("devices[0].http_push: bind the push camera"),
-            "{err}"
-        );
-        assert!(
-            err.contains("devices[1].source: must be an IP address"),
-            "{err}"
-        );
-        assert!(err.contains("devices[1].token: must be 16 to 128"), "{err}");
-        assert!(
-            err.contains("devices[2].source: only push cameras"),
-            "{err}"
+            &[
+                "devices[0].http_push: bind the push camera",
+                "devices[1].source: must be an IP address",
+                "devices[1].token: must be 16 to 128",
+                "devices[2].source: only push cameras",
+            ],
         );
         assert!(!err.contains("devices[3]"), "{err}");
     }
 
     #[test]
     fn cameras_need_mqtt_and_slaves_are_unique_per_bus() {
-        let err = load(
+        error_with(
             "[[buses]]\nname = \"b1\"\nport = \"/dev/x\"\nbaud = 300\n\
              [[devices]]\nname = \"a\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b1\"\nslave = 3\n\
              [[devices]]\nname = \"b\"\nprofile = \"p\"\nlane = \"in\"\nbus = \"b1\"\nslave = 3\n\
              [[devices]]\nname = \"c\"\nprofile = \"p\"\nlane = \"in\"\ncamera_id = \"a/b\"\n",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("buses[0].baud"), "{err}");
-        assert!(
-            err.contains("devices[1].slave: slave 3 is already used"),
-            "{err}"
-        );
-        assert!(
-            err.contains("devices[2].camera_id: must be non-empty"),
-            "{err}"
-        );
-        assert!(
-            err.contains("devices[2].camera_id: cameras need an [mqtt] section"),
-            "{err}"
+            &[
+                "buses[0].baud",
+                "devices[1].slave: slave 3 is already used",
+                "devices[2].camera_id: must be non-empty",
+                "devices[2].camera_id: cameras need an [mqtt] section",
+            ],
         );
     }
 }

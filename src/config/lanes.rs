@@ -1,8 +1,8 @@
 //! `[[lanes]]`: each entrance or exit lane, what it can sense, and the time windows
 //! its lane machine uses (see `docs/lane-logic.md`).
 
-use super::Invalid;
 use super::devices::{DeviceConfig, Role};
+use super::{Invalid, check_between, check_chars};
 use serde::Deserialize;
 use std::collections::HashSet;
 
@@ -526,19 +526,13 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
                 format!("duplicate lane id {:?}", lane.id),
             ));
         }
-        if lane.port_no.is_empty() || lane.port_no.chars().count() > 32 {
-            out.push(Invalid::new(
-                format!("lanes[{i}].port_no"),
-                "must be 1 to 32 characters",
-            ));
-        }
-        let n = lane.placeholder_plate.chars().count();
-        if n == 0 || n > 16 {
-            out.push(Invalid::new(
-                format!("lanes[{i}].placeholder_plate"),
-                "must be 1 to 16 characters",
-            ));
-        }
+        check_chars(format!("lanes[{i}].port_no"), &lane.port_no, 32, out);
+        check_chars(
+            format!("lanes[{i}].placeholder_plate"),
+            &lane.placeholder_plate,
+            16,
+            out,
+        );
         if lane
             .operator
             .as_ref()
@@ -561,25 +555,24 @@ pub fn validate_all(lanes: &[LaneConfig], out: &mut Vec<Invalid>) {
             ),
         ];
         for (key, ms) in windows {
-            if !(0..=3_600_000).contains(&ms) {
-                out.push(Invalid::new(
-                    format!("lanes[{i}].{key}"),
-                    "must be between 0 and 3600000 ms",
-                ));
-            }
+            check_between(format!("lanes[{i}].{key}"), ms, 0..=3_600_000, " ms", out);
         }
-        if lane.loop_gap_m.is_some_and(|g| !(0.0..=20.0).contains(&g)) {
-            out.push(Invalid::new(
+        if let Some(gap) = lane.loop_gap_m {
+            check_between(
                 format!("lanes[{i}].loop_gap_m"),
-                "must be between 0 and 20 metres",
-            ));
+                gap,
+                0.0..=20.0,
+                " metres",
+                out,
+            );
         }
-        if !(0.5..=30.0).contains(&lane.min_speed_kmh) {
-            out.push(Invalid::new(
-                format!("lanes[{i}].min_speed_kmh"),
-                "must be between 0.5 and 30 km/h",
-            ));
-        }
+        check_between(
+            format!("lanes[{i}].min_speed_kmh"),
+            lane.min_speed_kmh,
+            0.5..=30.0,
+            " km/h",
+            out,
+        );
         if lane.short_vehicle_window() > 60_000 {
             out.push(Invalid::new(
                 format!("lanes[{i}].short_vehicle_window_ms"),

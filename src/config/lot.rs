@@ -2,7 +2,7 @@
 //! logic applies: tariff, white list, monthly cards, unmatched exits, stay expiry and
 //! where the occupancy count comes from.
 
-use super::Invalid;
+use super::{Invalid, check_between, check_chars, check_not_negative};
 use crate::plate::CarType;
 // Lot figures and fees go into the platform's 8-digit `int` fields.
 use crate::spec::MAX_INT8;
@@ -176,43 +176,25 @@ impl LotConfig {
     }
 
     pub fn validate(&self, out: &mut Vec<Invalid>) {
-        if self.parking_lot_no.is_empty() || self.parking_lot_no.chars().count() > 32 {
-            out.push(Invalid::new(
-                "lot.parking_lot_no",
-                "must be 1 to 32 characters",
-            ));
-        }
-        if !(0..=MAX_INT8).contains(&self.total_spaces) {
-            out.push(Invalid::new(
-                "lot.total_spaces",
-                "must be between 0 and 99999999",
-            ));
-        }
-        if self.stay_max_age_hours < 0 {
-            out.push(Invalid::new(
-                "lot.stay_max_age_hours",
-                "must not be negative",
-            ));
-        }
+        check_chars("lot.parking_lot_no", &self.parking_lot_no, 32, out);
+        check_between("lot.total_spaces", self.total_spaces, 0..=MAX_INT8, "", out);
+        check_not_negative("lot.stay_max_age_hours", self.stay_max_age_hours, out);
         if let Some(t) = &self.tariff {
-            if t.free_minutes < 0 {
-                out.push(Invalid::new(
-                    "lot.tariff.free_minutes",
-                    "must not be negative",
-                ));
-            }
-            if !(0..=MAX_INT8).contains(&t.hourly_rate) {
-                out.push(Invalid::new(
-                    "lot.tariff.hourly_rate",
-                    "must be between 0 and 99999999 fen",
-                ));
-            }
-            if !(0..=MAX_INT8).contains(&t.daily_cap) {
-                out.push(Invalid::new(
-                    "lot.tariff.daily_cap",
-                    "must be between 0 and 99999999 fen",
-                ));
-            }
+            check_not_negative("lot.tariff.free_minutes", t.free_minutes, out);
+            check_between(
+                "lot.tariff.hourly_rate",
+                t.hourly_rate,
+                0..=MAX_INT8,
+                " fen",
+                out,
+            );
+            check_between(
+                "lot.tariff.daily_cap",
+                t.daily_cap,
+                0..=MAX_INT8,
+                " fen",
+                out,
+            );
         }
         if let Some(o) = &self.occupancy_mqtt {
             if self.occupancy_source != OccupancySource::External {

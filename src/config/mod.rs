@@ -89,6 +89,51 @@ impl Invalid {
     }
 }
 
+/// Pushes "`key` must be between LO and HI`unit`" when `value` is outside `range`: the
+/// one wording of a range rule in every section.
+pub(crate) fn check_between<T: PartialOrd + fmt::Display>(
+    key: impl Into<String>,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+    out: &mut Vec<Invalid>,
+) {
+    if !range.contains(&value) {
+        let (lo, hi) = range.into_inner();
+        out.push(Invalid::new(
+            key,
+            format!("must be between {lo} and {hi}{unit}"),
+        ));
+    }
+}
+
+/// Pushes "`key` must be 1 to MAX characters" when `text` is empty or longer.
+pub(crate) fn check_chars(key: impl Into<String>, text: &str, max: usize, out: &mut Vec<Invalid>) {
+    let n = text.chars().count();
+    if n == 0 || n > max {
+        out.push(Invalid::new(key, format!("must be 1 to {max} characters")));
+    }
+}
+
+/// Pushes "`key` must be at least LO" when `value` is below `lo`.
+pub(crate) fn check_at_least<T: PartialOrd + fmt::Display>(
+    key: impl Into<String>,
+    value: T,
+    lo: T,
+    out: &mut Vec<Invalid>,
+) {
+    if value < lo {
+        out.push(Invalid::new(key, format!("must be at least {lo}")));
+    }
+}
+
+/// Pushes "`key` must not be negative" when `value` is.
+pub(crate) fn check_not_negative(key: impl Into<String>, value: i64, out: &mut Vec<Invalid>) {
+    if value < 0 {
+        out.push(Invalid::new(key, "must not be negative"));
+    }
+}
+
 /// A config error located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Located {
@@ -97,6 +142,74 @@ pub struct Located {
     pub line: Option<usize>,
     pub key: String,
     pub message: String,
+}
+
+impl Located {
+    /// `problem` located in the config `text` read from `file` (the line of its key,
+    /// or of the nearest enclosing table present).
+    pub fn in_text(file: &Path, text: &str, problem: Invalid) -> Located {
+        Located {
+            file: file.to_path_buf(),
+            line: locate_key(text, &problem.key),
+            key: problem.key,
+            message: problem.message,
+        }
+    }
+
+    /// A TOML or schema error from the parser, located at its line and key.
+    /// `top_level_keys` are the file's own keys above its first `[table]`: one written
+    /// below a table is named as misplaced.
+    pub fn parse_error(
+        file: &Path,
+        text: &str,
+        e: &toml::de::Error,
+        top_level_keys: &[&str],
+    ) -> Located {
+        let message = e.message().to_string();
+        let line = e.span().map(|s| line_of_offset(text, s.start));
+        let mut key = e
+            .span()
+            .and_then(|s| key_at_offset(text, s.start))
+            .unwrap_or_default();
+        // A top-level key written below a [table] header belongs to that table in
+        // TOML: say so, rather than leave "unknown field" to puzzle the installer.
+        let misplaced = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next())
+            .filter(|field| top_level_keys.contains(field) && key.contains('.'))
+            .map(str::to_string);
+        let message = match misplaced {
+            Some(field) => format!(
+                "`{field}` is a top-level key, but TOML puts every key below a [table] header into that table: move it above the first [table]"
+            ),
+            None => message,
+        };
+        // "missing field `x`": the span is the enclosing table; name the field too.
+        if let Some(field) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.split('`').next())
+        {
+            key = if key.is_empty() {
+                field.to_string()
+            } else {
+                format!("{key}.{field}")
+            };
+        }
+        Located {
+            file: file.to_path_buf(),
+            line,
+            key,
+            message,
+        }
+    }
+
+    /// Every problem of `problems`, located in `text` (see [`Located::in_text`]).
+    pub fn all_in_text(file: &Path, text: &str, problems: Vec<Invalid>) -> Vec<Located> {
+        problems
+            .into_iter()
+            .map(|p| Located::in_text(file, text, p))
+            .collect()
+    }
 }
 
 impl fmt::Display for Located {
@@ -123,7 +236,8 @@ pub enum ConfigError {
     Invalid(Vec<Located>),
 }
 
-fn join_lines(errors: &[Located]) -> String {
+/// One error a line, as printed by `check` and at startup.
+pub fn join_lines(errors: &[Located]) -> String {
     errors
         .iter()
         .map(|e| e.to_string())
@@ -134,70 +248,23 @@ fn join_lines(errors: &[Located]) -> String {
 impl SiteConfig {
     /// Reads, parses and validates a site config file.
     pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_toml(&text, path)
+        Self::from_toml(&read_text(path)?, path)
     }
 
     /// Parses and validates config text; `path` is only used in error messages and to
     /// resolve relative paths.
     pub fn from_toml(text: &str, path: &Path) -> Result<SiteConfig, ConfigError> {
         let mut config: SiteConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_string();
-            let line = e.span().map(|s| line_of_offset(text, s.start));
-            let mut key = e
-                .span()
-                .and_then(|s| key_at_offset(text, s.start))
-                .unwrap_or_default();
-            // A top-level key written below a [table] header belongs to that table in
-            // TOML: say so, rather than leave "unknown field" to puzzle the installer.
-            let misplaced = message
-                .strip_prefix("unknown field `")
-                .and_then(|m| m.split('`').next())
-                .filter(|field| TOP_LEVEL_KEYS.contains(field) && key.contains('.'))
-                .map(str::to_string);
-            let message = match misplaced {
-                Some(field) => format!(
-                    "`{field}` is a top-level key, but TOML puts every key below a [table] header into that table: move it above the first [table]"
-                ),
-                None => message,
-            };
-            // "missing field `x`": the span is the enclosing table; name the field too.
-            if let Some(field) = message
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next())
-            {
-                key = if key.is_empty() {
-                    field.to_string()
-                } else {
-                    format!("{key}.{field}")
-                };
-            }
-            ConfigError::Invalid(vec![Located {
-                file: path.to_path_buf(),
-                line,
-                key,
-                message,
-            }])
+            ConfigError::Invalid(vec![Located::parse_error(path, text, &e, TOP_LEVEL_KEYS)])
         })?;
         lanes::resolve_layouts(&mut config.lanes, &config.devices);
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError::Invalid(
-                problems
-                    .into_iter()
-                    .map(|p| Located {
-                        file: path.to_path_buf(),
-                        line: locate_key(text, &p.key),
-                        key: p.key,
-                        message: p.message,
-                    })
-                    .collect(),
-            ))
+            Err(ConfigError::Invalid(Located::all_in_text(
+                path, text, problems,
+            )))
         }
     }
 
@@ -205,19 +272,15 @@ impl SiteConfig {
     /// value). Secret problems are reported like other config errors, located at the
     /// key they concern.
     pub fn load_with_secret(path: &Path) -> Result<(SiteConfig, Secret), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = read_text(path)?;
         let config = Self::from_toml(&text, path)?;
         match config.platform.secret() {
             Ok(secret) => Ok((config, secret)),
-            Err(e) => Err(ConfigError::Invalid(vec![Located {
-                file: path.to_path_buf(),
-                line: locate_key(&text, e.key()),
-                key: e.key().to_string(),
-                message: e.to_string(),
-            }])),
+            Err(e) => Err(ConfigError::Invalid(vec![Located::in_text(
+                path,
+                &text,
+                Invalid::new(e.key(), e.to_string()),
+            )])),
         }
     }
 
@@ -249,6 +312,13 @@ impl SiteConfig {
     pub fn lane(&self, id: &str) -> Option<&LaneConfig> {
         self.lanes.iter().find(|l| l.id == id)
     }
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// 1-based line of a byte offset.
@@ -386,6 +456,14 @@ port_no = "X1"
         line_of_offset(text, text.find(needle).unwrap())
     }
 
+    /// The first error of `text`, asserted to name `key` on the line where `needle` is.
+    fn first_error_at(text: &str, key: &str, needle: &str) -> Located {
+        let e = errors(text).remove(0);
+        assert_eq!(e.key, key, "{e}");
+        assert_eq!(e.line, Some(line_of(text, needle)), "{e}");
+        e
+    }
+
     #[test]
     fn valid_config_loads() {
         let c = SiteConfig::from_toml(VALID, Path::new("x.toml")).unwrap();
@@ -399,9 +477,7 @@ port_no = "X1"
             "app_id = \"ae145d83e56cb332\"",
             "app_id = \"ae145d83e56cb332\"\ncolour = 1",
         );
-        let e = &errors(&text)[0];
-        assert_eq!(e.key, "platform.colour");
-        assert_eq!(e.line, Some(line_of(&text, "colour")));
+        let e = first_error_at(&text, "platform.colour", "colour");
         assert!(e.message.contains("unknown field"), "{}", e.message);
         assert!(
             e.to_string().starts_with(&format!(
@@ -418,9 +494,7 @@ port_no = "X1"
             "[storage]\ndir = \"/var/lib/parking-bridge\"\n",
             "[storage]\ndir = \"/var/lib/parking-bridge\"\nprofile_dirs = [\"/etc/pb/profiles\"]\n",
         );
-        let e = &errors(&text)[0];
-        assert_eq!(e.key, "storage.profile_dirs");
-        assert_eq!(e.line, Some(line_of(&text, "profile_dirs")));
+        let e = first_error_at(&text, "storage.profile_dirs", "profile_dirs");
         assert!(
             e.message.contains("top-level key") && e.message.contains("above the first [table]"),
             "{e}"
@@ -444,25 +518,17 @@ port_no = "X1"
     #[test]
     fn wrong_type_names_line_and_key() {
         let text = VALID.replace("total_spaces = 100", "total_spaces = \"hundred\"");
-        let e = &errors(&text)[0];
-        assert_eq!(e.key, "lot.total_spaces");
-        assert_eq!(e.line, Some(line_of(&text, "total_spaces")));
+        first_error_at(&text, "lot.total_spaces", "total_spaces");
     }
 
     #[test]
     fn invalid_value_in_lanes_array_names_the_element() {
         let text = VALID.replace("direction = \"exit\"", "direction = \"sideways\"");
-        let e = &errors(&text)[0];
-        assert_eq!(e.key, "lanes[1].direction");
-        assert_eq!(e.line, Some(line_of(&text, "sideways")));
+        first_error_at(&text, "lanes[1].direction", "sideways");
         let text = VALID.replace("port_no = \"X1\"", "port_no = \"\"");
-        let e = &errors(&text)[0];
-        assert_eq!(e.key, "lanes[1].port_no");
-        assert_eq!(e.line, Some(line_of(&text, "port_no = \"\"")));
+        first_error_at(&text, "lanes[1].port_no", "port_no = \"\"");
         let text = VALID.replace("id = \"exit-1\"\n", "id = \"exit-1\"\nspeed = 3\n");
-        let e = &errors(&text)[0];
-        assert_eq!(e.key, "lanes[1].speed");
-        assert_eq!(e.line, Some(line_of(&text, "speed")));
+        first_error_at(&text, "lanes[1].speed", "speed");
     }
 
     #[test]
@@ -475,9 +541,7 @@ port_no = "X1"
     #[test]
     fn secret_of_wrong_length_is_a_located_config_error() {
         let text = VALID.replace("bb0873ce314c42f7", "short");
-        let e = &errors(&text)[0];
-        assert_eq!(e.key, "platform.app_secret");
-        assert_eq!(e.line, Some(line_of(&text, "app_secret")));
+        first_error_at(&text, "platform.app_secret", "app_secret");
     }
 
     #[test]

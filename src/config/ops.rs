@@ -1,6 +1,6 @@
 //! `[http]` and `[logging]`: the operator's side.
 
-use super::Invalid;
+use super::{Invalid, check_at_least, check_between};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,21 +104,15 @@ impl HttpConfig {
             )),
             Ok(_) => {}
         }
-        if self.platform_down_secs == 0 {
-            out.push(Invalid::new(
-                "http.platform_down_secs",
-                "must be at least 1",
-            ));
-        }
-        if self.device_down_secs == 0 {
-            out.push(Invalid::new("http.device_down_secs", "must be at least 1"));
-        }
-        if !(1..=100).contains(&self.disk_full_percent) {
-            out.push(Invalid::new(
-                "http.disk_full_percent",
-                "must be between 1 and 100",
-            ));
-        }
+        check_at_least("http.platform_down_secs", self.platform_down_secs, 1, out);
+        check_at_least("http.device_down_secs", self.device_down_secs, 1, out);
+        check_between(
+            "http.disk_full_percent",
+            self.disk_full_percent,
+            1..=100,
+            "",
+            out,
+        );
     }
 }
 

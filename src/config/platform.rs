@@ -1,6 +1,6 @@
 //! `[platform]`: where and how to reach City Brain, and the app secret (the SM4 key).
 
-use super::Invalid;
+use super::{Invalid, check_between, check_chars};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -197,12 +197,13 @@ impl SecretError {
 
 impl PlatformConfig {
     pub fn validate(&self, out: &mut Vec<Invalid>) {
-        if self.heartbeat_secs == 0 || self.heartbeat_secs > 60 {
-            out.push(Invalid::new(
-                "platform.heartbeat_secs",
-                "must be between 1 and 60 (the platform requires a heartbeat at most 60 s apart)",
-            ));
-        }
+        check_between(
+            "platform.heartbeat_secs",
+            self.heartbeat_secs,
+            1..=60,
+            " (the platform requires a heartbeat at most 60 s apart)",
+            out,
+        );
         if crate::time::parse_offset(&self.utc_offset).is_none() {
             out.push(Invalid::new(
                 "platform.utc_offset",
@@ -224,12 +225,7 @@ impl PlatformConfig {
             )),
             Err(e) => out.push(Invalid::new("platform.base_url", format!("not a URL: {e}"))),
         }
-        if self.app_id.is_empty() || self.app_id.chars().count() > 32 {
-            out.push(Invalid::new(
-                "platform.app_id",
-                "must be 1 to 32 characters",
-            ));
-        }
+        check_chars("platform.app_id", &self.app_id, 32, out);
         if let Some(s) = &self.app_secret
             && s.len() != 16
         {
@@ -255,9 +251,7 @@ impl PlatformConfig {
             ("platform.connect_timeout_secs", self.connect_timeout_secs),
             ("platform.request_timeout_secs", self.request_timeout_secs),
         ] {
-            if secs == 0 || secs > 600 {
-                out.push(Invalid::new(key, "must be between 1 and 600 seconds"));
-            }
+            check_between(key, secs, 1..=600, " seconds", out);
         }
         if self.connect_timeout_secs > self.request_timeout_secs {
             out.push(Invalid::new(
@@ -273,13 +267,8 @@ impl PlatformConfig {
                 "expected a URL like \"http://10.0.0.1:3128\"",
             ));
         }
-        if let Some(d) = &self.device_no
-            && (d.is_empty() || d.chars().count() > 64)
-        {
-            out.push(Invalid::new(
-                "platform.device_no",
-                "must be 1 to 64 characters",
-            ));
+        if let Some(d) = &self.device_no {
+            check_chars("platform.device_no", d, 64, out);
         }
         for (key, path) in [
             ("platform.paths.entry", &self.paths.entry),
@@ -311,18 +300,20 @@ impl PlatformConfig {
                 ));
             }
         }
-        if self.refused_tries == 0 || self.refused_tries > 100 {
-            out.push(Invalid::new(
-                "platform.refused_tries",
-                "must be between 1 and 100",
-            ));
-        }
-        if self.refused_first_retry_secs == 0 || self.refused_first_retry_secs > 86_400 {
-            out.push(Invalid::new(
-                "platform.refused_first_retry_secs",
-                "must be between 1 and 86400 seconds",
-            ));
-        }
+        check_between(
+            "platform.refused_tries",
+            self.refused_tries,
+            1..=100,
+            "",
+            out,
+        );
+        check_between(
+            "platform.refused_first_retry_secs",
+            self.refused_first_retry_secs,
+            1..=86_400,
+            " seconds",
+            out,
+        );
     }
 
     /// The site's result-code mappings, parsed (`validate()` names unknown verdicts;

@@ -1,7 +1,7 @@
 //! `[storage]`: where the state database, images and the event journal live, and how
 //! the outbox keeps and delivers reports.
 
-use super::Invalid;
+use super::{Invalid, check_at_least, check_between};
 use serde::Deserialize;
 use std::path::PathBuf;
 
@@ -84,27 +84,21 @@ impl StorageConfig {
         if self.dir.as_os_str().is_empty() {
             out.push(Invalid::new("storage.dir", "must not be empty"));
         }
-        if self.retention_days == 0 || self.retention_days > 3650 {
-            out.push(Invalid::new(
-                "storage.retention_days",
-                "must be between 1 and 3650",
-            ));
-        }
-        if self.disk_budget_mb == 0 {
-            out.push(Invalid::new("storage.disk_budget_mb", "must be at least 1"));
-        }
-        if !(1..=64).contains(&self.max_in_flight) {
-            out.push(Invalid::new(
-                "storage.max_in_flight",
-                "must be between 1 and 64",
-            ));
-        }
-        if self.lane_lost_after_secs == 0 {
-            out.push(Invalid::new(
-                "storage.lane_lost_after_secs",
-                "must be at least 1",
-            ));
-        }
+        check_between(
+            "storage.retention_days",
+            self.retention_days,
+            1..=3650,
+            "",
+            out,
+        );
+        check_at_least("storage.disk_budget_mb", self.disk_budget_mb, 1, out);
+        check_between("storage.max_in_flight", self.max_in_flight, 1..=64, "", out);
+        check_at_least(
+            "storage.lane_lost_after_secs",
+            self.lane_lost_after_secs,
+            1,
+            out,
+        );
         if self
             .backup_file
             .as_ref()
@@ -115,12 +109,12 @@ impl StorageConfig {
                 "must be a file outside the storage dir (ideally on another disk)",
             ));
         }
-        if self.backup_max_age_hours == 0 {
-            out.push(Invalid::new(
-                "storage.backup_max_age_hours",
-                "must be at least 1",
-            ));
-        }
+        check_at_least(
+            "storage.backup_max_age_hours",
+            self.backup_max_age_hours,
+            1,
+            out,
+        );
     }
 }
 

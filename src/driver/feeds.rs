@@ -129,14 +129,9 @@ impl Feed {
     }
 
     async fn send(&self, device: &str, kind: EventKind) {
-        let event = RawEvent {
-            lane: String::new(),
-            device: device.to_string(),
-            at: Timestamp::now(),
-            kind,
-        };
         // A closed channel means the lane task is gone: the service is stopping.
-        let _ = self.events.send(event).await;
+        // Lot-wide facts belong to no lane.
+        super::emit(&self.events, "", device, Timestamp::now(), kind).await;
     }
 
     async fn on_message(&self, topic: &str, payload: &[u8]) {

@@ -25,7 +25,7 @@ use crate::driver::camera::clock::{ClockJudge, Timing};
 use crate::driver::camera::push::{Ack, PushVendor, Reply};
 use crate::driver::camera::{CameraState, Context, Decoded, TopicKind, decode_value};
 use crate::driver::profile::{CameraProfile, ProfileLibrary};
-use crate::driver::{DriverError, metrics};
+use crate::driver::{DriverError, emit, metrics};
 use crate::event::{EventKind, RawEvent};
 use crate::time::Timestamp;
 use bytes::Bytes;
@@ -36,41 +36,16 @@ use hyper::{Request, Response};
 use prometheus::IntCounterVec;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-static REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_camera_push_rejected_total",
-        "Camera HTTP pushes refused, by reason",
-        &["reason"],
-    )
-});
-
-static LATE: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_camera_push_late_total",
-        "Pushed recognitions the camera stored while it could not reach the bridge, by device",
-        &["device"],
-    )
-});
-
-static RESENDS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_camera_push_duplicates_total",
-        "Pushed recognitions dropped as repeats or resends, by device",
-        &["device"],
-    )
-});
-
-static PICTURES_DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_camera_push_pictures_dropped_total",
-        "Pictures above max_picture_bytes dropped (the recognition is kept), by device",
-        &["device"],
-    )
-});
+crate::metrics::statics! {
+    REJECTED: IntCounterVec = ("parking_bridge_camera_push_rejected_total", "Camera HTTP pushes refused, by reason", ["reason"]);
+    LATE: IntCounterVec = ("parking_bridge_camera_push_late_total", "Pushed recognitions the camera stored while it could not reach the bridge, by device", ["device"]);
+    RESENDS: IntCounterVec = ("parking_bridge_camera_push_duplicates_total", "Pushed recognitions dropped as repeats or resends, by device", ["device"]);
+    PICTURES_DROPPED: IntCounterVec = ("parking_bridge_camera_push_pictures_dropped_total", "Pictures above max_picture_bytes dropped (the recognition is kept), by device", ["device"]);
+}
 
 /// Refusals are logged at most this often (a flood must not flood the log).
 const REFUSAL_LOG_EVERY_MS: i64 = 10_000;
@@ -439,13 +414,7 @@ async fn receive(
         }
     };
     for kind in events {
-        let ev = RawEvent {
-            lane: cam.lane.clone(),
-            device: cam.name.clone(),
-            at: now,
-            kind,
-        };
-        if s.tx.send(ev).await.is_err() {
+        if !emit(&s.tx, &cam.lane, &cam.name, now, kind).await {
             return None;
         }
     }
@@ -589,13 +558,7 @@ async fn link_tick(s: &Shared) {
     for cam in s.cameras.values() {
         let down = lock(&cam.inner).state.tick(now);
         if let Some(up) = down {
-            let ev = RawEvent {
-                lane: cam.lane.clone(),
-                device: cam.name.clone(),
-                at: now,
-                kind: EventKind::Link { up },
-            };
-            let _ = s.tx.send(ev).await;
+            emit(&s.tx, &cam.lane, &cam.name, now, EventKind::Link { up }).await;
         }
     }
 }

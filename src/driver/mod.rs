@@ -20,7 +20,8 @@ pub mod tcp;
 pub use profile::{ProfileError, ProfileLibrary, load_profiles};
 
 use crate::config::{Attachment, SiteConfig};
-use crate::event::RawEvent;
+use crate::event::{EventKind, RawEvent};
+use crate::time::Timestamp;
 use modbus::{ReadData, ReadRequest};
 use poller::{BusSpec, PolledDevice, run_bus};
 use profile::CameraProfile;
@@ -52,6 +53,63 @@ impl LinkError {
     /// Whether the transport must be reopened.
     pub fn is_transport(&self) -> bool {
         matches!(self, LinkError::Transport(_))
+    }
+}
+
+/// Facts waiting for the lane task beyond which a plate read goes on without its
+/// picture. The queue holds thousands of facts; were each a camera picture (1–12 MB),
+/// a lane task held up by a slow disk would make the bridge grow by gigabytes. The read
+/// is what makes the passage; the picture is shed (counted, logged, `image_len` kept).
+pub const PICTURES_QUEUED_MAX: usize = 64;
+
+/// Sends one fact of `device` (on `lane`) to the lane task. False when the receiver is
+/// gone: the service is stopping.
+pub(crate) async fn emit(
+    tx: &mpsc::Sender<RawEvent>,
+    lane: &str,
+    device: &str,
+    at: Timestamp,
+    mut kind: EventKind,
+) -> bool {
+    let queued = tx.max_capacity() - tx.capacity();
+    if let EventKind::Plate(read) = &mut kind
+        && queued >= PICTURES_QUEUED_MAX
+        && let Some(picture) = read.image.take()
+    {
+        metrics::PICTURES_SHED.with_label_values(&[device]).inc();
+        tracing::warn!(
+            device,
+            queued,
+            bytes = picture.len(),
+            "picture dropped: the lane task is behind; the plate read goes on without it"
+        );
+    }
+    let ev = RawEvent {
+        lane: lane.to_string(),
+        device: device.to_string(),
+        at,
+        kind,
+    };
+    tx.send(ev).await.is_ok()
+}
+
+/// A device's link state as last reported: up, down, or not known yet. Each change is
+/// reported once, so a device that stays down does not repeat its "link down" fact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LinkState(Option<bool>);
+
+impl LinkState {
+    /// Records `up`; `Some(up)` when that is a change to report.
+    pub fn set(&mut self, up: bool) -> Option<bool> {
+        if self.0 == Some(up) {
+            return None;
+        }
+        self.0 = Some(up);
+        Some(up)
+    }
+
+    pub fn get(&self) -> Option<bool> {
+        self.0
     }
 }
 
@@ -110,6 +168,25 @@ impl DriverSet {
     }
 }
 
+/// The section of device `d`'s profile that its driver needs (`what`: "Modbus",
+/// "camera"), or a setup error naming the device and the profile.
+fn profile_part<T: Clone>(
+    profiles: &ProfileLibrary,
+    d: &crate::config::DeviceConfig,
+    what: &str,
+    part: impl Fn(&profile::Profile) -> &Option<T>,
+) -> Result<T, DriverError> {
+    profiles
+        .get(&d.profile)
+        .and_then(|p| part(p).clone())
+        .ok_or_else(|| {
+            DriverError::Setup(format!(
+                "device {}: no {what} profile {:?}",
+                d.name, d.profile
+            ))
+        })
+}
+
 /// The configured cameras that arrive by HTTP push (`http_push = true`) or by MQTT
 /// (`false`), each with its camera id and its profile's camera section.
 fn cameras_of<'a>(
@@ -122,15 +199,7 @@ fn cameras_of<'a>(
         let Some(Attachment::Camera { id }) = d.attachment() else {
             continue;
         };
-        let mut profile = profiles
-            .get(&d.profile)
-            .and_then(|p| p.camera.clone())
-            .ok_or_else(|| {
-                DriverError::Setup(format!(
-                    "device {}: no camera profile {:?}",
-                    d.name, d.profile
-                ))
-            })?;
+        let mut profile = profile_part(profiles, d, "camera", |p| &p.camera)?;
         if let Some(t) = d.link_timeout_ms {
             profile.link_timeout_ms = t;
         }
@@ -148,17 +217,8 @@ pub async fn spawn_all(
     shutdown: watch::Receiver<bool>,
 ) -> Result<DriverSet, DriverError> {
     let mut set = DriverSet::default();
-    let modbus_profile = |d: &crate::config::DeviceConfig| {
-        profiles
-            .get(&d.profile)
-            .and_then(|p| p.modbus.clone())
-            .ok_or_else(|| {
-                DriverError::Setup(format!(
-                    "device {}: no Modbus profile {:?}",
-                    d.name, d.profile
-                ))
-            })
-    };
+    let modbus_profile =
+        |d: &crate::config::DeviceConfig| profile_part(profiles, d, "Modbus", |p| &p.modbus);
     for bus in &config.buses {
         let mut devices = Vec::new();
         let mut frame_gap = rtu::silent_interval(bus.baud);
@@ -228,4 +288,94 @@ pub async fn spawn_all(
         set.tasks.push(("camera_push".to_string(), handle));
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::PlateRead;
+    use crate::plate::PlateColor;
+    use std::sync::Arc;
+
+    fn read_with_picture() -> EventKind {
+        let mut read = PlateRead::text("闽A12345", PlateColor::Blue);
+        read.image = Some(Arc::new(vec![0xFF; 1000]));
+        read.image_len = Some(1000);
+        EventKind::Plate(read)
+    }
+
+    fn picture_of(ev: RawEvent) -> Option<Arc<Vec<u8>>> {
+        match ev.kind {
+            EventKind::Plate(read) => read.image,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_keeps_its_picture_until_the_lane_task_falls_behind_then_only_the_picture_goes()
+    {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let shed = || {
+            metrics::PICTURES_SHED
+                .with_label_values(&["cam-shed"])
+                .get()
+        };
+        let before = shed();
+        // Below the limit: the picture travels.
+        for _ in 0..PICTURES_QUEUED_MAX - 1 {
+            assert!(
+                emit(
+                    &tx,
+                    "entry-1",
+                    "io",
+                    Timestamp(1),
+                    EventKind::Link { up: true }
+                )
+                .await
+            );
+        }
+        assert!(
+            emit(
+                &tx,
+                "entry-1",
+                "cam-shed",
+                Timestamp(2),
+                read_with_picture()
+            )
+            .await
+        );
+        assert_eq!(shed(), before);
+        // Now PICTURES_QUEUED_MAX facts wait: the next read goes on, its picture does not.
+        assert!(
+            emit(
+                &tx,
+                "entry-1",
+                "cam-shed",
+                Timestamp(3),
+                read_with_picture()
+            )
+            .await
+        );
+        assert_eq!(shed(), before + 1);
+        let mut got = Vec::new();
+        while let Ok(ev) = rx.try_recv() {
+            got.push(ev);
+        }
+        assert_eq!(got.len(), PICTURES_QUEUED_MAX + 1, "every fact arrives");
+        let last = got.pop().unwrap();
+        let kept = got.pop().unwrap();
+        assert_eq!(picture_of(kept).map(|p| p.len()), Some(1000));
+        match last.kind {
+            EventKind::Plate(read) => {
+                assert_eq!(read.image, None);
+                assert_eq!(
+                    read.image_len,
+                    Some(1000),
+                    "the journal still says it had one"
+                );
+                assert_eq!(read.text.as_deref(), Some("闽A12345"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

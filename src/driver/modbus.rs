@@ -7,6 +7,7 @@
 //! module can write to a device.
 
 use crate::config::Role;
+use crate::driver::LinkState;
 use crate::driver::profile::{
     ByteOrder, ModbusProfile, Point, PointKind, WordOrder, parse_position,
 };
@@ -401,7 +402,7 @@ pub struct SlaveHealth {
     isolate_ms: i64,
     failures: u32,
     isolated_until: Option<Timestamp>,
-    link_up: Option<bool>,
+    link: LinkState,
 }
 
 impl SlaveHealth {
@@ -411,7 +412,7 @@ impl SlaveHealth {
             isolate_ms: isolate_ms.min(i64::MAX as u64) as i64,
             failures: 0,
             isolated_until: None,
-            link_up: None,
+            link: LinkState::default(),
         }
     }
 
@@ -425,7 +426,7 @@ impl SlaveHealth {
     }
 
     pub fn link_up(&self) -> Option<bool> {
-        self.link_up
+        self.link.get()
     }
 
     /// Records a poll; returns a link fact when the link state changes.
@@ -460,11 +461,7 @@ impl SlaveHealth {
     }
 
     fn set_link(&mut self, up: bool) -> Option<EventKind> {
-        if self.link_up == Some(up) {
-            return None;
-        }
-        self.link_up = Some(up);
-        Some(EventKind::Link { up })
+        self.link.set(up).map(|up| EventKind::Link { up })
     }
 }
 
@@ -815,30 +812,18 @@ mod tests {
             1,
         );
         let vals = |o: bool, c: bool| Values::from([(2, Value::Bool(o)), (3, Value::Bool(c))]);
-        assert_eq!(
-            logic.on_values(&vals(false, true)),
-            vec![EventKind::Gate {
-                position: GatePosition::Closed
-            }]
-        );
-        assert_eq!(
-            logic.on_values(&vals(false, false)),
-            vec![EventKind::Gate {
-                position: GatePosition::Moving
-            }]
-        );
-        assert_eq!(
-            logic.on_values(&vals(true, false)),
-            vec![EventKind::Gate {
-                position: GatePosition::Open
-            }]
-        );
-        assert_eq!(
-            logic.on_values(&vals(true, true)),
-            vec![EventKind::Gate {
-                position: GatePosition::Fault
-            }]
-        );
+        for (open, closed, position) in [
+            (false, true, GatePosition::Closed),
+            (false, false, GatePosition::Moving),
+            (true, false, GatePosition::Open),
+            (true, true, GatePosition::Fault),
+        ] {
+            assert_eq!(
+                logic.on_values(&vals(open, closed)),
+                vec![EventKind::Gate { position }],
+                "open {open}, closed {closed}"
+            );
+        }
     }
 
     #[test]

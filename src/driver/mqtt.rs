@@ -7,7 +7,7 @@
 use crate::config::{DeviceConfig, MqttConfig, SiteConfig};
 use crate::driver::camera::{CameraState, Decoded, TopicKind, decode, route_value};
 use crate::driver::profile::{CameraProfile, ProfileLibrary};
-use crate::driver::{DriverError, metrics};
+use crate::driver::{DriverError, emit, metrics};
 use crate::event::{EventKind, RawEvent};
 use crate::time::Timestamp;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -329,13 +329,7 @@ async fn handle_message(
                 quick = read.quick,
                 "plate read"
             );
-            let ev = RawEvent {
-                lane: cam.lane.clone(),
-                device: cam.name.clone(),
-                at: now,
-                kind: EventKind::Plate(read),
-            };
-            tx.send(ev).await.is_ok()
+            emit(tx, &cam.lane, &cam.name, now, EventKind::Plate(read)).await
         }
         Err(e) => {
             metrics::PAYLOAD_ERRORS
@@ -351,11 +345,5 @@ async fn handle_message(
 
 async fn emit_link(cam: &Camera, up: bool, now: Timestamp, tx: &mpsc::Sender<RawEvent>) -> bool {
     tracing::info!(device = %cam.name, up, "camera link changed");
-    let ev = RawEvent {
-        lane: cam.lane.clone(),
-        device: cam.name.clone(),
-        at: now,
-        kind: EventKind::Link { up },
-    };
-    tx.send(ev).await.is_ok()
+    emit(tx, &cam.lane, &cam.name, now, EventKind::Link { up }).await
 }

@@ -13,7 +13,7 @@ use crate::driver::modbus::{
     exception_is_no_answer, impossible, plan, points_in, reads_for,
 };
 use crate::driver::profile::{ModbusProfile, Point, PointKind};
-use crate::driver::{LinkError, ModbusLink, metrics};
+use crate::driver::{LinkError, ModbusLink, emit, metrics};
 use crate::event::{EventKind, RawEvent};
 use crate::time::Timestamp;
 use std::future::Future;
@@ -238,13 +238,7 @@ pub async fn run_bus<L, F, Fut>(
                         events.insert(0, link_fact);
                     }
                     for kind in events {
-                        let ev = RawEvent {
-                            lane: device.lane.clone(),
-                            device: device.name.clone(),
-                            at: now_ts,
-                            kind,
-                        };
-                        if tx.send(ev).await.is_err() {
+                        if !emit(&tx, &device.lane, &device.name, now_ts, kind).await {
                             return;
                         }
                     }
@@ -343,13 +337,7 @@ async fn lose_transport(spec: &mut BusSpec, tx: &mpsc::Sender<RawEvent>) -> bool
     for d in &mut spec.devices {
         if let Some(kind) = d.health.transport_lost() {
             tracing::warn!(device = %d.name, bus = %spec.name, up = false, "device link changed");
-            let ev = RawEvent {
-                lane: d.lane.clone(),
-                device: d.name.clone(),
-                at: now,
-                kind,
-            };
-            if tx.send(ev).await.is_err() {
+            if !emit(tx, &d.lane, &d.name, now, kind).await {
                 return false;
             }
         }

@@ -6,9 +6,7 @@
 //! The shipped profiles are compiled into the binary too, so a bridge started from
 //! any directory finds them; a file of the same name in a profile directory wins.
 
-use crate::config::{
-    Attachment, Invalid, Located, Role, SiteConfig, StringList, line_of_offset, locate_key,
-};
+use crate::config::{Attachment, Invalid, Located, Role, SiteConfig, StringList, join_lines};
 use crate::plate::PlateColor;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -689,19 +687,11 @@ pub enum ProfileError {
         source: std::io::Error,
     },
     /// Problems inside a profile file.
-    #[error("{}", join(.0))]
+    #[error("{}", join_lines(.0))]
     Invalid(Vec<Located>),
     /// A `[[devices]]` entry that does not fit its profile; keys are site-config keys.
     #[error("{}", .0.iter().map(|i| format!("site config: {}: {}", i.key, i.message)).collect::<Vec<_>>().join("\n"))]
     Devices(Vec<Invalid>),
-}
-
-fn join(errors: &[Located]) -> String {
-    errors
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl fmt::Display for Transport {
@@ -713,31 +703,26 @@ impl fmt::Display for Transport {
     }
 }
 
+/// The keys of [`Profile`] itself, written above the first `[table]`.
+const PROFILE_TOP_LEVEL_KEYS: &[&str] = &["name", "vendor", "model", "source", "modbus", "camera"];
+
 /// Parses and validates one profile's text. `origin` names it in errors.
 pub fn parse_profile(text: &str, stem: &str, origin: &Path) -> Result<Profile, ProfileError> {
     let profile: Profile = toml::from_str(text).map_err(|e| {
-        ProfileError::Invalid(vec![Located {
-            file: origin.to_path_buf(),
-            line: e.span().map(|s| line_of_offset(text, s.start)),
-            key: String::new(),
-            message: e.message().to_string(),
-        }])
+        ProfileError::Invalid(vec![Located::parse_error(
+            origin,
+            text,
+            &e,
+            PROFILE_TOP_LEVEL_KEYS,
+        )])
     })?;
     let problems = profile.validate(stem);
     if problems.is_empty() {
         Ok(profile)
     } else {
-        Err(ProfileError::Invalid(
-            problems
-                .into_iter()
-                .map(|p| Located {
-                    file: origin.to_path_buf(),
-                    line: locate_key(text, &p.key),
-                    key: p.key,
-                    message: p.message,
-                })
-                .collect(),
-        ))
+        Err(ProfileError::Invalid(Located::all_in_text(
+            origin, text, problems,
+        )))
     }
 }
 
@@ -957,6 +942,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("x.toml:5:"), "{err}");
+    }
+
+    #[test]
+    fn profile_parse_errors_name_the_key_and_a_misplaced_top_level_key() {
+        let text = "name = \"x\"\nvendor = \"v\"\nmodel = \"m\"\n[modbus]\ntransports = [\"rtu\"]\nsource = \"s\"\n";
+        let err = parse_profile(text, "x", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x.toml:6: modbus.source: `source` is a top-level key"),
+            "{err}"
+        );
+        let text = "name = \"x\"\nvendor = \"v\"\nmodel = \"m\"\nsource = \"s\"\n[modbus]\ntransports = \"rtu\"\n";
+        let err = parse_profile(text, "x", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("x.toml:6: modbus.transports: "), "{err}");
     }
 
     #[test]

@@ -59,6 +59,26 @@ pub enum Scan {
     },
 }
 
+impl Scan {
+    /// (garbage bytes, CRC errors) skipped before the frame found; none while more is
+    /// needed (those bytes are scanned again when more arrive).
+    pub fn skipped(&self) -> (usize, usize) {
+        match self {
+            Scan::NeedMore => (0, 0),
+            Scan::Answer {
+                garbage,
+                crc_errors,
+                ..
+            }
+            | Scan::Exception {
+                garbage,
+                crc_errors,
+                ..
+            } => (*garbage, *crc_errors),
+        }
+    }
+}
+
 /// Looks for the answer to `req` from `slave` in `buf`, skipping garbage and frames
 /// with a bad CRC (each counted).
 pub fn scan_response(slave: u8, req: &ReadRequest, buf: &[u8]) -> Scan {
@@ -215,26 +235,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
         let deadline = Instant::now() + timeout;
         let mut chunk = [0u8; 256];
         loop {
-            match scan_response(slave, req, &self.buf) {
+            let scan = scan_response(slave, req, &self.buf);
+            let (garbage, crc_errors) = scan.skipped();
+            self.garbage += garbage as u64;
+            self.crc_errors += crc_errors as u64;
+            match scan {
                 Scan::NeedMore => {}
-                Scan::Answer {
-                    data,
-                    garbage,
-                    crc_errors,
-                } => {
-                    self.garbage += garbage as u64;
-                    self.crc_errors += crc_errors as u64;
-                    return Ok(data);
-                }
-                Scan::Exception {
-                    code,
-                    garbage,
-                    crc_errors,
-                } => {
-                    self.garbage += garbage as u64;
-                    self.crc_errors += crc_errors as u64;
-                    return Err(LinkError::Exception(code));
-                }
+                Scan::Answer { data, .. } => return Ok(data),
+                Scan::Exception { code, .. } => return Err(LinkError::Exception(code)),
             }
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Err(_) => {

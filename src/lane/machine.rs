@@ -13,17 +13,13 @@ use crate::plate::PlateColor;
 use crate::time::Timestamp;
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
-/// Device gaps with a vehicle in the lane, by outcome (what [`LaneMachine::blind_counts`]
-/// counts, for `/metrics`).
-static BLIND_MOMENTS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_lane_blind_moments_total",
-        "Vehicles in a lane while one of its devices was silent, by outcome (inferred, undecided, reset)",
-        &["lane", "outcome"],
-    )
-});
+crate::metrics::statics! {
+    /// Device gaps with a vehicle in the lane, by outcome (what [`LaneMachine::blind_counts`]
+    /// counts, for `/metrics`).
+    BLIND_MOMENTS: prometheus::IntCounterVec = ("parking_bridge_lane_blind_moments_total", "Vehicles in a lane while one of its devices was silent, by outcome (inferred, undecided, reset)", ["lane", "outcome"]);
+}
 
 /// What kind of passage it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

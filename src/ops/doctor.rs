@@ -959,7 +959,13 @@ pub async fn check_platform(config: &SiteConfig) -> Check {
         Ok(c) => c,
         Err(e) => return Check::fail(label, e.to_string(), e.hint()),
     };
-    let heartbeat = Uplink::heartbeat(&config.lot.parking_lot_no, true);
+    let heartbeat = match Uplink::heartbeat(&config.lot.parking_lot_no, true) {
+        Ok(h) => h,
+        Err(e) => {
+            let e = crate::platform::ClientError::from(e);
+            return Check::fail(label, e.to_string(), e.hint());
+        }
+    };
     let sent = tokio::time::timeout(CHECK_TIMEOUT * 6, client.send(&heartbeat)).await;
     match sent {
         Err(_) => Check::fail(

@@ -140,12 +140,12 @@ async fn feed(
 }
 
 /// The outbox per kind of report, in the words of the status page.
-fn outbox_kinds(summary: &crate::store::OutboxSummary) -> Vec<super::state::OutboxKind> {
+fn outbox_kinds(summary: &crate::store::OutboxSummary) -> Vec<super::status::OutboxKind> {
     use crate::report::ReportKind;
     summary
         .kinds
         .iter()
-        .map(|(kind, k)| super::state::OutboxKind {
+        .map(|(kind, k)| super::status::OutboxKind {
             kind: match kind {
                 ReportKind::Entry => "entry report",
                 ReportKind::EntrySnapshot => "entry snapshot",

@@ -12,8 +12,10 @@
 
 use super::charts;
 use super::disk::fs_space;
+use super::health_rules::HealthLevel;
 use super::i18n::Lang;
-use super::state::{HealthLevel, OpsState, Passage, StatusView};
+use super::state::OpsState;
+use super::status::{Passage, StatusView};
 use crate::config::PageLanguage;
 use crate::time::Timestamp;
 use axum::Router;
@@ -612,7 +614,7 @@ svg.strip{{width:100%;height:0.9em;display:block;margin:0.1em 0 0.3em}}
 
 /// A multi-PC lot: this node, its broker link, the lot as the lot node published it,
 /// the lane node's queue, and on the lot node every lane node.
-fn render_cluster(h: &mut String, c: &super::state::ClusterStatus, now: Timestamp, lang: Lang) {
+fn render_cluster(h: &mut String, c: &super::status::ClusterStatus, now: Timestamp, lang: Lang) {
     let t = |s: &'static str| lang.tr(s);
     let (class, link) = if c.link_up {
         ("ok", t("connected"))
@@ -940,7 +942,7 @@ mod tests {
 
     #[test]
     fn a_lane_node_shows_the_lot_its_queue_and_the_lot_node_as_its_way_to_the_platform() {
-        use crate::ops::state::{ClusterLot, ClusterNodeStatus, ClusterStatus};
+        use crate::ops::status::{ClusterLot, ClusterNodeStatus, ClusterStatus};
         let ops = OpsState::new(&crate::ops::state::tests::config());
         let now = Timestamp::now();
         let lot = ClusterLot {

@@ -1,6 +1,8 @@
 //! Operations: what makes the bridge installable and keepable.
 //!
-//! - [`state`]: [`OpsState`], fed by the pipeline (API documented there);
+//! - [`state`]: [`OpsState`], fed by the pipeline (API documented there), which keeps
+//!   [`metrics`] (its Prometheus registry) up and makes a [`status`] view, judged by the
+//!   pure [`health_rules`];
 //! - [`http`]: status page, `/metrics`, `/healthz`;
 //! - [`logging`]: tracing set-up, SIGHUP level reload, plate masking for log fields;
 //! - [`clock`]: wall-clock jump and NTP-sync detection;
@@ -18,12 +20,15 @@ pub mod clock;
 pub mod disk;
 pub mod doctor;
 pub mod feed;
+pub mod health_rules;
 pub mod history;
 pub mod http;
 pub mod i18n;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod state;
+pub mod status;
 
 pub use crate::health::Liveness;
 pub use feed::{attach, remember_config_path};

@@ -20,17 +20,23 @@
 //! | `run` | [`OpsState::mark_ready`] | the pipeline is up (first poll done): sends `READY=1` |
 //!
 //! `clock_suspect()` tells whether times stamped now are trustworthy (see
-//! [`super::clock`]). The HTTP endpoint reads [`OpsState::view`] and the metrics
-//! registry [`OpsState::registry`].
+//! [`super::clock`]). The HTTP endpoint reads [`OpsState::view`] (a
+//! [`StatusView`](super::status::StatusView), judged by [`super::health_rules`]) and the
+//! metrics registry [`OpsState::registry`] (kept up by [`super::metrics`]).
 
 use super::clock::{Jump, Suspicion};
-use super::disk::FsSpace;
-use super::history::{History, LinkChange};
+use super::health_rules::HealthLevel;
+use super::history::History;
 use super::logging::LogPlate;
-use crate::config::{Direction, HttpConfig, SiteConfig};
-use crate::health::{DeviceState, Health, LinkState, Liveness};
+use super::metrics::Metrics;
+use super::status::{
+    Alarm, ClockView, ClusterSource, LaneInfo, OutboxKind, Passage, PlatformLink, PushView,
+    StatusView,
+};
+use crate::config::{HttpConfig, SiteConfig};
+use crate::health::{Health, Liveness};
 use crate::time::Timestamp;
-use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::Registry;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,126 +78,6 @@ struct Inner {
     push: Option<(String, Vec<crate::driver::http_push::PushCameraInfo>)>,
 }
 
-/// Reads a cluster node's view of its lot.
-pub type ClusterSource = Arc<dyn Fn() -> ClusterStatus + Send + Sync>;
-
-/// A node of a multi-PC lot (`[cluster]`), as the status page shows it.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ClusterStatus {
-    pub node: String,
-    /// `lot` or `lane`.
-    pub role: String,
-    /// Connected to the lot's broker.
-    pub link_up: bool,
-    pub link_since: Option<Timestamp>,
-    /// The lot as the lot node last published it.
-    pub lot: Option<ClusterLot>,
-    /// Lane node: passages not yet acknowledged by the lot node.
-    pub queue_depth: u64,
-    pub oldest_queued_at: Option<Timestamp>,
-    pub last_passage_at: Option<Timestamp>,
-    /// Lot node: exits waiting for an entry still on its way.
-    pub held_exits: u64,
-    /// Lot node: every lane node.
-    pub nodes: Vec<ClusterNodeStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClusterLot {
-    pub occupied: i64,
-    pub total: i64,
-    pub free: i64,
-    /// When the lot node published it.
-    pub at: Timestamp,
-}
-
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct ClusterNodeStatus {
-    pub node: String,
-    pub online: bool,
-    pub queue_depth: u64,
-    pub last_passage_at: Option<Timestamp>,
-    /// The last sequence number of its queue applied here.
-    pub last_seq: i64,
-    /// When its health was last heard.
-    pub heard_at: Option<Timestamp>,
-}
-
-impl ClusterStatus {
-    pub fn is_lane_node(&self) -> bool {
-        self.role == "lane"
-    }
-}
-
-/// A configured lane, as the status page lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaneInfo {
-    pub id: String,
-    pub direction: Direction,
-    pub port_no: String,
-    /// The layout in use (`camera_only`…), `manual` for a lane without devices, `none`
-    /// for one whose devices sense no vehicle.
-    pub layout: String,
-}
-
-/// One passage as recorded for the operator.
-#[derive(Debug, Clone)]
-pub struct Passage {
-    /// Unique in this process; names the snapshot URL.
-    pub id: u64,
-    pub lane: String,
-    /// Whole plate; masked when shown unless configured otherwise. `None`: no plate.
-    pub plate: Option<String>,
-    pub case: String,
-    pub at: Timestamp,
-    pub snapshot: Option<Arc<Vec<u8>>>,
-    pub snapshot_len: Option<usize>,
-    /// The clock was suspect when the passage was recorded.
-    pub clock_suspect: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Alarm {
-    pub at: Timestamp,
-    pub text: String,
-}
-
-/// What is known about the platform link.
-#[derive(Debug, Clone, Default)]
-pub struct PlatformLink {
-    pub last_ok: Option<Timestamp>,
-    pub last_failure: Option<Timestamp>,
-    /// `result_code` of the last answer, or `unreachable`.
-    pub last_code: Option<String>,
-    pub last_answer_ok: Option<bool>,
-    pub consecutive_failures: u64,
-    pub last_heartbeat_ok: Option<Timestamp>,
-    /// When the current outage began (first failure after a success or the start).
-    pub outage_since: Option<Timestamp>,
-}
-
-/// The clock as last assessed by the clock watch.
-#[derive(Debug, Clone, Default)]
-pub struct ClockView {
-    pub synchronised: Option<bool>,
-    pub suspicion: Option<Suspicion>,
-    pub last_jump: Option<Jump>,
-    /// When the current suspicion began.
-    pub suspect_since: Option<Timestamp>,
-}
-
-/// One kind of report in the outbox, for the status page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxKind {
-    /// `entry report`, `entry snapshot`, `exit report`, `exit snapshot`.
-    pub kind: &'static str,
-    pub pending: u64,
-    /// Held after repeated refusals, waiting for an operator (`outbox held`).
-    pub held: u64,
-    pub oldest_age: Option<Duration>,
-    pub last_error: Option<String>,
-}
-
 #[derive(Default)]
 struct Data {
     next_id: u64,
@@ -209,79 +95,6 @@ struct Data {
     held: Option<u64>,
     store_error: Option<String>,
 }
-
-/// How `/healthz` sums the bridge up: `ok` and `degraded` answer 200 (with the reasons),
-/// `failing` answers 503 — only what takes the bridge out of service: the platform
-/// unreachable past the threshold, the state database unusable, every lane blind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthLevel {
-    Ok,
-    Degraded,
-    Failing,
-}
-
-impl HealthLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthLevel::Ok => "ok",
-            HealthLevel::Degraded => "degraded",
-            HealthLevel::Failing => "failing",
-        }
-    }
-}
-
-/// A consistent copy of everything the status page and `/healthz` show.
-#[derive(Debug, Clone)]
-pub struct StatusView {
-    pub lot_no: String,
-    /// The lot's local offset, for showing times.
-    pub offset: chrono::FixedOffset,
-    pub started: Timestamp,
-    pub lanes: Vec<LaneInfo>,
-    pub devices: BTreeMap<String, DeviceState>,
-    /// Newest first, per lane id.
-    pub passages: BTreeMap<String, Vec<Passage>>,
-    pub platform: PlatformLink,
-    /// Newest first.
-    pub alarms: Vec<Alarm>,
-    pub outbox_depth: Option<u64>,
-    pub outbox_oldest_age: Option<Duration>,
-    pub occupancy: Option<(i64, i64)>,
-    pub disk: Option<(u64, u64)>,
-    pub clock: ClockView,
-    /// Occupancy over the last day (see [`History::occupancy`]).
-    pub occupancy_history: Vec<(Timestamp, i64)>,
-    /// Passage times per lane over the last day, oldest first.
-    pub passage_times: BTreeMap<String, Vec<Timestamp>>,
-    /// Link changes per device over the last hour (and the state before it).
-    pub link_history: BTreeMap<String, Vec<LinkChange>>,
-    /// Per kind, when the feeder has read them.
-    pub outbox_kinds: Vec<OutboxKind>,
-    /// Per lane id: the lane's standing warnings (it cannot report, or its devices and
-    /// passages disagree). Each is also a reason for `/healthz` to be degraded.
-    pub lane_warnings: BTreeMap<String, Vec<String>>,
-    /// Reports held after refusals, as last read from the store.
-    pub held: Option<u64>,
-    /// Why the state database could not be read, while it cannot.
-    pub store_error: Option<String>,
-    /// This node's multi-PC lot (`[cluster]`).
-    pub cluster: Option<ClusterStatus>,
-    /// The push receiver's address and its cameras with what each delivered.
-    pub push: Option<PushView>,
-}
-
-/// The camera push card: where the receiver listens, each camera with what it
-/// delivered, and the refusals (which cannot be told apart by camera).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PushView {
-    pub listen: String,
-    pub cameras: Vec<(
-        crate::driver::http_push::PushCameraInfo,
-        crate::driver::http_push::PushCounts,
-    )>,
-    pub refusals: Vec<(&'static str, u64)>,
-}
-
 impl OpsState {
     pub fn new(config: &SiteConfig) -> Self {
         Self::with_health(config, Health::new())
@@ -319,14 +132,10 @@ impl OpsState {
                 }
             })
             .collect();
-        let metrics = Metrics::new();
-        metrics.total.set(config.lot.total_spaces);
+        let metrics = Metrics::new(config.lot.total_spaces);
         for (lane, warnings) in &lane_warnings {
             for key in warnings.keys() {
-                metrics
-                    .lane_mismatch
-                    .with_label_values(&[lane.as_str(), key.as_str()])
-                    .set(1);
+                metrics.lane_warning(lane, key, true);
             }
         }
         let (ready, _) = tokio::sync::watch::channel(false);
@@ -433,17 +242,10 @@ impl OpsState {
                 old.snapshot = None;
             }
         }
-        self.inner
-            .metrics
-            .passages
-            .with_label_values(&[lane, case])
-            .inc();
-        let plate_field = plate.unwrap_or("-");
         // The suspect clock was logged once when it became suspect (set_clock); each
         // passage only counts, so a day of traffic does not repeat the warning.
-        if clock_suspect {
-            self.inner.metrics.passages_clock_suspect.inc();
-        }
+        self.inner.metrics.passage(lane, case, clock_suspect);
+        let plate_field = plate.unwrap_or("-");
         tracing::debug!(lane, plate = %LogPlate(plate_field), case, at = at.0, snapshot_len, clock_suspect, "passage");
         clock_suspect
     }
@@ -474,12 +276,7 @@ impl OpsState {
                 p.consecutive_failures += 1;
             }
         }
-        let m = &self.inner.metrics;
-        m.platform_answers.with_label_values(&[label]).inc();
-        m.platform_up.set(i64::from(ok));
-        if ok {
-            m.platform_last_success.set(at.0 as f64 / 1000.0);
-        }
+        self.inner.metrics.platform_answer(label, ok, at);
         match (was_ok, ok) {
             (Some(true) | None, false) => {
                 tracing::warn!(code = label, "platform not reachable or refusing")
@@ -496,17 +293,14 @@ impl OpsState {
     pub fn record_heartbeat(&self, ok: bool, at: Timestamp) {
         if ok {
             self.data().platform.last_heartbeat_ok = Some(at);
-            self.inner
-                .metrics
-                .heartbeat_last_success
-                .set(at.0 as f64 / 1000.0);
+            self.inner.metrics.heartbeat_accepted(at);
         }
     }
 
     /// Something an operator must act on. Logged at WARN and listed on the status page.
     pub fn alarm(&self, text: &str, at: Timestamp) {
         tracing::warn!(alarm = text, "alarm");
-        self.inner.metrics.alarms.inc();
+        self.inner.metrics.alarm();
         let mut data = self.data();
         data.alarms.push_front(Alarm {
             at,
@@ -528,11 +322,7 @@ impl OpsState {
                 None => lane_map.remove(key).is_some(),
             }
         };
-        self.inner
-            .metrics
-            .lane_mismatch
-            .with_label_values(&[lane, key])
-            .set(i64::from(text.is_some()));
+        self.inner.metrics.lane_warning(lane, key, text.is_some());
         match (changed, text) {
             (true, Some(t)) => tracing::warn!(lane, reason = key, warning = t, "lane warning"),
             (true, None) => tracing::info!(lane, reason = key, "lane warning cleared"),
@@ -543,10 +333,7 @@ impl OpsState {
     /// Reports waiting for delivery and the age of the oldest.
     pub fn set_outbox(&self, depth: u64, oldest_age: Option<Duration>) {
         self.data().outbox = Some((depth, oldest_age));
-        let m = &self.inner.metrics;
-        m.outbox_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
-        m.outbox_oldest_age
-            .set(oldest_age.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+        self.inner.metrics.outbox(depth, oldest_age);
     }
 
     /// The outbox per kind of report (the feeder's read of the store).
@@ -581,19 +368,13 @@ impl OpsState {
                 data.history.record_link(device, state.up, state.since);
             }
         }
-        let m = &self.inner.metrics;
-        m.occupied.set(occupied);
-        m.total.set(total);
+        self.inner.metrics.occupancy(occupied, total);
     }
 
     /// Bytes the store uses and the budget it may use.
     pub fn set_disk(&self, used_bytes: u64, budget_bytes: u64) {
         self.data().disk = Some((used_bytes, budget_bytes));
-        let m = &self.inner.metrics;
-        m.disk_used
-            .set(i64::try_from(used_bytes).unwrap_or(i64::MAX));
-        m.disk_budget
-            .set(i64::try_from(budget_bytes).unwrap_or(i64::MAX));
+        self.inner.metrics.disk(used_bytes, budget_bytes);
     }
 
     /// The clock watch's latest assessment; `new_jump` when one was just detected.
@@ -615,13 +396,9 @@ impl OpsState {
         new_jump: Option<Jump>,
         at: Timestamp,
     ) {
-        let m = &self.inner.metrics;
-        m.clock_synchronised
-            .set(i64::from(synchronised.unwrap_or(true)));
-        m.clock_suspect.set(i64::from(suspicion.is_some()));
-        if new_jump.is_some() {
-            m.clock_jumps.inc();
-        }
+        self.inner
+            .metrics
+            .clock(synchronised, suspicion.is_some(), new_jump.is_some());
         let mut data = self.data();
         match (&data.clock.suspicion, &suspicion, data.clock.suspect_since) {
             (None, Some(why), _) => {
@@ -780,376 +557,12 @@ impl OpsState {
     /// Refreshes the gauges that mirror shared state (device links, health) just
     /// before a scrape.
     pub fn refresh_gauges(&self, problems: &[String]) {
-        let m = &self.inner.metrics;
-        for (device, state) in self.inner.health.snapshot() {
-            m.device_up
-                .with_label_values(&[state.lane.as_str(), device.as_str()])
-                .set(i64::from(state.up));
-            m.device_faulty
-                .with_label_values(&[state.lane.as_str(), device.as_str()])
-                .set(i64::from(state.state() == LinkState::Faulty));
-        }
+        self.inner.metrics.devices(&self.inner.health.snapshot());
         let failing = self
             .view()
             .level(Timestamp::now(), &self.inner.http, problems)
             == HealthLevel::Failing;
-        m.healthy.set(i64::from(!failing));
-    }
-}
-
-impl StatusView {
-    /// A lane node reports nothing itself: its occupancy is the lot's as the lot node
-    /// published it, and its way to the platform is the lot node (its last word).
-    fn with_cluster_lot(mut self) -> Self {
-        if let Some(c) = self.cluster.as_ref().filter(|c| c.is_lane_node()) {
-            if let Some(lot) = &c.lot {
-                self.occupancy = Some((lot.occupied, lot.total));
-                self.platform.last_ok = Some(lot.at);
-            }
-            self.platform.last_code = Some(if c.link_up {
-                "lot node silent".to_string()
-            } else {
-                "broker unreachable".to_string()
-            });
-        }
-        self
-    }
-
-    /// The level for `problems` (from [`problems`](Self::problems) at the same `now`).
-    /// Pure.
-    pub fn level(&self, now: Timestamp, http: &HttpConfig, problems: &[String]) -> HealthLevel {
-        if self.platform_unreachable(now, http)
-            || self.store_error.is_some()
-            || self.every_lane_blind(now, http)
-        {
-            HealthLevel::Failing
-        } else if problems.is_empty() {
-            HealthLevel::Ok
-        } else {
-            HealthLevel::Degraded
-        }
-    }
-
-    fn platform_unreachable(&self, now: Timestamp, http: &HttpConfig) -> bool {
-        let limit_ms = i64::try_from(http.platform_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
-        now.0 - self.platform.last_ok.unwrap_or(self.started).0 > limit_ms
-    }
-
-    /// Every configured lane has devices, all down or faulty past the threshold.
-    fn every_lane_blind(&self, now: Timestamp, http: &HttpConfig) -> bool {
-        let limit_ms = i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
-        !self.lanes.is_empty()
-            && self.lanes.iter().all(|lane| {
-                let mut devices = self
-                    .devices
-                    .values()
-                    .filter(|d| d.lane == lane.id)
-                    .peekable();
-                devices.peek().is_some()
-                    && devices.all(|d| d.state() != LinkState::Up && now.0 - d.since.0 > limit_ms)
-            })
-    }
-
-    /// Why the bridge is degraded at `now`, empty when healthy. `fs` is the file system
-    /// holding the storage dir, when it could be read. Pure.
-    pub fn problems(&self, now: Timestamp, http: &HttpConfig, fs: Option<FsSpace>) -> Vec<String> {
-        let mut out = Vec::new();
-        let platform_limit_ms =
-            i64::try_from(http.platform_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
-        let reference = self.platform.last_ok.unwrap_or(self.started);
-        if now.0 - reference.0 > platform_limit_ms {
-            let since = match self.platform.last_ok {
-                Some(t) => format!("no successful answer for {} s", (now.0 - t.0) / 1000),
-                None => format!(
-                    "no successful answer since start ({} s)",
-                    (now.0 - self.started.0) / 1000
-                ),
-            };
-            let code = self.platform.last_code.as_deref().unwrap_or("no attempt");
-            if self
-                .cluster
-                .as_ref()
-                .is_some_and(ClusterStatus::is_lane_node)
-            {
-                out.push(format!("lot node unreachable: {since}, {code}"));
-            } else {
-                out.push(format!("platform unreachable: {since}, last result {code}"));
-            }
-        }
-        let device_limit_ms =
-            i64::try_from(http.device_down_secs).unwrap_or(i64::MAX / 1000) * 1000;
-        for (device, state) in &self.devices {
-            let place = if state.lane.is_empty() {
-                "lot".to_string()
-            } else {
-                format!("lane {}", state.lane)
-            };
-            // Faulty is a confirmed misconfiguration (several polls), not a blip a
-            // grace period should hide: degraded at once.
-            if let (LinkState::Faulty, Some(why)) = (state.state(), &state.fault) {
-                out.push(format!("{place}: device {device} faulty: {why}"));
-            }
-            if !state.up && now.0 - state.since.0 > device_limit_ms {
-                out.push(format!(
-                    "{place}: device {} down for {} s",
-                    device,
-                    (now.0 - state.since.0) / 1000
-                ));
-            }
-        }
-        let limit = u64::from(http.disk_full_percent);
-        if let Some((used, budget)) = self.disk
-            && budget > 0
-            && used.saturating_mul(100) / budget >= limit
-        {
-            out.push(format!(
-                "storage budget {}% used ({used} of {budget} bytes)",
-                used.saturating_mul(100) / budget
-            ));
-        }
-        if let Some(fs) = fs
-            && u64::from(fs.used_percent()) >= limit
-        {
-            out.push(format!(
-                "disk holding the storage dir {}% full",
-                fs.used_percent()
-            ));
-        }
-        if http.require_clock_sync && self.clock.synchronised == Some(false) {
-            out.push("system clock not synchronised (NTP)".to_string());
-        }
-        if let Some(Suspicion::Jumped(j)) = &self.clock.suspicion {
-            out.push(format!("wall clock jumped by {:+} ms recently", j.delta_ms));
-        }
-        for (lane, warnings) in &self.lane_warnings {
-            for w in warnings {
-                out.push(format!("lane {lane}: {w}"));
-            }
-        }
-        if let Some(n) = self.held
-            && n > 0
-        {
-            out.push(format!(
-                "{n} report(s) held after repeated refusals by the platform (parking-bridge outbox held)"
-            ));
-        }
-        if let Some(e) = &self.store_error {
-            out.push(format!("state database unusable: {e}"));
-        }
-        out
-    }
-}
-
-/// Metrics this state owns, in its own registry (so two states in one test process do
-/// not share values); the endpoint serves them together with the default registry.
-struct Metrics {
-    registry: Registry,
-    passages: IntCounterVec,
-    platform_answers: IntCounterVec,
-    platform_up: IntGauge,
-    platform_last_success: Gauge,
-    heartbeat_last_success: Gauge,
-    outbox_depth: IntGauge,
-    outbox_oldest_age: Gauge,
-    occupied: IntGauge,
-    total: IntGauge,
-    device_up: IntGaugeVec,
-    device_faulty: IntGaugeVec,
-    clock_synchronised: IntGauge,
-    clock_suspect: IntGauge,
-    clock_jumps: IntCounter,
-    alarms: IntCounter,
-    healthy: IntGauge,
-    lane_mismatch: IntGaugeVec,
-    disk_used: IntGauge,
-    disk_budget: IntGauge,
-    passages_clock_suspect: IntCounter,
-}
-
-impl Metrics {
-    fn new() -> Self {
-        let registry = Registry::new();
-        // Names and labels below are valid constants and each is registered once in a
-        // fresh registry, so construction and registration cannot fail.
-        fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
-            r.register(Box::new(c.clone()))
-                .expect("unique metric in a fresh registry");
-            c
-        }
-        let opts = |name: &str, help: &str| Opts::new(name, help);
-        let m = Metrics {
-            passages: reg(
-                &registry,
-                IntCounterVec::new(
-                    opts(
-                        "parking_bridge_passages_total",
-                        "Passages decided, by lane and case",
-                    ),
-                    &["lane", "case"],
-                )
-                .expect("valid metric"),
-            ),
-            platform_answers: reg(
-                &registry,
-                IntCounterVec::new(
-                    opts(
-                        "parking_bridge_platform_answers_total",
-                        "Platform answers by result code (unreachable: no answer)",
-                    ),
-                    &["result"],
-                )
-                .expect("valid metric"),
-            ),
-            platform_up: reg(
-                &registry,
-                IntGauge::new(
-                    "parking_bridge_platform_up",
-                    "1 when the last platform call got an answer",
-                )
-                .expect("valid metric"),
-            ),
-            platform_last_success: reg(
-                &registry,
-                Gauge::new(
-                    "parking_bridge_platform_last_success_timestamp_seconds",
-                    "Unix time of the last successful platform answer",
-                )
-                .expect("valid metric"),
-            ),
-            heartbeat_last_success: reg(
-                &registry,
-                Gauge::new(
-                    "parking_bridge_heartbeat_last_success_timestamp_seconds",
-                    "Unix time of the last accepted heartbeat",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_depth: reg(
-                &registry,
-                IntGauge::new(
-                    "parking_bridge_outbox_depth",
-                    "Reports waiting for delivery",
-                )
-                .expect("valid metric"),
-            ),
-            outbox_oldest_age: reg(
-                &registry,
-                Gauge::new(
-                    "parking_bridge_outbox_oldest_age_seconds",
-                    "Age of the oldest undelivered report",
-                )
-                .expect("valid metric"),
-            ),
-            occupied: reg(
-                &registry,
-                IntGauge::new("parking_bridge_occupied_spaces", "Spaces occupied")
-                    .expect("valid metric"),
-            ),
-            total: reg(
-                &registry,
-                IntGauge::new("parking_bridge_total_spaces", "Spaces in the lot")
-                    .expect("valid metric"),
-            ),
-            device_up: reg(
-                &registry,
-                IntGaugeVec::new(
-                    opts("parking_bridge_device_up", "1 when the device link is up"),
-                    &["lane", "device"],
-                )
-                .expect("valid metric"),
-            ),
-            device_faulty: reg(
-                &registry,
-                IntGaugeVec::new(
-                    opts(
-                        "parking_bridge_device_faulty",
-                        "1 when the device answers but with exceptions or impossible data",
-                    ),
-                    &["lane", "device"],
-                )
-                .expect("valid metric"),
-            ),
-            clock_synchronised: reg(
-                &registry,
-                IntGauge::new(
-                    "parking_bridge_clock_synchronized",
-                    "1 when the system clock is NTP-synchronised",
-                )
-                .expect("valid metric"),
-            ),
-            clock_suspect: reg(
-                &registry,
-                IntGauge::new(
-                    "parking_bridge_clock_suspect",
-                    "1 while report times are not trustworthy",
-                )
-                .expect("valid metric"),
-            ),
-            clock_jumps: reg(
-                &registry,
-                IntCounter::new(
-                    "parking_bridge_clock_jumps_total",
-                    "Wall-clock jumps detected",
-                )
-                .expect("valid metric"),
-            ),
-            alarms: reg(
-                &registry,
-                IntCounter::new("parking_bridge_alarms_total", "Alarms raised")
-                    .expect("valid metric"),
-            ),
-            healthy: reg(
-                &registry,
-                IntGauge::new("parking_bridge_healthy", "1 when /healthz would answer 200")
-                    .expect("valid metric"),
-            ),
-            lane_mismatch: reg(
-                &registry,
-                IntGaugeVec::new(
-                    opts(
-                        "parking_bridge_lane_mismatch",
-                        "1 while a lane's devices and passages disagree (reason: reads_without_passages, vehicles_without_reads, never_reports)",
-                    ),
-                    &["lane", "reason"],
-                )
-                .expect("valid metric"),
-            ),
-            disk_used: reg(
-                &registry,
-                IntGauge::new(
-                    "parking_bridge_storage_used_bytes",
-                    "Bytes used by stored data",
-                )
-                .expect("valid metric"),
-            ),
-            disk_budget: reg(
-                &registry,
-                IntGauge::new(
-                    "parking_bridge_storage_budget_bytes",
-                    "Bytes stored data may use",
-                )
-                .expect("valid metric"),
-            ),
-            passages_clock_suspect: reg(
-                &registry,
-                IntCounter::new(
-                    "parking_bridge_passages_clock_suspect_total",
-                    "Passages recorded while the clock was suspect (their reports are flagged)",
-                )
-                .expect("valid metric"),
-            ),
-            registry,
-        };
-        let build = reg(
-            &m.registry,
-            IntGaugeVec::new(
-                opts("parking_bridge_build_info", "Version of the running binary"),
-                &["version"],
-            )
-            .expect("valid metric"),
-        );
-        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        m
+        self.inner.metrics.healthy(!failing);
     }
 }
 
@@ -1323,106 +736,6 @@ roles = { fee_price = "charge" }
             .map(|p| p.case.as_str())
             .collect();
         assert_eq!(cases, ["exit", "entry · inferred"]);
-    }
-
-    #[test]
-    fn healthy_until_platform_silent_past_threshold_then_healthy_again() {
-        let config = config();
-        let ops = OpsState::new(&config);
-        let mut http = config.http.clone();
-        http.require_clock_sync = true;
-        let start = ops.view().started;
-        ops.record_platform_answer(true, Some("SUCCESS"), start);
-        assert!(
-            ops.view()
-                .problems(start.plus_millis(60_000), &http, None)
-                .is_empty()
-        );
-        ops.record_platform_answer(false, None, start.plus_millis(61_000));
-        let problems = ops.view().problems(start.plus_millis(301_000), &http, None);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("platform unreachable"), "{problems:?}");
-        assert!(problems[0].contains("unreachable"), "{problems:?}");
-        ops.record_platform_answer(true, Some("SUCCESS"), start.plus_millis(302_000));
-        assert!(
-            ops.view()
-                .problems(start.plus_millis(303_000), &http, None)
-                .is_empty()
-        );
-    }
-
-    #[test]
-    fn clock_held_reports_and_one_device_down_degrade_but_only_outages_fail() {
-        let config = config();
-        let ops = OpsState::new(&config);
-        let http = config.http.clone();
-        let now = ops.view().started;
-        let level = |ops: &OpsState, now| {
-            let v = ops.view();
-            v.level(now, &http, &v.problems(now, &http, None))
-        };
-        ops.record_platform_answer(true, Some("SUCCESS"), now);
-        assert_eq!(level(&ops, now), HealthLevel::Ok);
-        ops.set_clock(Some(false), Some(Suspicion::Unsynchronised), None);
-        assert_eq!(level(&ops, now), HealthLevel::Degraded);
-        ops.set_held(2);
-        assert!(
-            ops.view()
-                .problems(now, &http, None)
-                .iter()
-                .any(|p| p.contains("2 report(s) held"))
-        );
-        ops.health()
-            .set("cam-1", "entry-1", false, now.plus_millis(-120_000));
-        assert_eq!(level(&ops, now), HealthLevel::Degraded, "one lane blind");
-        ops.health()
-            .set("cam-2", "exit-1", false, now.plus_millis(-120_000));
-        assert_eq!(level(&ops, now), HealthLevel::Failing, "every lane blind");
-        ops.health().set("cam-2", "exit-1", true, now);
-        assert_eq!(level(&ops, now), HealthLevel::Degraded);
-        ops.set_store_error(Some("disk I/O error".into()));
-        assert_eq!(level(&ops, now), HealthLevel::Failing);
-        ops.set_store_error(None);
-        let later = now.plus_millis(i64::try_from(http.platform_down_secs).unwrap() * 1000 + 1_000);
-        assert_eq!(
-            level(&ops, later),
-            HealthLevel::Failing,
-            "platform unreachable"
-        );
-    }
-
-    #[test]
-    fn device_down_disk_full_and_clock_are_reasons() {
-        let config = config();
-        let ops = OpsState::new(&config);
-        let http = config.http.clone();
-        let now = ops.view().started;
-        ops.record_platform_answer(true, Some("SUCCESS"), now);
-        ops.health()
-            .set("cam-1", "entry-1", false, now.plus_millis(-120_000));
-        ops.set_disk(95, 100);
-        ops.set_clock(Some(false), Some(Suspicion::Unsynchronised), None);
-        let fs = FsSpace {
-            total: 100,
-            available: 5,
-        };
-        let problems = ops.view().problems(now, &http, Some(fs));
-        assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(
-            problems[0].contains("lane entry-1: device cam-1 down"),
-            "{problems:?}"
-        );
-        assert!(problems[1].contains("storage budget 95%"), "{problems:?}");
-        assert!(problems[2].contains("95% full"), "{problems:?}");
-        assert!(
-            problems[3].contains("clock not synchronised"),
-            "{problems:?}"
-        );
-        let relaxed = HttpConfig {
-            require_clock_sync: false,
-            ..http
-        };
-        assert_eq!(ops.view().problems(now, &relaxed, Some(fs)).len(), 3);
     }
 
     #[test]

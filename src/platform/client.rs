@@ -1,7 +1,9 @@
-//! HTTPS client: validate, envelope, POST, decode the answer.
+//! HTTPS client: envelope, POST, decode the answer. What it sends is valid by
+//! construction (`wire`), so it checks nothing again.
 //! reqwest with rustls (no OpenSSL); TLS verification always on.
 
 use super::envelope;
+use super::field::DeviceNo;
 use super::response::{self, Answer, MAX_ANSWER_BYTES, ResultCodes};
 use super::wire::{Uplink, UplinkKind, WireError};
 use crate::config::PlatformConfig;
@@ -14,6 +16,7 @@ use std::time::Duration;
 /// `Invalid` and `Setup` need a person.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// A report that cannot become a request (a value the spec does not allow).
     #[error("request refused before sending: {0}")]
     Invalid(#[from] WireError),
     #[error("client setup: {0}")]
@@ -149,7 +152,7 @@ pub struct PlatformClient {
     app_id: String,
     secret: Secret,
     offset: FixedOffset,
-    device_no: Option<String>,
+    device_no: Option<DeviceNo>,
     /// Result codes and their verdicts: the spec's and the site's.
     codes: ResultCodes,
 }
@@ -198,7 +201,12 @@ impl PlatformClient {
             app_id: cfg.app_id.clone(),
             secret,
             offset: cfg.offset(),
-            device_no: cfg.device_no.clone(),
+            device_no: cfg
+                .device_no
+                .as_deref()
+                .map(DeviceNo::new)
+                .transpose()
+                .map_err(|e| ClientError::Setup(format!("platform.device_no: {e}")))?,
             codes: ResultCodes::with_site(&cfg.result_code_verdicts()),
         })
     }
@@ -223,11 +231,10 @@ impl PlatformClient {
         self.offset
     }
 
-    /// Validates and seals `uplink` with a fresh `message_id`, stamped `now`. The
-    /// configured `device_no` (checked with the config) is written into the JSON of an
-    /// entry or exit as it is encoded, so the uplink and its image are not copied.
-    pub fn prepare(&self, uplink: &Uplink, now: Timestamp) -> Result<Prepared, ClientError> {
-        uplink.validate()?;
+    /// Seals `uplink` (valid by construction) with a fresh `message_id`, stamped `now`.
+    /// The configured `device_no` (checked with the config) is written into the JSON of
+    /// an entry or exit as it is encoded, so the uplink and its image are not copied.
+    pub fn prepare(&self, uplink: &Uplink, now: Timestamp) -> Prepared {
         let message_id = uuid::Uuid::new_v4().to_string();
         let timestamp = now.format_local(self.offset);
         let body = envelope::seal(
@@ -235,14 +242,14 @@ impl PlatformClient {
             self.secret.as_bytes(),
             &message_id,
             &timestamp,
-            uplink.to_json_with_device(self.device_no.as_deref()),
+            uplink.to_json_with_device(self.device_no.as_ref()),
         );
-        Ok(Prepared {
+        Prepared {
             url: self.url(uplink.kind()),
             message_id,
             timestamp,
             body: body.into(),
-        })
+        }
     }
 
     /// The result-code table answers are classified with.
@@ -290,9 +297,8 @@ impl PlatformClient {
     }
 
     /// Encrypts, POSTs, decodes and classifies. Each call uses a fresh `message_id`.
-    /// Invalid requests are refused before sending (`ClientError::Invalid`).
     pub async fn send(&self, uplink: &Uplink) -> Result<Answer, ClientError> {
-        let prepared = self.prepare(uplink, Timestamp::now())?;
+        let prepared = self.prepare(uplink, Timestamp::now());
         self.post(&prepared).await
     }
 }
@@ -324,25 +330,11 @@ mod tests {
     }
 
     #[test]
-    fn prepare_refuses_invalid_and_seals_valid() {
+    fn prepare_seals_with_a_fresh_message_id() {
         let c = PlatformClient::new(&cfg("http://127.0.0.1:1"), secret()).unwrap();
-        let bad = Uplink::heartbeat("", true);
-        assert!(matches!(
-            c.prepare(&bad, Timestamp(0)),
-            Err(ClientError::Invalid(_))
-        ));
-        let p1 = c
-            .prepare(
-                &Uplink::heartbeat("P001", true),
-                Timestamp(1_570_167_364_000),
-            )
-            .unwrap();
-        let p2 = c
-            .prepare(
-                &Uplink::heartbeat("P001", true),
-                Timestamp(1_570_167_364_000),
-            )
-            .unwrap();
+        let hb = Uplink::heartbeat("P001", true).unwrap();
+        let p1 = c.prepare(&hb, Timestamp(1_570_167_364_000));
+        let p2 = c.prepare(&hb, Timestamp(1_570_167_364_000));
         assert_ne!(p1.message_id, p2.message_id, "fresh message_id per request");
         assert_eq!(p1.timestamp, "2019-10-04 13:36:04");
         let env = envelope::parse(&p1.body).unwrap();
@@ -365,7 +357,7 @@ mod tests {
             .port();
         let c = PlatformClient::new(&cfg(&format!("http://127.0.0.1:{port}")), secret()).unwrap();
         let err = rt
-            .block_on(c.send(&Uplink::heartbeat("P001", true)))
+            .block_on(c.send(&Uplink::heartbeat("P001", true).unwrap()))
             .unwrap_err();
         assert!(matches!(err, ClientError::Refused { .. }), "{err:?}");
         assert!(err.is_retriable());
@@ -386,7 +378,7 @@ mod tests {
         let client = PlatformClient::new(&c, secret()).unwrap();
         let started = std::time::Instant::now();
         let err = rt
-            .block_on(client.send(&Uplink::heartbeat("P001", true)))
+            .block_on(client.send(&Uplink::heartbeat("P001", true).unwrap()))
             .unwrap_err();
         assert!(matches!(err, ClientError::Timeout { .. }), "{err:?}");
         assert!(err.is_retriable());
@@ -402,7 +394,7 @@ mod tests {
             .unwrap();
         let c = PlatformClient::new(&cfg("http://nonexistent.invalid"), secret()).unwrap();
         let err = rt
-            .block_on(c.send(&Uplink::heartbeat("P001", true)))
+            .block_on(c.send(&Uplink::heartbeat("P001", true).unwrap()))
             .unwrap_err();
         assert!(
             matches!(err, ClientError::Dns { .. } | ClientError::Timeout { .. }),

@@ -110,12 +110,12 @@ pub async fn platform_test(
     client: &PlatformClient,
     out: &mut dyn Write,
 ) -> Outcome {
-    let uplink = Uplink::heartbeat(&site.lot.parking_lot_no, true);
     let _ = writeln!(out, "platform-test: sending one heartbeat");
-    let prepared = match client.prepare(&uplink, Timestamp::now()) {
-        Ok(p) => p,
-        Err(e) => return report(site, client.result_codes(), out, Outcome::Failed(e)),
+    let uplink = match Uplink::heartbeat(&site.lot.parking_lot_no, true) {
+        Ok(u) => u,
+        Err(e) => return report(site, client.result_codes(), out, Outcome::Failed(e.into())),
     };
+    let prepared = client.prepare(&uplink, Timestamp::now());
     print_sent(out, client, &uplink, &prepared);
     let started = std::time::Instant::now();
     let outcome = match client.post_raw(&prepared).await {

@@ -26,16 +26,18 @@ use std::time::{Duration, Instant};
 /// either (they read as refusals unless a site maps them), which is the point: the mock
 /// behaves like a platform with undocumented codes.
 pub mod mock_codes {
-    pub const INVALID_APP_ID: &str = "INVALID_APP_ID";
-    pub const DECRYPT_FAILED: &str = "DECRYPT_FAILED";
-    pub const INVALID_PARAMETER: &str = "INVALID_PARAMETER";
-    pub const INVALID_JSON: &str = "INVALID_JSON";
-    pub const INVALID_BASE64: &str = "INVALID_BASE64";
-    pub const INVALID_TIMESTAMP: &str = "INVALID_TIMESTAMP";
-    pub const DUPLICATE_MESSAGE_ID: &str = "DUPLICATE_MESSAGE_ID";
-    /// What the mock answers with when injecting `success:true` + error code.
-    pub const SYSTEM_BUSY: &str = "SYSTEM_BUSY";
-    pub const REFUSED_BY_RULE: &str = "REFUSED_BY_RULE";
+    named_codes! {
+        INVALID_APP_ID,
+        DECRYPT_FAILED,
+        INVALID_PARAMETER,
+        INVALID_JSON,
+        INVALID_BASE64,
+        INVALID_TIMESTAMP,
+        DUPLICATE_MESSAGE_ID,
+        /// What the mock answers with when injecting `success:true` + error code.
+        SYSTEM_BUSY,
+        REFUSED_BY_RULE,
+    }
 }
 
 /// Who the mock is.
@@ -551,15 +553,10 @@ fn process(
         Ok(Err(e)) => return refuse(mock_codes::INVALID_PARAMETER, e.to_string()),
         Ok(Ok(u)) => u,
     };
-    let lot = match &uplink {
-        Uplink::Entry(e) => Some(&e.parking_lot_no),
-        Uplink::Exit(x) => Some(&x.parking_lot_no),
-        Uplink::Heartbeat(h) => Some(&h.parking_lot_no),
-        Uplink::Snapshot(_) => None,
-    };
-    if let Some(lot) = lot
+    let names = uplink.names();
+    if let Some(lot) = names.parking_lot_no
         && !cfg.lots.is_empty()
-        && !cfg.lots.contains(lot)
+        && !cfg.lots.iter().any(|l| l == lot)
     {
         return refuse(
             codes::PARKING_LOT_NOT_EXIST,
@@ -580,18 +577,11 @@ fn process(
         )
     };
     // Refusals of single reports by rule (the stay's plate from its entry).
-    let (out_order_no, plate) = match &uplink {
-        Uplink::Entry(e) => (Some(&e.out_order_no), Some(e.plate_no.clone())),
-        Uplink::Exit(x) => (Some(&x.out_order_no), Some(x.plate_no.clone())),
-        Uplink::Snapshot(s) => (
-            Some(&s.out_order_no),
-            state
-                .orders
-                .get(&s.out_order_no)
-                .map(|o| o.plate_no.clone()),
-        ),
-        Uplink::Heartbeat(_) => (None, None),
-    };
+    let out_order_no = names.out_order_no;
+    let plate = names.plate_no.map(str::to_string).or_else(|| {
+        let o = out_order_no?;
+        state.orders.get(o).map(|order| order.plate_no.clone())
+    });
     if b.refuse_percent > 0
         && let Some(o) = out_order_no
         && refused_by_percent(o, b.refuse_percent)
@@ -613,25 +603,25 @@ fn process(
                 code,
                 format!(
                     "refused by rule ({code}) for {}",
-                    out_order_no.map(String::as_str).unwrap_or(path)
+                    out_order_no.unwrap_or(path)
                 ),
             );
         }
     }
     match uplink {
         Uplink::Entry(e) => {
-            if state.orders.contains_key(&e.out_order_no) {
+            if state.orders.contains_key(e.out_order_no.as_str()) {
                 return Outcome::Answer(
                     json!({"success": true, "result_code": codes::OUT_ORDER_NO_DUPLICATION, "result_msg": "外部订单号重复"}),
                 );
             }
             let inner = state.new_inner_order(now, cfg.offset);
             state.orders.insert(
-                e.out_order_no,
+                e.out_order_no.into(),
                 Order {
                     inner_oder_no: inner.clone(),
                     exited: false,
-                    plate_no: e.plate_no,
+                    plate_no: e.plate_no.into(),
                 },
             );
             state.entries += 1;
@@ -639,7 +629,7 @@ fn process(
                 json!({"inner_oder_no": inner, "sign_level": "L2", "sign_time": now.format_local(cfg.offset)}),
             )
         }
-        Uplink::Exit(x) => match state.orders.get_mut(&x.out_order_no) {
+        Uplink::Exit(x) => match state.orders.get_mut(x.out_order_no.as_str()) {
             None => not_exist(),
             // A repeated exit (a re-send after a lost answer) is a duplicate, like a
             // repeated entry: accepted once only.
@@ -653,7 +643,7 @@ fn process(
             }
         },
         Uplink::Snapshot(s) => {
-            if !state.orders.contains_key(&s.out_order_no) {
+            if !state.orders.contains_key(s.out_order_no.as_str()) {
                 return not_exist();
             }
             state.snapshots += 1;
@@ -992,7 +982,7 @@ pub async fn serve(listener: tokio::net::TcpListener, mock: Arc<Mock>) -> Result
 mod tests {
     use super::*;
     use crate::platform::response::{self, Verdict};
-    use crate::platform::wire::{EntryRequest, ExitRequest, SnapshotRequest};
+    use crate::platform::wire::fixtures::{self, exit, snapshot};
 
     const KEY: &str = "bb0873ce314c42f7";
     const NOW: Timestamp = Timestamp(1_570_167_364_000);
@@ -1008,43 +998,11 @@ mod tests {
         }
     }
 
+    /// The fixtures' entry with an image inline.
     fn entry(o: &str) -> Uplink {
-        Uplink::Entry(EntryRequest {
-            out_order_no: o.into(),
-            plate_no: "闽A12345".into(),
-            plate_color: "pnc_02".into(),
-            car_type: None,
-            parking_time: "2019-10-04 13:36:04".into(),
-            snapshot: Some("/9j/4AAQSkZJRg==".into()),
-            parking_lot_no: "P001".into(),
-            port_no: "E1".into(),
-            operator: None,
-            price: None,
-            should_pay: None,
-            total_spaces: 100,
-            free_spaces: 80,
-            device_no: None,
-        })
-    }
-
-    fn exit(o: &str) -> Uplink {
-        Uplink::Exit(ExitRequest {
-            out_order_no: o.into(),
-            plate_no: "闽A12345".into(),
-            plate_color: "pnc_02".into(),
-            car_type: None,
-            away_time: "2019-10-04 16:36:04".into(),
-            price: 500,
-            should_pay: 0,
-            paid_fee: 500,
-            snapshot: None,
-            parking_lot_no: "P001".into(),
-            port_no: "X1".into(),
-            operator: None,
-            total_spaces: 100,
-            free_spaces: 81,
-            device_no: None,
-        })
+        let mut json = fixtures::entry_json(o);
+        json["snapshot"] = json!("/9j/4AAQSkZJRg==");
+        fixtures::uplink(UplinkKind::Entry, &json)
     }
 
     fn sealed_with(app_id: &str, key: &str, json: Vec<u8>) -> Vec<u8> {
@@ -1060,8 +1018,13 @@ mod tests {
     }
 
     fn send(state: &mut MockState, u: &Uplink) -> Handled {
-        let body = sealed_with("ae145d83e56cb332", KEY, u.to_json());
-        handle(state, &cfg(), u.path(), &body, NOW, Fault::None)
+        send_json(state, u.path(), u.to_json())
+    }
+
+    /// Seals any business JSON (also one the bridge could not build) for `path`.
+    fn send_json(state: &mut MockState, path: &str, json: Vec<u8>) -> Handled {
+        let body = sealed_with("ae145d83e56cb332", KEY, json);
+        handle(state, &cfg(), path, &body, NOW, Fault::None)
     }
 
     /// Hands a raw body to the heartbeat interface, fault-free at `NOW`: the refusal
@@ -1113,11 +1076,7 @@ mod tests {
             verdict(&send(&mut s, &exit("o2"))),
             Verdict::NeedsEntryFirst
         );
-        let snap = Uplink::Snapshot(SnapshotRequest {
-            out_order_no: "o2".into(),
-            event: "parking".into(),
-            snapshot: "AAAA".into(),
-        });
+        let snap = snapshot("o2", "AAAA");
         assert_eq!(verdict(&send(&mut s, &snap)), Verdict::NeedsEntryFirst);
         assert_eq!(verdict(&send(&mut s, &entry("o2"))), Verdict::Done);
         assert_eq!(verdict(&send(&mut s, &snap)), Verdict::Done);
@@ -1130,7 +1089,7 @@ mod tests {
     #[test]
     fn wrong_app_id_key_base64_json_are_refused_by_name() {
         let mut s = MockState::default();
-        let hb = Uplink::heartbeat("P001", true);
+        let hb = Uplink::heartbeat("P001", true).unwrap();
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (sealed_with("other", KEY, hb.to_json()), mock_codes::INVALID_APP_ID),
             (sealed_with("ae145d83e56cb332", "0000000000000000", hb.to_json()), mock_codes::DECRYPT_FAILED),
@@ -1153,11 +1112,9 @@ mod tests {
     #[test]
     fn invalid_fields_are_refused_naming_the_field() {
         let mut s = MockState::default();
-        let Uplink::Entry(mut e) = entry("o3") else {
-            unreachable!()
-        };
-        e.free_spaces = 200;
-        let h = send(&mut s, &Uplink::Entry(e));
+        let mut e = fixtures::entry_json("o3");
+        e["free_spaces"] = json!(200);
+        let h = send_json(&mut s, wire::ENTRY_PATH, e.to_string().into_bytes());
         assert_eq!(h.record.result_code, mock_codes::INVALID_PARAMETER);
         assert!(
             h.record.message.as_deref().unwrap().contains("free_spaces"),
@@ -1186,7 +1143,7 @@ mod tests {
     #[test]
     fn unregistered_lot_and_unknown_path() {
         let mut s = MockState::default();
-        let h = send(&mut s, &Uplink::heartbeat("P999", true));
+        let h = send(&mut s, &Uplink::heartbeat("P999", true).unwrap());
         assert_eq!(h.record.result_code, codes::PARKING_LOT_NOT_EXIST);
         let h = handle(&mut s, &cfg(), "/barrier/nothing", b"{}", NOW, Fault::None);
         assert_eq!(
@@ -1203,7 +1160,7 @@ mod tests {
             &sealed_with(
                 "ae145d83e56cb332",
                 KEY,
-                Uplink::heartbeat("P001", true).to_json(),
+                Uplink::heartbeat("P001", true).unwrap().to_json(),
             ),
             NOW,
             Fault::None,
@@ -1369,11 +1326,7 @@ mod tests {
         });
         let mut s = MockState::default();
         assert_eq!(verdict(&send_cfg(&mut s, &c, &entry("r1"))), Verdict::Done);
-        let snap = Uplink::Snapshot(SnapshotRequest {
-            out_order_no: "r1".into(),
-            event: "parking".into(),
-            snapshot: "/9j/4AAQSkZJRg==".into(),
-        });
+        let snap = snapshot("r1", "/9j/4AAQSkZJRg==");
         let h = send_cfg(&mut s, &c, &snap);
         assert_eq!(h.record.result_code, mock_codes::REFUSED_BY_RULE);
         let h = send_cfg(&mut s, &c, &exit("r1"));
@@ -1425,7 +1378,7 @@ mod tests {
     #[test]
     fn stale_timestamps_replayed_message_ids_and_wrong_content_type_are_refused() {
         let mut s = MockState::default();
-        let hb = Uplink::heartbeat("P001", true).to_json();
+        let hb = Uplink::heartbeat("P001", true).unwrap().to_json();
         let body = sealed_with("ae145d83e56cb332", KEY, hb.clone());
         let late = NOW.plus_millis(601_000);
         let h = handle(
@@ -1482,15 +1435,24 @@ mod tests {
     fn a_snapshot_of_500_000_base64_characters_is_refused() {
         let mut s = MockState::default();
         send(&mut s, &entry("b1"));
-        let mut snap = SnapshotRequest {
-            out_order_no: "b1".into(),
-            event: "parking".into(),
-            snapshot: "A".repeat(500_000),
-        };
-        let h = send(&mut s, &Uplink::Snapshot(snap.clone()));
+        let too_large = fixtures::snapshot_json("b1", &"A".repeat(500_000));
+        let h = send_json(
+            &mut s,
+            wire::SNAPSHOT_PATH,
+            too_large.to_string().into_bytes(),
+        );
         assert_eq!(h.record.result_code, mock_codes::INVALID_PARAMETER);
-        snap.snapshot = "A".repeat(499_996);
-        assert!(send(&mut s, &Uplink::Snapshot(snap)).record.accepted);
+        assert!(
+            h.record
+                .message
+                .as_deref()
+                .unwrap()
+                .starts_with("snapshot: "),
+            "{:?}",
+            h.record.message
+        );
+        let largest = snapshot("b1", &"A".repeat(499_996));
+        assert!(send(&mut s, &largest).record.accepted);
     }
 
     proptest::proptest! {

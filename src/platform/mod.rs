@@ -1,4 +1,4 @@
-//! The City Brain platform: wire types and validation (`wire`), the SM4 envelope
+//! The City Brain platform: wire types (`wire`) holding only valid values (`field`), the SM4 envelope
 //! (`envelope`), response classification (`response`), the HTTP client (`client`),
 //! the commissioning check (`commission`) and the strict stand-in (`mock`).
 //!
@@ -14,9 +14,17 @@
 //!   [`response::ResultCodes`], [`response::codes`];
 //! - `device_no` only when configured: `PlatformClient::prepare`.
 
+/// Result codes whose text is their own name: `NAME` → `pub const NAME: &str = "NAME";`.
+macro_rules! named_codes {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        $($(#[$doc])* pub const $name: &str = stringify!($name);)*
+    };
+}
+
 pub mod client;
 pub mod commission;
 pub mod envelope;
+pub mod field;
 pub mod mock;
 pub mod response;
 pub mod wire;

@@ -85,11 +85,13 @@ pub struct Answer {
 /// field are taught through `[platform.result_codes]`.
 pub mod codes {
     pub const SUCCESS: &str = "success";
-    pub const OUT_ORDER_NO_DUPLICATION: &str = "OUT_ORDER_NO_DUPLICATION";
-    pub const ORDER_NOT_EXIST: &str = "ORDER_NOT_EXIST";
-    pub const OUT_ORDER_NO_NOT_EXIST: &str = "OUT_ORDER_NO_NOT_EXIST";
-    pub const OUT_TRADE_NO_NOT_EXIST: &str = "OUT_TRADE_NO_NOT_EXIST";
-    pub const PARKING_LOT_NOT_EXIST: &str = "PARKING_LOT_NOT_EXIST";
+    named_codes! {
+        OUT_ORDER_NO_DUPLICATION,
+        ORDER_NOT_EXIST,
+        OUT_ORDER_NO_NOT_EXIST,
+        OUT_TRADE_NO_NOT_EXIST,
+        PARKING_LOT_NOT_EXIST,
+    }
 }
 
 pub use crate::spec::CodeVerdict;

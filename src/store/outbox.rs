@@ -19,7 +19,6 @@ use crate::time::Timestamp;
 use prometheus::{IntCounter, IntCounterVec};
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::LazyLock;
 
 fn kind_code(kind: ReportKind) -> i64 {
     match kind {
@@ -39,27 +38,11 @@ fn kind_of(code: i64) -> ReportKind {
     }
 }
 
-static IMAGES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
-    crate::metrics::counter(
-        "parking_bridge_images_dropped_total",
-        "Pending snapshot images dropped because the disk budget was reached",
-    )
-});
-
-pub(super) static WITHOUT_INNER: LazyLock<IntCounter> = LazyLock::new(|| {
-    crate::metrics::counter(
-        "parking_bridge_entries_without_inner_order_total",
-        "Entries the platform acknowledged without an inner_oder_no",
-    )
-});
-
-static ROWS_FINISHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_outbox_finished_total",
-        "Outbox rows finished, by kind and outcome",
-        &["kind", "outcome"],
-    )
-});
+crate::metrics::statics! {
+    IMAGES_DROPPED: IntCounter = ("parking_bridge_images_dropped_total", "Pending snapshot images dropped because the disk budget was reached");
+    pub(super) WITHOUT_INNER: IntCounter = ("parking_bridge_entries_without_inner_order_total", "Entries the platform acknowledged without an inner_oder_no");
+    ROWS_FINISHED: IntCounterVec = ("parking_bridge_outbox_finished_total", "Outbox rows finished, by kind and outcome", ["kind", "outcome"]);
+}
 
 /// A passage queued this long after it happened is late (a camera's stored recognition,
 /// a passage recovered after a crash, an operator's correction): its report waits for the

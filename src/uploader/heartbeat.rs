@@ -10,19 +10,14 @@
 use super::{Deliver, StatusHandle};
 use crate::health::Health;
 use crate::platform::Uplink;
-use crate::platform::wire::HeartbeatRequest;
 use crate::time::Timestamp;
 use prometheus::IntCounterVec;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-static HEARTBEATS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_heartbeats_total",
-        "Heartbeats sent, by status and whether the platform took them",
-        &["status", "result"],
-    )
-});
+crate::metrics::statics! {
+    HEARTBEATS: IntCounterVec = ("parking_bridge_heartbeats_total", "Heartbeats sent, by status and whether the platform took them", ["status", "result"]);
+}
 
 /// `lost` when any lane is lost at `now`, else `alive`. Pure.
 pub fn status(health: &Health, now: Timestamp, lost_after_ms: i64) -> &'static str {
@@ -136,15 +131,17 @@ impl<D: Deliver> Heartbeat<D> {
                 *before = lanes;
             }
         }
-        let uplink = Uplink::Heartbeat(HeartbeatRequest {
-            parking_lot_no: self.parking_lot_no.clone(),
-            status: state.into(),
-        });
+        let uplink = Uplink::heartbeat(&self.parking_lot_no, state == "alive");
         let deliver = self.deliver.clone();
         let status = self.status.clone();
         let limit = self.every;
         async move {
-            let (beat, why) = match tokio::time::timeout(limit, deliver.deliver(&uplink)).await {
+            let sent = match &uplink {
+                Ok(uplink) => tokio::time::timeout(limit, deliver.deliver(uplink)).await,
+                // A lot number the spec refuses (the config checks it): not sendable.
+                Err(e) => Ok(Err(crate::platform::ClientError::Invalid(e.clone()))),
+            };
+            let (beat, why) = match sent {
                 Ok(Ok(answer)) if answer.verdict.is_delivered() => (Beat::Taken, None),
                 Ok(Ok(answer)) if answer.verdict.platform_answered() => (
                     Beat::Refused,

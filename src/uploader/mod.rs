@@ -55,38 +55,18 @@ impl Deliver for PlatformClient {
     }
 }
 
-static UPLOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_uploads_total",
-        "Delivery attempts by report kind and result",
-        &["kind", "result"],
-    )
-});
-
-static HELD: LazyLock<IntGauge> = LazyLock::new(|| {
-    crate::metrics::gauge(
-        "parking_bridge_reports_held",
-        "Reports the platform refused too often, held for an operator (outbox held)",
-    )
-});
-
-static UNEXPECTED_CODES: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    crate::metrics::counter_vec(
-        "parking_bridge_unexpected_result_codes_total",
-        "success:true answers with a result_code no rule knows (counted as delivered)",
-        &["code"],
-    )
-});
+crate::metrics::statics! {
+    UPLOADS: IntCounterVec = ("parking_bridge_uploads_total", "Delivery attempts by report kind and result", ["kind", "result"]);
+    HELD: IntGauge = ("parking_bridge_reports_held", "Reports the platform refused too often, held for an operator (outbox held)");
+    UNEXPECTED_CODES: IntCounterVec = ("parking_bridge_unexpected_result_codes_total", "success:true answers with a result_code no rule knows (counted as delivered)", ["code"]);
+}
 
 /// Codes already logged as unexpected (one line per code per process).
 static UNEXPECTED_SEEN: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
 
-static ALARMS: LazyLock<IntCounter> = LazyLock::new(|| {
-    crate::metrics::counter(
-        "parking_bridge_platform_alarms_total",
-        "Answers that need an operator (unknown lot, invalid parameters, credentials)",
-    )
-});
+crate::metrics::statics! {
+    ALARMS: IntCounter = ("parking_bridge_platform_alarms_total", "Answers that need an operator (unknown lot, invalid parameters, credentials)");
+}
 
 /// How the delivery loop runs.
 #[derive(Debug, Clone)]
@@ -726,8 +706,12 @@ async fn attempt<D: Deliver>(
         };
     }
     let b64 = image.map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
-    let uplink = Uplink::from_report(&item.report, &lot_no, b64, offset);
-    let result = deliver.deliver(&uplink).await;
+    // A report the spec does not allow is refused like an invalid request always was:
+    // not retriable, alarmed, tried again at the alarm period.
+    let result = match Uplink::from_report(&item.report, &lot_no, b64, offset) {
+        Ok(uplink) => deliver.deliver(&uplink).await,
+        Err(e) => Err(ClientError::Invalid(e)),
+    };
     Finished {
         item,
         attempt: Attempt::Answered(result),

@@ -3,6 +3,7 @@
 use super::*;
 use crate::config::LotConfig;
 use crate::platform::Verdict;
+use crate::report::SnapshotEvent;
 use std::sync::Mutex as StdMutex;
 
 type Script = Box<dyn FnMut(&Uplink, usize) -> Result<Answer, ClientError> + Send>;
@@ -426,7 +427,7 @@ async fn inline_mode_sends_the_image_inside_the_entry() {
     );
     let sent = seen.lock().unwrap()[0].clone().expect("image inline");
     let jpeg = base64::engine::general_purpose::STANDARD
-        .decode(sent)
+        .decode(sent.as_str())
         .unwrap();
     assert_eq!(jpeg, tiny_jpeg(), "a small JPEG goes as it is");
 }
@@ -448,7 +449,7 @@ async fn a_refused_entry_snapshot_does_not_delay_the_exit_and_is_held() {
     let fake = Fake::new(
         0,
         Box::new(|u, _| match u {
-            Uplink::Snapshot(x) if x.event == "parking" => refused(),
+            Uplink::Snapshot(x) if x.event == SnapshotEvent::Parking => refused(),
             _ => ok(Verdict::Done),
         }),
     );
@@ -597,8 +598,8 @@ async fn the_last_accepted_report_carries_the_lots_count_at_send_time() {
                 return platform_down("flaky");
             }
             match u {
-                Uplink::Entry(e) => accepted2.lock().unwrap().push(e.free_spaces),
-                Uplink::Exit(x) => accepted2.lock().unwrap().push(x.free_spaces),
+                Uplink::Entry(e) => accepted2.lock().unwrap().push(e.free_spaces.get()),
+                Uplink::Exit(x) => accepted2.lock().unwrap().push(x.free_spaces.get()),
                 _ => {}
             }
             ok(Verdict::Done)

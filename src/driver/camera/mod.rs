@@ -12,6 +12,7 @@ pub mod push;
 pub mod qianyi;
 pub mod vzenith;
 
+use crate::driver::LinkState;
 use crate::driver::profile::{CameraProfile, Charset, TextEncoding, TimeUnit};
 use crate::event::PlateRead;
 use crate::plate::PlateColor;
@@ -345,7 +346,7 @@ pub struct CameraState {
     link_timeout_ms: i64,
     recent: Vec<Seen>,
     last_seen: Option<Timestamp>,
-    link_up: Option<bool>,
+    link: LinkState,
     last_error_log: Option<Timestamp>,
     suppressed_errors: u64,
 }
@@ -375,7 +376,7 @@ impl CameraState {
             link_timeout_ms: profile.link_timeout_ms as i64,
             recent: Vec::new(),
             last_seen: None,
-            link_up: None,
+            link: LinkState::default(),
             last_error_log: None,
             suppressed_errors: 0,
         }
@@ -384,7 +385,7 @@ impl CameraState {
     /// Any message arrived: returns `Some(true)` when the link comes up.
     pub fn seen(&mut self, now: Timestamp) -> Option<bool> {
         self.last_seen = Some(now);
-        self.set_link(true)
+        self.link.set(true)
     }
 
     /// Periodic check: returns `Some(false)` when the camera has been silent too long.
@@ -395,7 +396,7 @@ impl CameraState {
             Some(t)
                 if self.link_timeout_ms > 0 && now.millis() - t.millis() > self.link_timeout_ms =>
             {
-                self.set_link(false)
+                self.link.set(false)
             }
             _ => None,
         }
@@ -405,7 +406,7 @@ impl CameraState {
     /// connection is the only link state there is.
     pub fn broker_up(&mut self) -> Option<bool> {
         if self.link_timeout_ms == 0 {
-            self.set_link(true)
+            self.link.set(true)
         } else {
             None
         }
@@ -414,15 +415,7 @@ impl CameraState {
     /// The broker connection is gone: every camera behind it is unreachable.
     pub fn broker_lost(&mut self) -> Option<bool> {
         self.last_seen = None;
-        self.set_link(false)
-    }
-
-    fn set_link(&mut self, up: bool) -> Option<bool> {
-        if self.link_up == Some(up) {
-            return None;
-        }
-        self.link_up = Some(up);
-        Some(up)
+        self.link.set(false)
     }
 
     /// True when this read repeats one already passed on: the same text, colour and
@@ -535,14 +528,7 @@ pub mod samples {
         trigger_type: u8,
         jpeg: Option<&[u8]>,
     ) -> String {
-        vzenith_alarm_info_plate_full(
-            "a1b2c3d4-e5f60718",
-            plate,
-            color_type,
-            trigger_type,
-            None,
-            jpeg,
-        )
+        vzenith_alarm_info_plate_images(plate, color_type, trigger_type, None, jpeg)
     }
 
     /// [`vzenith_alarm_info_plate`] with the scene (`imageFile`) and the plate crop
