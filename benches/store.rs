@@ -12,6 +12,7 @@ mod process_common;
 mod store_common;
 
 use bench_common::{client, env_usize, lot, median, settings, start_mock, time_drain};
+use parking_bridge::lane::Fee;
 use parking_bridge::store::{ExitDetails, NewStay, Store};
 use parking_bridge::time::Timestamp;
 use std::path::Path;
@@ -26,8 +27,7 @@ fn stay(i: usize) -> NewStay {
 /// A car that paid 500 fen at the exit, so that exit rows carry their fees.
 fn paid_exit() -> ExitDetails {
     ExitDetails {
-        price: 500,
-        paid_fee: 500,
+        fee: Fee::settled(500),
         ..exit_details()
     }
 }

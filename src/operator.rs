@@ -307,26 +307,28 @@ pub fn stay_exit(site: &SiteConfig, a: ExitArgs, now: Timestamp) -> Result<Strin
             stay.entered_at.format_local(offset(site))
         ));
     }
-    let (price, should_pay, paid) = typed.unwrap_or_else(|| {
+    let fee = match typed {
+        Some((price, should_pay, paid_fee)) => crate::lane::Fee {
+            price,
+            should_pay,
+            paid_fee,
+        },
         // The lane logic's default: the tariff's price, paid at the booth (§5 of
         // docs/lane-logic.md); no tariff → 0/0/0; exempt types → 0.
-        let fee = crate::lane::fees::exit_fee(
+        None => crate::lane::fees::exit_fee(
             site.lot.tariff.as_ref(),
             stay.car_type,
             stay.entered_at,
             away_time,
-        );
-        (fee.price, fee.should_pay, fee.paid_fee)
-    });
+        ),
+    };
     let closed = store.close_stay(
         &stay.out_order_no,
         ExitDetails {
             lane: lane.id.clone(),
             port_no: lane.port_no.clone(),
             away_time,
-            price,
-            should_pay,
-            paid_fee: paid,
+            fee,
             operator,
             snapshot,
         },
@@ -602,6 +604,13 @@ port_no = "X1"
         SiteConfig::from_toml(&text, std::path::Path::new("site.toml")).unwrap()
     }
 
+    /// The test site in a fresh directory (keep it alive as long as the site), and now.
+    fn fresh() -> (tempfile::TempDir, SiteConfig, Timestamp) {
+        let dir = tempfile::tempdir().unwrap();
+        let site = site(dir.path());
+        (dir, site, Timestamp::now())
+    }
+
     fn enter_args(plate: &str) -> EnterArgs {
         EnterArgs {
             plate: plate.into(),
@@ -609,6 +618,20 @@ port_no = "X1"
             lane: "entry-1".into(),
             ..EnterArgs::default()
         }
+    }
+
+    fn exit_args(plate: &str) -> ExitArgs {
+        ExitArgs {
+            plate: plate.into(),
+            lane: "exit-1".into(),
+            ..ExitArgs::default()
+        }
+    }
+
+    /// The price, should-pay and paid fee stored with stay `o`.
+    fn fee_of(store: &Store, o: &str) -> (Option<i64>, Option<i64>, Option<i64>) {
+        let stay = store.stay(o).unwrap().expect("stay stored");
+        (stay.price, stay.should_pay, stay.paid_fee)
     }
 
     fn refused(r: Result<String, OperatorError>) -> String {
@@ -620,16 +643,10 @@ port_no = "X1"
 
     #[test]
     fn enter_then_exit_closes_the_same_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = site(dir.path());
-        let now = Timestamp::now();
+        let (_dir, site, now) = fresh();
         let o = stay_enter(&site, enter_args("闽a12345"), now).unwrap();
         assert!(o.starts_with("P1"));
-        let x = ExitArgs {
-            plate: "闽A12345".into(),
-            lane: "exit-1".into(),
-            ..ExitArgs::default()
-        };
+        let x = exit_args("闽A12345");
         assert_eq!(stay_exit(&site, x, now).unwrap(), o);
         assert!(occupancy(&site, None).unwrap().contains("occupied 0 of 50"));
         assert!(stay_list(&site, false, 10).unwrap().contains("闽A12345"));
@@ -638,9 +655,7 @@ port_no = "X1"
 
     #[test]
     fn bad_input_is_refused_with_a_clear_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = site(dir.path());
-        let now = Timestamp::now();
+        let (_dir, site, now) = fresh();
         assert!(
             refused(stay_enter(&site, enter_args("闽A 12345"), now)).contains("without spaces")
         );
@@ -660,28 +675,20 @@ port_no = "X1"
         let mut a = enter_args("闽A12345");
         a.car_type = Some("bus".into());
         assert!(refused(stay_enter(&site, a, now)).contains("parkcard"));
-        let x = ExitArgs {
-            plate: "B9".into(),
-            lane: "exit-1".into(),
-            ..ExitArgs::default()
-        };
+        let x = exit_args("B9");
         assert!(refused(stay_exit(&site, x, now)).contains("no open stay"));
         stay_enter(&site, enter_args("闽A12345"), now).unwrap();
         assert!(refused(stay_enter(&site, enter_args("闽A12345"), now)).contains("already parked"));
         let x = ExitArgs {
-            plate: "A1".into(),
-            lane: "exit-1".into(),
             price: Some(100),
-            ..ExitArgs::default()
+            ..exit_args("A1")
         };
         assert!(refused(stay_exit(&site, x, now)).contains("--should-pay"));
         let x = ExitArgs {
-            plate: "A1".into(),
-            lane: "exit-1".into(),
             price: Some(100),
             should_pay: Some(200),
             paid: Some(0),
-            ..ExitArgs::default()
+            ..exit_args("A1")
         };
         assert!(refused(stay_exit(&site, x, now)).contains("exceed"));
         assert!(matches!(
@@ -707,52 +714,26 @@ port_no = "X1"
         let entered = Timestamp(now.0 - (2 * 60 + 10) * 60_000);
         a.time = Some(entered.format_local(offset(&site)));
         let o = stay_enter(&site, a, now).unwrap();
-        let x = ExitArgs {
-            plate: "闽A12345".into(),
-            lane: "exit-1".into(),
-            ..ExitArgs::default()
-        };
+        let x = exit_args("闽A12345");
         stay_exit(&site, x, now).unwrap();
         let store = Store::open_site(&site).unwrap();
-        let stay = store
-            .list_stays(false, 10)
-            .unwrap()
-            .into_iter()
-            .find(|s| s.out_order_no == o)
-            .unwrap();
-        assert_eq!(
-            (stay.price, stay.should_pay, stay.paid_fee),
-            (Some(1500), Some(0), Some(1500))
-        );
+        assert_eq!(fee_of(&store, &o), (Some(1500), Some(0), Some(1500)));
 
         // Typed figures still win over the tariff.
         stay_enter(&site, enter_args("闽A54321"), now).unwrap();
         let x = ExitArgs {
-            plate: "闽A54321".into(),
-            lane: "exit-1".into(),
             price: Some(700),
             should_pay: Some(700),
             paid: Some(0),
-            ..ExitArgs::default()
+            ..exit_args("闽A54321")
         };
         let o2 = stay_exit(&site, x, now).unwrap();
-        let stay = store
-            .list_stays(false, 10)
-            .unwrap()
-            .into_iter()
-            .find(|s| s.out_order_no == o2)
-            .unwrap();
-        assert_eq!(
-            (stay.price, stay.should_pay, stay.paid_fee),
-            (Some(700), Some(700), Some(0))
-        );
+        assert_eq!(fee_of(&store, &o2), (Some(700), Some(700), Some(0)));
     }
 
     #[test]
     fn typed_plates_are_checked_against_chinese_formats() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = site(dir.path());
-        let now = Timestamp::now();
+        let (_dir, site, now) = fresh();
         let msg = refused(stay_enter(&site, enter_args("闽A1234"), now));
         assert!(
             msg.contains("not a Chinese plate format") && msg.contains("--any-plate"),
@@ -807,9 +788,7 @@ port_no = "X1"
 
     #[test]
     fn held_reports_are_listed_retried_and_dropped_and_it_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let site = site(dir.path());
-        let now = Timestamp::now();
+        let (_dir, site, now) = fresh();
         let o = stay_enter(&site, enter_args("闽A12345"), now).unwrap();
         hold_all(&site, &o);
         let list = outbox_held(&site).unwrap();
@@ -818,16 +797,7 @@ port_no = "X1"
         assert!(!list.contains("闽A12345"), "plate masked: {list}");
         assert!(outbox(&site, now).unwrap().contains("1 report(s) HELD"));
         // The exit recorded later waits behind the held entry.
-        stay_exit(
-            &site,
-            ExitArgs {
-                plate: "闽A12345".into(),
-                lane: "exit-1".into(),
-                ..ExitArgs::default()
-            },
-            now,
-        )
-        .unwrap();
+        stay_exit(&site, exit_args("闽A12345"), now).unwrap();
         assert!(outbox_held(&site).unwrap().contains("1 later report(s)"));
         let store = Store::open_site(&site).unwrap();
         assert!(

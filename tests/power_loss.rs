@@ -28,6 +28,7 @@
 #![cfg(target_os = "linux")]
 
 use parking_bridge::config::LotConfig;
+use parking_bridge::lane::Fee;
 use parking_bridge::plate::{CarType, PlateColor};
 use parking_bridge::store::{ExitDetails, NewStay, Outcome, StayState, Store};
 use parking_bridge::time::Timestamp;
@@ -106,9 +107,11 @@ fn power_loss_workload() {
                             lane: "exit-1".into(),
                             port_no: "X1".into(),
                             away_time: now.plus_millis(1_000),
-                            price: 500,
-                            should_pay: 500,
-                            paid_fee: 500,
+                            fee: Fee {
+                                price: 500,
+                                should_pay: 500,
+                                paid_fee: 500,
+                            },
                             operator: None,
                             snapshot: None,
                         },

@@ -6,6 +6,7 @@
 //! after them.
 
 use parking_bridge::config::LotConfig;
+use parking_bridge::lane::Fee;
 use parking_bridge::plate::{CarType, PlateColor};
 use parking_bridge::store::{ExitDetails, LocalClose, NewStay, Outcome, Store};
 use parking_bridge::time::Timestamp;
@@ -40,9 +41,7 @@ fn exit() -> ExitDetails {
         lane: "exit-1".into(),
         port_no: "X1".into(),
         away_time: T0.plus_millis(3_600_000),
-        price: 500,
-        should_pay: 0,
-        paid_fee: 500,
+        fee: Fee::settled(500),
         operator: None,
         snapshot: None,
     }

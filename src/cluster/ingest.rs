@@ -375,6 +375,14 @@ mod tests {
 
     const T0: i64 = 1_700_000_000_000;
 
+    /// `plate` in at `entry-1` (north) at `T0`, out at `exit-2` (south) half an hour later.
+    fn half_hour_visit(plate: &str) -> (Passage, Passage) {
+        (
+            passage("entry-1", Direction::Entry, plate, T0),
+            passage("exit-2", Direction::Exit, plate, T0 + 30 * 60_000),
+        )
+    }
+
     #[test]
     fn a_passage_delivered_twice_or_out_of_order_is_applied_once_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -420,8 +428,7 @@ mod tests {
     fn an_exit_before_its_entry_waits_and_closes_the_stay_when_the_entry_arrives() {
         let dir = tempfile::tempdir().unwrap();
         let ing = ingest(dir.path(), 600);
-        let entry = passage("entry-1", Direction::Entry, "闽A12345", T0);
-        let exit = passage("exit-2", Direction::Exit, "闽A12345", T0 + 30 * 60_000);
+        let (entry, exit) = half_hour_visit("闽A12345");
         let arrived = Timestamp(T0 + 30 * 60_000 + 100);
         let (out, _) = ing
             .ingest(&msg("south", 1, 1, &exit), None, arrived)
@@ -446,8 +453,7 @@ mod tests {
     fn the_pay_systems_payment_prices_an_exit_from_another_node() {
         let dir = tempfile::tempdir().unwrap();
         let ing = ingest(dir.path(), 600);
-        let entry = passage("entry-1", Direction::Entry, "闽A12345", T0);
-        let exit = passage("exit-2", Direction::Exit, "闽A12345", T0 + 30 * 60_000);
+        let (entry, exit) = half_hour_visit("闽A12345");
         ing.ingest(&msg("north", 1, 1, &entry), None, Timestamp(T0 + 100))
             .unwrap();
         // The lot node's lane task passes the pay system's payment on.

@@ -56,6 +56,24 @@ fn offline(node: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// The broker accepted the connection: shown, and this node's topics subscribed to.
+fn link_up(client: &AsyncClient, view: &ClusterView, topics: [&str; 2]) {
+    view.set_link(true, Timestamp::now());
+    for topic in topics {
+        let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+    }
+}
+
+/// The connection failed or dropped: shown, then a second's pause before the next
+/// try. False when a stop was asked for meanwhile.
+async fn link_down(view: &ClusterView, stop: &mut watch::Receiver<bool>) -> bool {
+    view.set_link(false, Timestamp::now());
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+        _ = stop.changed() => false,
+    }
+}
+
 /// A lane node's link to the lot node.
 pub struct LaneLink {
     pub options: MqttOptions,
@@ -97,10 +115,8 @@ impl LaneLink {
                 ev = events.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         up = true;
-                        self.view.set_link(true, Timestamp::now());
+                        link_up(&client, &self.view, [&ack_topic, &state_topic]);
                         tracing::info!(node = %self.node, "cluster link up");
-                        let _ = client.try_subscribe(&ack_topic, QoS::AtLeastOnce);
-                        let _ = client.try_subscribe(&state_topic, QoS::AtLeastOnce);
                         sent = acked;
                         last_progress = Instant::now();
                         next_health = Instant::now();
@@ -141,10 +157,8 @@ impl LaneLink {
                             tracing::warn!(node = %self.node, error = %e, "cluster link down; passages wait in the queue");
                         }
                         up = false;
-                        self.view.set_link(false, Timestamp::now());
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = stop.changed() => break,
+                        if !link_down(&self.view, &mut stop).await {
+                            break;
                         }
                     }
                 },
@@ -292,10 +306,8 @@ impl LotLink {
                 ev = events.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         up = true;
-                        self.view.set_link(true, Timestamp::now());
+                        link_up(&client, &self.view, [&self.topics.passages(), &self.topics.nodes()]);
                         tracing::info!(node = %self.node, "cluster link up (lot node)");
-                        let _ = client.try_subscribe(self.topics.passages(), QoS::AtLeastOnce);
-                        let _ = client.try_subscribe(self.topics.nodes(), QoS::AtLeastOnce);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let Some(node) = self.topics.node_of(&p.topic).map(str::to_string) else { continue };
@@ -314,10 +326,8 @@ impl LotLink {
                             tracing::warn!(error = %e, "cluster link down (lot node); lane nodes keep their passages");
                         }
                         up = false;
-                        self.view.set_link(false, Timestamp::now());
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                            _ = stop.changed() => break,
+                        if !link_down(&self.view, &mut stop).await {
+                            break;
                         }
                     }
                 },

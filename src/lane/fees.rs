@@ -90,13 +90,16 @@ pub fn exit_fee(
 /// fee it charged for the stay ending at `exited`, or `None` when it has no answer, in
 /// which case the tariff applies.
 pub trait FeeSource: Send + Sync {
-    fn fee(
-        &self,
-        plate_no: &str,
-        car_type: CarType,
-        entered: Timestamp,
-        exited: Timestamp,
-    ) -> Option<Fee>;
+    fn fee(&self, stay: &FeeQuery<'_>) -> Option<Fee>;
+}
+
+/// The stay a fee is asked for: whose, what kind of car, from when to when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeeQuery<'a> {
+    pub plate_no: &'a str,
+    pub car_type: CarType,
+    pub entered: Timestamp,
+    pub exited: Timestamp,
 }
 
 /// Whether a payment (or a charge) seen at `at` belongs to the stay from `entered` to
@@ -148,17 +151,12 @@ pub struct TerminalThen<'a> {
 }
 
 impl FeeSource for TerminalThen<'_> {
-    fn fee(
-        &self,
-        plate_no: &str,
-        car_type: CarType,
-        entered: Timestamp,
-        exited: Timestamp,
-    ) -> Option<Fee> {
-        if seen_during_stay(self.charge.at, entered, exited, TERMINAL_CHARGE_MAX_AGE_MS) {
+    fn fee(&self, stay: &FeeQuery<'_>) -> Option<Fee> {
+        let at = self.charge.at;
+        if seen_during_stay(at, stay.entered, stay.exited, TERMINAL_CHARGE_MAX_AGE_MS) {
             return Some(self.charge.fee);
         }
-        self.then?.fee(plate_no, car_type, entered, exited)
+        self.then?.fee(stay)
     }
 }
 
@@ -172,21 +170,15 @@ pub struct OwnedFees {
 }
 
 impl FeeSource for OwnedFees {
-    fn fee(
-        &self,
-        plate_no: &str,
-        car_type: CarType,
-        entered: Timestamp,
-        exited: Timestamp,
-    ) -> Option<Fee> {
+    fn fee(&self, stay: &FeeQuery<'_>) -> Option<Fee> {
         let payments = self.payments.as_ref().map(|p| p as &dyn FeeSource);
         match self.charge {
             Some(charge) => TerminalThen {
                 charge,
                 then: payments,
             }
-            .fee(plate_no, car_type, entered, exited),
-            None => payments?.fee(plate_no, car_type, entered, exited),
+            .fee(stay),
+            None => payments?.fee(stay),
         }
     }
 }
@@ -249,15 +241,9 @@ impl Payments {
 }
 
 impl FeeSource for Payments {
-    fn fee(
-        &self,
-        plate_no: &str,
-        _car_type: CarType,
-        entered: Timestamp,
-        exited: Timestamp,
-    ) -> Option<Fee> {
-        let (at, fee) = self.latest.get(&plate_no.to_uppercase())?;
-        seen_during_stay(*at, entered, exited, self.max_age_ms).then_some(*fee)
+    fn fee(&self, stay: &FeeQuery<'_>) -> Option<Fee> {
+        let (at, fee) = self.latest.get(&stay.plate_no.to_uppercase())?;
+        seen_during_stay(*at, stay.entered, stay.exited, self.max_age_ms).then_some(*fee)
     }
 }
 
@@ -266,16 +252,14 @@ impl FeeSource for Payments {
 pub fn decide_fee(
     source: Option<&dyn FeeSource>,
     tariff: Option<&Tariff>,
-    plate_no: &str,
-    car_type: CarType,
-    entered: Timestamp,
-    exited: Timestamp,
+    stay: &FeeQuery<'_>,
 ) -> Fee {
+    let car_type = stay.car_type;
     let exempt = tariff.map_or(car_type.is_exempt(), |t| t.exempt.contains(&car_type));
     if exempt {
         return Fee::default();
     }
-    match source.and_then(|s| s.fee(plate_no, car_type, entered, exited)) {
+    match source.and_then(|s| s.fee(stay)) {
         // A pay system's figures are kept within what the platform accepts.
         Some(f) => {
             let price = f.price.clamp(0, MAX_FEN);
@@ -285,13 +269,23 @@ pub fn decide_fee(
                 paid_fee: f.paid_fee.clamp(0, price),
             }
         }
-        None => exit_fee(tariff, car_type, entered, exited),
+        None => exit_fee(tariff, car_type, stay.entered, stay.exited),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stay of a normal car `A1` from `entered` to `exited` (ms).
+    fn a1(entered: i64, exited: i64) -> FeeQuery<'static> {
+        FeeQuery {
+            plate_no: "A1",
+            car_type: CarType::Normal,
+            entered: Timestamp(entered),
+            exited: Timestamp(exited),
+        }
+    }
 
     #[test]
     fn terminal_charge_counts_for_the_stay_it_was_shown_in() {
@@ -314,7 +308,7 @@ mod tests {
         );
         struct Topic;
         impl FeeSource for Topic {
-            fn fee(&self, _: &str, _: CarType, _: Timestamp, _: Timestamp) -> Option<Fee> {
+            fn fee(&self, _: &FeeQuery<'_>) -> Option<Fee> {
                 Some(Fee::settled(1))
             }
         }
@@ -322,9 +316,7 @@ mod tests {
             charge,
             then: Some(&Topic),
         };
-        let fee = |entered: i64, exited: i64| {
-            source.fee("A1", CarType::Normal, Timestamp(entered), Timestamp(exited))
-        };
+        let fee = |entered: i64, exited: i64| source.fee(&a1(entered, exited));
         assert_eq!(fee(0, 1_060_000), Some(charge.fee));
         // Shown before this stay began: an earlier car's; the topic answers instead.
         assert_eq!(fee(1_000_001, 1_060_000), Some(Fee::settled(1)));
@@ -334,15 +326,7 @@ mod tests {
             Some(Fee::settled(1))
         );
         let alone = TerminalThen { charge, then: None };
-        assert_eq!(
-            alone.fee(
-                "A1",
-                CarType::Normal,
-                Timestamp(1_000_001),
-                Timestamp(1_060_000)
-            ),
-            None
-        );
+        assert_eq!(alone.fee(&a1(1_000_001, 1_060_000)), None);
     }
 
     fn tariff() -> Tariff {
@@ -431,8 +415,8 @@ mod tests {
 
     struct PaySystem;
     impl FeeSource for PaySystem {
-        fn fee(&self, plate: &str, _: CarType, _: Timestamp, _: Timestamp) -> Option<Fee> {
-            (plate == "闽A12345").then_some(Fee {
+        fn fee(&self, stay: &FeeQuery<'_>) -> Option<Fee> {
+            (stay.plate_no == "闽A12345").then_some(Fee {
                 price: 800,
                 should_pay: 300,
                 paid_fee: 500,
@@ -444,14 +428,17 @@ mod tests {
     fn fee_source_answer_wins_over_tariff_but_not_over_exemption() {
         let src: &dyn FeeSource = &PaySystem;
         let tf = tariff();
-        let got = decide_fee(
-            Some(src),
-            Some(&tf),
-            "闽A12345",
-            CarType::Normal,
-            t(0),
-            t(600),
-        );
+        // The fee of `plate`'s stay from 0 to `exited` minutes.
+        let decide = |plate_no, car_type, exited| {
+            let stay = FeeQuery {
+                plate_no,
+                car_type,
+                entered: t(0),
+                exited: t(exited),
+            };
+            decide_fee(Some(src), Some(&tf), &stay)
+        };
+        let got = decide("闽A12345", CarType::Normal, 600);
         assert_eq!(
             got,
             Fee {
@@ -460,23 +447,9 @@ mod tests {
                 paid_fee: 500
             }
         );
-        let other = decide_fee(
-            Some(src),
-            Some(&tf),
-            "闽A99999",
-            CarType::Normal,
-            t(0),
-            t(90),
-        );
+        let other = decide("闽A99999", CarType::Normal, 90);
         assert_eq!(other, Fee::settled(1000));
-        let exempt = decide_fee(
-            Some(src),
-            Some(&tf),
-            "闽A12345",
-            CarType::White,
-            t(0),
-            t(600),
-        );
+        let exempt = decide("闽A12345", CarType::White, 600);
         assert_eq!(exempt, Fee::default());
     }
 }

@@ -46,6 +46,16 @@ pub enum JournalError {
     Encode(#[from] serde_json::Error),
 }
 
+impl JournalError {
+    /// An I/O error on `path`, for `map_err`.
+    fn at(path: &Path) -> impl Fn(std::io::Error) -> JournalError + Copy + '_ {
+        move |source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
 /// A journal line that is not a raw event: what the lane task did or knew. Serialised
 /// with its kind first (`{"mark":"applied",…}`), which is how readers tell it apart.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -170,10 +180,7 @@ impl Journal {
         max_file_bytes: u64,
         keep_files: usize,
     ) -> Result<Journal, JournalError> {
-        let io = |source| JournalError::Io {
-            path: dir.to_path_buf(),
-            source,
-        };
+        let io = JournalError::at(dir);
         std::fs::create_dir_all(dir).map_err(io)?;
         let (file, size) = open_current(dir)?;
         Ok(Journal {
@@ -207,10 +214,7 @@ impl Journal {
         let line = serde_json::to_string(mark)?;
         if let Mark::Gap(_) = mark {
             let path = self.dir.join(GAPS_FILE);
-            let io = |source| JournalError::Io {
-                path: path.clone(),
-                source,
-            };
+            let io = JournalError::at(&path);
             let mut f = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -236,20 +240,14 @@ impl Journal {
         // torn tail that readers skip and `open_current` terminates.
         self.file
             .write_all(line.as_bytes())
-            .map_err(|source| JournalError::Io {
-                path: self.dir.join("events.jsonl"),
-                source,
-            })?;
+            .map_err(JournalError::at(&self.dir.join("events.jsonl")))?;
         self.size += len;
         self.last_write = Some(Timestamp::now());
         Ok(())
     }
 
     fn rotate(&mut self) -> Result<(), JournalError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| JournalError::Io { path, source }
-        };
+        let io = JournalError::at;
         let rotated = |n: usize| self.dir.join(format!("events.{n}.jsonl"));
         if self.keep_files == 0 {
             let current = self.current_path();
@@ -284,10 +282,7 @@ pub fn journal_dir(storage_dir: &Path) -> PathBuf {
 /// first so that the next line is not glued to it.
 fn open_current(dir: &Path) -> Result<(File, u64), JournalError> {
     let path = dir.join("events.jsonl");
-    let io = |source| JournalError::Io {
-        path: path.clone(),
-        source,
-    };
+    let io = JournalError::at(&path);
     let mut file = OpenOptions::new()
         .create(true)
         .read(true)
@@ -361,12 +356,7 @@ pub fn read_window(dir: &Path, since: Timestamp) -> Result<Window, JournalError>
             })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Window::default()),
-        Err(source) => {
-            return Err(JournalError::Io {
-                path: dir.to_path_buf(),
-                source,
-            });
-        }
+        Err(source) => return Err(JournalError::at(dir)(source)),
     };
     rotated.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
@@ -374,10 +364,7 @@ pub fn read_window(dir: &Path, since: Timestamp) -> Result<Window, JournalError>
     let mut window = Window::default();
     let mut started = false;
     for path in files {
-        let io = |source| JournalError::Io {
-            path: path.clone(),
-            source,
-        };
+        let io = JournalError::at(&path);
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -479,11 +466,16 @@ mod tests {
         );
     }
 
+    /// A journal whose files hold `lines` events each, `keep` rotated files kept.
+    fn small_journal(dir: &Path, lines: u64, keep: usize) -> Journal {
+        let line_len = serde_json::to_string(&event(10)).unwrap().len() as u64 + 1;
+        Journal::open_with(dir, line_len * lines, keep).unwrap()
+    }
+
     #[test]
     fn rotation_bounds_the_journal_and_keeps_the_newest_events() {
         let dir = tempfile::tempdir().unwrap();
-        let line_len = serde_json::to_string(&event(10)).unwrap().len() as u64 + 1;
-        let mut j = Journal::open_with(dir.path(), line_len * 3, 2).unwrap();
+        let mut j = small_journal(dir.path(), 3, 2);
         for i in 10..40 {
             j.append(&event(i)).unwrap();
         }
@@ -524,8 +516,7 @@ mod tests {
     #[test]
     fn the_window_holds_events_and_marks_from_since_on_across_rotation() {
         let dir = tempfile::tempdir().unwrap();
-        let line_len = serde_json::to_string(&event(10)).unwrap().len() as u64 + 1;
-        let mut j = Journal::open_with(dir.path(), line_len * 6, 3).unwrap();
+        let mut j = small_journal(dir.path(), 6, 3);
         for i in 10..20 {
             j.append(&event(i)).unwrap();
             if i % 3 == 0 {

@@ -17,7 +17,7 @@
 //! - exit without a plate → closes the oldest placeholder stay (placeholder policy),
 //!   else unmatched; count-only on count-only lanes.
 
-use super::fees::{Fee, FeeSource, decide_fee};
+use super::fees::{Fee, FeeQuery, FeeSource, decide_fee};
 use super::machine::Passage;
 use super::matching::{MatchKind, match_exit};
 use super::plate_format::{car_type_of, effective_color};
@@ -300,10 +300,12 @@ fn exit_plan(
         fee: decide_fee(
             fees,
             lot.tariff.as_ref(),
-            plate_no,
-            car_type,
-            entered_at,
-            away_time,
+            &FeeQuery {
+                plate_no,
+                car_type,
+                entered: entered_at,
+                exited: away_time,
+            },
         ),
         operator: lane.operator.clone(),
         exit_plate: passage.plate.as_ref().map(|p| p.text.clone()),

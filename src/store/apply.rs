@@ -57,9 +57,7 @@ fn leaving(x: &ExitPlan) -> Leaving<'_> {
         lane: &x.lane,
         port_no: &x.port_no,
         away_time: x.away_time,
-        price: x.fee.price,
-        should_pay: x.fee.should_pay,
-        paid_fee: x.fee.paid_fee,
+        fee: x.fee,
         operator: x.operator.as_deref(),
         snapshot: x.snapshot.as_deref().map(|b| &b[..]),
     }

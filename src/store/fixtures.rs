@@ -3,6 +3,7 @@
 //! records it, so each test names only what it is about.
 
 use super::{ExitDetails, NewStay};
+use crate::lane::Fee;
 use crate::plate::{CarType, PlateColor};
 use crate::time::Timestamp;
 
@@ -28,9 +29,11 @@ pub(crate) fn exit_details(away_time: Timestamp, fee: i64, image: Option<Vec<u8>
         lane: "exit-1".into(),
         port_no: "X1".into(),
         away_time,
-        price: fee,
-        should_pay: fee,
-        paid_fee: fee,
+        fee: Fee {
+            price: fee,
+            should_pay: fee,
+            paid_fee: fee,
+        },
         operator: None,
         snapshot: image,
     }

@@ -6,6 +6,7 @@ use super::outbox::{enforce_image_budget, queue_report};
 use super::{Store, StoreError};
 use crate::config::Direction;
 use crate::config::storage::SnapshotMode;
+use crate::lane::Fee;
 use crate::plate::{CarType, PlateColor};
 use crate::report::{EntryReport, ExitReport, Report, SnapshotEvent};
 use crate::time::Timestamp;
@@ -36,10 +37,8 @@ pub struct ExitDetails {
     pub lane: String,
     pub port_no: String,
     pub away_time: Timestamp,
-    /// Fen.
-    pub price: i64,
-    pub should_pay: i64,
-    pub paid_fee: i64,
+    /// What the stay cost, fen (the same figures the lane logic plans).
+    pub fee: Fee,
     pub operator: Option<String>,
     pub snapshot: Option<Vec<u8>>,
 }
@@ -105,9 +104,7 @@ pub(super) struct Leaving<'a> {
     pub lane: &'a str,
     pub port_no: &'a str,
     pub away_time: Timestamp,
-    pub price: i64,
-    pub should_pay: i64,
-    pub paid_fee: i64,
+    pub fee: Fee,
     pub operator: Option<&'a str>,
     pub snapshot: Option<&'a [u8]>,
 }
@@ -118,9 +115,7 @@ impl<'a> From<&'a ExitDetails> for Leaving<'a> {
             lane: &x.lane,
             port_no: &x.port_no,
             away_time: x.away_time,
-            price: x.price,
-            should_pay: x.should_pay,
-            paid_fee: x.paid_fee,
+            fee: x.fee,
             operator: x.operator.as_deref(),
             snapshot: x.snapshot.as_deref(),
         }
@@ -133,9 +128,9 @@ impl Leaving<'_> {
         check_port(self.port_no)?;
         check_operator(self.operator)?;
         for (name, v) in [
-            ("price", self.price),
-            ("should_pay", self.should_pay),
-            ("paid_fee", self.paid_fee),
+            ("price", self.fee.price),
+            ("should_pay", self.fee.should_pay),
+            ("paid_fee", self.fee.paid_fee),
         ] {
             check_fen(name, Some(v))?;
         }
@@ -527,9 +522,9 @@ impl Store {
             x.port_no,
             x.away_time.0,
             x.operator,
-            x.price,
-            x.should_pay,
-            x.paid_fee,
+            x.fee.price,
+            x.fee.should_pay,
+            x.fee.paid_fee,
             now.0
         ])?;
         let exit = Report::Exit(ExitReport {
@@ -538,9 +533,9 @@ impl Store {
             plate_color: stay.plate_color,
             car_type: stay.car_type,
             away_time: x.away_time,
-            price: x.price,
-            should_pay: x.should_pay,
-            paid_fee: x.paid_fee,
+            price: x.fee.price,
+            should_pay: x.fee.should_pay,
+            paid_fee: x.fee.paid_fee,
             port_no: x.port_no.to_string(),
             operator: x.operator.map(str::to_string),
             total_spaces: occ.total,
@@ -553,9 +548,9 @@ impl Store {
             exit_lane: Some(x.lane.to_string()),
             exit_port: Some(x.port_no.to_string()),
             exited_at: Some(x.away_time),
-            price: Some(x.price),
-            should_pay: Some(x.should_pay),
-            paid_fee: Some(x.paid_fee),
+            price: Some(x.fee.price),
+            should_pay: Some(x.fee.should_pay),
+            paid_fee: Some(x.fee.paid_fee),
             ..stay
         };
         Ok(ClosedStay {

@@ -71,7 +71,32 @@ fn needs_entry_first(id: i64, due_at: Timestamp, error: &str) -> Outcome {
 
 /// Opens a stay for `plate` (no image) at `T0`; returns its out_order_no.
 fn open(s: &Store, plate: &str) -> String {
-    s.open_stay(new_stay(plate, None), T0).unwrap().out_order_no
+    open_with(s, plate, None)
+}
+
+/// Opens a stay for `plate` with `image` at `T0`; returns its out_order_no.
+fn open_with(s: &Store, plate: &str, image: Option<Vec<u8>>) -> String {
+    s.open_stay(new_stay(plate, image), T0)
+        .unwrap()
+        .out_order_no
+}
+
+/// Opens a stay for `A1` whose entry's first attempt failed with `error`, to be retried
+/// at `due_at`.
+fn entry_failed(s: &Store, due_at: Timestamp, error: &str) {
+    open(s, "A1");
+    let e = first_due(s, T0);
+    s.record_outcomes(&[retry(e.id, due_at, error)], T0)
+        .unwrap();
+}
+
+/// Opens a stay for `plate` at `T0` and delivers its entry; returns the stay's number
+/// and the entry's row.
+fn open_delivered(s: &Store, plate: &str) -> (String, OutboxItem) {
+    let o = open(s, plate);
+    let entry = first_due(s, T0);
+    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    (o, entry)
 }
 
 /// The reports due at `now`, up to ten, oldest first, none held back as busy.
@@ -162,10 +187,7 @@ fn occupancy_is_capped_at_total_and_floored_at_zero() {
 #[test]
 fn stay_order_is_entry_snapshot_exit_snapshot() {
     let (_dir, s) = fresh(10);
-    let o = s
-        .open_stay(new_stay("A1", Some(vec![1, 2, 3])), T0)
-        .unwrap()
-        .out_order_no;
+    let o = open_with(&s, "A1", Some(vec![1, 2, 3]));
     s.close_stay(&o, exit(Some(vec![4, 5])), T0).unwrap();
     let mut seen = Vec::new();
     for _ in 0..4 {
@@ -223,9 +245,7 @@ fn newest_first_reaches_live_reports_behind_a_backlog() {
 #[test]
 fn unknown_stay_requeues_its_entry_before_the_exit() {
     let (_dir, s) = fresh(10);
-    let o = open(&s, "A1");
-    let entry = first_due(&s, T0);
-    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    let (o, entry) = open_delivered(&s, "A1");
     s.close_stay(&o, exit(None), T0).unwrap();
     let exit_row = first_due(&s, T0);
     assert_eq!(exit_row.kind, ReportKind::Exit);
@@ -241,9 +261,7 @@ fn unknown_stay_requeues_its_entry_before_the_exit() {
 #[test]
 fn entry_rebuilt_from_the_stay_after_pruning() {
     let (_dir, s) = fresh(10);
-    let o = open(&s, "A1");
-    let entry = first_due(&s, T0);
-    s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
+    let (o, _) = open_delivered(&s, "A1");
     let later = T0.plus_millis(31 * 24 * 3600 * 1000);
     assert_eq!(s.prune(later).unwrap(), 1);
     assert!(s.stay(&o).unwrap().is_some(), "open stays are never pruned");
@@ -315,10 +333,7 @@ fn an_entry_acknowledged_without_inner_order_is_counted_and_a_known_one_never_lo
 #[test]
 fn held_rows_survive_pruning_and_a_held_snapshot_keeps_its_image() {
     let (_dir, s) = fresh(10);
-    let o = s
-        .open_stay(new_stay("A1", Some(vec![1, 2, 3])), T0)
-        .unwrap()
-        .out_order_no;
+    let o = open_with(&s, "A1", Some(vec![1, 2, 3]));
     let entry = first_due(&s, T0);
     s.record_outcomes(&[delivered(entry.id)], T0).unwrap();
     let snap = first_due(&s, T0);
@@ -430,10 +445,7 @@ fn bad_input_is_refused() {
 #[test]
 fn summary_reports_pending_age_and_last_error() {
     let (_dir, s) = fresh(10);
-    open(&s, "A1");
-    let e = first_due(&s, T0);
-    s.record_outcomes(&[retry(e.id, T0, "HTTP 502")], T0)
-        .unwrap();
+    entry_failed(&s, T0, "HTTP 502");
     let sum = s.outbox_summary(T0.plus_millis(5_000)).unwrap();
     let k = &sum.kinds[&ReportKind::Entry];
     assert_eq!(k.pending, 1);
@@ -491,10 +503,7 @@ fn grouped_open_is_one_transaction_with_distinct_numbers() {
 #[test]
 fn retries_scheduled_before_the_clock_went_back_are_due() {
     let (_dir, s) = fresh(10);
-    open(&s, "A1");
-    let e = first_due(&s, T0);
-    s.record_outcomes(&[retry(e.id, T0.plus_millis(30_000), "x")], T0)
-        .unwrap();
+    entry_failed(&s, T0.plus_millis(30_000), "x");
     assert!(heads(&s, T0).is_empty(), "backing off");
     assert_eq!(
         heads(&s, T0.plus_millis(-2 * 3_600_000)).len(),

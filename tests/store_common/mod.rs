@@ -3,6 +3,7 @@
 //! stays for filling a store directly. `benches/store.rs` includes it too.
 #![allow(dead_code)]
 
+use parking_bridge::lane::Fee;
 use parking_bridge::plate::{CarType, PlateColor};
 use parking_bridge::store::{ExitDetails, NewStay};
 use parking_bridge::time::Timestamp;
@@ -324,9 +325,7 @@ pub fn exit_details() -> ExitDetails {
         lane: "exit-1".into(),
         port_no: "X1".into(),
         away_time: Timestamp::now(),
-        price: 0,
-        should_pay: 0,
-        paid_fee: 0,
+        fee: Fee::default(),
         operator: None,
         snapshot: None,
     }
