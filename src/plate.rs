@@ -4,6 +4,10 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Province abbreviations that open a civil plate. One of them, 黑 (Heilongjiang), is
+/// also a colour word some cameras put before the plate (黑 = black).
+pub const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
+
 /// `plate_color` dictionary, `pnc_01` … `pnc_08`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum PlateColor {

@@ -12,8 +12,7 @@
 use crate::config::LotConfig;
 use crate::plate::{CarType, PlateColor};
 
-/// Province abbreviations that open a civil plate.
-pub const PROVINCES: &str = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼";
+pub use crate::plate::PROVINCES;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlateFormat {

@@ -277,6 +277,25 @@ mod tests {
             (r.text.as_deref(), r.color),
             (Some("沪C12345"), PlateColor::Yellow)
         );
+        // 黑 opens Heilongjiang's plates: a colour prefix only before a whole plate.
+        let xml = samples::hikvision_anpr_xml("黑A84825", "unknown", T);
+        let r = read(None, xml.into_bytes()).await.unwrap();
+        assert_eq!(
+            (r.text.as_deref(), r.color),
+            (Some("黑A84825"), PlateColor::Unknown)
+        );
+        let xml = samples::hikvision_anpr_xml("黑黑A84825", "unknown", T);
+        let r = read(None, xml.into_bytes()).await.unwrap();
+        assert_eq!(
+            (r.text.as_deref(), r.color),
+            (Some("黑A84825"), PlateColor::Black)
+        );
+        let xml = samples::hikvision_anpr_xml("白A84825", "unknown", T);
+        let r = read(None, xml.into_bytes()).await.unwrap();
+        assert_eq!(
+            (r.text.as_deref(), r.color),
+            (Some("A84825"), PlateColor::White)
+        );
         // The colour field wins over the prefix when it names one.
         let xml = samples::hikvision_anpr_xml("蓝沪C12345", "yellow", T);
         let r = read(None, xml.into_bytes()).await.unwrap();

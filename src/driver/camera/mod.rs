@@ -224,10 +224,14 @@ pub fn decode_value(
         .chars()
         .filter(|c| !c.is_whitespace() && *c != '\0')
         .collect();
-    // "蓝京A12345": a colour word before a plate (at least 6 more characters).
+    // "蓝京A12345": a colour word before a plate (at least 6 more characters). 黑 is
+    // also Heilongjiang's province: "黑A84825" is a plate, not black + "A84825"; a
+    // province character counts as a colour only before a whole plate (7 or more).
     let mut prefix_color = None;
     if let Some((prefix, pnc)) = f.color_prefix.iter().find(|(p, _)| {
-        cleaned.starts_with(p.as_str()) && cleaned.chars().count() >= p.chars().count() + 6
+        let rest = cleaned.chars().count().saturating_sub(p.chars().count());
+        let is_province = p.chars().all(|c| crate::plate::PROVINCES.contains(c));
+        cleaned.starts_with(p.as_str()) && rest >= if is_province { 7 } else { 6 }
     }) {
         cleaned = cleaned[prefix.len()..].to_string();
         prefix_color = PlateColor::from_code(pnc);
