@@ -271,31 +271,17 @@ mod tests {
             let r = read(None, xml.into_bytes()).await.unwrap();
             assert_eq!(r.text, None, "{text:?}");
         }
-        let xml = samples::hikvision_anpr_xml("黄沪C12345", "unknown", T);
-        let r = read(None, xml.into_bytes()).await.unwrap();
-        assert_eq!(
-            (r.text.as_deref(), r.color),
-            (Some("沪C12345"), PlateColor::Yellow)
-        );
-        // 黑 opens Heilongjiang's plates: a colour prefix only before a whole plate.
-        let xml = samples::hikvision_anpr_xml("黑A84825", "unknown", T);
-        let r = read(None, xml.into_bytes()).await.unwrap();
-        assert_eq!(
-            (r.text.as_deref(), r.color),
-            (Some("黑A84825"), PlateColor::Unknown)
-        );
-        let xml = samples::hikvision_anpr_xml("黑黑A84825", "unknown", T);
-        let r = read(None, xml.into_bytes()).await.unwrap();
-        assert_eq!(
-            (r.text.as_deref(), r.color),
-            (Some("黑A84825"), PlateColor::Black)
-        );
-        let xml = samples::hikvision_anpr_xml("白A84825", "unknown", T);
-        let r = read(None, xml.into_bytes()).await.unwrap();
-        assert_eq!(
-            (r.text.as_deref(), r.color),
-            (Some("A84825"), PlateColor::White)
-        );
+        // 黑 also opens Heilongjiang's plates: a colour prefix only before a whole plate.
+        for (text, plate, color) in [
+            ("黄沪C12345", "沪C12345", PlateColor::Yellow),
+            ("黑A84825", "黑A84825", PlateColor::Unknown),
+            ("黑黑A84825", "黑A84825", PlateColor::Black),
+            ("白A84825", "A84825", PlateColor::White),
+        ] {
+            let xml = samples::hikvision_anpr_xml(text, "unknown", T);
+            let r = read(None, xml.into_bytes()).await.unwrap();
+            assert_eq!((r.text.as_deref(), r.color), (Some(plate), color), "{text}");
+        }
         // The colour field wins over the prefix when it names one.
         let xml = samples::hikvision_anpr_xml("蓝沪C12345", "yellow", T);
         let r = read(None, xml.into_bytes()).await.unwrap();
