@@ -52,8 +52,10 @@ pub(crate) fn with_crc(bytes: &[u8]) -> Vec<u8> {
 /// Result of scanning received bytes for the answer to one request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Scan {
-    /// Not enough bytes yet.
-    NeedMore,
+    /// Not enough bytes yet. The first `garbage` bytes can start no answer (garbage,
+    /// or frames with a bad CRC, `crc_errors` of them): a caller waiting for more may
+    /// drop them, so that each byte is scanned once however slowly the answer comes.
+    NeedMore { garbage: usize, crc_errors: usize },
     /// A valid answer; `consumed` bytes (garbage before it included) are used.
     Answer {
         data: ReadData,
@@ -68,12 +70,15 @@ pub enum Scan {
 }
 
 impl Scan {
-    /// (garbage bytes, CRC errors) skipped before the frame found; none while more is
-    /// needed (those bytes are scanned again when more arrive).
+    /// (garbage bytes, CRC errors) skipped before the frame found, or before the
+    /// incomplete one that needs more bytes.
     pub fn skipped(&self) -> (usize, usize) {
         match self {
-            Scan::NeedMore => (0, 0),
-            Scan::Answer {
+            Scan::NeedMore {
+                garbage,
+                crc_errors,
+            }
+            | Scan::Answer {
                 garbage,
                 crc_errors,
                 ..
@@ -100,8 +105,18 @@ pub fn scan_response(slave: u8, req: &ReadRequest, buf: &[u8]) -> Scan {
         let frame_len = match rest {
             [s, f, ..] if *s == slave && *f == fc | 0x80 => 5,
             [s, f, n, ..] if *s == slave && *f == fc && usize::from(*n) == data_len => 5 + data_len,
-            [s] if *s == slave => return Scan::NeedMore,
-            [s, f] if *s == slave && *f == fc => return Scan::NeedMore,
+            [s] if *s == slave => {
+                return Scan::NeedMore {
+                    garbage,
+                    crc_errors,
+                };
+            }
+            [s, f] if *s == slave && *f == fc => {
+                return Scan::NeedMore {
+                    garbage,
+                    crc_errors,
+                };
+            }
             _ => {
                 garbage += 1;
                 start += 1;
@@ -109,7 +124,10 @@ pub fn scan_response(slave: u8, req: &ReadRequest, buf: &[u8]) -> Scan {
             }
         };
         if rest.len() < frame_len {
-            return Scan::NeedMore;
+            return Scan::NeedMore {
+                garbage,
+                crc_errors,
+            };
         }
         let frame = &rest[..frame_len];
         let crc = u16::from_le_bytes([frame[frame_len - 2], frame[frame_len - 1]]);
@@ -147,7 +165,10 @@ pub fn scan_response(slave: u8, req: &ReadRequest, buf: &[u8]) -> Scan {
             crc_errors,
         };
     }
-    Scan::NeedMore
+    Scan::NeedMore {
+        garbage,
+        crc_errors,
+    }
 }
 
 /// Modbus 3.5-character silence for a baud rate (fixed 1.75 ms above 19 200 baud).
@@ -242,26 +263,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
         self.buf.clear();
         let deadline = Instant::now() + timeout;
         let mut chunk = [0u8; 256];
+        let mut arrived = false;
         loop {
             let scan = scan_response(slave, req, &self.buf);
             let (garbage, crc_errors) = scan.skipped();
             self.garbage += garbage as u64;
             self.crc_errors += crc_errors as u64;
             match scan {
-                Scan::NeedMore => {}
+                // Bytes that can start no answer are not scanned again.
+                Scan::NeedMore { .. } => drop(self.buf.drain(..garbage)),
                 Scan::Answer { data, .. } => return Ok(data),
                 Scan::Exception { code, .. } => return Err(LinkError::Exception(code)),
             }
             match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Err(_) => {
                     // Whatever arrived is garbage or a corrupted answer.
-                    if let Scan::NeedMore = scan_response(slave, req, &self.buf) {
+                    if let Scan::NeedMore { .. } = scan_response(slave, req, &self.buf) {
                         let (g, c) = count_bad(slave, req, &self.buf);
                         self.garbage += g;
                         self.crc_errors += c;
                     }
                     self.settle_until = Some(Instant::now() + timeout);
-                    return Err(if self.buf.is_empty() {
+                    return Err(if !arrived {
                         LinkError::Timeout
                     } else {
                         LinkError::Corrupt
@@ -269,6 +292,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
                 }
                 Ok(Ok(0)) => return Err(LinkError::Transport("stream closed".into())),
                 Ok(Ok(n)) => {
+                    arrived = true;
                     self.buf.extend_from_slice(&chunk[..n]);
                     if self.buf.len() > 4096 {
                         self.garbage += self.buf.len() as u64;
@@ -377,7 +401,13 @@ mod tests {
         let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 8);
         let mut buf = with_crc(&[1, 2, 1, 0xFF]);
         buf[3] ^= 0x01;
-        assert_eq!(scan_response(1, &r, &buf), Scan::NeedMore);
+        assert_eq!(
+            scan_response(1, &r, &buf),
+            Scan::NeedMore {
+                garbage: 6,
+                crc_errors: 1
+            }
+        );
         assert_eq!(count_bad(1, &r, &buf), (6, 1));
     }
 
@@ -386,7 +416,10 @@ mod tests {
         let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 8);
         assert_eq!(
             scan_response(1, &r, &with_crc(&[2, 2, 1, 0xFF])),
-            Scan::NeedMore
+            Scan::NeedMore {
+                garbage: 6,
+                crc_errors: 0
+            }
         );
     }
 
@@ -406,7 +439,13 @@ mod tests {
     #[test]
     fn partial_frame_waits_for_more() {
         let r = ReadRequest::new(Function::ReadHoldingRegisters, 0, 2);
-        assert_eq!(scan_response(1, &r, &[1, 3, 4, 0]), Scan::NeedMore);
+        assert_eq!(
+            scan_response(1, &r, &[1, 3, 4, 0]),
+            Scan::NeedMore {
+                garbage: 0,
+                crc_errors: 0
+            }
+        );
     }
 
     #[test]
@@ -417,5 +456,38 @@ mod tests {
             at_9600 > Duration::from_micros(3900) && at_9600 < Duration::from_micros(4100),
             "{at_9600:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn bytes_that_start_no_answer_are_dropped_as_they_arrive_and_counted_once() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let r = ReadRequest::new(Function::ReadHoldingRegisters, 0, 2);
+        let (bridge, mut slave) = tokio::io::duplex(64);
+        let answer = with_crc(&[1, 3, 4, 0, 7, 0, 9]);
+        let line = tokio::spawn(async move {
+            let mut request = [0u8; 8];
+            slave.read_exact(&mut request).await.unwrap();
+            // 3 000 bytes of noise full of would-be frame starts (slave 1, FC 3), a few at
+            // a time as a slow line delivers them, then the answer.
+            for _ in 0..500 {
+                slave.write_all(&[1, 3, 4, 0xAA, 1, 0x55]).await.unwrap();
+            }
+            slave.write_all(&answer).await.unwrap();
+            slave
+        });
+        let mut link = RtuLink::new(bridge);
+        let got = link.read(1, &r, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(got, ReadData::Words(vec![7, 9]));
+        assert_eq!(
+            link.take_counts().1,
+            3_000,
+            "every noise byte counted, once"
+        );
+        assert!(
+            link.buf.len() <= 9,
+            "noise is not kept: {} bytes",
+            link.buf.len()
+        );
+        drop(line.await.unwrap());
     }
 }
