@@ -578,30 +578,17 @@ pub fn occupancy(site: &SiteConfig, set: Option<i64>) -> Result<String, Operator
 mod tests {
     use super::*;
 
+    /// Lot `P1` of 50 spaces storing in `dir`, lanes `entry-1` (E1) and `exit-1` (X1).
     fn site(dir: &std::path::Path) -> SiteConfig {
         let text = format!(
-            r#"
-[platform]
-base_url = "http://127.0.0.1:1"
-app_id = "app"
-app_secret = "bb0873ce314c42f7"
-[lot]
-parking_lot_no = "P1"
-total_spaces = 50
-[storage]
-dir = "{}"
-[[lanes]]
-id = "entry-1"
-direction = "entry"
-port_no = "E1"
-[[lanes]]
-id = "exit-1"
-direction = "exit"
-port_no = "X1"
-"#,
-            dir.display()
+            "{}[[lanes]]\nid = \"entry-1\"\ndirection = \"entry\"\nport_no = \"E1\"\n\
+             [[lanes]]\nid = \"exit-1\"\ndirection = \"exit\"\nport_no = \"X1\"\n",
+            crate::config::test_site_head("")
         );
-        SiteConfig::from_toml(&text, std::path::Path::new("site.toml")).unwrap()
+        let mut site = SiteConfig::from_toml(&text, std::path::Path::new("site.toml")).unwrap();
+        site.lot = crate::config::LotConfig::new("P1", 50);
+        site.storage.dir = dir.to_path_buf();
+        site
     }
 
     /// The test site in a fresh directory (keep it alive as long as the site), and now.
