@@ -1492,6 +1492,10 @@ fn report(
                 .as_ref()
                 .map(|f| blinded_vehicles(plan, &world.lanes, &driven.seen.spans, &f.blind))
                 .unwrap_or_default();
+            if faults.is_some() {
+                // What the check saw, kept so a soak's verdict can be re-derived.
+                write_passages(&demo_dir(args), &driven.seen, &set_aside);
+            }
             let verdict = verify::compare(plan, &view, PLACEHOLDER_PLATE, TOTAL_SPACES, &set_aside);
             println!("\n{}", view::summary(&verdict));
             println!(
@@ -1535,6 +1539,22 @@ fn report(
         pending,
         interrupted: false,
     })
+}
+
+/// `DIR/soak-passages.csv`: each passage's wall-clock span and whether it was set aside.
+fn write_passages(dir: &Path, seen: &Seen, set_aside: &std::collections::HashSet<usize>) {
+    let mut rows: Vec<_> = seen.spans.iter().collect();
+    rows.sort_unstable();
+    let mut text = String::from("vehicle,at_exit,first_ms,last_ms,set_aside\n");
+    for ((v, at_exit), (first, last)) in rows {
+        text.push_str(&format!(
+            "{v},{at_exit},{first},{last},{}\n",
+            set_aside.contains(v)
+        ));
+    }
+    if let Err(e) = std::fs::write(dir.join("soak-passages.csv"), text) {
+        tracing::warn!(error = %e, "cannot write soak-passages.csv");
+    }
 }
 
 /// The vehicles a soak's blind spells set aside: the spell's scope mapped onto the

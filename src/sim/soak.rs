@@ -25,6 +25,8 @@ pub struct ChildBridge {
     /// The config as generated; a squeezed start writes it with a 1 MB image budget.
     config_text: String,
     log: PathBuf,
+    /// The demo directory.
+    dir: PathBuf,
     child: Option<Child>,
     pub starts: u32,
     /// The next start gets the disk-budget squeeze.
@@ -44,6 +46,7 @@ impl ChildBridge {
             config: config.to_path_buf(),
             config_text: std::fs::read_to_string(config)?,
             log: dir.join("run.log"),
+            dir: dir.to_path_buf(),
             child: None,
             starts: 0,
             squeezed: false,
@@ -82,7 +85,9 @@ impl ChildBridge {
             .append(true)
             .open(&self.log)?;
         let mut cmd = Command::new(&self.exe);
-        cmd.arg("run")
+        // The bridge logs as a service does (info), whatever the demo's own level.
+        cmd.env_remove("RUST_LOG")
+            .arg("run")
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -290,6 +295,11 @@ pub fn fault_schedule(
     std::thread::spawn(move || {
         let mut rng = StdRng::seed_from_u64(seed);
         let running = || !stop.load(std::sync::atomic::Ordering::Relaxed);
+        // Every fault as it ends: began_ms,ended_ms,kind,blind scope.
+        let mut timeline = std::fs::File::create(lock(&bridge).dir.join("soak-faults.csv")).ok();
+        if let Some(f) = timeline.as_mut() {
+            let _ = writeln!(f, "began_ms,ended_ms,fault,blind");
+        }
         // Waits up to `d`, watching for a crash; `false` once the soak is stopping.
         let wait = |d: Duration| {
             let until = Instant::now() + d;
@@ -372,6 +382,11 @@ pub fn fault_schedule(
             *l.counts.entry(fault).or_insert(0) += 1;
             if let Some(scope) = scope {
                 l.blind(began, scope);
+            }
+            let ended = crate::time::Timestamp::now().0;
+            tracing::info!(fault = fault.name(), began, ended, "soak: fault over");
+            if let Some(f) = timeline.as_mut() {
+                let _ = writeln!(f, "{began},{ended},{},{scope:?}", fault.name());
             }
         }
     })
