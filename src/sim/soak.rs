@@ -13,6 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The site config with a 1 MB image budget: pending pictures beyond it are dropped
+/// (oldest first), entries and exits never.
+fn squeezed(config: &str) -> String {
+    config.replacen("[storage]\n", "[storage]\ndisk_budget_mb = 1\n", 1)
+}
+
 /// Where Debian's `faketime` package puts the library that lets the soak move the
 /// bridge's wall clock (and only its wall clock) without touching the machine's.
 pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
@@ -74,8 +80,7 @@ impl ChildBridge {
 
     fn spawn(&mut self) -> std::io::Result<()> {
         let text = if self.squeezed {
-            self.config_text
-                .replacen("[storage]\n", "[storage]\ndisk_budget_mb = 1\n", 1)
+            squeezed(&self.config_text)
         } else {
             self.config_text.clone()
         };
@@ -528,6 +533,15 @@ pub fn blinded(
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn a_squeezed_config_has_a_one_megabyte_image_budget() {
+        let text = "[lot]\nparking_lot_no = \"L\"\n\n[storage]\ndir = \"/x\"\n\n[http]\n";
+        let s = squeezed(text);
+        let v: toml::Value = toml::from_str(&s).unwrap();
+        assert_eq!(v["storage"]["disk_budget_mb"].as_integer(), Some(1));
+        assert_eq!(v["storage"]["dir"].as_str(), Some("/x"));
+    }
 
     #[test]
     fn the_schedule_draws_every_fault_and_keeps_its_pauses() {
