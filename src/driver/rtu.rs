@@ -5,7 +5,9 @@
 //! four read functions (read-only by construction), it counts CRC errors and garbage
 //! bytes instead of silently resynchronising, and it drops stale bytes before each
 //! request — after a timeout it first waits one more timeout for the late answer — so
-//! a late answer can never be taken for the next one.
+//! a late answer can never be taken for the next one. An answer that started but came
+//! out corrupted ends when the line goes quiet, not at the timeout: on a noisy line
+//! the lane is then blind for one poll, not for two timeouts.
 
 use crate::driver::modbus::{Function, ReadData, ReadRequest};
 use crate::driver::{LinkError, ModbusLink};
@@ -262,8 +264,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
             .map_err(|e| LinkError::Transport(e.to_string()))?;
         self.buf.clear();
         let deadline = Instant::now() + timeout;
+        let quiet = quiet_after_answer(timeout);
         let mut chunk = [0u8; 256];
-        let mut arrived = false;
+        let mut last_byte: Option<Instant> = None;
         loop {
             let scan = scan_response(slave, req, &self.buf);
             let (garbage, crc_errors) = scan.skipped();
@@ -275,7 +278,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
                 Scan::Answer { data, .. } => return Ok(data),
                 Scan::Exception { code, .. } => return Err(LinkError::Exception(code)),
             }
-            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+            // Once bytes came, the line going quiet ends the answer: a slave sends a
+            // frame without pauses, so waiting out the timeout would only blind the
+            // lane (a corrupted answer on a noisy line) for nothing.
+            let wake = last_byte.map_or(deadline, |t| (t + quiet).min(deadline));
+            match tokio::time::timeout_at(wake, self.stream.read(&mut chunk)).await {
                 Err(_) => {
                     // Whatever arrived is garbage or a corrupted answer.
                     if let Scan::NeedMore { .. } = scan_response(slave, req, &self.buf) {
@@ -283,16 +290,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
                         self.garbage += g;
                         self.crc_errors += c;
                     }
-                    self.settle_until = Some(Instant::now() + timeout);
-                    return Err(if !arrived {
-                        LinkError::Timeout
-                    } else {
-                        LinkError::Corrupt
-                    });
+                    if last_byte.is_none() {
+                        // No answer in time: it may still come; the next request waits.
+                        self.settle_until = Some(Instant::now() + timeout);
+                        return Err(LinkError::Timeout);
+                    }
+                    if wake >= deadline {
+                        self.settle_until = Some(Instant::now() + timeout);
+                    }
+                    return Err(LinkError::Corrupt);
                 }
                 Ok(Ok(0)) => return Err(LinkError::Transport("stream closed".into())),
                 Ok(Ok(n)) => {
-                    arrived = true;
+                    last_byte = Some(Instant::now());
                     self.buf.extend_from_slice(&chunk[..n]);
                     if self.buf.len() > 4096 {
                         self.garbage += self.buf.len() as u64;
@@ -310,6 +320,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> ModbusLink for RtuLink<T> {
             std::mem::take(&mut self.garbage),
         )
     }
+}
+
+/// How long a quiet line ends an answer that has started: a fifth of the timeout, at
+/// least 20 ms (a USB adapter hands bytes over in bursts up to 16 ms apart), never
+/// more than the timeout.
+fn quiet_after_answer(timeout: Duration) -> Duration {
+    (timeout / 5).max(Duration::from_millis(20)).min(timeout)
 }
 
 /// Counts bad bytes in an incomplete buffer: CRC errors are frames whose header
@@ -456,6 +473,54 @@ mod tests {
             at_9600 > Duration::from_micros(3900) && at_9600 < Duration::from_micros(4100),
             "{at_9600:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_corrupted_answer_fails_once_the_line_is_quiet_not_at_the_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let r = ReadRequest::new(Function::ReadDiscreteInputs, 0, 4);
+        let (bridge, mut slave) = tokio::io::duplex(64);
+        let line = tokio::spawn(async move {
+            let mut request = [0u8; 8];
+            slave.read_exact(&mut request).await.unwrap();
+            let mut bad = with_crc(&[1, 2, 1, 0b0101]);
+            bad[3] ^= 0x10; // a bit flipped on the line
+            slave.write_all(&bad).await.unwrap();
+            // The next request is answered at once: no waiting out a late answer.
+            slave.read_exact(&mut request).await.unwrap();
+            slave
+                .write_all(&with_crc(&[1, 2, 1, 0b0101]))
+                .await
+                .unwrap();
+            slave
+        });
+        let mut link = RtuLink::new(bridge);
+        let timeout = Duration::from_millis(150);
+        let t0 = Instant::now();
+        assert_eq!(
+            link.read(1, &r, timeout).await,
+            Err(LinkError::Corrupt),
+            "a bad CRC is no answer"
+        );
+        assert_eq!(
+            t0.elapsed(),
+            quiet_after_answer(timeout),
+            "failed when quiet"
+        );
+        assert_eq!(link.take_counts().0, 1, "the CRC error is counted");
+        let t1 = Instant::now();
+        assert_eq!(
+            link.read(1, &r, timeout).await,
+            Ok(ReadData::Bits(vec![true, false, true, false]))
+        );
+        assert!(t1.elapsed() < timeout, "no settle after a complete answer");
+        drop(line.await.unwrap());
+    }
+
+    #[test]
+    fn the_quiet_line_is_a_fifth_of_the_timeout_within_bounds() {
+        let q = |ms| quiet_after_answer(Duration::from_millis(ms)).as_millis();
+        assert_eq!((q(150), q(50), q(10), q(1_000)), (30, 20, 10, 200));
     }
 
     #[tokio::test]
