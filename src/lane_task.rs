@@ -796,11 +796,11 @@ impl LaneRuntime {
             StayAction::Close { exit, .. } => {
                 let plate = stay_plate.or(exit.exit_plate.as_deref());
                 ops.record_passage(
-                    &exit.lane,
+                    &exit.details.lane,
                     plate,
                     exit_case,
-                    exit.away_time,
-                    exit.snapshot.clone(),
+                    exit.details.away_time,
+                    exit.details.snapshot.clone(),
                 );
             }
             _ => {}

@@ -189,7 +189,7 @@ impl MemoryLot {
                     out.push(Outcome::Local(LocalEvent::Orphaned {
                         out_order_no: stay.out_order_no,
                         plate_no: stay.plate_no,
-                        away_time: exit.away_time,
+                        away_time: exit.details.away_time,
                     }));
                 }
                 self.open_stay(entry, out);
@@ -321,12 +321,12 @@ impl MemoryLot {
             plate_no: stay.plate_no.clone(),
             plate_color: stay.plate_color,
             car_type: stay.car_type,
-            away_time: exit.away_time,
-            price: exit.fee.price,
-            should_pay: exit.fee.should_pay,
-            paid_fee: exit.fee.paid_fee,
-            port_no: exit.port_no.clone(),
-            operator: exit.operator.clone(),
+            away_time: exit.details.away_time,
+            price: exit.details.fee.price,
+            should_pay: exit.details.fee.should_pay,
+            paid_fee: exit.details.fee.paid_fee,
+            port_no: exit.details.port_no.clone(),
+            operator: exit.details.operator.clone(),
             total_spaces: occ.total,
             free_spaces: occ.free,
         })));

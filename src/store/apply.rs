@@ -7,11 +7,11 @@
 
 use super::cluster::PassageOrigin;
 use super::stays::{
-    Entering, Leaving, Occupancy, count_only_in, journal, load_stay, read_occupancy,
+    Entering, Occupancy, check_exit, count_only_in, journal, load_stay, read_occupancy,
 };
 use super::{LocalClose, StayState, Store, StoreError};
 use crate::config::Direction;
-use crate::lane::stays::{ExitPlan, NewEntry, StayAction};
+use crate::lane::stays::{NewEntry, StayAction};
 use crate::time::Timestamp;
 use rusqlite::Transaction;
 
@@ -49,17 +49,6 @@ fn entering(e: &NewEntry) -> Entering<'_> {
         price: None,
         should_pay: None,
         snapshot: e.snapshot.as_deref().map(|b| &b[..]),
-    }
-}
-
-fn leaving(x: &ExitPlan) -> Leaving<'_> {
-    Leaving {
-        lane: &x.lane,
-        port_no: &x.port_no,
-        away_time: x.away_time,
-        fee: x.fee,
-        operator: x.operator.as_deref(),
-        snapshot: x.snapshot.as_deref().map(|b| &b[..]),
     }
 }
 
@@ -104,12 +93,12 @@ impl Store {
             | StayAction::UnmatchedExit { .. }
             | StayAction::CountOnly { .. } => (None, None),
         };
-        let (entry, exit) = (entry.map(entering), exit.map(leaving));
+        let (entry, exit) = (entry.map(entering), exit.map(|x| &x.details));
         if let Some(e) = &entry {
             e.check()?;
         }
-        if let Some(x) = &exit {
-            x.check()?;
+        if let Some(x) = exit {
+            check_exit(x)?;
         }
         let local_secs = self.local_secs(now);
         self.write_reports(now, |tx| {
@@ -133,8 +122,8 @@ impl Store {
                         self.close_in(tx, orphaned, x, now)?;
                         journal(
                             tx,
-                            plan.away_time,
-                            Some(&plan.lane),
+                            plan.details.away_time,
+                            Some(&plan.details.lane),
                             "orphaned_exit",
                             Some(&new.plate_no),
                             Some(orphaned),
@@ -213,6 +202,7 @@ mod crash_tests {
     use crate::config::LotConfig;
     use crate::config::storage::SnapshotMode;
     use crate::lane::Fee;
+    use crate::lane::stays::{ExitDetails, ExitPlan};
     use crate::plate::{CarType, PlateColor};
     use crate::store::StoreOptions;
     use std::path::Path;
@@ -251,18 +241,20 @@ mod crash_tests {
 
     fn exit(image: bool) -> ExitPlan {
         ExitPlan {
-            lane: "exit-1".into(),
-            port_no: "X1".into(),
-            away_time: NOW,
-            fee: Fee {
-                price: 500,
-                should_pay: 0,
-                paid_fee: 500,
+            details: ExitDetails {
+                lane: "exit-1".into(),
+                port_no: "X1".into(),
+                away_time: NOW,
+                fee: Fee {
+                    price: 500,
+                    should_pay: 0,
+                    paid_fee: 500,
+                },
+                operator: None,
+                snapshot: image.then(|| Arc::new(vec![9u8; 100])),
             },
-            operator: None,
             exit_plate: Some("闽A00001".into()),
             matched: None,
-            snapshot: image.then(|| Arc::new(vec![9u8; 100])),
             snapshot_len: image.then_some(100),
         }
     }

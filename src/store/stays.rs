@@ -6,11 +6,11 @@ use super::outbox::{enforce_image_budget, queue_report};
 use super::{Store, StoreError};
 use crate::config::Direction;
 use crate::config::storage::SnapshotMode;
-use crate::lane::Fee;
 use crate::plate::{CarType, PlateColor};
 use crate::report::{EntryReport, ExitReport, Report, SnapshotEvent};
 use crate::time::Timestamp;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
+use std::borrow::Borrow;
 
 /// A vehicle that entered, as the lane (or an operator) saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,17 +31,9 @@ pub struct NewStay {
     pub should_pay: Option<i64>,
 }
 
-/// How a vehicle left.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExitDetails {
-    pub lane: String,
-    pub port_no: String,
-    pub away_time: Timestamp,
-    /// What the stay cost, fen (the same figures the lane logic plans).
-    pub fee: Fee,
-    pub operator: Option<String>,
-    pub snapshot: Option<Vec<u8>>,
-}
+/// How a vehicle left, as an operator tells it (the lane planner's exit holds the
+/// same details with a shared camera image).
+pub type ExitDetails = crate::lane::stays::ExitDetails<Vec<u8>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedStay {
@@ -99,43 +91,22 @@ impl Entering<'_> {
     }
 }
 
-/// How a stay ends, borrowed from an operator's [`ExitDetails`] or a lane's exit plan.
-pub(super) struct Leaving<'a> {
-    pub lane: &'a str,
-    pub port_no: &'a str,
-    pub away_time: Timestamp,
-    pub fee: Fee,
-    pub operator: Option<&'a str>,
-    pub snapshot: Option<&'a [u8]>,
-}
+/// How a stay ends, an operator's ([`ExitDetails`]) or a lane's (its image shared):
+/// `I` lends the image bytes without a copy.
+pub(super) type Leaving<I> = crate::lane::stays::ExitDetails<I>;
 
-impl<'a> From<&'a ExitDetails> for Leaving<'a> {
-    fn from(x: &'a ExitDetails) -> Self {
-        Leaving {
-            lane: &x.lane,
-            port_no: &x.port_no,
-            away_time: x.away_time,
-            fee: x.fee,
-            operator: x.operator.as_deref(),
-            snapshot: x.snapshot.as_deref(),
-        }
+/// The platform's limits for an exit, checked before the transaction begins.
+pub(super) fn check_exit<I>(x: &Leaving<I>) -> Result<(), StoreError> {
+    check_port(&x.port_no)?;
+    check_operator(x.operator.as_deref())?;
+    for (name, v) in [
+        ("price", x.fee.price),
+        ("should_pay", x.fee.should_pay),
+        ("paid_fee", x.fee.paid_fee),
+    ] {
+        check_fen(name, Some(v))?;
     }
-}
-
-impl Leaving<'_> {
-    /// The platform's limits, checked before the transaction begins.
-    pub fn check(&self) -> Result<(), StoreError> {
-        check_port(self.port_no)?;
-        check_operator(self.operator)?;
-        for (name, v) in [
-            ("price", self.fee.price),
-            ("should_pay", self.fee.should_pay),
-            ("paid_fee", self.fee.paid_fee),
-        ] {
-            check_fen(name, Some(v))?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Why a stay was closed without an exit report.
@@ -492,17 +463,16 @@ impl Store {
         x: ExitDetails,
         now: Timestamp,
     ) -> Result<ClosedStay, StoreError> {
-        let x = Leaving::from(&x);
-        x.check()?;
+        check_exit(&x)?;
         self.write_reports(now, |tx| self.close_in(tx, out_order_no, &x, now))
     }
 
     /// Closes an open stay inside `tx`: occupancy − 1, the stay, its exit reports.
-    pub(super) fn close_in(
+    pub(super) fn close_in<I: Borrow<Vec<u8>>>(
         &self,
         tx: &Transaction<'_>,
         out_order_no: &str,
-        x: &Leaving<'_>,
+        x: &Leaving<I>,
         now: Timestamp,
     ) -> Result<ClosedStay, StoreError> {
         let stay = load_stay(tx, out_order_no)?;
@@ -536,17 +506,18 @@ impl Store {
             price: x.fee.price,
             should_pay: x.fee.should_pay,
             paid_fee: x.fee.paid_fee,
-            port_no: x.port_no.to_string(),
-            operator: x.operator.map(str::to_string),
+            port_no: x.port_no.clone(),
+            operator: x.operator.clone(),
             total_spaces: occ.total,
             free_spaces: occ.free,
         });
-        self.queue_with_image(tx, &exit, SnapshotEvent::Away, x.snapshot, now)?;
+        let image = x.snapshot.as_ref().map(|i| i.borrow().as_slice());
+        self.queue_with_image(tx, &exit, SnapshotEvent::Away, image, now)?;
         // The stay as it is now, built from what was just written (no read back).
         let stay = Stay {
             state: StayState::Closed,
-            exit_lane: Some(x.lane.to_string()),
-            exit_port: Some(x.port_no.to_string()),
+            exit_lane: Some(x.lane.clone()),
+            exit_port: Some(x.port_no.clone()),
             exited_at: Some(x.away_time),
             price: Some(x.fee.price),
             should_pay: Some(x.fee.should_pay),
