@@ -9,7 +9,7 @@ use crate::config::storage::SnapshotMode;
 use crate::plate::{CarType, PlateColor};
 use crate::report::{EntryReport, ExitReport, Report, SnapshotEvent};
 use crate::time::Timestamp;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use std::borrow::Borrow;
 
 /// A vehicle that entered, as the lane (or an operator) saw it.
@@ -251,8 +251,9 @@ fn check_fen(name: &str, v: Option<i64>) -> Result<(), StoreError> {
     }
 }
 
-pub(super) fn read_occupancy(tx: &Transaction<'_>) -> Result<Occupancy, StoreError> {
-    let (occupied, total): (i64, i64) = tx.query_row(
+/// The lot's spaces as `conn` (a transaction or the plain connection) sees them.
+pub(super) fn read_occupancy(conn: &Connection) -> Result<Occupancy, StoreError> {
+    let (occupied, total): (i64, i64) = conn.query_row(
         "SELECT occupied, total FROM occupancy WHERE id = 1",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -657,17 +658,7 @@ impl Store {
     }
 
     pub fn occupancy(&self) -> Result<Occupancy, StoreError> {
-        let conn = self.lock();
-        let (occupied, total): (i64, i64) = conn.query_row(
-            "SELECT occupied, total FROM occupancy WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(Occupancy {
-            occupied,
-            total,
-            free: (total - occupied).max(0),
-        })
+        read_occupancy(&self.lock())
     }
 
     /// Sets the occupied count (an operator's correction after a recount).
