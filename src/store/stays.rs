@@ -621,31 +621,6 @@ impl Store {
         )
     }
 
-    /// Notes something the lanes decided that the operator should be able to find
-    /// (`orphaned_exit`, `inferred_entry`, `trailer_with_tractor`, …) in the lane
-    /// journal; reports and occupancy are left alone.
-    pub fn record_lane_note(
-        &self,
-        at: Timestamp,
-        lane: Option<&str>,
-        what: &str,
-        plate: Option<&str>,
-        out_order_no: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| journal(tx, at, lane, what, plate, out_order_no))
-    }
-
-    /// Notes an exit that matched no open stay (nothing is reported; occupancy is left
-    /// alone: call [`Store::record_count_only`] too if the space should be freed).
-    pub fn record_unmatched_exit(
-        &self,
-        plate: Option<&str>,
-        lane: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| journal(tx, at, Some(lane), "unmatched_exit", plate, None))
-    }
-
     /// A vehicle passed without a report (unreadable plate, count-only lane):
     /// occupancy + 1 for an entry, − 1 for an exit, within 0..=total.
     pub fn record_count_only(
