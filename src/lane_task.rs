@@ -786,11 +786,11 @@ impl LaneRuntime {
             | StayAction::SupersedeThenOpen { entry, .. }
             | StayAction::CloseOrphanThenOpen { entry, .. } => {
                 ops.record_passage(
-                    &entry.lane,
-                    Some(&entry.plate_no),
+                    &entry.details.lane,
+                    Some(&entry.details.plate_no),
                     entry_case,
-                    entry.entered_at,
-                    entry.snapshot.clone(),
+                    entry.details.entered_at,
+                    entry.details.snapshot.clone(),
                 );
             }
             StayAction::Close { exit, .. } => {

@@ -172,7 +172,12 @@ impl MemoryLot {
             }
             StayAction::SupersedeThenOpen { superseded, entry } => {
                 // The car left unseen and came back: its old space is free again.
-                if self.close_locally(&superseded, LocalClose::Superseded, entry.entered_at, out) {
+                if self.close_locally(
+                    &superseded,
+                    LocalClose::Superseded,
+                    entry.details.entered_at,
+                    out,
+                ) {
                     self.add(-1);
                 }
                 self.open_stay(entry, out);
@@ -280,28 +285,28 @@ impl MemoryLot {
     }
 
     fn open_stay(&mut self, e: NewEntry, out: &mut Vec<Outcome>) -> OpenStay {
-        let out_order_no = self.next_order_no(e.entered_at);
+        let out_order_no = self.next_order_no(e.details.entered_at);
         self.add(1);
         let occ = self.occupancy();
         let stay = OpenStay {
             out_order_no: out_order_no.clone(),
-            plate_no: e.plate_no.clone(),
-            plate_color: e.plate_color,
-            car_type: e.car_type,
-            entered_at: e.entered_at,
+            plate_no: e.details.plate_no.clone(),
+            plate_color: e.details.plate_color,
+            car_type: e.details.car_type,
+            entered_at: e.details.entered_at,
             placeholder: e.placeholder,
         };
         self.open.push(stay.clone());
         out.push(Outcome::Report(Report::Entry(EntryReport {
             out_order_no: out_order_no.clone(),
-            plate_no: e.plate_no,
-            plate_color: e.plate_color,
-            car_type: e.car_type,
-            parking_time: e.entered_at,
-            port_no: e.port_no,
-            operator: e.operator,
-            price: None,
-            should_pay: None,
+            plate_no: e.details.plate_no,
+            plate_color: e.details.plate_color,
+            car_type: e.details.car_type,
+            parking_time: e.details.entered_at,
+            port_no: e.details.port_no,
+            operator: e.details.operator,
+            price: e.details.price,
+            should_pay: e.details.should_pay,
             total_spaces: occ.total,
             free_spaces: occ.free,
         })));

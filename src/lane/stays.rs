@@ -40,19 +40,37 @@ pub struct OpenStay {
     pub placeholder: bool,
 }
 
-/// A stay to open.
+/// A vehicle that entered: its plate, the entry lane and its City Brain port, the
+/// time, who let it in and the entry picture. `I` holds the picture: shared (`Arc`)
+/// when a camera took it, owned when an operator gave a file (`store::NewStay`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NewEntry {
+pub struct EntryDetails<I> {
     pub plate_no: String,
     pub plate_color: PlateColor,
     pub car_type: CarType,
+    /// Lane id from the site config.
     pub lane: String,
+    /// City Brain id of the entrance.
     pub port_no: String,
     pub entered_at: Timestamp,
     pub operator: Option<String>,
-    pub placeholder: bool,
+    /// The raw camera image (JPEG or PNG, any size); re-encoded before sending.
     #[serde(skip)]
-    pub snapshot: Option<Arc<Vec<u8>>>,
+    pub snapshot: Option<I>,
+    /// Pre-paid / booked cars only, fen (the lanes know of none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub should_pay: Option<i64>,
+}
+
+/// A stay to open, as the planner decided it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewEntry {
+    #[serde(flatten)]
+    pub details: EntryDetails<Arc<Vec<u8>>>,
+    /// Opened for an unreadable plate under the lane's placeholder plate.
+    pub placeholder: bool,
     pub snapshot_len: Option<usize>,
 }
 
@@ -168,7 +186,7 @@ pub fn decide(
             let previous = (!entry.placeholder)
                 .then(|| {
                     open.iter()
-                        .find(|s| !s.placeholder && s.plate_no == entry.plate_no)
+                        .find(|s| !s.placeholder && s.plate_no == entry.details.plate_no)
                 })
                 .flatten();
             match (previous, lot.reentry) {
@@ -226,15 +244,15 @@ pub fn decide(
                     },
                     UnmatchedExit::ReportSynthetic => {
                         let mut entry = new_entry(passage, lane, lot);
-                        entry.snapshot = None;
+                        entry.details.snapshot = None;
                         entry.snapshot_len = None;
                         let exit = exit_plan(
                             passage,
                             lane,
                             lot,
                             passage.at,
-                            entry.car_type,
-                            &entry.plate_no,
+                            entry.details.car_type,
+                            &entry.details.plate_no,
                             None,
                             fees,
                         );
@@ -262,15 +280,19 @@ fn new_entry(passage: &Passage, lane: &LaneConfig, lot: &LotConfig) -> NewEntry 
         ),
     };
     NewEntry {
-        plate_no,
-        plate_color,
-        car_type,
-        lane: lane.id.clone(),
-        port_no: lane.port_no.clone(),
-        entered_at: passage.at,
-        operator: lane.operator.clone(),
+        details: EntryDetails {
+            plate_no,
+            plate_color,
+            car_type,
+            lane: lane.id.clone(),
+            port_no: lane.port_no.clone(),
+            entered_at: passage.at,
+            operator: lane.operator.clone(),
+            snapshot: passage.snapshot.clone(),
+            price: None,
+            should_pay: None,
+        },
         placeholder,
-        snapshot: passage.snapshot.clone(),
         snapshot_len: passage.snapshot_len,
     }
 }
@@ -281,11 +303,11 @@ fn new_entry(passage: &Passage, lane: &LaneConfig, lot: &LotConfig) -> NewEntry 
 fn orphan_exit(old: &OpenStay, entry: &NewEntry) -> ExitPlan {
     ExitPlan {
         details: ExitDetails {
-            lane: entry.lane.clone(),
-            port_no: entry.port_no.clone(),
-            away_time: Timestamp(entry.entered_at.0 - 1_000).max(old.entered_at),
+            lane: entry.details.lane.clone(),
+            port_no: entry.details.port_no.clone(),
+            away_time: Timestamp(entry.details.entered_at.0 - 1_000).max(old.entered_at),
             fee: Fee::default(),
-            operator: entry.operator.clone(),
+            operator: entry.details.operator.clone(),
             snapshot: None,
         },
         exit_plate: None,
@@ -383,7 +405,11 @@ mod tests {
             panic!("{a:?}")
         };
         assert_eq!(
-            (entry.plate_color, entry.car_type, entry.entered_at),
+            (
+                entry.details.plate_color,
+                entry.details.car_type,
+                entry.details.entered_at
+            ),
             (PlateColor::Green, CarType::Parkcard, Timestamp(5))
         );
     }
@@ -404,7 +430,7 @@ mod tests {
         assert_eq!(orphaned, "S1");
         assert_eq!(exit.details.away_time, Timestamp(3_599_000));
         assert_eq!(exit.details.fee, Fee::default());
-        assert_eq!(entry.entered_at, Timestamp(3_600_000));
+        assert_eq!(entry.details.entered_at, Timestamp(3_600_000));
         // Re-entering within a second of the old entry: the exit is never before it.
         let a = decide_on(Direction::Entry, Some("闽A12345"), 500, &lot, &open);
         assert!(
@@ -451,7 +477,7 @@ mod tests {
         };
         assert!(entry.placeholder);
         assert_eq!(
-            (entry.plate_no.as_str(), entry.plate_color),
+            (entry.details.plate_no.as_str(), entry.details.plate_color),
             ("无牌车", PlateColor::Unknown)
         );
     }

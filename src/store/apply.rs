@@ -7,11 +7,11 @@
 
 use super::cluster::PassageOrigin;
 use super::stays::{
-    Entering, Occupancy, check_exit, count_only_in, journal, load_stay, read_occupancy,
+    Occupancy, check_entry, check_exit, count_only_in, journal, load_stay, read_occupancy,
 };
 use super::{LocalClose, StayState, Store, StoreError};
 use crate::config::Direction;
-use crate::lane::stays::{NewEntry, StayAction};
+use crate::lane::stays::StayAction;
 use crate::time::Timestamp;
 use rusqlite::Transaction;
 
@@ -35,21 +35,6 @@ pub struct Applied {
     pub closed: Option<(String, String)>,
     /// The lot's spaces once the action is applied.
     pub occupancy: Occupancy,
-}
-
-fn entering(e: &NewEntry) -> Entering<'_> {
-    Entering {
-        plate_no: &e.plate_no,
-        plate_color: e.plate_color,
-        car_type: e.car_type,
-        lane: &e.lane,
-        port_no: &e.port_no,
-        entered_at: e.entered_at,
-        operator: e.operator.as_deref(),
-        price: None,
-        should_pay: None,
-        snapshot: e.snapshot.as_deref().map(|b| &b[..]),
-    }
 }
 
 /// The stay is (still) open: a stay the plan replaces may have been closed since
@@ -93,9 +78,9 @@ impl Store {
             | StayAction::UnmatchedExit { .. }
             | StayAction::CountOnly { .. } => (None, None),
         };
-        let (entry, exit) = (entry.map(entering), exit.map(|x| &x.details));
-        if let Some(e) = &entry {
-            e.check()?;
+        let (entry, exit) = (entry.map(|e| &e.details), exit.map(|x| &x.details));
+        if let Some(e) = entry {
+            check_entry(e)?;
         }
         if let Some(x) = exit {
             check_exit(x)?;
@@ -125,7 +110,7 @@ impl Store {
                             plan.details.away_time,
                             Some(&plan.details.lane),
                             "orphaned_exit",
-                            Some(&new.plate_no),
+                            Some(&new.details.plate_no),
                             Some(orphaned),
                         )?;
                     }
@@ -202,7 +187,7 @@ mod crash_tests {
     use crate::config::LotConfig;
     use crate::config::storage::SnapshotMode;
     use crate::lane::Fee;
-    use crate::lane::stays::{ExitDetails, ExitPlan};
+    use crate::lane::stays::{EntryDetails, ExitDetails, ExitPlan, NewEntry};
     use crate::plate::{CarType, PlateColor};
     use crate::store::StoreOptions;
     use std::path::Path;
@@ -226,15 +211,19 @@ mod crash_tests {
 
     fn entry(plate: &str, image: bool) -> NewEntry {
         NewEntry {
-            plate_no: plate.into(),
-            plate_color: PlateColor::Blue,
-            car_type: CarType::Normal,
-            lane: "entry-1".into(),
-            port_no: "E1".into(),
-            entered_at: NOW,
-            operator: None,
+            details: EntryDetails {
+                plate_no: plate.into(),
+                plate_color: PlateColor::Blue,
+                car_type: CarType::Normal,
+                lane: "entry-1".into(),
+                port_no: "E1".into(),
+                entered_at: NOW,
+                operator: None,
+                snapshot: image.then(|| Arc::new(vec![7u8; 100])),
+                price: None,
+                should_pay: None,
+            },
             placeholder: false,
-            snapshot: image.then(|| Arc::new(vec![7u8; 100])),
             snapshot_len: image.then_some(100),
         }
     }

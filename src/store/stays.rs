@@ -12,24 +12,9 @@ use crate::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use std::borrow::Borrow;
 
-/// A vehicle that entered, as the lane (or an operator) saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewStay {
-    pub plate_no: String,
-    pub plate_color: PlateColor,
-    pub car_type: CarType,
-    /// Lane id from the site config.
-    pub lane: String,
-    /// City Brain id of the entrance.
-    pub port_no: String,
-    pub entered_at: Timestamp,
-    pub operator: Option<String>,
-    /// The raw camera image (JPEG or PNG, any size); re-encoded before sending.
-    pub snapshot: Option<Vec<u8>>,
-    /// Pre-paid / booked cars only, fen.
-    pub price: Option<i64>,
-    pub should_pay: Option<i64>,
-}
+/// A vehicle that entered, as an operator tells it (the lane planner's entry holds
+/// the same details with a shared camera image).
+pub type NewStay = crate::lane::stays::EntryDetails<Vec<u8>>;
 
 /// How a vehicle left, as an operator tells it (the lane planner's exit holds the
 /// same details with a shared camera image).
@@ -48,47 +33,17 @@ pub struct ClosedStay {
     pub stay: Stay,
 }
 
-/// A stay to open, borrowed from an operator's [`NewStay`] or a lane's planned entry
-/// (its image is not copied on the way in).
-pub(super) struct Entering<'a> {
-    pub plate_no: &'a str,
-    pub plate_color: PlateColor,
-    pub car_type: CarType,
-    pub lane: &'a str,
-    pub port_no: &'a str,
-    pub entered_at: Timestamp,
-    pub operator: Option<&'a str>,
-    pub price: Option<i64>,
-    pub should_pay: Option<i64>,
-    pub snapshot: Option<&'a [u8]>,
-}
+/// A stay to open, an operator's ([`NewStay`]) or a lane's (its image shared): `I`
+/// lends the image bytes without a copy.
+pub(super) type Entering<I> = crate::lane::stays::EntryDetails<I>;
 
-impl<'a> From<&'a NewStay> for Entering<'a> {
-    fn from(s: &'a NewStay) -> Self {
-        Entering {
-            plate_no: &s.plate_no,
-            plate_color: s.plate_color,
-            car_type: s.car_type,
-            lane: &s.lane,
-            port_no: &s.port_no,
-            entered_at: s.entered_at,
-            operator: s.operator.as_deref(),
-            price: s.price,
-            should_pay: s.should_pay,
-            snapshot: s.snapshot.as_deref(),
-        }
-    }
-}
-
-impl Entering<'_> {
-    /// The platform's limits, checked before the transaction begins.
-    pub fn check(&self) -> Result<(), StoreError> {
-        check_plate(self.plate_no)?;
-        check_port(self.port_no)?;
-        check_operator(self.operator)?;
-        check_fen("price", self.price)?;
-        check_fen("should_pay", self.should_pay)
-    }
+/// The platform's limits for an entry, checked before the transaction begins.
+pub(super) fn check_entry<I>(e: &Entering<I>) -> Result<(), StoreError> {
+    check_plate(&e.plate_no)?;
+    check_port(&e.port_no)?;
+    check_operator(e.operator.as_deref())?;
+    check_fen("price", e.price)?;
+    check_fen("should_pay", e.should_pay)
 }
 
 /// How a stay ends, an operator's ([`ExitDetails`]) or a lane's (its image shared):
@@ -334,13 +289,13 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<OpenedStay>, StoreError> {
         for s in &stays {
-            Entering::from(s).check()?;
+            check_entry(s)?;
         }
         let local_secs = self.local_secs(now);
         self.write_reports(now, |tx| {
             let mut opened = Vec::with_capacity(stays.len());
             for s in &stays {
-                opened.push(self.open_in(tx, &Entering::from(s), now, local_secs)?);
+                opened.push(self.open_in(tx, s, now, local_secs)?);
             }
             Ok(opened)
         })
@@ -363,10 +318,10 @@ impl Store {
     }
 
     /// Opens a stay inside `tx`: next number, occupancy + 1, the stay, its reports.
-    pub(super) fn open_in(
+    pub(super) fn open_in<I: Borrow<Vec<u8>>>(
         &self,
         tx: &Transaction<'_>,
-        s: &Entering<'_>,
+        s: &Entering<I>,
         now: Timestamp,
         local_secs: i64,
     ) -> Result<OpenedStay, StoreError> {
@@ -409,18 +364,19 @@ impl Store {
         ])?;
         let entry = Report::Entry(EntryReport {
             out_order_no: out_order_no.clone(),
-            plate_no: s.plate_no.to_string(),
+            plate_no: s.plate_no.clone(),
             plate_color: s.plate_color,
             car_type: s.car_type,
             parking_time: s.entered_at,
-            port_no: s.port_no.to_string(),
-            operator: s.operator.map(str::to_string),
+            port_no: s.port_no.clone(),
+            operator: s.operator.clone(),
             price: s.price,
             should_pay: s.should_pay,
             total_spaces: occ.total,
             free_spaces: occ.free,
         });
-        self.queue_with_image(tx, &entry, SnapshotEvent::Parking, s.snapshot, now)?;
+        let image = s.snapshot.as_ref().map(|i| i.borrow().as_slice());
+        self.queue_with_image(tx, &entry, SnapshotEvent::Parking, image, now)?;
         Ok(OpenedStay {
             out_order_no,
             free_spaces: occ.free,
