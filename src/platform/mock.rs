@@ -733,6 +733,8 @@ pub struct Faults {
     pub error_code_rate: f64,
     /// Outage window `[start, start + len)` since the mock started.
     pub outage: Option<(Duration, Duration)>,
+    /// The outage comes back every this long (a soak's repeated outages).
+    pub outage_every: Option<Duration>,
     rng: rand::rngs::StdRng,
 }
 
@@ -755,12 +757,20 @@ impl Faults {
             drop_rate,
             error_code_rate,
             outage,
+            outage_every: None,
             rng: rand::rngs::StdRng::seed_from_u64(seed),
         }
     }
 
     /// The fault for a request arriving `since_start` after the mock started.
     pub fn decide(&mut self, since_start: Duration) -> Fault {
+        let since_start = match self.outage_every {
+            Some(every) if !every.is_zero() => {
+                let nanos = since_start.as_nanos() % every.as_nanos();
+                Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+            }
+            _ => since_start,
+        };
         if let Some((start, len)) = self.outage
             && since_start >= start
             && since_start < start + len
@@ -1263,6 +1273,25 @@ mod tests {
         assert!((2_700..3_300).contains(&fails), "{counts:?}");
         assert!((800..1_200).contains(&counts["Drop"]), "{counts:?}");
         assert_eq!(Faults::none().decide(Duration::ZERO), Fault::None);
+    }
+
+    #[test]
+    fn a_repeating_outage_comes_back_every_period() {
+        let mut f = Faults::new(
+            Duration::ZERO,
+            0.0,
+            0.0,
+            0.0,
+            Some((Duration::from_secs(5), Duration::from_secs(2))),
+            7,
+        );
+        f.outage_every = Some(Duration::from_secs(100));
+        let at = |s| Duration::from_secs(s);
+        assert_eq!(f.decide(at(6)), Fault::Outage);
+        assert_eq!(f.decide(at(8)), Fault::None);
+        assert_eq!(f.decide(at(106)), Fault::Outage);
+        assert_eq!(f.decide(at(1_205)), Fault::Outage);
+        assert_eq!(f.decide(at(1_207)), Fault::None);
     }
 
     fn with(b: MockBehaviour) -> MockConfig {

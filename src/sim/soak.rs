@@ -13,43 +13,100 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The site config with a 1 MB image budget: pending pictures beyond it are dropped
+/// (oldest first), entries and exits never.
+fn squeezed(config: &str) -> String {
+    config.replacen("[storage]\n", "[storage]\ndisk_budget_mb = 1\n", 1)
+}
+
+/// Where Debian's `faketime` package puts the library that lets the soak move the
+/// bridge's wall clock (and only its wall clock) without touching the machine's.
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
 /// The bridge as a child process (`EXE run --config CONFIG`), its output appended to
 /// `run.log` in the demo directory.
 pub struct ChildBridge {
     exe: PathBuf,
     config: PathBuf,
+    /// The config as generated; a squeezed start writes it with a 1 MB image budget.
+    config_text: String,
     log: PathBuf,
+    /// The demo directory.
+    dir: PathBuf,
     child: Option<Child>,
     pub starts: u32,
+    /// The next start gets the disk-budget squeeze.
+    pub squeezed: bool,
+    /// The file libfaketime reads the wall-clock offset from (`None`: no libfaketime
+    /// on this machine, so no clock jumps).
+    clock_file: Option<PathBuf>,
 }
 
 impl ChildBridge {
     pub fn start(exe: &Path, config: &Path, dir: &Path) -> std::io::Result<ChildBridge> {
+        let clock_file = Path::new(FAKETIME_LIB)
+            .exists()
+            .then(|| dir.join("faketime-offset"));
         let mut b = ChildBridge {
             exe: exe.to_path_buf(),
             config: config.to_path_buf(),
+            config_text: std::fs::read_to_string(config)?,
             log: dir.join("run.log"),
+            dir: dir.to_path_buf(),
             child: None,
             starts: 0,
+            squeezed: false,
+            clock_file,
         };
+        b.set_clock_offset(0);
         b.spawn()?;
         Ok(b)
     }
 
+    /// Whether the clock can be moved (libfaketime is installed).
+    pub fn clock_movable(&self) -> bool {
+        self.clock_file.is_some()
+    }
+
+    /// Sets the bridge's wall clock `secs` off the machine's; it reads the offset
+    /// again within a second.
+    pub fn set_clock_offset(&self, secs: i64) {
+        if let Some(f) = &self.clock_file
+            && let Err(e) = std::fs::write(f, format!("{secs:+}\n"))
+        {
+            tracing::error!(error = %e, "soak: cannot move the clock");
+        }
+    }
+
     fn spawn(&mut self) -> std::io::Result<()> {
+        let text = if self.squeezed {
+            squeezed(&self.config_text)
+        } else {
+            self.config_text.clone()
+        };
+        std::fs::write(&self.config, text)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(&self.exe)
+        let mut cmd = Command::new(&self.exe);
+        // The bridge logs as a service does (info), whatever the demo's own level.
+        cmd.env_remove("RUST_LOG")
             .arg("run")
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        self.child = Some(child);
+            .stderr(log);
+        if let Some(f) = &self.clock_file {
+            // Only the wall clock moves: monotonic time (timers, `Instant`) stays true,
+            // as when NTP or an operator steps a real PC's clock.
+            cmd.env("LD_PRELOAD", FAKETIME_LIB)
+                .env("FAKETIME_TIMESTAMP_FILE", f)
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        self.child = Some(cmd.spawn()?);
         self.starts += 1;
         Ok(())
     }
@@ -102,68 +159,239 @@ impl Drop for ChildBridge {
     }
 }
 
+/// One fault of the soak's schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// SIGKILL, restart within 2 s.
+    Kill,
+    /// SIGTERM (a clean stop), restart within 2 s.
+    Term,
+    /// A camera floods 200 undecodable messages and a 1 MB one.
+    Flood,
+    /// The RS-485 adapter is pulled for 3–15 s (its device node disappears).
+    SerialUnplug,
+    /// The MQTT broker goes away for 3–15 s (connections cut and refused).
+    BrokerRestart,
+    /// The bridge restarts with a 1 MB image budget until the next restart.
+    DiskSqueeze,
+    /// The wall clock jumps back 5 minutes and, 1–2 minutes later, forward again.
+    ClockJump,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 7] = [
+        Fault::Kill,
+        Fault::Term,
+        Fault::Flood,
+        Fault::SerialUnplug,
+        Fault::BrokerRestart,
+        Fault::DiskSqueeze,
+        Fault::ClockJump,
+    ];
+
+    /// Relative frequency in the schedule.
+    fn weight(self) -> u32 {
+        match self {
+            Fault::Kill => 25,
+            Fault::Term => 15,
+            Fault::Flood | Fault::SerialUnplug => 15,
+            Fault::BrokerRestart | Fault::DiskSqueeze | Fault::ClockJump => 10,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "SIGKILL",
+            Fault::Term => "SIGTERM",
+            Fault::Flood => "camera flood",
+            Fault::SerialUnplug => "RS-485 adapter unplugged",
+            Fault::BrokerRestart => "broker restart",
+            Fault::DiskSqueeze => "disk-budget squeeze",
+            Fault::ClockJump => "wall-clock jump",
+        }
+    }
+}
+
+/// The next fault and the wait before it: 20–60 s apart, weighted by kind.
+pub fn next_fault(rng: &mut impl Rng) -> (Duration, Fault) {
+    let wait = Duration::from_millis(rng.random_range(20_000..60_000));
+    let total: u32 = Fault::ALL.iter().map(|f| f.weight()).sum();
+    let mut roll = rng.random_range(0..total);
+    for f in Fault::ALL {
+        if roll < f.weight() {
+            return (wait, f);
+        }
+        roll -= f.weight();
+    }
+    (wait, Fault::Kill)
+}
+
+/// Which lanes a fault blinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The bridge is not running: no lane is watched.
+    AllLanes,
+    /// The lane on the RS-485 bus.
+    SerialLane,
+    /// The lanes whose cameras publish over MQTT.
+    MqttLanes,
+}
+
+/// A span of wall-clock time (ms since the epoch) during which the bridge could not
+/// see some lanes: passages there may be lost or half-seen, so the record check sets
+/// them aside instead of failing on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blind {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub scope: Scope,
+}
+
+/// How long after a restart, replug or reconnect the bridge may still be blind
+/// (start-up, reopening the port, resubscribing).
+const RECOVERY_MS: i64 = 10_000;
+
 /// What the fault schedule did.
 #[derive(Debug, Default, Clone)]
 pub struct FaultLog {
-    pub sigkills: u32,
-    pub sigterms: u32,
-    pub floods: u32,
+    pub counts: std::collections::BTreeMap<Fault, u32>,
+    pub blind: Vec<Blind>,
     /// The bridge ended by itself (never expected).
     pub crashes: Vec<String>,
 }
 
-/// Restarts the bridge on a random schedule: every 15–45 s a SIGKILL (half the time)
-/// or a SIGTERM, then a restart after up to 2 s; in between, a camera flood (the
-/// caller's `flood`) now and then. Runs until `stop` is set.
+impl FaultLog {
+    pub fn count(&self, f: Fault) -> u32 {
+        self.counts.get(&f).copied().unwrap_or(0)
+    }
+
+    fn blind(&mut self, from_ms: i64, scope: Scope) {
+        self.blind.push(Blind {
+            from_ms,
+            to_ms: crate::time::Timestamp::now().0 + RECOVERY_MS,
+            scope,
+        });
+    }
+}
+
+/// What the soak can do to the world around the bridge (the demo's devices).
+pub trait SoakWorld: Send + 'static {
+    /// A camera floods garbage.
+    fn flood(&self);
+    fn unplug_serial(&self);
+    fn replug_serial(&self);
+    fn close_broker(&self);
+    fn reopen_broker(&self);
+}
+
+fn lock(b: &Mutex<ChildBridge>) -> std::sync::MutexGuard<'_, ChildBridge> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs the fault schedule ([`next_fault`], seeded) until `stop` is set, restarting
+/// the bridge whenever it ends by itself (counted as a crash).
 pub fn fault_schedule(
     bridge: Arc<Mutex<ChildBridge>>,
     seed: u64,
     stop: Arc<std::sync::atomic::AtomicBool>,
     log: Arc<Mutex<FaultLog>>,
-    flood: impl Fn() + Send + 'static,
+    world: impl SoakWorld,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut rng = StdRng::seed_from_u64(seed);
         let running = || !stop.load(std::sync::atomic::Ordering::Relaxed);
-        while running() {
-            let wait = Duration::from_millis(rng.random_range(15_000..45_000));
-            let until = Instant::now() + wait;
+        // Every fault as it ends: began_ms,ended_ms,kind,blind scope.
+        let mut timeline = std::fs::File::create(lock(&bridge).dir.join("soak-faults.csv")).ok();
+        if let Some(f) = timeline.as_mut() {
+            let _ = writeln!(f, "began_ms,ended_ms,fault,blind");
+        }
+        // Waits up to `d`, watching for a crash; `false` once the soak is stopping.
+        let wait = |d: Duration| {
+            let until = Instant::now() + d;
             while running() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(200));
-                let mut b = bridge.lock().unwrap_or_else(|e| e.into_inner());
+                let mut b = lock(&bridge);
                 if let Some(status) = b.exited() {
+                    let now = crate::time::Timestamp::now().0;
                     let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
                     l.crashes.push(format!("{status}"));
                     tracing::error!(%status, "soak: the bridge ended by itself; restarting it");
                     let _ = b.restart();
+                    l.blind(now, Scope::AllLanes);
                 }
             }
-            if !running() {
+            running()
+        };
+        while running() {
+            let (pause, fault) = next_fault(&mut rng);
+            if !wait(pause) {
                 break;
             }
-            let what = rng.random_range(0..10);
-            let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
-            if what >= 8 {
-                l.floods += 1;
-                drop(l);
-                tracing::info!("soak: camera garbage flood");
-                flood();
-                continue;
+            if fault == Fault::ClockJump && !lock(&bridge).clock_movable() {
+                continue; // no libfaketime here (said at the end of the run)
             }
-            let signal = if what < 5 {
-                l.sigkills += 1;
-                libc::SIGKILL
-            } else {
-                l.sigterms += 1;
-                libc::SIGTERM
+            let began = crate::time::Timestamp::now().0;
+            tracing::info!(fault = fault.name(), "soak: fault");
+            let scope = match fault {
+                Fault::Kill | Fault::Term | Fault::DiskSqueeze => {
+                    let mut b = lock(&bridge);
+                    // A squeeze lasts until the next restart of another kind.
+                    b.squeezed = fault == Fault::DiskSqueeze;
+                    b.stop_with(if fault == Fault::Kill {
+                        libc::SIGKILL
+                    } else {
+                        libc::SIGTERM
+                    });
+                    std::thread::sleep(Duration::from_millis(rng.random_range(0..2_000)));
+                    if let Err(e) = b.spawn() {
+                        tracing::error!(error = %e, "soak: cannot restart the bridge");
+                    }
+                    Some(Scope::AllLanes)
+                }
+                Fault::Flood => {
+                    world.flood();
+                    None
+                }
+                Fault::SerialUnplug => {
+                    world.unplug_serial();
+                    let out = wait(Duration::from_millis(rng.random_range(3_000..15_000)));
+                    world.replug_serial();
+                    if !out {
+                        break;
+                    }
+                    Some(Scope::SerialLane)
+                }
+                Fault::BrokerRestart => {
+                    world.close_broker();
+                    let out = wait(Duration::from_millis(rng.random_range(3_000..15_000)));
+                    world.reopen_broker();
+                    if !out {
+                        break;
+                    }
+                    Some(Scope::MqttLanes)
+                }
+                Fault::ClockJump => {
+                    // The bridge is not blinded: it must carry on through both jumps.
+                    let b = lock(&bridge);
+                    b.set_clock_offset(-300);
+                    drop(b);
+                    let out = wait(Duration::from_millis(rng.random_range(60_000..120_000)));
+                    lock(&bridge).set_clock_offset(0);
+                    if !out {
+                        break;
+                    }
+                    None
+                }
             };
-            drop(l);
-            tracing::info!(signal, "soak: stopping the bridge");
-            let mut b = bridge.lock().unwrap_or_else(|e| e.into_inner());
-            b.stop_with(signal);
-            std::thread::sleep(Duration::from_millis(rng.random_range(0..2_000)));
-            if let Err(e) = b.spawn() {
-                tracing::error!(error = %e, "soak: cannot restart the bridge");
+            let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+            *l.counts.entry(fault).or_insert(0) += 1;
+            if let Some(scope) = scope {
+                l.blind(began, scope);
+            }
+            let ended = crate::time::Timestamp::now().0;
+            tracing::info!(fault = fault.name(), began, ended, "soak: fault over");
+            if let Some(f) = timeline.as_mut() {
+                let _ = writeln!(f, "{began},{ended},{},{scope:?}", fault.name());
             }
         }
     })
@@ -270,4 +498,90 @@ pub fn summary(samples: &[Sample], warmup: usize) -> String {
         line("db bytes", |s| s.db_bytes),
         line("journal bytes", |s| s.journal_bytes),
     )
+}
+
+/// How far around a passage's own hardware steps the lane still works on it (the
+/// read before the loop, the late-plate wait after the barrier).
+const PASSAGE_BEFORE_MS: i64 = 2_000;
+const PASSAGE_AFTER_MS: i64 = 8_000;
+
+/// The vehicles whose entry or exit passage — wall-clock `(first, last)` step per
+/// `(vehicle, at the exit)` in `spans` — overlaps a blind spell covering its lane.
+/// `covers(scope, at_exit, lane_index)` tells whether a spell's scope includes a lane.
+pub fn blinded(
+    spans: &std::collections::HashMap<(usize, bool), (i64, i64)>,
+    blind: &[Blind],
+    lanes_of: impl Fn(usize) -> (usize, usize),
+    covers: impl Fn(Scope, bool, usize) -> bool,
+) -> std::collections::HashSet<usize> {
+    spans
+        .iter()
+        .filter(|((vehicle, at_exit), (first, last))| {
+            let (entry_lane, exit_lane) = lanes_of(*vehicle);
+            let lane = if *at_exit { exit_lane } else { entry_lane };
+            blind.iter().any(|b| {
+                covers(b.scope, *at_exit, lane)
+                    && b.from_ms <= last + PASSAGE_AFTER_MS
+                    && b.to_ms >= first - PASSAGE_BEFORE_MS
+            })
+        })
+        .map(|((vehicle, _), _)| *vehicle)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_squeezed_config_has_a_one_megabyte_image_budget() {
+        let text = "[lot]\nparking_lot_no = \"L\"\n\n[storage]\ndir = \"/x\"\n\n[http]\n";
+        let s = squeezed(text);
+        let v: toml::Value = toml::from_str(&s).unwrap();
+        assert_eq!(v["storage"]["disk_budget_mb"].as_integer(), Some(1));
+        assert_eq!(v["storage"]["dir"].as_str(), Some("/x"));
+    }
+
+    #[test]
+    fn the_schedule_draws_every_fault_and_keeps_its_pauses() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..500 {
+            let (wait, f) = next_fault(&mut rng);
+            assert!((20..60).contains(&wait.as_secs()), "{wait:?}");
+            seen.insert(f);
+        }
+        assert_eq!(seen.len(), Fault::ALL.len(), "{seen:?}");
+    }
+
+    #[test]
+    fn only_passages_overlapping_a_spell_on_their_lane_are_set_aside() {
+        // Vehicle 1 entered on lane 0 during a serial spell; vehicle 2 entered on
+        // lane 1 then (not covered); vehicle 3 left long after the spell ended.
+        let spans = HashMap::from([
+            ((1, false), (10_000, 12_000)),
+            ((2, false), (10_000, 12_000)),
+            ((3, true), (60_000, 61_000)),
+        ]);
+        let blind = [Blind {
+            from_ms: 11_000,
+            to_ms: 30_000,
+            scope: Scope::SerialLane,
+        }];
+        let lanes_of = |v: usize| if v == 2 { (1, 0) } else { (0, 0) };
+        let covers = |s: Scope, at_exit: bool, lane: usize| match s {
+            Scope::AllLanes => true,
+            Scope::SerialLane => !at_exit && lane == 0,
+            Scope::MqttLanes => false,
+        };
+        let aside = blinded(&spans, &blind, lanes_of, covers);
+        assert_eq!(aside, std::collections::HashSet::from([1]));
+        let all = [Blind {
+            scope: Scope::AllLanes,
+            ..blind[0]
+        }];
+        let aside = blinded(&spans, &all, lanes_of, covers);
+        assert_eq!(aside, std::collections::HashSet::from([1, 2]));
+    }
 }

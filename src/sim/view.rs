@@ -136,6 +136,12 @@ pub fn summary(verdict: &Verdict) -> String {
         "{:<18} {s:>9}  {e:>16}  {a:>16}  {x:>14}\n",
         "total"
     ));
+    let aside: usize = verdict.rows.iter().map(|r| r.set_aside).sum();
+    if aside > 0 {
+        out.push_str(&format!(
+            "set aside: {aside} vehicles passed while a fault blinded their lane (at most one entry each, exit optional; not in the rows above)\n"
+        ));
+    }
     if verdict.ok() {
         out.push_str("\nPASS: the platform's record matches the simulation exactly\n");
     } else {
@@ -204,6 +210,7 @@ mod tests {
             expected_entries: 2,
             entries: 2,
             exits: 2,
+            set_aside: 0,
         }];
         let ok = summary(&Verdict {
             rows: rows.clone(),
