@@ -786,21 +786,21 @@ impl LaneRuntime {
             | StayAction::SupersedeThenOpen { entry, .. }
             | StayAction::CloseOrphanThenOpen { entry, .. } => {
                 ops.record_passage(
-                    &entry.lane,
-                    Some(&entry.plate_no),
+                    &entry.details.lane,
+                    Some(&entry.details.plate_no),
                     entry_case,
-                    entry.entered_at,
-                    entry.snapshot.clone(),
+                    entry.details.entered_at,
+                    entry.details.snapshot.clone(),
                 );
             }
             StayAction::Close { exit, .. } => {
                 let plate = stay_plate.or(exit.exit_plate.as_deref());
                 ops.record_passage(
-                    &exit.lane,
+                    &exit.details.lane,
                     plate,
                     exit_case,
-                    exit.away_time,
-                    exit.snapshot.clone(),
+                    exit.details.away_time,
+                    exit.details.snapshot.clone(),
                 );
             }
             _ => {}

@@ -757,7 +757,7 @@ async fn loop_b_to_platform_on_a_lane_node_vs_on_the_lot_node() {
 #[ignore = "benchmark: cargo test --release --test cluster_e2e -- --ignored --nocapture drain"]
 async fn lane_node_queue_drain_after_a_broker_outage() {
     use parking_bridge::cluster::ingest::LotIngest;
-    use parking_bridge::cluster::link::{LaneLink, LotLink};
+    use parking_bridge::cluster::link::{LaneLink, LotLink, NodeLink};
     use parking_bridge::cluster::queue::LaneQueue;
     use parking_bridge::cluster::view::ClusterView;
     use parking_bridge::cluster::wire::Topics;
@@ -833,13 +833,15 @@ async fn lane_node_queue_drain_after_a_broker_outage() {
     let opts = |id: &str| rumqttc::MqttOptions::new(id, "127.0.0.1", broker.port);
     let lot_task = tokio::spawn(
         LotLink {
-            options: opts("bench-lot"),
-            topics: topics.clone(),
-            node: "lot".into(),
+            link: NodeLink {
+                options: opts("bench-lot"),
+                topics: topics.clone(),
+                node: "lot".into(),
+                view: ClusterView::new("lot", NodeRole::Lot),
+                health: Default::default(),
+            },
             lot_no: LOT.into(),
             ingest,
-            view: ClusterView::new("lot", NodeRole::Lot),
-            health: Default::default(),
         }
         .run(stop_rx.clone()),
     );
@@ -848,14 +850,16 @@ async fn lane_node_queue_drain_after_a_broker_outage() {
     let started = Instant::now();
     let lane_task = tokio::spawn(
         LaneLink {
-            options: opts("bench-north"),
-            topics,
-            node: "north".into(),
+            link: NodeLink {
+                options: opts("bench-north"),
+                topics,
+                node: "north".into(),
+                view: ClusterView::new("north", NodeRole::Lane),
+                health: Default::default(),
+            },
             lanes: vec!["entry-1".into(), "exit-1".into()],
             queue: queue.clone(),
             wake: Arc::new(tokio::sync::Notify::new()),
-            view: ClusterView::new("north", NodeRole::Lane),
-            health: Default::default(),
         }
         .run(stop_rx),
     );

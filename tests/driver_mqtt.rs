@@ -370,7 +370,7 @@ async fn three_legacy_cameras_share_the_push_topic_and_each_read_lands_on_its_la
     let (mut rx, _stop) = start_with(site_config("", &devices)).await;
     let client = publisher(broker.port, "legacy-pub");
     let push = |sn: &str, plate: &str| {
-        samples::vzenith_alarm_info_plate_from(sn, plate, 1, 1, None).into_bytes()
+        samples::vzenith_alarm_info_plate_full(sn, plate, 1, 1, None, None).into_bytes()
     };
     let before = metrics::UNROUTED
         .with_label_values(&["/device/push/result"])

@@ -207,8 +207,14 @@ async fn camera_only_lane_without_a_layout_reports_pushed_entries_with_the_scene
     let scene =
         parking_bridge::sim::picture::snapshot_jpeg(1920, 1080, PlateColor::Blue, 7).unwrap();
     let crop = parking_bridge::sim::picture::snapshot_jpeg(240, 80, PlateColor::Blue, 8).unwrap();
-    let body =
-        samples::vzenith_alarm_info_plate_images("浙B67890", 1, 1, Some(&scene), Some(&crop));
+    let body = samples::vzenith_alarm_info_plate_full(
+        samples::VZENITH_SERIAL,
+        "浙B67890",
+        1,
+        1,
+        Some(&scene),
+        Some(&crop),
+    );
     push(dir.path(), push_port, "cam1", &body).await;
     let mut out_order_no = String::new();
     wait_until(

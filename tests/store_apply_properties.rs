@@ -10,7 +10,7 @@
 use parking_bridge::config::{Direction, LotConfig};
 use parking_bridge::lane::Fee;
 use parking_bridge::lane::model::{MemoryLot, Outcome};
-use parking_bridge::lane::stays::{ExitPlan, NewEntry, StayAction};
+use parking_bridge::lane::stays::{EntryDetails, ExitDetails, ExitPlan, NewEntry, StayAction};
 use parking_bridge::plate::{CarType, PlateColor};
 use parking_bridge::store::{Store, StoreOptions};
 use parking_bridge::time::{Timestamp, china_standard_time};
@@ -50,33 +50,39 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn entry(plate: &str, at: Timestamp, image: bool) -> NewEntry {
     NewEntry {
-        plate_no: plate.into(),
-        plate_color: PlateColor::Blue,
-        car_type: CarType::Normal,
-        lane: "in".into(),
-        port_no: "E1".into(),
-        entered_at: at,
-        operator: None,
+        details: EntryDetails {
+            plate_no: plate.into(),
+            plate_color: PlateColor::Blue,
+            car_type: CarType::Normal,
+            lane: "in".into(),
+            port_no: "E1".into(),
+            entered_at: at,
+            operator: None,
+            snapshot: image.then(|| Arc::new(vec![0xFF, 0xD8, 1, 2, 3])),
+            price: None,
+            should_pay: None,
+        },
         placeholder: false,
-        snapshot: image.then(|| Arc::new(vec![0xFF, 0xD8, 1, 2, 3])),
         snapshot_len: image.then_some(5),
     }
 }
 
 fn exit(at: Timestamp, image: bool, fee: i64) -> ExitPlan {
     ExitPlan {
-        lane: "out".into(),
-        port_no: "X1".into(),
-        away_time: at,
-        fee: Fee {
-            price: fee,
-            should_pay: 0,
-            paid_fee: fee,
+        details: ExitDetails {
+            lane: "out".into(),
+            port_no: "X1".into(),
+            away_time: at,
+            fee: Fee {
+                price: fee,
+                should_pay: 0,
+                paid_fee: fee,
+            },
+            operator: None,
+            snapshot: image.then(|| Arc::new(vec![0xFF, 0xD8, 4, 5])),
         },
-        operator: None,
         exit_plate: None,
         matched: None,
-        snapshot: image.then(|| Arc::new(vec![0xFF, 0xD8, 4, 5])),
         snapshot_len: image.then_some(4),
     }
 }

@@ -367,10 +367,20 @@ mod tests {
         }
     }
 
-    fn ingest(dir: &Path, late_secs: u64) -> LotIngest {
-        let site = site(dir, late_secs);
+    /// Exits wait this long for their entries.
+    const LATE_SECS: u64 = 600;
+
+    fn ingest(dir: &Path) -> LotIngest {
+        let site = site(dir, LATE_SECS);
         let store = Arc::new(Store::open(dir, &site.lot).unwrap());
         LotIngest::new(&site, store)
+    }
+
+    /// A lot node with its state database in a new directory.
+    fn lot_node() -> (tempfile::TempDir, LotIngest) {
+        let dir = tempfile::tempdir().unwrap();
+        let ing = ingest(dir.path());
+        (dir, ing)
     }
 
     const T0: i64 = 1_700_000_000_000;
@@ -385,8 +395,7 @@ mod tests {
 
     #[test]
     fn a_passage_delivered_twice_or_out_of_order_is_applied_once_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let ing = ingest(dir.path(), 600);
+        let (dir, ing) = lot_node();
         let a = passage("entry-1", Direction::Entry, "闽A00001", T0);
         let b = passage("entry-1", Direction::Entry, "闽A00002", T0 + 1000);
         let now = Timestamp(T0 + 2000);
@@ -408,7 +417,7 @@ mod tests {
         assert_eq!(ing.store().occupancy().unwrap().occupied, 2);
         // A restarted lot node (same database) knows where each queue stands.
         drop(ing);
-        let ing = ingest(dir.path(), 600);
+        let ing = ingest(dir.path());
         let (out, _) = ing.ingest(&msg("north", 2, 1, &b), None, now).unwrap();
         assert_eq!(out, Ingested::Duplicate);
         assert_eq!(ing.store().occupancy().unwrap().occupied, 2);
@@ -426,8 +435,7 @@ mod tests {
 
     #[test]
     fn an_exit_before_its_entry_waits_and_closes_the_stay_when_the_entry_arrives() {
-        let dir = tempfile::tempdir().unwrap();
-        let ing = ingest(dir.path(), 600);
+        let (_dir, ing) = lot_node();
         let (entry, exit) = half_hour_visit("闽A12345");
         let arrived = Timestamp(T0 + 30 * 60_000 + 100);
         let (out, _) = ing
@@ -451,8 +459,7 @@ mod tests {
 
     #[test]
     fn the_pay_systems_payment_prices_an_exit_from_another_node() {
-        let dir = tempfile::tempdir().unwrap();
-        let ing = ingest(dir.path(), 600);
+        let (_dir, ing) = lot_node();
         let (entry, exit) = half_hour_visit("闽A12345");
         ing.ingest(&msg("north", 1, 1, &entry), None, Timestamp(T0 + 100))
             .unwrap();
@@ -488,8 +495,7 @@ mod tests {
 
     #[test]
     fn a_held_exit_falls_back_to_the_unmatched_rule_after_the_window() {
-        let dir = tempfile::tempdir().unwrap();
-        let ing = ingest(dir.path(), 600);
+        let (_dir, ing) = lot_node();
         let exit = passage("exit-2", Direction::Exit, "闽A54321", T0);
         let (out, _) = ing
             .ingest(&msg("south", 1, 1, &exit), None, Timestamp(T0))

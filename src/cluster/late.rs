@@ -129,7 +129,10 @@ mod tests {
         match resolve_held(&x, held, &open, t0 + 32 * MIN) {
             Resolution::Matched(StayAction::Close { out_order_no, exit }) => {
                 assert_eq!(out_order_no, "P1-闽A12345");
-                assert_eq!(exit.away_time, x.at, "reported at the exit's own time");
+                assert_eq!(
+                    exit.details.away_time, x.at,
+                    "reported at the exit's own time"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -31,16 +31,6 @@ pub const HEALTH_EVERY: Duration = Duration::from_secs(5);
 /// Largest message: a passage with a camera's full-size snapshot.
 pub const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
-fn options(mut o: MqttOptions, will: Option<LastWill>) -> MqttOptions {
-    o.set_clean_session(false);
-    o.set_keep_alive(Duration::from_secs(5));
-    o.set_max_packet_size(MAX_MESSAGE, MAX_MESSAGE);
-    if let Some(w) = will {
-        o.set_last_will(w);
-    }
-    o
-}
-
 fn offline(node: &str) -> Vec<u8> {
     serde_json::to_vec(&NodeHealth {
         v: VERSION,
@@ -56,45 +46,72 @@ fn offline(node: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
-/// The broker accepted the connection: shown, and this node's topics subscribed to.
-fn link_up(client: &AsyncClient, view: &ClusterView, topics: [&str; 2]) {
-    view.set_link(true, Timestamp::now());
-    for topic in topics {
-        let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
-    }
+/// What both kinds of node bring to the lot's broker: how to connect, the topics, the
+/// node's name, its view of the lot (status page, `/metrics`) and the pipeline's device
+/// health.
+pub struct NodeLink {
+    pub options: MqttOptions,
+    pub topics: Topics,
+    pub node: String,
+    pub view: ClusterView,
+    pub health: Health,
 }
 
-/// The connection failed or dropped: shown, then a second's pause before the next
-/// try. False when a stop was asked for meanwhile.
-async fn link_down(view: &ClusterView, stop: &mut watch::Receiver<bool>) -> bool {
-    view.set_link(false, Timestamp::now());
-    tokio::select! {
-        _ = tokio::time::sleep(Duration::from_secs(1)) => true,
-        _ = stop.changed() => false,
+impl NodeLink {
+    /// The connection options: a persistent session, messages up to [`MAX_MESSAGE`],
+    /// and `will` when the broker should speak for this node after a crash.
+    fn mqtt_options(&self, will: Option<LastWill>) -> MqttOptions {
+        let mut o = self.options.clone();
+        o.set_clean_session(false);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(MAX_MESSAGE, MAX_MESSAGE);
+        if let Some(w) = will {
+            o.set_last_will(w);
+        }
+        o
+    }
+
+    /// Where this node's health is retained (and its will published).
+    fn own_topic(&self) -> String {
+        self.topics.node(&self.node)
+    }
+
+    /// The broker accepted the connection: shown, and this node's topics subscribed to.
+    fn up(&self, client: &AsyncClient, topics: [&str; 2]) {
+        self.view.set_link(true, Timestamp::now());
+        for topic in topics {
+            let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+        }
+    }
+
+    /// The connection failed or dropped: shown, then a second's pause before the next
+    /// try. False when a stop was asked for meanwhile.
+    async fn down(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        self.view.set_link(false, Timestamp::now());
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => true,
+            _ = stop.changed() => false,
+        }
     }
 }
 
 /// A lane node's link to the lot node.
 pub struct LaneLink {
-    pub options: MqttOptions,
-    pub topics: Topics,
-    pub node: String,
+    pub link: NodeLink,
     pub lanes: Vec<String>,
     pub queue: Arc<LaneQueue>,
     pub wake: Arc<Notify>,
-    pub view: ClusterView,
-    pub health: Health,
 }
 
 impl LaneLink {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let will = LastWill::new(
-            self.topics.node(&self.node),
-            offline(&self.node),
+            self.link.own_topic(),
+            offline(&self.link.node),
             QoS::AtLeastOnce,
             true,
         );
-        let (client, mut events) = AsyncClient::new(options(self.options.clone(), Some(will)), 256);
+        let (client, mut events) = AsyncClient::new(self.link.mqtt_options(Some(will)), 256);
         let q = self.queue.clone();
         let depth = tokio::task::spawn_blocking(move || (q.depth(), q.last_seq()))
             .await
@@ -108,15 +125,15 @@ impl LaneLink {
         let mut last_progress = Instant::now();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut next_health = Instant::now();
-        let ack_topic = self.topics.ack(&self.node);
-        let state_topic = self.topics.state();
+        let ack_topic = self.link.topics.ack(&self.link.node);
+        let state_topic = self.link.topics.state();
         loop {
             tokio::select! {
                 ev = events.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         up = true;
-                        link_up(&client, &self.view, [&ack_topic, &state_topic]);
-                        tracing::info!(node = %self.node, "cluster link up");
+                        self.link.up(&client, [&ack_topic, &state_topic]);
+                        tracing::info!(node = %self.link.node, "cluster link up");
                         sent = acked;
                         last_progress = Instant::now();
                         next_health = Instant::now();
@@ -146,7 +163,7 @@ impl LaneLink {
                             }
                         } else if p.topic == state_topic {
                             match serde_json::from_slice::<LotState>(&p.payload) {
-                                Ok(s) => self.view.set_lot(s),
+                                Ok(s) => self.link.view.set_lot(s),
                                 Err(e) => tracing::debug!(error = %e, "unreadable lot state; ignored"),
                             }
                         }
@@ -154,10 +171,10 @@ impl LaneLink {
                     Ok(_) => {}
                     Err(e) => {
                         if up {
-                            tracing::warn!(node = %self.node, error = %e, "cluster link down; passages wait in the queue");
+                            tracing::warn!(node = %self.link.node, error = %e, "cluster link down; passages wait in the queue");
                         }
                         up = false;
-                        if !link_down(&self.view, &mut stop).await {
+                        if !self.link.down(&mut stop).await {
                             break;
                         }
                     }
@@ -169,7 +186,7 @@ impl LaneLink {
                 }
                 _ = tick.tick() => {
                     if up && sent > acked && last_progress.elapsed() >= RESEND_AFTER {
-                        tracing::info!(node = %self.node, from = acked + 1, to = sent, "no acknowledgement in time; sending again from the oldest");
+                        tracing::info!(node = %self.link.node, from = acked + 1, to = sent, "no acknowledgement in time; sending again from the oldest");
                         sent = acked;
                         last_progress = Instant::now();
                     }
@@ -186,10 +203,10 @@ impl LaneLink {
         }
         // A clean stop says so at once (a crash leaves it to the broker's will).
         let _ = client.try_publish(
-            self.topics.node(&self.node),
+            self.link.own_topic(),
             QoS::AtLeastOnce,
             true,
-            offline(&self.node),
+            offline(&self.link.node),
         );
         let _ = tokio::time::timeout(Duration::from_millis(300), async {
             while events.poll().await.is_ok() {}
@@ -217,10 +234,10 @@ impl LaneLink {
             }
             Err(_) => return,
         };
-        let topic = self.topics.passage(&self.node);
+        let topic = self.link.topics.passage(&self.link.node);
         for item in items {
             let payload = item
-                .message(&self.node, self.queue.epoch(), oldest)
+                .message(&self.link.node, self.queue.epoch(), oldest)
                 .encode(item.image.as_deref());
             if client
                 .try_publish(&topic, QoS::AtLeastOnce, false, payload)
@@ -239,12 +256,13 @@ impl LaneLink {
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        self.view.set_queue(depth);
+        self.link.view.set_queue(depth);
         if !up {
             return;
         }
         let lanes: BTreeSet<&str> = self.lanes.iter().map(String::as_str).collect();
         let devices = self
+            .link
             .health
             .snapshot()
             .into_iter()
@@ -258,46 +276,37 @@ impl LaneLink {
             .collect();
         let h = NodeHealth {
             v: VERSION,
-            node: self.node.clone(),
+            node: self.link.node.clone(),
             online: true,
             at: Timestamp::now(),
             lanes: self.lanes.clone(),
             queue_depth: depth.passages,
             oldest_queued_at: depth.oldest_queued_at,
-            last_passage_at: self.view.get().last_passage_at,
+            last_passage_at: self.link.view.get().last_passage_at,
             devices,
         };
         let payload = serde_json::to_vec(&h).unwrap_or_default();
-        let _ = client.try_publish(
-            self.topics.node(&self.node),
-            QoS::AtLeastOnce,
-            true,
-            payload,
-        );
+        let _ = client.try_publish(self.link.own_topic(), QoS::AtLeastOnce, true, payload);
     }
 }
 
 /// The lot node's link: passages in, acknowledgements, health and the lot's state out.
 pub struct LotLink {
-    pub options: MqttOptions,
-    pub topics: Topics,
-    pub node: String,
+    pub link: NodeLink,
     pub lot_no: String,
     pub ingest: Arc<LotIngest>,
-    pub view: ClusterView,
-    pub health: Health,
 }
 
 impl LotLink {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let (client, mut events) = AsyncClient::new(options(self.options.clone(), None), 1024);
+        let (client, mut events) = AsyncClient::new(self.link.mqtt_options(None), 1024);
         let (tx, rx) = mpsc::channel::<(String, Vec<u8>)>(1024);
         let worker = tokio::spawn(work(
             rx,
             client.clone(),
-            self.topics.clone(),
+            self.link.topics.clone(),
             self.ingest.clone(),
-            self.view.clone(),
+            self.link.view.clone(),
         ));
         let mut up = false;
         let mut tick = tokio::time::interval(HEALTH_EVERY);
@@ -306,17 +315,17 @@ impl LotLink {
                 ev = events.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         up = true;
-                        link_up(&client, &self.view, [&self.topics.passages(), &self.topics.nodes()]);
-                        tracing::info!(node = %self.node, "cluster link up (lot node)");
+                        self.link.up(&client, [&self.link.topics.passages(), &self.link.topics.nodes()]);
+                        tracing::info!(node = %self.link.node, "cluster link up (lot node)");
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let Some(node) = self.topics.node_of(&p.topic).map(str::to_string) else { continue };
-                        if p.topic == self.topics.passage(&node) {
+                        let Some(node) = self.link.topics.node_of(&p.topic).map(str::to_string) else { continue };
+                        if p.topic == self.link.topics.passage(&node) {
                             // Waits when the ingest is behind: the broker keeps the rest.
                             if tx.send((node, p.payload.to_vec())).await.is_err() {
                                 break;
                             }
-                        } else if p.topic == self.topics.node(&node) && node != self.node {
+                        } else if p.topic == self.link.topics.node(&node) && node != self.link.node {
                             self.on_node(&p.payload);
                         }
                     }
@@ -326,7 +335,7 @@ impl LotLink {
                             tracing::warn!(error = %e, "cluster link down (lot node); lane nodes keep their passages");
                         }
                         up = false;
-                        if !link_down(&self.view, &mut stop).await {
+                        if !self.link.down(&mut stop).await {
                             break;
                         }
                     }
@@ -352,16 +361,24 @@ impl LotLink {
             }
         };
         let now = Timestamp::now();
-        let prev = self.view.get().nodes.get(&h.node).map(|(p, _)| p.clone());
+        let prev = self
+            .link
+            .view
+            .get()
+            .nodes
+            .get(&h.node)
+            .map(|(p, _)| p.clone());
         if h.online {
             for d in &h.devices {
-                self.health
+                self.link
+                    .health
                     .set(&format!("{}/{}", h.node, d.name), &d.lane, d.up, d.since);
             }
         } else if let Some(p) = &prev {
             tracing::warn!(node = %h.node, "lane node offline");
             for d in &p.devices {
-                self.health
+                self.link
+                    .health
                     .set(&format!("{}/{}", h.node, d.name), &d.lane, false, now);
             }
         }
@@ -375,7 +392,7 @@ impl LotLink {
                 h.devices = p.devices;
             }
         }
-        self.view.set_node(h, now);
+        self.link.view.set_node(h, now);
     }
 
     async fn housekeeping(&self, client: &AsyncClient, up: bool) {
@@ -397,8 +414,8 @@ impl LotLink {
             }
             Err(_) => return,
         };
-        self.view.set_held(held);
-        let view = self.view.get();
+        self.link.view.set_held(held);
+        let view = self.link.view.get();
         let nodes = view
             .nodes
             .values()
@@ -421,10 +438,10 @@ impl LotLink {
             held_exits: held,
             nodes,
         };
-        self.view.set_lot(state.clone());
+        self.link.view.set_lot(state.clone());
         if up {
             let payload = serde_json::to_vec(&state).unwrap_or_default();
-            let _ = client.try_publish(self.topics.state(), QoS::AtLeastOnce, true, payload);
+            let _ = client.try_publish(self.link.topics.state(), QoS::AtLeastOnce, true, payload);
         }
     }
 }
@@ -515,13 +532,15 @@ mod tests {
         let site = SiteConfig::from_toml(&text, std::path::Path::new("lot.toml")).unwrap();
         let store = Arc::new(crate::store::Store::open(dir, &site.lot).unwrap());
         LotLink {
-            options: MqttOptions::new("t", "127.0.0.1", 1),
-            topics: Topics::new("parking-bridge", "P1"),
-            node: "lot".into(),
+            link: NodeLink {
+                options: MqttOptions::new("t", "127.0.0.1", 1),
+                topics: Topics::new("parking-bridge", "P1"),
+                node: "lot".into(),
+                view: ClusterView::new("lot", NodeRole::Lot),
+                health: Health::new(),
+            },
             lot_no: "P1".into(),
             ingest: Arc::new(LotIngest::new(&site, store)),
-            view: ClusterView::new("lot", NodeRole::Lot),
-            health: Health::new(),
         }
     }
 
@@ -552,30 +571,30 @@ mod tests {
     #[test]
     fn the_heartbeat_says_lost_for_a_lane_nodes_lane_by_the_usual_rule() {
         let dir = tempfile::tempdir().unwrap();
-        let link = lot_link(dir.path());
+        let lot = lot_link(dir.path());
         let now = Timestamp::now();
         // North's only device of entry-1 answers: alive.
-        link.on_node(&health(true, true, Timestamp(now.0 - 600_000)));
-        assert_eq!(status(&link.health, now, 120_000), "alive");
-        assert_eq!(link.view.get().nodes["north"].0.queue_depth, 3);
+        lot.on_node(&health(true, true, Timestamp(now.0 - 600_000)));
+        assert_eq!(status(&lot.link.health, now, 120_000), "alive");
+        assert_eq!(lot.link.view.get().nodes["north"].0.queue_depth, 3);
         // It has been down for 5 minutes (past lane_lost_after_secs = 120): lost.
-        link.on_node(&health(true, false, Timestamp(now.0 - 300_000)));
-        assert_eq!(status(&link.health, now, 120_000), "lost");
+        lot.on_node(&health(true, false, Timestamp(now.0 - 300_000)));
+        assert_eq!(status(&lot.link.health, now, 120_000), "lost");
         // Back up, then the whole node goes offline (the broker's will): its devices
         // are down from now, so lost only once the usual threshold has passed.
-        link.on_node(&health(true, true, Timestamp(now.0 - 1_000)));
-        assert_eq!(status(&link.health, now, 120_000), "alive");
-        link.on_node(&health(false, false, Timestamp(0)));
-        assert!(!link.view.get().nodes["north"].0.online);
+        lot.on_node(&health(true, true, Timestamp(now.0 - 1_000)));
+        assert_eq!(status(&lot.link.health, now, 120_000), "alive");
+        lot.on_node(&health(false, false, Timestamp(0)));
+        assert!(!lot.link.view.get().nodes["north"].0.online);
         assert_eq!(
-            link.view.get().nodes["north"].0.queue_depth,
+            lot.link.view.get().nodes["north"].0.queue_depth,
             3,
             "the will keeps the last figures"
         );
         let later = Timestamp::now();
-        assert_eq!(status(&link.health, later, 120_000), "alive");
+        assert_eq!(status(&lot.link.health, later, 120_000), "alive");
         assert_eq!(
-            status(&link.health, Timestamp(later.0 + 121_000), 120_000),
+            status(&lot.link.health, Timestamp(later.0 + 121_000), 120_000),
             "lost"
         );
     }

@@ -81,6 +81,13 @@ pub fn start(
         crate::driver::mqtt::options(&broker).map_err(|e| ClusterError::Broker(e.to_string()))?;
     let topics = wire::Topics::new(&c.topic_prefix, &site.lot.parking_lot_no);
     let view = view::ClusterView::new(&c.node, c.role);
+    let node_link = link::NodeLink {
+        options,
+        topics,
+        node: c.node.clone(),
+        view: view.clone(),
+        health,
+    };
     let (stop, stop_rx) = watch::channel(false);
     match c.role {
         NodeRole::Lane => {
@@ -91,14 +98,10 @@ pub fn start(
             let wake = Arc::new(Notify::new());
             tracing::info!(node = %c.node, queue = %queue.path().display(), epoch = queue.epoch(), "lane node: passages go to the lot node");
             let link = link::LaneLink {
-                options,
-                topics,
-                node: c.node.clone(),
+                link: node_link,
                 lanes: site.lanes.iter().map(|l| l.id.clone()).collect(),
                 queue: queue.clone(),
                 wake: wake.clone(),
-                view: view.clone(),
-                health,
             };
             Ok(Some(ClusterNode {
                 role: c.role,
@@ -112,13 +115,9 @@ pub fn start(
             let ingest = Arc::new(ingest::LotIngest::new(site, store).with_fees(fees));
             tracing::info!(node = %c.node, nodes = c.nodes.len(), late_match_secs = c.late_match_secs, "lot node: applying the passages of every node");
             let link = link::LotLink {
-                options,
-                topics,
-                node: c.node.clone(),
+                link: node_link,
                 lot_no: site.lot.parking_lot_no.clone(),
                 ingest: ingest.clone(),
-                view: view.clone(),
-                health,
             };
             Ok(Some(ClusterNode {
                 role: c.role,

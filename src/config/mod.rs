@@ -513,6 +513,13 @@ port_no = "X1"
         e
     }
 
+    /// `VALID` with `line` added below `anchor` (which ends a line).
+    fn valid_with_line_after(anchor: &str, line: &str) -> String {
+        let anchor = format!("{anchor}\n");
+        assert!(VALID.contains(&anchor), "{anchor:?} is not in VALID");
+        VALID.replacen(&anchor, &format!("{anchor}{line}\n"), 1)
+    }
+
     #[test]
     fn valid_config_loads() {
         let c = SiteConfig::from_toml(VALID, Path::new("x.toml")).unwrap();
@@ -522,10 +529,7 @@ port_no = "X1"
 
     #[test]
     fn unknown_key_names_file_line_and_key() {
-        let text = VALID.replace(
-            "app_id = \"ae145d83e56cb332\"",
-            "app_id = \"ae145d83e56cb332\"\ncolour = 1",
-        );
+        let text = valid_with_line_after("app_id = \"ae145d83e56cb332\"", "colour = 1");
         let e = first_error_at(&text, "platform.colour", "colour");
         assert!(e.message.contains("unknown field"), "{}", e.message);
         assert!(
@@ -539,9 +543,9 @@ port_no = "X1"
 
     #[test]
     fn top_level_key_below_a_table_is_an_error_naming_its_line() {
-        let text = VALID.replace(
-            "[storage]\ndir = \"/var/lib/parking-bridge\"\n",
-            "[storage]\ndir = \"/var/lib/parking-bridge\"\nprofile_dirs = [\"/etc/pb/profiles\"]\n",
+        let text = valid_with_line_after(
+            "[storage]\ndir = \"/var/lib/parking-bridge\"",
+            "profile_dirs = [\"/etc/pb/profiles\"]",
         );
         let e = first_error_at(&text, "storage.profile_dirs", "profile_dirs");
         assert!(

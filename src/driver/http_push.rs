@@ -173,6 +173,8 @@ pub struct PushCameraInfo {
     pub address: String,
     /// `source 192.168.1.64`, `token`, or both.
     pub bound_to: String,
+    /// The address its pushes must come from, when the config binds one.
+    pub source: Option<String>,
 }
 
 /// The push cameras of `config` (a profile that cannot be found shows as Vzenith-style
@@ -205,6 +207,7 @@ pub fn push_cameras(config: &SiteConfig, profiles: &ProfileLibrary) -> Vec<PushC
                 vendor: vendor.name(),
                 address: push_url(vendor, &push.listen, id, d.token.is_some()),
                 bound_to: bound.join(" + "),
+                source: d.source.clone(),
             }
         })
         .collect()

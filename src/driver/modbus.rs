@@ -655,23 +655,33 @@ mod tests {
     }
 
     #[test]
-    fn contiguous_inputs_are_read_in_one_request() {
-        let p = profile("waveshare-modbus-rtu-io-8ch");
-        assert_eq!(
-            plan(&p.points),
-            vec![ReadRequest::new(Function::ReadDiscreteInputs, 0, 8)]
-        );
+    fn contiguous_points_are_read_in_one_request() {
+        for (name, function, count) in [
+            (
+                "waveshare-modbus-rtu-io-8ch",
+                Function::ReadDiscreteInputs,
+                8,
+            ),
+            // status, fault word and the 2-register counter.
+            (
+                "generic-barrier-holding-status",
+                Function::ReadHoldingRegisters,
+                4,
+            ),
+        ] {
+            assert_eq!(
+                plan(&profile(name).points),
+                vec![ReadRequest::new(function, 0, count)],
+                "{name}"
+            );
+        }
     }
 
     #[test]
     fn gaps_and_functions_split_requests() {
-        let p = profile("generic-barrier-holding-status");
-        // status, fault word and the 2-register counter are contiguous: one request.
-        assert_eq!(
-            plan(&p.points),
-            vec![ReadRequest::new(Function::ReadHoldingRegisters, 0, 4)]
-        );
-        let mut points = p.points.clone();
+        // Contiguous in the profile (one request, above); a gap and a second function
+        // code make three.
+        let mut points = profile("generic-barrier-holding-status").points;
         points[2].address = 10;
         points[1].function = 4;
         let reqs = plan(&points);

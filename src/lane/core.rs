@@ -313,7 +313,9 @@ mod tests {
 
     fn price(action: &StayAction) -> Option<(i64, i64)> {
         match action {
-            StayAction::Close { exit, .. } => Some((exit.fee.price, exit.fee.paid_fee)),
+            StayAction::Close { exit, .. } => {
+                Some((exit.details.fee.price, exit.details.fee.paid_fee))
+            }
             _ => None,
         }
     }

@@ -452,12 +452,17 @@ mod tests {
             .collect()
     }
 
+    /// A journal opened in `dir` with `event(1)` appended.
+    fn with_first_event(dir: &Path) -> Journal {
+        let mut j = Journal::open(dir).unwrap();
+        j.append(&event(1)).unwrap();
+        j
+    }
+
     #[test]
     fn appends_replayable_lines_and_reopens_in_append_mode() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
-        j.append(&event(1)).unwrap();
-        drop(j);
+        drop(with_first_event(dir.path()));
         let mut j = Journal::open(dir.path()).unwrap();
         j.append(&event(2)).unwrap();
         assert_eq!(
@@ -466,16 +471,18 @@ mod tests {
         );
     }
 
-    /// A journal whose files hold `lines` events each, `keep` rotated files kept.
-    fn small_journal(dir: &Path, lines: u64, keep: usize) -> Journal {
+    /// A journal in a new directory whose files hold `lines` events each, `keep`
+    /// rotated files kept.
+    fn small_journal(lines: u64, keep: usize) -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
         let line_len = serde_json::to_string(&event(10)).unwrap().len() as u64 + 1;
-        Journal::open_with(dir, line_len * lines, keep).unwrap()
+        let j = Journal::open_with(dir.path(), line_len * lines, keep).unwrap();
+        (dir, j)
     }
 
     #[test]
     fn rotation_bounds_the_journal_and_keeps_the_newest_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = small_journal(dir.path(), 3, 2);
+        let (dir, mut j) = small_journal(3, 2);
         for i in 10..40 {
             j.append(&event(i)).unwrap();
         }
@@ -503,8 +510,7 @@ mod tests {
     #[test]
     fn an_appended_line_is_in_the_file_before_append_returns() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
-        j.append(&event(1)).unwrap();
+        let mut j = with_first_event(dir.path());
         // No flush, no drop: what a SIGKILL right now would leave behind.
         assert_eq!(read_all(&dir.path().join("events.jsonl")), vec![event(1)]);
         j.mark(&applied("in", 1, 2)).unwrap();
@@ -515,8 +521,7 @@ mod tests {
 
     #[test]
     fn the_window_holds_events_and_marks_from_since_on_across_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut j = small_journal(dir.path(), 6, 3);
+        let (dir, mut j) = small_journal(6, 3);
         for i in 10..20 {
             j.append(&event(i)).unwrap();
             if i % 3 == 0 {
@@ -539,9 +544,7 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_skipped_and_the_next_line_starts_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        let mut j = Journal::open(dir.path()).unwrap();
-        j.append(&event(1)).unwrap();
-        drop(j);
+        drop(with_first_event(dir.path()));
         let path = dir.path().join("events.jsonl");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"lane\":\"in\",\"dev").unwrap();

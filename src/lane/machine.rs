@@ -800,10 +800,7 @@ impl LaneMachine {
                 },
                 Input::LoopB(true),
             ) => State::Leaving { leader, follower },
-            // A occupied again while armed, the gate not open (or not known): the armed
-            // vehicle backed off and this is the next one, as in a queue behind a
-            // turn-away. (A short car waiting at a closed barrier with another right
-            // behind it is lost here: documented.)
+            // A occupied again while armed.
             (
                 State::Armed {
                     leader,
@@ -812,27 +809,25 @@ impl LaneMachine {
                     blind,
                 },
                 Input::LoopA(true),
-            ) if !self.gate_is_open() => {
-                self.resolve_armed(leader, since, blind, false, out);
-                State::Approaching(self.arrive(now, false))
+            ) => {
+                if self.gate_is_open() {
+                    // The gate open: the next vehicle through this opening (or the armed
+                    // one backing up; it then leaves A again like a follower turning away).
+                    State::Armed {
+                        leader,
+                        follower: Some(self.arrive(now, true)),
+                        since,
+                        blind,
+                    }
+                } else {
+                    // The gate not open (or not known): the armed vehicle backed off and
+                    // this is the next one, as in a queue behind a turn-away. (A short car
+                    // waiting at a closed barrier with another right behind it is lost
+                    // here: documented.)
+                    self.resolve_armed(leader, since, blind, false, out);
+                    State::Approaching(self.arrive(now, false))
+                }
             }
-            // A occupied again while armed with the gate open: the next vehicle through
-            // this opening (or the armed one backing up; it then leaves A again like a
-            // follower turning away).
-            (
-                State::Armed {
-                    leader,
-                    follower: None,
-                    since,
-                    blind,
-                },
-                Input::LoopA(true),
-            ) => State::Armed {
-                leader,
-                follower: Some(self.arrive(now, true)),
-                since,
-                blind,
-            },
             (
                 State::Armed {
                     leader,

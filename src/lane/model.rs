@@ -172,7 +172,12 @@ impl MemoryLot {
             }
             StayAction::SupersedeThenOpen { superseded, entry } => {
                 // The car left unseen and came back: its old space is free again.
-                if self.close_locally(&superseded, LocalClose::Superseded, entry.entered_at, out) {
+                if self.close_locally(
+                    &superseded,
+                    LocalClose::Superseded,
+                    entry.details.entered_at,
+                    out,
+                ) {
                     self.add(-1);
                 }
                 self.open_stay(entry, out);
@@ -189,7 +194,7 @@ impl MemoryLot {
                     out.push(Outcome::Local(LocalEvent::Orphaned {
                         out_order_no: stay.out_order_no,
                         plate_no: stay.plate_no,
-                        away_time: exit.away_time,
+                        away_time: exit.details.away_time,
                     }));
                 }
                 self.open_stay(entry, out);
@@ -280,28 +285,28 @@ impl MemoryLot {
     }
 
     fn open_stay(&mut self, e: NewEntry, out: &mut Vec<Outcome>) -> OpenStay {
-        let out_order_no = self.next_order_no(e.entered_at);
+        let out_order_no = self.next_order_no(e.details.entered_at);
         self.add(1);
         let occ = self.occupancy();
         let stay = OpenStay {
             out_order_no: out_order_no.clone(),
-            plate_no: e.plate_no.clone(),
-            plate_color: e.plate_color,
-            car_type: e.car_type,
-            entered_at: e.entered_at,
+            plate_no: e.details.plate_no.clone(),
+            plate_color: e.details.plate_color,
+            car_type: e.details.car_type,
+            entered_at: e.details.entered_at,
             placeholder: e.placeholder,
         };
         self.open.push(stay.clone());
         out.push(Outcome::Report(Report::Entry(EntryReport {
             out_order_no: out_order_no.clone(),
-            plate_no: e.plate_no,
-            plate_color: e.plate_color,
-            car_type: e.car_type,
-            parking_time: e.entered_at,
-            port_no: e.port_no,
-            operator: e.operator,
-            price: None,
-            should_pay: None,
+            plate_no: e.details.plate_no,
+            plate_color: e.details.plate_color,
+            car_type: e.details.car_type,
+            parking_time: e.details.entered_at,
+            port_no: e.details.port_no,
+            operator: e.details.operator,
+            price: e.details.price,
+            should_pay: e.details.should_pay,
             total_spaces: occ.total,
             free_spaces: occ.free,
         })));
@@ -321,12 +326,12 @@ impl MemoryLot {
             plate_no: stay.plate_no.clone(),
             plate_color: stay.plate_color,
             car_type: stay.car_type,
-            away_time: exit.away_time,
-            price: exit.fee.price,
-            should_pay: exit.fee.should_pay,
-            paid_fee: exit.fee.paid_fee,
-            port_no: exit.port_no.clone(),
-            operator: exit.operator.clone(),
+            away_time: exit.details.away_time,
+            price: exit.details.fee.price,
+            should_pay: exit.details.fee.should_pay,
+            paid_fee: exit.details.fee.paid_fee,
+            port_no: exit.details.port_no.clone(),
+            operator: exit.details.operator.clone(),
             total_spaces: occ.total,
             free_spaces: occ.free,
         })));

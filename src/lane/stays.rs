@@ -40,36 +40,66 @@ pub struct OpenStay {
     pub placeholder: bool,
 }
 
-/// A stay to open.
+/// A vehicle that entered: its plate, the entry lane and its City Brain port, the
+/// time, who let it in and the entry picture. `I` holds the picture: shared (`Arc`)
+/// when a camera took it, owned when an operator gave a file (`store::NewStay`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NewEntry {
+pub struct EntryDetails<I> {
     pub plate_no: String,
     pub plate_color: PlateColor,
     pub car_type: CarType,
+    /// Lane id from the site config.
     pub lane: String,
+    /// City Brain id of the entrance.
     pub port_no: String,
     pub entered_at: Timestamp,
     pub operator: Option<String>,
-    pub placeholder: bool,
+    /// The raw camera image (JPEG or PNG, any size); re-encoded before sending.
     #[serde(skip)]
-    pub snapshot: Option<Arc<Vec<u8>>>,
+    pub snapshot: Option<I>,
+    /// Pre-paid / booked cars only, fen (the lanes know of none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub should_pay: Option<i64>,
+}
+
+/// A stay to open, as the planner decided it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewEntry {
+    #[serde(flatten)]
+    pub details: EntryDetails<Arc<Vec<u8>>>,
+    /// Opened for an unreadable plate under the lane's placeholder plate.
+    pub placeholder: bool,
     pub snapshot_len: Option<usize>,
 }
 
-/// How a stay ends at an exit lane.
+/// How a stay ends: the exit lane and its City Brain port, the time, what the stay
+/// cost, who let the vehicle out and the exit picture. `I` holds the picture: shared
+/// (`Arc`) when a camera took it, owned when an operator gave a file
+/// (`store::ExitDetails`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ExitPlan {
+pub struct ExitDetails<I> {
     pub lane: String,
     pub port_no: String,
     /// Never before the stay's entry.
     pub away_time: Timestamp,
+    /// What the stay cost, fen.
     pub fee: Fee,
     pub operator: Option<String>,
+    /// The raw camera image (JPEG or PNG, any size); re-encoded before sending.
+    #[serde(skip)]
+    pub snapshot: Option<I>,
+}
+
+/// How a stay ends at an exit lane, as the planner decided it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExitPlan {
+    #[serde(flatten)]
+    pub details: ExitDetails<Arc<Vec<u8>>>,
     /// The plate the exit camera read (may differ from the stay's by one misread).
     pub exit_plate: Option<String>,
     pub matched: Option<MatchKind>,
-    #[serde(skip)]
-    pub snapshot: Option<Arc<Vec<u8>>>,
     pub snapshot_len: Option<usize>,
 }
 
@@ -156,7 +186,7 @@ pub fn decide(
             let previous = (!entry.placeholder)
                 .then(|| {
                     open.iter()
-                        .find(|s| !s.placeholder && s.plate_no == entry.plate_no)
+                        .find(|s| !s.placeholder && s.plate_no == entry.details.plate_no)
                 })
                 .flatten();
             match (previous, lot.reentry) {
@@ -214,15 +244,15 @@ pub fn decide(
                     },
                     UnmatchedExit::ReportSynthetic => {
                         let mut entry = new_entry(passage, lane, lot);
-                        entry.snapshot = None;
+                        entry.details.snapshot = None;
                         entry.snapshot_len = None;
                         let exit = exit_plan(
                             passage,
                             lane,
                             lot,
                             passage.at,
-                            entry.car_type,
-                            &entry.plate_no,
+                            entry.details.car_type,
+                            &entry.details.plate_no,
                             None,
                             fees,
                         );
@@ -250,15 +280,19 @@ fn new_entry(passage: &Passage, lane: &LaneConfig, lot: &LotConfig) -> NewEntry 
         ),
     };
     NewEntry {
-        plate_no,
-        plate_color,
-        car_type,
-        lane: lane.id.clone(),
-        port_no: lane.port_no.clone(),
-        entered_at: passage.at,
-        operator: lane.operator.clone(),
+        details: EntryDetails {
+            plate_no,
+            plate_color,
+            car_type,
+            lane: lane.id.clone(),
+            port_no: lane.port_no.clone(),
+            entered_at: passage.at,
+            operator: lane.operator.clone(),
+            snapshot: passage.snapshot.clone(),
+            price: None,
+            should_pay: None,
+        },
         placeholder,
-        snapshot: passage.snapshot.clone(),
         snapshot_len: passage.snapshot_len,
     }
 }
@@ -268,14 +302,16 @@ fn new_entry(passage: &Passage, lane: &LaneConfig, lot: &LotConfig) -> NewEntry 
 /// known of a fee: price 0. Reported through the lane that saw the plate again.
 fn orphan_exit(old: &OpenStay, entry: &NewEntry) -> ExitPlan {
     ExitPlan {
-        lane: entry.lane.clone(),
-        port_no: entry.port_no.clone(),
-        away_time: Timestamp(entry.entered_at.0 - 1_000).max(old.entered_at),
-        fee: Fee::default(),
-        operator: entry.operator.clone(),
+        details: ExitDetails {
+            lane: entry.details.lane.clone(),
+            port_no: entry.details.port_no.clone(),
+            away_time: Timestamp(entry.details.entered_at.0 - 1_000).max(old.entered_at),
+            fee: Fee::default(),
+            operator: entry.details.operator.clone(),
+            snapshot: None,
+        },
         exit_plate: None,
         matched: None,
-        snapshot: None,
         snapshot_len: None,
     }
 }
@@ -294,23 +330,25 @@ fn exit_plan(
     // Clocks of two lanes' devices may disagree by a little: an exit is never before its entry.
     let away_time = passage.at.max(entered_at);
     ExitPlan {
-        lane: lane.id.clone(),
-        port_no: lane.port_no.clone(),
-        away_time,
-        fee: decide_fee(
-            fees,
-            lot.tariff.as_ref(),
-            &FeeQuery {
-                plate_no,
-                car_type,
-                entered: entered_at,
-                exited: away_time,
-            },
-        ),
-        operator: lane.operator.clone(),
+        details: ExitDetails {
+            lane: lane.id.clone(),
+            port_no: lane.port_no.clone(),
+            away_time,
+            fee: decide_fee(
+                fees,
+                lot.tariff.as_ref(),
+                &FeeQuery {
+                    plate_no,
+                    car_type,
+                    entered: entered_at,
+                    exited: away_time,
+                },
+            ),
+            operator: lane.operator.clone(),
+            snapshot: passage.snapshot.clone(),
+        },
         exit_plate: passage.plate.as_ref().map(|p| p.text.clone()),
         matched,
-        snapshot: passage.snapshot.clone(),
         snapshot_len: passage.snapshot_len,
     }
 }
@@ -367,7 +405,11 @@ mod tests {
             panic!("{a:?}")
         };
         assert_eq!(
-            (entry.plate_color, entry.car_type, entry.entered_at),
+            (
+                entry.details.plate_color,
+                entry.details.car_type,
+                entry.details.entered_at
+            ),
             (PlateColor::Green, CarType::Parkcard, Timestamp(5))
         );
     }
@@ -386,13 +428,13 @@ mod tests {
             panic!("{a:?}")
         };
         assert_eq!(orphaned, "S1");
-        assert_eq!(exit.away_time, Timestamp(3_599_000));
-        assert_eq!(exit.fee, Fee::default());
-        assert_eq!(entry.entered_at, Timestamp(3_600_000));
+        assert_eq!(exit.details.away_time, Timestamp(3_599_000));
+        assert_eq!(exit.details.fee, Fee::default());
+        assert_eq!(entry.details.entered_at, Timestamp(3_600_000));
         // Re-entering within a second of the old entry: the exit is never before it.
         let a = decide_on(Direction::Entry, Some("闽A12345"), 500, &lot, &open);
         assert!(
-            matches!(a, StayAction::CloseOrphanThenOpen { ref exit, .. } if exit.away_time == Timestamp(0)),
+            matches!(a, StayAction::CloseOrphanThenOpen { ref exit, .. } if exit.details.away_time == Timestamp(0)),
             "{a:?}"
         );
     }
@@ -435,7 +477,7 @@ mod tests {
         };
         assert!(entry.placeholder);
         assert_eq!(
-            (entry.plate_no.as_str(), entry.plate_color),
+            (entry.details.plate_no.as_str(), entry.details.plate_color),
             ("无牌车", PlateColor::Unknown)
         );
     }
@@ -474,8 +516,8 @@ mod tests {
         };
         assert_eq!(out_order_no, "S1");
         assert_eq!(exit.matched, Some(MatchKind::Fuzzy));
-        assert_eq!(exit.away_time, Timestamp(10_000));
-        assert_eq!(exit.fee, Fee::default());
+        assert_eq!(exit.details.away_time, Timestamp(10_000));
+        assert_eq!(exit.details.fee, Fee::default());
     }
 
     #[test]

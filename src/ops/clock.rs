@@ -123,7 +123,7 @@ pub fn ntp_synchronised() -> Option<bool> {
 mod tests {
     use super::*;
 
-    const T0: Timestamp = Timestamp(1_700_000_000_000);
+    use crate::ops::T0;
 
     #[test]
     fn steady_clocks_show_no_jump() {

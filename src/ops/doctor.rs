@@ -354,11 +354,9 @@ pub fn check_push_cameras(
     crate::driver::http_push::push_cameras(config, profiles)
         .into_iter()
         .map(|cam| {
-            let source = config
-                .devices
-                .iter()
-                .find(|d| d.name == cam.name)
-                .and_then(|d| d.source.as_deref())
+            let source = cam
+                .source
+                .as_deref()
                 .map(|s| format!(", from {s}"))
                 .unwrap_or_default();
             let address = format!("push address {}{source}", cam.address);

@@ -168,7 +168,7 @@ mod tests {
     use crate::ops::OpsState;
     use crate::ops::state::tests::config;
 
-    const T0: Timestamp = Timestamp(1_700_000_000_000);
+    use crate::ops::T0;
 
     /// The view of a fresh bridge started at `T0`, with lanes `entry-1` and `exit-1`.
     fn view() -> StatusView {

@@ -133,7 +133,7 @@ pub fn last_hour(times: &[Timestamp], now: Timestamp) -> usize {
 mod tests {
     use super::*;
 
-    const T0: Timestamp = Timestamp(1_700_000_000_000);
+    use crate::ops::T0;
 
     #[test]
     fn occupancy_keeps_a_day_one_sample_a_minute() {

@@ -40,6 +40,10 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// The instant the ops modules' tests start from (2023-11-14 22:13:20 UTC).
+#[cfg(test)]
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error(transparent)]

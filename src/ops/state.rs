@@ -596,7 +596,7 @@ port_no = "P1"
         SiteConfig::from_toml(&text, std::path::Path::new("test.toml")).unwrap()
     }
 
-    const T0: Timestamp = Timestamp(1_700_000_000_000);
+    use crate::ops::T0;
 
     /// Each of `lines` stands in the state's own registry as `/metrics` shows it.
     fn assert_metrics(ops: &OpsState, lines: &[&str]) {

@@ -1252,16 +1252,22 @@ mod tests {
         );
     }
 
+    /// Faults at these fail, drop and error-code rates, with an outage from 5 s to 7 s.
+    fn with_outage(fail_rate: f64, drop_rate: f64, error_code_rate: f64) -> Faults {
+        let outage = (Duration::from_secs(5), Duration::from_secs(2));
+        Faults::new(
+            Duration::ZERO,
+            fail_rate,
+            drop_rate,
+            error_code_rate,
+            Some(outage),
+            7,
+        )
+    }
+
     #[test]
     fn faults_follow_rates_and_outage_window() {
-        let mut f = Faults::new(
-            Duration::ZERO,
-            0.3,
-            0.1,
-            0.1,
-            Some((Duration::from_secs(5), Duration::from_secs(2))),
-            7,
-        );
+        let mut f = with_outage(0.3, 0.1, 0.1);
         assert_eq!(f.decide(Duration::from_secs(6)), Fault::Outage);
         let mut counts = HashMap::new();
         for _ in 0..10_000 {
@@ -1277,14 +1283,7 @@ mod tests {
 
     #[test]
     fn a_repeating_outage_comes_back_every_period() {
-        let mut f = Faults::new(
-            Duration::ZERO,
-            0.0,
-            0.0,
-            0.0,
-            Some((Duration::from_secs(5), Duration::from_secs(2))),
-            7,
-        );
+        let mut f = with_outage(0.0, 0.0, 0.0);
         f.outage_every = Some(Duration::from_secs(100));
         let at = |s| Duration::from_secs(s);
         assert_eq!(f.decide(at(6)), Fault::Outage);

@@ -7,11 +7,11 @@
 
 use super::cluster::PassageOrigin;
 use super::stays::{
-    Entering, Leaving, Occupancy, count_only_in, journal, load_stay, read_occupancy,
+    Occupancy, check_entry, check_exit, count_only_in, journal, load_stay, read_occupancy,
 };
 use super::{LocalClose, StayState, Store, StoreError};
 use crate::config::Direction;
-use crate::lane::stays::{ExitPlan, NewEntry, StayAction};
+use crate::lane::stays::StayAction;
 use crate::time::Timestamp;
 use rusqlite::Transaction;
 
@@ -35,32 +35,6 @@ pub struct Applied {
     pub closed: Option<(String, String)>,
     /// The lot's spaces once the action is applied.
     pub occupancy: Occupancy,
-}
-
-fn entering(e: &NewEntry) -> Entering<'_> {
-    Entering {
-        plate_no: &e.plate_no,
-        plate_color: e.plate_color,
-        car_type: e.car_type,
-        lane: &e.lane,
-        port_no: &e.port_no,
-        entered_at: e.entered_at,
-        operator: e.operator.as_deref(),
-        price: None,
-        should_pay: None,
-        snapshot: e.snapshot.as_deref().map(|b| &b[..]),
-    }
-}
-
-fn leaving(x: &ExitPlan) -> Leaving<'_> {
-    Leaving {
-        lane: &x.lane,
-        port_no: &x.port_no,
-        away_time: x.away_time,
-        fee: x.fee,
-        operator: x.operator.as_deref(),
-        snapshot: x.snapshot.as_deref().map(|b| &b[..]),
-    }
 }
 
 /// The stay is (still) open: a stay the plan replaces may have been closed since
@@ -104,12 +78,12 @@ impl Store {
             | StayAction::UnmatchedExit { .. }
             | StayAction::CountOnly { .. } => (None, None),
         };
-        let (entry, exit) = (entry.map(entering), exit.map(leaving));
-        if let Some(e) = &entry {
-            e.check()?;
+        let (entry, exit) = (entry.map(|e| &e.details), exit.map(|x| &x.details));
+        if let Some(e) = entry {
+            check_entry(e)?;
         }
-        if let Some(x) = &exit {
-            x.check()?;
+        if let Some(x) = exit {
+            check_exit(x)?;
         }
         let local_secs = self.local_secs(now);
         self.write_reports(now, |tx| {
@@ -133,10 +107,10 @@ impl Store {
                         self.close_in(tx, orphaned, x, now)?;
                         journal(
                             tx,
-                            plan.away_time,
-                            Some(&plan.lane),
+                            plan.details.away_time,
+                            Some(&plan.details.lane),
                             "orphaned_exit",
-                            Some(&new.plate_no),
+                            Some(&new.details.plate_no),
                             Some(orphaned),
                         )?;
                     }
@@ -213,6 +187,7 @@ mod crash_tests {
     use crate::config::LotConfig;
     use crate::config::storage::SnapshotMode;
     use crate::lane::Fee;
+    use crate::lane::stays::{EntryDetails, ExitDetails, ExitPlan, NewEntry};
     use crate::plate::{CarType, PlateColor};
     use crate::store::StoreOptions;
     use std::path::Path;
@@ -236,33 +211,39 @@ mod crash_tests {
 
     fn entry(plate: &str, image: bool) -> NewEntry {
         NewEntry {
-            plate_no: plate.into(),
-            plate_color: PlateColor::Blue,
-            car_type: CarType::Normal,
-            lane: "entry-1".into(),
-            port_no: "E1".into(),
-            entered_at: NOW,
-            operator: None,
+            details: EntryDetails {
+                plate_no: plate.into(),
+                plate_color: PlateColor::Blue,
+                car_type: CarType::Normal,
+                lane: "entry-1".into(),
+                port_no: "E1".into(),
+                entered_at: NOW,
+                operator: None,
+                snapshot: image.then(|| Arc::new(vec![7u8; 100])),
+                price: None,
+                should_pay: None,
+            },
             placeholder: false,
-            snapshot: image.then(|| Arc::new(vec![7u8; 100])),
             snapshot_len: image.then_some(100),
         }
     }
 
     fn exit(image: bool) -> ExitPlan {
         ExitPlan {
-            lane: "exit-1".into(),
-            port_no: "X1".into(),
-            away_time: NOW,
-            fee: Fee {
-                price: 500,
-                should_pay: 0,
-                paid_fee: 500,
+            details: ExitDetails {
+                lane: "exit-1".into(),
+                port_no: "X1".into(),
+                away_time: NOW,
+                fee: Fee {
+                    price: 500,
+                    should_pay: 0,
+                    paid_fee: 500,
+                },
+                operator: None,
+                snapshot: image.then(|| Arc::new(vec![9u8; 100])),
             },
-            operator: None,
             exit_plate: Some("闽A00001".into()),
             matched: None,
-            snapshot: image.then(|| Arc::new(vec![9u8; 100])),
             snapshot_len: image.then_some(100),
         }
     }

@@ -821,33 +821,31 @@ fn requeue_entry(
     Ok(())
 }
 
-/// Rebuilds a stay's entry report from the stays table.
+/// Rebuilds a stay's entry report from the stays table: the stay as
+/// [`load_stay`](super::stays::load_stay) reads it, and the figures its entry report
+/// carried (a closed stay's own price is the exit's).
 fn entry_report_from_stay(
     tx: &Transaction<'_>,
     out_order_no: &str,
 ) -> Result<EntryReport, StoreError> {
-    tx.query_row(
-        "SELECT plate_no, plate_color, car_type, entered_at, entry_port, entry_operator, entry_price, \
-         entry_should_pay, entry_total_spaces, entry_free_spaces FROM stays WHERE out_order_no = ?1",
+    let stay = super::stays::load_stay(tx, out_order_no)?;
+    let (price, should_pay, total_spaces, free_spaces) = tx.query_row(
+        "SELECT entry_price, entry_should_pay, entry_total_spaces, entry_free_spaces \
+         FROM stays WHERE out_order_no = ?1",
         [out_order_no],
-        |r| {
-            let color: String = r.get(1)?;
-            let car_type: String = r.get(2)?;
-            Ok(EntryReport {
-                out_order_no: out_order_no.to_string(),
-                plate_no: r.get(0)?,
-                plate_color: crate::plate::PlateColor::from_code(&color).unwrap_or_default(),
-                car_type: crate::plate::CarType::from_code(&car_type).unwrap_or_default(),
-                parking_time: Timestamp(r.get(3)?),
-                port_no: r.get(4)?,
-                operator: r.get(5)?,
-                price: r.get(6)?,
-                should_pay: r.get(7)?,
-                total_spaces: r.get(8)?,
-                free_spaces: r.get(9)?,
-            })
-        },
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::NoSuchStay(out_order_no.to_string()))
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    Ok(EntryReport {
+        out_order_no: stay.out_order_no,
+        plate_no: stay.plate_no,
+        plate_color: stay.plate_color,
+        car_type: stay.car_type,
+        parking_time: stay.entered_at,
+        port_no: stay.entry_port,
+        operator: stay.entry_operator,
+        price,
+        should_pay,
+        total_spaces,
+        free_spaces,
+    })
 }

@@ -6,42 +6,19 @@ use super::outbox::{enforce_image_budget, queue_report};
 use super::{Store, StoreError};
 use crate::config::Direction;
 use crate::config::storage::SnapshotMode;
-use crate::lane::Fee;
 use crate::plate::{CarType, PlateColor};
 use crate::report::{EntryReport, ExitReport, Report, SnapshotEvent};
 use crate::time::Timestamp;
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use std::borrow::Borrow;
 
-/// A vehicle that entered, as the lane (or an operator) saw it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewStay {
-    pub plate_no: String,
-    pub plate_color: PlateColor,
-    pub car_type: CarType,
-    /// Lane id from the site config.
-    pub lane: String,
-    /// City Brain id of the entrance.
-    pub port_no: String,
-    pub entered_at: Timestamp,
-    pub operator: Option<String>,
-    /// The raw camera image (JPEG or PNG, any size); re-encoded before sending.
-    pub snapshot: Option<Vec<u8>>,
-    /// Pre-paid / booked cars only, fen.
-    pub price: Option<i64>,
-    pub should_pay: Option<i64>,
-}
+/// A vehicle that entered, as an operator tells it (the lane planner's entry holds
+/// the same details with a shared camera image).
+pub type NewStay = crate::lane::stays::EntryDetails<Vec<u8>>;
 
-/// How a vehicle left.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExitDetails {
-    pub lane: String,
-    pub port_no: String,
-    pub away_time: Timestamp,
-    /// What the stay cost, fen (the same figures the lane logic plans).
-    pub fee: Fee,
-    pub operator: Option<String>,
-    pub snapshot: Option<Vec<u8>>,
-}
+/// How a vehicle left, as an operator tells it (the lane planner's exit holds the
+/// same details with a shared camera image).
+pub type ExitDetails = crate::lane::stays::ExitDetails<Vec<u8>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenedStay {
@@ -56,86 +33,35 @@ pub struct ClosedStay {
     pub stay: Stay,
 }
 
-/// A stay to open, borrowed from an operator's [`NewStay`] or a lane's planned entry
-/// (its image is not copied on the way in).
-pub(super) struct Entering<'a> {
-    pub plate_no: &'a str,
-    pub plate_color: PlateColor,
-    pub car_type: CarType,
-    pub lane: &'a str,
-    pub port_no: &'a str,
-    pub entered_at: Timestamp,
-    pub operator: Option<&'a str>,
-    pub price: Option<i64>,
-    pub should_pay: Option<i64>,
-    pub snapshot: Option<&'a [u8]>,
+/// A stay to open, an operator's ([`NewStay`]) or a lane's (its image shared): `I`
+/// lends the image bytes without a copy.
+pub(super) type Entering<I> = crate::lane::stays::EntryDetails<I>;
+
+/// The platform's limits for an entry, checked before the transaction begins.
+pub(super) fn check_entry<I>(e: &Entering<I>) -> Result<(), StoreError> {
+    check_plate(&e.plate_no)?;
+    check_port(&e.port_no)?;
+    check_operator(e.operator.as_deref())?;
+    check_fen("price", e.price)?;
+    check_fen("should_pay", e.should_pay)
 }
 
-impl<'a> From<&'a NewStay> for Entering<'a> {
-    fn from(s: &'a NewStay) -> Self {
-        Entering {
-            plate_no: &s.plate_no,
-            plate_color: s.plate_color,
-            car_type: s.car_type,
-            lane: &s.lane,
-            port_no: &s.port_no,
-            entered_at: s.entered_at,
-            operator: s.operator.as_deref(),
-            price: s.price,
-            should_pay: s.should_pay,
-            snapshot: s.snapshot.as_deref(),
-        }
+/// How a stay ends, an operator's ([`ExitDetails`]) or a lane's (its image shared):
+/// `I` lends the image bytes without a copy.
+pub(super) type Leaving<I> = crate::lane::stays::ExitDetails<I>;
+
+/// The platform's limits for an exit, checked before the transaction begins.
+pub(super) fn check_exit<I>(x: &Leaving<I>) -> Result<(), StoreError> {
+    check_port(&x.port_no)?;
+    check_operator(x.operator.as_deref())?;
+    for (name, v) in [
+        ("price", x.fee.price),
+        ("should_pay", x.fee.should_pay),
+        ("paid_fee", x.fee.paid_fee),
+    ] {
+        check_fen(name, Some(v))?;
     }
-}
-
-impl Entering<'_> {
-    /// The platform's limits, checked before the transaction begins.
-    pub fn check(&self) -> Result<(), StoreError> {
-        check_plate(self.plate_no)?;
-        check_port(self.port_no)?;
-        check_operator(self.operator)?;
-        check_fen("price", self.price)?;
-        check_fen("should_pay", self.should_pay)
-    }
-}
-
-/// How a stay ends, borrowed from an operator's [`ExitDetails`] or a lane's exit plan.
-pub(super) struct Leaving<'a> {
-    pub lane: &'a str,
-    pub port_no: &'a str,
-    pub away_time: Timestamp,
-    pub fee: Fee,
-    pub operator: Option<&'a str>,
-    pub snapshot: Option<&'a [u8]>,
-}
-
-impl<'a> From<&'a ExitDetails> for Leaving<'a> {
-    fn from(x: &'a ExitDetails) -> Self {
-        Leaving {
-            lane: &x.lane,
-            port_no: &x.port_no,
-            away_time: x.away_time,
-            fee: x.fee,
-            operator: x.operator.as_deref(),
-            snapshot: x.snapshot.as_deref(),
-        }
-    }
-}
-
-impl Leaving<'_> {
-    /// The platform's limits, checked before the transaction begins.
-    pub fn check(&self) -> Result<(), StoreError> {
-        check_port(self.port_no)?;
-        check_operator(self.operator)?;
-        for (name, v) in [
-            ("price", self.fee.price),
-            ("should_pay", self.fee.should_pay),
-            ("paid_fee", self.fee.paid_fee),
-        ] {
-            check_fen(name, Some(v))?;
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Why a stay was closed without an exit report.
@@ -280,8 +206,9 @@ fn check_fen(name: &str, v: Option<i64>) -> Result<(), StoreError> {
     }
 }
 
-pub(super) fn read_occupancy(tx: &Transaction<'_>) -> Result<Occupancy, StoreError> {
-    let (occupied, total): (i64, i64) = tx.query_row(
+/// The lot's spaces as `conn` (a transaction or the plain connection) sees them.
+pub(super) fn read_occupancy(conn: &Connection) -> Result<Occupancy, StoreError> {
+    let (occupied, total): (i64, i64) = conn.query_row(
         "SELECT occupied, total FROM occupancy WHERE id = 1",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -362,13 +289,13 @@ impl Store {
         now: Timestamp,
     ) -> Result<Vec<OpenedStay>, StoreError> {
         for s in &stays {
-            Entering::from(s).check()?;
+            check_entry(s)?;
         }
         let local_secs = self.local_secs(now);
         self.write_reports(now, |tx| {
             let mut opened = Vec::with_capacity(stays.len());
             for s in &stays {
-                opened.push(self.open_in(tx, &Entering::from(s), now, local_secs)?);
+                opened.push(self.open_in(tx, s, now, local_secs)?);
             }
             Ok(opened)
         })
@@ -391,10 +318,10 @@ impl Store {
     }
 
     /// Opens a stay inside `tx`: next number, occupancy + 1, the stay, its reports.
-    pub(super) fn open_in(
+    pub(super) fn open_in<I: Borrow<Vec<u8>>>(
         &self,
         tx: &Transaction<'_>,
-        s: &Entering<'_>,
+        s: &Entering<I>,
         now: Timestamp,
         local_secs: i64,
     ) -> Result<OpenedStay, StoreError> {
@@ -437,18 +364,19 @@ impl Store {
         ])?;
         let entry = Report::Entry(EntryReport {
             out_order_no: out_order_no.clone(),
-            plate_no: s.plate_no.to_string(),
+            plate_no: s.plate_no.clone(),
             plate_color: s.plate_color,
             car_type: s.car_type,
             parking_time: s.entered_at,
-            port_no: s.port_no.to_string(),
-            operator: s.operator.map(str::to_string),
+            port_no: s.port_no.clone(),
+            operator: s.operator.clone(),
             price: s.price,
             should_pay: s.should_pay,
             total_spaces: occ.total,
             free_spaces: occ.free,
         });
-        self.queue_with_image(tx, &entry, SnapshotEvent::Parking, s.snapshot, now)?;
+        let image = s.snapshot.as_ref().map(|i| i.borrow().as_slice());
+        self.queue_with_image(tx, &entry, SnapshotEvent::Parking, image, now)?;
         Ok(OpenedStay {
             out_order_no,
             free_spaces: occ.free,
@@ -492,17 +420,16 @@ impl Store {
         x: ExitDetails,
         now: Timestamp,
     ) -> Result<ClosedStay, StoreError> {
-        let x = Leaving::from(&x);
-        x.check()?;
+        check_exit(&x)?;
         self.write_reports(now, |tx| self.close_in(tx, out_order_no, &x, now))
     }
 
     /// Closes an open stay inside `tx`: occupancy − 1, the stay, its exit reports.
-    pub(super) fn close_in(
+    pub(super) fn close_in<I: Borrow<Vec<u8>>>(
         &self,
         tx: &Transaction<'_>,
         out_order_no: &str,
-        x: &Leaving<'_>,
+        x: &Leaving<I>,
         now: Timestamp,
     ) -> Result<ClosedStay, StoreError> {
         let stay = load_stay(tx, out_order_no)?;
@@ -536,17 +463,18 @@ impl Store {
             price: x.fee.price,
             should_pay: x.fee.should_pay,
             paid_fee: x.fee.paid_fee,
-            port_no: x.port_no.to_string(),
-            operator: x.operator.map(str::to_string),
+            port_no: x.port_no.clone(),
+            operator: x.operator.clone(),
             total_spaces: occ.total,
             free_spaces: occ.free,
         });
-        self.queue_with_image(tx, &exit, SnapshotEvent::Away, x.snapshot, now)?;
+        let image = x.snapshot.as_ref().map(|i| i.borrow().as_slice());
+        self.queue_with_image(tx, &exit, SnapshotEvent::Away, image, now)?;
         // The stay as it is now, built from what was just written (no read back).
         let stay = Stay {
             state: StayState::Closed,
-            exit_lane: Some(x.lane.to_string()),
-            exit_port: Some(x.port_no.to_string()),
+            exit_lane: Some(x.lane.clone()),
+            exit_port: Some(x.port_no.clone()),
             exited_at: Some(x.away_time),
             price: Some(x.fee.price),
             should_pay: Some(x.fee.should_pay),
@@ -649,31 +577,6 @@ impl Store {
         )
     }
 
-    /// Notes something the lanes decided that the operator should be able to find
-    /// (`orphaned_exit`, `inferred_entry`, `trailer_with_tractor`, …) in the lane
-    /// journal; reports and occupancy are left alone.
-    pub fn record_lane_note(
-        &self,
-        at: Timestamp,
-        lane: Option<&str>,
-        what: &str,
-        plate: Option<&str>,
-        out_order_no: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| journal(tx, at, lane, what, plate, out_order_no))
-    }
-
-    /// Notes an exit that matched no open stay (nothing is reported; occupancy is left
-    /// alone: call [`Store::record_count_only`] too if the space should be freed).
-    pub fn record_unmatched_exit(
-        &self,
-        plate: Option<&str>,
-        lane: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| journal(tx, at, Some(lane), "unmatched_exit", plate, None))
-    }
-
     /// A vehicle passed without a report (unreadable plate, count-only lane):
     /// occupancy + 1 for an entry, − 1 for an exit, within 0..=total.
     pub fn record_count_only(
@@ -686,17 +589,7 @@ impl Store {
     }
 
     pub fn occupancy(&self) -> Result<Occupancy, StoreError> {
-        let conn = self.lock();
-        let (occupied, total): (i64, i64) = conn.query_row(
-            "SELECT occupied, total FROM occupancy WHERE id = 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        Ok(Occupancy {
-            occupied,
-            total,
-            free: (total - occupied).max(0),
-        })
+        read_occupancy(&self.lock())
     }
 
     /// Sets the occupied count (an operator's correction after a recount).

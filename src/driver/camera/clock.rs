@@ -97,14 +97,17 @@ mod tests {
         ClockJudge::new(10_000, 7 * 24 * 60 * MIN)
     }
 
+    /// Judges a read made `age` ms before it arrives at `arrival` (negative: in our
+    /// future), with the camera's own offline flag.
+    fn read(j: &mut ClockJudge, age: i64, offline: Option<bool>, arrival: Timestamp) -> Timing {
+        j.judge(Some(arrival.plus_millis(-age)), offline, arrival)
+    }
+
     #[test]
     fn reads_within_the_tolerance_or_without_time_are_live() {
         let mut j = judge();
         assert_eq!(j.judge(None, None, Timestamp(5 * MIN)), Timing::Live);
-        assert_eq!(
-            j.judge(Some(Timestamp(5 * MIN - 9_000)), None, Timestamp(5 * MIN)),
-            Timing::Live
-        );
+        assert_eq!(read(&mut j, 9_000, None, Timestamp(5 * MIN)), Timing::Live);
     }
 
     #[test]
@@ -125,17 +128,11 @@ mod tests {
     fn a_future_time_or_a_live_flagged_old_time_means_a_wrong_clock() {
         let mut j = judge();
         let now = Timestamp(1_000 * MIN);
-        assert_eq!(
-            j.judge(Some(now.plus_millis(MIN)), None, now),
-            Timing::Skewed
-        );
+        assert_eq!(read(&mut j, -MIN, None, now), Timing::Skewed);
         assert!(j.skewed());
         // A later read inside the tolerance clears it.
-        assert_eq!(j.judge(Some(now), None, now), Timing::Live);
-        assert_eq!(
-            j.judge(Some(now.plus_millis(-5 * MIN)), Some(false), now),
-            Timing::Skewed
-        );
+        assert_eq!(read(&mut j, 0, None, now), Timing::Live);
+        assert_eq!(read(&mut j, 5 * MIN, Some(false), now), Timing::Skewed);
     }
 
     #[test]
@@ -143,17 +140,11 @@ mod tests {
         let mut j = judge();
         let lag = 20 * MIN;
         let t1 = Timestamp(1_000 * MIN);
-        assert_eq!(j.judge(Some(t1.plus_millis(-lag)), None, t1), Timing::Late);
+        assert_eq!(read(&mut j, lag, None, t1), Timing::Late);
         let t2 = t1.plus_millis(3 * MIN);
-        assert_eq!(
-            j.judge(Some(t2.plus_millis(-lag)), None, t2),
-            Timing::Skewed
-        );
+        assert_eq!(read(&mut j, lag, None, t2), Timing::Skewed);
         // The camera's own offline flag still marks a stored read as late.
-        assert_eq!(
-            j.judge(Some(t2.plus_millis(-90 * MIN)), Some(true), t2),
-            Timing::Late
-        );
+        assert_eq!(read(&mut j, 90 * MIN, Some(true), t2), Timing::Late);
     }
 
     #[test]

@@ -530,47 +530,23 @@ pub mod samples {
         .to_string()
     }
 
-    /// Legacy `AlarmInfoPlate` push body.
+    /// The serial number of the camera whose legacy body a test does not name.
+    pub const VZENITH_SERIAL: &str = "a1b2c3d4-e5f60718";
+
+    /// Legacy `AlarmInfoPlate` push body from camera [`VZENITH_SERIAL`], with the plate
+    /// crop (`imageFragmentFile`) only.
     pub fn vzenith_alarm_info_plate(
         plate: &str,
         color_type: u8,
         trigger_type: u8,
         jpeg: Option<&[u8]>,
     ) -> String {
-        vzenith_alarm_info_plate_images(plate, color_type, trigger_type, None, jpeg)
+        vzenith_alarm_info_plate_full(VZENITH_SERIAL, plate, color_type, trigger_type, None, jpeg)
     }
 
-    /// [`vzenith_alarm_info_plate`] with the scene (`imageFile`) and the plate crop
-    /// (`imageFragmentFile`) each present or empty.
-    pub fn vzenith_alarm_info_plate_images(
-        plate: &str,
-        color_type: u8,
-        trigger_type: u8,
-        scene: Option<&[u8]>,
-        crop: Option<&[u8]>,
-    ) -> String {
-        vzenith_alarm_info_plate_full(
-            "a1b2c3d4-e5f60718",
-            plate,
-            color_type,
-            trigger_type,
-            scene,
-            crop,
-        )
-    }
-
-    /// [`vzenith_alarm_info_plate`] from the camera with serial number `serialno`.
-    pub fn vzenith_alarm_info_plate_from(
-        serialno: &str,
-        plate: &str,
-        color_type: u8,
-        trigger_type: u8,
-        jpeg: Option<&[u8]>,
-    ) -> String {
-        vzenith_alarm_info_plate_full(serialno, plate, color_type, trigger_type, None, jpeg)
-    }
-
-    /// The legacy push body with every variable part given.
+    /// The legacy push body with every variable part given: the camera's serial number,
+    /// the scene (`imageFile`) and the plate crop (`imageFragmentFile`) each present or
+    /// empty.
     pub fn vzenith_alarm_info_plate_full(
         serialno: &str,
         plate: &str,
@@ -837,7 +813,8 @@ pub(crate) mod tests {
             ),
             (
                 "vzenith-legacy-alarminfoplate",
-                samples::vzenith_alarm_info_plate_images(
+                samples::vzenith_alarm_info_plate_full(
+                    samples::VZENITH_SERIAL,
                     "闽A12345",
                     1,
                     1,
@@ -1036,7 +1013,7 @@ pub(crate) mod tests {
     #[test]
     fn a_shared_topic_payload_names_its_camera_by_serialno() {
         let p = profile("vzenith-legacy-alarminfoplate");
-        let body = samples::vzenith_alarm_info_plate_from("sn-9", "闽A1", 1, 1, None);
+        let body = samples::vzenith_alarm_info_plate_full("sn-9", "闽A1", 1, 1, None, None);
         assert_eq!(route_value(&p, body.as_bytes()).as_deref(), Some("sn-9"));
         assert_eq!(
             route_value(&p, br#"{"serialno":"top-level"}"#).as_deref(),
