@@ -352,35 +352,29 @@ pub fn fault_schedule(
                     world.flood();
                     None
                 }
-                Fault::SerialUnplug => {
-                    world.unplug_serial();
-                    let out = wait(Duration::from_millis(rng.random_range(3_000..15_000)));
-                    world.replug_serial();
+                // A device gone for a while, then back; `false` once the soak stops.
+                Fault::SerialUnplug | Fault::BrokerRestart | Fault::ClockJump => {
+                    let (ms, scope) = match fault {
+                        Fault::SerialUnplug => (3_000..15_000, Some(Scope::SerialLane)),
+                        Fault::BrokerRestart => (3_000..15_000, Some(Scope::MqttLanes)),
+                        // The bridge is not blinded: it must carry on through both jumps.
+                        _ => (60_000..120_000, None),
+                    };
+                    match fault {
+                        Fault::SerialUnplug => world.unplug_serial(),
+                        Fault::BrokerRestart => world.close_broker(),
+                        _ => lock(&bridge).set_clock_offset(-300),
+                    }
+                    let out = wait(Duration::from_millis(rng.random_range(ms)));
+                    match fault {
+                        Fault::SerialUnplug => world.replug_serial(),
+                        Fault::BrokerRestart => world.reopen_broker(),
+                        _ => lock(&bridge).set_clock_offset(0),
+                    }
                     if !out {
                         break;
                     }
-                    Some(Scope::SerialLane)
-                }
-                Fault::BrokerRestart => {
-                    world.close_broker();
-                    let out = wait(Duration::from_millis(rng.random_range(3_000..15_000)));
-                    world.reopen_broker();
-                    if !out {
-                        break;
-                    }
-                    Some(Scope::MqttLanes)
-                }
-                Fault::ClockJump => {
-                    // The bridge is not blinded: it must carry on through both jumps.
-                    let b = lock(&bridge);
-                    b.set_clock_offset(-300);
-                    drop(b);
-                    let out = wait(Duration::from_millis(rng.random_range(60_000..120_000)));
-                    lock(&bridge).set_clock_offset(0);
-                    if !out {
-                        break;
-                    }
-                    None
+                    scope
                 }
             };
             let mut l = log.lock().unwrap_or_else(|e| e.into_inner());

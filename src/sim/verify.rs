@@ -295,17 +295,23 @@ mod tests {
         assert_eq!(total, 60);
     }
 
-    #[test]
-    fn a_missing_exit_a_phantom_and_a_wrong_count_are_all_named() {
+    /// 20 easy vehicles and their perfect record without the last exit.
+    fn record_without_the_last_exit() -> (Plan, String) {
         let p = plan(&TrafficConfig {
             vehicles: 20,
             hard_share: 0.0,
             ..TrafficConfig::default()
         });
         let mut rec = perfect_record(&p, 100);
-        // Drop the last exit, add a phantom entry.
         let cut = rec.rfind('\n').unwrap();
         rec.truncate(cut);
+        (p, rec)
+    }
+
+    #[test]
+    fn a_missing_exit_a_phantom_and_a_wrong_count_are_all_named() {
+        let (p, mut rec) = record_without_the_last_exit();
+        // And a phantom entry.
         rec.push('\n');
         rec.push_str(&record_line(
             "/barrier/parking",
@@ -324,15 +330,8 @@ mod tests {
 
     #[test]
     fn a_set_aside_vehicle_may_lack_its_exit_but_others_may_not() {
-        let p = plan(&TrafficConfig {
-            vehicles: 20,
-            hard_share: 0.0,
-            ..TrafficConfig::default()
-        });
-        let mut rec = perfect_record(&p, 100);
         // The last vehicle's exit went unseen in a blind spell.
-        let cut = rec.rfind('\n').unwrap();
-        rec.truncate(cut);
+        let (p, rec) = record_without_the_last_exit();
         let view = PlatformView::from_record(rec.as_bytes());
         let last = p.vehicles.iter().rfind(|v| v.case.enters()).unwrap().id;
         let v = compare(&p, &view, "无牌车", 100, &HashSet::from([last]));
