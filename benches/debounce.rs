@@ -6,10 +6,13 @@
 //! Written against the driver API only, so the same file also builds against an
 //! older tree to measure the previous debounce in the same run.
 
+#[path = "../tests/process_common/mod.rs"]
+mod process_common;
 use parking_bridge::config::SiteConfig;
 use parking_bridge::driver::{load_profiles, spawn_all};
 use parking_bridge::event::{EventKind, LoopId, RawEvent};
 use parking_bridge::sim::devices::SimModbus;
+use process_common::env_or;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -74,10 +77,7 @@ async fn latency(debounce: &str, samples: usize) -> (f64, f64, f64) {
 }
 
 fn main() {
-    let samples: usize = std::env::var("PB_BENCH_SAMPLES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200);
+    let samples: usize = env_or("PB_BENCH_SAMPLES", 200);
     // Only the settings this tree understands (an older tree has no debounce_reads).
     let settings: Vec<String> = std::env::var("PB_BENCH_SETTINGS")
         .unwrap_or_else(|_| "debounce_ms = 0;debounce_ms = 100;debounce_reads = 2".into())

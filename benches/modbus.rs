@@ -10,11 +10,14 @@
 //! holds every chunk for its transmission time at the configured baud (a pty itself
 //! has no baud rate).
 
+#[path = "../tests/process_common/mod.rs"]
+mod process_common;
 use parking_bridge::config::SiteConfig;
 use parking_bridge::driver::rtu::{frame_time, silent_interval};
 use parking_bridge::driver::{load_profiles, spawn_all};
 use parking_bridge::event::{EventKind, LoopId, RawEvent};
 use parking_bridge::sim::devices::SimModbus;
+use process_common::env_or;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -306,10 +309,7 @@ fn main() {
         return;
     }
     // `cargo bench` passes --bench; nothing else to parse.
-    let seconds: u64 = std::env::var("PB_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let seconds: u64 = env_or("PB_BENCH_SECONDS", 60);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         latency(9600, 50, 100).await;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use parking_bridge::sim::devices::SimModbus;
 use platform_common::MockProcess;
-use process_common::{Guard, free_port};
+use process_common::{Guard, env_or, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_parking-bridge");
 const SECRET: &str = "0123456789abcdef";
@@ -149,14 +149,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let idle_secs: u64 = std::env::var("BENCH_IDLE_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
-    let starts: usize = std::env::var("BENCH_STARTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let idle_secs: u64 = env_or("BENCH_IDLE_SECS", 60);
+    let starts: usize = env_or("BENCH_STARTS", 5);
     let dir = tempfile::tempdir().unwrap();
     let platform = mock_platform();
     let platform_port = platform.port;

@@ -17,9 +17,10 @@ mod process_common;
 #[path = "../tests/store_common/mod.rs"]
 mod store_common;
 
-use bench_common::{client, env_usize, lot, median, settings, start_mock, time_drain};
+use bench_common::{client, lot, median, settings, start_mock, time_drain};
 use parking_bridge::store::Store;
 use parking_bridge::time::Timestamp;
+use process_common::env_or;
 use std::sync::Arc;
 use std::time::Duration;
 use store_common::new_stay;
@@ -76,8 +77,8 @@ fn drain(n: usize, setting: Setting) -> (f64, f64, u64, usize) {
 }
 
 fn main() {
-    let runs = env_usize("BENCH_RUNS", 3);
-    let n = env_usize("BENCH_DRAIN", 100_000);
+    let runs = env_or::<usize>("BENCH_RUNS", 3);
+    let n = env_or::<usize>("BENCH_DRAIN", 100_000);
     println!(
         "drain of {n} entry reports to mock-platform on loopback, 4 in flight, median of {runs} runs (nproc {})",
         std::thread::available_parallelism().map_or(0, |n| n.get())

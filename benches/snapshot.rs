@@ -3,6 +3,9 @@
 //! Env: `BENCH_RUNS` (default 5), `BENCH_IMAGE` (a camera JPEG to use instead of the
 //! generated 4000×3000 photo-like image), `CONVERT` (default /usr/bin/convert).
 
+#[path = "../tests/process_common/mod.rs"]
+mod process_common;
+use process_common::env_or;
 #[path = "../tests/photo_common/mod.rs"]
 mod photo_common;
 
@@ -30,10 +33,7 @@ fn time_convert(convert: &str, args: &[String], runs: usize) -> Option<(f64, u64
 }
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
+    let runs: usize = env_or("BENCH_RUNS", 5);
     let convert = std::env::var("CONVERT").unwrap_or_else(|_| "/usr/bin/convert".into());
     let input = match std::env::var("BENCH_IMAGE") {
         Ok(path) => std::fs::read(path).expect("BENCH_IMAGE readable"),

@@ -11,10 +11,11 @@ mod process_common;
 #[path = "../tests/store_common/mod.rs"]
 mod store_common;
 
-use bench_common::{client, env_usize, lot, median, settings, start_mock, time_drain};
+use bench_common::{client, lot, median, settings, start_mock, time_drain};
 use parking_bridge::lane::Fee;
 use parking_bridge::store::{ExitDetails, NewStay, Store};
 use parking_bridge::time::Timestamp;
+use process_common::env_or;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,8 +129,8 @@ fn drain(n: usize, in_flight: usize) -> f64 {
 }
 
 fn main() {
-    let runs = env_usize("BENCH_RUNS", 5);
-    let drain_n = env_usize("BENCH_DRAIN", 100_000);
+    let runs = env_or::<usize>("BENCH_RUNS", 5);
+    let drain_n = env_or::<usize>("BENCH_DRAIN", 100_000);
     println!(
         "store benchmarks, median of {runs} runs (nproc {})",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -14,6 +14,7 @@ mod driver_common;
 #[path = "platform_common/mod.rs"]
 mod platform_common;
 mod process_common;
+use process_common::env_or;
 
 use driver_common::Mosquitto;
 use parking_bridge::sim::devices::{SimCamera, SimModbus};
@@ -644,10 +645,7 @@ fn percentile(sorted: &[i64], q: f64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: cargo test --release --test cluster_e2e -- --ignored --nocapture loop_b"]
 async fn loop_b_to_platform_on_a_lane_node_vs_on_the_lot_node() {
-    let samples: usize = std::env::var("CLUSTER_BENCH_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(30);
+    let samples: usize = env_or("CLUSTER_BENCH_SAMPLES", 30);
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("record.jsonl");
     let mock = MockProcess::recording(&record, &["--parking-lot-no", LOT]);
@@ -765,10 +763,7 @@ async fn lane_node_queue_drain_after_a_broker_outage() {
     use parking_bridge::config::cluster::NodeRole;
     use parking_bridge::lane::machine::{Passage, PassageCase, PassagePlate};
     use parking_bridge::time::Timestamp;
-    let outage_s: u64 = std::env::var("CLUSTER_BENCH_OUTAGE_S")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(600);
+    let outage_s: u64 = env_or("CLUSTER_BENCH_OUTAGE_S", 600);
     let n = outage_s * 4;
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start();

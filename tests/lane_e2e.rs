@@ -12,6 +12,7 @@ mod driver_common;
 #[path = "platform_common/mod.rs"]
 mod platform_common;
 mod process_common;
+use process_common::env_or;
 
 use driver_common::Mosquitto;
 use parking_bridge::event::{GatePosition, LoopId};
@@ -644,14 +645,8 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run with --ignored --nocapture (PARKING_BRIDGE_BIN=target/release/parking-bridge)"]
 async fn entry_latency_from_loop_b_release_to_platform() {
-    let poll_ms: u64 = std::env::var("LANE_E2E_POLL_MS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(50);
-    let samples: usize = std::env::var("LANE_E2E_SAMPLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    let poll_ms: u64 = env_or("LANE_E2E_POLL_MS", 50);
+    let samples: usize = env_or("LANE_E2E_SAMPLES", 60);
     let mut rig = Rig::start(1, 0, poll_ms, 0).await;
     let (record, log) = (&rig.record, &rig.log);
     let lane = &rig.lanes[0];

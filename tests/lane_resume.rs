@@ -9,6 +9,7 @@
 //! lane task writes (a start mark, each event before it is handled, an `applied` mark
 //! after each passage is applied).
 
+mod process_common;
 use parking_bridge::config::{LaneConfig, SiteConfig};
 use parking_bridge::event::{EventKind, GatePosition, LoopId, PlateRead, RawEvent};
 use parking_bridge::lane::journal::{Line, Mark, Window};
@@ -18,6 +19,7 @@ use parking_bridge::lane::resume::{self, applied_mark};
 use parking_bridge::lane::stays::decide;
 use parking_bridge::plate::PlateColor;
 use parking_bridge::time::{Timestamp, china_standard_time};
+use process_common::env_or;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -308,10 +310,7 @@ proptest! {
 fn resume_start_up_with_a_full_window_against_an_empty_journal() {
     use parking_bridge::lane::journal::{Journal, read_window};
     use std::time::Instant;
-    let runs: usize = std::env::var("RESUME_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(15);
+    let runs: usize = env_or("RESUME_BENCH_RUNS", 15);
     let config = site();
     let full = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();

@@ -27,11 +27,13 @@
 
 #![cfg(target_os = "linux")]
 
+mod process_common;
 use parking_bridge::config::LotConfig;
 use parking_bridge::lane::Fee;
 use parking_bridge::plate::{CarType, PlateColor};
 use parking_bridge::store::{ExitDetails, NewStay, Outcome, StayState, Store};
 use parking_bridge::time::Timestamp;
+use process_common::env_or;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
@@ -400,10 +402,7 @@ fn power_loss_keeps_what_was_claimed() {
         "{writes} writes, {syncs} syncs logged"
     );
 
-    let seed: u64 = std::env::var("PB_POWER_LOSS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x5eed_0fc0_ffee);
+    let seed: u64 = env_or("PB_POWER_LOSS_SEED", 0x5eed_0fc0_ffee);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut cuts: Vec<usize> = (0..CUT_POINTS)
         .map(|_| rng.random_range(0..=ops.len()))

@@ -17,6 +17,8 @@
 //! HTTP push floods (rate, size, slow clients, connections) are in
 //! `tests/driver_http_push.rs`.
 
+mod process_common;
+use process_common::env_or;
 mod driver_common;
 
 use driver_common::*;
@@ -174,10 +176,7 @@ fn stay(n: usize, at: Timestamp, image: Vec<u8>) -> NewStay {
 #[test]
 fn a_100k_report_backlog_with_images_keeps_the_image_budget_and_every_report() {
     // PB_BACKLOG lowers the count for a quick local run; the default is the issue's.
-    let n: usize = std::env::var("PB_BACKLOG")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
+    let n: usize = env_or("PB_BACKLOG", 100_000);
     const IMAGE: usize = 2_000;
     const BUDGET: u64 = 4 << 20;
     let dir = tempfile::tempdir().unwrap();

@@ -6,14 +6,6 @@ use parking_bridge::config::LotConfig;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-/// A whole-number setting from the environment, or its default.
-pub fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// The median of a non-empty sample.
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));

@@ -8,6 +8,15 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// A setting from the environment (a test or bench knob), or its default when unset or
+/// unparsable.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A helper process killed when the test ends, however it ends, so a failing test
 /// leaves nothing running.
 pub struct Guard(pub Child);
