@@ -3,27 +3,32 @@
 //! vehicles entering on one node and leaving on another; the demo's own exact-match
 //! check of the platform's record must pass.
 
-#[path = "platform_common/mod.rs"]
-mod platform_common;
 mod process_common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 #[test]
 fn demo_as_a_three_node_cluster_leaves_an_exact_record() {
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(platform_common::BIN)
-        .args(["demo", "--nodes", "3", "--vehicles", "16", "--speed", "1"])
-        .args(["--seed", "7", "--lanes", "2:2", "--status-listen", ""])
-        .arg("--dir")
-        .arg(dir.path())
-        .env_remove("PARKING_BRIDGE_APP_SECRET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = process_common::demo_command(
+        dir.path(),
+        &[
+            "--nodes",
+            "3",
+            "--vehicles",
+            "16",
+            "--speed",
+            "1",
+            "--seed",
+            "7",
+            "--lanes",
+            "2:2",
+            "--status-listen",
+            "",
+        ],
+    )
+    .spawn()
+    .unwrap();
     let mut guard = process_common::Guard(child);
     let status = guard.wait_at_most(Duration::from_secs(240), "demo did not finish in time");
     let mut stdout = String::new();

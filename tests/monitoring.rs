@@ -3,16 +3,13 @@
 //! every metric the rules and the dashboard name exists in the `/metrics` of a running
 //! bridge with traffic (the demo: simulated devices, real bridge, mock platform).
 
-#[path = "platform_common/mod.rs"]
-mod platform_common;
 mod process_common;
 
-use platform_common::BIN;
-use process_common::Guard;
+use process_common::{Guard, demo_command};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn monitoring(file: &str) -> PathBuf {
@@ -98,23 +95,12 @@ fn every_metric_the_dashboard_and_rules_name_exists_on_a_running_bridge() {
 
     // The demo: devices on loopback, traffic, the built-in mock platform.
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--vehicles",
-            "0",
-            "--speed",
-            "4",
-            "--no-images",
-            "--dir",
-        ])
-        .arg(dir.path())
-        .env_remove("PARKING_BRIDGE_APP_SECRET")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = demo_command(
+        dir.path(),
+        &["--vehicles", "0", "--speed", "4", "--no-images"],
+    )
+    .spawn()
+    .unwrap();
     let stdout = child.stdout.take().unwrap();
     let demo = Guard(child);
     let (tx, rx) = std::sync::mpsc::channel();

@@ -17,6 +17,21 @@ pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// `parking-bridge demo ARGS --dir DIR`, its stdout piped (the demo's report), stdin and
+/// stderr closed, no app secret inherited from the environment.
+pub fn demo_command(dir: &std::path::Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_parking-bridge"));
+    cmd.arg("demo")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env_remove("PARKING_BRIDGE_APP_SECRET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// A helper process killed when the test ends, however it ends, so a failing test
 /// leaves nothing running.
 pub struct Guard(pub Child);
