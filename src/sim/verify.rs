@@ -123,6 +123,7 @@ pub fn compare(
     // how many of its vehicles were set aside.
     let mut expected_per_plate: HashMap<String, (usize, usize)> = HashMap::new();
     let mut lenient_per_plate: HashMap<String, usize> = HashMap::new();
+    let mut turned_away: HashSet<String> = HashSet::new();
     for v in &plan.vehicles {
         let reported_plate = if v.case == Case::Unreadable {
             placeholder.to_string()
@@ -166,6 +167,7 @@ pub fn compare(
             row.entries += share;
             row.exits += usize::from(orders.iter().any(|o| view.exits.contains_key(*o)));
         } else if !orders.is_empty() {
+            turned_away.insert(reported_plate.clone());
             problems.push(format!(
                 "vehicle {} turned away but has an entry on the platform",
                 crate::plate::mask(&v.plate)
@@ -187,7 +189,8 @@ pub fn compare(
         }
     }
     for (plate, orders) in &by_plate {
-        if !expected_per_plate.contains_key(*plate) {
+        // A turned-away vehicle with an entry is named above, not as a phantom.
+        if !expected_per_plate.contains_key(*plate) && !turned_away.contains(*plate) {
             problems.push(format!(
                 "phantom vehicle {}: {} entries on the platform that the simulation never drove",
                 crate::plate::mask(plate),
@@ -348,6 +351,33 @@ mod tests {
             "{:?}",
             v.problems
         );
+    }
+
+    #[test]
+    fn a_turned_away_vehicle_with_an_entry_is_named_once() {
+        let p = plan(&TrafficConfig {
+            vehicles: 60,
+            ..TrafficConfig::default()
+        });
+        let away = p
+            .vehicles
+            .iter()
+            .find(|v| v.case == Case::TurnAway)
+            .unwrap();
+        let mut rec = perfect_record(&p, 100);
+        rec.push('\n');
+        rec.push_str(&record_line(
+            "/barrier/parking",
+            true,
+            "success",
+            0,
+            serde_json::json!({"out_order_no": "T", "plate_no": away.plate, "free_spaces": 99}),
+        ));
+        let view = PlatformView::from_record(rec.as_bytes());
+        let v = compare(&p, &view, "无牌车", 100, &HashSet::new());
+        let text = v.problems.join("\n");
+        assert!(text.contains("turned away but has an entry"), "{text}");
+        assert!(!text.contains("phantom"), "{text}");
     }
 
     #[test]
