@@ -8,6 +8,7 @@ use crate::config::Direction;
 use crate::config::storage::SnapshotMode;
 use crate::plate::{CarType, PlateColor};
 use crate::report::{EntryReport, ExitReport, Report, SnapshotEvent};
+use crate::spec::MAX_INT8;
 use crate::time::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use std::borrow::Borrow;
@@ -199,8 +200,8 @@ fn check_operator(operator: Option<&str>) -> Result<(), StoreError> {
 
 fn check_fen(name: &str, v: Option<i64>) -> Result<(), StoreError> {
     match v {
-        Some(v) if !(0..=99_999_999).contains(&v) => Err(StoreError::Invalid(format!(
-            "{name} {v} must be between 0 and 99999999 fen"
+        Some(v) if !(0..=MAX_INT8).contains(&v) => Err(StoreError::Invalid(format!(
+            "{name} {v} must be between 0 and {MAX_INT8} fen"
         ))),
         _ => Ok(()),
     }
