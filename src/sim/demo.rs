@@ -701,8 +701,6 @@ struct Seen {
     spans: HashMap<(usize, bool), (i64, i64)>,
 }
 
-type Cleared = Mutex<Seen>;
-
 /// Drives the plan's steps in real time (already accelerated). Returns when done.
 async fn drive(
     plan: &Plan,
@@ -710,7 +708,7 @@ async fn drive(
     pictures: &[Vec<u8>],
     broker: std::net::SocketAddr,
     progress: &Mutex<usize>,
-    cleared: &Cleared,
+    seen: &Mutex<Seen>,
 ) {
     let start = tokio::time::Instant::now();
     // When the machine is busy and a step runs late, the rest of the plan slides by
@@ -725,7 +723,7 @@ async fn drive(
             apply(lane, &step.action, pictures, broker).await;
         }
         if let Some(v) = step.vehicle
-            && let Ok(mut seen) = cleared.lock()
+            && let Ok(mut seen) = seen.lock()
         {
             let key = (v, matches!(step.lane, LaneRef::Exit(_)));
             let now = Timestamp::now().0;
@@ -1343,7 +1341,7 @@ async fn drive_traffic(
 ) -> Driven {
     let (entries, exits) = (prepared.entries, prepared.exits);
     let (lanes, broker) = (&world.lanes, world.broker);
-    let cleared: Cleared = Mutex::new(Seen::default());
+    let seen = Mutex::new(Seen::default());
     let mut plan = None;
     let interrupted = {
         let traffic = async {
@@ -1355,7 +1353,7 @@ async fn drive_traffic(
                     args.seed,
                     args.vehicles,
                 ));
-                drive(&p, lanes, pictures, broker, &live.progress, &cleared).await;
+                drive(&p, lanes, pictures, broker, &live.progress, &seen).await;
                 plan = Some(p);
             } else {
                 for batch in 0u64.. {
@@ -1366,7 +1364,7 @@ async fn drive_traffic(
                         args.seed.wrapping_add(batch),
                         50,
                     ));
-                    drive(&p, lanes, pictures, broker, &live.progress, &cleared).await;
+                    drive(&p, lanes, pictures, broker, &live.progress, &seen).await;
                 }
             }
         };
@@ -1386,7 +1384,7 @@ async fn drive_traffic(
     Driven {
         plan,
         interrupted,
-        seen: cleared.into_inner().unwrap_or_else(|e| e.into_inner()),
+        seen: seen.into_inner().unwrap_or_else(|e| e.into_inner()),
     }
 }
 
