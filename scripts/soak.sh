@@ -12,7 +12,7 @@
 # Modbus TCP; cameras are Vzenith on the embedded MQTT broker (the bridge reaches it
 # through a closable relay) and Hikvision/Dahua-style HTTP push. Against the demo's
 # mock platform, with every fault at once on a seeded random schedule, one every
-# 20–60 s:
+# 30–120 s:
 #   - the bridge (`parking-bridge run`, a separate process) killed (SIGKILL) or stopped
 #     (SIGTERM) and restarted;
 #   - the RS-485 adapter unplugged for 3–15 s (the device node disappears) and plugged

@@ -9,6 +9,7 @@ use parking_bridge::driver::{load_profiles, metrics, spawn_all};
 use parking_bridge::event::{EventKind, RawEvent};
 use parking_bridge::plate::PlateColor;
 use parking_bridge::sim::devices::SimCamera;
+use parking_bridge::time::Timestamp;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -84,6 +85,39 @@ async fn until_subscribed(
     }
 }
 
+/// A read the camera sent while the bridge was away is held by the broker for the
+/// bridge's kept session and delivered at reconnect: it arrives marked late, at the
+/// camera's time, so no lane gives it to the next vehicle. A read made after the
+/// reconnect is live.
+#[tokio::test]
+async fn a_read_the_broker_held_while_the_bridge_was_away_arrives_late() {
+    let broker = Mosquitto::start();
+    let (rx, stop) = start(broker.port, "bridge-held").await;
+    stop.send(true).unwrap();
+    drop(rx);
+    let cam = SimCamera::connect("127.0.0.1", broker.port, "265e1040-85e01fb7");
+    let made = Timestamp::now().plus_millis(-5_000);
+    let held =
+        samples::vzenith_ivs_result_made("265e1040-85e01fb7", "闽A54321", 1, None, None, made);
+    cam.publish_raw("ivs_result", held.into_bytes())
+        .await
+        .unwrap();
+    let (mut rx, _stop) = start(broker.port, "bridge-held").await;
+    let within = Duration::from_secs(5);
+    let (ev, _) = wait_for(&mut rx, within, |e| plate(e).is_some()).await;
+    let p = plate(&ev).unwrap();
+    assert_eq!(p.text.as_deref(), Some("闽A54321"));
+    assert!(p.late, "a held read must arrive late: {p:?}");
+    assert_eq!(
+        p.device_time.map(|t| t.millis() / 1000),
+        Some(made.millis() / 1000)
+    );
+    cam.publish_plate("闽A65432", 1, None, false).await.unwrap();
+    let (ev, _) = wait_for(&mut rx, within, |e| plate(e).is_some()).await;
+    let p = plate(&ev).unwrap();
+    assert_eq!((p.text.as_deref(), p.late), (Some("闽A65432"), false));
+}
+
 #[tokio::test]
 async fn every_camera_profile_sample_is_decoded_from_a_real_broker() {
     let broker = Mosquitto::start();
@@ -107,10 +141,11 @@ async fn every_camera_profile_sample_is_decoded_from_a_real_broker() {
     assert_eq!(p.image_len, Some(4));
     cam.publish_plate("闽A12345", 1, None, false).await.unwrap();
     let (ev, _) = wait_for(&mut rx, within, |e| plate(e).is_some_and(|p| !p.quick)).await;
-    assert_eq!(
-        plate(&ev).unwrap().device_time.map(|t| t.millis()),
-        Some(1_628_670_619_000)
-    );
+    // The simulated camera's clock is right: its time is believed, the read is live.
+    let full = plate(&ev).unwrap();
+    let made = full.device_time.expect("the camera's time").millis();
+    assert!((Timestamp::now().millis() - made).abs() < 5_000, "{made}");
+    assert!(!full.late && !full.clock_skew);
     // The same full result again (QoS 1 redelivery, repeated push) is dropped.
     cam.publish_plate("闽A12345", 1, None, false).await.unwrap();
     cam.keep_alive().await.unwrap();

@@ -27,6 +27,15 @@ pub struct MqttConfig {
     /// MQTT keep-alive, seconds.
     #[serde(default = "default::u64::<30>")]
     pub keep_alive_s: u64,
+    /// A camera's own time is believed while it agrees with ours within this, ms. A
+    /// read made before the bridge's connection began (the broker held it while the
+    /// bridge was down) is then late: it never waits for the next vehicle.
+    #[serde(default = "default::i64::<10_000>")]
+    pub clock_tolerance_ms: i64,
+    /// A held read older than this means a camera clock reset, not an outage: it is
+    /// timed by its arrival, flagged, ms (default 7 days).
+    #[serde(default = "default_max_late_ms")]
+    pub max_late_ms: i64,
 }
 
 fn default_client_id() -> String {
@@ -241,6 +250,23 @@ pub struct CameraPushConfig {
     pub max_late_ms: i64,
 }
 
+/// The camera-clock settings of `[mqtt]` and `[camera_push]`.
+fn check_camera_clock(section: &str, tolerance_ms: i64, max_late_ms: i64, out: &mut Vec<Invalid>) {
+    check_between(
+        format!("{section}.clock_tolerance_ms"),
+        tolerance_ms,
+        1_000..=3_600_000,
+        " ms",
+        out,
+    );
+    if max_late_ms <= tolerance_ms {
+        out.push(Invalid::new(
+            format!("{section}.max_late_ms"),
+            "must be above clock_tolerance_ms",
+        ));
+    }
+}
+
 fn default_max_body() -> usize {
     4 * 1024 * 1024
 }
@@ -426,6 +452,7 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
             " seconds",
             out,
         );
+        check_camera_clock("mqtt", m.clock_tolerance_ms, m.max_late_ms, out);
     }
     let mut bus_names = HashSet::new();
     for (i, b) in config.buses.iter().enumerate() {
@@ -603,19 +630,7 @@ pub fn validate_all(config: &SiteConfig, out: &mut Vec<Invalid>) {
             "",
             out,
         );
-        check_between(
-            "camera_push.clock_tolerance_ms",
-            p.clock_tolerance_ms,
-            1_000..=3_600_000,
-            " ms",
-            out,
-        );
-        if p.max_late_ms <= p.clock_tolerance_ms {
-            out.push(Invalid::new(
-                "camera_push.max_late_ms",
-                "must be above clock_tolerance_ms",
-            ));
-        }
+        check_camera_clock("camera_push", p.clock_tolerance_ms, p.max_late_ms, out);
     }
     for (i, dir) in config.profile_dirs.iter().enumerate() {
         if dir.is_empty() {

@@ -21,9 +21,9 @@
 //! recognition (same text, colour and camera time) are dropped.
 
 use crate::config::{CameraPushConfig, SiteConfig};
-use crate::driver::camera::clock::{ClockJudge, Timing};
+use crate::driver::camera::clock::ClockJudge;
 use crate::driver::camera::push::{Ack, PushVendor, Reply};
-use crate::driver::camera::{CameraState, Context, Decoded, TopicKind, decode_value};
+use crate::driver::camera::{CameraState, Context, Decoded, TopicKind, decode_value, time_read};
 use crate::driver::profile::{CameraProfile, ProfileLibrary};
 use crate::driver::{DriverError, emit, metrics};
 use crate::event::{EventKind, RawEvent};
@@ -373,16 +373,7 @@ async fn receive(
         }
         match decoded {
             Ok(Decoded::Plate(mut read)) => {
-                let was_skewed = inner.clock.skewed();
-                match inner.clock.judge(read.device_time, read.offline, now) {
-                    Timing::Live => {}
-                    Timing::Late => read.late = true,
-                    Timing::Skewed => read.clock_skew = true,
-                }
-                if inner.clock.skewed() != was_skewed {
-                    let offset_ms = read.device_time.map(|t| now.millis() - t.millis());
-                    tracing::warn!(device = %cam.name, skewed = inner.clock.skewed(), ?offset_ms, "camera clock judged");
-                }
+                time_read(&mut inner.clock, &mut read, &cam.name, now, None);
                 if read
                     .image_len
                     .is_some_and(|n| n > s.limits.max_picture_bytes)

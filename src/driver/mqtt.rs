@@ -5,7 +5,8 @@
 //! publishes, so no command can reach a camera.
 
 use crate::config::{DeviceConfig, MqttConfig, SiteConfig};
-use crate::driver::camera::{CameraState, Decoded, TopicKind, decode, route_value};
+use crate::driver::camera::clock::ClockJudge;
+use crate::driver::camera::{CameraState, Decoded, TopicKind, decode, route_value, time_read};
 use crate::driver::profile::{CameraProfile, ProfileLibrary};
 use crate::driver::{DriverError, emit, metrics};
 use crate::event::{EventKind, RawEvent};
@@ -23,6 +24,7 @@ struct Camera {
     lane: String,
     profile: CameraProfile,
     state: CameraState,
+    clock: ClockJudge,
 }
 
 /// Largest message accepted from the broker (cameras embed JPEGs as base64).
@@ -120,9 +122,16 @@ pub fn spawn(
     tx: mpsc::Sender<RawEvent>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, DriverError> {
+    let found = super::cameras_of(config, profiles, false)?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let Some(m) = &config.mqtt else {
+        return Err(DriverError::Setup("cameras need an [mqtt] section".into()));
+    };
     let mut cameras: Vec<Camera> = Vec::new();
     let mut routes: Routes = HashMap::new();
-    for (d, id, profile) in super::cameras_of(config, profiles, false)? {
+    for (d, id, profile) in found {
         for (topic, kind) in camera_topics(&profile, id, d) {
             let sharing = routes.entry(topic.clone()).or_default();
             let routable = |i: usize| {
@@ -145,15 +154,10 @@ pub fn spawn(
             id: id.to_string(),
             lane: d.lane.clone(),
             state: CameraState::new(&profile),
+            clock: ClockJudge::new(m.clock_tolerance_ms, m.max_late_ms),
             profile,
         });
     }
-    if cameras.is_empty() {
-        return Ok(None);
-    }
-    let Some(m) = &config.mqtt else {
-        return Err(DriverError::Setup("cameras need an [mqtt] section".into()));
-    };
     let opts = options(m)?;
     Ok(Some(tokio::spawn(run(opts, cameras, routes, tx, shutdown))))
 }
@@ -169,6 +173,9 @@ async fn run(
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut connected = false;
+    // When the current connection began: a read the camera made before it was held by
+    // the broker (see `ClockJudge::judge_brokered`).
+    let mut listening_since = Timestamp::now();
     let mut backoff = Duration::from_millis(200);
     // Unroutable messages on shared topics: logged once per burst per topic.
     let mut unrouted: HashMap<String, (Timestamp, u64)> = HashMap::new();
@@ -197,6 +204,7 @@ async fn run(
             polled = eventloop.poll() => match polled {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     connected = true;
+                    listening_since = Timestamp::now();
                     // Back to a kept session after a clean one (oversize message above).
                     eventloop.mqtt_options.set_clean_session(false);
                     backoff = Duration::from_millis(200);
@@ -241,7 +249,7 @@ async fn run(
                         }
                     };
                     let Some(cam) = cameras.get_mut(index) else { continue };
-                    if !handle_message(cam, kind, &p.payload, &tx).await {
+                    if !handle_message(cam, kind, &p.payload, listening_since, &tx).await {
                         return;
                     }
                 }
@@ -306,6 +314,7 @@ async fn handle_message(
     cam: &mut Camera,
     kind: TopicKind,
     payload: &[u8],
+    listening_since: Timestamp,
     tx: &mpsc::Sender<RawEvent>,
 ) -> bool {
     let now = Timestamp::now();
@@ -316,7 +325,14 @@ async fn handle_message(
     }
     match decode(&cam.profile, kind, payload) {
         Ok(Decoded::Alive) => true,
-        Ok(Decoded::Plate(read)) => {
+        Ok(Decoded::Plate(mut read)) => {
+            time_read(
+                &mut cam.clock,
+                &mut read,
+                &cam.name,
+                now,
+                Some(listening_since),
+            );
             if cam.state.is_duplicate(&read, now) {
                 tracing::debug!(device = %cam.name, "duplicate plate read dropped");
                 return true;
@@ -327,6 +343,7 @@ async fn handle_message(
                 plate = %read.text.as_deref().map(crate::plate::for_log).unwrap_or_else(|| "(none)".into()),
                 color = %read.color,
                 quick = read.quick,
+                late = read.late,
                 "plate read"
             );
             emit(tx, &cam.lane, &cam.name, now, EventKind::Plate(read)).await

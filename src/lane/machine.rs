@@ -126,6 +126,8 @@ struct Read {
     at: Timestamp,
     image: Option<Arc<Vec<u8>>>,
     image_len: Option<usize>,
+    /// Made while the bridge could not hear the camera ([`PlateRead::late`]).
+    late: bool,
 }
 
 impl Read {
@@ -139,6 +141,7 @@ impl Read {
             at,
             image: p.image.clone(),
             image_len: p.image_len.or_else(|| p.image.as_ref().map(|i| i.len())),
+            late: p.late,
         }
     }
 }
@@ -415,8 +418,9 @@ impl LaneMachine {
         out
     }
 
-    /// Late reads older than the plate window that loop and gate lanes set aside
-    /// (journalled with the event, counted here), since start.
+    /// Late reads that loop and gate lanes set aside (journalled with the event,
+    /// counted here), since start: older than the plate window, with no vehicle in
+    /// the lane to take them, or replaced by a vehicle's live read.
     pub fn stale_late_reads(&self) -> u64 {
         self.stale_late_reads
     }
@@ -425,9 +429,10 @@ impl LaneMachine {
     /// now (`late`, made at its `device_time`). It never goes to the vehicle in the
     /// lane now. Camera-only lanes: it is a passage at its own time (the cameras push
     /// their backlog in order, so the passages are reported in order). Lanes with
-    /// loops or a gate: inside the plate window it is an ordinary read; older, the
-    /// vehicle it belonged to has been reported unrecognised already, and it is set
-    /// aside: journalled (with the event) and counted.
+    /// loops or a gate: inside the plate window a vehicle in the lane may take it (a
+    /// live read replaces it), but it never waits for the next vehicle; older, the
+    /// vehicle it belonged to has been reported unrecognised already. What no vehicle
+    /// takes is set aside: journalled (with the event) and counted.
     fn late_read(&mut self, p: &PlateRead, now: Timestamp, out: &mut Vec<Passage>) {
         let made = p.device_time.unwrap_or(now);
         if self.layout == DetectionLayout::CameraOnly {
@@ -1007,6 +1012,21 @@ impl LaneMachine {
             }
             return;
         }
+        // A live read beats a late one: the late read may be the plate of a vehicle
+        // that passed while the bridge could not hear the camera. Kept, it would push
+        // this read on to the next vehicle, and that one's on to the next.
+        if !r.late && r.text.is_some() {
+            if let Some(v) = vehicles
+                .iter_mut()
+                .rev()
+                .find(|v| v.read.as_ref().is_some_and(|held| held.late))
+            {
+                if let Some(old) = v.read.replace(r) {
+                    self.set_aside_late(&old, "late camera read replaced by a live one");
+                }
+                return;
+            }
+        }
         // No vehicle wants it: a late read for a vehicle that cleared without one…
         if r.text.is_some() {
             if let Some(held) = self.held.take() {
@@ -1033,8 +1053,23 @@ impl LaneMachine {
             tracing::debug!(lane = %self.lane, plate = %r.text.as_deref().map(crate::plate::mask).unwrap_or_default(), "trailer read taken as part of its tractor's passage");
             return;
         }
-        // …or the next vehicle's read, arrived early.
+        // …or the next vehicle's read, arrived early. Never a late read: its vehicle
+        // passed while the bridge could not hear the camera.
+        if r.late {
+            self.set_aside_late(&r, "late camera read with no vehicle in the lane set aside");
+            return;
+        }
         self.pending = Some(r);
+    }
+
+    /// A late read no vehicle takes: journalled with its event, counted, said.
+    fn set_aside_late(&mut self, r: &Read, why: &'static str) {
+        self.stale_late_reads += 1;
+        tracing::info!(
+            lane = %self.lane,
+            plate = %r.text.as_deref().map(crate::plate::mask).unwrap_or_default(),
+            "{why}"
+        );
     }
 
     /// A vehicle cleared the barrier. It is inferred when it was in the lane during a
@@ -1275,6 +1310,37 @@ mod tests {
         let out = feed(&mut m, &pass_without_read(t + 21_000)[1..]);
         assert_eq!(out[0].plate.as_ref().unwrap().text, "闽D12345");
         assert_eq!(m.stale_late_reads(), 1);
+    }
+
+    /// After a restart the broker delivers what the camera sent meanwhile. A held read
+    /// of a vehicle that passed unseen must not wait for the next vehicle, nor keep a
+    /// vehicle's own live read from it: else each vehicle takes its predecessor's plate.
+    #[test]
+    fn a_late_read_never_waits_for_the_next_vehicle_and_a_live_read_beats_it() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        let t = 1_000_000;
+        // Held read of a vehicle that passed while the bridge was down; the lane is empty.
+        assert!(feed(&mut m, &[(t, late("闽A00001", t - 4_000))]).is_empty());
+        assert_eq!(m.stale_late_reads(), 1);
+        // The next vehicle comes with its own live read, and gets it, not the held one.
+        feed(&mut m, &[(t + 1_000, read("闽A00002"))]);
+        let out = feed(&mut m, &pass_without_read(t + 2_000));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00002");
+        // A vehicle on the loops takes a held read (it may be its own)…
+        feed(&mut m, &[(t + 10_000, lp(LoopId::A, true))]);
+        feed(&mut m, &[(t + 10_100, late("闽A00003", t + 6_000))]);
+        // …but its live read replaces it, and the held one is not kept for anyone.
+        feed(&mut m, &[(t + 10_500, read("闽A00004"))]);
+        let out = feed(&mut m, &pass_without_read(t + 10_000)[1..]);
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00004");
+        assert_eq!(m.stale_late_reads(), 2);
+        let out: Vec<_> = feed(&mut m, &pass_without_read(t + 20_000))
+            .into_iter()
+            .chain(m.on_timer(Timestamp(t + 30_000)))
+            .collect();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].case, PassageCase::Unrecognised);
     }
 
     #[test]

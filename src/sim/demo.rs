@@ -1494,7 +1494,28 @@ fn report(
                 // What the check saw, kept so a soak's verdict can be re-derived.
                 write_passages(&demo_dir(args), &driven.seen, &set_aside);
             }
-            let verdict = verify::compare(plan, &view, PLACEHOLDER_PLATE, TOTAL_SPACES, &set_aside);
+            let mut verdict =
+                verify::compare(plan, &view, PLACEHOLDER_PLATE, TOTAL_SPACES, &set_aside);
+            let entry_spans: HashMap<usize, (i64, i64)> = driven
+                .seen
+                .spans
+                .iter()
+                .filter(|((_, at_exit), _)| !at_exit)
+                .map(|((v, _), span)| (*v, *span))
+                .collect();
+            // A soak's clock jump sets the bridge's clock back by this much for a while.
+            let offsets: &[i64] = if faults.is_some() {
+                &[soak::CLOCK_JUMP_BACK_MS]
+            } else {
+                &[]
+            };
+            verdict.problems.extend(verify::misattributed(
+                plan,
+                &view,
+                &entry_spans,
+                &set_aside,
+                offsets,
+            ));
             println!("\n{}", view::summary(&verdict));
             println!(
                 "platform: {} snapshots, {} heartbeats, {} duplicate re-sends answered OUT_ORDER_NO_DUPLICATION",

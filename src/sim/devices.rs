@@ -276,8 +276,13 @@ impl SimCamera {
         quick: bool,
     ) -> Result<(), rumqttc::ClientError> {
         // The snapshot is a camera frame: the scene image, as a real camera sends it.
-        let body = crate::driver::camera::samples::vzenith_ivs_result_images(
-            &self.sn, plate, color_type, jpeg, None,
+        let body = crate::driver::camera::samples::vzenith_ivs_result_made(
+            &self.sn,
+            plate,
+            color_type,
+            jpeg,
+            None,
+            crate::time::Timestamp::now(),
         );
         let topic = if quick {
             "quick_ivs_result"

@@ -212,9 +212,10 @@ impl Fault {
     }
 }
 
-/// The next fault and the wait before it: 20–60 s apart, weighted by kind.
+/// The next fault and the wait before it: 30–120 s apart, weighted by kind (closer,
+/// the blind spells would set aside most of the traffic the check is for).
 pub fn next_fault(rng: &mut impl Rng) -> (Duration, Fault) {
-    let wait = Duration::from_millis(rng.random_range(20_000..60_000));
+    let wait = Duration::from_millis(rng.random_range(30_000..120_000));
     let total: u32 = Fault::ALL.iter().map(|f| f.weight()).sum();
     let mut roll = rng.random_range(0..total);
     for f in Fault::ALL {
@@ -246,6 +247,10 @@ pub struct Blind {
     pub to_ms: i64,
     pub scope: Scope,
 }
+
+/// How far a clock jump sets the bridge's wall clock back (it is moved forward again
+/// 1–2 minutes later).
+pub const CLOCK_JUMP_BACK_MS: i64 = 300_000;
 
 /// How long after a restart, replug or reconnect the bridge may still be blind
 /// (start-up, reopening the port, resubscribing).
@@ -363,7 +368,7 @@ pub fn fault_schedule(
                     match fault {
                         Fault::SerialUnplug => world.unplug_serial(),
                         Fault::BrokerRestart => world.close_broker(),
-                        _ => lock(&bridge).set_clock_offset(-300),
+                        _ => lock(&bridge).set_clock_offset(-CLOCK_JUMP_BACK_MS / 1000),
                     }
                     let out = wait(Duration::from_millis(rng.random_range(ms)));
                     match fault {
@@ -543,7 +548,7 @@ mod tests {
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..500 {
             let (wait, f) = next_fault(&mut rng);
-            assert!((20..60).contains(&wait.as_secs()), "{wait:?}");
+            assert!((30..120).contains(&wait.as_secs()), "{wait:?}");
             seen.insert(f);
         }
         assert_eq!(seen.len(), Fault::ALL.len(), "{seen:?}");

@@ -13,6 +13,9 @@ use std::io::BufRead;
 pub struct PlatformView {
     /// Accepted entries: out_order_no → (plate, when accepted).
     pub entries: HashMap<String, (String, i64)>,
+    /// Accepted entries: out_order_no → the entry time they report (`parking_time`,
+    /// UTC+8, ms), when it parses.
+    pub entry_times: HashMap<String, i64>,
     /// Accepted exits: out_order_no → when accepted.
     pub exits: HashMap<String, i64>,
     /// Exits refused because their entry was unknown (then re-sent after the entry).
@@ -47,8 +50,15 @@ impl PlatformView {
             let kind = rec.path.rsplit('/').next().unwrap_or("");
             match (kind, rec.accepted) {
                 ("parking", true) => {
-                    view.entries
-                        .insert(text("out_order_no"), (text("plate_no"), rec.at.0));
+                    let order = text("out_order_no");
+                    let parked = crate::time::Timestamp::parse_local(
+                        &text("parking_time"),
+                        crate::time::china_standard_time(),
+                    );
+                    if let Some(t) = parked {
+                        view.entry_times.insert(order.clone(), t.0);
+                    }
+                    view.entries.insert(order, (text("plate_no"), rec.at.0));
                 }
                 ("parking", false) if rec.result_code == "OUT_ORDER_NO_DUPLICATION" => {
                     view.duplicate_entries += 1
@@ -245,6 +255,57 @@ pub fn compare(
     }
 }
 
+/// How far an entry's reported time may lie outside its vehicle's passage: the read
+/// before the loop, and the whole second the wire time is cut to.
+pub const ATTRIBUTION_BEFORE_MS: i64 = 3_000;
+pub const ATTRIBUTION_AFTER_MS: i64 = 1_000;
+
+/// Whether each plate went to its own vehicle: every readable vehicle that entered
+/// (and is not in `set_aside`) must have an accepted entry under its plate whose
+/// reported time falls in its own passage through its entry lane (`spans`: first and
+/// last hardware step, wall-clock ms), give or take [`ATTRIBUTION_BEFORE_MS`] /
+/// [`ATTRIBUTION_AFTER_MS`], after adding any of `offsets_ms` (a soak moves the
+/// bridge's clock). Counting entries per plate cannot see a plate shifted onto the
+/// next vehicle, whose own plate shifts onto the one after; this can.
+pub fn misattributed(
+    plan: &Plan,
+    view: &PlatformView,
+    spans: &HashMap<usize, (i64, i64)>,
+    set_aside: &HashSet<usize>,
+    offsets_ms: &[i64],
+) -> Vec<String> {
+    let mut times: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (order, (plate, _)) in &view.entries {
+        if let Some(t) = view.entry_times.get(order) {
+            times.entry(plate.as_str()).or_default().push(*t);
+        }
+    }
+    let mut problems = Vec::new();
+    for v in &plan.vehicles {
+        if set_aside.contains(&v.id) || !v.case.enters() || v.case == Case::Unreadable {
+            continue;
+        }
+        let Some((first, last)) = spans.get(&v.id) else {
+            continue;
+        };
+        let during = |t: i64| {
+            offsets_ms.iter().chain(&[0]).any(|o| {
+                (first - ATTRIBUTION_BEFORE_MS..=last + ATTRIBUTION_AFTER_MS).contains(&(t + o))
+            })
+        };
+        let reported = times.get(v.plate.as_str()).map_or(&[][..], Vec::as_slice);
+        if !reported.is_empty() && !reported.iter().any(|t| during(*t)) {
+            problems.push(format!(
+                "vehicle {} (entry lane {}) passed at {first}–{last} ms, but its plate's entries say {:?}: the plate went to another vehicle",
+                crate::plate::mask(&v.plate),
+                v.entry_lane,
+                reported
+            ));
+        }
+    }
+    problems
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +357,53 @@ mod tests {
         assert!(v.ok(), "{:?}", v.problems);
         let total: usize = v.rows.iter().map(|r| r.simulated).sum();
         assert_eq!(total, 60);
+    }
+
+    #[test]
+    fn a_plate_shifted_onto_the_next_vehicle_is_named_though_every_count_is_right() {
+        let p = plan(&TrafficConfig {
+            vehicles: 3,
+            hard_share: 0.0,
+            ..TrafficConfig::default()
+        });
+        let base = 1_764_000_000_000i64; // 2025-11-24 16:00:00 UTC+8, a whole second
+        let wire =
+            |ms: i64| crate::time::Timestamp(ms).format_local(crate::time::china_standard_time());
+        // Vehicle i passes during [base + 10 s·i, base + 10 s·i + 4 s].
+        let spans: HashMap<usize, (i64, i64)> = p
+            .vehicles
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    v.id,
+                    (base + 10_000 * i as i64, base + 10_000 * i as i64 + 4_000),
+                )
+            })
+            .collect();
+        let record = |time_of: &dyn Fn(usize) -> i64| {
+            p.vehicles
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let body = serde_json::json!({"out_order_no": format!("O{i}"), "plate_no": v.plate, "parking_time": wire(time_of(i))});
+                    record_line("/barrier/parking", true, "success", 1, body)
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let own = record(&|i| base + 10_000 * i as i64 + 2_000);
+        let view = PlatformView::from_record(own.as_bytes());
+        assert!(misattributed(&p, &view, &spans, &HashSet::new(), &[]).is_empty());
+        // Each plate reported at the next vehicle's passage: the counts cannot see it.
+        let shifted = record(&|i| base + 10_000 * (i as i64 + 1) + 2_000);
+        let view = PlatformView::from_record(shifted.as_bytes());
+        let problems = misattributed(&p, &view, &spans, &HashSet::new(), &[]);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        // Set aside, or with the clock moved by a known offset, it is excused.
+        let aside: HashSet<usize> = p.vehicles.iter().map(|v| v.id).collect();
+        assert!(misattributed(&p, &view, &spans, &aside, &[]).is_empty());
+        assert!(misattributed(&p, &view, &spans, &HashSet::new(), &[-10_000]).is_empty());
     }
 
     /// 20 easy vehicles and their perfect record without the last exit.

@@ -28,6 +28,11 @@ pub enum Timing {
 /// wrong clock, not a backlog.
 const STEADY_OFFSET_GAP_MS: i64 = 60_000;
 
+/// A brokered read whose camera time is this much before we started listening was
+/// held by the broker. Cameras send whole seconds (a read made just after we connected
+/// can show a time up to 1 s before), so a little more than that.
+pub const HELD_SLACK_MS: i64 = 2_000;
+
 #[derive(Debug, Clone)]
 pub struct ClockJudge {
     tolerance_ms: i64,
@@ -83,6 +88,32 @@ impl ClockJudge {
             Timing::Skewed
         } else {
             Timing::Late
+        }
+    }
+
+    /// [`Self::judge`] for a read that came through a broker (MQTT, QoS 1 with a kept
+    /// session), which holds what the camera sent while the bridge or its connection
+    /// was down and delivers it at reconnect. Such a read was sent live, so the
+    /// camera's "live" flag is no evidence against its clock here; and a read whose
+    /// (believed) time is before `listening_since`, when the current connection began,
+    /// was held: it is late even when younger than the tolerance, so that it never
+    /// waits for the next vehicle. A camera with no time, or a wrong clock, cannot be
+    /// told apart: its held reads are timed by arrival.
+    pub fn judge_brokered(
+        &mut self,
+        device_time: Option<Timestamp>,
+        offline_flag: Option<bool>,
+        arrival: Timestamp,
+        listening_since: Timestamp,
+    ) -> Timing {
+        let timing = self.judge(device_time, offline_flag.filter(|stored| *stored), arrival);
+        match (timing, device_time) {
+            (Timing::Live, Some(made))
+                if made.millis() < listening_since.millis() - HELD_SLACK_MS =>
+            {
+                Timing::Late
+            }
+            _ => timing,
         }
     }
 }
@@ -145,6 +176,41 @@ mod tests {
         assert_eq!(read(&mut j, lag, None, t2), Timing::Skewed);
         // The camera's own offline flag still marks a stored read as late.
         assert_eq!(read(&mut j, 90 * MIN, Some(true), t2), Timing::Late);
+    }
+
+    #[test]
+    fn a_brokered_read_made_before_the_connection_is_late_even_when_young() {
+        let mut j = judge();
+        let connected = Timestamp(1_000 * MIN);
+        let now = connected.plus_millis(500);
+        // Made 5 s before we connected, sent live by the camera, held by the broker.
+        let held = Some(connected.plus_millis(-5_000));
+        assert_eq!(
+            j.judge_brokered(held, Some(false), now, connected),
+            Timing::Late
+        );
+        assert!(!j.skewed());
+        // Made just after we connected, its time truncated to the whole second: live.
+        let fresh = Some(Timestamp(connected.millis() / 1000 * 1000 - 1_000));
+        assert_eq!(
+            j.judge_brokered(fresh, Some(false), now, connected),
+            Timing::Live
+        );
+        // Without a time, or long after the connection: by arrival, as before.
+        assert_eq!(j.judge_brokered(None, None, now, connected), Timing::Live);
+        let later = connected.plus_millis(60_000);
+        assert_eq!(
+            j.judge_brokered(Some(later), None, later, connected),
+            Timing::Live
+        );
+        // An old held read is late as by `judge`; the live flag is no evidence of a
+        // wrong clock through a broker (over HTTP it is).
+        let old = Some(connected.plus_millis(-5 * MIN));
+        assert_eq!(
+            j.judge_brokered(old, Some(false), now, connected),
+            Timing::Late
+        );
+        assert_eq!(judge().judge(old, Some(false), now), Timing::Skewed);
     }
 
     #[test]

@@ -327,6 +327,38 @@ pub fn decode_value(
     }))
 }
 
+/// Marks a read by how its camera's clock is judged ([`clock`]): `late` (made while
+/// the bridge could not hear it) or `clock_skew` (timed by arrival). `brokered_since`:
+/// when the broker connection the read came through began (MQTT); `None` for a read
+/// the camera pushed itself. Says when the judgement of the camera's clock changes.
+pub fn time_read(
+    clock: &mut clock::ClockJudge,
+    read: &mut PlateRead,
+    device: &str,
+    arrival: Timestamp,
+    brokered_since: Option<Timestamp>,
+) {
+    let was_skewed = clock.skewed();
+    let timing = match brokered_since {
+        Some(since) => clock.judge_brokered(read.device_time, read.offline, arrival, since),
+        None => clock.judge(read.device_time, read.offline, arrival),
+    };
+    match timing {
+        clock::Timing::Live => {}
+        clock::Timing::Late => read.late = true,
+        clock::Timing::Skewed => read.clock_skew = true,
+    }
+    if clock.skewed() != was_skewed {
+        let offset_ms = read.device_time.map(|t| arrival.millis() - t.millis());
+        tracing::warn!(
+            device,
+            skewed = clock.skewed(),
+            ?offset_ms,
+            "camera clock judged"
+        );
+    }
+}
+
 /// The camera id a payload names (the first of the profile's `route_by` paths that is
 /// present), as text. `None` for undecodable payloads.
 pub fn route_value(profile: &CameraProfile, payload: &[u8]) -> Option<String> {
@@ -475,6 +507,7 @@ impl CameraState {
 
 /// Sample payloads in the captured shapes, used by the tests and the simulator.
 pub mod samples {
+    use crate::time::Timestamp;
     use base64::Engine;
 
     /// A picture as cameras embed it in JSON: base64, or empty when there is none.
@@ -503,6 +536,33 @@ pub mod samples {
         scene: Option<&[u8]>,
         crop: Option<&[u8]>,
     ) -> String {
+        vzenith_ivs_result_made(
+            sn,
+            plate,
+            color_type,
+            scene,
+            crop,
+            Timestamp(1_628_670_619_539),
+        )
+    }
+
+    /// [`vzenith_ivs_result_images`] made at `made` by the camera's clock (the
+    /// simulated cameras' clocks are right).
+    pub fn vzenith_ivs_result_made(
+        sn: &str,
+        plate: &str,
+        color_type: u8,
+        scene: Option<&[u8]>,
+        crop: Option<&[u8]>,
+        made: Timestamp,
+    ) -> String {
+        use chrono::{Datelike, Timelike};
+        let local = made.to_local(crate::time::china_standard_time());
+        let timeval = serde_json::json!({
+            "decday": local.day(), "dechour": local.hour(), "decmin": local.minute(),
+            "decmon": local.month(), "decsec": local.second(), "decyear": local.year(),
+            "sec": made.millis().div_euclid(1000), "usec": made.millis().rem_euclid(1000) * 1000
+        });
         let license = base64::engine::general_purpose::STANDARD.encode(plate.as_bytes());
         let (image, scene) = (base64_or_empty(crop), base64_or_empty(scene));
         serde_json::json!({
@@ -520,8 +580,7 @@ pub mod samples {
                     "license": license, "license_ext_type": 0,
                     "location": {"RECT": {"bottom": 555, "left": 954, "right": 1109, "top": 502}},
                     "plateid": 594_785,
-                    "timeStamp": {"Timeval": {"decday": 11, "dechour": 16, "decmin": 30, "decmon": 8,
-                                              "decsec": 19, "decyear": 2021, "sec": 1_628_670_619u64, "usec": 539_956}},
+                    "timeStamp": {"Timeval": timeval},
                     "timeUsed": 3_879_571, "triggerType": 4, "type": 1
                 }},
                 "serialno": sn, "user_data": ""
