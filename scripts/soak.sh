@@ -52,9 +52,9 @@ fi
 
 # The plan's mean gap is 350 ms over 4 entry lanes; a vehicle waits for the one
 # ahead of it at the barrier, so about 2.2 vehicles per second pass (measured: 13 680
-# in 6 185 s, 3 420 in 1 566 s); 2.0 per second keeps the run at least SECONDS long.
-# The drain after the traffic adds up to 5 min.
-vehicles=$((seconds * 2))
+# in 6 185 s, 3 420 in 1 566 s); asking for 2.25 per second of SECONDS keeps the
+# traffic at least SECONDS long. The drain after the traffic adds up to 5 min.
+vehicles=$((seconds * 9 / 4))
 ((vehicles > 0)) || vehicles=1
 # The demo says little (warnings); the fault schedule says each fault (the bridge's
 # own log, DIR/run.log, is at info whatever this says).

@@ -276,6 +276,8 @@ mod tests {
             ("黄沪C12345", "沪C12345", PlateColor::Yellow),
             ("黑A84825", "黑A84825", PlateColor::Unknown),
             ("黑黑A84825", "黑A84825", PlateColor::Black),
+            ("黑ND92848", "黑ND92848", PlateColor::Unknown),
+            ("黑黑ND92848", "黑ND92848", PlateColor::Black),
             ("白A84825", "A84825", PlateColor::White),
         ] {
             let xml = samples::hikvision_anpr_xml(text, "unknown", T);

@@ -225,13 +225,24 @@ pub fn decode_value(
         .filter(|c| !c.is_whitespace() && *c != '\0')
         .collect();
     // "蓝京A12345": a colour word before a plate (at least 6 more characters). 黑 is
-    // also Heilongjiang's province: "黑A84825" is a plate, not black + "A84825"; a
-    // province character counts as a colour only before a whole plate (7 or more).
+    // also Heilongjiang's province: "黑A84825" and the new-energy "黑ND92848" are
+    // plates, not black + the rest; a province character counts as a colour only
+    // before a whole plate, which begins with its own province (found by the soak).
     let mut prefix_color = None;
     if let Some((prefix, pnc)) = f.color_prefix.iter().find(|(p, _)| {
-        let rest = cleaned.chars().count().saturating_sub(p.chars().count());
+        let Some(rest) = cleaned.strip_prefix(p.as_str()) else {
+            return false;
+        };
         let is_province = p.chars().all(|c| crate::plate::PROVINCES.contains(c));
-        cleaned.starts_with(p.as_str()) && rest >= if is_province { 7 } else { 6 }
+        if is_province {
+            rest.chars().count() >= 7
+                && rest
+                    .chars()
+                    .next()
+                    .is_some_and(|c| crate::plate::PROVINCES.contains(c))
+        } else {
+            rest.chars().count() >= 6
+        }
     }) {
         cleaned = cleaned[prefix.len()..].to_string();
         prefix_color = PlateColor::from_code(pnc);
