@@ -512,10 +512,16 @@ impl LaneMachine {
         out
     }
 
+    /// A camera going silent hides no loop or gate change; an I/O device (or one not
+    /// yet known either way) does.
+    fn hides_inputs(&self, device: &str) -> bool {
+        self.io_devices.is_empty() || self.io_devices.contains(device)
+    }
+
     fn link(&mut self, device: &str, up: bool, now: Timestamp) {
         if up {
             let was_down = self.links_down.remove(device);
-            if was_down && self.links_down.is_empty() {
+            if was_down && !self.links_down.iter().any(|d| self.hides_inputs(d)) {
                 // Back before the reset: the lane reconciles. The facts that follow are
                 // the inputs after the gap; `RECONCILE_MS` reads them against what the
                 // lane knew before it (see `Blind`).
@@ -525,12 +531,14 @@ impl LaneMachine {
                 }
             }
         } else {
-            if self.links_down.is_empty() {
+            let hides_inputs = self.hides_inputs(device);
+            // Only a device that hides inputs resets the lane: with the camera alone
+            // gone, the loops and gate still see every vehicle, which is reported
+            // unrecognised, not dropped (found by the soak: a vehicle dropped by a
+            // broker cut left its read to the next vehicle).
+            if hides_inputs && self.link_reset_due.is_none() {
                 self.link_reset_due = Some(now);
             }
-            // A camera going silent hides no loop or gate change; an I/O device (or one
-            // not yet known either way) does.
-            let hides_inputs = self.io_devices.is_empty() || self.io_devices.contains(device);
             if hides_inputs && self.blind.as_ref().is_none_or(|b| b.back_at.is_some()) {
                 self.blind = Some(Blind {
                     back_at: None,
@@ -1417,6 +1425,44 @@ mod tests {
         assert!(m.is_idle());
         // Loops were assumed free: the stale release is ignored, nothing half-made appears.
         assert!(feed(&mut m, &[(20_000, lp(LoopId::A, false))]).is_empty());
+    }
+
+    #[test]
+    fn a_camera_down_past_the_timeout_resets_nothing_and_the_loops_still_count() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(&mut m, &pass_without_read(0));
+        m.on_timer(Timestamp(6_000));
+        let cam = |at: i64, up: bool| RawEvent {
+            lane: "l".into(),
+            device: "cam".into(),
+            at: Timestamp(at),
+            kind: EventKind::Link { up },
+        };
+        assert!(m.handle(&cam(7_000, false), Timestamp(7_000)).is_empty());
+        // A vehicle on the loops when the camera has been silent past the timeout.
+        feed(&mut m, &[(16_500, lp(LoopId::A, true))]);
+        assert!(m.on_timer(Timestamp(17_500)).is_empty(), "nothing reset");
+        let out: Vec<_> = feed(&mut m, &pass_without_read(16_500)[1..])
+            .into_iter()
+            .chain(m.on_timer(Timestamp(30_000)))
+            .collect();
+        assert_eq!(out.len(), 1, "the loops saw it: reported unrecognised");
+        assert_eq!(out[0].case, PassageCase::Unrecognised);
+        // The I/O module going down does reset the lane, even with the camera down.
+        feed(
+            &mut m,
+            &[
+                (31_000, lp(LoopId::A, true)),
+                (31_100, EventKind::Link { up: false }),
+            ],
+        );
+        assert_eq!(m.poll_at(), Some(Timestamp(41_100)));
+        m.handle(&cam(35_000, true), Timestamp(35_000));
+        assert_eq!(
+            m.poll_at(),
+            Some(Timestamp(41_100)),
+            "the camera back cancels nothing"
+        );
     }
 
     fn gate(position: GatePosition) -> EventKind {
