@@ -289,8 +289,10 @@ pub trait SoakWorld: Send + 'static {
     fn reopen_broker(&self);
 }
 
-fn lock(b: &Mutex<ChildBridge>) -> std::sync::MutexGuard<'_, ChildBridge> {
-    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+/// Locks the bridge, the fault log or the samples; each holder writes whole values,
+/// so a lock poisoned by a panicking holder is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Runs the fault schedule ([`next_fault`], seeded) until `stop` is set, restarting
@@ -318,7 +320,7 @@ pub fn fault_schedule(
                 let mut b = lock(&bridge);
                 if let Some(status) = b.exited() {
                     let now = crate::time::Timestamp::now().0;
-                    let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut l = lock(&log);
                     l.crashes.push(format!("{status}"));
                     tracing::error!(%status, "soak: the bridge ended by itself; restarting it");
                     let _ = b.restart();
@@ -382,7 +384,7 @@ pub fn fault_schedule(
                     scope
                 }
             };
-            let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+            let mut l = lock(&log);
             *l.counts.entry(fault).or_insert(0) += 1;
             if let Some(scope) = scope {
                 l.blind(began, scope);
@@ -460,7 +462,7 @@ pub fn sampler(
         }
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(every);
-            let pid = bridge.lock().unwrap_or_else(|e| e.into_inner()).pid();
+            let pid = lock(&bridge).pid();
             let Some(pid) = pid else { continue };
             let s = sample(pid, &dir.join("state"), started.elapsed().as_secs());
             if s.rss_kb == 0 {
@@ -473,7 +475,7 @@ pub fn sampler(
                     s.secs, s.rss_kb, s.fds, s.threads, s.db_bytes, s.journal_bytes
                 );
             }
-            samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+            lock(&samples).push(s);
         }
     })
 }
