@@ -101,6 +101,13 @@ impl LaneCore {
         }
     }
 
+    /// The bridge restarted with the lanes resumed: see [`LaneMachine::restarted`].
+    pub fn restarted(&mut self, now: Timestamp) {
+        for (_, m) in self.lanes.values_mut() {
+            m.restarted(now);
+        }
+    }
+
     /// Puts back the pay terminals' charges a restart found in the journal.
     pub fn restore_charges(&mut self, charges: impl IntoIterator<Item = (String, TerminalCharge)>) {
         self.charges.extend(charges);

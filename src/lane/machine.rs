@@ -512,6 +512,26 @@ impl LaneMachine {
         out
     }
 
+    /// The bridge restarted with this lane resumed from the journal: its I/O devices
+    /// went unseen from the previous run's last sign of life until they report again,
+    /// as in a device gap. A vehicle followed across the restart is marked partly
+    /// unseen, and the devices' first facts are reconciled against what the lane knew
+    /// (see `Blind`). Called by the lane task at a resumed start and by the journal
+    /// rebuild and `replay` at its `start` mark, so all three agree.
+    ///
+    /// Only a lane holding a vehicle with a read: an unread vehicle kept by mistake
+    /// takes the next vehicle's read and is reported as that one, at its passage; a
+    /// read one kept by mistake passes its read on to the next vehicle, and so on.
+    pub fn restarted(&mut self, now: Timestamp) {
+        if !self.vehicles_mut().iter().any(|v| v.has_plate()) {
+            return;
+        }
+        let io: Vec<String> = self.io_devices.iter().cloned().collect();
+        for device in io {
+            self.link(&device, false, now);
+        }
+    }
+
     /// A camera going silent hides no loop or gate change; an I/O device (or one not
     /// yet known either way) does.
     fn hides_inputs(&self, device: &str) -> bool {
@@ -875,6 +895,17 @@ impl LaneMachine {
                     None => State::Idle,
                 }
             }
+            // After a gap: the gate came down while a vehicle followed across it stood on
+            // A, and A is still occupied. The gate closes behind a vehicle, so that one
+            // passed unseen; the one on A now is the next.
+            (State::Approaching(v), Input::Gate(GatePosition::Closed))
+                if v.blind && self.reconciling(now) && self.loop_a && !self.loop_b =>
+            {
+                self.count_blind("inferred");
+                tracing::info!(lane = %self.lane, "blind moment: the gate came down in the gap with loop A still occupied; the vehicle passed (inferred), the next one is on A");
+                self.clear_at(v, now, true, out);
+                State::Approaching(self.arrive(now, false))
+            }
             // It reached the barrier.
             (State::Approaching(v), Input::LoopB(true)) => State::UnderBarrier(v),
             // It backed off B while still on A: reversing, no passage.
@@ -1032,6 +1063,35 @@ impl LaneMachine {
                 if let Some(old) = v.read.replace(r) {
                     self.set_aside_late(&old, "late camera read replaced by a live one");
                 }
+                return;
+            }
+        }
+        // A different live read while the rearmost vehicle is one followed across a
+        // device gap or restart, with its read from before it: that vehicle passed in
+        // the gap (the camera reads every vehicle), and the one on the loops now is the
+        // read's. Kept instead, its read would pass to the next vehicle, and so on.
+        if !r.late && r.text.is_some() {
+            if let Some(v) = vehicles.last_mut().filter(|v| {
+                v.blind && v.has_plate() && !v.quick() && v.plate_text() != r.text.as_deref()
+            }) {
+                let gap_open = self.blind.as_ref().is_some_and(|b| b.back_at.is_none());
+                let at = self
+                    .blind
+                    .as_ref()
+                    .and_then(|b| b.back_at)
+                    .unwrap_or(r.at)
+                    .min(r.at);
+                let gone = std::mem::replace(
+                    &mut **v,
+                    Vehicle {
+                        read: Some(r),
+                        follower: false,
+                        blind: gap_open,
+                    },
+                );
+                self.count_blind("inferred");
+                tracing::info!(lane = %self.lane, "blind moment: a new read for the lane's unseen vehicle; it passed in the gap (inferred)");
+                self.clear_at(gone, at, true, out);
                 return;
             }
         }
@@ -1425,6 +1485,118 @@ mod tests {
         assert!(m.is_idle());
         // Loops were assumed free: the stale release is ignored, nothing half-made appears.
         assert!(feed(&mut m, &[(20_000, lp(LoopId::A, false))]).is_empty());
+    }
+
+    /// A vehicle on A with its read when the bridge stopped; at the restart the gate is
+    /// down and A occupied: that vehicle passed unseen, the one on A is the next. Else
+    /// the next vehicle would take its read, and every later one its predecessor's.
+    #[test]
+    fn after_a_restart_the_gate_down_with_a_still_occupied_means_the_next_vehicle() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut m,
+            &[
+                (0, gate(GatePosition::Closed)),
+                (1_000, lp(LoopId::A, true)),
+                (1_150, read("闽A00001")),
+                (1_500, gate(GatePosition::Open)),
+            ],
+        );
+        m.restarted(Timestamp(3_000));
+        let out = feed(
+            &mut m,
+            &[
+                (3_500, EventKind::Link { up: true }),
+                (3_550, lp(LoopId::A, true)),
+                (3_550, lp(LoopId::B, false)),
+                (3_550, gate(GatePosition::Closed)),
+            ],
+        );
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00001");
+        assert!(out[0].inferred);
+        let out = feed(
+            &mut m,
+            &[
+                (3_700, read("闽A00002")),
+                (4_000, gate(GatePosition::Open)),
+                (4_200, lp(LoopId::B, true)),
+                (4_400, lp(LoopId::A, false)),
+                (4_600, lp(LoopId::B, false)),
+            ],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00002");
+        assert!(!out[0].inferred);
+    }
+
+    /// The same with the gate open again at the restart (no gate evidence): the next
+    /// vehicle's live read, different from the unseen vehicle's, says it passed.
+    #[test]
+    fn after_a_restart_a_different_live_read_means_the_unseen_vehicle_passed() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut m,
+            &[
+                (1_000, lp(LoopId::A, true)),
+                (1_150, read("闽A00001")),
+                (1_500, gate(GatePosition::Open)),
+            ],
+        );
+        m.restarted(Timestamp(3_000));
+        assert!(
+            feed(
+                &mut m,
+                &[
+                    (3_500, EventKind::Link { up: true }),
+                    (3_550, lp(LoopId::A, true))
+                ]
+            )
+            .is_empty()
+        );
+        let out = feed(&mut m, &[(3_700, read("闽A00002"))]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            (
+                out[0].plate.as_ref().unwrap().text.as_str(),
+                out[0].inferred
+            ),
+            ("闽A00001", true)
+        );
+        // A repeat of the unseen vehicle's own read changes nothing.
+        let mut n = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut n,
+            &[(1_000, lp(LoopId::A, true)), (1_150, read("闽A00001"))],
+        );
+        n.restarted(Timestamp(3_000));
+        assert!(
+            feed(
+                &mut n,
+                &[
+                    (3_500, EventKind::Link { up: true }),
+                    (3_700, read("闽A00001"))
+                ]
+            )
+            .is_empty()
+        );
+        let out = feed(
+            &mut m,
+            &[
+                (4_200, lp(LoopId::B, true)),
+                (4_400, lp(LoopId::A, false)),
+                (4_600, lp(LoopId::B, false)),
+            ],
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00002");
+        // Without a restart (no gap), the same read waits for the next vehicle.
+        let mut live = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut live,
+            &[(1_000, lp(LoopId::A, true)), (1_150, read("闽A00001"))],
+        );
+        assert!(feed(&mut live, &[(3_700, read("闽A00002"))]).is_empty());
     }
 
     #[test]

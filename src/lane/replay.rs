@@ -130,6 +130,11 @@ pub fn run(
                 }
                 continue;
             }
+            // A start that resumed the lanes: their devices were unseen meanwhile.
+            Ok(Line::Mark(Mark::Start { resumed: true, at })) => {
+                replay.core.restarted(at);
+                continue;
+            }
             Ok(Line::Mark(_)) => continue,
             Err(source) => {
                 return Err(ReplayError::BadLine {

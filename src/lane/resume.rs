@@ -183,6 +183,16 @@ pub fn rebuild(lanes: &[LaneConfig], window: &Window, since: Timestamp) -> Resum
                 );
                 continue;
             }
+            // A start that resumed the lanes: as the live task did then.
+            Line::Mark(Mark::Start { resumed: true, at }) => {
+                marks_seen = true;
+                // At the mark's own time, as the live task (whose new core had seen
+                // nothing yet) did.
+                for (lane, _) in rebuilt.values_mut() {
+                    lane.machine.restarted(*at);
+                }
+                continue;
+            }
             Line::Mark(_) => {
                 marks_seen = true;
                 continue;
@@ -370,6 +380,43 @@ mod tests {
         let cleared: Vec<i64> = r.candidates.iter().map(|p| p.cleared_at.0).collect();
         assert_eq!(cleared, vec![12_100]);
         assert!(r.applied.is_empty(), "the applied mark was matched");
+    }
+
+    /// A resumed start is a device gap for a lane holding a read vehicle, in the
+    /// rebuild as in the live task: the gate down at the resync with A still occupied
+    /// means that vehicle passed, inferred, so the next start does not resume it.
+    #[test]
+    fn a_resumed_start_is_a_gap_in_the_rebuild_too() {
+        let mut lines = vec![Line::Mark(Mark::Start {
+            at: Timestamp(-1),
+            resumed: false,
+        })];
+        lines.extend(vehicle(0).into_iter().take(2)); // read, on A
+        lines.push(Line::Mark(Mark::Start {
+            at: Timestamp(5_000),
+            resumed: true,
+        }));
+        let before = rebuild(&lanes(), &window(lines.clone()), Timestamp(-60_000));
+        assert_eq!(before.lanes["in"].machine.state_name(), "approaching");
+        lines.extend([
+            ev(5_500, EventKind::Link { up: true }),
+            ev(5_550, lp(LoopId::A, true)),
+            ev(
+                5_550,
+                EventKind::Gate {
+                    position: crate::event::GatePosition::Closed,
+                },
+            ),
+        ]);
+        let r = rebuild(&lanes(), &window(lines), Timestamp(-60_000));
+        let inferred: Vec<_> = r.candidates.iter().filter(|p| p.inferred).collect();
+        assert_eq!(inferred.len(), 1, "{:?}", r.candidates);
+        assert_eq!(
+            inferred[0].plate.as_ref().map(|p| p.text.as_str()),
+            Some("闽A12345")
+        );
+        // The vehicle on A now is the next one, without a read.
+        assert_eq!(r.lanes["in"].machine.state_name(), "approaching");
     }
 
     #[test]

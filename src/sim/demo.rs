@@ -1503,18 +1503,14 @@ fn report(
                 .filter(|((_, at_exit), _)| !at_exit)
                 .map(|((v, _), span)| (*v, *span))
                 .collect();
-            // A soak's clock jump sets the bridge's clock back by this much for a while.
-            let offsets: &[i64] = if faults.is_some() {
-                &[soak::CLOCK_JUMP_BACK_MS]
-            } else {
-                &[]
-            };
+            // While a soak's clock jump moved the bridge's clock, its times say nothing.
+            let unclocked = faults.as_ref().map_or(&[][..], |f| f.unclocked.as_slice());
             verdict.problems.extend(verify::misattributed(
                 plan,
                 &view,
                 &entry_spans,
                 &set_aside,
-                offsets,
+                unclocked,
             ));
             println!("\n{}", view::summary(&verdict));
             println!(

@@ -250,7 +250,7 @@ pub struct Blind {
 
 /// How far a clock jump sets the bridge's wall clock back (it is moved forward again
 /// 1–2 minutes later).
-pub const CLOCK_JUMP_BACK_MS: i64 = 300_000;
+const CLOCK_JUMP_BACK_MS: i64 = 300_000;
 
 /// How long after a restart, replug or reconnect the bridge may still be blind
 /// (start-up, reopening the port, resubscribing).
@@ -263,6 +263,9 @@ pub struct FaultLog {
     pub blind: Vec<Blind>,
     /// The bridge ended by itself (never expected).
     pub crashes: Vec<String>,
+    /// When the bridge's wall clock was moved (a clock jump, until a few seconds after
+    /// it was put right): the times it reported then say nothing.
+    pub unclocked: Vec<(i64, i64)>,
 }
 
 impl FaultLog {
@@ -390,6 +393,10 @@ pub fn fault_schedule(
                 l.blind(began, scope);
             }
             let ended = crate::time::Timestamp::now().0;
+            if fault == Fault::ClockJump {
+                // libfaketime re-reads the offset within a second.
+                l.unclocked.push((began, ended + 2_000));
+            }
             tracing::info!(fault = fault.name(), began, ended, "soak: fault over");
             if let Some(f) = timeline.as_mut() {
                 let _ = writeln!(f, "{began},{ended},{},{scope:?}", fault.name());

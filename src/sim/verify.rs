@@ -282,15 +282,16 @@ pub const ATTRIBUTION_AFTER_MS: i64 = 1_000;
 /// (and is not in `set_aside`) must have an accepted entry under its plate whose
 /// reported time falls in its own passage through its entry lane (`spans`: first and
 /// last hardware step, wall-clock ms), give or take [`ATTRIBUTION_BEFORE_MS`] /
-/// [`ATTRIBUTION_AFTER_MS`], after adding any of `offsets_ms` (a soak moves the
-/// bridge's clock). Counting entries per plate cannot see a plate shifted onto the
-/// next vehicle, whose own plate shifts onto the one after; this can.
+/// [`ATTRIBUTION_AFTER_MS`]. Passages that overlap one of `unclocked` (spans in which
+/// a soak had moved the bridge's wall clock, so its times say nothing) are not
+/// judged. Counting entries per plate cannot see a plate shifted onto the next
+/// vehicle, whose own plate shifts onto the one after; this can.
 pub fn misattributed(
     plan: &Plan,
     view: &PlatformView,
     spans: &HashMap<usize, (i64, i64)>,
     set_aside: &HashSet<usize>,
-    offsets_ms: &[i64],
+    unclocked: &[(i64, i64)],
 ) -> Vec<String> {
     let mut times: HashMap<&str, Vec<i64>> = HashMap::new();
     for (order, (plate, _)) in &view.entries {
@@ -306,11 +307,14 @@ pub fn misattributed(
         let Some((first, last)) = spans.get(&v.id) else {
             continue;
         };
-        let during = |t: i64| {
-            offsets_ms.iter().chain(&[0]).any(|o| {
-                (first - ATTRIBUTION_BEFORE_MS..=last + ATTRIBUTION_AFTER_MS).contains(&(t + o))
-            })
-        };
+        if unclocked
+            .iter()
+            .any(|(from, to)| from <= last && to >= first)
+        {
+            continue;
+        }
+        let during =
+            |t: i64| (first - ATTRIBUTION_BEFORE_MS..=last + ATTRIBUTION_AFTER_MS).contains(&t);
         let reported = times.get(v.plate.as_str()).map_or(&[][..], Vec::as_slice);
         if !reported.is_empty() && !reported.iter().any(|t| during(*t)) {
             problems.push(format!(
@@ -418,10 +422,16 @@ mod tests {
         let view = PlatformView::from_record(shifted.as_bytes());
         let problems = misattributed(&p, &view, &spans, &HashSet::new(), &[]);
         assert_eq!(problems.len(), 3, "{problems:?}");
-        // Set aside, or with the clock moved by a known offset, it is excused.
+        // Set aside, or passing while the bridge's clock was moved, it is excused.
         let aside: HashSet<usize> = p.vehicles.iter().map(|v| v.id).collect();
         assert!(misattributed(&p, &view, &spans, &aside, &[]).is_empty());
-        assert!(misattributed(&p, &view, &spans, &HashSet::new(), &[-10_000]).is_empty());
+        let jump = [(base + 1_000, base + 25_000)];
+        assert!(misattributed(&p, &view, &spans, &HashSet::new(), &jump).is_empty());
+        let elsewhere = [(base + 100_000, base + 200_000)];
+        assert_eq!(
+            misattributed(&p, &view, &spans, &HashSet::new(), &elsewhere).len(),
+            3
+        );
     }
 
     /// 20 easy vehicles and their perfect record without the last exit.
