@@ -304,6 +304,8 @@ pub struct LaneMachine {
     io_devices: BTreeSet<String>,
     /// When the lane's first link went down, until the reset has been done.
     link_reset_due: Option<Timestamp>,
+    /// Since when an I/O device of the lane has been down (`None`: none is).
+    io_gap_since: Option<Timestamp>,
     stale_late_reads: u64,
 }
 
@@ -335,6 +337,7 @@ impl LaneMachine {
             links_down: BTreeSet::new(),
             io_devices: BTreeSet::new(),
             link_reset_due: None,
+            io_gap_since: None,
             stale_late_reads: 0,
         }
     }
@@ -542,6 +545,16 @@ impl LaneMachine {
         if up {
             let was_down = self.links_down.remove(device);
             if was_down && !self.links_down.iter().any(|d| self.hides_inputs(d)) {
+                // A read waiting since the gap began was for a vehicle the loops did not
+                // see: it passed in the gap. Kept, it would go to the vehicle now on
+                // the loops, whose own read would go to the next, and so on (found by
+                // the soak: an RS-485 adapter unplugged past the reset).
+                if let Some(since) = self.io_gap_since.take() {
+                    if self.pending.as_ref().is_some_and(|r| r.at >= since) {
+                        self.pending = None;
+                        tracing::info!(lane = %self.lane, "a read that came while the lane's I/O was down dropped: its vehicle passed unseen");
+                    }
+                }
                 // Back before the reset: the lane reconciles. The facts that follow are
                 // the inputs after the gap; `RECONCILE_MS` reads them against what the
                 // lane knew before it (see `Blind`).
@@ -558,6 +571,9 @@ impl LaneMachine {
             // broker cut left its read to the next vehicle).
             if hides_inputs && self.link_reset_due.is_none() {
                 self.link_reset_due = Some(now);
+            }
+            if hides_inputs && self.io_gap_since.is_none() {
+                self.io_gap_since = Some(now);
             }
             if hides_inputs && self.blind.as_ref().is_none_or(|b| b.back_at.is_some()) {
                 self.blind = Some(Blind {
@@ -1597,6 +1613,49 @@ mod tests {
             &[(1_000, lp(LoopId::A, true)), (1_150, read("闽A00001"))],
         );
         assert!(feed(&mut live, &[(3_700, read("闽A00002"))]).is_empty());
+    }
+
+    /// The I/O module gone past the reset: reads keep coming for vehicles nobody sees.
+    /// When it is back, a read that came meanwhile is not given to the vehicle on the
+    /// loops (it passed in the gap); that one gets its own read.
+    #[test]
+    fn a_read_that_came_while_the_io_was_down_is_dropped_when_it_is_back() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(&mut m, &pass_without_read(0));
+        m.on_timer(Timestamp(6_000));
+        feed(&mut m, &[(10_000, EventKind::Link { up: false })]);
+        m.on_timer(Timestamp(20_000)); // reset
+        feed(&mut m, &[(22_000, read("闽A00001"))]); // its vehicle passes unseen
+        feed(
+            &mut m,
+            &[
+                (24_000, EventKind::Link { up: true }),
+                (24_050, lp(LoopId::A, false)),
+                (25_000, lp(LoopId::A, true)),
+            ],
+        );
+        feed(&mut m, &[(25_150, read("闽A00002"))]);
+        let out = feed(&mut m, &pass_without_read(25_000)[1..]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00002");
+        // A read waiting from before the gap is still the next vehicle's.
+        let mut n = lane(DetectionLayout::LoopsGate);
+        feed(
+            &mut n,
+            &[
+                (1_000, read("闽A00003")),
+                (1_500, EventKind::Link { up: false }),
+            ],
+        );
+        feed(
+            &mut n,
+            &[
+                (3_000, EventKind::Link { up: true }),
+                (3_100, lp(LoopId::A, true)),
+            ],
+        );
+        let out = feed(&mut n, &pass_without_read(3_100)[1..]);
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00003");
     }
 
     #[test]
