@@ -306,6 +306,8 @@ pub struct LaneMachine {
     link_reset_due: Option<Timestamp>,
     /// Since when an I/O device of the lane has been down (`None`: none is).
     io_gap_since: Option<Timestamp>,
+    /// When the lane last began ignoring loops (B first, `WrongWay`).
+    wrong_way_since: Timestamp,
     stale_late_reads: u64,
 }
 
@@ -338,6 +340,7 @@ impl LaneMachine {
             io_devices: BTreeSet::new(),
             link_reset_due: None,
             io_gap_since: None,
+            wrong_way_since: Timestamp(i64::MIN),
             stale_late_reads: 0,
         }
     }
@@ -966,10 +969,25 @@ impl LaneMachine {
                 }
             }
             // B without a vehicle from A: not ours to count.
-            (State::Idle, Input::LoopB(true)) => State::WrongWay,
+            (State::Idle, Input::LoopB(true)) => {
+                self.wrong_way_since = now;
+                State::WrongWay
+            }
             (State::WrongWay, Input::LoopA(_) | Input::LoopB(_))
                 if !self.loop_a && !self.loop_b =>
             {
+                // A read that came meanwhile was not for the next vehicle: B first is
+                // also what the loops show after a gap with a vehicle under the barrier,
+                // and a vehicle that follows it onto A is ignored with it. Kept, its read
+                // would go to the next vehicle, and that one's on (found by the soak).
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|r| r.at >= self.wrong_way_since)
+                {
+                    self.pending = None;
+                    tracing::info!(lane = %self.lane, "a read that came while the lane ignored its loops dropped");
+                }
                 State::Idle
             }
 
@@ -1656,6 +1674,32 @@ mod tests {
         );
         let out = feed(&mut n, &pass_without_read(3_100)[1..]);
         assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00003");
+    }
+
+    /// After a reset the loops show a vehicle under the barrier (B first): the lane
+    /// ignores the loops until both are free, and a vehicle following onto A then goes
+    /// unseen. Its read must not wait for the next vehicle.
+    #[test]
+    fn a_read_that_came_while_the_lane_ignored_its_loops_is_not_the_next_vehicles() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        let out = feed(
+            &mut m,
+            &[
+                (1_000, lp(LoopId::B, true)),
+                (1_300, lp(LoopId::A, true)),
+                (1_400, lp(LoopId::B, false)),
+                (1_500, read("闽A00001")),
+                (2_000, lp(LoopId::B, true)),
+                (2_200, lp(LoopId::A, false)),
+                (2_400, lp(LoopId::B, false)),
+                (3_000, lp(LoopId::A, true)),
+                (3_150, read("闽A00002")),
+            ],
+        );
+        assert!(out.is_empty());
+        let out = feed(&mut m, &pass_without_read(3_000)[1..]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00002");
     }
 
     #[test]

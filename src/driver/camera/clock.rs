@@ -28,10 +28,12 @@ pub enum Timing {
 /// wrong clock, not a backlog.
 const STEADY_OFFSET_GAP_MS: i64 = 60_000;
 
-/// A brokered read whose camera time is this much before we started listening was
-/// held by the broker. Cameras send whole seconds (a read made just after we connected
-/// can show a time up to 1 s before), so a little more than that.
-pub const HELD_SLACK_MS: i64 = 2_000;
+/// A brokered read whose camera time is more than this before we started listening was
+/// held by the broker. Cameras send whole seconds: a read made just after we connected
+/// can show a time up to 1 s before it, never more (a clock that agrees with ours).
+/// More than that lets a read made a second before the reconnect pass as live, and go
+/// to the next vehicle (found by the soak).
+pub const HELD_SLACK_MS: i64 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct ClockJudge {
@@ -181,7 +183,7 @@ mod tests {
     #[test]
     fn a_brokered_read_made_before_the_connection_is_late_even_when_young() {
         let mut j = judge();
-        let connected = Timestamp(1_000 * MIN);
+        let connected = Timestamp(1_000 * MIN + 700);
         let now = connected.plus_millis(500);
         // Made 5 s before we connected, sent live by the camera, held by the broker.
         let held = Some(connected.plus_millis(-5_000));
@@ -190,11 +192,18 @@ mod tests {
             Timing::Late
         );
         assert!(!j.skewed());
-        // Made just after we connected, its time truncated to the whole second: live.
-        let fresh = Some(Timestamp(connected.millis() / 1000 * 1000 - 1_000));
+        // Made just after we connected (0.7 s into a second), its time cut to the
+        // whole second: live.
+        let fresh = Some(Timestamp(connected.millis() / 1000 * 1000));
         assert_eq!(
             j.judge_brokered(fresh, Some(false), now, connected),
             Timing::Live
+        );
+        // Made 1.2 s before we connected: held, though its vehicle may be young.
+        let second_before = Some(Timestamp(connected.millis() / 1000 * 1000 - 1_000));
+        assert_eq!(
+            j.judge_brokered(second_before, Some(false), now, connected),
+            Timing::Late
         );
         // Without a time, or long after the connection: by arrival, as before.
         assert_eq!(j.judge_brokered(None, None, now, connected), Timing::Live);
