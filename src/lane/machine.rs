@@ -529,6 +529,13 @@ impl LaneMachine {
     /// takes the next vehicle's read and is reported as that one, at its passage; a
     /// read one kept by mistake passes its read on to the next vehicle, and so on.
     pub fn restarted(&mut self, now: Timestamp) {
+        // A read waiting for its vehicle at the stop: that vehicle went by in the blind
+        // interval (or comes now, unread). A stop also leaves the pushed reads of its
+        // last seconds, after the loops were no longer polled. Kept, such a read goes
+        // to the next vehicle, and that one's read to the one after (found by the soak).
+        if self.pending.take().is_some() {
+            tracing::info!(lane = %self.lane, "a read waiting at the restart dropped: its vehicle passed unseen");
+        }
         if !self.vehicles_mut().iter().any(|v| v.has_plate()) {
             return;
         }
@@ -1562,6 +1569,22 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00002");
         assert!(!out[0].inferred);
+    }
+
+    /// A read waiting for its vehicle when the bridge stopped (or pushed in the last
+    /// seconds of a stop, the loops no longer polled) is not the next vehicle's.
+    #[test]
+    fn a_read_waiting_at_a_restart_is_not_the_next_vehicles() {
+        let mut m = lane(DetectionLayout::LoopsGate);
+        feed(&mut m, &[(1_000, read("闽A00001"))]);
+        m.restarted(Timestamp(3_000));
+        feed(
+            &mut m,
+            &[(3_500, lp(LoopId::A, true)), (3_650, read("闽A00002"))],
+        );
+        let out = feed(&mut m, &pass_without_read(3_500)[1..]);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].plate.as_ref().unwrap().text, "闽A00002");
     }
 
     /// The same with the gate open again at the restart (no gate evidence): the next
