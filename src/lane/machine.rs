@@ -306,8 +306,6 @@ pub struct LaneMachine {
     link_reset_due: Option<Timestamp>,
     /// Since when an I/O device of the lane has been down (`None`: none is).
     io_gap_since: Option<Timestamp>,
-    /// When the lane last began ignoring loops (B first, `WrongWay`).
-    wrong_way_since: Timestamp,
     stale_late_reads: u64,
 }
 
@@ -340,7 +338,6 @@ impl LaneMachine {
             io_devices: BTreeSet::new(),
             link_reset_due: None,
             io_gap_since: None,
-            wrong_way_since: Timestamp(i64::MIN),
             stale_late_reads: 0,
         }
     }
@@ -976,24 +973,17 @@ impl LaneMachine {
                 }
             }
             // B without a vehicle from A: not ours to count.
-            (State::Idle, Input::LoopB(true)) => {
-                self.wrong_way_since = now;
-                State::WrongWay
-            }
+            (State::Idle, Input::LoopB(true)) => State::WrongWay,
             (State::WrongWay, Input::LoopA(_) | Input::LoopB(_))
                 if !self.loop_a && !self.loop_b =>
             {
-                // A read that came meanwhile was not for the next vehicle: B first is
-                // also what the loops show after a gap with a vehicle under the barrier,
-                // and a vehicle that follows it onto A is ignored with it. Kept, its read
-                // would go to the next vehicle, and that one's on (found by the soak).
-                if self
-                    .pending
-                    .as_ref()
-                    .is_some_and(|r| r.at >= self.wrong_way_since)
-                {
-                    self.pending = None;
-                    tracing::info!(lane = %self.lane, "a read that came while the lane ignored its loops dropped");
+                // A read waiting now was not for the next vehicle: B first is also what
+                // the loops show after a gap with a vehicle under the barrier (whose read
+                // came before or during it), and a vehicle that follows it onto A is
+                // ignored with it. Kept, its read would go to the next vehicle, and that
+                // one's on (found by the soak).
+                if self.pending.take().is_some() {
+                    tracing::info!(lane = %self.lane, "a read waiting while the lane ignored its loops dropped");
                 }
                 State::Idle
             }
@@ -1708,6 +1698,7 @@ mod tests {
         let out = feed(
             &mut m,
             &[
+                (900, read("闽A00009")), // the read of the vehicle first seen on B
                 (1_000, lp(LoopId::B, true)),
                 (1_300, lp(LoopId::A, true)),
                 (1_400, lp(LoopId::B, false)),
