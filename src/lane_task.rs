@@ -402,7 +402,7 @@ impl LaneRuntime {
         if resumed.resumed {
             // The lanes' devices were unseen since the last sign of life (as the
             // rebuild and `replay` do at this mark).
-            self.core.restarted(now.max(self.core.now()));
+            self.core.restarted(now);
         }
         // A SIGKILL between a passage's commit and its `applied` mark (one write later)
         // leaves a stay that the journal does not know of: the database has the word.

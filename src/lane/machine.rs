@@ -1082,10 +1082,10 @@ impl LaneMachine {
             }
             return;
         }
-        // A live read beats a late one: the late read may be the plate of a vehicle
-        // that passed while the bridge could not hear the camera. Kept, it would push
-        // this read on to the next vehicle, and that one's on to the next.
         if !r.late && r.text.is_some() {
+            // A live read beats a late one: the late read may be the plate of a vehicle
+            // that passed while the bridge could not hear the camera. Kept, it would
+            // push this read on to the next vehicle, and that one's on to the next.
             if let Some(v) = vehicles
                 .iter_mut()
                 .rev()
@@ -1096,12 +1096,11 @@ impl LaneMachine {
                 }
                 return;
             }
-        }
-        // A different live read while the rearmost vehicle is one followed across a
-        // device gap or restart, with its read from before it: that vehicle passed in
-        // the gap (the camera reads every vehicle), and the one on the loops now is the
-        // read's. Kept instead, its read would pass to the next vehicle, and so on.
-        if !r.late && r.text.is_some() {
+            // A different live read while the rearmost vehicle is one followed across a
+            // device gap or restart, with its read from before it: that vehicle passed
+            // in the gap (the camera reads every vehicle), and the one on the loops now
+            // is the read's. Kept instead, its read would pass to the next vehicle, and
+            // so on.
             if let Some(v) = vehicles.last_mut().filter(|v| {
                 v.blind && v.has_plate() && !v.quick() && v.plate_text() != r.text.as_deref()
             }) {
