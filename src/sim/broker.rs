@@ -19,6 +19,41 @@ pub enum BrokerError {
 /// snapshots inline.
 const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
 
+/// The topics whose messages carry pictures (Vzenith recognitions, quick or not).
+const PICTURE_TOPICS: [&str; 2] = [
+    "device/+/message/up/ivs_result",
+    "device/+/message/up/quick_ivs_result",
+];
+
+/// How much each topic's commit log keeps. rumqttd bounds a log by the payload bytes
+/// it holds, but a message it keeps pins the whole read buffer it arrived in: a
+/// keep-alive read just after a 1.3 MB snapshot holds that snapshot's buffer. With
+/// 8 MB logs for every topic, a camera's keep-alive log kept thousands of keep-alives
+/// (hours of them) and with them every snapshot: the demo grew by about 1.3 MB per
+/// vehicle (18 GB in a 2-hour soak). So every topic keeps at most about 2 KB (a few
+/// small messages, each pinning at most one buffer), and only the picture topics
+/// keep 8–16 MB — the recognitions the broker holds for the bridge while it is away.
+fn router_config() -> rumqttd::RouterConfig {
+    let pictures = rumqttd::SegmentConfig {
+        max_segment_size: 8 * 1024 * 1024,
+        max_segment_count: 2,
+    };
+    rumqttd::RouterConfig {
+        max_connections: 1_000,
+        max_outgoing_packet_count: 200,
+        // rumqttd's smallest segment: a log starts a new one past 1 KB.
+        max_segment_size: 1024,
+        max_segment_count: 2,
+        custom_segment: Some(
+            PICTURE_TOPICS
+                .iter()
+                .map(|t| (t.to_string(), pictures.clone()))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
 /// Starts rumqttd on a free port of 127.0.0.1 in a background thread and returns its
 /// address once it accepts connections. The broker lives until the process exits.
 pub fn start() -> Result<SocketAddr, BrokerError> {
@@ -45,15 +80,7 @@ pub fn start() -> Result<SocketAddr, BrokerError> {
     };
     let config = rumqttd::Config {
         id: 0,
-        router: rumqttd::RouterConfig {
-            max_connections: 1_000,
-            max_outgoing_packet_count: 200,
-            // Small commit-log segments: the demo's messages are consumed at once, and
-            // big segments only hold snapshots in memory for nothing.
-            max_segment_size: 8 * 1024 * 1024,
-            max_segment_count: 2,
-            ..Default::default()
-        },
+        router: router_config(),
         v4: Some(HashMap::from([("1".to_string(), server)])),
         ..Default::default()
     };
