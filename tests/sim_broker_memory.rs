@@ -72,20 +72,26 @@ async fn keep_alives_between_snapshots_do_not_keep_the_snapshots() {
     let camera = SimCamera::connect("127.0.0.1", addr.port(), "C1");
     let snapshot: Vec<u8> = (0..SNAPSHOT_BYTES).map(|i| b'A' + (i % 26) as u8).collect();
 
-    let mut baseline = 0;
-    for round in 0..ROUNDS {
-        if round == 20 {
-            // After the warm-up: buffers and logs at their working size.
-            baseline = rss_mb();
+    let publishing = async {
+        let mut baseline = 0;
+        for round in 0..ROUNDS {
+            if round == 20 {
+                // After the warm-up: buffers and logs at their working size.
+                baseline = rss_mb();
+            }
+            camera.keep_alive().await.expect("keep-alive published");
+            camera
+                .publish_raw("ivs_result", snapshot.clone())
+                .await
+                .expect("snapshot published");
+            // A camera's pace, roughly: the broker reads each message on its own.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        camera.keep_alive().await.expect("keep-alive published");
-        camera
-            .publish_raw("ivs_result", snapshot.clone())
-            .await
-            .expect("snapshot published");
-        // A camera's pace, roughly: the broker reads each message on its own.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        baseline
+    };
+    let baseline = tokio::time::timeout(Duration::from_secs(60), publishing)
+        .await
+        .expect("published within 60 s");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while got.load(Ordering::Relaxed) < ROUNDS && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
