@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::devices::{VZENITH_QUICK_RESULT, VZENITH_RESULT, vzenith_topic};
+
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     #[error("cannot find a free loopback port: {0}")]
@@ -18,12 +20,6 @@ pub enum BrokerError {
 /// The largest MQTT message the demo broker accepts: cameras send full-size JPEG
 /// snapshots inline.
 const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
-
-/// The topics whose messages carry pictures (Vzenith recognitions, quick or not).
-const PICTURE_TOPICS: [&str; 2] = [
-    "device/+/message/up/ivs_result",
-    "device/+/message/up/quick_ivs_result",
-];
 
 /// How much each topic's commit log keeps. rumqttd bounds a log by the payload bytes
 /// it holds, but a message it keeps pins the whole read buffer it arrived in: a
@@ -44,10 +40,12 @@ fn router_config() -> rumqttd::RouterConfig {
         // rumqttd's smallest segment: a log starts a new one past 1 KB.
         max_segment_size: 1024,
         max_segment_count: 2,
+        // The topics whose messages carry pictures: the simulated cameras'
+        // recognitions, quick or not.
         custom_segment: Some(
-            PICTURE_TOPICS
+            [VZENITH_RESULT, VZENITH_QUICK_RESULT]
                 .iter()
-                .map(|t| (t.to_string(), pictures.clone()))
+                .map(|suffix| (vzenith_topic("+", suffix), pictures.clone()))
                 .collect(),
         ),
         ..Default::default()

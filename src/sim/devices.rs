@@ -237,6 +237,16 @@ impl tokio_modbus::server::Service for SimService {
     }
 }
 
+/// The topic suffixes of a Vzenith camera's recognitions, which carry its pictures:
+/// the final result and the quick one.
+pub const VZENITH_RESULT: &str = "ivs_result";
+pub const VZENITH_QUICK_RESULT: &str = "quick_ivs_result";
+
+/// Camera `sn`'s Vzenith topic ending in `suffix` (`sn` "+": every camera's).
+pub fn vzenith_topic(sn: &str, suffix: &str) -> String {
+    format!("device/{sn}/message/up/{suffix}")
+}
+
 /// A simulated Vzenith camera publishing to an MQTT broker with the vendor's topic
 /// layout (`device/{sn}/message/up/...`).
 pub struct SimCamera {
@@ -285,9 +295,9 @@ impl SimCamera {
             crate::time::Timestamp::now(),
         );
         let topic = if quick {
-            "quick_ivs_result"
+            VZENITH_QUICK_RESULT
         } else {
-            "ivs_result"
+            VZENITH_RESULT
         };
         self.publish_raw(topic, body.into_bytes()).await
     }
@@ -305,7 +315,7 @@ impl SimCamera {
         suffix: &str,
         payload: Vec<u8>,
     ) -> Result<(), rumqttc::ClientError> {
-        let topic = format!("device/{}/message/up/{suffix}", self.sn);
+        let topic = vzenith_topic(&self.sn, suffix);
         self.client
             .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
             .await
