@@ -29,22 +29,23 @@ def main():
     soak = sys.argv[1]
     binary = sys.argv[2] if len(sys.argv) > 2 else "target/release/parking-bridge"
     journal = os.path.join(soak, "state", "journal")
-    lines = []
+    # (line, event) of every readable journal line, parsed once for all the lanes.
+    events = []
     for name in sorted(os.listdir(journal)):
         with open(os.path.join(journal, name), encoding="utf-8") as f:
-            lines.extend(f.readlines())
+            for l in f:
+                try:
+                    events.append((l, json.loads(l)))
+                except ValueError:
+                    continue
     faults = []
     with open(os.path.join(soak, "soak-faults.csv"), encoding="utf-8") as f:
         for row in csv.DictReader(f):
             faults.append((int(row["began_ms"]), int(row["ended_ms"]), row["fault"]))
-    lanes = sorted({json.loads(l).get("lane") for l in lines if '"kind"' in l} - {None, ""})
+    lanes = sorted({e.get("lane") for _, e in events if "kind" in e} - {None, ""})
     for lane in lanes:
         with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False, encoding="utf-8") as tmp:
-            for l in lines:
-                try:
-                    e = json.loads(l)
-                except ValueError:
-                    continue
+            for l, e in events:
                 if (e.get("lane") == lane and "kind" in e) or e.get("mark") in ("start", "timers"):
                     tmp.write(l)
         out = subprocess.run(
